@@ -1,0 +1,8 @@
+/** The .bwsnn format: in-memory model, container read/write/inspect, validation, bit packing, signing keys. */
+export type { BwsnnModel, ConvInt8Layer, BinaryConvLayer, BinaryLinearLayer, HiddenLayer, Head, Lif, Shape3, Shortcut } from './model.js';
+export { rowWords, layerUnits, layerChannels, convOut } from './model.js';
+export type { BwsnnSummary, LayerSummary, ReadOptions, TensorRef, WriteOptions, DType } from './container.js';
+export { FORMAT_VERSION, inspectBwsnn, readBwsnn, readBwsnnFile, writeBwsnn } from './container.js';
+export { LIMITS, validateModel } from './validate.js';
+export { dirtyPadding, packRows, unpackRows } from './bits.js';
+export { keyFingerprint } from './sign.js';
