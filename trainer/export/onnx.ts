@@ -50,8 +50,8 @@ export function hwcToNchwIndex(i: number, shape: Shape3): number {
   return ch * h * w + (i - ch) / c;
 }
 
-/** Small graph builder over onnx-proto's generated messages. */
-class Graph {
+/** Small graph builder over onnx-proto's generated messages (also used by bench/ for single-op graphs). */
+export class Graph {
   readonly nodes: InstanceType<typeof onnx.NodeProto>[] = [];
   readonly initializers: InstanceType<typeof onnx.TensorProto>[] = [];
   readonly outputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
@@ -235,7 +235,7 @@ function affine(g: Graph, x: string, scale: Float32Array, bias: Float32Array, ge
   return g.op('Add', [g.op('Mul', [x, g.floats(`${name}_scale`, dims, scale)]), g.floats(`${name}_bias`, dims, bias)]);
 }
 
-function convAttrs(kernel: number, stride: number, pad: number) {
+export function convAttrs(kernel: number, stride: number, pad: number) {
   return { kernel_shape: [kernel, kernel], strides: [stride, stride], pads: [pad, pad, pad, pad] };
 }
 
