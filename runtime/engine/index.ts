@@ -1,0 +1,105 @@
+/**
+ * The engine: validates frames, runs a Runner (reference or WebAssembly) over the T steps, applies the float head
+ * and packages an InferResult. Everything kernel-specific lives behind Runner.
+ */
+import { FrameError, show } from '../errors.js';
+import { readBwsnn, readBwsnnFile, validateModel } from '../format/index.js';
+import type { ReadOptions } from '../format/index.js';
+import type { BwsnnModel } from '../format/model.js';
+import { layerUnits } from '../format/model.js';
+import { selectKernel } from '../kernels/select.js';
+import { wasmRunner } from '../kernels/wasm.js';
+import { mapShape, referenceRunner } from './reference.js';
+import type { Runner } from './reference.js';
+import type { Engine, Frame, InferResult, KernelChoice, StreamItem } from './types.js';
+
+export interface EngineOptions {
+  /** Kernel implementation; default 'auto' (wasm when WebAssembly SIMD works, else reference). */
+  readonly kernel?: KernelChoice;
+}
+
+export interface LoadOptions extends EngineOptions, ReadOptions {}
+
+/** Reads a model (a .bwsnn path, its bytes, or an in-memory model) and builds an engine for it. */
+export async function loadModel(source: string | Uint8Array | BwsnnModel, options: LoadOptions = {}): Promise<Engine> {
+  const model = typeof source === 'string' ? readBwsnnFile(source, options) : source instanceof Uint8Array ? readBwsnn(source, options) : source;
+  return createEngine(model, options);
+}
+
+/** Builds an engine for a model; the model is validated first (FormatError names the offending field). */
+export function createEngine(model: BwsnnModel, options: EngineOptions = {}): Engine {
+  validateModel(model);
+  const kernel = selectKernel(options.kernel ?? 'auto');
+  const runner: Runner = kernel === 'wasm' ? wasmRunner(model) : referenceRunner(model);
+  const layers = [model.first, ...model.hidden];
+  const last = layers[layers.length - 1]!;
+  const [lh, lw] = mapShape(last);
+  const rateDivisor = lh * lw * model.T;
+  const neuronSteps = layers.map((l) => layerUnits(l) * model.T);
+  // Fan-out per input spike of each binary layer (k*k*cout/stride^2 for a conv, outFeatures for a linear).
+  const fanOut = model.hidden.map((l) => (l.kind === 'bconv' ? (l.kernel * l.kernel * l.outShape[2]) / (l.stride * l.stride) : l.outFeatures));
+
+  const infer = (frame: Frame, options: { readonly record?: boolean } = {}): InferResult => {
+    const started = performance.now();
+    const pixels = validateFrame(frame, model.input);
+    const out = runner.run(pixels, options.record === true);
+    const { head } = model;
+    const logits = new Float32Array(head.outFeatures);
+    for (let o = 0; o < head.outFeatures; o++) {
+      let sum = head.bias[o]!;
+      for (let c = 0; c < head.inFeatures; c++) sum += head.weight[o * head.inFeatures + c]! * (out.lastCounts[c]! / rateDivisor);
+      logits[o] = sum;
+    }
+    let prediction = 0;
+    for (let o = 1; o < logits.length; o++) if (logits[o]! > logits[prediction]!) prediction = o;
+    let z = 0;
+    for (const l of logits) z += Math.exp(l - logits[prediction]!);
+    let synOps = 0;
+    fanOut.forEach((f, h) => (synOps += f * out.layerSpikes[h]!));
+    const result: InferResult = {
+      logits,
+      prediction,
+      confidence: 1 / z,
+      spikeRates: Float32Array.from(out.layerSpikes, (s, i) => s / neuronSteps[i]!),
+      synOps,
+      latencyMs: performance.now() - started,
+    };
+    return out.trace ? { ...result, trace: out.trace } : result;
+  };
+
+  async function* stream(frames: Iterable<Frame> | AsyncIterable<Frame>): AsyncGenerator<StreamItem> {
+    let index = 0;
+    for await (const frame of frames) {
+      try {
+        yield { ok: true, index, result: infer(frame) };
+      } catch (err) {
+        yield { ok: false, index, error: err instanceof Error ? err : new Error(String(err)) };
+      }
+      index++;
+    }
+  }
+
+  return { model, kernel, infer, stream };
+}
+
+/** Checks a frame against the model's input shape and returns it as bytes (a view when it already is bytes). */
+export function validateFrame(frame: Frame, shape: readonly [number, number, number]): Uint8Array {
+  const expected = shape[0] * shape[1] * shape[2];
+  if (frame === null || typeof frame !== 'object' || typeof (frame as { length?: unknown }).length !== 'number') {
+    throw new FrameError(`frame: expected an array of ${expected} values 0..255, got ${show(frame)}`, 'frame');
+  }
+  if (frame.length !== expected) {
+    throw new FrameError(`frame.length: expected ${expected} (${shape.join('×')} HWC), got ${frame.length}`, 'frame.length');
+  }
+  if (frame instanceof Uint8Array) return frame;
+  if (frame instanceof Uint8ClampedArray) return new Uint8Array(frame.buffer, frame.byteOffset, frame.length);
+  const bytes = new Uint8Array(expected);
+  for (let i = 0; i < expected; i++) {
+    const x = frame[i];
+    if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > 255) {
+      throw new FrameError(`frame[${i}]: expected an integer in 0..255, got ${show(x)}`, `frame[${i}]`);
+    }
+    bytes[i] = x;
+  }
+  return bytes;
+}

@@ -1,0 +1,261 @@
+/**
+ * The WebAssembly runner: lays a model out in the kernel's memory (descriptors, repacked weights, state) once,
+ * then runs each frame with one call into WASM. The kernel itself is ./assembly/bwsnn.ts; the descriptor field
+ * offsets below mirror the ones there.
+ */
+import { readFileSync } from 'node:fs';
+import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Shape3 } from '../format/model.js';
+import { layerChannels, layerUnits, rowWords } from '../format/model.js';
+import type { RunOutput, Runner } from '../engine/reference.js';
+import { mapShape } from '../engine/reference.js';
+import type { LayerTrace } from '../engine/types.js';
+import { WASM_URL } from './select.js';
+
+const F = {
+  KIND: 0, IN: 1, IH: 2, IW: 3, ICW: 4, OH: 5, OW: 6, COUT: 7, OCW: 8, K: 9, STRIDE: 10, PAD: 11,
+  WGT: 12, SCALE: 13, BIAS: 14, THETA: 15, BETA: 16, V: 17, CUR: 18, OUT: 19,
+  SC_KIND: 20, SC_PTR: 21, SC_CIN: 22, SC_W: 23, COUNTS: 24, I0: 25, SPIKES: 26, DOTS: 27,
+  PATCH: 28, POFF: 29, SCTMP: 30, GROUPS: 31,
+} as const;
+const DESC_WORDS = 32;
+
+interface Kernel {
+  readonly memory: WebAssembly.Memory;
+  start(desc: number, layers: number): void;
+  step(desc: number, layers: number): void;
+  frame(desc: number, layers: number, T: number): void;
+  layer(desc: number): void;
+}
+
+let compiled: WebAssembly.Module | undefined;
+function instantiate(): Kernel {
+  compiled ??= new WebAssembly.Module(readFileSync(WASM_URL));
+  return new WebAssembly.Instance(compiled, {}).exports as unknown as Kernel;
+}
+
+/** Words of channel bits per position. */
+const cwOf = (channels: number) => Math.ceil(channels / 32);
+const groupsOf = (channels: number) => Math.ceil(channels / 4);
+
+/**
+ * A bump allocator over the kernel's memory. Layout is planned first (sizes only), then the memory is grown
+ * once and the contents written through `bytes`.
+ */
+class Arena {
+  private top: number;
+  private readonly writes: Array<(buf: ArrayBuffer) => void> = [];
+  constructor(private readonly kernel: Kernel) {
+    this.top = Math.max(64, kernel.memory.buffer.byteLength);
+  }
+  /** Reserves `bytes` (16-aligned; at least the size of `init`, which is written once the memory has grown). */
+  alloc(bytes: number, init?: ArrayBufferView): number {
+    const at = this.top;
+    this.top += Math.ceil(Math.max(bytes, init?.byteLength ?? 0, 16) / 16) * 16;
+    if (init) this.writes.push((buf) => new Uint8Array(buf, at, init.byteLength).set(new Uint8Array(init.buffer, init.byteOffset, init.byteLength)));
+    return at;
+  }
+  get end(): number {
+    return this.top;
+  }
+  commit(): void {
+    const need = this.top - this.kernel.memory.buffer.byteLength;
+    if (need > 0) this.kernel.memory.grow(Math.ceil(need / 65536));
+    for (const w of this.writes) w(this.kernel.memory.buffer);
+  }
+}
+
+/** Per-channel f32 vector padded to whole groups of 4 with `pad`. */
+function padded(values: Float32Array, pad: number): Float32Array {
+  const out = new Float32Array(groupsOf(values.length) * 4).fill(pad);
+  out.set(values);
+  return out;
+}
+
+/** First-layer weights as [group][tap pair] i16x8: lanes (w[c][2p], w[c][2p+1]) for the group's 4 channels. */
+function firstWeights(layer: ConvInt8Layer): Int16Array {
+  const cout = layer.outShape[2];
+  const taps = layer.kernel * layer.kernel * layer.inShape[2];
+  const pairs = Math.ceil(taps / 2);
+  const out = new Int16Array(groupsOf(cout) * pairs * 8);
+  for (let c = 0; c < cout; c++) {
+    for (let j = 0; j < taps; j++) out[((c >> 2) * pairs + (j >> 1)) * 8 + (c & 3) * 2 + (j & 1)] = layer.weights[c * taps + j]!;
+  }
+  return out;
+}
+
+/**
+ * Binary weights as [word j][group] v128 (u32 lane = output channel): fan-in element f of the canonical row is
+ * (tap = f / cin, channel ci = f % cin) and lands in word tap*cw + ci/32 — the spike map's own packing. A linear
+ * layer is the same with tap = input position.
+ */
+function binaryWeights(weightBits: Uint32Array, cout: number, fanIn: number, cin: number): Uint32Array {
+  const words = rowWords(fanIn);
+  const cw = cwOf(cin);
+  const groups = groupsOf(cout);
+  const out = new Uint32Array((fanIn / cin) * cw * groups * 4);
+  for (let c = 0; c < cout; c++) {
+    for (let f = 0; f < fanIn; f++) {
+      if (!((weightBits[c * words + (f >> 5)]! >>> (f & 31)) & 1)) continue;
+      const ci = f % cin;
+      const j = Math.floor(f / cin) * cw + (ci >> 5);
+      out[(j * groups + (c >> 2)) * 4 + (c & 3)]! |= 1 << (ci & 31);
+    }
+  }
+  return out;
+}
+
+interface Planned {
+  readonly desc: Int32Array;
+  /** Byte offsets of the buffers the runner reads back. */
+  readonly cur: number;
+  readonly out: number;
+  readonly units: number;
+  readonly channels: number;
+}
+
+/** Geometry of a binary layer as the kernel sees it: a k×k conv, a linear layer being a 1×1 conv on a 1×1 map. */
+function geometry(layer: HiddenLayer, from: Shape3) {
+  if (layer.kind === 'bconv') {
+    return { ih: from[0], iw: from[1], icw: cwOf(from[2]), k: layer.kernel, stride: layer.stride, pad: layer.pad, cin: from[2], fanIn: layer.kernel * layer.kernel * from[2] };
+  }
+  return { ih: 1, iw: 1, icw: from[0] * from[1] * cwOf(from[2]), k: 1, stride: 1, pad: 0, cin: from[2], fanIn: layer.inFeatures };
+}
+
+function planFirst(a: Arena, layer: ConvInt8Layer, counts: boolean): Planned {
+  const [oh, ow, cout] = layer.outShape;
+  const units = oh * ow * cout;
+  const d = new Int32Array(DESC_WORDS);
+  const taps = layer.kernel * layer.kernel * layer.inShape[2];
+  d[F.KIND] = 0;
+  d[F.IN] = a.alloc(layer.inShape[0] * layer.inShape[1] * layer.inShape[2]);
+  [d[F.IH], d[F.IW], d[F.ICW]] = layer.inShape;
+  d[F.OH] = oh;
+  d[F.OW] = ow;
+  d[F.COUT] = cout;
+  d[F.OCW] = cwOf(cout);
+  d[F.K] = layer.kernel;
+  d[F.STRIDE] = layer.stride;
+  d[F.PAD] = layer.pad;
+  d[F.WGT] = a.alloc(0, firstWeights(layer));
+  d[F.I0] = d[F.CUR] = a.alloc(units * 4);
+  d[F.PATCH] = a.alloc((taps + 1) * 2);
+  common(a, d, layer, units, counts);
+  return { desc: d, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
+}
+
+function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, counts: boolean): Planned {
+  const [oh, ow, cout] = mapShape(layer);
+  const units = oh * ow * cout;
+  const g = geometry(layer, from);
+  const d = new Int32Array(DESC_WORDS);
+  const words = (g.fanIn / g.cin) * g.icw;
+  d[F.KIND] = 1;
+  d[F.IN] = prev.out;
+  d[F.IH] = g.ih;
+  d[F.IW] = g.iw;
+  d[F.ICW] = g.icw;
+  d[F.OH] = oh;
+  d[F.OW] = ow;
+  d[F.COUT] = cout;
+  d[F.OCW] = cwOf(cout);
+  d[F.K] = g.k;
+  d[F.STRIDE] = g.stride;
+  d[F.PAD] = g.pad;
+  d[F.WGT] = a.alloc(0, binaryWeights(layer.weightBits, cout, g.fanIn, g.cin));
+  d[F.CUR] = a.alloc(units * 4);
+  d[F.SC_KIND] = { none: 0, identity: 1, avgpool_repeat: 2 }[layer.shortcut];
+  d[F.SC_PTR] = prev.cur;
+  d[F.SC_CIN] = from[2];
+  d[F.SC_W] = from[1];
+  d[F.PATCH] = a.alloc(words * 16);
+  d[F.POFF] = a.alloc(words * 4);
+  d[F.SCTMP] = a.alloc(cout * 4);
+  common(a, d, layer, units, counts);
+  return { desc: d, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
+}
+
+function common(a: Arena, d: Int32Array, layer: ConvInt8Layer | HiddenLayer, units: number, counts: boolean): void {
+  const cout = layerChannels(layer);
+  d[F.GROUPS] = groupsOf(cout);
+  d[F.SCALE] = a.alloc(0, padded(layer.scale, 0));
+  d[F.BIAS] = a.alloc(0, padded(layer.bias, 0));
+  d[F.THETA] = a.alloc(0, padded(layer.lif.theta, Infinity));
+  d[F.BETA] = new Int32Array(Float32Array.of(layer.lif.beta).buffer)[0]!;
+  d[F.OUT] = a.alloc((units / cout) * cwOf(cout) * 4);
+  d[F.V] = a.alloc(units * 4);
+  d[F.SPIKES] = a.alloc(4);
+  d[F.COUNTS] = counts ? a.alloc(groupsOf(cout) * 16) : 0;
+}
+
+/** Unpacks a spike map (cw words per position) to one 0/1 byte per neuron, HWC. */
+function unpackSpikes(words: Uint32Array, units: number, channels: number, into: Uint8Array, at: number): void {
+  const cw = cwOf(channels);
+  for (let u = 0; u < units; u++) {
+    const pos = Math.floor(u / channels), c = u % channels;
+    into[at + u] = (words[pos * cw + (c >> 5)]! >>> (c & 31)) & 1;
+  }
+}
+
+export function wasmRunner(model: BwsnnModel): Runner {
+  const kernel = instantiate();
+  const a = new Arena(kernel);
+  const layers = [model.first, ...model.hidden];
+  const plans: Planned[] = [planFirst(a, model.first, layers.length === 1)];
+  model.hidden.forEach((layer, h) => {
+    plans.push(planBinary(a, layer, plans[h]!, mapShape(layers[h]!), h === model.hidden.length - 1));
+  });
+  const descAt = a.alloc(plans.length * DESC_WORDS * 4);
+  a.commit();
+  const mem = () => kernel.memory.buffer;
+  const descs = new Int32Array(mem(), descAt, plans.length * DESC_WORDS);
+  plans.forEach((p, i) => descs.set(p.desc, i * DESC_WORDS));
+  const last = plans[plans.length - 1]!;
+  const frameAt = plans[0]!.desc[F.IN]!;
+  const inputBytes = model.input[0] * model.input[1] * model.input[2];
+
+  return {
+    run(frame, record): RunOutput {
+      const buf = mem();
+      new Uint8Array(buf, frameAt, inputBytes).set(frame);
+      let trace: LayerTrace[] | undefined;
+      if (!record) {
+        kernel.frame(descAt, plans.length, model.T);
+      } else {
+        trace = layers.map((l) => ({ name: l.name, spikes: new Uint8Array(model.T * layerUnits(l)), currents: new Float32Array(model.T * layerUnits(l)) }));
+        kernel.start(descAt, plans.length);
+        for (let t = 0; t < model.T; t++) {
+          kernel.step(descAt, plans.length);
+          plans.forEach((p, i) => {
+            trace![i]!.currents.set(new Float32Array(mem(), p.cur, p.units), t * p.units);
+            unpackSpikes(new Uint32Array(mem(), p.out, (p.units / p.channels) * cwOf(p.channels)), p.units, p.channels, trace![i]!.spikes, t * p.units);
+          });
+        }
+      }
+      const ints = new Int32Array(mem());
+      const layerSpikes = Float64Array.from(plans, (p) => ints[p.desc[F.SPIKES]! >> 2]!);
+      const lastCounts = Float64Array.from(ints.subarray(last.desc[F.COUNTS]! >> 2, (last.desc[F.COUNTS]! >> 2) + last.channels));
+      return trace ? { layerSpikes, lastCounts, trace } : { layerSpikes, lastCounts };
+    },
+  };
+}
+
+/**
+ * Integer dots of one binary layer on one step's spikes (HWC 0/1 bytes of shape `from`), computed by the
+ * kernel's dense popcount path: the property tests hold them equal to the reference kernel's.
+ */
+export function wasmDots(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uint8Array, from: Shape3): Int32Array {
+  const kernel = instantiate();
+  const a = new Arena(kernel);
+  const cw = cwOf(from[2]);
+  const positions = from[0] * from[1];
+  const packed = new Uint32Array(positions * cw);
+  for (let u = 0; u < spikes.length; u++) if (spikes[u]) packed[Math.floor(u / from[2]) * cw + ((u % from[2]) >> 5)]! |= 1 << (u % from[2] & 31);
+  const prev: Planned = { desc: new Int32Array(0), cur: a.alloc(positions * from[2] * 4), out: a.alloc(0, packed), units: positions * from[2], channels: from[2] };
+  const p = planBinary(a, layer, prev, from, false);
+  const units = p.units;
+  p.desc[F.DOTS] = a.alloc(units * 4);
+  const descAt = a.alloc(DESC_WORDS * 4, p.desc);
+  a.commit();
+  kernel.layer(descAt);
+  return new Int32Array(kernel.memory.buffer, p.desc[F.DOTS]!, units).slice();
+}
