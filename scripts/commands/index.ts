@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { register as verify } from './verify.js';
 
 /** Every CLI command, in the order `sei --help` lists them. */
-export const commands: ReadonlyArray<(program: Command) => void> = [];
+export const commands: ReadonlyArray<(program: Command) => void> = [verify];

@@ -211,7 +211,7 @@ function shortcutTerm(g: Graph, shortcut: Shortcut, src: string, srcGeom: Geomet
  */
 function lif(g: Graph, current: string, constant: boolean, T: number, beta: number, theta: Float32Array, geom: Geometry, name: string, expose: boolean): string {
   const dims = channelDims(geom, theta.length);
-  const betaName = g.floats(`${name}_beta`, [], [Math.fround(beta)]);
+  const betaName = T > 1 ? g.floats(`${name}_beta`, [], [Math.fround(beta)]) : '';
   const thetaName = g.floats(`${name}_theta`, dims, theta);
   const steps = constant || T === 1 ? Array.from({ length: T }, () => current) : g.multi('Split', [current, g.int64s('split', Array(T).fill(1))], T, { axis: 0 });
   const spikes: string[] = [];

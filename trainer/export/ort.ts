@@ -20,6 +20,8 @@ export async function openOrt(bytes: Uint8Array, opts: { readonly optimize: bool
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: optimization,
+    // Warnings only (e.g. about initializers an optimised graph drops) would clutter CLI output.
+    logSeverityLevel: 3,
   });
   const inputName = session.inputNames[0]!;
   return {
