@@ -1,0 +1,150 @@
+/**
+ * Every kernel variant against the reference, demanding exact equality: integer dots, spike bits, currents and
+ * whole-engine logits (bitwise), over shapes × stride 1/2 × kernel 1/3/5 × padding × spike rates × channel
+ * counts (including ones that are not multiples of 32 or 4).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import type { BinaryConvLayer, BinaryLinearLayer, Shape3 } from '../runtime/format/model.js';
+import { convOut, rowWords } from '../runtime/format/model.js';
+import { binaryDot, bconvDots, blinearDots, packBits, popcount32 } from '../runtime/kernels/reference.js';
+import { wasmDots } from '../runtime/kernels/wasm.js';
+import { createEngine, wasmUnavailable } from '../runtime/index.js';
+import type { BlockSpec } from './fixtures/random-model.js';
+import { randomModel, rng } from './fixtures/random-model.js';
+
+const SEED = 20250812;
+const KERNELS = ['reference', 'wasm'] as const;
+
+test('the wasm kernel is available here (built at install)', () => {
+  assert.equal(wasmUnavailable(), undefined);
+});
+
+test('popcount32 and binaryDot follow 2*popcount(s & w) - popcount(s)', () => {
+  fc.assert(
+    fc.property(fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 1, maxLength: 12 }), fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 12, maxLength: 12 }), (s, w) => {
+      const sw = Uint32Array.from(s);
+      const ww = Uint32Array.from(w);
+      let expected = 0;
+      for (let i = 0; i < s.length; i++) {
+        for (let b = 0; b < 32; b++) if ((sw[i]! >>> b) & 1) expected += (ww[i]! >>> b) & 1 ? 1 : -1;
+      }
+      assert.equal(binaryDot(sw, 0, ww, 0, s.length), expected);
+      assert.equal(popcount32(sw[0]!), [...sw[0]!.toString(2)].filter((c) => c === '1').length);
+    }),
+    { seed: SEED, numRuns: 200 },
+  );
+});
+
+function randomSpikes(n: number, rate: number, r: () => number): Uint8Array {
+  return Uint8Array.from({ length: n }, () => (r() < rate ? 1 : 0));
+}
+
+function randomBitsRows(rows: number, bits: number, r: () => number): Uint32Array {
+  const out = new Uint32Array(rows * rowWords(bits));
+  for (let o = 0; o < rows; o++) packBits(randomSpikes(bits, 0.5, r), out, o * rowWords(bits));
+  return out;
+}
+
+const convCase = fc.record({
+  h: fc.integer({ min: 1, max: 11 }),
+  w: fc.integer({ min: 1, max: 11 }),
+  cin: fc.constantFrom(1, 3, 8, 31, 32, 33, 64, 70),
+  cout: fc.constantFrom(1, 2, 4, 5, 16, 17, 33, 64),
+  kernel: fc.constantFrom(1, 3, 5),
+  stride: fc.constantFrom(1, 2),
+  padFraction: fc.constantFrom(0, 0.5, 1),
+  rate: fc.constantFrom(0, 0.02, 0.15, 0.5, 1),
+  seed: fc.integer({ min: 1, max: 1 << 30 }),
+});
+
+test('binary conv dots: wasm equals reference exactly', () => {
+  fc.assert(
+    fc.property(convCase, (c) => {
+      const pad = Math.floor(((c.kernel - 1) * c.padFraction) / 1);
+      const oh = convOut(c.h, c.kernel, c.stride, pad);
+      const ow = convOut(c.w, c.kernel, c.stride, pad);
+      fc.pre(oh >= 1 && ow >= 1);
+      const r = rng(c.seed);
+      const inShape: Shape3 = [c.h, c.w, c.cin];
+      const layer: BinaryConvLayer = {
+        kind: 'bconv', name: 'l', inShape, outShape: [oh, ow, c.cout], kernel: c.kernel, stride: c.stride, pad,
+        weightBits: randomBitsRows(c.cout, c.kernel * c.kernel * c.cin, r),
+        scale: new Float32Array(c.cout).fill(1), bias: new Float32Array(c.cout), shortcut: 'none',
+        lif: { beta: 1, theta: new Float32Array(c.cout).fill(1) },
+      };
+      const spikes = randomSpikes(c.h * c.w * c.cin, c.rate, r);
+      assert.deepEqual(wasmDots(layer, spikes, inShape), bconvDots(layer, spikes));
+    }),
+    { seed: SEED, numRuns: 150 },
+  );
+});
+
+test('binary linear dots: wasm equals reference exactly', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }), fc.constantFrom(1, 7, 32, 40), fc.constantFrom(1, 3, 10, 64), fc.constantFrom(0, 0.2, 1), fc.integer(), (h, w, c, out, rate, seed) => {
+      const r = rng(seed);
+      const inFeatures = h * w * c;
+      const layer: BinaryLinearLayer = {
+        kind: 'blinear', name: 'l', inFeatures, outFeatures: out, weightBits: randomBitsRows(out, inFeatures, r),
+        scale: new Float32Array(out).fill(1), bias: new Float32Array(out), shortcut: 'none', lif: { beta: 1, theta: new Float32Array(out).fill(1) },
+      };
+      const spikes = randomSpikes(inFeatures, rate, r);
+      assert.deepEqual(wasmDots(layer, spikes, [h, w, c]), blinearDots(layer, spikes));
+    }),
+    { seed: SEED, numRuns: 60 },
+  );
+});
+
+const blockCase = fc.record({
+  cout: fc.constantFrom(4, 6, 16, 32, 40),
+  stride: fc.constantFrom(1, 2),
+  kernel: fc.constantFrom(1, 3, 5),
+  tile: fc.boolean(),
+});
+
+test('whole engine: wasm and reference agree bit for bit (logits, spikes, currents, rates, synOps)', () => {
+  fc.assert(
+    fc.property(
+      fc.record({
+        seed: fc.integer({ min: 1, max: 1 << 30 }),
+        h: fc.constantFrom(4, 6, 8, 9),
+        cin: fc.constantFrom(1, 2, 3),
+        first: fc.constantFrom(3, 8, 32, 33),
+        firstKernel: fc.constantFrom(1, 3, 5),
+        T: fc.integer({ min: 1, max: 4 }),
+        blocks: fc.array(blockCase, { minLength: 0, maxLength: 3 }),
+        linear: fc.array(fc.constantFrom(10, 33), { maxLength: 2 }),
+        brightness: fc.constantFrom(0.1, 0.5, 1),
+      }),
+      (c) => {
+        let channels = c.first;
+        // A stride-2 block that can tile its input channels gets the pooled shortcut; the generator decides.
+        const blocks: BlockSpec[] = c.blocks.map((b) => {
+          const cout = b.stride === 2 && b.tile ? channels * 2 : b.cout;
+          channels = cout;
+          return { cout, stride: b.stride, kernel: b.kernel };
+        });
+        const model = randomModel({ seed: c.seed, input: [c.h, c.h, c.cin], T: c.T, firstChannels: c.first, firstKernel: c.firstKernel, blocks, linear: c.linear, classes: 5 });
+        const r = rng(c.seed ^ 0x5eed);
+        const frames = [0, 1].map(() => Uint8Array.from({ length: c.h * c.h * c.cin }, () => Math.floor(r() * 256 * c.brightness)));
+        const engines = KERNELS.map((kernel) => createEngine(model, { kernel }));
+        for (const frame of frames) {
+          const [ref, wasm] = engines.map((e) => e.infer(frame, { record: true }));
+          const plain = engines[1]!.infer(frame);
+          assert.deepEqual(Buffer.from(wasm!.logits.buffer), Buffer.from(ref!.logits.buffer));
+          assert.deepEqual(Buffer.from(plain.logits.buffer), Buffer.from(ref!.logits.buffer));
+          assert.deepEqual(wasm!.spikeRates, ref!.spikeRates);
+          assert.equal(wasm!.synOps, ref!.synOps);
+          assert.equal(wasm!.prediction, ref!.prediction);
+          ref!.trace!.forEach((layer, i) => {
+            assert.deepEqual(wasm!.trace![i]!.spikes, layer.spikes, `spikes of ${layer.name}`);
+            assert.deepEqual(Buffer.from(wasm!.trace![i]!.currents.buffer), Buffer.from(layer.currents.buffer), `currents of ${layer.name}`);
+          });
+        }
+      },
+    ),
+    { seed: SEED, numRuns: 40 },
+  );
+});
