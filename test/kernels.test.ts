@@ -119,7 +119,7 @@ test('whole engine: wasm and reference agree bit for bit (logits, spikes, curren
         brightness: fc.constantFrom(0.1, 0.5, 1),
       }),
       (c) => {
-        let channels = c.first;
+        let channels: number = c.first;
         // A stride-2 block that can tile its input channels gets the pooled shortcut; the generator decides.
         const blocks: BlockSpec[] = c.blocks.map((b) => {
           const cout = b.stride === 2 && b.tile ? channels * 2 : b.cout;
