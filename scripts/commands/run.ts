@@ -1,0 +1,199 @@
+/**
+ * `sei run`: streams frames through the runtime engine and prints one line per frame, then a summary.
+ * Default frames: the first 1000 Fashion-MNIST test frames shipped in models/samples/, with their labels.
+ */
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { ConfigError, FormatError } from '../../runtime/errors.js';
+import type { IdxArray } from '../../runtime/data/idx.js';
+import { readIdx } from '../../runtime/data/idx.js';
+import { layerUnits } from '../../runtime/format/model.js';
+import { loadModel } from '../../runtime/index.js';
+import type { Engine, KernelChoice } from '../../runtime/index.js';
+import { printJson } from '../output.js';
+import { resolveModelArg } from './verify.js';
+
+const SAMPLES = fileURLToPath(new URL('../../models/samples/', import.meta.url));
+export const SAMPLE_IMAGES = `${SAMPLES}fmnist-t10k-first1000-images-idx3-ubyte.gz`;
+export const SAMPLE_LABELS = `${SAMPLES}fmnist-t10k-first1000-labels-idx1-ubyte.gz`;
+const KERNELS: readonly KernelChoice[] = ['auto', 'wasm', 'reference'];
+
+export interface RunOptions {
+  /** .bwsnn path or random:SEED. */
+  readonly model: string;
+  /** IDX images (gzip or not); default the shipped samples. */
+  readonly frames?: string;
+  /** IDX labels matching `frames`; with the default frames, the shipped labels. */
+  readonly labels?: string;
+  /** Stop after this many frames; default all. */
+  readonly limit?: number;
+  /** Default 'auto'. */
+  readonly kernel?: KernelChoice;
+}
+
+export interface RunSummary {
+  readonly model: string;
+  readonly kernel: 'wasm' | 'reference';
+  readonly T: number;
+  readonly frames: number;
+  /** Frames the engine refused (FrameError); they count in `frames`. */
+  readonly errors: number;
+  readonly labelled: boolean;
+  readonly correct: number | null;
+  readonly accuracy: number | null;
+  readonly framesPerSecond: number;
+  readonly meanLatencyMs: number;
+  /** Spikes per neuron-step over all layers and frames. */
+  readonly meanSpikeRate: number;
+  readonly meanSynOps: number;
+}
+
+export interface FrameLine {
+  readonly index: number;
+  readonly prediction?: string;
+  readonly confidence?: number;
+  readonly truth?: string;
+  readonly latencyMs?: number;
+  readonly spikeRate?: number;
+  readonly error?: string;
+}
+
+/** An IDX image array as a frame source: [n, h, w] (one channel) or [n, h, w, c]. */
+function frameSource(images: IdxArray, engine: Engine, path: string) {
+  const [n = 0, h, w, c = 1] = images.shape;
+  const want = engine.model.input;
+  if ((images.shape.length !== 3 && images.shape.length !== 4) || h !== want[0] || w !== want[1] || c !== want[2]) {
+    throw new ConfigError(`--frames: expected IDX images of shape [n, ${want.join(', ')}] for model ${engine.model.name}, got [${images.shape.join(', ')}] in ${path}`, 'frames');
+  }
+  const size = want[0] * want[1] * want[2];
+  return { count: n, frame: (i: number) => images.data.subarray(i * size, (i + 1) * size) };
+}
+
+function readIdxArg(path: string, flag: string): IdxArray {
+  try {
+    return readIdx(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code) throw new ConfigError(`${flag}: expected a readable IDX file, got ${JSON.stringify(path)} (${code})`, flag.slice(2));
+    if (err instanceof FormatError) throw new ConfigError(`${flag}: ${err.message}`, flag.slice(2));
+    throw err;
+  }
+}
+
+/** Runs the stream, calling `onFrame` for each frame in order; returns the summary. */
+export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => void = () => {}): Promise<RunSummary> {
+  if (opts.labels !== undefined && opts.frames === undefined) {
+    throw new ConfigError('--labels: expected together with --frames (the default frames bring their own labels), got --labels alone', 'labels');
+  }
+  const engine = await loadModel(resolveModelArg(opts.model), { kernel: opts.kernel ?? 'auto' });
+  const imagesPath = opts.frames ?? SAMPLE_IMAGES;
+  const source = frameSource(readIdxArg(imagesPath, '--frames'), engine, imagesPath);
+  const labelsPath = opts.frames === undefined ? SAMPLE_LABELS : opts.labels;
+  let labels: Uint8Array | null = null;
+  if (labelsPath !== undefined) {
+    const l = readIdxArg(labelsPath, '--labels');
+    if (l.shape.length !== 1 || l.shape[0] !== source.count) {
+      throw new ConfigError(`--labels: expected shape [${source.count}] (one label per frame), got [${l.shape.join(', ')}] in ${labelsPath}`, 'labels');
+    }
+    labels = l.data;
+  }
+  const count = Math.min(source.count, opts.limit ?? Infinity);
+  const names = engine.model.labels;
+  const labelName = (i: number) => names[i] ?? `#${i}`;
+  const layers = [engine.model.first, ...engine.model.hidden];
+  const units = layers.map(layerUnits);
+  const totalUnits = units.reduce((a, b) => a + b, 0);
+
+  function* frames() {
+    for (let i = 0; i < count; i++) yield source.frame(i);
+  }
+  let errors = 0;
+  let correct = 0;
+  let latency = 0;
+  let spikeRateSum = 0;
+  let synOps = 0;
+  const started = performance.now();
+  for await (const item of engine.stream(frames())) {
+    if (!item.ok) {
+      errors++;
+      onFrame({ index: item.index, error: item.error.message });
+      continue;
+    }
+    const r = item.result;
+    // Neuron-weighted over layers: the fraction of all neuron-steps of the frame that spiked.
+    let rate = 0;
+    r.spikeRates.forEach((s, i) => (rate += (s * units[i]!) / totalUnits));
+    latency += r.latencyMs;
+    spikeRateSum += rate;
+    synOps += r.synOps;
+    const truth = labels ? labels[item.index]! : undefined;
+    if (truth !== undefined && truth === r.prediction) correct++;
+    onFrame({
+      index: item.index, prediction: labelName(r.prediction), confidence: r.confidence,
+      ...(truth !== undefined ? { truth: labelName(truth) } : {}), latencyMs: r.latencyMs, spikeRate: rate,
+    });
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const ok = count - errors;
+  return {
+    model: engine.model.name,
+    kernel: engine.kernel,
+    T: engine.model.T,
+    frames: count,
+    errors,
+    labelled: labels !== null,
+    correct: labels ? correct : null,
+    accuracy: labels && count ? correct / count : null,
+    framesPerSecond: seconds > 0 ? count / seconds : 0,
+    meanLatencyMs: ok ? latency / ok : 0,
+    meanSpikeRate: ok ? spikeRateSum / ok : 0,
+    meanSynOps: ok ? synOps / ok : 0,
+  };
+}
+
+export function formatFrameLine(l: FrameLine): string {
+  const index = `#${l.index}`.padEnd(6);
+  if (l.error !== undefined) return `${index} error: ${l.error}`;
+  const truth = l.truth === undefined ? '' : `  true ${l.truth.padEnd(12)} ${l.truth === l.prediction ? 'ok' : 'MISS'}`;
+  return `${index} ${l.prediction!.padEnd(12)} p=${l.confidence!.toFixed(3)}${truth}  ${l.latencyMs!.toFixed(2)} ms  spikes ${(100 * l.spikeRate!).toFixed(1)}%`;
+}
+
+function parseLimit(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`--limit: expected a positive integer, got ${JSON.stringify(value)}`, 'limit');
+  return n;
+}
+
+export function register(program: Command): void {
+  program
+    .command('run')
+    .description('stream frames through a model, one line per frame (index, prediction, confidence, true label, latency, spike rate), then a summary')
+    .requiredOption('--model <file|random:SEED>', 'a .bwsnn file, or random:SEED for a random model of the Fashion-MNIST layout')
+    .option('--frames <idx>', 'IDX images (gzip or not), [n, h, w] or [n, h, w, c] (default: the first 1000 Fashion-MNIST test frames in models/samples/)')
+    .option('--labels <idx>', 'IDX labels for --frames, one per frame (default: the samples\' labels when --frames is not given)')
+    .option('--limit <n>', 'stop after n frames (default: all)')
+    .option('--kernel <auto|wasm|reference>', 'binary kernel: wasm SIMD, the TypeScript reference, or auto (wasm when available)', 'auto')
+    .option('--json', 'print the summary as one JSON object on the last line')
+    .action(async (opts: { model: string; frames?: string; labels?: string; limit?: string; kernel: string; json?: boolean }) => {
+      if (!KERNELS.includes(opts.kernel as KernelChoice)) throw new ConfigError(`--kernel: expected auto, wasm or reference, got ${JSON.stringify(opts.kernel)}`, 'kernel');
+      const limit = parseLimit(opts.limit);
+      const summary = await runFrames(
+        {
+          model: opts.model, kernel: opts.kernel as KernelChoice,
+          ...(opts.frames !== undefined ? { frames: opts.frames } : {}),
+          ...(opts.labels !== undefined ? { labels: opts.labels } : {}),
+          ...(limit !== undefined ? { limit } : {}),
+        },
+        (line) => process.stdout.write(formatFrameLine(line) + '\n'),
+      );
+      if (opts.json) {
+        printJson({ ...summary });
+        return;
+      }
+      const s = summary;
+      console.log(`\nmodel ${s.model} (T=${s.T}), kernel ${s.kernel}: ${s.frames} frames${s.errors ? ` (${s.errors} refused)` : ''}`);
+      if (s.accuracy !== null) console.log(`accuracy ${(100 * s.accuracy).toFixed(2)}% (${s.correct}/${s.frames})`);
+      console.log(`${s.framesPerSecond.toFixed(1)} frames/s, mean latency ${s.meanLatencyMs.toFixed(3)} ms, mean spike rate ${(100 * s.meanSpikeRate).toFixed(1)}%, ${Math.round(s.meanSynOps)} synaptic ops per frame`);
+    });
+}
