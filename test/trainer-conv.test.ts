@@ -1,0 +1,73 @@
+/**
+ * The trainer's conv gradient (custom, from forward ops, for tfjs-backend-wasm) against TensorFlow.js's own
+ * Conv2DBackpropFilter/Input on the `cpu` backend, on random shapes: strides 1 and 2, odd and even sizes, pads 0/1.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
+import { conv2d } from '../trainer/backend/conv.js';
+import { rng } from '../test/fixtures/random-model.js';
+
+interface Case { n: number; h: number; w: number; cin: number; cout: number; k: number; stride: number; pad: number }
+
+function cases(): Case[] {
+  const r = rng(7);
+  const pick = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
+  const out: Case[] = [];
+  for (const stride of [1, 2]) {
+    for (const parity of [0, 1]) {
+      for (const k of [1, 3]) {
+        const h = 2 * pick(3, 7) + parity;
+        out.push({ n: pick(1, 3), h, w: h + (r() < 0.5 ? 1 : 0), cin: pick(1, 5), cout: pick(1, 6), k, stride, pad: k === 1 ? 0 : pick(0, 1) });
+      }
+    }
+  }
+  return out;
+}
+
+function randomArray(n: number, r: () => number): Float32Array {
+  return Float32Array.from({ length: n }, () => r() * 2 - 1);
+}
+
+function maxAbsDiff(a: Float32Array | Int32Array | Uint8Array, b: Float32Array | Int32Array | Uint8Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
+
+test('custom conv gradient on wasm matches tfjs cpu Conv2DBackpropFilter/Input', async () => {
+  const r = rng(11);
+  for (const c of cases()) {
+    const xs = randomArray(c.n * c.h * c.w * c.cin, r);
+    const ws = randomArray(c.k * c.k * c.cin * c.cout, r);
+    const run = (custom: boolean) => {
+      const x = tf.tensor4d(xs, [c.n, c.h, c.w, c.cin]);
+      const w = tf.tensor4d(ws, [c.k, c.k, c.cin, c.cout]);
+      const f = (a: tf.Tensor, b: tf.Tensor) => {
+        const y = custom
+          ? conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad)
+          : tf.conv2d(tf.pad(a as tf.Tensor4D, [[0, 0], [c.pad, c.pad], [c.pad, c.pad], [0, 0]]), b as tf.Tensor4D, c.stride, 'valid');
+        // A non-uniform upstream gradient, so that every position of dy matters.
+        return tf.sum(tf.mul(y, tf.sin(tf.range(0, y.size).reshape(y.shape))));
+      };
+      const [gx, gw] = tf.grads(f)([x, w]);
+      const y = custom ? conv2d(x, w, c.stride, c.pad) : tf.conv2d(tf.pad(x, [[0, 0], [c.pad, c.pad], [c.pad, c.pad], [0, 0]]), w, c.stride, 'valid');
+      return { y: y.dataSync() as Float32Array, gx: gx!.dataSync() as Float32Array, gw: gw!.dataSync() as Float32Array, gwShape: gw!.shape };
+    };
+    await tf.setBackend('cpu');
+    const ref = run(false);
+    await tf.setBackend('wasm');
+    const got = run(true);
+    const label = JSON.stringify(c);
+    assert.deepEqual(got.gwShape, [c.k, c.k, c.cin, c.cout], label);
+    assert.ok(maxAbsDiff(got.y, ref.y) < 1e-4, `forward ${label}`);
+    assert.ok(maxAbsDiff(got.gx, ref.gx) < 1e-4, `dx ${label}: ${maxAbsDiff(got.gx, ref.gx)}`);
+    assert.ok(maxAbsDiff(got.gw, ref.gw) < 1e-4, `dW ${label}: ${maxAbsDiff(got.gw, ref.gw)}`);
+  }
+});
+
+test('wasm really lacks Conv2DBackpropFilter (else the custom gradient is unnecessary)', async () => {
+  await tf.setBackend('wasm');
+  assert.equal(tf.getKernel('Conv2DBackpropFilter', 'wasm'), undefined);
+});
