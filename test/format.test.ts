@@ -1,10 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { FormatError } from '../runtime/errors.js';
 import type { BwsnnModel } from '../runtime/format/index.js';
-import { dirtyPadding, inspectBwsnn, keyFingerprint, packRows, readBwsnn, rowWords, unpackRows, validateModel, writeBwsnn } from '../runtime/format/index.js';
+import { dirtyPadding, inspectBwsnn, keyFingerprint, packRows, readBwsnn, readBwsnnFile, rowWords, unpackRows, validateModel, writeBwsnn } from '../runtime/format/index.js';
 import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from './fixtures/random-model.js';
 
 const CREATED = '2026-01-01T00:00:00.000Z';
@@ -97,6 +100,21 @@ describe('round trip', () => {
       assert.deepEqual(write(model), bytes, 'writing is deterministic once createdAt is fixed');
     });
   }
+
+  it('reads from a Buffer at an unaligned offset into a larger pool, and from disk', () => {
+    const model = randomModel({ seed: 1, blocks: FMNIST_BLOCKS.slice(0, 2) });
+    const bytes = write(model);
+    const pooled = Buffer.concat([Buffer.alloc(7, 0xaa), Buffer.from(bytes), Buffer.alloc(9, 0xbb)]).subarray(7, 7 + bytes.length);
+    assert.deepEqual(readBwsnn(pooled), model);
+    const dir = mkdtempSync(join(tmpdir(), 'sei-format-'));
+    try {
+      writeFileSync(join(dir, 'm.bwsnn'), bytes);
+      assert.deepEqual(readBwsnnFile(join(dir, 'm.bwsnn')), model);
+      refuses(() => readBwsnnFile(join(dir, 'missing.bwsnn')), 'path');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('inspect summarises the header without reading tensors', () => {
     const model = randomModel({ seed: 1, blocks: FMNIST_BLOCKS, firstChannels: 32 });

@@ -56,6 +56,13 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
 const LITTLE_ENDIAN_HOST = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
 
+/** A copy with its own ArrayBuffer: `Buffer#slice` is a view into a shared pool, so never rely on `.slice`. */
+function copyBytes(b: Uint8Array, start = 0, end = b.length): Uint8Array {
+  const out = new Uint8Array(end - start);
+  out.set(b.subarray(start, end));
+  return out;
+}
+
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
@@ -76,7 +83,7 @@ function swap32(b: Uint8Array): Uint8Array {
 
 function littleEndianBytes(array: Int8Array | Uint32Array | Float32Array): Uint8Array {
   const bytes = new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
-  return LITTLE_ENDIAN_HOST || array instanceof Int8Array ? bytes : swap32(bytes.slice());
+  return LITTLE_ENDIAN_HOST || array instanceof Int8Array ? bytes : swap32(copyBytes(bytes));
 }
 
 // ---------------------------------------------------------------------------------------------- writing
@@ -202,9 +209,9 @@ function parseEnvelope(bytes: Uint8Array): Envelope {
     const tag = bytes.subarray(at, at + SIGNATURE_TAG.length);
     if (!equalBytes(tag, SIGNATURE_TAG)) fail('signature.algorithm', '"ED25" (Ed25519)', JSON.stringify(Buffer.from(tag).toString('latin1')));
     const k = at + SIGNATURE_TAG.length;
-    signature = { keyId: bytes.slice(k, k + KEY_ID_BYTES), bytes: bytes.slice(k + KEY_ID_BYTES, k + KEY_ID_BYTES + SIGNATURE_BYTES) };
+    signature = { keyId: copyBytes(bytes, k, k + KEY_ID_BYTES), bytes: copyBytes(bytes, k + KEY_ID_BYTES, k + KEY_ID_BYTES + SIGNATURE_BYTES) };
   }
-  return { formatVersion, headerLength, dataStart, dataLength, checksum: checksum.slice(), signature };
+  return { formatVersion, headerLength, dataStart, dataLength, checksum: copyBytes(checksum), signature };
 }
 
 function checkSignature(env: Envelope, opts: ReadOptions): void {
@@ -285,7 +292,7 @@ class TensorReader {
     if (offset + length > this.data.length) fail(`${field}.offset`, `offset + length <= ${this.data.length} (the data area)`, `${offset} + ${length} (out of bounds)`);
     this.regions.push({ start: offset, end: offset + length, field });
     this.shapes.push({ field: `${field}.shape`, shape: dims, expected });
-    const bytes = this.data.slice(offset, offset + length);
+    const bytes = copyBytes(this.data, offset, offset + length);
     if (!LITTLE_ENDIAN_HOST && dtype !== 'int8') swap32(bytes);
     if (dtype === 'int8') return new Int8Array(bytes.buffer);
     return dtype === 'bits' ? new Uint32Array(bytes.buffer) : new Float32Array(bytes.buffer);
