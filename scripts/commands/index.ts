@@ -1,6 +1,9 @@
 import type { Command } from 'commander';
 import { register as run } from './run.js';
 import { register as verify } from './verify.js';
+import { register as agent } from './agent.js';
+import { register as broker } from './broker.js';
+import { register as demo } from './demo.js';
 
 /** Every CLI command, in the order `sei --help` lists them. */
-export const commands: ReadonlyArray<(program: Command) => void> = [run, verify];
+export const commands: ReadonlyArray<(program: Command) => void> = [run, verify, agent, broker, demo];

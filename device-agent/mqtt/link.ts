@@ -1,0 +1,258 @@
+/**
+ * The agent's MQTT connection: MQTT 5 where the broker speaks it, 3.1.1 otherwise; reconnect with exponential
+ * backoff; a retained `status` (birth on connect, Last Will `offline`); the outbox drained in order; commands on
+ * `cmd/<name>` with replies (MQTT 5 response topic + correlation data, or on 3.1.1 `replyTo` + `correlationId`
+ * in the JSON payload).
+ *
+ * Each connection attempt uses a fresh mqtt.js client with its automatic reconnect off: the outbox in the store
+ * is the one source of truth for unacknowledged messages, so nothing is resent twice by two queues and the
+ * drain order is the outbox order.
+ */
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import mqtt from 'mqtt';
+import type { IClientOptions, IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
+import type { AgentConfig } from '../config.js';
+import type { StateStore } from '../store/types.js';
+
+/** Outbox messages handed to the client at once (QoS 1 in flight). */
+const OUTBOX_WINDOW = 64;
+
+export type Json = Record<string, unknown>;
+
+export interface Command {
+  readonly name: string;
+  /** The JSON payload without the 3.1.1 reply fields; {} for an empty payload. */
+  readonly args: Json;
+  /** Set when the payload was not a JSON object: the command must be answered with this error. */
+  readonly parseError: Error | null;
+}
+
+export interface LinkEvents {
+  online: [protocol: 4 | 5];
+  offline: [];
+  command: [command: Command, reply: (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => void];
+  frame: [payload: Buffer, properties: IPublishPacket['properties']];
+  error: [error: Error];
+}
+
+export interface LinkOptions {
+  readonly mqtt: AgentConfig['mqtt'];
+  /** Topic prefix ending in "/". */
+  readonly prefix: string;
+  readonly store: StateStore;
+  /** Birth message contents (merged with state "online"). */
+  readonly birth: () => Json;
+  /** Subscribe to `frames/in`. */
+  readonly frames: boolean;
+}
+
+export class MqttLink extends EventEmitter<LinkEvents> {
+  private client: MqttClient | null = null;
+  private connected = false;
+  private stopping = false;
+  private attempts = 0;
+  private timer: NodeJS.Timeout | null = null;
+  /** Resolved protocol: "auto" starts at 5 and falls to 4 once a broker refuses 5. */
+  private protocol: 4 | 5;
+  private lastHanded = 0;
+  private inflight = 0;
+  /** Messages published while offline and not worth keeping (predictions). */
+  droppedOffline = 0;
+
+  constructor(private readonly opts: LinkOptions) {
+    super();
+    this.protocol = opts.mqtt.protocol === 4 ? 4 : 5;
+  }
+
+  get isConnected(): boolean {
+    return this.connected;
+  }
+
+  get protocolVersion(): 4 | 5 {
+    return this.protocol;
+  }
+
+  topic(suffix: string): string {
+    return this.opts.prefix + suffix;
+  }
+
+  start(): void {
+    this.stopping = false;
+    this.connect();
+  }
+
+  private connect(): void {
+    const m = this.opts.mqtt;
+    const options: IClientOptions = {
+      protocolVersion: this.protocol,
+      clientId: m.clientId,
+      keepalive: m.keepalive,
+      clean: true,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      will: { topic: this.topic('status'), payload: Buffer.from(JSON.stringify({ state: 'offline', reason: 'connection lost' })), qos: 1, retain: true },
+    };
+    if (m.username !== null) options.username = m.username;
+    if (m.password !== null) options.password = m.password;
+    if (m.tls.ca) options.ca = readFileSync(m.tls.ca);
+    if (m.tls.cert) options.cert = readFileSync(m.tls.cert);
+    if (m.tls.key) options.key = readFileSync(m.tls.key);
+    options.rejectUnauthorized = m.tls.rejectUnauthorized;
+    const client = mqtt.connect(m.url!, options);
+    this.client = client;
+    let refusedVersion = false;
+    client.on('connect', () => {
+      if (this.client !== client) return;
+      this.connected = true;
+      this.attempts = 0;
+      this.lastHanded = 0;
+      this.inflight = 0;
+      const subs = [this.topic('cmd/+'), ...(this.opts.frames ? [this.topic('frames/in')] : [])];
+      client.subscribe(subs, { qos: 1 }, (err) => {
+        if (err && this.client === client) this.emit('error', err);
+      });
+      void this.publish('status', { state: 'online', protocol: this.protocol, ...this.opts.birth() }, { qos: 1, retain: true });
+      this.emit('online', this.protocol);
+      this.pump();
+    });
+    client.on('message', (topic, payload, packet) => this.onMessage(topic, payload, packet));
+    client.on('error', (err) => {
+      if (this.client !== client) return;
+      // Aedes and other 3.1.1-only brokers answer an MQTT 5 CONNECT with "unacceptable protocol version".
+      if (this.opts.mqtt.protocol === 'auto' && this.protocol === 5 && /unacceptable protocol version|unsupported protocol version/i.test(err.message)) {
+        refusedVersion = true;
+        this.protocol = 4;
+        return;
+      }
+      this.emit('error', err);
+    });
+    client.on('close', () => {
+      if (this.client !== client) return;
+      this.client = null;
+      const was = this.connected;
+      this.connected = false;
+      client.end(true);
+      if (was) this.emit('offline');
+      if (!this.stopping) this.schedule(refusedVersion ? 0 : this.backoff());
+    });
+  }
+
+  /** min * 2^attempts, capped, with ±20% jitter so that a fleet does not reconnect in lockstep. */
+  private backoff(): number {
+    const { reconnectMinMs: min, reconnectMaxMs: max } = this.opts.mqtt;
+    const base = Math.min(max, min * 2 ** Math.min(this.attempts++, 30));
+    return Math.round(base * (0.8 + 0.4 * Math.random()));
+  }
+
+  private schedule(delay: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      if (!this.stopping) this.connect();
+    }, delay);
+  }
+
+  private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    if (topic === this.topic('frames/in')) {
+      this.emit('frame', payload, packet.properties);
+      return;
+    }
+    const cmdPrefix = this.topic('cmd/');
+    if (!topic.startsWith(cmdPrefix)) return;
+    const name = topic.slice(cmdPrefix.length);
+    let args: Json = {};
+    let parseError: Error | null = null;
+    if (payload.length > 0) {
+      try {
+        const parsed: unknown = JSON.parse(payload.toString('utf8'));
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`expected a JSON object, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`);
+        args = parsed as Json;
+      } catch (err) {
+        parseError = new SyntaxError(`cmd/${name}: payload: ${(err as Error).message}`);
+      }
+    }
+    const { replyTo, correlationId, ...rest } = args;
+    const props = packet.properties;
+    const replyTopic = props?.responseTopic ?? (typeof replyTo === 'string' && replyTo.length > 0 ? replyTo : this.topic(`reply/${name}`));
+    const correlation = props?.correlationData;
+    const reply = (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => {
+      const body: Json = { ok: outcome.ok, command: name };
+      if (correlationId !== undefined) body.correlationId = correlationId;
+      else if (correlation) body.correlationId = correlation.toString('utf8');
+      if (outcome.ok) body.result = outcome.result;
+      else body.error = { name: outcome.error.name, message: outcome.error.message, field: (outcome.error as { field?: string }).field ?? null };
+      const opts: IClientPublishOptions = { qos: 1 };
+      if (correlation && this.protocol === 5) opts.properties = { correlationData: correlation };
+      this.publishTopic(replyTopic, body, opts).catch((err: Error) => this.emit('error', err));
+    };
+    this.emit('command', { name, args: rest, parseError }, reply);
+  }
+
+  /** Publishes now if connected (resolves on the broker's ack for QoS 1); false if offline. */
+  publish(suffix: string, body: unknown, opts: IClientPublishOptions = { qos: 0 }): Promise<boolean> {
+    return this.publishTopic(this.topic(suffix), body, opts);
+  }
+
+  private publishTopic(topic: string, body: unknown, opts: IClientPublishOptions): Promise<boolean> {
+    const client = this.client;
+    if (!client || !this.connected) {
+      this.droppedOffline++;
+      return Promise.resolve(false);
+    }
+    const payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+    return new Promise((resolve, reject) => {
+      client.publish(topic, payload, opts, (err) => (err && this.client === client ? reject(err) : resolve(!err)));
+    });
+  }
+
+  /** Writes a message that must not be lost to the outbox, then sends it when the broker is reachable. */
+  enqueue(suffix: string, body: unknown, retain = false): number {
+    const id = this.opts.store.outboxAdd({ topic: this.topic(suffix), payload: JSON.stringify(body), qos: 1, retain });
+    this.pump();
+    return id;
+  }
+
+  /** Hands outbox messages to the client in id order, at most OUTBOX_WINDOW unacknowledged at once. */
+  private pump(): void {
+    const client = this.client;
+    if (!client || !this.connected) return;
+    while (this.inflight < OUTBOX_WINDOW) {
+      const rows = this.opts.store.outboxPeek(this.lastHanded, OUTBOX_WINDOW - this.inflight);
+      if (rows.length === 0) return;
+      for (const row of rows) {
+        this.lastHanded = row.id;
+        this.inflight++;
+        client.publish(row.topic, row.payload, { qos: 1, retain: row.retain }, (err) => {
+          if (this.client !== client) return;
+          this.inflight--;
+          const refused = err !== undefined && err !== null && typeof (err as { code?: unknown }).code === 'number';
+          if (refused) {
+            // The broker answered with an error reason (e.g. not authorised): retrying would block the outbox forever.
+            this.emit('error', new Error(`outbox: broker refused ${row.topic}: ${err.message}`));
+          }
+          // Any other error is a lost connection: the message stays and goes out again on the next one.
+          if (!err || refused) this.opts.store.outboxRemove(row.id);
+          this.pump();
+        });
+      }
+    }
+  }
+
+  /** Publishes the retained offline status and disconnects; stops reconnecting. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    const client = this.client;
+    if (!client) return;
+    if (this.connected) {
+      await Promise.race([
+        this.publish('status', { state: 'offline', reason: 'stopped' }, { qos: 1, retain: true }).catch(() => false),
+        new Promise((r) => setTimeout(r, 2000)),
+      ]);
+    }
+    this.client = null;
+    this.connected = false;
+    await new Promise<void>((r) => client.end(false, {}, () => r()));
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * `sei agent --config FILE`: the device daemon. Flags override the file (the file's fields are documented in
+ * device-agent/README.md). Runs until SIGINT/SIGTERM, then says goodbye to the broker and flushes its state.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { Agent, bundledModel, mergeDeep, modelKey, parseConfig, parseSourceSpec, readConfigFile } from '../../device-agent/index.js';
+import type { MetricsSnapshot } from '../../device-agent/index.js';
+import { writeBwsnn } from '../../runtime/index.js';
+import { printJson } from '../output.js';
+import { resolveModelArg } from './verify.js';
+
+/**
+ * A `--model` value as a file the agent can register: a .bwsnn path as is, `random:SEED` written to `dir`.
+ * No value: the bundled model, else random:1 (a seeded random model in the Fashion-MNIST layout).
+ */
+export function modelFileFor(spec: string | undefined, dir: string): string {
+  const resolved = resolveModelArg(spec ?? bundledModel() ?? 'random:1');
+  if (typeof resolved === 'string') return resolved;
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${modelKey(resolved).replace(/[^A-Za-z0-9_.@-]/g, '_')}.bwsnn`);
+  writeFileSync(path, writeBwsnn(resolved));
+  return path;
+}
+
+/** One line for a metrics snapshot. */
+export function metricsLine(s: MetricsSnapshot): string {
+  const acc = s.accuracy ? ` acc ${(100 * s.accuracy.ratio).toFixed(2)}% (${s.accuracy.labelled})` : '';
+  const temp = s.cpuTemperatureC === null ? '' : ` ${s.cpuTemperatureC.toFixed(0)}°C`;
+  return (
+    `${new Date(s.ts).toISOString()} ${s.model} ${s.framesPerSecond.toFixed(1)} frames/s, latency p50 ${s.latencyMs.p50.toFixed(2)} ` +
+    `p99 ${s.latencyMs.p99.toFixed(2)} ms, queue ${s.queueDepth}, dropped ${s.dropped}${acc}, rss ${(s.rssBytes / 2 ** 20).toFixed(0)} MB${temp}, outbox ${s.outbox}`
+  );
+}
+
+/** Resolves on the first SIGINT/SIGTERM. */
+export function untilSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(sig);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}
+
+export function register(program: Command): void {
+  program
+    .command('agent')
+    .description('run the device agent: frames from a source through the model, results and metrics over MQTT, state in SQLite')
+    .option('--config <file>', 'agent config, JSON or YAML (see device-agent/README.md); every field has a default')
+    .option('--source <spec>', 'frame source: fmnist | samples | idx:IMAGES[:LABELS] | images:DIR | stdin:grey|yuv420:WxH | mqtt')
+    .option('--model <file>', '.bwsnn model to run, or random:SEED (default: the config, else the bundled model)')
+    .option('--mqtt <url>', 'broker URL, e.g. mqtt://localhost:1883 (overrides mqtt.url)')
+    .option('--fps <n>', 'source frame rate, 0 = as fast as the engine goes (overrides source.frameRate)', Number)
+    .option('--duration <s>', 'stop after this many seconds (default: run until Ctrl+C)', Number)
+    .option('--json', 'print the final metrics as one JSON object on the last line')
+    .action(async (opts: { config?: string; source?: string; model?: string; mqtt?: string; fps?: number; duration?: number; json?: boolean }) => {
+      const overrides: Record<string, unknown> = {};
+      const set = (section: string, key: string, value: unknown) => (overrides[section] = { ...(overrides[section] as object), [key]: value });
+      if (opts.source !== undefined) set('source', 'spec', (parseSourceSpec(opts.source, '--source'), opts.source));
+      if (opts.fps !== undefined) set('source', 'frameRate', opts.fps);
+      if (opts.mqtt !== undefined) set('mqtt', 'url', opts.mqtt);
+      let raw = mergeDeep(opts.config ? readConfigFile(opts.config) : {}, overrides);
+      const base = parseConfig(raw);
+      // The config file may name the model; otherwise --model, the bundled model, or random:1.
+      if (opts.model !== undefined || (base.model.path === null && base.model.dir === null)) {
+        const dir = join(base.store.path === ':memory:' ? tmpdir() : dirname(resolve(base.store.path)), 'sei-models');
+        raw = mergeDeep(raw, { model: { path: modelFileFor(opts.model, dir) } });
+      }
+      const agent = new Agent({ config: raw });
+      agent.on('error', (err) => process.stderr.write(`sei agent: ${err.name}: ${err.message}\n`));
+      agent.on('metrics', (s) => console.log(metricsLine(s)));
+      agent.on('online', (p) => console.log(`connected to ${agent.config.mqtt.url} (MQTT ${p === 5 ? '5' : '3.1.1'}), topics under ${agent.config.topicPrefix}`));
+      agent.on('offline', () => console.log('broker connection lost; reconnecting (metrics wait in the outbox)'));
+      await agent.start();
+      console.log(`agent ${agent.config.device}: model ${agent.modelVersion}, source ${opts.source ?? 'from config'}` + (agent.metricsPort ? `, Prometheus on http://${agent.config.metrics.httpHost}:${agent.metricsPort}/metrics` : ''));
+      await (opts.duration ? Promise.race([untilSignal(), new Promise((r) => setTimeout(r, opts.duration! * 1000))]) : untilSignal());
+      const final = agent.snapshot();
+      await agent.stop();
+      if (opts.json) printJson({ ...final });
+    });
+}
+
