@@ -18,7 +18,7 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: numb
     const xv = xIn as tf.Tensor4D;
     const wv = wIn as tf.Tensor4D;
     const xp = pad > 0 ? tf.pad(xv, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) : xv;
-    save([xp, wv]);
+    (save as (tensors: tf.Tensor[]) => void)([xp, wv]);
     const value = tf.conv2d(xp, wv, stride, 'valid');
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
