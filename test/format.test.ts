@@ -75,6 +75,15 @@ function withHeader(bytes: Uint8Array, mutate: (h: Record<string, any>) => void)
   return build(p.header, p.data);
 }
 
+/** inspectBwsnn on any bytes: a summary or a FormatError, never anything else. */
+function inspectNeverCrashes(bytes: Uint8Array): void {
+  try {
+    inspectBwsnn(bytes);
+  } catch {
+    refuses(() => inspectBwsnn(bytes));
+  }
+}
+
 /** What readBwsnn accepts must be a valid model that survives its own round trip unchanged. */
 function acceptedIsConsistent(model: BwsnnModel, bytes: Uint8Array): void {
   validateModel(model);
@@ -218,7 +227,12 @@ describe('fuzzing: only FormatError, never a crash, never a silently wrong model
   const { dataStart, dataEnd } = split(bytes);
 
   it('every truncation length, unsigned and signed', () => {
-    for (const file of [bytes, signed]) for (let n = 0; n < file.length; n++) refuses(() => readBwsnn(file.subarray(0, n)));
+    for (const file of [bytes, signed]) {
+      for (let n = 0; n < file.length; n++) {
+        refuses(() => readBwsnn(file.subarray(0, n)));
+        refuses(() => inspectBwsnn(file.subarray(0, n)));
+      }
+    }
   });
 
   it('random byte flips, checksum left as is', () => {
@@ -234,6 +248,7 @@ describe('fuzzing: only FormatError, never a crash, never a silently wrong model
       const b = bytes.slice();
       b[pos]! ^= x;
       fixChecksum(b);
+      inspectNeverCrashes(b);
       let model: BwsnnModel;
       try {
         model = readBwsnn(b);
@@ -282,6 +297,7 @@ describe('fuzzing: only FormatError, never a crash, never a silently wrong model
         else if (!Array.isArray(parent)) parent['x-extra'] = value;
         else parent.push(value);
       });
+      inspectNeverCrashes(b);
       let model: BwsnnModel;
       try {
         model = readBwsnn(b);
