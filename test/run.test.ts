@@ -70,8 +70,9 @@ describe('sei run', () => {
     const sei = (args: string[]) => run(process.execPath, ['scripts/sei.js', 'run', ...args], { cwd: join(import.meta.dirname, '..') });
     const { stdout } = await sei(['--model', file, '--limit', '4', '--json']);
     const lines = stdout.trim().split('\n');
-    assert.equal(lines.length, 5);
-    const summary = JSON.parse(lines[4]!);
+    assert.equal(lines.length, 6, 'a start line, 4 frame lines, the JSON summary');
+    assert.match(lines[0]!, /^model random-1 \(T=2, 6 layers\), kernel \w+, 4 frames from .*with labels$/);
+    const summary = JSON.parse(lines[5]!);
     assert.equal(summary.frames, 4);
     assert.equal(summary.model, 'random-1');
     assert.equal(typeof summary.framesPerSecond, 'number');

@@ -80,8 +80,19 @@ function readIdxArg(path: string, flag: string): IdxArray {
   }
 }
 
+/** What is about to run, reported before the first frame. */
+export interface RunStart {
+  readonly model: string;
+  readonly T: number;
+  readonly layers: number;
+  readonly kernel: 'wasm' | 'reference';
+  readonly frames: number;
+  readonly source: string;
+  readonly labelled: boolean;
+}
+
 /** Runs the stream, calling `onFrame` for each frame in order; returns the summary. */
-export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => void = () => {}): Promise<RunSummary> {
+export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => void = () => {}, onStart: (start: RunStart) => void = () => {}): Promise<RunSummary> {
   if (opts.labels !== undefined && opts.frames === undefined) {
     throw new ConfigError('--labels: expected together with --frames (the default frames bring their own labels), got --labels alone', 'labels');
   }
@@ -104,6 +115,7 @@ export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => 
   const units = layers.map(layerUnits);
   const totalUnits = units.reduce((a, b) => a + b, 0);
 
+  onStart({ model: engine.model.name, T: engine.model.T, layers: layers.length, kernel: engine.kernel, frames: count, source: imagesPath, labelled: labels !== null });
   function* frames() {
     for (let i = 0; i < count; i++) yield source.frame(i);
   }
@@ -186,6 +198,7 @@ export function register(program: Command): void {
           ...(limit !== undefined ? { limit } : {}),
         },
         (line) => process.stdout.write(formatFrameLine(line) + '\n'),
+        (st) => console.log(`model ${st.model} (T=${st.T}, ${st.layers} layers), kernel ${st.kernel}, ${st.frames} frames from ${st.source}${st.labelled ? ' with labels' : ''}`),
       );
       if (opts.json) {
         printJson({ ...summary });
