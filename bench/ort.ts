@@ -6,7 +6,7 @@ import { Graph, convAttrs, TWIN_OUTPUT } from '../trainer/export/onnx.js';
 import { openOrt } from '../trainer/export/ort.js';
 import type { Shape3 } from '../runtime/format/model.js';
 import { rng } from '../test/fixtures/random-model.js';
-import { measure } from './timing.js';
+import { bestOfRounds, measure } from './timing.js';
 
 export interface ConvShape {
   readonly cin: number;
@@ -32,14 +32,13 @@ export function convOnnx(s: ConvShape, seed = 7): Uint8Array {
   return g.encode('conv-bench', [1, s.cin, s.h, s.w], `FP32 conv ${s.cin}->${s.cout}, ${s.h}x${s.w}, ${s.k}x${s.k}`);
 }
 
-/** MAC/s of the FP32 conv on onnxruntime (full graph optimisation, one thread) on a 0/1 input at `rate`. */
+/** MAC/s of the FP32 conv on onnxruntime (full graph optimisation, one thread) on a 0/1 input at `rate`; best round. */
 export async function ortConvMacsPerSecond(s: ConvShape, rate: number, seconds: number): Promise<number> {
   const ort = await openOrt(convOnnx(s), { optimize: true });
   const r = rng(3);
   const input = Float32Array.from({ length: s.cin * s.h * s.w }, () => (r() < rate ? 1 : 0));
   const dims = [1, s.cin, s.h, s.w];
-  const t = await measure(() => ort.run(input, dims), seconds);
-  return t.perSecond * convMacs(s);
+  return (await bestOfRounds(() => ort.run(input, dims), seconds)) * convMacs(s);
 }
 
 /** Frames/s of an ONNX twin on onnxruntime, cycling through `frames` (NCHW float32 data of shape `input`). */
