@@ -1,9 +1,11 @@
 import type { Command } from 'commander';
 import { register as run } from './run.js';
 import { register as verify } from './verify.js';
+import { register as bench } from './bench.js';
 import { register as agent } from './agent.js';
 import { register as broker } from './broker.js';
 import { register as demo } from './demo.js';
+import { register as doctor } from './doctor.js';
 
 /** Every CLI command, in the order `sei --help` lists them. */
-export const commands: ReadonlyArray<(program: Command) => void> = [run, verify, agent, broker, demo];
+export const commands: ReadonlyArray<(program: Command) => void> = [run, verify, bench, agent, broker, demo, doctor];
