@@ -1,0 +1,80 @@
+/** Trainer layers: LIF forward = the runtime's arithmetic, triangle surrogate gradient, clipped STE, int8 QAT. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../trainer/backend/index.js';
+import { lif, spikeFn } from '../trainer/layers/lif.js';
+import { binarize, int8Parts, signSte } from '../trainer/layers/binary.js';
+import { shortcutCurrent } from '../trainer/layers/shortcut.js';
+import { rng } from '../trainer/data/random.js';
+
+await initBackend();
+
+test('LIF over T steps matches a scalar float32 simulation (v = beta*v + I, v >= theta, soft reset)', () => {
+  const r = rng(3);
+  const T = 4, n = 50, beta = 0.75, theta = 1;
+  const I = Float32Array.from({ length: T * n }, () => Math.fround(r() * 2.4 - 0.6));
+  const got = lif(tf.tensor2d(I, [T * n, 1]), T, beta, theta).dataSync();
+  const f = Math.fround;
+  let spikes = 0;
+  for (let i = 0; i < n; i++) {
+    let v = 0;
+    for (let t = 0; t < T; t++) {
+      v = f(f(f(beta) * v) + I[t * n + i]!);
+      const s = v >= theta ? 1 : 0;
+      spikes += s;
+      if (s) v = f(v - theta);
+      assert.equal(got[t * n + i], s, `neuron ${i} step ${t}`);
+    }
+  }
+  assert.ok(spikes > 20 && spikes < T * n - 20, `a test with ${spikes} spikes checks little`);
+});
+
+test('spike surrogate gradient is the triangle max(0, 1 - |v - theta|)', () => {
+  const theta = 1;
+  const v = tf.tensor1d([-0.5, 0, 0.25, 0.5, 0.999, 1, 1.5, 1.9999, 2.5, 3]);
+  const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(spikeFn(theta)(x), 2)))(v).dataSync();
+  const want = [0, 0, 0.25, 0.5, 0.999, 1, 0.5, 0.0001, 0, 0].map((x) => 2 * x);
+  want.forEach((w, i) => assert.ok(Math.abs(g[i]! - w) < 1e-5, `v=${v.dataSync()[i]}: ${g[i]} vs ${w}`));
+});
+
+test('BPTT reaches earlier steps through the membrane (and the reset)', () => {
+  const I = tf.tensor2d([0.8, 0.2], [2, 1]);
+  const g = tf.grad((x: tf.Tensor) => tf.sum(lif(x, 2, 0.5, 1)))(I).dataSync();
+  // step 0: v0 = 0.8, no spike, surrogate 0.8; step 1: v1 = beta*(v0 - theta*s0) + I1 = 0.6, surrogate 0.6.
+  // d s1/d I0 = 0.6 * beta * (1 - theta * ds0/dv0) = 0.6 * 0.5 * (1 - 0.8): the reset path counts.
+  assert.ok(Math.abs(g[0]! - (0.8 + 0.6 * 0.5 * 0.2)) < 1e-6, `dI0 ${g[0]}`);
+  assert.ok(Math.abs(g[1]! - 0.6) < 1e-6, `dI1 ${g[1]}`);
+});
+
+test('binary weights: sign(0) = +1, alpha = mean|w| per output channel, STE passes only |w| <= 1', () => {
+  const w = tf.tensor2d([[0, -2], [-0.5, 0.5], [1, 3]], [3, 2]); // fan-in 3, 2 output channels
+  assert.deepEqual(Array.from(signSte(w).dataSync()), [1, -1, -1, 1, 1, 1]);
+  const wb = binarize(w).dataSync();
+  const a0 = (0 + 0.5 + 1) / 3, a1 = (2 + 0.5 + 3) / 3;
+  [a0, -a1, -a0, a1, a0, a1].forEach((x, i) => assert.ok(Math.abs(wb[i]! - x) < 1e-6));
+  const up = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
+  const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(signSte(x), up)))(w).dataSync();
+  assert.deepEqual(Array.from(g), [1, 0, 3, 4, 5, 0]);
+});
+
+test('int8 first layer: per-channel step max|w|/127, integers in [-127, 127], STE gradient 1', () => {
+  const w = tf.tensor2d([[0.5, -0.011], [-1, 0.02], [0.25, 0.005]], [3, 2]);
+  const { step, ints } = int8Parts(w);
+  assert.deepEqual(Array.from(ints.dataSync()), [64, -70, -127, 127, 32, 32]);
+  assert.ok(Math.abs(step.dataSync()[0]! - 1 / 127) < 1e-8);
+  const g = tf.grad((x: tf.Tensor) => tf.sum(int8Parts(x).ints))(w);
+  assert.ok(g.dataSync().some((x) => x !== 0));
+});
+
+test('avgpool_repeat shortcut sums ((x00 + x01) + x10) + x11 then * 0.25 and tiles channels c % cin', () => {
+  const x = tf.tensor4d(Float32Array.from({ length: 2 * 4 * 4 * 3 }, (_, i) => Math.fround(Math.sin(i) * 3)), [2, 4, 4, 3]);
+  const y = shortcutCurrent('avgpool_repeat', x, 6)!;
+  assert.deepEqual(y.shape, [2, 2, 2, 6]);
+  const xs = x.dataSync(), ys = y.dataSync();
+  const f = Math.fround;
+  for (let b = 0; b < 2; b++) for (let oy = 0; oy < 2; oy++) for (let ox = 0; ox < 2; ox++) for (let c = 0; c < 6; c++) {
+    const at = (dy: number, dx: number) => xs[((b * 4 + 2 * oy + dy) * 4 + 2 * ox + dx) * 3 + (c % 3)]!;
+    assert.equal(ys[((b * 2 + oy) * 2 + ox) * 6 + c], f(f(f(f(at(0, 0) + at(0, 1)) + at(1, 0)) + at(1, 1)) * 0.25));
+  }
+});
