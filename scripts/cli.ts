@@ -3,9 +3,9 @@
  * Conventions: every command has --help; every command that reports numbers has --json, which prints one JSON
  * object on the last line of stdout (human-readable lines may precede it).
  */
-import { Command, CommanderError } from 'commander';
-import { SeiError } from '../runtime/errors.js';
+import { Command } from 'commander';
 import { commands } from './commands/index.js';
+import { runCli } from './run-cli.js';
 
 const program = new Command('sei')
   .description('sei-edge: train, ship and run 1-bit spiking neural networks on edge boxes')
@@ -14,16 +14,4 @@ const program = new Command('sei')
 
 for (const register of commands) register(program);
 
-try {
-  await program.parseAsync(process.argv);
-} catch (err) {
-  if (err instanceof CommanderError) {
-    process.exitCode = err.exitCode;
-  } else if (err instanceof SeiError) {
-    process.stderr.write(`sei: ${err.name}: ${err.message}\n`);
-    process.exitCode = 2;
-  } else {
-    process.stderr.write(`sei: ${(err as Error).stack ?? String(err)}\n`);
-    process.exitCode = 1;
-  }
-}
+await runCli(program);
