@@ -15,9 +15,9 @@ const F = {
   KIND: 0, IN: 1, IH: 2, IW: 3, ICW: 4, OH: 5, OW: 6, COUT: 7, OCW: 8, K: 9, STRIDE: 10, PAD: 11,
   WGT: 12, SCALE: 13, BIAS: 14, THETA: 15, BETA: 16, V: 17, CUR: 18, OUT: 19,
   SC_KIND: 20, SC_PTR: 21, SC_CIN: 22, SC_W: 23, COUNTS: 24, I0: 25, SPIKES: 26, DOTS: 27,
-  PATCH: 28, POFF: 29, SCTMP: 30, GROUPS: 31,
+  LIST: 28, NZ: 29, SCTMP: 30, GROUPS: 31, ICB: 32,
 } as const;
-const DESC_WORDS = 32;
+const DESC_WORDS = 40;
 
 interface Kernel {
   readonly memory: WebAssembly.Memory;
@@ -35,7 +35,10 @@ function instantiate(): Kernel {
 
 /** Words of channel bits per position. */
 const cwOf = (channels: number) => Math.ceil(channels / 32);
-const groupsOf = (channels: number) => Math.ceil(channels / 4);
+/** Output channels per v128 group: 4 f32/i32 lanes in the first layer, 16 byte lanes in the binary kernel. */
+const groupsOf = (channels: number, lanes: 4 | 16) => Math.ceil(channels / lanes);
+/** Bytes of a spike map of `positions` × `channels`, plus the slack the kernel's 16-byte loads may read. */
+const mapBytes = (positions: number, channels: number) => positions * cwOf(channels) * 4 + 16;
 
 /**
  * A bump allocator over the kernel's memory. Layout is planned first (sizes only), then the memory is grown
@@ -64,9 +67,9 @@ class Arena {
   }
 }
 
-/** Per-channel f32 vector padded to whole groups of 4 with `pad`. */
+/** Per-channel f32 vector padded to whole groups of 16 with `pad`. */
 function padded(values: Float32Array, pad: number): Float32Array {
-  const out = new Float32Array(groupsOf(values.length) * 4).fill(pad);
+  const out = new Float32Array(groupsOf(values.length, 16) * 16).fill(pad);
   out.set(values);
   return out;
 }
@@ -76,7 +79,7 @@ function firstWeights(layer: ConvInt8Layer): Int16Array {
   const cout = layer.outShape[2];
   const taps = layer.kernel * layer.kernel * layer.inShape[2];
   const pairs = Math.ceil(taps / 2);
-  const out = new Int16Array(groupsOf(cout) * pairs * 8);
+  const out = new Int16Array(groupsOf(cout, 4) * pairs * 8);
   for (let c = 0; c < cout; c++) {
     for (let j = 0; j < taps; j++) out[((c >> 2) * pairs + (j >> 1)) * 8 + (c & 3) * 2 + (j & 1)] = layer.weights[c * taps + j]!;
   }
@@ -84,21 +87,19 @@ function firstWeights(layer: ConvInt8Layer): Int16Array {
 }
 
 /**
- * Binary weights as [word j][group] v128 (u32 lane = output channel): fan-in element f of the canonical row is
- * (tap = f / cin, channel ci = f % cin) and lands in word tap*cw + ci/32 — the spike map's own packing. A linear
- * layer is the same with tap = input position.
+ * Binary weights as [byte j][group] v128s (byte lane = output channel): fan-in element f of the canonical row is
+ * (tap = f / cin, channel ci = f % cin) and lands in bit ci&7 of byte j = tap*tapBytes + ci/8. A linear layer is the same with tap = input position.
  */
-function binaryWeights(weightBits: Uint32Array, cout: number, fanIn: number, cin: number): Uint32Array {
+function binaryWeights(weightBits: Uint32Array, cout: number, fanIn: number, cin: number, tapBytes: number): Uint8Array {
   const words = rowWords(fanIn);
-  const cw = cwOf(cin);
-  const groups = groupsOf(cout);
-  const out = new Uint32Array((fanIn / cin) * cw * groups * 4);
+  const groups = groupsOf(cout, 16);
+  const out = new Uint8Array((fanIn / cin) * tapBytes * groups * 16);
   for (let c = 0; c < cout; c++) {
     for (let f = 0; f < fanIn; f++) {
       if (!((weightBits[c * words + (f >> 5)]! >>> (f & 31)) & 1)) continue;
       const ci = f % cin;
-      const j = Math.floor(f / cin) * cw + (ci >> 5);
-      out[(j * groups + (c >> 2)) * 4 + (c & 3)]! |= 1 << (ci & 31);
+      const j = Math.floor(f / cin) * tapBytes + (ci >> 3);
+      out[(j * groups + (c >> 4)) * 16 + (c & 15)]! |= 1 << (ci & 7);
     }
   }
   return out;
@@ -116,9 +117,12 @@ interface Planned {
 /** Geometry of a binary layer as the kernel sees it: a k×k conv, a linear layer being a 1×1 conv on a 1×1 map. */
 function geometry(layer: HiddenLayer, from: Shape3) {
   if (layer.kind === 'bconv') {
-    return { ih: from[0], iw: from[1], icw: cwOf(from[2]), k: layer.kernel, stride: layer.stride, pad: layer.pad, cin: from[2], fanIn: layer.kernel * layer.kernel * from[2] };
+    const icb = Math.ceil(from[2] / 8);
+    return { ih: from[0], iw: from[1], icw: cwOf(from[2]), icb, tapBytes: icb, k: layer.kernel, stride: layer.stride, pad: layer.pad, fanIn: layer.kernel * layer.kernel * from[2] };
   }
-  return { ih: 1, iw: 1, icw: from[0] * from[1] * cwOf(from[2]), k: 1, stride: 1, pad: 0, cin: from[2], fanIn: layer.inFeatures };
+  // The whole map is one position whose every byte is scanned (the bytes past each position's channels are zero).
+  const icw = from[0] * from[1] * cwOf(from[2]);
+  return { ih: 1, iw: 1, icw, icb: 4 * icw, tapBytes: 4 * cwOf(from[2]), k: 1, stride: 1, pad: 0, fanIn: layer.inFeatures };
 }
 
 function planFirst(a: Arena, layer: ConvInt8Layer, counts: boolean): Planned {
@@ -138,7 +142,7 @@ function planFirst(a: Arena, layer: ConvInt8Layer, counts: boolean): Planned {
   d[F.PAD] = layer.pad;
   d[F.WGT] = a.alloc(0, firstWeights(layer));
   d[F.I0] = d[F.CUR] = a.alloc(units * 4);
-  d[F.PATCH] = a.alloc((taps + 1) * 2);
+  d[F.LIST] = a.alloc((taps + 1) * 2);
   common(a, d, layer, units, counts);
   return { desc: d, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
 }
@@ -148,12 +152,12 @@ function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, c
   const units = oh * ow * cout;
   const g = geometry(layer, from);
   const d = new Int32Array(DESC_WORDS);
-  const words = (g.fanIn / g.cin) * g.icw;
   d[F.KIND] = 1;
   d[F.IN] = prev.out;
   d[F.IH] = g.ih;
   d[F.IW] = g.iw;
   d[F.ICW] = g.icw;
+  d[F.ICB] = g.icb;
   d[F.OH] = oh;
   d[F.OW] = ow;
   d[F.COUT] = cout;
@@ -161,14 +165,14 @@ function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, c
   d[F.K] = g.k;
   d[F.STRIDE] = g.stride;
   d[F.PAD] = g.pad;
-  d[F.WGT] = a.alloc(0, binaryWeights(layer.weightBits, cout, g.fanIn, g.cin));
+  d[F.WGT] = a.alloc(0, binaryWeights(layer.weightBits, cout, g.fanIn, from[2], g.tapBytes));
   d[F.CUR] = a.alloc(units * 4);
   d[F.SC_KIND] = { none: 0, identity: 1, avgpool_repeat: 2 }[layer.shortcut];
   d[F.SC_PTR] = prev.cur;
   d[F.SC_CIN] = from[2];
   d[F.SC_W] = from[1];
-  d[F.PATCH] = a.alloc(words * 16);
-  d[F.POFF] = a.alloc(words * 4);
+  d[F.LIST] = a.alloc(g.ih * g.iw * g.icb * 4);
+  d[F.NZ] = a.alloc(g.ih * g.iw * 4);
   d[F.SCTMP] = a.alloc(cout * 4);
   common(a, d, layer, units, counts);
   return { desc: d, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
@@ -176,15 +180,15 @@ function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, c
 
 function common(a: Arena, d: Int32Array, layer: ConvInt8Layer | HiddenLayer, units: number, counts: boolean): void {
   const cout = layerChannels(layer);
-  d[F.GROUPS] = groupsOf(cout);
+  d[F.GROUPS] = groupsOf(cout, layer.kind === 'conv_int8' ? 4 : 16);
   d[F.SCALE] = a.alloc(0, padded(layer.scale, 0));
   d[F.BIAS] = a.alloc(0, padded(layer.bias, 0));
   d[F.THETA] = a.alloc(0, padded(layer.lif.theta, Infinity));
   d[F.BETA] = new Int32Array(Float32Array.of(layer.lif.beta).buffer)[0]!;
-  d[F.OUT] = a.alloc((units / cout) * cwOf(cout) * 4);
+  d[F.OUT] = a.alloc(mapBytes(units / cout, cout));
   d[F.V] = a.alloc(units * 4);
   d[F.SPIKES] = a.alloc(4);
-  d[F.COUNTS] = counts ? a.alloc(groupsOf(cout) * 16) : 0;
+  d[F.COUNTS] = counts ? a.alloc(groupsOf(cout, 16) * 64) : 0;
 }
 
 /** Unpacks a spike map (cw words per position) to one 0/1 byte per neuron, HWC. */
@@ -240,22 +244,44 @@ export function wasmRunner(model: BwsnnModel): Runner {
 }
 
 /**
- * Integer dots of one binary layer on one step's spikes (HWC 0/1 bytes of shape `from`), computed by the
- * kernel's dense popcount path: the property tests hold them equal to the reference kernel's.
+ * One binary layer alone in its own kernel instance, on fixed input spikes (HWC 0/1 bytes of shape `from`), for
+ * the property tests (`dots`: the integer dots instead of the LIF output) and the kernel benchmark (`run`).
  */
-export function wasmDots(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uint8Array, from: Shape3): Int32Array {
+export function singleLayer(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uint8Array, from: Shape3, dots: boolean) {
   const kernel = instantiate();
   const a = new Arena(kernel);
   const cw = cwOf(from[2]);
   const positions = from[0] * from[1];
   const packed = new Uint32Array(positions * cw);
-  for (let u = 0; u < spikes.length; u++) if (spikes[u]) packed[Math.floor(u / from[2]) * cw + ((u % from[2]) >> 5)]! |= 1 << (u % from[2] & 31);
-  const prev: Planned = { desc: new Int32Array(0), cur: a.alloc(positions * from[2] * 4), out: a.alloc(0, packed), units: positions * from[2], channels: from[2] };
+  spikes.forEach((s, u) => {
+    if (s) packed[Math.floor(u / from[2]) * cw + ((u % from[2]) >> 5)]! |= 1 << (u % from[2] & 31);
+  });
+  const prev: Planned = { desc: new Int32Array(0), cur: a.alloc(positions * from[2] * 4), out: a.alloc(mapBytes(positions, from[2]), packed), units: positions * from[2], channels: from[2] };
   const p = planBinary(a, layer, prev, from, false);
-  const units = p.units;
-  p.desc[F.DOTS] = a.alloc(units * 4);
+  if (dots) p.desc[F.DOTS] = a.alloc(p.units * 4);
   const descAt = a.alloc(DESC_WORDS * 4, p.desc);
   a.commit();
-  kernel.layer(descAt);
-  return new Int32Array(kernel.memory.buffer, p.desc[F.DOTS]!, units).slice();
+  return {
+    run: () => kernel.layer(descAt),
+    dots: () => new Int32Array(kernel.memory.buffer, p.desc[F.DOTS]!, p.units).slice(),
+  };
+}
+
+/** Integer dots of one binary layer computed by the kernel: the property tests hold them equal to the reference's. */
+export function wasmDots(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uint8Array, from: Shape3): Int32Array {
+  const l = singleLayer(layer, spikes, from, true);
+  l.run();
+  return l.dots();
+}
+
+/** The bare AND-popcount loop over `rows` × `vecs` v128s of random bits; returns `(reps) => checksum`. */
+export function bareLoop(rows: number, vecs: number): (reps: number) => number {
+  const kernel = instantiate();
+  const a = new Arena(kernel);
+  const random = (n: number) => Uint32Array.from({ length: n * 4 }, (_, i) => Math.imul(i + 1, 0x9e3779b1) ^ (i * 7919));
+  const w = a.alloc(0, random(rows * vecs));
+  const x = a.alloc(0, random(vecs));
+  a.commit();
+  const bare = (kernel as unknown as { bare(w: number, x: number, rows: number, vecs: number, reps: number): number }).bare;
+  return (reps) => bare(w, x, rows, vecs, reps);
 }

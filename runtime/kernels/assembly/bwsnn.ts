@@ -4,10 +4,15 @@
 // table of i32 fields (offsets below, mirrored there) and every buffer is 16-byte aligned.
 //
 // Layouts: a spike map holds, per position (row-major), `cw` words of channel bits (channel c in word c>>5,
-// bit c&31). Binary weights are repacked as [j][group] v128s, j = (ky*k + kx)*cw + word, a group being 4
-// output channels (one u32 lane each). First-layer weights are [group][tap pair] of i16x8 (channel-major
-// pairs) for i32x4.dot_i16x8_s. Currents, membranes and per-channel vectors are f32 in exact HWC order,
-// with per-channel vectors padded to a multiple of 4 (theta padded with +inf, so pad lanes never spike).
+// bit c&31), i.e. byte c>>3, bit c&7. The binary kernel works on bytes: each non-zero input byte (8 channels
+// of one tap) is splatted to 16 lanes and ANDed with a v128 holding, per lane, the 8 matching weight bits of
+// 16 output channels, so i8x16.popcnt yields per-channel counts directly. Binary weights are repacked as
+// [j][group] v128s, j = (ky*k + kx)*cb + byte, a group being 16 output channels. Skipping zero bytes makes
+// the work proportional to the non-zero bytes: at low spike rates a byte mostly holds one spike and the
+// kernel degenerates into event-driven accumulation of weight rows; at high rates it is the dense popcount.
+// First-layer weights are [group of 4][tap pair] of i16x8 (channel-major pairs) for i32x4.dot_i16x8_s.
+// Currents, membranes and per-channel vectors are f32 in exact HWC order, with per-channel vectors padded to
+// a multiple of 16 (theta padded with +inf, so pad lanes never spike).
 
 const KIND: i32 = 0; // 0 = first layer (int8 conv on bytes), 1 = binary conv / linear
 const IN: i32 = 1; // input: frame bytes (first) or spike map
@@ -37,11 +42,12 @@ const COUNTS: i32 = 24; // per-channel spike counts (i32, padded), or 0
 const I0: i32 = 25; // first layer: its constant current
 const SPIKES: i32 = 26; // -> total spikes of this layer (one i32, accumulated over steps)
 const DOTS: i32 = 27; // when non-zero: write the integer dots here instead of the LIF output (tests)
-const PATCH: i32 = 28; // scratch: splatted non-zero patch words (v128 each)
-const POFF: i32 = 29; // scratch: weight offset of each of them (i32)
+const LIST: i32 = 28; // scratch (first layer: the window as i16); binary: per input position, its non-zero bytes (i32 entries, ICB slots per position)
+const NZ: i32 = 29; // scratch: per input position, the entry count (u16) and spike count (u16)
 const SCTMP: i32 = 30; // scratch: one position's pooled shortcut (f32, cout)
-const GROUPS: i32 = 31; // ceil(cout / 4)
-export const DESC_WORDS: i32 = 32;
+const GROUPS: i32 = 31; // first layer: ceil(cout / 4); binary: ceil(cout / 16)
+const ICB: i32 = 32; // binary: bytes of channel bits scanned per input position
+export const DESC_WORDS: i32 = 40;
 
 @inline function field(d: usize, f: i32): i32 {
   return load<i32>(d + (<usize>f << 2));
@@ -61,7 +67,7 @@ function firstCurrents(d: usize): void {
   const oh = field(d, OH), ow = field(d, OW), cout = field(d, COUT);
   const k = field(d, K), stride = field(d, STRIDE), pad = field(d, PAD);
   const wgt = <usize>field(d, WGT), scale = <usize>field(d, SCALE), bias = <usize>field(d, BIAS);
-  const cur = <usize>field(d, I0), xs = <usize>field(d, PATCH);
+  const cur = <usize>field(d, I0), xs = <usize>field(d, LIST);
   const groups = field(d, GROUPS);
   const taps = k * k * cin;
   const pairs = (taps + 1) >> 1;
@@ -180,33 +186,32 @@ function firstStep(d: usize): void {
   return popcnt(bits);
 }
 
-/** Gathers the non-zero words of one output position's window; returns their count, sets popS. */
-@inline function gather(d: usize, oy: i32, ox: i32): i64 {
-  const inp = <usize>field(d, IN);
-  const ih = field(d, IH), iw = field(d, IW), cw = field(d, ICW);
-  const k = field(d, K), stride = field(d, STRIDE), pad = field(d, PAD);
-  const patch = <usize>field(d, PATCH), poff = <usize>field(d, POFF);
-  const rowBytes = field(d, GROUPS) << 4;
-  let n: i32 = 0, popS: i32 = 0;
-  for (let ky = 0; ky < k; ky++) {
-    const iy = oy * stride - pad + ky;
-    if (iy < 0 || iy >= ih) continue;
-    for (let kx = 0; kx < k; kx++) {
-      const ix = ox * stride - pad + kx;
-      if (ix < 0 || ix >= iw) continue;
-      const src = inp + (<usize>((iy * iw + ix) * cw) << 2);
-      const j0 = (ky * k + kx) * cw;
-      for (let w = 0; w < cw; w++) {
-        const s = load<u32>(src + (<usize>w << 2));
-        if (s == 0) continue;
-        popS += popcnt(s);
-        v128.store(patch + (<usize>n << 4), i32x4.splat(s));
-        store<i32>(poff + (<usize>n << 2), (j0 + w) * rowBytes);
+/**
+ * Lists, for every input position, its non-zero bytes as entries `(weight offset of that byte) << 8 | byte`, and
+ * counts them and their spikes. Done once per layer and step; each output position then walks the lists of the
+ * positions under its window, so the work is proportional to the non-zero bytes.
+ */
+function compact(d: usize): void {
+  const inp = <usize>field(d, IN), positions = field(d, IH) * field(d, IW);
+  const cw = field(d, ICW), cb = field(d, ICB), rowBytes = field(d, GROUPS) << 4;
+  const list = <usize>field(d, LIST), nz = <usize>field(d, NZ);
+  for (let p = 0; p < positions; p++) {
+    const src = inp + (<usize>(p * cw) << 2);
+    const dst = list + (<usize>(p * cb) << 2);
+    let n: i32 = 0, spikes: i32 = 0;
+    for (let b = 0; b < cb; b += 16) {
+      let m = ~i8x16.bitmask(i8x16.eq(v128.load(src + <usize>b), i8x16.splat(0))) & (cb - b >= 16 ? 0xffff : (1 << (cb - b)) - 1);
+      while (m) {
+        const t = ctz(m);
+        m &= m - 1;
+        const x = <i32>load<u8>(src + <usize>(b + t));
+        spikes += popcnt(x);
+        store<i32>(dst + (<usize>n << 2), (((b + t) * rowBytes) << 8) | x);
         n++;
       }
     }
+    store<u32>(nz + (<usize>p << 2), <u32>n | (<u32>spikes << 16));
   }
-  return (<i64>popS << 32) | <i64>n;
 }
 
 /** Fills the pooled shortcut of one output position (avgpool_repeat) into SCTMP and returns it. */
@@ -216,69 +221,145 @@ function pooled(d: usize, oy: i32, ox: i32): usize {
   const r0 = src + (<usize>(((2 * oy) * w + 2 * ox) * cin) << 2);
   const r1 = r0 + (<usize>(w * cin) << 2);
   const step = <usize>cin << 2;
-  for (let c = 0; c < cout; c++) {
-    const o = <usize>(c % cin) << 2;
-    const s = ((load<f32>(r0 + o) + load<f32>(r0 + step + o)) + load<f32>(r1 + o)) + load<f32>(r1 + step + o);
-    store<f32>(tmp + (<usize>c << 2), s * <f32>0.25);
+  const quarter = f32x4.splat(0.25);
+  let c = 0;
+  // f32x4 lanes round like scalar f32 ops, so the vector and scalar loops compute the same values.
+  for (; c + 4 <= cin; c += 4) {
+    const o = <usize>c << 2;
+    const s = f32x4.add(f32x4.add(f32x4.add(v128.load(r0 + o), v128.load(r0 + step + o)), v128.load(r1 + o)), v128.load(r1 + step + o));
+    v128.store(tmp + o, f32x4.mul(s, quarter));
   }
+  for (; c < cin; c++) {
+    const o = <usize>c << 2;
+    const s = ((load<f32>(r0 + o) + load<f32>(r0 + step + o)) + load<f32>(r1 + o)) + load<f32>(r1 + step + o);
+    store<f32>(tmp + o, s * <f32>0.25);
+  }
+  // Output channel c reads input channel c % cin: tile the pooled block.
+  for (c = cin; c < cout; c++) store<f32>(tmp + (<usize>c << 2), load<f32>(tmp + (<usize>(c - cin) << 2)));
   return tmp;
+}
+
+/** Emits the (up to) 16 channels of group g from their per-lane counts, split in i16 halves. */
+@inline function emit16(d: usize, pos: i32, g: i32, lo: v128, hi: v128, popS: i32, sc: usize, op: usize): i32 {
+  const cout = field(d, COUT);
+  const q = g * 4;
+  let total = emit(d, pos, q, i32x4.extend_low_i16x8_u(lo), popS, sc, op);
+  if (q * 4 + 4 < cout) total += emit(d, pos, q + 1, i32x4.extend_high_i16x8_u(lo), popS, sc, op);
+  if (q * 4 + 8 < cout) total += emit(d, pos, q + 2, i32x4.extend_low_i16x8_u(hi), popS, sc, op);
+  if (q * 4 + 12 < cout) total += emit(d, pos, q + 3, i32x4.extend_high_i16x8_u(hi), popS, sc, op);
+  return total;
+}
+
+/**
+ * Accumulates `G` groups (16 output channels each; `G` given as a type whose size is 1, 2 or 4 so that the unused
+ * accumulators fold away at compile time) of one output position over the lists under its window, then emits
+ * them. Per-lane counts go u8 (at most CHUNK popcnts of at most 8) → u16, which holds any lane's total since
+ * that is at most the fan-in, kept below 2^16 by the runner.
+ */
+@inline function pass<G>(d: usize, oy: i32, ox: i32, g: i32, popS: i32, sc: usize, op: usize): i32 {
+  const ih = field(d, IH), iw = field(d, IW), cb = field(d, ICB);
+  const k = field(d, K), stride = field(d, STRIDE), pad = field(d, PAD);
+  const list = <usize>field(d, LIST), nz = <usize>field(d, NZ);
+  const tapBytes = <usize>(cb * field(d, GROUPS)) << 4;
+  const wg = <usize>field(d, WGT) + (<usize>g << 4);
+  let l0 = i32x4.splat(0), h0 = i32x4.splat(0), l1 = i32x4.splat(0), h1 = i32x4.splat(0);
+  let l2 = i32x4.splat(0), h2 = i32x4.splat(0), l3 = i32x4.splat(0), h3 = i32x4.splat(0);
+  let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+  let room = CHUNK;
+  for (let ky = 0; ky < k; ky++) {
+    const iy = oy * stride - pad + ky;
+    if (iy < 0 || iy >= ih) continue;
+    for (let kx = 0; kx < k; kx++) {
+      const ix = ox * stride - pad + kx;
+      if (ix < 0 || ix >= iw) continue;
+      const p = iy * iw + ix;
+      const entries = list + (<usize>(p * cb) << 2);
+      const w0 = wg + <usize>(ky * k + kx) * tapBytes;
+      const n = <i32>(load<u32>(nz + (<usize>p << 2)) & 0xffff);
+      let i = 0;
+      while (i < n) {
+        const end = min(n, i + room);
+        room -= end - i;
+        for (; i < end; i++) {
+          const e = load<i32>(entries + (<usize>i << 2));
+          const s = i8x16.splat(<i8>e);
+          const w = w0 + <usize>(e >>> 8);
+          a0 = i8x16.add(a0, i8x16.popcnt(v128.and(s, v128.load(w))));
+          if (sizeof<G>() >= 2) a1 = i8x16.add(a1, i8x16.popcnt(v128.and(s, v128.load(w, 16))));
+          if (sizeof<G>() >= 4) {
+            a2 = i8x16.add(a2, i8x16.popcnt(v128.and(s, v128.load(w, 32))));
+            a3 = i8x16.add(a3, i8x16.popcnt(v128.and(s, v128.load(w, 48))));
+          }
+        }
+        if (room == 0) {
+          l0 = i16x8.add(l0, i16x8.extend_low_i8x16_u(a0));
+          h0 = i16x8.add(h0, i16x8.extend_high_i8x16_u(a0));
+          a0 = i32x4.splat(0);
+          if (sizeof<G>() >= 2) {
+            l1 = i16x8.add(l1, i16x8.extend_low_i8x16_u(a1));
+            h1 = i16x8.add(h1, i16x8.extend_high_i8x16_u(a1));
+            a1 = i32x4.splat(0);
+          }
+          if (sizeof<G>() >= 4) {
+            l2 = i16x8.add(l2, i16x8.extend_low_i8x16_u(a2));
+            h2 = i16x8.add(h2, i16x8.extend_high_i8x16_u(a2));
+            l3 = i16x8.add(l3, i16x8.extend_low_i8x16_u(a3));
+            h3 = i16x8.add(h3, i16x8.extend_high_i8x16_u(a3));
+            a2 = i32x4.splat(0);
+            a3 = i32x4.splat(0);
+          }
+          room = CHUNK;
+        }
+      }
+    }
+  }
+  let total = emit16(d, oy * field(d, OW) + ox, g, i16x8.add(l0, i16x8.extend_low_i8x16_u(a0)), i16x8.add(h0, i16x8.extend_high_i8x16_u(a0)), popS, sc, op);
+  if (sizeof<G>() >= 2) total += emit16(d, oy * field(d, OW) + ox, g + 1, i16x8.add(l1, i16x8.extend_low_i8x16_u(a1)), i16x8.add(h1, i16x8.extend_high_i8x16_u(a1)), popS, sc, op);
+  if (sizeof<G>() >= 4) {
+    total += emit16(d, oy * field(d, OW) + ox, g + 2, i16x8.add(l2, i16x8.extend_low_i8x16_u(a2)), i16x8.add(h2, i16x8.extend_high_i8x16_u(a2)), popS, sc, op);
+    total += emit16(d, oy * field(d, OW) + ox, g + 3, i16x8.add(l3, i16x8.extend_low_i8x16_u(a3)), i16x8.add(h3, i16x8.extend_high_i8x16_u(a3)), popS, sc, op);
+  }
+  return total;
+}
+
+/** Spikes under the window of one output position (the popcount term of every dot there). */
+@inline function windowSpikes(d: usize, oy: i32, ox: i32): i32 {
+  const ih = field(d, IH), iw = field(d, IW), k = field(d, K), stride = field(d, STRIDE), pad = field(d, PAD);
+  const nz = <usize>field(d, NZ);
+  let spikes: i32 = 0;
+  for (let ky = 0; ky < k; ky++) {
+    const iy = oy * stride - pad + ky;
+    if (iy < 0 || iy >= ih) continue;
+    for (let kx = 0; kx < k; kx++) {
+      const ix = ox * stride - pad + kx;
+      if (ix >= 0 && ix < iw) spikes += <i32>(load<u32>(nz + (<usize>(iy * iw + ix) << 2)) >>> 16);
+    }
+  }
+  return spikes;
 }
 
 /** One step of a binary conv (or linear, as a 1×1 conv on a 1×1 map) with the fused output pass. */
 function binaryStep(d: usize): void {
-  const oh = field(d, OH), ow = field(d, OW), cout = field(d, COUT), ocw = field(d, OCW);
+  const oh = field(d, OH), ow = field(d, OW), ocw = field(d, OCW);
   const groups = field(d, GROUPS), scKind = field(d, SC_KIND), scPtr = <usize>field(d, SC_PTR);
-  const out = <usize>field(d, OUT), wgt = <usize>field(d, WGT);
-  const patch = <usize>field(d, PATCH), poff = <usize>field(d, POFF);
+  const cout = field(d, COUT), out = <usize>field(d, OUT);
+  compact(d);
   let total: i32 = 0;
   for (let oy = 0; oy < oh; oy++) {
     for (let ox = 0; ox < ow; ox++) {
       const pos = oy * ow + ox;
-      const g2 = gather(d, oy, ox);
-      const n = <i32>g2, popS = <i32>(g2 >>> 32);
+      const popS = windowSpikes(d, oy, ox);
       const sc: usize = scKind == 1 ? scPtr + (<usize>(pos * cout) << 2) : scKind == 2 ? pooled(d, oy, ox) : 0;
       const op = out + (<usize>(pos * ocw) << 2);
       memory.fill(op, 0, <usize>ocw << 2);
+      // Up to 64 output channels per walk over the window.
       let g = 0;
-      // Four groups (16 output channels) per pass over the window: 8 accumulators stay in registers.
-      for (; g + 4 <= groups; g += 4) {
-        let p0 = i32x4.splat(0), p1 = i32x4.splat(0), p2 = i32x4.splat(0), p3 = i32x4.splat(0);
-        const wg = wgt + (<usize>g << 4);
-        for (let start = 0; start < n; start += CHUNK) {
-          const end = min(n, start + CHUNK);
-          let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
-          for (let i = start; i < end; i++) {
-            const s = v128.load(patch + (<usize>i << 4));
-            const w = wg + <usize>load<i32>(poff + (<usize>i << 2));
-            a0 = i8x16.add(a0, i8x16.popcnt(v128.and(s, v128.load(w))));
-            a1 = i8x16.add(a1, i8x16.popcnt(v128.and(s, v128.load(w, 16))));
-            a2 = i8x16.add(a2, i8x16.popcnt(v128.and(s, v128.load(w, 32))));
-            a3 = i8x16.add(a3, i8x16.popcnt(v128.and(s, v128.load(w, 48))));
-          }
-          p0 = i32x4.add(p0, widen(a0));
-          p1 = i32x4.add(p1, widen(a1));
-          p2 = i32x4.add(p2, widen(a2));
-          p3 = i32x4.add(p3, widen(a3));
-        }
-        total += emit(d, pos, g, p0, popS, sc, op);
-        total += emit(d, pos, g + 1, p1, popS, sc, op);
-        total += emit(d, pos, g + 2, p2, popS, sc, op);
-        total += emit(d, pos, g + 3, p3, popS, sc, op);
+      for (; g + 4 <= groups; g += 4) total += pass<u32>(d, oy, ox, g, popS, sc, op);
+      if (g + 2 <= groups) {
+        total += pass<u16>(d, oy, ox, g, popS, sc, op);
+        g += 2;
       }
-      for (; g < groups; g++) {
-        let p0 = i32x4.splat(0);
-        const wg = wgt + (<usize>g << 4);
-        for (let start = 0; start < n; start += CHUNK) {
-          const end = min(n, start + CHUNK);
-          let a0 = i32x4.splat(0);
-          for (let i = start; i < end; i++) {
-            const s = v128.load(patch + (<usize>i << 4));
-            a0 = i8x16.add(a0, i8x16.popcnt(v128.and(s, v128.load(wg + <usize>load<i32>(poff + (<usize>i << 2))))));
-          }
-          p0 = i32x4.add(p0, widen(a0));
-        }
-        total += emit(d, pos, g, p0, popS, sc, op);
-      }
+      if (g < groups) total += pass<u8>(d, oy, ox, g, popS, sc, op);
     }
   }
   const sp = <usize>field(d, SPIKES);
@@ -301,7 +382,7 @@ export function start(desc: usize, layers: i32): void {
     memory.fill(<usize>field(d, V), 0, <usize>(field(d, OH) * field(d, OW) * field(d, COUT)) << 2);
     store<i32>(<usize>field(d, SPIKES), 0);
     const counts = <usize>field(d, COUNTS);
-    if (counts) memory.fill(counts, 0, <usize>field(d, GROUPS) << 4);
+    if (counts) memory.fill(counts, 0, <usize>((field(d, COUT) + 15) & ~15) << 2);
   }
   firstCurrents(desc);
 }
@@ -315,4 +396,32 @@ export function frame(desc: usize, layers: i32, T: i32): void {
 /** One binary layer alone (tests: dots or fused output of a single layer). */
 export function layer(d: usize): void {
   binaryStep(d);
+}
+
+/**
+ * The ceiling the binary conv is measured against (`sei bench`): a bare AND-popcount GEMV, `rows` weight rows of
+ * `vecs` v128s against one input of `vecs` v128s, `reps` times. Returns a checksum so nothing is optimised away.
+ */
+export function bare(w: usize, x: usize, rows: i32, vecs: i32, reps: i32): i32 {
+  let sum = i32x4.splat(0);
+  for (let r = 0; r < reps; r++) {
+    for (let o = 0; o < rows; o++) {
+      const row = w + (<usize>(o * vecs) << 4);
+      let a = i32x4.splat(0), b = i32x4.splat(0);
+      for (let start = 0; start < vecs; start += CHUNK * 2) {
+        const end = min(vecs, start + CHUNK * 2);
+        let a8 = i32x4.splat(0), b8 = i32x4.splat(0);
+        let i = start;
+        for (; i + 1 < end; i += 2) {
+          a8 = i8x16.add(a8, i8x16.popcnt(v128.and(v128.load(x + (<usize>i << 4)), v128.load(row + (<usize>i << 4)))));
+          b8 = i8x16.add(b8, i8x16.popcnt(v128.and(v128.load(x + (<usize>i << 4), 16), v128.load(row + (<usize>i << 4), 16))));
+        }
+        if (i < end) a8 = i8x16.add(a8, i8x16.popcnt(v128.and(v128.load(x + (<usize>i << 4)), v128.load(row + (<usize>i << 4)))));
+        a = i32x4.add(a, widen(a8));
+        b = i32x4.add(b, widen(b8));
+      }
+      sum = i32x4.add(sum, i32x4.add(a, b));
+    }
+  }
+  return i32x4.extract_lane(sum, 0) + i32x4.extract_lane(sum, 1) + i32x4.extract_lane(sum, 2) + i32x4.extract_lane(sum, 3);
 }
