@@ -6,7 +6,7 @@ import { Graph, convAttrs, TWIN_OUTPUT } from '../trainer/export/onnx.js';
 import { openOrt } from '../trainer/export/ort.js';
 import type { Shape3 } from '../runtime/format/model.js';
 import { rng } from '../test/fixtures/random-model.js';
-import { bestOfRounds, measure } from './timing.js';
+import { measure } from './timing.js';
 
 export interface ConvShape {
   readonly cin: number;
@@ -32,20 +32,28 @@ export function convOnnx(s: ConvShape, seed = 7): Uint8Array {
   return g.encode('conv-bench', [1, s.cin, s.h, s.w], `FP32 conv ${s.cin}->${s.cout}, ${s.h}x${s.w}, ${s.k}x${s.k}`);
 }
 
-/** MAC/s of the FP32 conv on onnxruntime (full graph optimisation, one thread) on a 0/1 input at `rate`; best round. */
-export async function ortConvMacsPerSecond(s: ConvShape, rate: number, seconds: number): Promise<number> {
+/** A best-round timer: each call measures for `seconds` and returns the best calls/s seen so far. */
+export type Rounds = (seconds: number) => Promise<number>;
+
+function bestSoFar(fn: () => unknown): Rounds {
+  let best = 0;
+  return async (seconds) => (best = Math.max(best, (await measure(fn, seconds)).perSecond));
+}
+
+/** The FP32 conv on onnxruntime (full graph optimisation, one thread) on a 0/1 input at `rate`; rounds give MAC/s. */
+export async function ortConv(s: ConvShape, rate: number): Promise<Rounds> {
   const ort = await openOrt(convOnnx(s), { optimize: true });
   const r = rng(3);
   const input = Float32Array.from({ length: s.cin * s.h * s.w }, () => (r() < rate ? 1 : 0));
   const dims = [1, s.cin, s.h, s.w];
-  return (await bestOfRounds(() => ort.run(input, dims), seconds)) * convMacs(s);
+  const rounds = bestSoFar(() => ort.run(input, dims));
+  return async (seconds) => (await rounds(seconds)) * convMacs(s);
 }
 
-/** Frames/s of an ONNX twin on onnxruntime, cycling through `frames` (NCHW float32 data of shape `input`). */
-export async function ortFramesPerSecond(bytes: Uint8Array, optimize: boolean, input: Shape3, frames: readonly Float32Array[], seconds: number): Promise<number> {
+/** An ONNX twin on onnxruntime, cycling through `frames` (NCHW float32 data of shape `input`); rounds give frames/s. */
+export async function ortFrames(bytes: Uint8Array, optimize: boolean, input: Shape3, frames: readonly Float32Array[]): Promise<Rounds> {
   const ort = await openOrt(bytes, { optimize });
   const dims = [1, input[2], input[0], input[1]];
   let i = 0;
-  const t = await measure(() => ort.run(frames[i++ % frames.length]!, dims, [TWIN_OUTPUT]), seconds);
-  return t.perSecond;
+  return bestSoFar(() => ort.run(frames[i++ % frames.length]!, dims, [TWIN_OUTPUT]));
 }

@@ -22,12 +22,3 @@ export async function measure(fn: () => unknown, seconds: number): Promise<Throu
   return { calls, seconds: elapsed, perSecond: calls / elapsed };
 }
 
-/**
- * Best calls/s over short rounds filling `seconds`: on a shared machine the best round is the one least
- * disturbed by other load (the kernel benchmark in bench/kernel.ts counts the same way, so the two compare).
- */
-export async function bestOfRounds(fn: () => unknown, seconds: number, round = 0.25): Promise<number> {
-  let best = 0;
-  for (let t = 0; t < seconds; t += round) best = Math.max(best, (await measure(fn, round)).perSecond);
-  return best;
-}

@@ -1,0 +1,142 @@
+/**
+ * `sei bench`: the WASM binary kernel and engine side by side with onnxruntime-node, one thread each, in one run.
+ * - kernel: one binary conv 64→64, 14×14, 3×3 at the model's measured spike rate (bench/kernel.ts) vs the same
+ *   FP32 conv on onnxruntime (full optimisation) vs the bare AND/popcount ceiling;
+ * - model: engine frames/s vs onnxruntime on the ANN twin (full optimisation, what a user deploying it gets) and
+ *   on the SNN twin (optimisations disabled, the bit-exact configuration);
+ * - sizes: .bwsnn vs the ANN's .onnx.
+ */
+import { readdirSync, statSync } from 'node:fs';
+import { loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { benchEngine, benchKernel } from '../../bench/kernel.js';
+import { machineInfo } from '../../bench/machine.js';
+import { convMacs, ortConv, ortFrames, type ConvShape } from '../../bench/ort.js';
+import { ConfigError } from '../../runtime/errors.js';
+import { readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
+import type { BwsnnModel } from '../../runtime/index.js';
+import { annTwinOnnx, frameToNchw, snnTwinOnnx } from '../../trainer/export/onnx.js';
+import { printJson } from '../output.js';
+import { resolveModelArg, verifyFrames } from './verify.js';
+
+/** Length of one measuring round; contenders alternate rounds. */
+const ROUND_SECONDS = 0.5;
+
+/** The kernel benchmark's layer: the middle of the Fashion-MNIST layout. */
+export const KERNEL_SHAPE: ConvShape = { cin: 64, cout: 64, h: 14, w: 14, k: 3 };
+
+const MODELS = fileURLToPath(new URL('../../models/', import.meta.url));
+
+/** The bundled model (first models/*.bwsnn) if there is one, else random:1 (Fashion-MNIST layout, 32, T=2). */
+function benchModel(spec: string | undefined): { model: BwsnnModel; source: string; bytes: number } {
+  const source = spec ?? readdirSync(MODELS).filter((f) => f.endsWith('.bwsnn')).sort().map((f) => MODELS + f)[0] ?? 'random:1';
+  const resolved = resolveModelArg(source);
+  if (typeof resolved === 'string') return { model: readBwsnnFile(resolved), source, bytes: statSync(resolved).size };
+  return { model: resolved, source, bytes: writeBwsnn(resolved).length };
+}
+
+/**
+ * The spike rate the kernel benchmark feeds its 64→64 14×14 layer: the measured rate of the model's spike map of
+ * that shape (what the same layer sees in the model), else the model's mean rate.
+ */
+function realisticRate(model: BwsnnModel, rates: readonly number[]): number {
+  const layers = [model.first, ...model.hidden];
+  const i = layers.findIndex((l) => l.kind !== 'blinear' && l.outShape[0] === KERNEL_SHAPE.h && l.outShape[1] === KERNEL_SHAPE.w && l.outShape[2] === KERNEL_SHAPE.cin);
+  return i >= 0 ? rates[i]! : rates.reduce((a, b) => a + b, 0) / rates.length;
+}
+
+const ratio = (a: number, b: number) => Number((a / b).toFixed(3));
+
+export function register(program: Command): void {
+  program
+    .command('bench')
+    .description('WASM binary kernel and engine vs onnxruntime-node (one thread each), and file sizes')
+    .option('--seconds <s>', 'measuring time per item (after a short warm-up)', parseSeconds, 2)
+    .option('--model <file|random:SEED>', 'model for the whole-model comparison (default: the bundled model, else random:1)')
+    .option('--json', 'print a JSON summary on the last line')
+    .action(async (opts: { seconds: number; model?: string; json?: boolean }) => {
+      const machine = machineInfo();
+      console.log(`machine: ${machine.cpu}, ${machine.cores} cores [${machine.simdFlags.join(' ')}], node ${machine.node}, onnxruntime-node ${machine.onnxruntime}`);
+      console.log(`every measurement runs on one thread; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} before the run`);
+
+      const { model, source, bytes: bwsnnBytes } = benchModel(opts.model);
+      const frames = verifyFrames(model.input, 16).slice(-16).map((f) => f.data);
+      const nchw = frames.map((f) => frameToNchw(f, model.input));
+      // Every contender runs in the same alternating short rounds and keeps its best, so that load from other
+      // processes on the machine hits all of them alike.
+      const rounds = Math.max(1, Math.round(opts.seconds / ROUND_SECONDS));
+      const ann = annTwinOnnx(model);
+      const annRounds = await ortFrames(ann, true, model.input, nchw);
+      const snnRounds = await ortFrames(snnTwinOnnx(model), false, model.input, nchw);
+      let engineFps = 0;
+      let annFps = 0;
+      let snnFps = 0;
+      let spikeRates: readonly number[] = [];
+      let engineKernel = '';
+      for (let r = 0; r < rounds; r++) {
+        const e = await benchEngine(model, frames, ROUND_SECONDS, 'wasm');
+        if (e.fps > engineFps) [engineFps, spikeRates, engineKernel] = [e.fps, e.spikeRates, e.kernel];
+        annFps = await annRounds(ROUND_SECONDS);
+        snnFps = await snnRounds(ROUND_SECONDS);
+      }
+      const rate = realisticRate(model, spikeRates);
+
+      const s = KERNEL_SHAPE;
+      const convRounds = await ortConv(s, rate);
+      let binmacs = 0;
+      let ceiling = 0;
+      let ortMacs = 0;
+      for (let r = 0; r < rounds; r++) {
+        const k = await benchKernel({ rate, seconds: ROUND_SECONDS });
+        binmacs = Math.max(binmacs, k.binmacs_per_s);
+        ceiling = Math.max(ceiling, k.ceiling_binmacs_per_s);
+        ortMacs = await convRounds(ROUND_SECONDS);
+      }
+      console.log(`\nkernel: binary conv ${s.cin}→${s.cout}, ${s.h}×${s.w}, ${s.k}×${s.k}, input spike rate ${(rate * 100).toFixed(1)}% (${(convMacs(s) / 1e6).toFixed(2)} M MACs per call)`);
+      console.log(`  wasm binary conv        ${(binmacs / 1e9).toFixed(2)} G binary MAC/s`);
+      console.log(`  AND/popcount ceiling    ${(ceiling / 1e9).toFixed(2)} G binary MAC/s  → kernel at ${((100 * binmacs) / ceiling).toFixed(0)}%`);
+      console.log(`  onnxruntime FP32 conv   ${(ortMacs / 1e9).toFixed(2)} G MAC/s (graph optimisation: all)  → kernel ${ratio(binmacs, ortMacs)}×`);
+
+      console.log(`\nmodel: ${model.name} from ${source} (T=${model.T}, input ${model.input.join('×')}), ${frames.length} frames in turn`);
+      console.log(`  engine (${engineKernel})                        ${engineFps.toFixed(0)} frames/s`);
+      console.log(`  onnxruntime, ANN twin (optim. all)   ${annFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, annFps)}×`);
+      console.log(`  onnxruntime, SNN twin (optim. off)   ${snnFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, snnFps)}×`);
+      console.log(`\nsize: .bwsnn ${bwsnnBytes} bytes, ANN .onnx ${ann.length} bytes → ${ratio(ann.length, bwsnnBytes)}× smaller`);
+
+      if (opts.json) {
+        printJson({
+          kernel_shape: s,
+          spike_rate: Number(rate.toFixed(4)),
+          kernel_binmacs_per_s: Math.round(binmacs),
+          kernel_ceiling_binmacs_per_s: Math.round(ceiling),
+          ort_conv_macs_per_s: Math.round(ortMacs),
+          kernel_vs_ort: ratio(binmacs, ortMacs),
+          kernel_vs_ceiling: ratio(binmacs, ceiling),
+          model: model.name,
+          model_source: source,
+          T: model.T,
+          model_fps: Number(engineFps.toFixed(1)),
+          ort_ann_fps: Number(annFps.toFixed(1)),
+          ort_snn_fps: Number(snnFps.toFixed(1)),
+          ort_ann_optimization: 'all',
+          ort_snn_optimization: 'disabled',
+          model_vs_ort_ann: ratio(engineFps, annFps),
+          model_vs_ort_snn: ratio(engineFps, snnFps),
+          bwsnn_bytes: bwsnnBytes,
+          onnx_ann_bytes: ann.length,
+          bwsnn_vs_onnx_size: ratio(ann.length, bwsnnBytes),
+          threads: 1,
+          seconds_per_item: opts.seconds,
+          load_average_1m: Number(loadavg()[0]!.toFixed(2)),
+          ...machine,
+        });
+      }
+    });
+}
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 600) throw new ConfigError(`--seconds: expected a number in (0, 600], got ${JSON.stringify(value)}`, 'seconds');
+  return n;
+}
