@@ -1,0 +1,152 @@
+/**
+ * Head features: the last layer's spike rate per channel (spikes over space and T divided by H*W*T), exactly what
+ * the engine's float head multiplies. The backbone is frozen during fine-tuning, so a frame's features are
+ * computed once and cached under the backbone's fingerprint; a fine-tuned version (same backbone, new head) reuses
+ * them.
+ */
+import { createHash } from 'node:crypto';
+import { ConfigError, createEngine, FrameError } from '../../runtime/index.js';
+import type { BwsnnModel, Frame, KernelChoice } from '../../runtime/index.js';
+
+/** One frame with its ground truth, as the operator labelled it. */
+export interface TrainingFrame {
+  /** Stable id of the frame (e.g. its store row); the feature cache key. */
+  readonly id: string;
+  /** HWC sensor values of the model's input shape. */
+  readonly data: Frame;
+  /** Class index into the model's labels. */
+  readonly label: number;
+}
+
+/** Where computed features live between runs. The device backs it with SQLite; tests and the CLI use memory. */
+export interface FeatureCache {
+  get(backbone: string, frameId: string): Float64Array | undefined;
+  set(backbone: string, frameId: string, features: Float64Array): void;
+}
+
+export class MemoryFeatureCache implements FeatureCache {
+  private readonly map = new Map<string, Float64Array>();
+  get(backbone: string, frameId: string): Float64Array | undefined {
+    return this.map.get(`${backbone}\n${frameId}`);
+  }
+  set(backbone: string, frameId: string, features: Float64Array): void {
+    this.map.set(`${backbone}\n${frameId}`, features);
+  }
+  get size(): number {
+    return this.map.size;
+  }
+}
+
+/** Features of many frames as one row-major matrix with their labels. */
+export interface FeatureSet {
+  readonly count: number;
+  /** Features per frame (the head's inFeatures). */
+  readonly dim: number;
+  /** count × dim, row-major. */
+  readonly x: Float64Array;
+  readonly labels: Int32Array;
+}
+
+/** Computes head features for a model's backbone. */
+export interface FeatureEngine {
+  /** backboneId() of the model: the cache namespace. */
+  readonly backbone: string;
+  /** Features per frame (the head's inFeatures). */
+  readonly dim: number;
+  readonly kernel: 'wasm' | 'reference';
+  /** The head's input for one frame; throws FrameError on a bad frame. */
+  features(frame: Frame): Float64Array;
+}
+
+/**
+ * The one place that knows where the rates come from. The engine exposes only logits, so the backbone runs under
+ * an identity head: its logits are the rates themselves, stored as float32. The rate is count / (H*W*T) with an
+ * integer count far below 2^23, so rounding logit * H*W*T recovers the count exactly and the division gives the
+ * very double the engine's head multiplies. This costs one plain inference (no trace recording); an engine field
+ * holding the counts would replace it here alone.
+ */
+export function featureEngine(model: BwsnnModel, options: { readonly kernel?: KernelChoice } = {}): FeatureEngine {
+  const dim = model.head.inFeatures;
+  const last = model.hidden.length ? model.hidden[model.hidden.length - 1]! : model.first;
+  const divisor = (last.kind === 'blinear' ? 1 : last.outShape[0] * last.outShape[1]) * model.T;
+  if (divisor >= 2 ** 22) throw new ConfigError(`model: expected H*W*T of the last layer below 2^22 (exact spike counts through float32), got ${divisor}`, 'model');
+  const weight = new Float32Array(dim * dim);
+  for (let c = 0; c < dim; c++) weight[c * dim + c] = 1;
+  const probe = createEngine(
+    { ...model, labels: Array.from({ length: dim }, (_, c) => `rate${c}`), head: { inFeatures: dim, outFeatures: dim, weight, bias: new Float32Array(dim) } },
+    options.kernel ? { kernel: options.kernel } : {},
+  );
+  return {
+    backbone: backboneId(model),
+    dim,
+    kernel: probe.kernel,
+    features(frame: Frame): Float64Array {
+      const { logits } = probe.infer(frame);
+      return Float64Array.from(logits, (rate) => Math.round(rate * divisor) / divisor);
+    },
+  };
+}
+
+/**
+ * Fingerprint of everything that shapes the features: every field except the head, version and meta. Two models
+ * with the same fingerprint produce the same features for every frame.
+ */
+export function backboneId(model: BwsnnModel): string {
+  const hash = createHash('sha256');
+  const add = (value: unknown): void => {
+    if (ArrayBuffer.isView(value)) {
+      hash.update(value.constructor.name);
+      hash.update(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
+    } else if (Array.isArray(value)) {
+      hash.update(`[${value.length}`);
+      value.forEach(add);
+    } else if (value !== null && typeof value === 'object') {
+      for (const key of Object.keys(value).sort()) {
+        hash.update(`{${key}`);
+        add((value as Record<string, unknown>)[key]);
+      }
+    } else hash.update(JSON.stringify(value) ?? 'undefined');
+  };
+  add({ T: model.T, input: model.input, first: model.first, hidden: model.hidden });
+  return hash.digest('hex');
+}
+
+export interface ExtractOptions {
+  readonly cache?: FeatureCache;
+  /** Called after each frame (for progress reports). */
+  readonly onFrame?: (done: number, total: number) => void;
+}
+
+/** Features for labelled frames, from the cache where present, computed (and cached) otherwise. */
+export function extractFeatures(engine: FeatureEngine, classes: number, frames: readonly TrainingFrame[], options: ExtractOptions = {}): FeatureSet & { readonly computed: number } {
+  const { dim, backbone } = engine;
+  const x = new Float64Array(frames.length * dim);
+  const labels = new Int32Array(frames.length);
+  let computed = 0;
+  frames.forEach((f, i) => {
+    if (!Number.isInteger(f.label) || f.label < 0 || f.label >= classes) {
+      throw new FrameError(`frames[${i}].label: expected an integer class index 0..${classes - 1}, got ${JSON.stringify(f.label)}`, `frames[${i}].label`);
+    }
+    let features = options.cache?.get(backbone, f.id);
+    if (!features || features.length !== dim) {
+      features = engine.features(f.data);
+      options.cache?.set(backbone, f.id, features);
+      computed++;
+    }
+    x.set(features, i * dim);
+    labels[i] = f.label;
+    options.onFrame?.(i + 1, frames.length);
+  });
+  return { count: frames.length, dim, x, labels, computed };
+}
+
+/** The rows of a feature set at `indices`, in that order. */
+export function selectRows(set: FeatureSet, indices: readonly number[]): FeatureSet {
+  const x = new Float64Array(indices.length * set.dim);
+  const labels = new Int32Array(indices.length);
+  indices.forEach((r, i) => {
+    x.set(set.x.subarray(r * set.dim, (r + 1) * set.dim), i * set.dim);
+    labels[i] = set.labels[r]!;
+  });
+  return { count: indices.length, dim: set.dim, x, labels };
+}

@@ -1,0 +1,110 @@
+/**
+ * One fine-tuning run: features (cached) → train the head on part of the labelled frames → gate on the rest and
+ * on the reference frames → a new model version recording its parent. Nothing here activates anything: the
+ * caller installs an accepted model through the same activation, probation and rollback path as an OTA update.
+ */
+import { ConfigError } from '../../runtime/index.js';
+import type { BwsnnModel, Head } from '../../runtime/index.js';
+import { backboneId, extractFeatures, featureEngine, selectRows } from './features.js';
+import type { FeatureCache, FeatureEngine, TrainingFrame } from './features.js';
+import { decide, gateOptions, stratifiedSplit } from './gate.js';
+import type { GateDecision, GateOptions } from './gate.js';
+import { accuracy, toHead, trainHead, TRAIN_DEFAULTS } from './head.js';
+import type { TrainOptions } from './head.js';
+
+export type FineTuneProgress =
+  | { readonly phase: 'features'; readonly done: number; readonly total: number }
+  | { readonly phase: 'train'; readonly epoch: number; readonly epochs: number; readonly loss: number }
+  | { readonly phase: 'gate' };
+
+export interface FineTuneRequest {
+  /** The model to improve (the active one). */
+  readonly parent: BwsnnModel;
+  /** Computes features with the parent's backbone. Default featureEngine(parent); pass one to reuse it across runs. */
+  readonly features?: FeatureEngine;
+  /** SHA-256 (hex) of the parent's .bwsnn file, recorded in the new version's meta.parent. */
+  readonly parentSha256: string;
+  /** Frames labelled on site. */
+  readonly frames: readonly TrainingFrame[];
+  /** Frames of the original distribution that ship with the model (e.g. models/samples/). */
+  readonly reference: readonly TrainingFrame[];
+  /** Default: an in-memory cache for this run only. */
+  readonly cache?: FeatureCache;
+  readonly train?: Omit<TrainOptions, 'onEpoch'>;
+  readonly gate?: GateOptions;
+  /** Version of the new model. Default parent version + 1. */
+  readonly version?: number;
+  /** Timestamp recorded in meta.finetune. Default now. */
+  readonly now?: Date;
+  readonly onProgress?: (progress: FineTuneProgress) => void;
+}
+
+export interface FineTuneResult {
+  readonly decision: GateDecision;
+  /** The new version when the gate accepted it, else null. */
+  readonly model: BwsnnModel | null;
+  /** The new version whatever the gate said (to inspect a refusal). */
+  readonly candidate: BwsnnModel;
+  /** Wall time of each phase, milliseconds; `computed` frames were not in the cache. */
+  readonly timings: { readonly featuresMs: number; readonly trainMs: number; readonly gateMs: number; readonly computed: number };
+}
+
+/** The parent model with a new head and version, its parent recorded in meta. */
+export function childModel(parent: BwsnnModel, head: Head, parentSha256: string, version: number, finetune: Record<string, unknown>): BwsnnModel {
+  const { parent: _grandparent, finetune: _previous, ...meta } = parent.meta;
+  return { ...parent, version, head, meta: { ...meta, parent: { name: parent.name, version: parent.version, sha256: parentSha256 }, finetune } };
+}
+
+export function fineTune(request: FineTuneRequest): FineTuneResult {
+  const { parent, frames, reference } = request;
+  if (!/^[0-9a-f]{64}$/.test(request.parentSha256)) {
+    throw new ConfigError(`parentSha256: expected 64 lowercase hex digits, got ${JSON.stringify(request.parentSha256)}`, 'parentSha256');
+  }
+  const version = request.version ?? parent.version + 1;
+  if (!Number.isSafeInteger(version) || version <= parent.version) {
+    throw new ConfigError(`version: expected an integer above the parent's ${parent.version}, got ${JSON.stringify(version)}`, 'version');
+  }
+  const gate = gateOptions(request.gate);
+  const trainOptions = { ...TRAIN_DEFAULTS, ...request.train };
+  const progress = request.onProgress ?? (() => {});
+
+  let t = performance.now();
+  const engine = request.features ?? featureEngine(parent);
+  if (engine.backbone !== backboneId(parent)) throw new ConfigError('features: expected a feature engine built from the parent model, got one for another backbone', 'features');
+  const total = frames.length + reference.length;
+  const classes = parent.head.outFeatures;
+  const cache = request.cache ? { cache: request.cache } : {};
+  const labelled = extractFeatures(engine, classes, frames, { ...cache, onFrame: (done) => progress({ phase: 'features', done, total }) });
+  const ref = extractFeatures(engine, classes, reference, { ...cache, onFrame: (done) => progress({ phase: 'features', done: frames.length + done, total }) });
+  const featuresMs = performance.now() - t;
+
+  t = performance.now();
+  const split = stratifiedSplit(labelled.labels, gate.holdoutFraction, gate.seed);
+  const trainSet = selectRows(labelled, split.train);
+  const holdoutSet = selectRows(labelled, split.holdout);
+  const { params, losses } = trainHead(parent.head, trainSet, {
+    ...trainOptions,
+    onEpoch: (epoch, loss) => progress({ phase: 'train', epoch, epochs: trainOptions.epochs, loss }),
+  });
+  const head = toHead(params);
+  const trainMs = performance.now() - t;
+
+  t = performance.now();
+  progress({ phase: 'gate' });
+  const compare = (set: typeof trainSet) => ({ frames: set.count, before: accuracy(parent.head, set), after: accuracy(head, set) });
+  const decision = decide(compare(trainSet), compare(holdoutSet), compare(ref), gate, frames.length);
+  const gateMs = performance.now() - t;
+
+  const candidate = childModel(parent, head, request.parentSha256, version, {
+    createdAt: (request.now ?? new Date()).toISOString(),
+    accepted: decision.accepted,
+    labelledFrames: frames.length,
+    trainFrames: decision.train.frames,
+    holdout: { frames: decision.holdout.frames, before: decision.holdout.before, after: decision.holdout.after },
+    reference: { frames: decision.reference.frames, before: decision.reference.before, after: decision.reference.after },
+    finalLoss: losses[losses.length - 1] ?? null,
+    train: trainOptions,
+    gate,
+  });
+  return { decision, model: decision.accepted ? candidate : null, candidate, timings: { featuresMs, trainMs, gateMs, computed: labelled.computed + ref.computed } };
+}

@@ -1,0 +1,11 @@
+/** On-device fine-tuning of a model's float head: features, optimiser, gate, new version. Re-exports only. */
+export { backboneId, extractFeatures, featureEngine, MemoryFeatureCache, selectRows } from './features.js';
+export type { ExtractOptions, FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
+export { accuracy, headParams, lossAndGradient, predict, toHead, trainHead, TRAIN_DEFAULTS } from './head.js';
+export type { HeadParams, TrainOptions } from './head.js';
+export { decide, GATE_DEFAULTS, gateOptions, stratifiedSplit } from './gate.js';
+export type { Comparison, GateDecision, GateOptions } from './gate.js';
+export { childModel, fineTune } from './finetune.js';
+export type { FineTuneProgress, FineTuneRequest, FineTuneResult } from './finetune.js';
+export { applyShift, blur, brightnessContrast, noise, rotate, SHIFTS } from './shifts.js';
+export type { Shift, ShiftName } from './shifts.js';
