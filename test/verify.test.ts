@@ -5,7 +5,10 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { describe, it } from 'node:test';
-import { createEngine } from '../runtime/index.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createEngine, writeBwsnn } from '../runtime/index.js';
 import type { BwsnnModel } from '../runtime/format/model.js';
 import { layerUnits } from '../runtime/format/model.js';
 import { snnTwinOnnx } from '../trainer/export/onnx.js';
@@ -102,6 +105,23 @@ describe('sei verify (CLI)', () => {
     assert.equal(summary.frames, 4);
     assert.equal(summary.layers, 6);
     assert.ok(summary.spikes_compared > 0);
+  });
+
+  it('passes on a .bwsnn file read back through the format reader', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sei-verify-'));
+    const file = join(dir, 'odd.bwsnn');
+    writeFileSync(file, writeBwsnn(randomModel(SHAPES['odd sizes, 2 input channels, kernels 1 and 5, T=4']!)));
+    try {
+      const out = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'verify', '--model', file, '--frames', '3', '--kernel', 'reference', '--json'], { encoding: 'utf8' });
+      const summary = JSON.parse(out.trim().split('\n').at(-1)!);
+      assert.equal(summary.ok, true);
+      assert.equal(summary.kernel, 'reference');
+      // 13×11×2 input: random frames only.
+      assert.equal(summary.frames, 3);
+      assert.equal(summary.real_frames, 0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a malformed --model, naming the flag', () => {
