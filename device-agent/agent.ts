@@ -19,6 +19,7 @@ import { decodePicture, isPicture, toModelFrame } from './sources/image.js';
 import { createSource, PushSource } from './sources/index.js';
 import type { FrameSource, SourceFrame } from './sources/index.js';
 import { DropOldestQueue } from './sources/queue.js';
+import { OtaManager } from './ota/manager.js';
 import { MemoryStore } from './store/memory.js';
 import { SqliteStore } from './store/sqlite.js';
 import type { ModelRecord, PredictionRecord, StateStore } from './store/types.js';
@@ -82,6 +83,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private predictionsDropped = 0;
   private timers: NodeJS.Timeout[] = [];
   private readonly stdin: Readable | undefined;
+  /** Remote model updates (device-agent/ota). */
+  readonly ota: OtaManager;
   /** Port of the Prometheus endpoint once listening. */
   metricsPort: number | null = null;
 
@@ -97,6 +100,20 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.queue = new DropOldestQueue(this.config.source.queueSize);
     this.recent = new Array(this.config.store.recentFrames);
     this.stdin = opts.stdin;
+    this.ota = new OtaManager({
+      config: () => this.config,
+      dbPath: this.ownsStore ? c.path : ':memory:',
+      registry: this.store,
+      publish: (suffix, body, o) => this.link?.publish(suffix, body, o) ?? Promise.resolve(false),
+      enqueue: (suffix, body, retain) => (this.link ? this.link.enqueue(suffix, body, retain) : this.store.outboxAdd({ topic: this.config.topicPrefix + suffix, payload: JSON.stringify(body), qos: 1, retain })),
+      active: () => ({ version: this.activeVersion, engine: this.engine }),
+      swap: async (rec) => {
+        const active = await this.activate(rec);
+        void this.link?.publish('status', this.statusBody(), { qos: 1, retain: true });
+        return active;
+      },
+      events: this,
+    });
   }
 
   /** The active model's registry key, or null before start. */
@@ -115,16 +132,18 @@ export class Agent extends EventEmitter<AgentEvents> {
   async start(): Promise<void> {
     if (this.running) return;
     this.startedAt = Date.now();
-    await this.activate(this.registerModels());
+    await this.activate(this.ota.bootModel(this.registerModels()));
     this.running = true;
     if (this.config.mqtt.url !== null) {
-      this.link = new MqttLink({ mqtt: this.config.mqtt, prefix: this.config.topicPrefix, store: this.store, birth: () => this.statusBody(), frames: true });
+      this.link = new MqttLink({ mqtt: this.config.mqtt, prefix: this.config.topicPrefix, store: this.store, birth: () => this.statusBody(), frames: true, subscribe: this.ota.topics });
       this.link.on('online', (p) => this.emit('online', p));
       this.link.on('offline', () => this.emit('offline'));
       this.link.on('error', (err) => this.emit('error', err));
       this.link.on('command', (cmd, reply) => this.onCommand(cmd, reply));
       this.link.on('frame', (payload, props) => this.onMqttFrame(payload, props));
+      this.link.on('message', (suffix, payload) => this.ota.onMessage(suffix, payload));
       this.link.start();
+      this.ota.start();
     }
     if (this.config.metrics.httpPort !== null) {
       this.exporter = new PrometheusExporter(() => this.snapshot(), { device: this.config.device, fleet: this.config.fleet });
@@ -150,6 +169,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.queue.close();
     await this.loopDone;
     this.flushLog();
+    this.ota.stop();
     await this.link?.stop();
     await this.exporter?.close();
     if (this.ownsStore) this.store.close();
@@ -307,7 +327,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       model: this.activeVersion,
       predictions: batch.map((p) => ({ frame: p.frame, ts: p.ts, class: p.prediction, name: labels[p.prediction] ?? null, confidence: round4(p.confidence), label: p.label, latencyMs: round4(p.latencyMs) })),
     };
-    link.publish('predictions', body, { qos: 0 }).catch((err: Error) => this.emit('error', err));
+    void link.publish('predictions', body, { qos: 0 });
   }
 
   private flushLog(): void {
@@ -376,6 +396,7 @@ export class Agent extends EventEmitter<AgentEvents> {
         case 'models':
           return { active: this.activeVersion, models: this.store.listModels() };
         case 'activate': {
+          if (cmd.args.rollback === true) return this.ota.rollback();
           const version = cmd.args.version;
           if (typeof version !== 'string') throw new ConfigError(`activate: version: expected a registered version string, got ${show(version)}`, 'version');
           const rec = this.store.getModel(version);

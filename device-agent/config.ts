@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, show } from '../runtime/index.js';
+import { parseOtaConfig } from './ota/config.js';
+import type { OtaConfig } from './ota/config.js';
 
 /** Where frames come from. See `parseSourceSpec` for the string forms. */
 export type SourceSpec =
@@ -102,6 +104,8 @@ export interface AgentConfig {
     /** Outbox rows kept at most (oldest dropped beyond). Default 100000. */
     readonly outboxMax: number;
   };
+  /** Remote model update: trusted keys, limits, probation (device-agent/ota/README.md). */
+  readonly ota: OtaConfig;
 }
 
 export type Json = Record<string, unknown>;
@@ -312,8 +316,9 @@ export function parseConfig(raw: unknown = {}): AgentConfig {
     outboxMax: st.num('outboxMax', 100_000, 1, 100_000_000, true),
   };
   st.done();
+  const ota = parseOtaConfig(r.sub('ota'));
   r.done();
-  return { fleet, device, topicPrefix, model, source, mqtt, reporting, metrics, store };
+  return { fleet, device, topicPrefix, model, source, mqtt, reporting, metrics, store, ota };
 }
 
 /**

@@ -33,6 +33,8 @@ export interface LinkEvents {
   offline: [];
   command: [command: Command, reply: (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => void];
   frame: [payload: Buffer, properties: IPublishPacket['properties']];
+  /** A message on one of `subscribe` (topic relative to the prefix). */
+  message: [suffix: string, payload: Buffer];
   error: [error: Error];
 }
 
@@ -45,6 +47,8 @@ export interface LinkOptions {
   readonly birth: () => Json;
   /** Subscribe to `frames/in`. */
   readonly frames: boolean;
+  /** More topic suffixes to subscribe to (e.g. `ota/job`, `ota/block/#`); they arrive as `message` events. */
+  readonly subscribe?: readonly string[];
 }
 
 export class MqttLink extends EventEmitter<LinkEvents> {
@@ -108,7 +112,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       this.attempts = 0;
       this.lastHanded = 0;
       this.inflight = 0;
-      const subs = [this.topic('cmd/+'), ...(this.opts.frames ? [this.topic('frames/in')] : [])];
+      const subs = [this.topic('cmd/+'), ...(this.opts.frames ? [this.topic('frames/in')] : []), ...(this.opts.subscribe ?? []).map((s) => this.topic(s))];
       client.subscribe(subs, { qos: 1 }, (err) => {
         if (err && this.client === client) this.emit('error', err);
       });
@@ -158,7 +162,10 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       return;
     }
     const cmdPrefix = this.topic('cmd/');
-    if (!topic.startsWith(cmdPrefix)) return;
+    if (!topic.startsWith(cmdPrefix)) {
+      if (topic.startsWith(this.opts.prefix)) this.emit('message', topic.slice(this.opts.prefix.length), payload);
+      return;
+    }
     const name = topic.slice(cmdPrefix.length);
     let args: Json = {};
     let parseError: Error | null = null;
@@ -183,12 +190,12 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       else body.error = { name: outcome.error.name, message: outcome.error.message, field: (outcome.error as { field?: string }).field ?? null };
       const opts: IClientPublishOptions = { qos: 1 };
       if (correlation && this.protocol === 5) opts.properties = { correlationData: correlation };
-      this.publishTopic(replyTopic, body, opts).catch((err: Error) => this.emit('error', err));
+      void this.publishTopic(replyTopic, body, opts);
     };
     this.emit('command', { name, args: rest, parseError }, reply);
   }
 
-  /** Publishes now if connected (resolves on the broker's ack for QoS 1); false if offline. */
+  /** Publishes now if connected: true once sent (QoS 0) or acknowledged (QoS 1); false if offline or refused. */
   publish(suffix: string, body: unknown, opts: IClientPublishOptions = { qos: 0 }): Promise<boolean> {
     return this.publishTopic(this.topic(suffix), body, opts);
   }
@@ -200,8 +207,12 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       return Promise.resolve(false);
     }
     const payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
-    return new Promise((resolve, reject) => {
-      client.publish(topic, payload, opts, (err) => (err && this.client === client ? reject(err) : resolve(!err)));
+    return new Promise((resolve) => {
+      client.publish(topic, payload, opts, (err) => {
+        // A refusal (e.g. an ACL's "not authorised" on MQTT 5) is reported, never thrown at the publisher.
+        if (err && this.client === client) this.emit('error', new Error(`publish to ${topic} failed: ${err.message}`));
+        resolve(!err);
+      });
     });
   }
 
@@ -247,7 +258,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     if (!client) return;
     if (this.connected) {
       await Promise.race([
-        this.publish('status', { state: 'offline', reason: 'stopped' }, { qos: 1, retain: true }).catch(() => false),
+        this.publish('status', { state: 'offline', reason: 'stopped' }, { qos: 1, retain: true }),
         new Promise((r) => setTimeout(r, 2000)),
       ]);
     }

@@ -89,6 +89,8 @@ export async function mosquitto(opts: MosquittoOptions = {}): Promise<TestBroker
   const dir = mkdtempSync(join(tmpdir(), 'sei-mosquitto-'));
   const port = await freePort();
   const lines = [`listener ${port} 127.0.0.1`, 'persistence true', `persistence_location ${dir}/`, 'log_dest stderr', 'log_type error'];
+  // Started as root, Mosquitto drops to the "mosquitto" user, which cannot read a private temp folder.
+  if (process.getuid?.() === 0) lines.push('user root');
   if (opts.users) {
     const pw = join(dir, 'passwd');
     writeFileSync(pw, '');

@@ -1,0 +1,12 @@
+/** Remote model update (OTA): device side, operator side, the signed manifest and the wire protocol. Re-exports only. */
+export { parseOtaConfig } from './config.js';
+export type { OtaConfig } from './config.js';
+export { architectureProblem, buildManifest, canaryFrames, canaryProblem, readPrivateKey, readPublicKey, signManifest, verifyManifest, SUPPORTED_OPS } from './manifest.js';
+export type { Canary, Manifest, ManifestOptions, SignedManifest } from './manifest.js';
+export { OtaManager } from './manager.js';
+export type { OtaHost } from './manager.js';
+export { Probation, RecentResults } from './probation.js';
+export { blockCount, DEVICE_TOPICS, isTerminal, TERMINAL, TOPIC } from './protocol.js';
+export type { Job, JobState, JobStatus, JobStep, TerminalState } from './protocol.js';
+export { OtaStore, missingBlocks } from './store.js';
+export type { JobRow } from './store.js';

@@ -1,0 +1,70 @@
+/**
+ * The OTA wire protocol: topics, the job a device receives, the status it reports, and the job lifecycle
+ * (AWS IoT Jobs' states, with Mender-like steps inside IN_PROGRESS). Device and operator both import this file,
+ * so the two sides cannot drift apart.
+ *
+ * Topics, under a device's prefix (`sei/<fleet>/<device>/`):
+ * - `ota/job`               operator → device, retained, QoS 1: the Job (JSON); an empty payload clears it
+ * - `ota/cancel`            operator → device, QoS 1: {jobId, reason}
+ * - `ota/request`           device → operator, QoS 1: {jobId, blocks: [index, ...]}
+ * - `ota/block/<job>/<i>`   operator → device, QoS 1: the raw bytes of block i
+ * - `ota/status`            device → operator, retained, QoS 1 (through the outbox): JobStatus
+ */
+import type { SignedManifest } from './manifest.js';
+
+export const TOPIC = {
+  job: 'ota/job',
+  cancel: 'ota/cancel',
+  request: 'ota/request',
+  block: 'ota/block/',
+  status: 'ota/status',
+} as const;
+
+/** Topic suffixes a device subscribes to. */
+export const DEVICE_TOPICS = [TOPIC.job, TOPIC.cancel, `${TOPIC.block}#`] as const;
+
+export const TERMINAL = ['SUCCEEDED', 'FAILED', 'REJECTED', 'TIMED_OUT'] as const;
+export type TerminalState = (typeof TERMINAL)[number];
+export type JobState = 'QUEUED' | 'IN_PROGRESS' | TerminalState;
+export type JobStep = 'DOWNLOADING' | 'VERIFYING' | 'ACTIVATING' | 'PROBATION';
+
+export function isTerminal(state: string): state is TerminalState {
+  return (TERMINAL as readonly string[]).includes(state);
+}
+
+export interface Job {
+  /** Unique per deployment; a device runs a job id once. */
+  readonly jobId: string;
+  readonly manifest: SignedManifest;
+  /** Bytes per block (the last one may be shorter). */
+  readonly blockSize: number;
+  /** SHA-256 (hex) of every block, so that a corrupt or truncated block is caught when it arrives. */
+  readonly blockSha256: readonly string[];
+  /** Install even when the version is not newer than the active one. */
+  readonly allowDowngrade: boolean;
+}
+
+export interface JobStatus {
+  readonly jobId: string;
+  readonly device: string;
+  readonly state: JobState;
+  readonly step: JobStep | null;
+  /** Blocks received / total, while downloading (and after). */
+  readonly received: number;
+  readonly blocks: number;
+  /** Registry key of the model the job installs, and of the one it replaces. */
+  readonly version: string;
+  readonly previous: string | null;
+  /** Why the job was refused or failed; null otherwise. */
+  readonly reason: string | null;
+  /** Model running on the device when the status was sent. */
+  readonly active: string | null;
+  /** Probation figures once it has run: {frames, errors, confidence, baselineConfidence, latencyMs, baselineLatencyMs}. */
+  readonly probation: Record<string, number> | null;
+  readonly ts: number;
+}
+
+/** Block count of an artifact. */
+export function blockCount(size: number, blockSize: number): number {
+  return Math.ceil(size / blockSize);
+}
