@@ -59,9 +59,11 @@ const convCase = fc.record({
   seed: fc.integer({ min: 1, max: 1 << 30 }),
 });
 
-test('binary conv dots: wasm equals reference exactly', () => {
+const PATHS = ['dense', 'events', 'auto'] as const;
+
+test('binary conv dots: wasm (dense popcount, event-driven, auto) equals reference exactly', () => {
   fc.assert(
-    fc.property(convCase, (c) => {
+    fc.property(convCase, fc.constantFrom(...PATHS), (c, path) => {
       const pad = Math.floor(((c.kernel - 1) * c.padFraction) / 1);
       const oh = convOut(c.h, c.kernel, c.stride, pad);
       const ow = convOut(c.w, c.kernel, c.stride, pad);
@@ -75,15 +77,15 @@ test('binary conv dots: wasm equals reference exactly', () => {
         lif: { beta: 1, theta: new Float32Array(c.cout).fill(1) },
       };
       const spikes = randomSpikes(c.h * c.w * c.cin, c.rate, r);
-      assert.deepEqual(wasmDots(layer, spikes, inShape), bconvDots(layer, spikes));
+      assert.deepEqual(wasmDots(layer, spikes, inShape, path), bconvDots(layer, spikes));
     }),
-    { seed: SEED, numRuns: 150 },
+    { seed: SEED, numRuns: 250 },
   );
 });
 
-test('binary linear dots: wasm equals reference exactly', () => {
+test('binary linear dots: wasm (every path) equals reference exactly', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }), fc.constantFrom(1, 7, 32, 40), fc.constantFrom(1, 3, 10, 64), fc.constantFrom(0, 0.2, 1), fc.integer(), (h, w, c, out, rate, seed) => {
+    fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }), fc.constantFrom(1, 7, 32, 40), fc.constantFrom(1, 3, 10, 64), fc.constantFrom(0, 0.2, 1), fc.integer(), fc.constantFrom(...PATHS), (h, w, c, out, rate, seed, path) => {
       const r = rng(seed);
       const inFeatures = h * w * c;
       const layer: BinaryLinearLayer = {
@@ -91,9 +93,9 @@ test('binary linear dots: wasm equals reference exactly', () => {
         scale: new Float32Array(out).fill(1), bias: new Float32Array(out), shortcut: 'none', lif: { beta: 1, theta: new Float32Array(out).fill(1) },
       };
       const spikes = randomSpikes(inFeatures, rate, r);
-      assert.deepEqual(wasmDots(layer, spikes, [h, w, c]), blinearDots(layer, spikes));
+      assert.deepEqual(wasmDots(layer, spikes, [h, w, c], path), blinearDots(layer, spikes));
     }),
-    { seed: SEED, numRuns: 60 },
+    { seed: SEED, numRuns: 100 },
   );
 });
 
@@ -128,7 +130,11 @@ test('whole engine: wasm and reference agree bit for bit (logits, spikes, curren
         });
         const model = randomModel({ seed: c.seed, input: [c.h, c.h, c.cin], T: c.T, firstChannels: c.first, firstKernel: c.firstKernel, blocks, linear: c.linear, classes: 5 });
         const r = rng(c.seed ^ 0x5eed);
-        const frames = [0, 1].map(() => Uint8Array.from({ length: c.h * c.h * c.cin }, () => Math.floor(r() * 256 * c.brightness)));
+        // One noisy frame, and one with a uniform background around a noisy object (equal windows get reused).
+        const size = c.h * c.h * c.cin;
+        const noisy = Uint8Array.from({ length: size }, () => Math.floor(r() * 256 * c.brightness));
+        const object = noisy.map((x, i) => (Math.floor(i / c.cin) % c.h > c.h / 2 && Math.floor(i / c.cin / c.h) > c.h / 3 ? x : 0));
+        const frames = [noisy, object];
         const engines = KERNELS.map((kernel) => createEngine(model, { kernel }));
         for (const frame of frames) {
           const [ref, wasm] = engines.map((e) => e.infer(frame, { record: true }));
@@ -145,6 +151,6 @@ test('whole engine: wasm and reference agree bit for bit (logits, spikes, curren
         }
       },
     ),
-    { seed: SEED, numRuns: 40 },
+    { seed: SEED, numRuns: 80 },
   );
 });

@@ -15,7 +15,7 @@ const F = {
   KIND: 0, IN: 1, IH: 2, IW: 3, ICW: 4, OH: 5, OW: 6, COUT: 7, OCW: 8, K: 9, STRIDE: 10, PAD: 11,
   WGT: 12, SCALE: 13, BIAS: 14, THETA: 15, BETA: 16, V: 17, CUR: 18, OUT: 19,
   SC_KIND: 20, SC_PTR: 21, SC_CIN: 22, SC_W: 23, COUNTS: 24, I0: 25, SPIKES: 26, DOTS: 27,
-  LIST: 28, NZ: 29, SCTMP: 30, GROUPS: 31, ICB: 32,
+  LIST: 28, NZ: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36,
 } as const;
 const DESC_WORDS = 40;
 
@@ -105,6 +105,23 @@ function binaryWeights(weightBits: Uint32Array, cout: number, fanIn: number, cin
   return out;
 }
 
+/** Event weights as [input bit j][group] v128s of 0/1 bytes (byte lane = output channel), j = tap*tapBytes*8 + ci. */
+function eventWeights(weightBits: Uint32Array, cout: number, fanIn: number, cin: number, tapBytes: number): Uint8Array {
+  const words = rowWords(fanIn);
+  const groups = groupsOf(cout, 16);
+  const out = new Uint8Array((fanIn / cin) * tapBytes * 8 * groups * 16);
+  for (let c = 0; c < cout; c++) {
+    for (let f = 0; f < fanIn; f++) {
+      const j = Math.floor(f / cin) * tapBytes * 8 + (f % cin);
+      out[(j * groups + (c >> 4)) * 16 + (c & 15)] = (weightBits[c * words + (f >> 5)]! >>> (f & 31)) & 1;
+    }
+  }
+  return out;
+}
+
+/** Which binary path a layer takes: chosen per step from the input spike rate, or forced (tests). */
+export type BinaryPath = 'auto' | 'dense' | 'events';
+
 interface Planned {
   readonly desc: Int32Array;
   /** Byte offsets of the buffers the runner reads back. */
@@ -147,7 +164,7 @@ function planFirst(a: Arena, layer: ConvInt8Layer, counts: boolean): Planned {
   return { desc: d, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
 }
 
-function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, counts: boolean): Planned {
+function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, counts: boolean, path: BinaryPath = 'auto'): Planned {
   const [oh, ow, cout] = mapShape(layer);
   const units = oh * ow * cout;
   const g = geometry(layer, from);
@@ -166,13 +183,17 @@ function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, c
   d[F.STRIDE] = g.stride;
   d[F.PAD] = g.pad;
   d[F.WGT] = a.alloc(0, binaryWeights(layer.weightBits, cout, g.fanIn, from[2], g.tapBytes));
+  d[F.WEV] = a.alloc(0, eventWeights(layer.weightBits, cout, g.fanIn, from[2], g.tapBytes));
+  d[F.PATH] = { auto: 0, dense: 1, events: 2 }[path];
   d[F.CUR] = a.alloc(units * 4);
   d[F.SC_KIND] = { none: 0, identity: 1, avgpool_repeat: 2 }[layer.shortcut];
   d[F.SC_PTR] = prev.cur;
   d[F.SC_CIN] = from[2];
   d[F.SC_W] = from[1];
-  d[F.LIST] = a.alloc(g.ih * g.iw * g.icb * 4);
+  d[F.LIST] = a.alloc(g.ih * g.iw * g.icb * 32);
   d[F.NZ] = a.alloc(g.ih * g.iw * 4);
+  d[F.SAME] = a.alloc(g.ih * g.iw);
+  d[F.SAVE] = a.alloc(groupsOf(cout, 16) * 32);
   d[F.SCTMP] = a.alloc(cout * 4);
   common(a, d, layer, units, counts);
   return { desc: d, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
@@ -247,7 +268,7 @@ export function wasmRunner(model: BwsnnModel): Runner {
  * One binary layer alone in its own kernel instance, on fixed input spikes (HWC 0/1 bytes of shape `from`), for
  * the property tests (`dots`: the integer dots instead of the LIF output) and the kernel benchmark (`run`).
  */
-export function singleLayer(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uint8Array, from: Shape3, dots: boolean) {
+export function singleLayer(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uint8Array, from: Shape3, dots: boolean, path: BinaryPath = 'auto') {
   const kernel = instantiate();
   const a = new Arena(kernel);
   const cw = cwOf(from[2]);
@@ -257,7 +278,7 @@ export function singleLayer(layer: BinaryConvLayer | BinaryLinearLayer, spikes: 
     if (s) packed[Math.floor(u / from[2]) * cw + ((u % from[2]) >> 5)]! |= 1 << (u % from[2] & 31);
   });
   const prev: Planned = { desc: new Int32Array(0), cur: a.alloc(positions * from[2] * 4), out: a.alloc(mapBytes(positions, from[2]), packed), units: positions * from[2], channels: from[2] };
-  const p = planBinary(a, layer, prev, from, false);
+  const p = planBinary(a, layer, prev, from, false, path);
   if (dots) p.desc[F.DOTS] = a.alloc(p.units * 4);
   const descAt = a.alloc(DESC_WORDS * 4, p.desc);
   a.commit();
@@ -268,8 +289,8 @@ export function singleLayer(layer: BinaryConvLayer | BinaryLinearLayer, spikes: 
 }
 
 /** Integer dots of one binary layer computed by the kernel: the property tests hold them equal to the reference's. */
-export function wasmDots(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uint8Array, from: Shape3): Int32Array {
-  const l = singleLayer(layer, spikes, from, true);
+export function wasmDots(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uint8Array, from: Shape3, path: BinaryPath = 'auto'): Int32Array {
+  const l = singleLayer(layer, spikes, from, true, path);
   l.run();
   return l.dots();
 }

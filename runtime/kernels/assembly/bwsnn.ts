@@ -47,6 +47,11 @@ const NZ: i32 = 29; // scratch: per input position, the entry count (u16) and sp
 const SCTMP: i32 = 30; // scratch: one position's pooled shortcut (f32, cout)
 const GROUPS: i32 = 31; // first layer: ceil(cout / 4); binary: ceil(cout / 16)
 const ICB: i32 = 32; // binary: bytes of channel bits scanned per input position
+const SAME: i32 = 33; // scratch: per input position, 1 when its list equals that of the position STRIDE to its left
+const SAVE: i32 = 34; // scratch: the last computed position's per-channel counts (u16, two v128 per group)
+const WEV: i32 = 35; // binary: event weights, one 0/1 byte per (input bit, output channel)
+const PATH: i32 = 36; // 0 = choose per step by input spike rate, 1 = always dense, 2 = always events (tests)
+const EVENTS: i32 = 37; // this step's choice: 1 = events
 export const DESC_WORDS: i32 = 40;
 
 @inline function field(d: usize, f: i32): i32 {
@@ -57,8 +62,11 @@ export const DESC_WORDS: i32 = 40;
   return i32x4.extadd_pairwise_i16x8_u(i16x8.extadd_pairwise_i8x16_u(acc));
 }
 
-// A popcnt lane is at most 8, so a u8 lane holds 31 of them before it could overflow.
+// A popcnt lane is at most 8, so a u8 lane holds 31 of them before it could overflow; an event adds at most 1.
 const CHUNK: i32 = 31;
+const EVENT_CHUNK: i32 = 255;
+// Input spike rates (per mille) up to which the event path is used: measured faster than the dense one below.
+const EVENT_RATE: i32 = 250;
 
 /** Runs the first layer's int8 conv and affine: its constant current for this frame. */
 function firstCurrents(d: usize): void {
@@ -128,76 +136,79 @@ function firstCurrents(d: usize): void {
 }
 
 /**
- * LIF on 4 neurons (channels c..c+3 of one position) given their input current; stores v and the current,
- * returns the spike mask bits (bit l = lane l spiked).
+ * The output pass of one position, shared by the first and the binary layers: per neuron the current, then LIF
+ * `v = beta*v + I`, spike when `v >= theta`, soft reset, and the spike bits packed for the next layer; returns
+ * the spike count. The current is, for `kind` 0, the first layer's constant current at `src`; for `kind` 1,
+ * `scale*dot + bias (+ the shortcut at src)` with the dots from the u16 counts at SAVE and the window's spike
+ * count `popS`. Descriptor fields are read once per position, not per neuron.
  */
-@inline function lif4(d: usize, unit: i32, c: i32, I: v128, n: i32): i32 {
-  const vp = <usize>field(d, V) + (<usize>unit << 2);
-  const th = v128.load(<usize>field(d, THETA) + (<usize>c << 2));
-  let v = f32x4.add(f32x4.mul(f32x4.splat(reinterpret<f32>(field(d, BETA))), loadLanes(vp, n)), I);
-  const m = f32x4.ge(v, th);
-  v = v128.bitselect(f32x4.sub(v, th), v, m);
-  storeLanes(vp, v, n);
-  storeLanes(<usize>field(d, CUR) + (<usize>unit << 2), I, n);
-  const counts = <usize>field(d, COUNTS);
-  if (counts) {
-    const cp = counts + (<usize>c << 2);
-    v128.store(cp, i32x4.sub(v128.load(cp), m));
-  }
-  return i32x4.bitmask(m);
-}
-
-/** The first layer's step: LIF on its constant current. */
-function firstStep(d: usize): void {
-  const units = field(d, OH) * field(d, OW);
-  const cout = field(d, COUT), ocw = field(d, OCW), groups = field(d, GROUPS);
-  const out = <usize>field(d, OUT), i0 = <usize>field(d, I0);
-  let total: i32 = 0;
-  for (let pos = 0; pos < units; pos++) {
-    const ow = out + (<usize>(pos * ocw) << 2);
-    memory.fill(ow, 0, <usize>ocw << 2);
-    for (let g = 0; g < groups; g++) {
-      const c = g * 4, unit = pos * cout + c;
-      const bits = lif4(d, unit, c, loadLanes(i0 + (<usize>unit << 2), cout - c), cout - c);
-      const wp = ow + (<usize>(c >> 5) << 2);
-      store<u32>(wp, load<u32>(wp) | (<u32>bits << (c & 31)));
-      total += popcnt(bits);
+@inline function outputPosition(d: usize, pos: i32, kind: i32, src: usize, popS: i32): i32 {
+  const cout = field(d, COUT), counts = <usize>field(d, COUNTS);
+  const beta = f32x4.splat(reinterpret<f32>(field(d, BETA)));
+  const theta = <usize>field(d, THETA), scale = <usize>field(d, SCALE), bias = <usize>field(d, BIAS);
+  const save = <usize>field(d, SAVE);
+  const unit = pos * cout;
+  const vp = <usize>field(d, V) + (<usize>unit << 2), cp = <usize>field(d, CUR) + (<usize>unit << 2);
+  const op = <usize>field(d, OUT) + (<usize>(pos * field(d, OCW)) << 2);
+  const spikes = i32x4.splat(popS);
+  let word: u32 = 0;
+  let total = 0;
+  for (let c = 0; c < cout; c += 4) {
+    const n = cout - c, at = <usize>c << 2;
+    let I: v128;
+    if (kind == 0) {
+      I = loadLanes(src + at, n);
+    } else {
+      const dot = i32x4.sub(i32x4.shl(v128.load16x4_u(save + (<usize>c << 1)), 1), spikes);
+      I = f32x4.add(f32x4.mul(v128.load(scale + at), f32x4.convert_i32x4_s(dot)), v128.load(bias + at));
+      if (src) I = f32x4.add(I, loadLanes(src + at, n));
+    }
+    const th = v128.load(theta + at);
+    let v = f32x4.add(f32x4.mul(beta, loadLanes(vp + at, n)), I);
+    const m = f32x4.ge(v, th);
+    v = v128.bitselect(f32x4.sub(v, th), v, m);
+    storeLanes(vp + at, v, n);
+    storeLanes(cp + at, I, n);
+    if (counts) v128.store(counts + at, i32x4.sub(v128.load(counts + at), m));
+    const bits = <u32>i32x4.bitmask(m);
+    total += popcnt(bits);
+    word |= bits << (c & 31);
+    if ((c & 31) == 28 || n <= 4) {
+      store<u32>(op + (<usize>(c >> 5) << 2), word);
+      word = 0;
     }
   }
+  return total;
+}
+
+@inline function addSpikes(d: usize, total: i32): void {
   const sp = <usize>field(d, SPIKES);
   store<i32>(sp, load<i32>(sp) + total);
 }
 
-/** Fused output of one group: dot → affine → + shortcut → LIF → spike bits (or raw dots in test mode). */
-@inline function emit(d: usize, pos: i32, g: i32, pop: v128, popS: i32, sc: usize, ow: usize): i32 {
-  const cout = field(d, COUT);
-  const c = g * 4, unit = pos * cout + c, n = cout - c;
-  const dot = i32x4.sub(i32x4.shl(pop, 1), i32x4.splat(popS));
-  const dots = <usize>field(d, DOTS);
-  if (dots) {
-    storeLanes(dots + (<usize>unit << 2), dot, n);
-    return 0;
-  }
-  let I = f32x4.add(f32x4.mul(v128.load(<usize>field(d, SCALE) + (<usize>c << 2)), f32x4.convert_i32x4_s(dot)), v128.load(<usize>field(d, BIAS) + (<usize>c << 2)));
-  if (sc) I = f32x4.add(I, loadLanes(sc + (<usize>c << 2), n));
-  const bits = lif4(d, unit, c, I, n);
-  const wp = ow + (<usize>(c >> 5) << 2);
-  store<u32>(wp, load<u32>(wp) | (<u32>bits << (c & 31)));
-  return popcnt(bits);
+/** The first layer's step: LIF on its constant current. */
+function firstStep(d: usize): void {
+  const positions = field(d, OH) * field(d, OW);
+  const i0 = <usize>field(d, I0), cout = field(d, COUT);
+  let total = 0;
+  for (let pos = 0; pos < positions; pos++) total += outputPosition(d, pos, 0, i0 + (<usize>(pos * cout) << 2), 0);
+  addSpikes(d, total);
 }
 
 /**
- * Lists, for every input position, its non-zero bytes as entries `(weight offset of that byte) << 8 | byte`, and
- * counts them and their spikes. Done once per layer and step; each output position then walks the lists of the
- * positions under its window, so the work is proportional to the non-zero bytes.
+ * Lists, for every input position, its non-zero bytes as entries `(weight offset of that byte) << 8 | byte`
+ * (dense path) or its spikes as entries `weight offset of that input bit` (event path), and counts them and the
+ * spikes. Done once per layer and step; each output position then walks the lists of the positions under its
+ * window, so the work is proportional to the non-zero bytes or to the spikes.
  */
-function compact(d: usize): void {
+function compact(d: usize, events: bool): void {
   const inp = <usize>field(d, IN), positions = field(d, IH) * field(d, IW);
   const cw = field(d, ICW), cb = field(d, ICB), rowBytes = field(d, GROUPS) << 4;
-  const list = <usize>field(d, LIST), nz = <usize>field(d, NZ);
+  const list = <usize>field(d, LIST), nz = <usize>field(d, NZ), same = <usize>field(d, SAME);
+  const iw = field(d, IW), stride = field(d, STRIDE);
   for (let p = 0; p < positions; p++) {
     const src = inp + (<usize>(p * cw) << 2);
-    const dst = list + (<usize>(p * cb) << 2);
+    const dst = list + (<usize>(p * cb) << 5);
     let n: i32 = 0, spikes: i32 = 0;
     for (let b = 0; b < cb; b += 16) {
       let m = ~i8x16.bitmask(i8x16.eq(v128.load(src + <usize>b), i8x16.splat(0))) & (cb - b >= 16 ? 0xffff : (1 << (cb - b)) - 1);
@@ -206,11 +217,23 @@ function compact(d: usize): void {
         m &= m - 1;
         const x = <i32>load<u8>(src + <usize>(b + t));
         spikes += popcnt(x);
-        store<i32>(dst + (<usize>n << 2), (((b + t) * rowBytes) << 8) | x);
-        n++;
+        if (events) {
+          for (let bits = x; bits; bits &= bits - 1) {
+            store<i32>(dst + (<usize>n << 2), (((b + t) << 3) + ctz(bits)) * rowBytes);
+            n++;
+          }
+        } else {
+          store<i32>(dst + (<usize>n << 2), (((b + t) * rowBytes) << 8) | x);
+          n++;
+        }
       }
     }
     store<u32>(nz + (<usize>p << 2), <u32>n | (<u32>spikes << 16));
+    // Uniform regions (a camera's background) give runs of equal lists, hence equal windows and equal dots.
+    let equal = p % iw >= stride && <i32>(load<u32>(nz + (<usize>(p - stride) << 2)) & 0xffff) == n;
+    const left = list + (<usize>((p - stride) * cb) << 5);
+    for (let i = 0; equal && i < n; i++) equal = load<i32>(dst + (<usize>i << 2)) == load<i32>(left + (<usize>i << 2));
+    store<u8>(same + <usize>p, <u8>equal);
   }
 }
 
@@ -239,33 +262,24 @@ function pooled(d: usize, oy: i32, ox: i32): usize {
   return tmp;
 }
 
-/** Emits the (up to) 16 channels of group g from their per-lane counts, split in i16 halves. */
-@inline function emit16(d: usize, pos: i32, g: i32, lo: v128, hi: v128, popS: i32, sc: usize, op: usize): i32 {
-  const cout = field(d, COUT);
-  const q = g * 4;
-  let total = emit(d, pos, q, i32x4.extend_low_i16x8_u(lo), popS, sc, op);
-  if (q * 4 + 4 < cout) total += emit(d, pos, q + 1, i32x4.extend_high_i16x8_u(lo), popS, sc, op);
-  if (q * 4 + 8 < cout) total += emit(d, pos, q + 2, i32x4.extend_low_i16x8_u(hi), popS, sc, op);
-  if (q * 4 + 12 < cout) total += emit(d, pos, q + 3, i32x4.extend_high_i16x8_u(hi), popS, sc, op);
-  return total;
-}
-
 /**
  * Accumulates `G` groups (16 output channels each; `G` given as a type whose size is 1, 2 or 4 so that the unused
- * accumulators fold away at compile time) of one output position over the lists under its window, then emits
- * them. Per-lane counts go u8 (at most CHUNK popcnts of at most 8) → u16, which holds any lane's total since
+ * accumulators fold away at compile time) of one output position over the lists under its window into SAVE. Per-lane counts go u8 (at most CHUNK popcnts of at most 8) → u16, which holds any lane's total since
  * that is at most the fan-in, kept below 2^16 by the runner.
  */
-@inline function pass<G>(d: usize, oy: i32, ox: i32, g: i32, popS: i32, sc: usize, op: usize): i32 {
+@inline function pass<G>(d: usize, oy: i32, ox: i32, g: i32): void {
   const ih = field(d, IH), iw = field(d, IW), cb = field(d, ICB);
   const k = field(d, K), stride = field(d, STRIDE), pad = field(d, PAD);
   const list = <usize>field(d, LIST), nz = <usize>field(d, NZ);
-  const tapBytes = <usize>(cb * field(d, GROUPS)) << 4;
-  const wg = <usize>field(d, WGT) + (<usize>g << 4);
+  const events = field(d, EVENTS) != 0;
+  // Weight bytes per tap: cb bytes of 8 input bits each, one v128 per group per byte (dense) or per bit (events).
+  const tapBytes = (<usize>(cb * field(d, GROUPS)) << 4) << (events ? 3 : 0);
+  const wg = <usize>field(d, events ? WEV : WGT) + (<usize>g << 4);
+  const chunk = events ? EVENT_CHUNK : CHUNK;
   let l0 = i32x4.splat(0), h0 = i32x4.splat(0), l1 = i32x4.splat(0), h1 = i32x4.splat(0);
   let l2 = i32x4.splat(0), h2 = i32x4.splat(0), l3 = i32x4.splat(0), h3 = i32x4.splat(0);
   let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
-  let room = CHUNK;
+  let room = chunk;
   for (let ky = 0; ky < k; ky++) {
     const iy = oy * stride - pad + ky;
     if (iy < 0 || iy >= ih) continue;
@@ -273,22 +287,34 @@ function pooled(d: usize, oy: i32, ox: i32): usize {
       const ix = ox * stride - pad + kx;
       if (ix < 0 || ix >= iw) continue;
       const p = iy * iw + ix;
-      const entries = list + (<usize>(p * cb) << 2);
+      const entries = list + (<usize>(p * cb) << 5);
       const w0 = wg + <usize>(ky * k + kx) * tapBytes;
       const n = <i32>(load<u32>(nz + (<usize>p << 2)) & 0xffff);
       let i = 0;
       while (i < n) {
         const end = min(n, i + room);
         room -= end - i;
-        for (; i < end; i++) {
-          const e = load<i32>(entries + (<usize>i << 2));
-          const s = i8x16.splat(<i8>e);
-          const w = w0 + <usize>(e >>> 8);
-          a0 = i8x16.add(a0, i8x16.popcnt(v128.and(s, v128.load(w))));
-          if (sizeof<G>() >= 2) a1 = i8x16.add(a1, i8x16.popcnt(v128.and(s, v128.load(w, 16))));
-          if (sizeof<G>() >= 4) {
-            a2 = i8x16.add(a2, i8x16.popcnt(v128.and(s, v128.load(w, 32))));
-            a3 = i8x16.add(a3, i8x16.popcnt(v128.and(s, v128.load(w, 48))));
+        if (events) {
+          for (; i < end; i++) {
+            const w = w0 + <usize>load<i32>(entries + (<usize>i << 2));
+            a0 = i8x16.add(a0, v128.load(w));
+            if (sizeof<G>() >= 2) a1 = i8x16.add(a1, v128.load(w, 16));
+            if (sizeof<G>() >= 4) {
+              a2 = i8x16.add(a2, v128.load(w, 32));
+              a3 = i8x16.add(a3, v128.load(w, 48));
+            }
+          }
+        } else {
+          for (; i < end; i++) {
+            const e = load<i32>(entries + (<usize>i << 2));
+            const s = i8x16.splat(<i8>e);
+            const w = w0 + <usize>(e >>> 8);
+            a0 = i8x16.add(a0, i8x16.popcnt(v128.and(s, v128.load(w))));
+            if (sizeof<G>() >= 2) a1 = i8x16.add(a1, i8x16.popcnt(v128.and(s, v128.load(w, 16))));
+            if (sizeof<G>() >= 4) {
+              a2 = i8x16.add(a2, i8x16.popcnt(v128.and(s, v128.load(w, 32))));
+              a3 = i8x16.add(a3, i8x16.popcnt(v128.and(s, v128.load(w, 48))));
+            }
           }
         }
         if (room == 0) {
@@ -308,62 +334,90 @@ function pooled(d: usize, oy: i32, ox: i32): usize {
             a2 = i32x4.splat(0);
             a3 = i32x4.splat(0);
           }
-          room = CHUNK;
+          room = chunk;
         }
       }
     }
   }
-  let total = emit16(d, oy * field(d, OW) + ox, g, i16x8.add(l0, i16x8.extend_low_i8x16_u(a0)), i16x8.add(h0, i16x8.extend_high_i8x16_u(a0)), popS, sc, op);
-  if (sizeof<G>() >= 2) total += emit16(d, oy * field(d, OW) + ox, g + 1, i16x8.add(l1, i16x8.extend_low_i8x16_u(a1)), i16x8.add(h1, i16x8.extend_high_i8x16_u(a1)), popS, sc, op);
-  if (sizeof<G>() >= 4) {
-    total += emit16(d, oy * field(d, OW) + ox, g + 2, i16x8.add(l2, i16x8.extend_low_i8x16_u(a2)), i16x8.add(h2, i16x8.extend_high_i8x16_u(a2)), popS, sc, op);
-    total += emit16(d, oy * field(d, OW) + ox, g + 3, i16x8.add(l3, i16x8.extend_low_i8x16_u(a3)), i16x8.add(h3, i16x8.extend_high_i8x16_u(a3)), popS, sc, op);
+  const save = <usize>field(d, SAVE) + (<usize>g << 5);
+  v128.store(save, i16x8.add(l0, i16x8.extend_low_i8x16_u(a0)));
+  v128.store(save, i16x8.add(h0, i16x8.extend_high_i8x16_u(a0)), 16);
+  if (sizeof<G>() >= 2) {
+    v128.store(save, i16x8.add(l1, i16x8.extend_low_i8x16_u(a1)), 32);
+    v128.store(save, i16x8.add(h1, i16x8.extend_high_i8x16_u(a1)), 48);
   }
-  return total;
+  if (sizeof<G>() >= 4) {
+    v128.store(save, i16x8.add(l2, i16x8.extend_low_i8x16_u(a2)), 64);
+    v128.store(save, i16x8.add(h2, i16x8.extend_high_i8x16_u(a2)), 80);
+    v128.store(save, i16x8.add(l3, i16x8.extend_low_i8x16_u(a3)), 96);
+    v128.store(save, i16x8.add(h3, i16x8.extend_high_i8x16_u(a3)), 112);
+  }
 }
 
-/** Spikes under the window of one output position (the popcount term of every dot there). */
-@inline function windowSpikes(d: usize, oy: i32, ox: i32): i32 {
+/**
+ * Spikes under the window of one output position (the popcount term of every dot there), in the high half; the
+ * low bit says whether the window equals the previous position's (both inside the map horizontally and every
+ * input under it equal to the one STRIDE to its left), so that the counts in SAVE can be reused.
+ */
+@inline function window(d: usize, oy: i32, ox: i32): i64 {
   const ih = field(d, IH), iw = field(d, IW), k = field(d, K), stride = field(d, STRIDE), pad = field(d, PAD);
-  const nz = <usize>field(d, NZ);
+  const nz = <usize>field(d, NZ), same = <usize>field(d, SAME);
+  const x0 = ox * stride - pad;
+  let equal = x0 - stride >= 0 && x0 + k <= iw;
   let spikes: i32 = 0;
   for (let ky = 0; ky < k; ky++) {
     const iy = oy * stride - pad + ky;
     if (iy < 0 || iy >= ih) continue;
     for (let kx = 0; kx < k; kx++) {
-      const ix = ox * stride - pad + kx;
-      if (ix >= 0 && ix < iw) spikes += <i32>(load<u32>(nz + (<usize>(iy * iw + ix) << 2)) >>> 16);
+      const ix = x0 + kx;
+      if (ix < 0 || ix >= iw) continue;
+      const p = iy * iw + ix;
+      spikes += <i32>(load<u32>(nz + (<usize>p << 2)) >>> 16);
+      equal = equal && load<u8>(same + <usize>p) != 0;
     }
   }
-  return spikes;
+  return (<i64>spikes << 32) | <i64>equal;
 }
 
 /** One step of a binary conv (or linear, as a 1×1 conv on a 1×1 map) with the fused output pass. */
 function binaryStep(d: usize): void {
-  const oh = field(d, OH), ow = field(d, OW), ocw = field(d, OCW);
-  const groups = field(d, GROUPS), scKind = field(d, SC_KIND), scPtr = <usize>field(d, SC_PTR);
-  const cout = field(d, COUT), out = <usize>field(d, OUT);
-  compact(d);
-  let total: i32 = 0;
+  const oh = field(d, OH), ow = field(d, OW), groups = field(d, GROUPS);
+  const scKind = field(d, SC_KIND), scPtr = <usize>field(d, SC_PTR);
+  const save = <usize>field(d, SAVE), dots = <usize>field(d, DOTS), cout = field(d, COUT);
+  let events = field(d, PATH) == 2;
+  if (field(d, PATH) == 0) {
+    const inp = <usize>field(d, IN), words = field(d, IH) * field(d, IW) * field(d, ICW);
+    let spikes: i32 = 0;
+    for (let i = 0; i < words; i++) spikes += popcnt(load<u32>(inp + (<usize>i << 2)));
+    events = spikes * 1000 <= EVENT_RATE * (words << 5);
+  }
+  store<i32>(d + (<usize>EVENTS << 2), <i32>events);
+  compact(d, events);
+  let total = 0;
   for (let oy = 0; oy < oh; oy++) {
     for (let ox = 0; ox < ow; ox++) {
       const pos = oy * ow + ox;
-      const popS = windowSpikes(d, oy, ox);
-      const sc: usize = scKind == 1 ? scPtr + (<usize>(pos * cout) << 2) : scKind == 2 ? pooled(d, oy, ox) : 0;
-      const op = out + (<usize>(pos * ocw) << 2);
-      memory.fill(op, 0, <usize>ocw << 2);
-      // Up to 64 output channels per walk over the window.
-      let g = 0;
-      for (; g + 4 <= groups; g += 4) total += pass<u32>(d, oy, ox, g, popS, sc, op);
-      if (g + 2 <= groups) {
-        total += pass<u16>(d, oy, ox, g, popS, sc, op);
-        g += 2;
+      const win = window(d, oy, ox);
+      const popS = <i32>(win >>> 32);
+      if (!(win & 1)) {
+        // Up to 64 output channels per walk over the window.
+        let g = 0;
+        for (; g + 4 <= groups; g += 4) pass<u32>(d, oy, ox, g);
+        if (g + 2 <= groups) {
+          pass<u16>(d, oy, ox, g);
+          g += 2;
+        }
+        if (g < groups) pass<u8>(d, oy, ox, g);
       }
-      if (g < groups) total += pass<u8>(d, oy, ox, g, popS, sc, op);
+      if (dots) {
+        for (let c = 0; c < cout; c++) store<i32>(dots + (<usize>(pos * cout + c) << 2), 2 * <i32>load<u16>(save + (<usize>c << 1)) - popS);
+        continue;
+      }
+      const sc: usize = scKind == 1 ? scPtr + (<usize>(pos * cout) << 2) : scKind == 2 ? pooled(d, oy, ox) : 0;
+      total += outputPosition(d, pos, 1, sc, popS);
     }
   }
-  const sp = <usize>field(d, SPIKES);
-  store<i32>(sp, load<i32>(sp) + total);
+  addSpikes(d, total);
 }
 
 /** One time step through every layer. */
