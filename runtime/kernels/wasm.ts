@@ -15,7 +15,7 @@ const F = {
   KIND: 0, IN: 1, IH: 2, IW: 3, ICW: 4, OH: 5, OW: 6, COUT: 7, OCW: 8, K: 9, STRIDE: 10, PAD: 11,
   WGT: 12, SCALE: 13, BIAS: 14, THETA: 15, BETA: 16, V: 17, CUR: 18, OUT: 19,
   SC_KIND: 20, SC_PTR: 21, SC_CIN: 22, SC_W: 23, COUNTS: 24, I0: 25, SPIKES: 26, DOTS: 27,
-  LIST: 28, NZ: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36,
+  LIST: 28, NZ: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36, ZERO: 38,
 } as const;
 const DESC_WORDS = 40;
 
@@ -160,6 +160,7 @@ function planFirst(a: Arena, layer: ConvInt8Layer, counts: boolean): Planned {
   d[F.WGT] = a.alloc(0, firstWeights(layer));
   d[F.I0] = d[F.CUR] = a.alloc(units * 4);
   d[F.LIST] = a.alloc((taps + 1) * 2);
+  d[F.ZERO] = a.alloc(oh * ow);
   common(a, d, layer, units, counts);
   return { desc: d, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
 }

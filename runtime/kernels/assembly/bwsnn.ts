@@ -52,6 +52,7 @@ const SAVE: i32 = 34; // scratch: the last computed position's per-channel count
 const WEV: i32 = 35; // binary: event weights, one 0/1 byte per (input bit, output channel)
 const PATH: i32 = 36; // 0 = choose per step by input spike rate, 1 = always dense, 2 = always events (tests)
 const EVENTS: i32 = 37; // this step's choice: 1 = events
+const ZERO: i32 = 38; // first layer: per output position, 1 when its window is all zero (background)
 export const DESC_WORDS: i32 = 40;
 
 @inline function field(d: usize, f: i32): i32 {
@@ -75,7 +76,7 @@ function firstCurrents(d: usize): void {
   const oh = field(d, OH), ow = field(d, OW), cout = field(d, COUT);
   const k = field(d, K), stride = field(d, STRIDE), pad = field(d, PAD);
   const wgt = <usize>field(d, WGT), scale = <usize>field(d, SCALE), bias = <usize>field(d, BIAS);
-  const cur = <usize>field(d, I0), xs = <usize>field(d, LIST);
+  const cur = <usize>field(d, I0), xs = <usize>field(d, LIST), zero = <usize>field(d, ZERO);
   const groups = field(d, GROUPS);
   const taps = k * k * cin;
   const pairs = (taps + 1) >> 1;
@@ -99,6 +100,7 @@ function firstCurrents(d: usize): void {
       }
       if (j & 1) store<u16>(xs + (<usize>j << 1), 0);
       const pos = oy * ow + ox;
+      store<u8>(zero + <usize>pos, <u8>(any == 0));
       for (let g = 0; g < groups; g++) {
         let acc = i32x4.splat(0);
         if (any) {
@@ -142,6 +144,9 @@ function firstCurrents(d: usize): void {
  * `scale*dot + bias (+ the shortcut at src)` with the dots from the u16 counts at SAVE and the window's spike
  * count `popS`. Descriptor fields are read once per position, not per neuron.
  */
+// True during a frame's first step: every membrane is 0 then (`start` does not clear them; they are not read).
+let fresh = false;
+
 @inline function outputPosition(d: usize, pos: i32, kind: i32, src: usize, popS: i32): i32 {
   const cout = field(d, COUT), counts = <usize>field(d, COUNTS);
   const beta = f32x4.splat(reinterpret<f32>(field(d, BETA)));
@@ -164,11 +169,11 @@ function firstCurrents(d: usize): void {
       if (src) I = f32x4.add(I, loadLanes(src + at, n));
     }
     const th = v128.load(theta + at);
-    let v = f32x4.add(f32x4.mul(beta, loadLanes(vp + at, n)), I);
+    let v = f32x4.add(f32x4.mul(beta, fresh ? f32x4.splat(0) : loadLanes(vp + at, n)), I);
     const m = f32x4.ge(v, th);
     v = v128.bitselect(f32x4.sub(v, th), v, m);
     storeLanes(vp + at, v, n);
-    storeLanes(cp + at, I, n);
+    if (kind != 0) storeLanes(cp + at, I, n); // the first layer's current is its constant I0 already
     if (counts) v128.store(counts + at, i32x4.sub(v128.load(counts + at), m));
     const bits = <u32>i32x4.bitmask(m);
     total += popcnt(bits);
@@ -186,13 +191,39 @@ function firstCurrents(d: usize): void {
   store<i32>(sp, load<i32>(sp) + total);
 }
 
-/** The first layer's step: LIF on its constant current. */
+/**
+ * The first layer's step: LIF on its constant current. Positions whose window is all zero share one current
+ * (the bias) and, since every membrane starts at 0, one membrane trajectory: the first of them is computed and
+ * the others copy it (unless per-channel counts are kept here, which needs every position's bits counted).
+ */
 function firstStep(d: usize): void {
   const positions = field(d, OH) * field(d, OW);
-  const i0 = <usize>field(d, I0), cout = field(d, COUT);
-  let total = 0;
-  for (let pos = 0; pos < positions; pos++) total += outputPosition(d, pos, 0, i0 + (<usize>(pos * cout) << 2), 0);
+  const i0 = <usize>field(d, I0), cout = field(d, COUT), ocw = field(d, OCW), zero = <usize>field(d, ZERO);
+  const v = <usize>field(d, V), out = <usize>field(d, OUT), share = field(d, COUNTS) == 0;
+  let total = 0, bg = -1, bgSpikes = 0;
+  for (let pos = 0; pos < positions; pos++) {
+    const background = share && load<u8>(zero + <usize>pos) != 0;
+    if (background && bg >= 0) {
+      copy(v + (<usize>(pos * cout) << 2), v + (<usize>(bg * cout) << 2), cout << 2);
+      copy(out + (<usize>(pos * ocw) << 2), out + (<usize>(bg * ocw) << 2), ocw << 2);
+      total += bgSpikes;
+      continue;
+    }
+    const spikes = outputPosition(d, pos, 0, i0 + (<usize>(pos * cout) << 2), 0);
+    if (background) {
+      bg = pos;
+      bgSpikes = spikes;
+    }
+    total += spikes;
+  }
   addSpikes(d, total);
+}
+
+/** Copies `bytes` (a multiple of 4) — small runs, where memory.copy's call costs more than the copy. */
+@inline function copy(dst: usize, src: usize, bytes: i32): void {
+  let i = 0;
+  for (; i + 16 <= bytes; i += 16) v128.store(dst + <usize>i, v128.load(src + <usize>i));
+  for (; i < bytes; i += 4) store<u32>(dst + <usize>i, load<u32>(src + <usize>i));
 }
 
 /**
@@ -427,18 +458,19 @@ export function step(desc: usize, layers: i32): void {
     if (field(d, KIND) == 0) firstStep(d);
     else binaryStep(d);
   }
+  fresh = false;
 }
 
 /** Starts a frame: zeroes every layer's membranes and counters, then computes the first layer's current. */
 export function start(desc: usize, layers: i32): void {
   for (let i = 0; i < layers; i++) {
     const d = desc + (<usize>(i * DESC_WORDS) << 2);
-    memory.fill(<usize>field(d, V), 0, <usize>(field(d, OH) * field(d, OW) * field(d, COUT)) << 2);
     store<i32>(<usize>field(d, SPIKES), 0);
     const counts = <usize>field(d, COUNTS);
     if (counts) memory.fill(counts, 0, <usize>((field(d, COUT) + 15) & ~15) << 2);
   }
   firstCurrents(desc);
+  fresh = true;
 }
 
 /** A whole frame: start, then T steps. */
@@ -447,8 +479,9 @@ export function frame(desc: usize, layers: i32, T: i32): void {
   for (let t = 0; t < T; t++) step(desc, layers);
 }
 
-/** One binary layer alone (tests: dots or fused output of a single layer). */
+/** One binary layer alone (tests: dots or fused output of a single layer; membranes carry over between calls). */
 export function layer(d: usize): void {
+  fresh = false;
   binaryStep(d);
 }
 
