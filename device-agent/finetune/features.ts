@@ -150,3 +150,15 @@ export function selectRows(set: FeatureSet, indices: readonly number[]): Feature
   });
   return { count: indices.length, dim: set.dim, x, labels };
 }
+
+/** The rows of `a` followed by those of `b`. */
+export function joinRows(a: FeatureSet, b: FeatureSet): FeatureSet {
+  if (a.dim !== b.dim) throw new ConfigError(`features: expected sets of equal width, got ${a.dim} and ${b.dim}`, 'features');
+  const x = new Float64Array(a.x.length + b.x.length);
+  x.set(a.x);
+  x.set(b.x, a.x.length);
+  const labels = new Int32Array(a.count + b.count);
+  labels.set(a.labels);
+  labels.set(b.labels, a.count);
+  return { count: a.count + b.count, dim: a.dim, x, labels };
+}

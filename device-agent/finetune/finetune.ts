@@ -5,7 +5,7 @@
  */
 import { ConfigError } from '../../runtime/index.js';
 import type { BwsnnModel, Head } from '../../runtime/index.js';
-import { backboneId, extractFeatures, featureEngine, selectRows } from './features.js';
+import { backboneId, extractFeatures, featureEngine, joinRows, selectRows } from './features.js';
 import type { FeatureCache, FeatureEngine, TrainingFrame } from './features.js';
 import { decide, gateOptions, stratifiedSplit } from './gate.js';
 import type { GateDecision, GateOptions } from './gate.js';
@@ -32,6 +32,13 @@ export interface FineTuneRequest {
   readonly cache?: FeatureCache;
   readonly train?: Omit<TrainOptions, 'onEpoch'>;
   readonly gate?: GateOptions;
+  /**
+   * Reference frames mixed into training per labelled training frame (rehearsal, so that the head keeps working
+   * on the original distribution). The reference set is then split in two: a rehearsal half trained on, and a
+   * check half, never trained on, that the gate judges. 0 trains on labelled frames alone and checks on the whole
+   * reference set. Default 1.
+   */
+  readonly rehearsal?: number;
   /** Version of the new model. Default parent version + 1. */
   readonly version?: number;
   /** Timestamp recorded in meta.finetune. Default now. */
@@ -65,6 +72,8 @@ export function fineTune(request: FineTuneRequest): FineTuneResult {
     throw new ConfigError(`version: expected an integer above the parent's ${parent.version}, got ${JSON.stringify(version)}`, 'version');
   }
   const gate = gateOptions(request.gate);
+  const rehearsal = request.rehearsal ?? 1;
+  if (!(Number.isFinite(rehearsal) && rehearsal >= 0)) throw new ConfigError(`rehearsal: expected a number >= 0, got ${JSON.stringify(rehearsal)}`, 'rehearsal');
   const trainOptions = { ...TRAIN_DEFAULTS, ...request.train };
   const progress = request.onProgress ?? (() => {});
 
@@ -82,7 +91,10 @@ export function fineTune(request: FineTuneRequest): FineTuneResult {
   const split = stratifiedSplit(labelled.labels, gate.holdoutFraction, gate.seed);
   const trainSet = selectRows(labelled, split.train);
   const holdoutSet = selectRows(labelled, split.holdout);
-  const { params, losses } = trainHead(parent.head, trainSet, {
+  const refSplit = rehearsal > 0 ? stratifiedSplit(ref.labels, 0.5, gate.seed) : { train: [], holdout: Array.from({ length: ref.count }, (_, i) => i) };
+  const checkSet = selectRows(ref, refSplit.holdout);
+  const rehearsed = selectRows(ref, refSplit.train.slice(0, Math.round(rehearsal * trainSet.count)));
+  const { params, losses } = trainHead(parent.head, joinRows(trainSet, rehearsed), {
     ...trainOptions,
     onEpoch: (epoch, loss) => progress({ phase: 'train', epoch, epochs: trainOptions.epochs, loss }),
   });
@@ -92,7 +104,7 @@ export function fineTune(request: FineTuneRequest): FineTuneResult {
   t = performance.now();
   progress({ phase: 'gate' });
   const compare = (set: typeof trainSet) => ({ frames: set.count, before: accuracy(parent.head, set), after: accuracy(head, set) });
-  const decision = decide(compare(trainSet), compare(holdoutSet), compare(ref), gate, frames.length);
+  const decision = decide(compare(trainSet), compare(holdoutSet), compare(checkSet), gate, frames.length);
   const gateMs = performance.now() - t;
 
   const candidate = childModel(parent, head, request.parentSha256, version, {
@@ -100,6 +112,7 @@ export function fineTune(request: FineTuneRequest): FineTuneResult {
     accepted: decision.accepted,
     labelledFrames: frames.length,
     trainFrames: decision.train.frames,
+    rehearsalFrames: rehearsed.count,
     holdout: { frames: decision.holdout.frames, before: decision.holdout.before, after: decision.holdout.after },
     reference: { frames: decision.reference.frames, before: decision.reference.before, after: decision.reference.after },
     finalLoss: losses[losses.length - 1] ?? null,

@@ -62,7 +62,7 @@ export interface GateDecision {
   readonly train: Comparison;
   /** Labelled frames held out: `after - before` must reach minGain. */
   readonly holdout: Comparison & { readonly gain: number };
-  /** Reference frames from the original distribution: `before - after` must stay within maxReferenceDrop. */
+  /** Reference frames (never trained on) from the original distribution: `before - after` must stay within maxReferenceDrop. */
   readonly reference: Comparison & { readonly drop: number };
   readonly options: Required<GateOptions>;
 }

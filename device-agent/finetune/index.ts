@@ -1,5 +1,5 @@
 /** On-device fine-tuning of a model's float head: features, optimiser, gate, new version. Re-exports only. */
-export { backboneId, extractFeatures, featureEngine, MemoryFeatureCache, selectRows } from './features.js';
+export { backboneId, extractFeatures, featureEngine, joinRows, MemoryFeatureCache, selectRows } from './features.js';
 export type { ExtractOptions, FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
 export { accuracy, headParams, lossAndGradient, predict, toHead, trainHead, TRAIN_DEFAULTS } from './head.js';
 export type { HeadParams, TrainOptions } from './head.js';

@@ -85,11 +85,11 @@ export interface Shift {
 
 /** The shifts the experiment measures, each alone and all together. */
 export const SHIFTS = {
-  exposure: { exposure: { gain: 0.6, offset: 70 } },
+  exposure: { exposure: { gain: 0.8, offset: 30 } },
   blur: { blur: 1.2 },
   rotation: { rotation: { degrees: 15, jitter: 3 } },
   noise: { noise: 40 },
-  combined: { exposure: { gain: 0.75, offset: 40 }, blur: 0.8, rotation: { degrees: 8, jitter: 2 }, noise: 20 },
+  combined: { exposure: { gain: 0.9, offset: 15 }, blur: 0.8, rotation: { degrees: 8, jitter: 2 }, noise: 15 },
 } as const satisfies Record<string, Shift>;
 
 export type ShiftName = keyof typeof SHIFTS;

@@ -1,0 +1,368 @@
+/**
+ * `sei finetune`: fine-tunes a model's float head offline on labelled frames (IDX), gated by a holdout and the
+ * shipped reference frames; writes the new version when the gate accepts it.
+ * `sei finetune-experiment`: simulated camera shifts on Fashion-MNIST; accuracy before the shift, after it, and
+ * after fine-tuning on 100/250/500 labelled shifted frames, each run timed and its memory measured as a separate
+ * `sei finetune` process (what a box would run). Writes the table that models/FINETUNE.md holds.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import type { Command } from 'commander';
+import { bundledModel, sha256 } from '../../device-agent/index.js';
+import {
+  accuracy, applyShift, extractFeatures, featureEngine, fineTune, GATE_DEFAULTS, SHIFTS, TRAIN_DEFAULTS, trainHead, toHead,
+} from '../../device-agent/finetune/index.js';
+import type { FeatureSet, FineTuneResult, GateOptions, Shift, TrainOptions, TrainingFrame } from '../../device-agent/finetune/index.js';
+import { ConfigError, encodeIdx, FASHION_MNIST_DIR, FASHION_MNIST_LABELS, FormatError, labelledFrames, readBwsnn, readIdx, readMnistSplit, writeBwsnn } from '../../runtime/index.js';
+import type { BwsnnModel, LabelledFrames } from '../../runtime/index.js';
+import { FMNIST_BLOCKS, randomModel } from '../../test/fixtures/random-model.js';
+import { printJson } from '../output.js';
+import { SAMPLE_IMAGES, SAMPLE_LABELS } from './run.js';
+
+const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
+const MB = 1024 * 1024;
+
+/** Reads IDX images + labels as training frames of the model's input shape; ids are `<name>#<index>`. */
+export function readTrainingFrames(images: string, labels: string, model: BwsnnModel, flag: string, name = flag.replace(/^--/, '')): TrainingFrame[] {
+  let set: LabelledFrames;
+  try {
+    set = labelledFrames(readIdx(images), readIdx(labels));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code) throw new ConfigError(`${flag}: expected readable IDX files, got ${JSON.stringify(images)} / ${JSON.stringify(labels)} (${code})`, flag.slice(2));
+    if (err instanceof FormatError) throw new ConfigError(`${flag}: ${err.message}`, flag.slice(2));
+    throw err;
+  }
+  if (set.frameShape.join() !== model.input.join()) {
+    throw new ConfigError(`${flag}: expected frames of shape [${model.input.join(', ')}] for model ${model.name}, got [${set.frameShape.join(', ')}] in ${images}`, flag.slice(2));
+  }
+  return Array.from({ length: set.count }, (_, i) => ({ id: `${name}#${i}`, data: set.frame(i), label: set.labels[i]! }));
+}
+
+export interface FinetuneFileOptions {
+  readonly model: string;
+  readonly frames: string;
+  readonly labels: string;
+  /** Default: the shipped samples (models/samples/). */
+  readonly referenceFrames?: string;
+  readonly referenceLabels?: string;
+  readonly train?: Omit<TrainOptions, 'onEpoch'>;
+  readonly gate?: GateOptions;
+  readonly rehearsal?: number;
+}
+
+export interface FinetuneFileReport {
+  readonly result: FineTuneResult;
+  readonly parent: { readonly name: string; readonly version: number; readonly sha256: string };
+  readonly seconds: number;
+  /** RSS before the run (model and frames loaded), the process's peak RSS, and the difference (an upper bound of the run's extra memory). */
+  readonly memory: { readonly baselineMB: number; readonly peakMB: number; readonly extraMB: number };
+}
+
+/** The offline fine-tuning run behind `sei finetune`. */
+export function finetuneFile(opts: FinetuneFileOptions): FinetuneFileReport {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(opts.model));
+  } catch (err) {
+    throw new ConfigError(`--model: expected a readable .bwsnn file, got ${JSON.stringify(opts.model)} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 'model');
+  }
+  const parent = readBwsnn(bytes);
+  const frames = readTrainingFrames(opts.frames, opts.labels, parent, '--frames', 'labelled');
+  if ((opts.referenceFrames === undefined) !== (opts.referenceLabels === undefined)) {
+    throw new ConfigError('--reference-frames: expected together with --reference-labels, got only one of them', 'reference-frames');
+  }
+  const reference = readTrainingFrames(opts.referenceFrames ?? SAMPLE_IMAGES, opts.referenceLabels ?? SAMPLE_LABELS, parent, '--reference-frames', 'reference');
+  const baseline = process.memoryUsage().rss;
+  const started = performance.now();
+  const result = fineTune({
+    parent, parentSha256: sha256(bytes), frames, reference,
+    ...(opts.train ? { train: opts.train } : {}), ...(opts.gate ? { gate: opts.gate } : {}),
+    ...(opts.rehearsal !== undefined ? { rehearsal: opts.rehearsal } : {}),
+  });
+  const seconds = (performance.now() - started) / 1000;
+  const peak = process.resourceUsage().maxRSS * 1024;
+  return {
+    result,
+    parent: { name: parent.name, version: parent.version, sha256: sha256(bytes) },
+    seconds,
+    memory: { baselineMB: baseline / MB, peakMB: peak / MB, extraMB: Math.max(0, peak - baseline) / MB },
+  };
+}
+
+/**
+ * A stand-in for a trained model: the seeded random Fashion-MNIST backbone with its head trained (by this
+ * module's optimiser, no pull toward the random head) on clean training frames. Only for when no trained model
+ * is bundled; its accuracy is far below a trained network's.
+ */
+export function standInModel(seed: number, trainFrames: number, data: LabelledFrames = readMnistSplit(FASHION_MNIST_DIR, 'train')): BwsnnModel {
+  const backbone = randomModel({ seed, blocks: FMNIST_BLOCKS, firstChannels: 32 });
+  const frames = Array.from({ length: trainFrames }, (_, i) => ({ id: `train#${i}`, data: data.frame(i), label: data.labels[i]! }));
+  const set = extractFeatures(featureEngine(backbone), backbone.head.outFeatures, frames);
+  const { params } = trainHead(backbone.head, set, { epochs: 100, learningRate: 0.03, decay: 0, seed });
+  return {
+    ...backbone, name: `standin-random${seed}`, labels: [...FASHION_MNIST_LABELS], head: toHead(params),
+    meta: { producer: 'sei finetune-experiment (stand-in)', note: `random backbone seed ${seed}, head trained on ${trainFrames} Fashion-MNIST training frames` },
+  };
+}
+
+export interface ExperimentOptions {
+  /** .bwsnn file; default the bundled model, else a stand-in. */
+  readonly model?: string;
+  /** Shifted frames evaluated per shift (never trained on). Default 2000. */
+  readonly evalFrames?: number;
+  readonly sizes?: readonly number[];
+  readonly shifts?: readonly string[];
+  readonly seed?: number;
+  readonly onLine?: (line: string) => void;
+}
+
+export interface ExperimentRow {
+  readonly shift: string;
+  readonly labelled: number;
+  readonly clean: number;
+  readonly shifted: number;
+  /** Candidate head on the held-out shifted frames. */
+  readonly finetuned: number;
+  /** (finetuned - shifted) / (clean - shifted). */
+  readonly recovered: number;
+  readonly accepted: boolean;
+  readonly reasons: string[];
+  readonly holdout: { readonly before: number; readonly after: number };
+  readonly reference: { readonly before: number; readonly after: number };
+  readonly seconds: number;
+  readonly featuresSeconds: number;
+  readonly trainSeconds: number;
+  readonly extraMB: number;
+}
+
+export interface ExperimentReport {
+  readonly model: { readonly name: string; readonly version: number; readonly T: number; readonly standIn: boolean; readonly path: string | null };
+  readonly evalFrames: number;
+  readonly referenceFrames: number;
+  readonly train: typeof TRAIN_DEFAULTS;
+  readonly gate: typeof GATE_DEFAULTS;
+  readonly clean: number;
+  readonly rows: ExperimentRow[];
+  readonly machine: { readonly cpu: string; readonly cores: number; readonly loadavg: number[]; readonly node: string; readonly date: string };
+  readonly seconds: number;
+}
+
+// Test-set layout: frames 0..999 ship as the reference set (models/samples/), so the experiment draws from 1000 on.
+const EVAL_FROM = 1000;
+
+export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<ExperimentReport> {
+  const started = performance.now();
+  const line = opts.onLine ?? (() => {});
+  const evalCount = opts.evalFrames ?? 2000;
+  const sizes = opts.sizes ?? [100, 250, 500];
+  const seed = opts.seed ?? 1;
+  const shiftNames = opts.shifts ?? Object.keys(SHIFTS);
+  for (const s of shiftNames) if (!(s in SHIFTS)) throw new ConfigError(`--shifts: expected names from ${Object.keys(SHIFTS).join(', ')}, got ${JSON.stringify(s)}`, 'shifts');
+  const test = readMnistSplit(FASHION_MNIST_DIR, 't10k');
+  const poolFrom = EVAL_FROM + evalCount;
+  const maxSize = Math.max(...sizes);
+  if (poolFrom + maxSize > test.count) throw new ConfigError(`--eval: expected at most ${test.count - EVAL_FROM - maxSize} evaluation frames next to ${maxSize} labelled ones, got ${evalCount}`, 'eval');
+
+  const dir = mkdtempSync(join(tmpdir(), 'sei-finetune-exp-'));
+  try {
+    const path = opts.model ?? bundledModel();
+    let model: BwsnnModel;
+    let modelPath: string;
+    if (path) {
+      model = readBwsnn(new Uint8Array(readFileSync(path)));
+      modelPath = path;
+      line(`model ${model.name} v${model.version} (T=${model.T}) from ${path}`);
+    } else {
+      line('no models/*.bwsnn bundled: building a stand-in (random backbone, head trained on 3000 clean training frames)');
+      model = standInModel(seed, 3000);
+      modelPath = join(dir, 'standin.bwsnn');
+      writeFileSync(modelPath, writeBwsnn(model));
+    }
+    const engine = featureEngine(model);
+    const shape = model.input;
+    const frameSize = shape[0] * shape[1] * shape[2];
+    if (frameSize !== 28 * 28) throw new ConfigError(`--model: expected a 28×28×1 Fashion-MNIST model, got input [${shape.join(', ')}]`, 'model');
+    const range = (from: number, n: number, shift?: Shift) =>
+      Array.from({ length: n }, (_, i) => {
+        const at = from + i;
+        return { id: `t10k#${at}`, data: shift ? applyShift(shift, test.frame(at), shape, seed, at) : test.frame(at), label: test.labels[at]! };
+      });
+    const evaluate = (frames: TrainingFrame[]): FeatureSet => extractFeatures(engine, model.head.outFeatures, frames);
+    const clean = accuracy(model.head, evaluate(range(EVAL_FROM, evalCount)));
+    line(`clean accuracy on test frames ${EVAL_FROM}..${EVAL_FROM + evalCount - 1}: ${pct(clean)}`);
+
+    // The first process to load the sources compiles them; do that once outside the measured runs.
+    await promisify(execFile)(process.execPath, ['--import', 'tsx', CLI, 'finetune', '--help']);
+    const rows: ExperimentRow[] = [];
+    for (const name of shiftNames) {
+      const shift: Shift = SHIFTS[name as keyof typeof SHIFTS];
+      const evalSet = evaluate(range(EVAL_FROM, evalCount, shift));
+      const shifted = accuracy(model.head, evalSet);
+      const pool = range(poolFrom, maxSize, shift);
+      for (const n of sizes) {
+        const images = join(dir, `${name}-${n}-images.idx`);
+        const labels = join(dir, `${name}-${n}-labels.idx`);
+        const candidate = join(dir, `${name}-${n}.bwsnn`);
+        const chosen = pool.slice(0, n);
+        const pixels = new Uint8Array(n * frameSize);
+        chosen.forEach((f, i) => pixels.set(f.data as Uint8Array, i * frameSize));
+        writeFileSync(images, encodeIdx([n, shape[0], shape[1]], pixels));
+        writeFileSync(labels, encodeIdx([n], Uint8Array.from(chosen, (f) => f.label)));
+        const run = await runFinetuneProcess(['--model', modelPath, '--frames', images, '--labels', labels, '--candidate', candidate]);
+        const finetuned = accuracy(readBwsnn(new Uint8Array(readFileSync(candidate))).head, evalSet);
+        const row: ExperimentRow = {
+          shift: name, labelled: n, clean, shifted, finetuned,
+          recovered: clean - shifted > 0 ? (finetuned - shifted) / (clean - shifted) : NaN,
+          accepted: run.accepted, reasons: run.reasons,
+          holdout: { before: run.holdout.before, after: run.holdout.after },
+          reference: { before: run.reference.before, after: run.reference.after },
+          seconds: run.seconds, featuresSeconds: run.timings.featuresMs / 1000, trainSeconds: run.timings.trainMs / 1000, extraMB: run.memory.extraMB,
+        };
+        rows.push(row);
+        line(formatRow(row));
+      }
+    }
+    return {
+      model: { name: model.name, version: model.version, T: model.T, standIn: path === null, path },
+      evalFrames: evalCount,
+      referenceFrames: 1000,
+      train: TRAIN_DEFAULTS,
+      gate: GATE_DEFAULTS,
+      clean,
+      rows,
+      machine: machine(),
+      seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+interface ChildReport {
+  accepted: boolean;
+  reasons: string[];
+  holdout: { before: number; after: number };
+  reference: { before: number; after: number };
+  seconds: number;
+  timings: { featuresMs: number; trainMs: number; gateMs: number };
+  memory: { extraMB: number };
+}
+
+/** Runs `sei finetune … --json` as its own process, so its time and peak memory are its own. */
+async function runFinetuneProcess(args: string[]): Promise<ChildReport> {
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', CLI, 'finetune', ...args, '--json'], { maxBuffer: 16 * MB });
+  const last = stdout.trim().split('\n').pop() ?? '';
+  return JSON.parse(last) as ChildReport;
+}
+
+function machine(): ExperimentReport['machine'] {
+  let cpu = cpus()[0]?.model ?? 'unknown';
+  try {
+    cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpu;
+  } catch {
+    // not Linux: os.cpus() names the CPU
+  }
+  return { cpu, cores: cpus().length, loadavg: loadavg().map((x) => Math.round(x * 100) / 100), node: process.version, date: new Date().toISOString() };
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+
+function formatRow(r: ExperimentRow): string {
+  return `${r.shift.padEnd(9)} n=${String(r.labelled).padEnd(4)} clean ${pct(r.clean)}  shifted ${pct(r.shifted)}  fine-tuned ${pct(r.finetuned)}  recovered ${pct(r.recovered)}  gate ${r.accepted ? 'accepted' : 'refused '}  ${r.seconds.toFixed(2)} s  +${r.extraMB.toFixed(1)} MB`;
+}
+
+/** The table of models/FINETUNE.md. */
+export function markdownTable(report: ExperimentReport): string {
+  const head = '| shift | labelled frames | clean | shifted | fine-tuned | recovered | gate | holdout before → after | reference before → after | time (features + train) | extra RSS |';
+  const rule = '|---|---:|---:|---:|---:|---:|---|---|---|---|---:|';
+  const rows = report.rows.map((r) =>
+    `| ${r.shift} | ${r.labelled} | ${pct(r.clean)} | ${pct(r.shifted)} | ${pct(r.finetuned)} | ${pct(r.recovered)} | ${r.accepted ? 'accepted' : 'refused'} | ${pct(r.holdout.before)} → ${pct(r.holdout.after)} | ${pct(r.reference.before)} → ${pct(r.reference.after)} | ${r.seconds.toFixed(2)} s (${r.featuresSeconds.toFixed(2)} + ${r.trainSeconds.toFixed(2)}) | ${r.extraMB.toFixed(1)} MB |`);
+  return [head, rule, ...rows].join('\n');
+}
+
+function number(flag: string, integer = false): (value: string) => number {
+  return (value: string) => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new ConfigError(`${flag}: expected ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(value)}`, flag.slice(2));
+    return n;
+  };
+}
+
+export function register(program: Command): void {
+  program
+    .command('finetune')
+    .description('fine-tune a model\'s float head on labelled frames, gated by a holdout and the reference frames; writes the new version only when the gate accepts it')
+    .requiredOption('--model <file>', 'the parent .bwsnn model')
+    .requiredOption('--frames <idx>', 'labelled frames (IDX images, gzip or not)')
+    .requiredOption('--labels <idx>', 'their labels (IDX, one per frame)')
+    .option('--reference-frames <idx>', 'frames of the original distribution (default: the samples in models/samples/)')
+    .option('--reference-labels <idx>', 'labels of --reference-frames')
+    .option('--out <file>', 'where to write the new version when the gate accepts it')
+    .option('--candidate <file>', 'write the fine-tuned candidate here whatever the gate says (for inspection)')
+    .option('--epochs <n>', `training passes (default ${TRAIN_DEFAULTS.epochs})`, number('--epochs', true))
+    .option('--lr <x>', `Adam step size (default ${TRAIN_DEFAULTS.learningRate})`, number('--lr'))
+    .option('--decay <x>', `L2 pull toward the parent head (default ${TRAIN_DEFAULTS.decay})`, number('--decay'))
+    .option('--rehearsal <ratio>', 'reference frames trained on per labelled training frame; the gate checks the other half of the reference set (default 1; 0: none, the gate checks all of it)', number('--rehearsal'))
+    .option('--seed <n>', 'seed of the shuffle and the train/holdout split (default 1)', number('--seed', true))
+    .option('--holdout <fraction>', `fraction of labelled frames held out (default ${GATE_DEFAULTS.holdoutFraction})`, number('--holdout'))
+    .option('--min-gain <x>', `required holdout accuracy gain, absolute (default ${GATE_DEFAULTS.minGain})`, number('--min-gain'))
+    .option('--max-reference-drop <x>', `allowed reference accuracy fall, absolute (default ${GATE_DEFAULTS.maxReferenceDrop})`, number('--max-reference-drop'))
+    .option('--json', 'print the decision as one JSON object on the last line')
+    .action((o: { model: string; frames: string; labels: string; referenceFrames?: string; referenceLabels?: string; out?: string; candidate?: string; epochs?: number; lr?: number; decay?: number; rehearsal?: number; seed?: number; holdout?: number; minGain?: number; maxReferenceDrop?: number; json?: boolean }) => {
+      const pick = <T extends object>(entries: Record<string, unknown>) => Object.fromEntries(Object.entries(entries).filter(([, v]) => v !== undefined)) as T;
+      const report = finetuneFile({
+        model: o.model, frames: o.frames, labels: o.labels,
+        ...pick<object>({ referenceFrames: o.referenceFrames, referenceLabels: o.referenceLabels, rehearsal: o.rehearsal }),
+        train: pick<TrainOptions>({ epochs: o.epochs, learningRate: o.lr, decay: o.decay, seed: o.seed }),
+        gate: pick<GateOptions>({ holdoutFraction: o.holdout, minGain: o.minGain, maxReferenceDrop: o.maxReferenceDrop, seed: o.seed }),
+      });
+      const { result } = report;
+      const { decision, candidate } = result;
+      if (o.candidate) writeFileSync(o.candidate, writeBwsnn(candidate));
+      const written = decision.accepted && o.out ? o.out : null;
+      if (written) writeFileSync(written, writeBwsnn(candidate));
+      if (o.json) {
+        printJson({
+          accepted: decision.accepted, reasons: decision.reasons, train: decision.train, holdout: decision.holdout, reference: decision.reference,
+          options: decision.options, parent: report.parent, version: candidate.version, written,
+          seconds: report.seconds, timings: result.timings, memory: report.memory,
+        });
+        return;
+      }
+      console.log(`parent ${report.parent.name} v${report.parent.version} (sha256 ${report.parent.sha256.slice(0, 12)}…), candidate v${candidate.version}`);
+      for (const r of decision.reasons) console.log(`  ${r}`);
+      console.log(`${decision.accepted ? 'ACCEPTED' : 'REFUSED'}${written ? `: wrote ${written}` : decision.accepted ? ' (no --out given, nothing written)' : ': nothing written'}`);
+      console.log(`${report.seconds.toFixed(2)} s (features ${(result.timings.featuresMs / 1000).toFixed(2)} s for ${result.timings.computed} frames, training ${(result.timings.trainMs / 1000).toFixed(2)} s), +${report.memory.extraMB.toFixed(1)} MB peak RSS`);
+    });
+
+  program
+    .command('finetune-experiment')
+    .description('simulated camera shifts on Fashion-MNIST: accuracy before/after the shift and after fine-tuning on 100, 250 and 500 labelled shifted frames, with time and memory of each run')
+    .option('--model <file>', 'the model (default: the bundled models/*.bwsnn, else a stand-in built from a random backbone)')
+    .option('--eval <n>', 'shifted frames evaluated per shift, never trained on (default 2000)', number('--eval', true))
+    .option('--shifts <names>', `comma-separated subset of ${Object.keys(SHIFTS).join(', ')}`)
+    .option('--sizes <list>', 'labelled-frame counts (default 100,250,500)')
+    .option('--seed <n>', 'seed of the shifts (default 1)', number('--seed', true))
+    .option('--markdown', 'also print the table as Markdown')
+    .option('--json', 'print the report as one JSON object on the last line')
+    .action(async (o: { model?: string; eval?: number; shifts?: string; sizes?: string; seed?: number; markdown?: boolean; json?: boolean }) => {
+      const sizes = o.sizes?.split(',').map((s) => number('--sizes', true)(s));
+      if (sizes?.some((n) => n < 2)) throw new ConfigError(`--sizes: expected counts of at least 2, got ${o.sizes}`, 'sizes');
+      const report = await finetuneExperiment({
+        ...(o.model !== undefined ? { model: o.model } : {}),
+        ...(o.eval !== undefined ? { evalFrames: o.eval } : {}),
+        ...(o.shifts !== undefined ? { shifts: o.shifts.split(',') } : {}),
+        ...(sizes ? { sizes } : {}),
+        ...(o.seed !== undefined ? { seed: o.seed } : {}),
+        onLine: (l) => console.log(l),
+      });
+      if (o.markdown) console.log(`\n${markdownTable(report)}\n`);
+      console.log(`${report.rows.length} runs in ${report.seconds.toFixed(1)} s on ${report.machine.cpu} (load ${report.machine.loadavg.join(' ')})`);
+      if (o.json) printJson({ ...report });
+    });
+}
