@@ -113,3 +113,10 @@ test('loadModel reads .bwsnn bytes and gives the same result as the in-memory mo
   const direct = createEngine(model, { kernel: 'reference' });
   assert.deepEqual(fromBytes.infer(frame).logits, direct.infer(frame).logits);
 });
+
+test('a model past the wasm kernel limits runs on the reference kernel; forcing wasm is a ConfigError', () => {
+  // A binary linear layer with a fan-in of 2^16: per-channel counts would overflow the kernel's u16 lanes.
+  const model = randomModel({ seed: 3, input: [64, 64, 1], firstChannels: 16, linear: [2], classes: 2, T: 1 });
+  assert.equal(createEngine(model).kernel, 'reference');
+  assert.throws(() => createEngine(model, { kernel: 'wasm' }), (err: unknown) => err instanceof ConfigError && err.field === 'kernel' && /65535/.test(err.message));
+});

@@ -29,7 +29,7 @@ export async function loadModel(source: string | Uint8Array | BwsnnModel, option
 /** Builds an engine for a model; the model is validated first (FormatError names the offending field). */
 export function createEngine(model: BwsnnModel, options: EngineOptions = {}): Engine {
   validateModel(model);
-  const kernel = selectKernel(options.kernel ?? 'auto');
+  const kernel = selectKernel(options.kernel ?? 'auto', model);
   const runner: Runner = kernel === 'wasm' ? wasmRunner(model) : referenceRunner(model);
   const layers = [model.first, ...model.hidden];
   const last = layers[layers.length - 1]!;

@@ -9,7 +9,9 @@ import { layerChannels, layerUnits, rowWords } from '../format/model.js';
 import type { RunOutput, Runner } from '../engine/reference.js';
 import { mapShape } from '../engine/reference.js';
 import type { LayerTrace } from '../engine/types.js';
-import { WASM_URL } from './select.js';
+
+/** The compiled kernel, next to its AssemblyScript source (built by scripts/build-wasm.mjs). */
+export const WASM_URL = new URL('./assembly/bwsnn.wasm', import.meta.url);
 
 const F = {
   KIND: 0, IN: 1, IH: 2, IW: 3, ICW: 4, OH: 5, OW: 6, COUT: 7, OCW: 8, K: 9, STRIDE: 10, PAD: 11,
@@ -31,6 +33,21 @@ let compiled: WebAssembly.Module | undefined;
 function instantiate(): Kernel {
   compiled ??= new WebAssembly.Module(readFileSync(WASM_URL));
   return new WebAssembly.Instance(compiled, {}).exports as unknown as Kernel;
+}
+
+/**
+ * Why the kernel cannot run this model, or undefined: per-channel counts are u16 lanes (fan-in below 2^16) and a
+ * dense list entry keeps a tap's weight offset in 24 bits.
+ */
+export function wasmUnsupported(model: BwsnnModel): string | undefined {
+  const layers = [model.first, ...model.hidden];
+  for (let i = 1; i < layers.length; i++) {
+    const layer = model.hidden[i - 1]!;
+    const g = geometry(layer, mapShape(layers[i - 1]!));
+    if (g.fanIn > 0xffff) return `${layer.name}: fan-in ${g.fanIn} exceeds the wasm kernel's 65535`;
+    if (g.icb * groupsOf(layerChannels(layer), 16) * 16 >= 2 ** 24) return `${layer.name}: weights per tap exceed the wasm kernel's 16 MiB`;
+  }
+  return undefined;
 }
 
 /** Words of channel bits per position. */
