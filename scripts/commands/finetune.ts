@@ -59,6 +59,8 @@ export interface FinetuneFileReport {
   readonly result: FineTuneResult;
   readonly parent: { readonly name: string; readonly version: number; readonly sha256: string };
   readonly seconds: number;
+  /** CPU time (user + system) of the run: wall time minus waiting for a busy machine's cores. */
+  readonly cpuSeconds: number;
   /** RSS before the run (model and frames loaded), the process's peak RSS, and the difference (an upper bound of the run's extra memory). */
   readonly memory: { readonly baselineMB: number; readonly peakMB: number; readonly extraMB: number };
 }
@@ -79,17 +81,20 @@ export function finetuneFile(opts: FinetuneFileOptions): FinetuneFileReport {
   const reference = readTrainingFrames(opts.referenceFrames ?? SAMPLE_IMAGES, opts.referenceLabels ?? SAMPLE_LABELS, parent, '--reference-frames', 'reference');
   const baseline = process.memoryUsage().rss;
   const started = performance.now();
+  const cpu = process.cpuUsage();
   const result = fineTune({
     parent, parentSha256: sha256(bytes), frames, reference,
     ...(opts.train ? { train: opts.train } : {}), ...(opts.gate ? { gate: opts.gate } : {}),
     ...(opts.rehearsal !== undefined ? { rehearsal: opts.rehearsal } : {}),
   });
   const seconds = (performance.now() - started) / 1000;
+  const used = process.cpuUsage(cpu);
   const peak = process.resourceUsage().maxRSS * 1024;
   return {
     result,
     parent: { name: parent.name, version: parent.version, sha256: sha256(bytes) },
     seconds,
+    cpuSeconds: (used.user + used.system) / 1e6,
     memory: { baselineMB: baseline / MB, peakMB: peak / MB, extraMB: Math.max(0, peak - baseline) / MB },
   };
 }
@@ -134,8 +139,12 @@ export interface ExperimentRow {
   readonly reasons: string[];
   readonly holdout: { readonly before: number; readonly after: number };
   readonly reference: { readonly before: number; readonly after: number };
+  /** Wall and CPU time of the whole `sei finetune` run (features of labelled and reference frames, training, gate). */
   readonly seconds: number;
-  readonly featuresSeconds: number;
+  readonly cpuSeconds: number;
+  /** Features of the labelled frames, of the reference frames (cacheable per backbone), and training, wall seconds. */
+  readonly labelledFeaturesSeconds: number;
+  readonly referenceFeaturesSeconds: number;
   readonly trainSeconds: number;
   readonly extraMB: number;
 }
@@ -221,7 +230,8 @@ export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<
           accepted: run.accepted, reasons: run.reasons,
           holdout: { before: run.holdout.before, after: run.holdout.after },
           reference: { before: run.reference.before, after: run.reference.after },
-          seconds: run.seconds, featuresSeconds: run.timings.featuresMs / 1000, trainSeconds: run.timings.trainMs / 1000, extraMB: run.memory.extraMB,
+          seconds: run.seconds, cpuSeconds: run.cpuSeconds, labelledFeaturesSeconds: run.timings.labelledFeaturesMs / 1000,
+          referenceFeaturesSeconds: run.timings.referenceFeaturesMs / 1000, trainSeconds: run.timings.trainMs / 1000, extraMB: run.memory.extraMB,
         };
         rows.push(row);
         line(formatRow(row));
@@ -249,7 +259,8 @@ interface ChildReport {
   holdout: { before: number; after: number };
   reference: { before: number; after: number };
   seconds: number;
-  timings: { featuresMs: number; trainMs: number; gateMs: number };
+  cpuSeconds: number;
+  timings: { labelledFeaturesMs: number; referenceFeaturesMs: number; trainMs: number; gateMs: number };
   memory: { extraMB: number };
 }
 
@@ -273,15 +284,15 @@ function machine(): ExperimentReport['machine'] {
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 function formatRow(r: ExperimentRow): string {
-  return `${r.shift.padEnd(9)} n=${String(r.labelled).padEnd(4)} clean ${pct(r.clean)}  shifted ${pct(r.shifted)}  fine-tuned ${pct(r.finetuned)}  recovered ${pct(r.recovered)}  gate ${r.accepted ? 'accepted' : 'refused '}  ${r.seconds.toFixed(2)} s  +${r.extraMB.toFixed(1)} MB`;
+  return `${r.shift.padEnd(9)} n=${String(r.labelled).padEnd(4)} clean ${pct(r.clean)}  shifted ${pct(r.shifted)}  fine-tuned ${pct(r.finetuned)}  recovered ${pct(r.recovered)}  gate ${r.accepted ? 'accepted' : 'refused '}  ${r.seconds.toFixed(2)} s (${r.cpuSeconds.toFixed(2)} s CPU)  +${r.extraMB.toFixed(1)} MB`;
 }
 
 /** The table of models/FINETUNE.md. */
 export function markdownTable(report: ExperimentReport): string {
-  const head = '| shift | labelled frames | clean | shifted | fine-tuned | recovered | gate | holdout before → after | reference before → after | time (features + train) | extra RSS |';
-  const rule = '|---|---:|---:|---:|---:|---:|---|---|---|---|---:|';
+  const head = '| shift | labelled frames | clean | shifted | fine-tuned | recovered | gate | holdout before → after | reference before → after | wall s (CPU s) | of which: labelled features + reference features + training | extra RSS |';
+  const rule = '|---|---:|---:|---:|---:|---:|---|---|---|---:|---|---:|';
   const rows = report.rows.map((r) =>
-    `| ${r.shift} | ${r.labelled} | ${pct(r.clean)} | ${pct(r.shifted)} | ${pct(r.finetuned)} | ${pct(r.recovered)} | ${r.accepted ? 'accepted' : 'refused'} | ${pct(r.holdout.before)} → ${pct(r.holdout.after)} | ${pct(r.reference.before)} → ${pct(r.reference.after)} | ${r.seconds.toFixed(2)} s (${r.featuresSeconds.toFixed(2)} + ${r.trainSeconds.toFixed(2)}) | ${r.extraMB.toFixed(1)} MB |`);
+    `| ${r.shift} | ${r.labelled} | ${pct(r.clean)} | ${pct(r.shifted)} | ${pct(r.finetuned)} | ${pct(r.recovered)} | ${r.accepted ? 'accepted' : 'refused'} | ${pct(r.holdout.before)} → ${pct(r.holdout.after)} | ${pct(r.reference.before)} → ${pct(r.reference.after)} | ${r.seconds.toFixed(2)} (${r.cpuSeconds.toFixed(2)}) | ${r.labelledFeaturesSeconds.toFixed(2)} + ${r.referenceFeaturesSeconds.toFixed(2)} + ${r.trainSeconds.toFixed(2)} | ${r.extraMB.toFixed(1)} MB |`);
   return [head, rule, ...rows].join('\n');
 }
 
@@ -330,14 +341,15 @@ export function register(program: Command): void {
         printJson({
           accepted: decision.accepted, reasons: decision.reasons, train: decision.train, holdout: decision.holdout, reference: decision.reference,
           options: decision.options, parent: report.parent, version: candidate.version, written,
-          seconds: report.seconds, timings: result.timings, memory: report.memory,
+          seconds: report.seconds, cpuSeconds: report.cpuSeconds, timings: result.timings, memory: report.memory,
         });
         return;
       }
       console.log(`parent ${report.parent.name} v${report.parent.version} (sha256 ${report.parent.sha256.slice(0, 12)}…), candidate v${candidate.version}`);
       for (const r of decision.reasons) console.log(`  ${r}`);
       console.log(`${decision.accepted ? 'ACCEPTED' : 'REFUSED'}${written ? `: wrote ${written}` : decision.accepted ? ' (no --out given, nothing written)' : ': nothing written'}`);
-      console.log(`${report.seconds.toFixed(2)} s (features ${(result.timings.featuresMs / 1000).toFixed(2)} s for ${result.timings.computed} frames, training ${(result.timings.trainMs / 1000).toFixed(2)} s), +${report.memory.extraMB.toFixed(1)} MB peak RSS`);
+      const t = result.timings;
+      console.log(`${report.seconds.toFixed(2)} s wall, ${report.cpuSeconds.toFixed(2)} s CPU (features ${((t.labelledFeaturesMs + t.referenceFeaturesMs) / 1000).toFixed(2)} s for ${t.computed} frames, training ${(t.trainMs / 1000).toFixed(2)} s), +${report.memory.extraMB.toFixed(1)} MB peak RSS`);
     });
 
   program
