@@ -17,7 +17,7 @@ const F = {
   KIND: 0, IN: 1, IH: 2, IW: 3, ICW: 4, OH: 5, OW: 6, COUT: 7, OCW: 8, K: 9, STRIDE: 10, PAD: 11,
   WGT: 12, SCALE: 13, BIAS: 14, THETA: 15, BETA: 16, V: 17, CUR: 18, OUT: 19,
   SC_KIND: 20, SC_PTR: 21, SC_CIN: 22, SC_W: 23, COUNTS: 24, I0: 25, SPIKES: 26, DOTS: 27,
-  LIST: 28, NZ: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36, ZERO: 38,
+  LIST: 28, START: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36, ZERO: 38, SPIKED: 39,
 } as const;
 const DESC_WORDS = 40;
 
@@ -37,7 +37,7 @@ function instantiate(): Kernel {
 
 /**
  * Why the kernel cannot run this model, or undefined: per-channel counts are u16 lanes (fan-in below 2^16) and a
- * dense list entry keeps a tap's weight offset in 24 bits.
+ * dense list entry keeps its weight offset within a window row (input width × weights per tap) in 24 bits.
  */
 export function wasmUnsupported(model: BwsnnModel): string | undefined {
   const layers = [model.first, ...model.hidden];
@@ -45,7 +45,7 @@ export function wasmUnsupported(model: BwsnnModel): string | undefined {
     const layer = model.hidden[i - 1]!;
     const g = geometry(layer, mapShape(layers[i - 1]!));
     if (g.fanIn > 0xffff) return `${layer.name}: fan-in ${g.fanIn} exceeds the wasm kernel's 65535`;
-    if (g.icb * groupsOf(layerChannels(layer), 16) * 16 >= 2 ** 24) return `${layer.name}: weights per tap exceed the wasm kernel's 16 MiB`;
+    if (g.iw * g.icb * groupsOf(layerChannels(layer), 16) * 16 >= 2 ** 24) return `${layer.name}: weights per window row exceed the wasm kernel's 16 MiB`;
   }
   return undefined;
 }
@@ -208,9 +208,11 @@ function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, c
   d[F.SC_PTR] = prev.cur;
   d[F.SC_CIN] = from[2];
   d[F.SC_W] = from[1];
-  d[F.LIST] = a.alloc(g.ih * g.iw * g.icb * 32);
-  d[F.NZ] = a.alloc(g.ih * g.iw * 4);
-  d[F.SAME] = a.alloc(g.ih * g.iw);
+  const positions = g.ih * g.iw;
+  d[F.LIST] = a.alloc(positions * g.icb * 32);
+  d[F.START] = a.alloc((positions + 1) * 4);
+  d[F.SPIKED] = a.alloc((positions + 1) * 4);
+  d[F.SAME] = a.alloc((positions + 1) * 4);
   d[F.SAVE] = a.alloc(groupsOf(cout, 16) * 32);
   d[F.SCTMP] = a.alloc(cout * 4);
   common(a, d, layer, units, counts);

@@ -42,17 +42,18 @@ const COUNTS: i32 = 24; // per-channel spike counts (i32, padded), or 0
 const I0: i32 = 25; // first layer: its constant current
 const SPIKES: i32 = 26; // -> total spikes of this layer (one i32, accumulated over steps)
 const DOTS: i32 = 27; // when non-zero: write the integer dots here instead of the LIF output (tests)
-const LIST: i32 = 28; // scratch (first layer: the window as i16); binary: per input position, its non-zero bytes (i32 entries, ICB slots per position)
-const NZ: i32 = 29; // scratch: per input position, the entry count (u16) and spike count (u16)
+const LIST: i32 = 28; // scratch (first layer: the window as i16); binary: the entries of every input position
+const START: i32 = 29; // scratch: per input position, the index of its first entry (positions + 1 of them)
 const SCTMP: i32 = 30; // scratch: one position's pooled shortcut (f32, cout)
 const GROUPS: i32 = 31; // first layer: ceil(cout / 4); binary: ceil(cout / 16)
 const ICB: i32 = 32; // binary: bytes of channel bits scanned per input position
-const SAME: i32 = 33; // scratch: per input position, 1 when its spikes equal those of the position STRIDE to its left
+const SAME: i32 = 33; // scratch: per input position, how many positions before it equal the one STRIDE to their left
 const SAVE: i32 = 34; // scratch: the last computed position's per-channel counts (u16, two v128 per group)
 const WEV: i32 = 35; // binary: event weights, one 0/1 byte per (input bit, output channel)
 const PATH: i32 = 36; // 0 = choose per step by input spike rate, 1 = always dense, 2 = always events (tests)
 const EVENTS: i32 = 37; // this step's choice: 1 = events
 const ZERO: i32 = 38; // first layer: per output position, 1 when its window is all zero (background)
+const SPIKED: i32 = 39; // scratch: per input position, the spikes of all positions before it
 export const DESC_WORDS: i32 = 40;
 
 @inline function field(d: usize, f: i32): i32 {
@@ -229,47 +230,55 @@ function firstStep(d: usize): void {
 }
 
 /**
- * Lists, for every input position, its non-zero bytes as entries `(weight offset of that byte) << 8 | byte`
- * (dense path) or its spikes as entries `weight offset of that input bit` (event path), and counts them and the
- * spikes. Done once per layer and step; each output position then walks the lists of the positions under its
- * window, so the work is proportional to the non-zero bytes or to the spikes.
+ * Lists the entries of every input position, one position after the other: its non-zero bytes as
+ * `(weight offset) << 8 | byte` (dense path) or its spikes as `weight offset` (event path). An entry's offset
+ * includes its column `x` (x taps of weights), so the entries of the k positions under one window row are one
+ * contiguous run read against one base. Prefix counts (START, SPIKED, SAME) make each window row O(1) to size.
+ * Done once per layer and step; the work that follows is proportional to the non-zero bytes or to the spikes.
  */
 function compact(d: usize, events: bool): void {
   const inp = <usize>field(d, IN), positions = field(d, IH) * field(d, IW);
   const cw = field(d, ICW), cb = field(d, ICB), rowBytes = field(d, GROUPS) << 4;
-  const list = <usize>field(d, LIST), nz = <usize>field(d, NZ), same = <usize>field(d, SAME);
+  const list = <usize>field(d, LIST), start = <usize>field(d, START);
+  const spiked = <usize>field(d, SPIKED), same = <usize>field(d, SAME);
   const iw = field(d, IW), stride = field(d, STRIDE);
+  const tapBytes = (cb * rowBytes) << (events ? 3 : 0);
+  let n: i32 = 0, spikes: i32 = 0, sames: i32 = 0;
   let x = 0; // p % iw
   for (let p = 0; p < positions; p++) {
+    store<i32>(start + (<usize>p << 2), n);
+    store<i32>(spiked + (<usize>p << 2), spikes);
+    store<i32>(same + (<usize>p << 2), sames);
     const src = inp + (<usize>(p * cw) << 2);
-    const dst = list + (<usize>(p * cb) << 5);
-    let n: i32 = 0, spikes: i32 = 0;
+    const column = x * tapBytes;
     for (let b = 0; b < cb; b += 16) {
       let m = ~i8x16.bitmask(i8x16.eq(v128.load(src + <usize>b), i8x16.splat(0))) & (cb - b >= 16 ? 0xffff : (1 << (cb - b)) - 1);
       while (m) {
         const t = ctz(m);
         m &= m - 1;
-        const x = <i32>load<u8>(src + <usize>(b + t));
-        spikes += popcnt(x);
+        const byte = <i32>load<u8>(src + <usize>(b + t));
+        spikes += popcnt(byte);
         if (events) {
-          for (let bits = x; bits; bits &= bits - 1) {
-            store<i32>(dst + (<usize>n << 2), (((b + t) << 3) + ctz(bits)) * rowBytes);
+          for (let bits = byte; bits; bits &= bits - 1) {
+            store<i32>(list + (<usize>n << 2), column + (((b + t) << 3) + ctz(bits)) * rowBytes);
             n++;
           }
         } else {
-          store<i32>(dst + (<usize>n << 2), (((b + t) * rowBytes) << 8) | x);
+          store<i32>(list + (<usize>n << 2), ((column + (b + t) * rowBytes) << 8) | byte);
           n++;
         }
       }
     }
-    store<u32>(nz + (<usize>p << 2), <u32>n | (<u32>spikes << 16));
     // Uniform regions (a camera's background) give runs of equal inputs, hence equal windows and equal dots.
     let equal = x >= stride;
-    if (++x == iw) x = 0;
     const left = src - (<usize>(stride * cw) << 2);
     for (let i = 0; equal && i < cw; i++) equal = load<u32>(src + (<usize>i << 2)) == load<u32>(left + (<usize>i << 2));
-    store<u8>(same + <usize>p, <u8>equal);
+    sames += <i32>equal;
+    if (++x == iw) x = 0;
   }
+  store<i32>(start + (<usize>positions << 2), n);
+  store<i32>(spiked + (<usize>positions << 2), spikes);
+  store<i32>(same + (<usize>positions << 2), sames);
 }
 
 /** Fills the pooled shortcut of one output position (avgpool_repeat) into SCTMP and returns it. */
@@ -305,7 +314,7 @@ function pooled(d: usize, oy: i32, ox: i32): usize {
 @inline function pass<G>(d: usize, oy: i32, ox: i32, g: i32): void {
   const ih = field(d, IH), iw = field(d, IW), cb = field(d, ICB);
   const k = field(d, K), stride = field(d, STRIDE), pad = field(d, PAD);
-  const list = <usize>field(d, LIST), nz = <usize>field(d, NZ);
+  const entries = <usize>field(d, LIST), start = <usize>field(d, START);
   const events = field(d, EVENTS) != 0;
   // Weight bytes per tap: cb bytes of 8 input bits each, one v128 per group per byte (dense) or per bit (events).
   const tapBytes = (<usize>(cb * field(d, GROUPS)) << 4) << (events ? 3 : 0);
@@ -315,62 +324,59 @@ function pooled(d: usize, oy: i32, ox: i32): usize {
   let l2 = i32x4.splat(0), h2 = i32x4.splat(0), l3 = i32x4.splat(0), h3 = i32x4.splat(0);
   let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
   let room = chunk;
+  const x0 = ox * stride - pad;
+  const xa = max(x0, 0), xb = min(x0 + k, iw);
   for (let ky = 0; ky < k; ky++) {
     const iy = oy * stride - pad + ky;
     if (iy < 0 || iy >= ih) continue;
-    for (let kx = 0; kx < k; kx++) {
-      const ix = ox * stride - pad + kx;
-      if (ix < 0 || ix >= iw) continue;
-      const p = iy * iw + ix;
-      const entries = list + (<usize>(p * cb) << 5);
-      const w0 = wg + <usize>(ky * k + kx) * tapBytes;
-      const n = <i32>(load<u32>(nz + (<usize>p << 2)) & 0xffff);
-      let i = 0;
-      while (i < n) {
-        const end = min(n, i + room);
-        room -= end - i;
-        if (events) {
-          for (; i < end; i++) {
-            const w = w0 + <usize>load<i32>(entries + (<usize>i << 2));
-            a0 = i8x16.add(a0, v128.load(w));
-            if (sizeof<G>() >= 2) a1 = i8x16.add(a1, v128.load(w, 16));
-            if (sizeof<G>() >= 4) {
-              a2 = i8x16.add(a2, v128.load(w, 32));
-              a3 = i8x16.add(a3, v128.load(w, 48));
-            }
-          }
-        } else {
-          for (; i < end; i++) {
-            const e = load<i32>(entries + (<usize>i << 2));
-            const s = i8x16.splat(<i8>e);
-            const w = w0 + <usize>(e >>> 8);
-            a0 = i8x16.add(a0, i8x16.popcnt(v128.and(s, v128.load(w))));
-            if (sizeof<G>() >= 2) a1 = i8x16.add(a1, i8x16.popcnt(v128.and(s, v128.load(w, 16))));
-            if (sizeof<G>() >= 4) {
-              a2 = i8x16.add(a2, i8x16.popcnt(v128.and(s, v128.load(w, 32))));
-              a3 = i8x16.add(a3, i8x16.popcnt(v128.and(s, v128.load(w, 48))));
-            }
-          }
-        }
-        if (room == 0) {
-          l0 = i16x8.add(l0, i16x8.extend_low_i8x16_u(a0));
-          h0 = i16x8.add(h0, i16x8.extend_high_i8x16_u(a0));
-          a0 = i32x4.splat(0);
-          if (sizeof<G>() >= 2) {
-            l1 = i16x8.add(l1, i16x8.extend_low_i8x16_u(a1));
-            h1 = i16x8.add(h1, i16x8.extend_high_i8x16_u(a1));
-            a1 = i32x4.splat(0);
-          }
+    // The window row's entries are one run; their offsets hold their column, so one base serves them all.
+    const w0 = wg + <usize>((ky * k - x0) * <i32>tapBytes);
+    let i = load<i32>(start + (<usize>(iy * iw + xa) << 2));
+    const n = load<i32>(start + (<usize>(iy * iw + xb) << 2));
+    while (i < n) {
+      const end = min(n, i + room);
+      room -= end - i;
+      if (events) {
+        for (; i < end; i++) {
+          const w = w0 + <usize>load<i32>(entries + (<usize>i << 2));
+          a0 = i8x16.add(a0, v128.load(w));
+          if (sizeof<G>() >= 2) a1 = i8x16.add(a1, v128.load(w, 16));
           if (sizeof<G>() >= 4) {
-            l2 = i16x8.add(l2, i16x8.extend_low_i8x16_u(a2));
-            h2 = i16x8.add(h2, i16x8.extend_high_i8x16_u(a2));
-            l3 = i16x8.add(l3, i16x8.extend_low_i8x16_u(a3));
-            h3 = i16x8.add(h3, i16x8.extend_high_i8x16_u(a3));
-            a2 = i32x4.splat(0);
-            a3 = i32x4.splat(0);
+            a2 = i8x16.add(a2, v128.load(w, 32));
+            a3 = i8x16.add(a3, v128.load(w, 48));
           }
-          room = chunk;
         }
+      } else {
+        for (; i < end; i++) {
+          const e = load<i32>(entries + (<usize>i << 2));
+          const s = i8x16.splat(<i8>e);
+          const w = w0 + <usize>(e >>> 8);
+          a0 = i8x16.add(a0, i8x16.popcnt(v128.and(s, v128.load(w))));
+          if (sizeof<G>() >= 2) a1 = i8x16.add(a1, i8x16.popcnt(v128.and(s, v128.load(w, 16))));
+          if (sizeof<G>() >= 4) {
+            a2 = i8x16.add(a2, i8x16.popcnt(v128.and(s, v128.load(w, 32))));
+            a3 = i8x16.add(a3, i8x16.popcnt(v128.and(s, v128.load(w, 48))));
+          }
+        }
+      }
+      if (room == 0) {
+        l0 = i16x8.add(l0, i16x8.extend_low_i8x16_u(a0));
+        h0 = i16x8.add(h0, i16x8.extend_high_i8x16_u(a0));
+        a0 = i32x4.splat(0);
+        if (sizeof<G>() >= 2) {
+          l1 = i16x8.add(l1, i16x8.extend_low_i8x16_u(a1));
+          h1 = i16x8.add(h1, i16x8.extend_high_i8x16_u(a1));
+          a1 = i32x4.splat(0);
+        }
+        if (sizeof<G>() >= 4) {
+          l2 = i16x8.add(l2, i16x8.extend_low_i8x16_u(a2));
+          h2 = i16x8.add(h2, i16x8.extend_high_i8x16_u(a2));
+          l3 = i16x8.add(l3, i16x8.extend_low_i8x16_u(a3));
+          h3 = i16x8.add(h3, i16x8.extend_high_i8x16_u(a3));
+          a2 = i32x4.splat(0);
+          a3 = i32x4.splat(0);
+        }
+        room = chunk;
       }
     }
   }
@@ -396,21 +402,19 @@ function pooled(d: usize, oy: i32, ox: i32): usize {
  */
 @inline function window(d: usize, oy: i32, ox: i32): i64 {
   const ih = field(d, IH), iw = field(d, IW), k = field(d, K), stride = field(d, STRIDE), pad = field(d, PAD);
-  const nz = <usize>field(d, NZ), same = <usize>field(d, SAME);
+  const spiked = <usize>field(d, SPIKED), same = <usize>field(d, SAME);
   const x0 = ox * stride - pad;
-  let equal = x0 - stride >= 0 && x0 + k <= iw;
-  let spikes: i32 = 0;
+  const a0 = max(x0, 0), a1 = min(x0 + k, iw);
+  let spikes: i32 = 0, sames: i32 = 0, inside: i32 = 0;
   for (let ky = 0; ky < k; ky++) {
     const iy = oy * stride - pad + ky;
     if (iy < 0 || iy >= ih) continue;
-    for (let kx = 0; kx < k; kx++) {
-      const ix = x0 + kx;
-      if (ix < 0 || ix >= iw) continue;
-      const p = iy * iw + ix;
-      spikes += <i32>(load<u32>(nz + (<usize>p << 2)) >>> 16);
-      equal = equal && load<u8>(same + <usize>p) != 0;
-    }
+    const a = <usize>(iy * iw + a0) << 2, b = <usize>(iy * iw + a1) << 2;
+    spikes += load<i32>(spiked + b) - load<i32>(spiked + a);
+    sames += load<i32>(same + b) - load<i32>(same + a);
+    inside += a1 - a0;
   }
+  const equal = x0 - stride >= 0 && x0 + k <= iw && sames == inside;
   return (<i64>spikes << 32) | <i64>equal;
 }
 
