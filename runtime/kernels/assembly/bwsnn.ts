@@ -159,34 +159,48 @@ let fresh = false;
   const vp = <usize>field(d, V) + (<usize>unit << 2), cp = <usize>field(d, CUR) + (<usize>unit << 2);
   const op = <usize>field(d, OUT) + (<usize>(pos * field(d, OCW)) << 2);
   const spikes = i32x4.splat(popS);
+  const zero = fresh;
   let word: u32 = 0;
   let total = 0;
-  for (let c = 0; c < cout; c += 4) {
-    const n = cout - c, at = <usize>c << 2;
-    let I: v128;
-    if (kind == 0) {
-      I = loadLanes(src + at, n);
-    } else {
-      const dot = i32x4.sub(i32x4.shl(v128.load16x4_u(save + (<usize>c << 1)), 1), spikes);
-      I = f32x4.add(f32x4.mul(v128.load(scale + at), f32x4.convert_i32x4_s(dot)), v128.load(bias + at));
-      if (src) I = f32x4.add(I, loadLanes(src + at, n));
-    }
-    const th = v128.load(theta + at);
-    let v = f32x4.add(f32x4.mul(beta, fresh ? f32x4.splat(0) : loadLanes(vp + at, n)), I);
-    const m = f32x4.ge(v, th);
-    v = v128.bitselect(f32x4.sub(v, th), v, m);
-    storeLanes(vp + at, v, n);
-    if (kind != 0) storeLanes(cp + at, I, n); // the first layer's current is its constant I0 already
-    if (counts) v128.store(counts + at, i32x4.sub(v128.load(counts + at), m));
-    const bits = <u32>i32x4.bitmask(m);
+  let c = 0;
+  // Whole groups of 4 with constant lane counts (no per-lane branches), then the tail.
+  for (; c + 4 <= cout; c += 4) {
+    const bits = lif4(kind, c, 4, src, save, spikes, scale, bias, theta, beta, vp, cp, counts, zero);
     total += popcnt(bits);
     word |= bits << (c & 31);
-    if ((c & 31) == 28 || n <= 4) {
+    if ((c & 31) == 28) {
       store<u32>(op + (<usize>(c >> 5) << 2), word);
       word = 0;
     }
   }
+  if (c < cout) {
+    const bits = lif4(kind, c, cout - c, src, save, spikes, scale, bias, theta, beta, vp, cp, counts, zero);
+    total += popcnt(bits);
+    word |= bits << (c & 31);
+  }
+  if (cout & 31) store<u32>(op + (<usize>((cout - 1) >> 5) << 2), word);
   return total;
+}
+
+/** Current, LIF and spike mask of the `n` (1..4) neurons of channels c.. of one position (see outputPosition). */
+@inline function lif4(kind: i32, c: i32, n: i32, src: usize, save: usize, spikes: v128, scale: usize, bias: usize, theta: usize, beta: v128, vp: usize, cp: usize, counts: usize, zero: bool): u32 {
+  const at = <usize>c << 2;
+  let I: v128;
+  if (kind == 0) {
+    I = loadLanes(src + at, n);
+  } else {
+    const dot = i32x4.sub(i32x4.shl(v128.load16x4_u(save + (<usize>c << 1)), 1), spikes);
+    I = f32x4.add(f32x4.mul(v128.load(scale + at), f32x4.convert_i32x4_s(dot)), v128.load(bias + at));
+    if (src) I = f32x4.add(I, loadLanes(src + at, n));
+  }
+  const th = v128.load(theta + at);
+  let v = f32x4.add(f32x4.mul(beta, zero ? f32x4.splat(0) : loadLanes(vp + at, n)), I);
+  const m = f32x4.ge(v, th);
+  v = v128.bitselect(f32x4.sub(v, th), v, m);
+  storeLanes(vp + at, v, n);
+  if (kind != 0) storeLanes(cp + at, I, n); // the first layer's current is its constant I0 already
+  if (counts) v128.store(counts + at, i32x4.sub(v128.load(counts + at), m));
+  return <u32>i32x4.bitmask(m);
 }
 
 @inline function addSpikes(d: usize, total: i32): void {
