@@ -78,9 +78,12 @@ describe('Mosquitto with a password file and an ACL', { skip: !mosquittoAvailabl
       await online;
       if (protocol === 5) {
         // MQTT 5 tells the publisher: the QoS 1 PUBACK carries "Not authorized".
+        const refusedMetrics = (e: Error) => /outbox: broker refused sei\/test\/dev2\/metrics: .*not authori[sz]ed/i.test(e.message);
         const deadline = Date.now() + 10_000;
-        while (!errors.some((e) => /not authori[sz]ed/i.test(e.message)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-        assert.ok(errors.some((e) => /outbox: broker refused sei\/test\/dev2\/metrics: .*not authori[sz]ed/i.test(e.message)), errors.map((e) => e.message).join('; '));
+        while (!errors.some(refusedMetrics) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+        await agent.stop();
+        assert.ok(errors.some(refusedMetrics), errors.map((e) => e.message).join('; '));
+        assert.ok(errors.some((e) => /publish to sei\/test\/dev2\/status failed: .*not authori[sz]ed/i.test(e.message)), 'the birth is refused too');
       } else {
         // 3.1.1 has no refusal reason: the broker acks and drops. Give the agent time to publish several metrics.
         await new Promise((r) => setTimeout(r, 1500));

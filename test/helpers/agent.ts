@@ -24,7 +24,7 @@ export function agentConfig(o: { dir: string; model: string; url: string | null;
   const base: Record<string, unknown> = {
     fleet: 'test',
     device: o.device ?? 'dev1',
-    model: { path: o.model, kernel: 'reference' },
+    model: { path: o.model },
     source: { spec: 'samples', frameRate: 100, queueSize: 4 },
     mqtt: { url: o.url, protocol: o.protocol ?? 'auto', reconnectMinMs: 100, reconnectMaxMs: 400, clientId: `sei-test-${randomUUID().slice(0, 8)}` },
     reporting: { metricsInterval: 0.2, predictionMaxRate: 20 },

@@ -58,22 +58,21 @@ export async function aedes(): Promise<TestBroker & { readonly broker: () => Emb
   let broker = await startBroker({ port: 0 });
   const port = broker.port;
   let running = true;
+  const stop = async () => {
+    if (running) await broker.close();
+    running = false;
+  };
   return {
     name: 'Aedes (MQTT 3.1.1)',
     url: broker.url,
     port,
     broker: () => broker,
-    async stop() {
-      if (running) await broker.close();
-      running = false;
-    },
+    stop,
     async start() {
       broker = await startBroker({ port });
       running = true;
     },
-    async close() {
-      await this.stop();
-    },
+    close: stop,
   };
 }
 
