@@ -161,7 +161,8 @@ export function forward(cfg: NetConfig, p: NetParams, raw: tf.Tensor4D, training
   };
   const x = tf.div(raw, 255) as tf.Tensor4D;
   let current = batchNorm(conv2d(x, weightOf(0) as tf.Tensor4D, 1, 1), p.layers[0]!.bn, training, updates) as tf.Tensor4D;
-  if (T > 1) current = tf.tile(current, [T, 1, 1, 1]);
+  // concat, not tile: tfjs's Tile gradient is a loop of slices, concat's is one split.
+  if (T > 1) current = tf.concat(Array.from({ length: T }, () => current), 0);
   let act = fire(current) as tf.Tensor4D;
   for (let i = 1; i < layers.length; i++) {
     const l = layers[i]!;

@@ -7,6 +7,7 @@ import { register as broker } from './broker.js';
 import { register as demo } from './demo.js';
 import { register as doctor } from './doctor.js';
 import { register as finetune } from './finetune.js';
+import { register as train } from './train.js';
 
 /** Every CLI command, in the order `sei --help` lists them. */
-export const commands: ReadonlyArray<(program: Command) => void> = [run, verify, bench, agent, broker, demo, doctor, finetune];
+export const commands: ReadonlyArray<(program: Command) => void> = [run, verify, bench, agent, broker, demo, doctor, finetune, train];

@@ -5,7 +5,9 @@
  * row/column goes to the bottom/right at stride 2: training with SAME would learn a different function from
  * the one exported. The gradient is a `tf.customGrad` made of forward ops only, because tfjs-backend-wasm has
  * no Conv2DBackpropFilter kernel:
- * - dx: `conv2dTranspose` of dy (Conv2DBackpropInput exists on wasm), then the padding sliced off;
+ * - dx: a forward conv of dy, zero-interleaved by the stride and padded by k − 1, with the filter rotated by 180°
+ *   and its in/out axes swapped (wasm's own Conv2DBackpropInput is a plain loop, ~5× slower than its XNNPACK
+ *   forward conv); rows the forward conv never read get zero, then the padding is sliced off;
  * - dW: a forward conv over transposed operands. dW[ky,kx,ci,co] = Σ_{n,oy,ox} xp[n, oy·s+ky, ox·s+kx, ci] ·
  *   dy[n,oy,ox,co] is a stride-1 conv of xp seen as [Cin, Hp, Wp, N] (batch = Cin, channels = N) with dy seen as
  *   the filter [oh, ow, N, Cout], dilated by s. Its output may be larger than k×k when (Hp − k) % s ≠ 0; the
@@ -25,7 +27,7 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: numb
       const dy4 = dy as tf.Tensor4D;
       const [n, hp, wp, cin] = xs.shape;
       const [kh, kw, , cout] = ws.shape;
-      const dxp = tf.conv2dTranspose(dy4, ws, [n, hp, wp, cin], stride, 'valid');
+      const dxp = inputGrad(dy4, ws, hp, wp, stride);
       const dx = pad > 0 ? tf.slice(dxp, [0, pad, pad, 0], [n, hp - 2 * pad, wp - 2 * pad, cin]) : dxp;
       const xt = tf.transpose(xs, [3, 1, 2, 0]);
       const dyt = tf.transpose(dy4, [1, 2, 0, 3]);
@@ -37,4 +39,26 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: numb
     return { value, gradFunc };
   });
   return f(x, w) as tf.Tensor4D;
+}
+
+/** Inserts stride − 1 zeros between neighbouring rows and columns. */
+function dilate(dy: tf.Tensor4D, stride: number): tf.Tensor4D {
+  if (stride === 1) return dy;
+  const [n, oh, ow, c] = dy.shape;
+  const zc = tf.zeros([n, oh, ow, stride - 1, c]);
+  const cols: tf.Tensor = tf.reshape(tf.concat([tf.reshape(dy, [n, oh, ow, 1, c]), zc], 3), [n, oh, ow * stride, c]);
+  const zr = tf.zeros([n, oh, stride - 1, ow * stride, c]);
+  const rows = tf.reshape(tf.concat([tf.reshape(cols, [n, oh, 1, ow * stride, c]), zr], 2), [n, oh * stride, ow * stride, c]);
+  return tf.slice(rows as tf.Tensor4D, [0, 0, 0, 0], [n, (oh - 1) * stride + 1, (ow - 1) * stride + 1, c]);
+}
+
+/** Gradient of a VALID conv with respect to its (already padded) input of size hp × wp. */
+function inputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, hp: number, wp: number, stride: number): tf.Tensor4D {
+  const [kh, kw] = w.shape;
+  const flipped = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
+  const d = dilate(dy, stride);
+  const covH = d.shape[1] + kh - 1;
+  const covW = d.shape[2] + kw - 1;
+  const padded = tf.pad(d, [[0, 0], [kh - 1, kh - 1 + hp - covH], [kw - 1, kw - 1 + wp - covW], [0, 0]]);
+  return tf.conv2d(padded, flipped, 1, 'valid');
 }

@@ -1,0 +1,182 @@
+/**
+ * `sei train`: trains an SEI binary-weight SNN on Fashion-MNIST (optionally its ANN teacher first), with a progress
+ * bar, checkpoints every epoch in --out, --resume, and Ctrl+C saving a checkpoint. Prints the engine at start.
+ */
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import cliProgress from 'cli-progress';
+import { ConfigError } from '../../runtime/errors.js';
+import { describeBackend, initBackend } from '../../trainer/backend/index.js';
+import { DEFAULT_AUGMENT, loadDataset } from '../../trainer/data/index.js';
+import { DEFAULT_NET, macsPerFrame } from '../../trainer/model.js';
+import { runTraining } from '../../trainer/run.js';
+import type { BatchEvent, TrainConfig } from '../../trainer/train.js';
+import { accuracy, predict } from '../../trainer/train.js';
+import { printJson } from '../output.js';
+
+export interface TrainFlags {
+  out: string;
+  data?: string;
+  epochs: number;
+  batch: number;
+  lr: number;
+  lrFinal: number;
+  warmup: number;
+  width: number;
+  T: number;
+  beta: number;
+  shortcuts: 'multi' | 'plain';
+  weights: 'binary' | 'float';
+  perStep: number;
+  labelSmoothing: number;
+  teacher?: boolean;
+  teacherEpochs: number;
+  teacherOnnx?: string;
+  kdWeight: number;
+  kdTemperature: number;
+  augment: boolean;
+  seed: number;
+  resume?: boolean;
+  trainLimit?: number;
+  valSize: number;
+  saveEvery?: number;
+  json?: boolean;
+}
+
+const num = (flag: string, min: number, max = Infinity, integer = false) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
+    throw new ConfigError(`${flag}: expected ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got ${JSON.stringify(v)}`, flag);
+  }
+  return n;
+};
+
+/** Adds the options that define a run (shared with `sei ablate`). */
+export function runOptions(cmd: Command): Command {
+  return cmd
+    .option('--data <dir>', 'Fashion-MNIST folder (IDX gz); default /usr/share/datasets/fashion-mnist')
+    .option('--epochs <n>', 'student epochs', num('--epochs', 1, 1000, true), 30)
+    .option('--batch <n>', 'batch size', num('--batch', 1, 4096, true), 64)
+    .option('--lr <x>', 'peak learning rate (Adam)', num('--lr', 0), 2e-3)
+    .option('--lr-final <x>', 'final learning rate as a fraction of --lr (cosine decay)', num('--lr-final', 0, 1), 0.01)
+    .option('--warmup <epochs>', 'linear warmup, epochs', num('--warmup', 0), 0.3)
+    .option('--width <n>', 'channels of the first stage (stages: w, 2w, 4w)', num('--width', 1, 512, true), DEFAULT_NET.width)
+    .option('--T <n>', 'time steps', num('--T', 1, 16, true), DEFAULT_NET.T)
+    .option('--beta <x>', 'LIF leak', num('--beta', 0, 1), DEFAULT_NET.beta)
+    .addOption(new Option('--shortcuts <kind>', 'multi: around every binary conv (SEI); plain: every second conv').choices(['multi', 'plain']).default('multi'))
+    .addOption(new Option('--weights <kind>', 'hidden weights: binary (BWSNN) or float (FP-weight SNN, not exportable)').choices(['binary', 'float']).default('binary'))
+    .option('--per-step <w>', 'weight of the per-step CE terms of the self-ensemble loss', num('--per-step', 0), 0)
+    .option('--label-smoothing <x>', 'label smoothing', num('--label-smoothing', 0, 0.5), 0)
+    .option('--teacher', 'train the ANN twin first (ReLU, float weights, same layout) and distil from it')
+    .option('--teacher-epochs <n>', 'epochs of the ANN teacher', num('--teacher-epochs', 1, 1000, true), 10)
+    .option('--teacher-onnx <file>', 'distil from an ONNX classifier (NCHW float32 raw pixels); logits cached')
+    .option('--kd-weight <w>', 'weight of the distillation term in [0, 1]', num('--kd-weight', 0, 1), 0.7)
+    .option('--kd-temperature <tau>', 'distillation temperature', num('--kd-temperature', 0.1), 4)
+    .option('--no-augment', 'no flips or shifts')
+    .option('--seed <n>', 'seed of initialisation, shuffling and augmentation', num('--seed', 0, 2 ** 31, true), 1)
+    .option('--train-limit <n>', 'train on the first N frames of the training split only', num('--train-limit', 1, 60000, true))
+    .option('--val-size <n>', 'training frames held out for validation', num('--val-size', 0, 30000, true), 5000);
+}
+
+export function configFromFlags(f: TrainFlags): TrainConfig {
+  if (f.teacher && f.teacherOnnx) throw new ConfigError('--teacher and --teacher-onnx: expected at most one, got both', '--teacher');
+  if (f.weights === 'float' && !f.json) process.stderr.write('note: --weights float trains an FP-weight SNN; it evaluates but does not export to .bwsnn\n');
+  return {
+    net: { ...DEFAULT_NET, width: f.width, T: f.T, beta: f.beta, shortcuts: f.shortcuts, weights: f.weights },
+    epochs: f.epochs,
+    batchSize: f.batch,
+    lr: f.lr,
+    lrFinal: f.lrFinal,
+    warmupEpochs: f.warmup,
+    seed: f.seed,
+    data: { ...(f.data ? { dir: f.data } : {}), valSize: f.valSize, ...(f.trainLimit ? { trainLimit: f.trainLimit } : {}) },
+    augment: f.augment ? DEFAULT_AUGMENT : null,
+    loss: { perStep: f.perStep, kdWeight: f.teacher || f.teacherOnnx ? f.kdWeight : 0, kdTemperature: f.kdTemperature, labelSmoothing: f.labelSmoothing },
+    teacher: f.teacher ? { kind: 'ann', epochs: f.teacherEpochs } : f.teacherOnnx ? { kind: 'onnx', file: f.teacherOnnx } : null,
+  };
+}
+
+/** Trains one configuration into `out`; the progress bar goes to stderr. Returns the JSON summary. */
+export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume: boolean; json: boolean; saveEvery?: number; quiet?: boolean }): Promise<Record<string, unknown>> {
+  const backend = await initBackend();
+  const log = (line: string) => process.stderr.write(line + '\n');
+  log(describeBackend(backend));
+  const macs = macsPerFrame(cfg.net);
+  const data = loadDataset(cfg.data);
+  log(`data: ${data.train.count} train / ${data.val.count} validation / ${data.test.count} test frames; ` +
+    `${(macs / 1e6).toFixed(1)} M MAC per frame forward, ~${((6 * macs * data.train.count) / 1e12).toFixed(2)} TFLOP per epoch (forward + backward)`);
+  const bar = opts.quiet ? undefined : new cliProgress.SingleBar({
+    format: '{role} epoch {ep}/{epochs} |{bar}| {value}/{total} loss {loss} acc {acc} {ips} img/s ETA {eta_formatted}',
+    stream: process.stderr,
+    hideCursor: true,
+    etaBuffer: 50,
+    // Under nohup (no TTY) a line a minute, so a log shows progress.
+    noTTYOutput: true,
+    notTTYSchedule: 60_000,
+  }, cliProgress.Presets.shades_classic);
+  let barEpoch = '';
+  const onBatch = (e: BatchEvent) => {
+    if (!bar) return;
+    const key = `${e.role}${e.epoch}`;
+    const payload = { role: e.role, ep: e.epoch + 1, epochs: e.epochs, loss: e.loss.toFixed(3), acc: (100 * e.accuracy).toFixed(1) + '%', ips: e.imagesPerSecond.toFixed(0) };
+    if (key !== barEpoch) {
+      if (barEpoch) bar.stop();
+      barEpoch = key;
+      bar.start(e.batches, e.batch, payload);
+    } else bar.update(e.batch, payload);
+  };
+  let stopRequested = false;
+  const onSigint = () => {
+    if (stopRequested) process.exit(130);
+    stopRequested = true;
+    log('\nstopping after this batch (Ctrl+C again to abort without saving)…');
+  };
+  process.on('SIGINT', onSigint);
+  const t0 = performance.now();
+  try {
+    const result = await runTraining(cfg, data, out, {
+      resume: opts.resume,
+      engine: backend.engine,
+      ...(opts.saveEvery ? { saveEvery: opts.saveEvery } : {}),
+      hooks: {
+        onBatch,
+        onInfo: (line) => { bar?.stop(); barEpoch = ''; log(line); },
+        onEpoch: (role, r) => {
+          bar?.stop();
+          barEpoch = '';
+          log(`${role} epoch ${r.epoch}: loss ${r.loss.toFixed(4)} train ${(100 * r.trainAccuracy).toFixed(2)}% val ${(100 * r.valAccuracy).toFixed(2)}% ${r.seconds.toFixed(0)} s ${r.imagesPerSecond.toFixed(1)} img/s`);
+        },
+        shouldStop: () => stopRequested,
+      },
+    });
+    bar?.stop();
+    const student = result.student;
+    const summary: Record<string, unknown> = { out, engine: backend.engine, interrupted: result.interrupted, wallSeconds: (performance.now() - t0) / 1000 };
+    if (result.teacher) {
+      const acc = accuracy(predict({ ...cfg.net, neuron: 'relu', weights: 'float', T: 1 }, result.teacher.params, data.test).predictions, data.test.labels);
+      summary['teacherTestAccuracy'] = acc;
+      log(`teacher test accuracy ${(100 * acc).toFixed(2)}% (${data.test.count} frames)`);
+    }
+    if (student && !result.interrupted) {
+      const acc = accuracy(predict(cfg.net, student.params, data.test).predictions, data.test.labels);
+      const last = student.state.history[student.state.history.length - 1];
+      Object.assign(summary, { testAccuracy: acc, n: data.test.count, T: cfg.net.T, epochs: student.state.epoch, valAccuracy: last?.valAccuracy ?? null, trainWallSeconds: student.state.wallSeconds });
+      log(`student test accuracy ${(100 * acc).toFixed(2)}% (${data.test.count} frames, unfolded network; \`sei export\` + \`sei eval\` give the deployed number)`);
+    }
+    return summary;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+export function register(program: Command): void {
+  runOptions(program.command('train').description('train an SEI binary-weight SNN (checkpoints in --out)'))
+    .requiredOption('--out <dir>', 'run folder: checkpoints (last, best), teacher/, cached soft labels')
+    .option('--resume', 'continue the run in --out from its last checkpoint')
+    .option('--save-every <batches>', 'also checkpoint every N batches inside an epoch', num('--save-every', 1, 1e9, true))
+    .option('--json', 'print a JSON summary on the last line')
+    .action(async (f: TrainFlags) => {
+      const summary = await trainCommand(configFromFlags(f), f.out, { resume: !!f.resume, json: !!f.json, ...(f.saveEvery ? { saveEvery: f.saveEvery } : {}) });
+      if (f.json) printJson(summary);
+    });
+}

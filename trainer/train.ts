@@ -1,0 +1,250 @@
+/**
+ * The training loop: seeded, checkpointed every epoch (and on interruption), resumable mid-epoch, reporting
+ * progress through callbacks (the CLI draws the bar). One `fit` trains either the SNN student or the ANN teacher.
+ */
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { ConfigError } from '../runtime/errors.js';
+import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import type { Augment, DataOptions, Dataset, Split } from './data/index.js';
+import { epochOrder, makeBatch } from './data/index.js';
+import { stream } from './data/random.js';
+import { applyBnUpdates, type BnUpdate } from './layers/batchnorm.js';
+import type { NetConfig, NetParams } from './model.js';
+import { forward, initParams, namedVariables } from './model.js';
+import type { LossOptions } from './recipe/loss.js';
+import { seiLoss } from './recipe/loss.js';
+
+export interface TeacherSpec {
+  /** `ann`: train the ANN twin first (same layout, ReLU, float weights); `onnx`: soft labels from an ONNX classifier. */
+  readonly kind: 'ann' | 'onnx';
+  /** Epochs of the ANN teacher. */
+  readonly epochs?: number;
+  readonly file?: string;
+}
+
+export interface TrainConfig {
+  readonly net: NetConfig;
+  readonly epochs: number;
+  readonly batchSize: number;
+  /** Peak learning rate (Adam), reached after `warmupEpochs`, then cosine decay to `lr * lrFinal`. */
+  readonly lr: number;
+  readonly lrFinal: number;
+  readonly warmupEpochs: number;
+  readonly seed: number;
+  readonly data: DataOptions;
+  /** null: no augmentation. */
+  readonly augment: Augment | null;
+  readonly loss: LossOptions;
+  readonly teacher: TeacherSpec | null;
+}
+
+export interface EpochRecord {
+  readonly epoch: number;
+  readonly loss: number;
+  readonly trainAccuracy: number;
+  readonly valAccuracy: number;
+  readonly seconds: number;
+  readonly imagesPerSecond: number;
+}
+
+/** What a checkpoint's JSON holds besides the tensor directory. */
+export interface RunState {
+  readonly format: 'sei-checkpoint-1';
+  readonly role: 'student' | 'teacher';
+  readonly config: TrainConfig;
+  /** Epochs fully done. */
+  readonly epoch: number;
+  /** Batches done in the epoch after `epoch` (non-zero only for an interrupted run). */
+  readonly batchInEpoch: number;
+  readonly history: EpochRecord[];
+  /** Training wall time so far, seconds, across resumed runs. */
+  readonly wallSeconds: number;
+  readonly engine: string;
+}
+
+export interface BatchEvent {
+  readonly role: 'student' | 'teacher';
+  readonly epoch: number;
+  readonly epochs: number;
+  readonly batch: number;
+  readonly batches: number;
+  readonly loss: number;
+  readonly accuracy: number;
+  readonly imagesPerSecond: number;
+}
+
+export interface FitHooks {
+  onBatch?(e: BatchEvent): void;
+  onEpoch?(role: 'student' | 'teacher', r: EpochRecord): void;
+  onInfo?(line: string): void;
+  /** Polled after every batch: true saves a checkpoint and returns. */
+  shouldStop?(): boolean;
+}
+
+export interface FitResult {
+  readonly params: NetParams;
+  readonly state: RunState;
+  readonly interrupted: boolean;
+}
+
+/** Learning rate at a fractional epoch: linear warmup, then cosine to lr * lrFinal. */
+export function learningRate(cfg: TrainConfig, epochFloat: number): number {
+  if (epochFloat < cfg.warmupEpochs) return cfg.lr * Math.max(0.05, epochFloat / cfg.warmupEpochs);
+  const span = Math.max(1e-9, cfg.epochs - cfg.warmupEpochs);
+  const p = Math.min(1, (epochFloat - cfg.warmupEpochs) / span);
+  const lo = cfg.lr * cfg.lrFinal;
+  return lo + 0.5 * (cfg.lr - lo) * (1 + Math.cos(Math.PI * p));
+}
+
+/** Predictions of the (unfolded, eval-mode) network on a split. */
+export function predict(net: NetConfig, params: NetParams, split: Split, batchSize = 500): { predictions: Uint8Array; logits: Float32Array } {
+  const predictions = new Uint8Array(split.count);
+  const logits = new Float32Array(split.count * net.classes);
+  for (let i = 0; i < split.count; i += batchSize) {
+    const idx = Array.from({ length: Math.min(batchSize, split.count - i) }, (_, k) => i + k);
+    const { x } = makeBatch(split, idx);
+    tf.tidy(() => {
+      const out = forward(net, params, tf.tensor4d(x, [idx.length, ...split.shape]), false);
+      const mean = tf.mean(out.stepLogits, 0);
+      logits.set(mean.dataSync() as Float32Array, i * net.classes);
+      predictions.set(tf.argMax(mean, 1).dataSync() as Int32Array, i);
+    });
+  }
+  return { predictions, logits };
+}
+
+export function accuracy(predictions: Uint8Array, labels: Uint8Array): number {
+  let ok = 0;
+  for (let i = 0; i < predictions.length; i++) if (predictions[i] === labels[i]) ok++;
+  return ok / Math.max(1, predictions.length);
+}
+
+export function checkpointTensors(params: NetParams): Array<{ name: string; tensor: tf.Tensor }> {
+  return namedVariables(params).map(({ name, v }) => ({ name: `param/${name}`, tensor: v }));
+}
+
+/** Loads a checkpoint's network parameters (config and state from its JSON). */
+export function loadParams(dir: string, name = 'last', prefix = 'eval/'): { params: NetParams; state: RunState } {
+  const ck = loadCheckpoint<RunState>(dir, name);
+  const state = ck.meta;
+  const net = state.role === 'teacher' ? teacherNet(state.config.net) : state.config.net;
+  const params = initParams(net, state.config.seed, prefix);
+  for (const { name: n, v } of namedVariables(params)) {
+    const t = ck.tensors.get(`param/${n}`);
+    if (!t) throw new ConfigError(`checkpoint ${dir}/${name}: tensor param/${n} missing`, 'checkpoint');
+    v.assign(t);
+  }
+  ck.tensors.forEach((t) => t.dispose());
+  return { params, state };
+}
+
+/** The ANN twin of a student network: same layout, ReLU, float weights, one step. */
+export function teacherNet(net: NetConfig): NetConfig {
+  return { ...net, neuron: 'relu', weights: 'float', T: 1 };
+}
+
+/**
+ * Trains one network (student or teacher) in `dir`, resuming from `dir/last` when `resume` is set.
+ * `teacherLogits(idx, x)` supplies soft targets per batch for the student.
+ */
+export async function fit(
+  role: 'student' | 'teacher',
+  cfg: TrainConfig,
+  data: Dataset,
+  dir: string,
+  opts: { resume: boolean; engine: string; hooks?: FitHooks; saveEvery?: number; teacherLogits?: (idx: Uint32Array, x: tf.Tensor4D) => tf.Tensor2D },
+): Promise<FitResult> {
+  const net = role === 'teacher' ? teacherNet(cfg.net) : cfg.net;
+  const epochs = role === 'teacher' ? (cfg.teacher?.epochs ?? cfg.epochs) : cfg.epochs;
+  const runCfg: TrainConfig = role === 'teacher' ? { ...cfg, epochs, loss: { ...cfg.loss, kdWeight: 0, perStep: 0 } } : cfg;
+  const hooks = opts.hooks ?? {};
+  const params = initParams(net, cfg.seed, `${role}/`);
+  const trainables = namedVariables(params).filter((v) => v.trainable).map((v) => v.v);
+  const optimizer = tf.train.adam(cfg.lr);
+  let state: RunState = { format: 'sei-checkpoint-1', role, config: runCfg, epoch: 0, batchInEpoch: 0, history: [], wallSeconds: 0, engine: opts.engine };
+  if (opts.resume && hasCheckpoint(dir, 'last')) {
+    const ck = loadCheckpoint<RunState>(dir, 'last');
+    for (const { name, v } of namedVariables(params)) {
+      const t = ck.tensors.get(`param/${name}`);
+      if (!t) throw new ConfigError(`checkpoint ${dir}: tensor param/${name} missing (different network?)`, 'resume');
+      if (t.shape.join() !== v.shape.join()) throw new ConfigError(`checkpoint ${dir}: ${name} has shape [${t.shape}], expected [${v.shape}]`, 'resume');
+      v.assign(t);
+    }
+    const opt = [...ck.tensors].filter(([n]) => n.startsWith('opt/')).map(([n, tensor]) => ({ name: n.slice(4), tensor }));
+    if (opt.length) await optimizer.setWeights(opt);
+    // Resuming keeps the run's own config (epochs may be raised by the caller to train longer).
+    state = { ...ck.meta, config: { ...ck.meta.config, epochs: Math.max(ck.meta.config.epochs, epochs) } };
+    hooks.onInfo?.(`${role}: resumed from ${dir} at epoch ${state.epoch}${state.batchInEpoch ? ` + ${state.batchInEpoch} batches` : ''}`);
+  }
+  const total = state.config.epochs;
+  const save = async (name: string) => {
+    const opt = await optimizer.getWeights();
+    saveCheckpoint(dir, name, state, [...checkpointTensors(params), ...opt.map((w) => ({ name: `opt/${w.name}`, tensor: w.tensor }))]);
+  };
+  const updates: BnUpdate[] = [];
+  let interrupted = false;
+  let bestVal = state.history.reduce((m, h) => Math.max(m, h.valAccuracy), -1);
+  for (let epoch = state.epoch; epoch < total && !interrupted; epoch++) {
+    const batches = epochOrder(data.train.count, cfg.batchSize, cfg.seed, epoch);
+    const augRng = stream(cfg.seed, 'augment', epoch);
+    const start = performance.now();
+    const wallBase = state.wallSeconds;
+    let seen = 0, lossSum = 0, correct = 0, done = 0;
+    for (let b = 0; b < batches.length; b++) {
+      const idx = batches[b]!;
+      // Draw augmentation for skipped batches too, so a resumed epoch sees the same frames.
+      const { x, y } = makeBatch(data.train, idx, runCfg.augment ?? undefined, augRng);
+      if (b < state.batchInEpoch) continue;
+      (optimizer as unknown as { learningRate: number }).learningRate = learningRate(state.config, epoch + b / batches.length);
+      const [lossV, okV] = tf.tidy(() => {
+        const xt = tf.tensor4d(x, [idx.length, ...data.train.shape]);
+        const yt = tf.tensor1d(y, 'int32');
+        const soft = role === 'student' && opts.teacherLogits ? opts.teacherLogits(idx, xt) : undefined;
+        let ok: tf.Tensor | undefined;
+        const { value, grads } = tf.variableGrads(() => {
+          const out = forward(net, params, xt, true, updates);
+          const { loss, logits } = seiLoss(out.stepLogits, yt, runCfg.loss, soft);
+          ok = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), yt), 'float32')));
+          return loss;
+        }, trainables);
+        optimizer.applyGradients(grads as unknown as Record<string, tf.Variable>);
+        return [value.dataSync()[0]!, ok!.dataSync()[0]!];
+      });
+      applyBnUpdates(updates);
+      seen += idx.length;
+      done++;
+      lossSum += lossV;
+      correct += okV;
+      const secs = (performance.now() - start) / 1000;
+      hooks.onBatch?.({ role, epoch, epochs: total, batch: b + 1, batches: batches.length, loss: lossSum / done, accuracy: correct / seen, imagesPerSecond: seen / secs });
+      if (opts.saveEvery && (b + 1) % opts.saveEvery === 0 && b + 1 < batches.length) {
+        state = { ...state, batchInEpoch: b + 1, wallSeconds: wallBase + secs };
+        await save('last');
+      }
+      if (hooks.shouldStop?.()) {
+        interrupted = b + 1 < batches.length;
+        if (interrupted) {
+          state = { ...state, batchInEpoch: b + 1, wallSeconds: wallBase + secs };
+          await save('last');
+          hooks.onInfo?.(`${role}: interrupted; checkpoint saved to ${join(dir, 'last.json')} (epoch ${epoch} batch ${b + 1}); --resume continues`);
+        }
+        break;
+      }
+    }
+    if (interrupted) break;
+    const secs = (performance.now() - start) / 1000;
+    const valAccuracy = data.val.count ? accuracy(predict(net, params, data.val).predictions, data.val.labels) : NaN;
+    const record: EpochRecord = { epoch: epoch + 1, loss: lossSum / Math.max(1, done), trainAccuracy: correct / Math.max(1, seen), valAccuracy, seconds: secs, imagesPerSecond: seen / secs };
+    state = { ...state, epoch: epoch + 1, batchInEpoch: 0, history: [...state.history, record], wallSeconds: wallBase + secs };
+    await save('last');
+    if (valAccuracy > bestVal) {
+      bestVal = valAccuracy;
+      await save('best');
+    }
+    hooks.onEpoch?.(role, record);
+    if (hooks.shouldStop?.()) interrupted = epoch + 1 < total;
+  }
+  optimizer.dispose();
+  return { params, state, interrupted };
+}
