@@ -17,9 +17,9 @@ const F = {
   KIND: 0, IN: 1, IH: 2, IW: 3, ICW: 4, OH: 5, OW: 6, COUT: 7, OCW: 8, K: 9, STRIDE: 10, PAD: 11,
   WGT: 12, SCALE: 13, BIAS: 14, THETA: 15, BETA: 16, V: 17, CUR: 18, OUT: 19,
   SC_KIND: 20, SC_PTR: 21, SC_CIN: 22, SC_W: 23, COUNTS: 24, I0: 25, SPIKES: 26, DOTS: 27,
-  LIST: 28, START: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36, ZERO: 38, SPIKED: 39,
+  LIST: 28, START: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36, ZERO: 38, SPIKED: 39, CLONE: 40, SC_CLONE: 41,
 } as const;
-const DESC_WORDS = 40;
+const DESC_WORDS = 48;
 
 interface Kernel {
   readonly memory: WebAssembly.Memory;
@@ -141,6 +141,8 @@ export type BinaryPath = 'auto' | 'dense' | 'events';
 
 interface Planned {
   readonly desc: Int32Array;
+  /** Byte offset of the layer's per-position CLONE flags. */
+  readonly clone: number;
   /** Byte offsets of the buffers the runner reads back. */
   readonly cur: number;
   readonly out: number;
@@ -179,7 +181,7 @@ function planFirst(a: Arena, layer: ConvInt8Layer, counts: boolean): Planned {
   d[F.LIST] = a.alloc((taps + 1) * 2);
   d[F.ZERO] = a.alloc(oh * ow);
   common(a, d, layer, units, counts);
-  return { desc: d, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
+  return { desc: d, clone: d[F.CLONE]!, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
 }
 
 function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, counts: boolean, path: BinaryPath = 'auto'): Planned {
@@ -206,6 +208,7 @@ function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, c
   d[F.CUR] = a.alloc(units * 4);
   d[F.SC_KIND] = { none: 0, identity: 1, avgpool_repeat: 2 }[layer.shortcut];
   d[F.SC_PTR] = prev.cur;
+  d[F.SC_CLONE] = prev.clone;
   d[F.SC_CIN] = from[2];
   d[F.SC_W] = from[1];
   const positions = g.ih * g.iw;
@@ -216,7 +219,7 @@ function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, c
   d[F.SAVE] = a.alloc(groupsOf(cout, 16) * 32);
   d[F.SCTMP] = a.alloc(cout * 4);
   common(a, d, layer, units, counts);
-  return { desc: d, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
+  return { desc: d, clone: d[F.CLONE]!, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
 }
 
 function common(a: Arena, d: Int32Array, layer: ConvInt8Layer | HiddenLayer, units: number, counts: boolean): void {
@@ -229,6 +232,7 @@ function common(a: Arena, d: Int32Array, layer: ConvInt8Layer | HiddenLayer, uni
   d[F.OUT] = a.alloc(mapBytes(units / cout, cout));
   d[F.V] = a.alloc(units * 4);
   d[F.SPIKES] = a.alloc(4);
+  d[F.CLONE] = a.alloc(units / cout);
   d[F.COUNTS] = counts ? a.alloc(groupsOf(cout, 16) * 64) : 0;
 }
 
@@ -297,7 +301,7 @@ export function singleLayer(layer: BinaryConvLayer | BinaryLinearLayer, spikes: 
   spikes.forEach((s, u) => {
     if (s) packed[Math.floor(u / from[2]) * cw + ((u % from[2]) >> 5)]! |= 1 << (u % from[2] & 31);
   });
-  const prev: Planned = { desc: new Int32Array(0), cur: a.alloc(positions * from[2] * 4), out: a.alloc(mapBytes(positions, from[2]), packed), units: positions * from[2], channels: from[2] };
+  const prev: Planned = { desc: new Int32Array(0), clone: a.alloc(positions), cur: a.alloc(positions * from[2] * 4), out: a.alloc(mapBytes(positions, from[2]), packed), units: positions * from[2], channels: from[2] };
   const p = planBinary(a, layer, prev, from, false, path);
   if (dots) p.desc[F.DOTS] = a.alloc(p.units * 4);
   const descAt = a.alloc(DESC_WORDS * 4, p.desc);

@@ -54,7 +54,9 @@ const PATH: i32 = 36; // 0 = choose per step by input spike rate, 1 = always den
 const EVENTS: i32 = 37; // this step's choice: 1 = events
 const ZERO: i32 = 38; // first layer: per output position, 1 when its window is all zero (background)
 const SPIKED: i32 = 39; // scratch: per input position, the spikes of all positions before it
-export const DESC_WORDS: i32 = 40;
+const CLONE: i32 = 40; // per output position, 1 while its whole state has equalled its left neighbour's this frame
+const SC_CLONE: i32 = 41; // the previous layer's CLONE (for the shortcut's equality)
+export const DESC_WORDS: i32 = 48;
 
 @inline function field(d: usize, f: i32): i32 {
   return load<i32>(d + (<usize>f << 2));
@@ -209,31 +211,52 @@ let fresh = false;
 }
 
 /**
- * The first layer's step: LIF on its constant current. Positions whose window is all zero share one current
- * (the bias) and, since every membrane starts at 0, one membrane trajectory: the first of them is computed and
- * the others copy it (unless per-channel counts are kept here, which needs every position's bits counted).
+ * Copies a neuron state (membranes, current, spike bits and count) from the position to the left. Uniform
+ * regions (a camera's background) make whole runs of positions share one state trajectory: a position whose
+ * state equalled its left neighbour's so far, and whose inputs this step equal that neighbour's, keeps equalling it.
+ */
+@inline function cloneLeft(d: usize, pos: i32, withCurrent: bool): void {
+  const cout = field(d, COUT), ocw = field(d, OCW);
+  const v = <usize>field(d, V) + (<usize>(pos * cout) << 2), out = <usize>field(d, OUT) + (<usize>(pos * ocw) << 2);
+  copy(v, v - (<usize>cout << 2), cout << 2);
+  if (withCurrent) {
+    const cur = <usize>field(d, CUR) + (<usize>(pos * cout) << 2);
+    copy(cur, cur - (<usize>cout << 2), cout << 2);
+  }
+  copy(out, out - (<usize>ocw << 2), ocw << 2);
+}
+
+/**
+ * The first layer's step: LIF on its constant current. Neighbours whose windows are both all zero share one
+ * current (the bias) and, every membrane starting at 0, one trajectory: they copy it (see cloneLeft), unless
+ * per-channel counts are kept here, which needs every position's bits counted.
  */
 function firstStep(d: usize): void {
-  const positions = field(d, OH) * field(d, OW);
-  const i0 = <usize>field(d, I0), cout = field(d, COUT), ocw = field(d, OCW), zero = <usize>field(d, ZERO);
-  const v = <usize>field(d, V), out = <usize>field(d, OUT), share = field(d, COUNTS) == 0;
-  let total = 0, bg = -1, bgSpikes = 0;
+  const ow = field(d, OW), positions = field(d, OH) * ow;
+  const i0 = <usize>field(d, I0), cout = field(d, COUT), zero = <usize>field(d, ZERO), clone = <usize>field(d, CLONE);
+  const share = field(d, COUNTS) == 0;
+  let total = 0, last = 0, x = 0;
   for (let pos = 0; pos < positions; pos++) {
-    const background = share && load<u8>(zero + <usize>pos) != 0;
-    if (background && bg >= 0) {
-      copy(v + (<usize>(pos * cout) << 2), v + (<usize>(bg * cout) << 2), cout << 2);
-      copy(out + (<usize>(pos * ocw) << 2), out + (<usize>(bg * ocw) << 2), ocw << 2);
-      total += bgSpikes;
-      continue;
-    }
-    const spikes = outputPosition(d, pos, 0, i0 + (<usize>(pos * cout) << 2), 0);
-    if (background) {
-      bg = pos;
-      bgSpikes = spikes;
-    }
-    total += spikes;
+    const same = share && x > 0 && load<u8>(zero + <usize>pos) != 0 && load<u8>(zero + <usize>(pos - 1)) != 0;
+    store<u8>(clone + <usize>pos, <u8>same);
+    if (same) cloneLeft(d, pos, false);
+    else last = outputPosition(d, pos, 0, i0 + (<usize>(pos * cout) << 2), 0);
+    total += last;
+    if (++x == ow) x = 0;
   }
   addSpikes(d, total);
+}
+
+/** Whether the shortcut current at (oy, ox) equals the one at (oy, ox - 1), from the previous layer's CLONE. */
+@inline function shortcutSame(d: usize, pos: i32, oy: i32, ox: i32): bool {
+  const kind = field(d, SC_KIND);
+  if (kind == 0) return true;
+  const prev = <usize>field(d, SC_CLONE);
+  if (kind == 1) return load<u8>(prev + <usize>pos) != 0;
+  // Pooled: the 2×2 sources of both positions, columns 2ox-2 .. 2ox+1 of two rows, all equal.
+  const w = field(d, SC_W);
+  const r0 = prev + <usize>(2 * oy * w + 2 * ox), r1 = r0 + <usize>w;
+  return (load<u8>(r0 - 1) & load<u8>(r0) & load<u8>(r0 + 1) & load<u8>(r1 - 1) & load<u8>(r1) & load<u8>(r1 + 1)) != 0;
 }
 
 /** Copies `bytes` (a multiple of 4) — small runs, where memory.copy's call costs more than the copy. */
@@ -446,12 +469,19 @@ function binaryStep(d: usize): void {
   }
   store<i32>(d + (<usize>EVENTS << 2), <i32>events);
   compact(d, events);
-  let total = 0;
+  const clone = <usize>field(d, CLONE), share = dots == 0 && field(d, COUNTS) == 0;
+  let total = 0, last = 0;
   for (let oy = 0; oy < oh; oy++) {
     for (let ox = 0; ox < ow; ox++) {
       const pos = oy * ow + ox;
       const win = window(d, oy, ox);
       const popS = <i32>(win >>> 32);
+      if (share && (win & 1) && load<u8>(clone + <usize>pos) && shortcutSame(d, pos, oy, ox)) {
+        cloneLeft(d, pos, true);
+        total += last;
+        continue;
+      }
+      store<u8>(clone + <usize>pos, 0);
       if (!(win & 1)) {
         // Up to 64 output channels per walk over the window.
         let g = 0;
@@ -467,7 +497,8 @@ function binaryStep(d: usize): void {
         continue;
       }
       const sc: usize = scKind == 1 ? scPtr + (<usize>(pos * cout) << 2) : scKind == 2 ? pooled(d, oy, ox) : 0;
-      total += outputPosition(d, pos, 1, sc, popS);
+      last = outputPosition(d, pos, 1, sc, popS);
+      total += last;
     }
   }
   addSpikes(d, total);
@@ -488,6 +519,8 @@ export function start(desc: usize, layers: i32): void {
   for (let i = 0; i < layers; i++) {
     const d = desc + (<usize>(i * DESC_WORDS) << 2);
     store<i32>(<usize>field(d, SPIKES), 0);
+    // Every membrane starts at 0: every position equals its left neighbour (the first column never clones).
+    if (i > 0) memory.fill(<usize>field(d, CLONE), 1, <usize>(field(d, OH) * field(d, OW)));
     const counts = <usize>field(d, COUNTS);
     if (counts) memory.fill(counts, 0, <usize>((field(d, COUT) + 15) & ~15) << 2);
   }
