@@ -3,16 +3,23 @@
 // WASM once per frame. All memory is laid out by runtime/kernels/wasm.ts; each layer is described by a
 // table of i32 fields (offsets below, mirrored there) and every buffer is 16-byte aligned.
 //
-// Layouts: a spike map holds, per position (row-major), `cw` words of channel bits (channel c in word c>>5,
-// bit c&31), i.e. byte c>>3, bit c&7. The binary kernel works on bytes: each non-zero input byte (8 channels
-// of one tap) is splatted to 16 lanes and ANDed with a v128 holding, per lane, the 8 matching weight bits of
-// 16 output channels, so i8x16.popcnt yields per-channel counts directly. Binary weights are repacked as
-// [j][group] v128s, j = (ky*k + kx)*cb + byte, a group being 16 output channels. Skipping zero bytes makes
-// the work proportional to the non-zero bytes: at low spike rates a byte mostly holds one spike and the
-// kernel degenerates into event-driven accumulation of weight rows; at high rates it is the dense popcount.
+// Spike maps hold, per position (row-major), `cw` words of channel bits (channel c in word c>>5, bit c&31),
+// i.e. byte c>>3, bit c&7. A binary layer step, per output position, sums per-channel counts over its window
+// in u8 lanes of 16 output channels per v128 (then u16), and the dot is `2*count - spikes under the window`:
+// - dense path: each non-zero input byte (8 channels of one tap) is splatted and ANDed with the v128 holding,
+//   per lane, the 8 matching weight bits of 16 output channels; i8x16.popcnt gives the counts. Weights:
+//   [j][group] v128s, j = (ky*k + kx)*cb + byte.
+// - event path: each input spike adds its 0/1 weight bytes (16 output channels per v128): a load and an add
+//   where the dense path pays an AND and a popcount (about ten x64 instructions under V8) per byte. Weights:
+//   [j][group] v128s, j = (ky*k + kx)*cb*8 + input channel.
+// Each layer picks its path at every step from the input spike rate it measures (EVENT_RATE). Work follows the
+// non-zero bytes or the spikes: `compact` lists them once per step, and a window row is one run of that list.
+// Uniform regions (a camera's background) are cheap twice over: a window equal to the previous one reuses its
+// counts, and a position whose whole state equals its left neighbour's copies it (`cloneLeft`).
 // First-layer weights are [group of 4][tap pair] of i16x8 (channel-major pairs) for i32x4.dot_i16x8_s.
 // Currents, membranes and per-channel vectors are f32 in exact HWC order, with per-channel vectors padded to
-// a multiple of 16 (theta padded with +inf, so pad lanes never spike).
+// a multiple of 16 (theta padded with +inf, so pad lanes never spike). f32x4 lanes round like scalar f32 ops,
+// so every float value equals the reference engine's bit for bit.
 
 const KIND: i32 = 0; // 0 = first layer (int8 conv on bytes), 1 = binary conv / linear
 const IN: i32 = 1; // input: frame bytes (first) or spike map
@@ -69,9 +76,8 @@ export const DESC_WORDS: i32 = 48;
 // A popcnt lane is at most 8, so a u8 lane holds 31 of them before it could overflow; an event adds at most 1.
 const CHUNK: i32 = 31;
 const EVENT_CHUNK: i32 = 255;
-// Input spike rates (per mille) up to which the event path is used. An event costs a load and an add per 16
-// channels, a dense byte an AND and a popcount (about ten x64 instructions under V8); measured on the 32-64-128
-// model the two cross near 30%.
+// Input spike rates (per mille) up to which the event path is used: measured on the 32-64-128 model, the two
+// paths cross near 30% (more spikes per byte favour the popcount; the event weights are 8× larger in cache).
 const EVENT_RATE: i32 = 300;
 
 /** Runs the first layer's int8 conv and affine: its constant current for this frame. */
