@@ -104,7 +104,7 @@ export function finetuneFile(opts: FinetuneFileOptions): FinetuneFileReport {
  * module's optimiser, no pull toward the random head) on clean training frames. Only for when no trained model
  * is bundled; its accuracy is far below a trained network's.
  */
-export function standInModel(seed: number, trainFrames: number, data: LabelledFrames = readMnistSplit(FASHION_MNIST_DIR, 'train')): BwsnnModel {
+export function standInModel(seed: number, trainFrames: number, data: LabelledFrames = trainSplit()): BwsnnModel {
   const backbone = randomModel({ seed, blocks: FMNIST_BLOCKS, firstChannels: 32 });
   const frames = Array.from({ length: trainFrames }, (_, i) => ({ id: `train#${i}`, data: data.frame(i), label: data.labels[i]! }));
   const set = extractFeatures(featureEngine(backbone), backbone.head.outFeatures, frames);
@@ -123,6 +123,11 @@ export interface ExperimentOptions {
   readonly sizes?: readonly number[];
   readonly shifts?: readonly string[];
   readonly seed?: number;
+  /**
+   * Shifted training-split frames for the head-only ceiling: a head trained on many shifted frames with no
+   * rehearsal and no gate, i.e. the best this backbone's features allow. 0 skips it. Default 3000.
+   */
+  readonly ceilingFrames?: number;
   readonly onLine?: (line: string) => void;
 }
 
@@ -131,6 +136,8 @@ export interface ExperimentRow {
   readonly labelled: number;
   readonly clean: number;
   readonly shifted: number;
+  /** Head-only ceiling on the shifted evaluation frames (see ExperimentOptions.ceilingFrames); null when skipped. */
+  readonly ceiling: number | null;
   /** Candidate head on the held-out shifted frames. */
   readonly finetuned: number;
   /** (finetuned - shifted) / (clean - shifted). */
@@ -156,6 +163,7 @@ export interface ExperimentReport {
   readonly train: typeof TRAIN_DEFAULTS;
   readonly gate: typeof GATE_DEFAULTS;
   readonly clean: number;
+  readonly ceilingFrames: number;
   readonly rows: ExperimentRow[];
   readonly machine: { readonly cpu: string; readonly cores: number; readonly loadavg: number[]; readonly node: string; readonly date: string };
   readonly seconds: number;
@@ -170,6 +178,7 @@ export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<
   const evalCount = opts.evalFrames ?? 2000;
   const sizes = opts.sizes ?? [100, 250, 500];
   const seed = opts.seed ?? 1;
+  const ceilingFrames = opts.ceilingFrames ?? 3000;
   const shiftNames = opts.shifts ?? Object.keys(SHIFTS);
   for (const s of shiftNames) if (!(s in SHIFTS)) throw new ConfigError(`--shifts: expected names from ${Object.keys(SHIFTS).join(', ')}, got ${JSON.stringify(s)}`, 'shifts');
   const test = readMnistSplit(FASHION_MNIST_DIR, 't10k');
@@ -212,6 +221,7 @@ export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<
       const shift: Shift = SHIFTS[name as keyof typeof SHIFTS];
       const evalSet = evaluate(range(EVAL_FROM, evalCount, shift));
       const shifted = accuracy(model.head, evalSet);
+      const ceiling = ceilingFrames > 0 ? headOnlyCeiling(engine, model, shift, ceilingFrames, seed, evalSet) : null;
       const pool = range(poolFrom, maxSize, shift);
       for (const n of sizes) {
         const images = join(dir, `${name}-${n}-images.idx`);
@@ -225,7 +235,7 @@ export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<
         const run = await runFinetuneProcess(['--model', modelPath, '--frames', images, '--labels', labels, '--candidate', candidate]);
         const finetuned = accuracy(readBwsnn(new Uint8Array(readFileSync(candidate))).head, evalSet);
         const row: ExperimentRow = {
-          shift: name, labelled: n, clean, shifted, finetuned,
+          shift: name, labelled: n, clean, shifted, ceiling, finetuned,
           recovered: clean - shifted > 0 ? (finetuned - shifted) / (clean - shifted) : NaN,
           accepted: run.accepted, reasons: run.reasons,
           holdout: { before: run.holdout.before, after: run.holdout.after },
@@ -244,6 +254,7 @@ export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<
       train: TRAIN_DEFAULTS,
       gate: GATE_DEFAULTS,
       clean,
+      ceilingFrames,
       rows,
       machine: machine(),
       seconds: (performance.now() - started) / 1000,
@@ -252,6 +263,22 @@ export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<
     rmSync(dir, { recursive: true, force: true });
   }
 }
+
+// The ceiling trains on the training split from this frame on (the stand-in's head uses the first 3000).
+const CEILING_FROM = 10_000;
+
+function headOnlyCeiling(engine: ReturnType<typeof featureEngine>, model: BwsnnModel, shift: Shift, count: number, seed: number, evalSet: FeatureSet): number {
+  const train = trainSplit();
+  const frames = Array.from({ length: count }, (_, i) => {
+    const at = CEILING_FROM + i;
+    return { id: `train#${at}`, data: applyShift(shift, train.frame(at), model.input, seed, at), label: train.labels[at]! };
+  });
+  const set = extractFeatures(engine, model.head.outFeatures, frames);
+  return accuracy(toHead(trainHead(model.head, set, { epochs: 100, learningRate: 0.03, decay: 0, seed }).params), evalSet);
+}
+
+let trainData: LabelledFrames | undefined;
+const trainSplit = () => (trainData ??= readMnistSplit(FASHION_MNIST_DIR, 'train'));
 
 interface ChildReport {
   accepted: boolean;
@@ -284,16 +311,54 @@ function machine(): ExperimentReport['machine'] {
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 function formatRow(r: ExperimentRow): string {
-  return `${r.shift.padEnd(9)} n=${String(r.labelled).padEnd(4)} clean ${pct(r.clean)}  shifted ${pct(r.shifted)}  fine-tuned ${pct(r.finetuned)}  recovered ${pct(r.recovered)}  gate ${r.accepted ? 'accepted' : 'refused '}  ${r.seconds.toFixed(2)} s (${r.cpuSeconds.toFixed(2)} s CPU)  +${r.extraMB.toFixed(1)} MB`;
+  return `${r.shift.padEnd(9)} n=${String(r.labelled).padEnd(4)} clean ${pct(r.clean)}  shifted ${pct(r.shifted)}  ceiling ${r.ceiling === null ? '-' : pct(r.ceiling)}  fine-tuned ${pct(r.finetuned)}  recovered ${pct(r.recovered)}  gate ${r.accepted ? 'accepted' : 'refused '}  ${r.seconds.toFixed(2)} s (${r.cpuSeconds.toFixed(2)} s CPU)  +${r.extraMB.toFixed(1)} MB`;
 }
 
 /** The table of models/FINETUNE.md. */
 export function markdownTable(report: ExperimentReport): string {
-  const head = '| shift | labelled frames | clean | shifted | fine-tuned | recovered | gate | holdout before → after | reference before → after | wall s (CPU s) | of which: labelled features + reference features + training | extra RSS |';
-  const rule = '|---|---:|---:|---:|---:|---:|---|---|---|---:|---|---:|';
+  const head = '| shift | labelled frames | clean | shifted | head-only ceiling | fine-tuned | recovered | gate | holdout before → after | reference before → after | wall s (CPU s) | of which: labelled features + reference features + training | extra RSS |';
+  const rule = '|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---|---:|';
   const rows = report.rows.map((r) =>
-    `| ${r.shift} | ${r.labelled} | ${pct(r.clean)} | ${pct(r.shifted)} | ${pct(r.finetuned)} | ${pct(r.recovered)} | ${r.accepted ? 'accepted' : 'refused'} | ${pct(r.holdout.before)} → ${pct(r.holdout.after)} | ${pct(r.reference.before)} → ${pct(r.reference.after)} | ${r.seconds.toFixed(2)} (${r.cpuSeconds.toFixed(2)}) | ${r.labelledFeaturesSeconds.toFixed(2)} + ${r.referenceFeaturesSeconds.toFixed(2)} + ${r.trainSeconds.toFixed(2)} | ${r.extraMB.toFixed(1)} MB |`);
+    `| ${r.shift} | ${r.labelled} | ${pct(r.clean)} | ${pct(r.shifted)} | ${r.ceiling === null ? '–' : pct(r.ceiling)} | ${pct(r.finetuned)} | ${pct(r.recovered)} | ${r.accepted ? 'accepted' : 'refused'} | ${pct(r.holdout.before)} → ${pct(r.holdout.after)} | ${pct(r.reference.before)} → ${pct(r.reference.after)} | ${r.seconds.toFixed(2)} (${r.cpuSeconds.toFixed(2)}) | ${r.labelledFeaturesSeconds.toFixed(2)} + ${r.referenceFeaturesSeconds.toFixed(2)} + ${r.trainSeconds.toFixed(2)} | ${r.extraMB.toFixed(1)} MB |`);
   return [head, rule, ...rows].join('\n');
+}
+
+const BEGIN = '<!-- finetune-table:begin (npm run finetune:exp rewrites this part) -->';
+const END = '<!-- finetune-table:end -->';
+
+/** The generated part of models/FINETUNE.md: what was run, where, and the table. */
+export function tableSection(report: ExperimentReport): string {
+  const m = report.model;
+  const runs = report.rows.filter((r) => r.labelled === 500);
+  const fps = runs.length ? runs.reduce((a, r) => a + 1500 / (r.labelledFeaturesSeconds + r.referenceFeaturesSeconds), 0) / runs.length : NaN;
+  return [
+    BEGIN,
+    `Generated ${report.machine.date} by \`npm run finetune:exp\` (\`sei finetune-experiment --markdown --write-table models/FINETUNE.md\`) in ${report.seconds.toFixed(0)} s.`,
+    '',
+    `- Model: **${m.name}** v${m.version}, T=${m.T}, ${m.standIn ? '**a stand-in** (random backbone, head trained on 3000 clean Fashion-MNIST training frames): not the bundled model' : `\`${m.path}\``}.`,
+    `- Machine: ${report.machine.cpu}, ${report.machine.cores} cores (shared; load average at the end ${report.machine.loadavg.join(' ')}), Node ${report.machine.node}.`,
+    `- Clean accuracy on test frames ${EVAL_FROM}..${EVAL_FROM + report.evalFrames - 1}: **${pct(report.clean)}**. Evaluation: the same ${report.evalFrames} frames shifted; never trained on.`,
+    `- Each run is one \`sei finetune\` process, cold: features of the labelled frames and of the ${report.referenceFrames} reference frames, training, gate. Feature extraction in the 500-frame runs: ${fps.toFixed(0)} frames/s.`,
+    report.ceilingFrames > 0 ? `- Head-only ceiling: the parent's head retrained on ${report.ceilingFrames} shifted training-split frames (no rehearsal, no gate), evaluated on the same shifted frames: roughly the most any new head on this backbone can reach.` : '- Head-only ceiling: not measured.',
+    `- Training: ${JSON.stringify(report.train)}; gate: ${JSON.stringify(report.gate)}; rehearsal 1 (reference frames trained on per labelled training frame; the gate checks the other half).`,
+    '',
+    markdownTable(report),
+    END,
+  ].join('\n');
+}
+
+/** Replaces the generated section of `path` (or appends it when the markers are missing). */
+export function writeTableSection(path: string, report: ExperimentReport): void {
+  let text = '';
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch {
+    // a new file
+  }
+  const section = tableSection(report);
+  const from = text.indexOf(BEGIN);
+  const to = text.indexOf(END);
+  writeFileSync(path, from >= 0 && to > from ? text.slice(0, from) + section + text.slice(to + END.length) : `${text}${text && !text.endsWith('\n') ? '\n' : ''}${section}\n`);
 }
 
 function number(flag: string, integer = false): (value: string) => number {
@@ -360,9 +425,11 @@ export function register(program: Command): void {
     .option('--shifts <names>', `comma-separated subset of ${Object.keys(SHIFTS).join(', ')}`)
     .option('--sizes <list>', 'labelled-frame counts (default 100,250,500)')
     .option('--seed <n>', 'seed of the shifts (default 1)', number('--seed', true))
+    .option('--ceiling <n>', 'shifted training frames for the head-only ceiling, 0 to skip (default 3000)', number('--ceiling', true))
     .option('--markdown', 'also print the table as Markdown')
+    .option('--write-table <file>', 'replace the generated table section of this Markdown file (e.g. models/FINETUNE.md)')
     .option('--json', 'print the report as one JSON object on the last line')
-    .action(async (o: { model?: string; eval?: number; shifts?: string; sizes?: string; seed?: number; markdown?: boolean; json?: boolean }) => {
+    .action(async (o: { model?: string; eval?: number; shifts?: string; sizes?: string; seed?: number; ceiling?: number; markdown?: boolean; writeTable?: string; json?: boolean }) => {
       const sizes = o.sizes?.split(',').map((s) => number('--sizes', true)(s));
       if (sizes?.some((n) => n < 2)) throw new ConfigError(`--sizes: expected counts of at least 2, got ${o.sizes}`, 'sizes');
       const report = await finetuneExperiment({
@@ -371,9 +438,14 @@ export function register(program: Command): void {
         ...(o.shifts !== undefined ? { shifts: o.shifts.split(',') } : {}),
         ...(sizes ? { sizes } : {}),
         ...(o.seed !== undefined ? { seed: o.seed } : {}),
+        ...(o.ceiling !== undefined ? { ceilingFrames: o.ceiling } : {}),
         onLine: (l) => console.log(l),
       });
       if (o.markdown) console.log(`\n${markdownTable(report)}\n`);
+      if (o.writeTable) {
+        writeTableSection(o.writeTable, report);
+        console.log(`wrote the table to ${o.writeTable}`);
+      }
       console.log(`${report.rows.length} runs in ${report.seconds.toFixed(1)} s on ${report.machine.cpu} (load ${report.machine.loadavg.join(' ')})`);
       if (o.json) printJson({ ...report });
     });
