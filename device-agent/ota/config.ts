@@ -3,7 +3,7 @@
 export interface OtaConfig {
   /** Ed25519 public keys (PEM text or PEM file paths) whose signed manifests this device accepts. Default []: every job is refused. */
   readonly trustedKeys: readonly string[];
-  /** Folder that receives downloaded versions (the old ones stay there). Default null: model.dir, else `<store folder>/sei-models`. */
+  /** Folder that receives downloaded versions (the old ones stay there). Default null: model.dir, else `<store folder>/sei-models/<device>`. */
   readonly dir: string | null;
   /** Largest artifact accepted, bytes. Default 64 MiB. */
   readonly maxBytes: number;

@@ -113,7 +113,8 @@ export class OtaManager {
     const cfg = this.host.config();
     if (cfg.ota.dir) return resolve(cfg.ota.dir);
     if (cfg.model.dir) return resolve(cfg.model.dir);
-    return cfg.store.path === ':memory:' ? join(tmpdir(), `sei-ota-${cfg.device}`) : join(dirname(resolve(cfg.store.path)), 'sei-models');
+    // Per device: several agents of a fleet on one box may share the store's folder.
+    return cfg.store.path === ':memory:' ? join(tmpdir(), `sei-ota-${cfg.device}`) : join(dirname(resolve(cfg.store.path)), 'sei-models', cfg.device);
   }
 
   /** Recent jobs, newest first. */
@@ -279,7 +280,7 @@ export class OtaManager {
     }
     const dir = this.dir;
     mkdirSync(dir, { recursive: true });
-    const part = join(dir, `.ota-${row.jobId}.part`);
+    const part = join(dir, `.ota-${row.jobId}-${this.host.config().device}.part`);
     const fd = openSync(part, 'w');
     ftruncateSync(fd, manifest.size);
     closeSync(fd);

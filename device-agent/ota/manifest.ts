@@ -8,7 +8,7 @@
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { ConfigError, FORMAT_VERSION, inspectBwsnn, keyFingerprint, loadModel, OtaError, show } from '../../runtime/index.js';
+import { ConfigError, FORMAT_VERSION, inspectBwsnn, keyFingerprint, loadModel, OtaError, readBwsnn, show, writeBwsnn } from '../../runtime/index.js';
 import type { Engine } from '../../runtime/index.js';
 import { sha256 } from '../models.js';
 import { sampleFrames } from '../sources/index.js';
@@ -146,6 +146,18 @@ export async function buildManifest(bytes: Uint8Array, opts: ManifestOptions = {
 export function signManifest(manifest: Manifest, key: KeyObject): SignedManifest {
   const text = JSON.stringify(manifest);
   return { manifest: text, keyId: keyFingerprint(key), signature: sign(null, Buffer.from(text, 'utf8'), key).toString('base64') };
+}
+
+/**
+ * What an operator ships: the artifact signed in its own container (Ed25519 over the .bwsnn digest, so the file
+ * verifies on its own wherever it is copied) and a signed manifest describing it. A file already signed by
+ * `key` is shipped as it is; otherwise it is re-written with the same header, producer and creation time.
+ */
+export async function prepareArtifact(bytes: Uint8Array, key: KeyObject, opts: ManifestOptions = {}): Promise<{ artifact: Uint8Array; manifest: Manifest; signed: SignedManifest }> {
+  const info = inspectBwsnn(bytes);
+  const artifact = info.keyId === keyFingerprint(key) ? bytes : writeBwsnn(readBwsnn(bytes), { signingKey: key, producer: info.producer, createdAt: info.createdAt });
+  const manifest = await buildManifest(artifact, opts);
+  return { artifact, manifest, signed: signManifest(manifest, key) };
 }
 
 function field(ok: boolean, name: string, expected: string, actual: unknown): asserts ok {
