@@ -4,12 +4,14 @@
  *   FP32 conv on onnxruntime (full optimisation) vs the bare AND/popcount ceiling;
  * - model: engine frames/s vs onnxruntime on the ANN twin (full optimisation, what a user deploying it gets) and
  *   on the SNN twin (optimisations disabled, the bit-exact configuration);
+ * - the device agent end to end (bench/agent.ts) against the bare engine;
  * - sizes: .bwsnn vs the ANN's .onnx.
  */
 import { readdirSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
+import { agentBenchFields, benchAgent } from '../../bench/agent.js';
 import { benchEngine, benchKernel } from '../../bench/kernel.js';
 import { machineInfo } from '../../bench/machine.js';
 import { convMacs, ortConv, ortFrames, type ConvShape } from '../../bench/ort.js';
@@ -54,8 +56,9 @@ export function register(program: Command): void {
     .description('WASM binary kernel and engine vs onnxruntime-node (one thread each), and file sizes')
     .option('--seconds <s>', 'measuring time per item (after a short warm-up)', parseSeconds, 2)
     .option('--model <file|random:SEED>', 'model for the whole-model comparison (default: the bundled model, else random:1)')
+    .option('--no-agent', 'skip the device-agent end-to-end measurement')
     .option('--json', 'print a JSON summary on the last line')
-    .action(async (opts: { seconds: number; model?: string; json?: boolean }) => {
+    .action(async (opts: { seconds: number; model?: string; agent: boolean; json?: boolean }) => {
       const machine = machineInfo();
       console.log(`machine: ${machine.cpu}, ${machine.cores} cores [${machine.simdFlags.join(' ')}], node ${machine.node}, onnxruntime-node ${machine.onnxruntime}`);
       console.log(`every measurement runs on one thread; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} before the run`);
@@ -102,6 +105,13 @@ export function register(program: Command): void {
       console.log(`  engine (${engineKernel})                        ${engineFps.toFixed(0)} frames/s`);
       console.log(`  onnxruntime, ANN twin (optim. all)   ${annFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, annFps)}×`);
       console.log(`  onnxruntime, SNN twin (optim. off)   ${snnFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, snnFps)}×`);
+      let agentFields: { agent_fps: number; agent_vs_engine: number } | undefined;
+      if (opts.agent) {
+        // The whole device path (source → queue → engine → SQLite → MQTT to an embedded broker) on the same model.
+        const agentRun = await benchAgent(model, { seconds: opts.seconds, warmupSeconds: 0.5, kernel: 'wasm' });
+        agentFields = agentBenchFields(engineFps, agentRun);
+        console.log(`  device agent (engine + SQLite + MQTT) ${agentRun.agentFps.toFixed(0)} frames/s  → ${agentFields.agent_vs_engine}× the bare engine (${agentRun.predictionsReceived} predictions received)`);
+      }
       console.log(`\nsize: .bwsnn ${bwsnnBytes} bytes, ANN .onnx ${ann.length} bytes → ${ratio(ann.length, bwsnnBytes)}× smaller`);
 
       if (opts.json) {
@@ -128,6 +138,7 @@ export function register(program: Command): void {
           bwsnn_vs_onnx_size: ratio(ann.length, bwsnnBytes),
           threads: 1,
           seconds_per_item: opts.seconds,
+          ...(agentFields ?? {}),
           load_average_1m: Number(loadavg()[0]!.toFixed(2)),
           ...machine,
         });
