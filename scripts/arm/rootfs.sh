@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds (once) a minimal Debian root for one ARM architecture holding Node from Debian's `nodejs`, for running
-# the test suites under qemu user-mode emulation (`qemu-<cpu>-static -L ROOT ROOT/usr/bin/node`).
-# Usage: scripts/arm/rootfs.sh ARCH [EXTRA_PACKAGE...]   ARCH is arm64 or armhf. Prints the root's path.
+# Builds (once) a minimal Debian root holding Node from Debian's `nodejs`: for arm64 and armhf, to run the test
+# suites under qemu user-mode emulation (`qemu-<cpu>-static -L ROOT ROOT/usr/bin/node`); for amd64 (the host), a
+# complete root to chroot into, e.g. to try the device install (packaging/test-install.sh).
+# Usage: scripts/arm/rootfs.sh ARCH [EXTRA_PACKAGE...]   ARCH is arm64, armhf or amd64. Prints the root's path.
 # The root is cached under .cache/arm/<key>/ and reused while its key (suite, arch, packages) is unchanged.
 # Needs root (debootstrap) and the Debian packages debootstrap and qemu-user-static.
 # Env: SEI_ARM_SUITE (default bookworm), SEI_ARM_MIRROR (default: the Debian mirror apt is configured with).
@@ -9,7 +10,7 @@ set -euo pipefail
 
 arch="${1:?usage: rootfs.sh ARCH [EXTRA_PACKAGE...]}"
 shift
-case "$arch" in arm64|armhf) ;; *) echo "rootfs.sh: ARCH must be arm64 or armhf, got '$arch'" >&2; exit 2 ;; esac
+case "$arch" in arm64|armhf|amd64) ;; *) echo "rootfs.sh: ARCH must be arm64, armhf or amd64, got '$arch'" >&2; exit 2 ;; esac
 suite="${SEI_ARM_SUITE:-bookworm}"
 packages=(nodejs "$@")
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -61,21 +62,30 @@ fi
 
 mkdir -p "$cache"
 tmp="$cache/.build-$key.$$"
-rm -rf "$tmp"
-trap 'rm -rf "$tmp"' EXIT
+# A complete bootstrap mounts /proc and /sys in the new root; never let a cleanup reach into them.
+remove_root() {
+  awk -v p="$1/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
+  rm -rf --one-file-system "$1"
+}
+trap 'remove_root "$tmp"' EXIT
 echo "rootfs.sh: building $suite/$arch root with ${packages[*]} in $root" >&2
-# --foreign only downloads and unpacks the base; the packages' own scripts never need to run for `node` to start,
-# so extracting every downloaded .deb replaces the second stage (which would need binfmt).
+# For a foreign architecture --foreign only downloads and unpacks the base; the packages' own scripts never need
+# to run for `node` to start, so extracting every downloaded .deb replaces the second stage (which would need
+# binfmt). The host's own architecture gets a complete install (users, maintainer scripts) to chroot into.
 include="$(IFS=,; echo "${packages[*]}")"
-if ! debootstrap --variant=minbase --foreign --include="$include" --arch="$arch" "$suite" "$tmp" "$mirror" >"$cache/debootstrap-$arch.log" 2>&1; then
+foreign=(--foreign)
+[ "$arch" = "$(dpkg --print-architecture)" ] && foreign=()
+if ! debootstrap --variant=minbase "${foreign[@]}" --include="$include" --arch="$arch" "$suite" "$tmp" "$mirror" >"$cache/debootstrap-$arch.log" 2>&1; then
   echo "rootfs.sh: debootstrap failed; last lines of $cache/debootstrap-$arch.log:" >&2
   tail -n 20 "$cache/debootstrap-$arch.log" >&2
   exit 1
 fi
-for deb in "$tmp"/var/cache/apt/archives/*.deb; do dpkg -x "$deb" "$tmp"; done
+if [ ${#foreign[@]} -gt 0 ]; then
+  for deb in "$tmp"/var/cache/apt/archives/*.deb; do dpkg -x "$deb" "$tmp"; done
+fi
 rm -f "$tmp"/var/cache/apt/archives/*.deb
 printf 'suite=%s\narch=%s\npackages=%s\n' "$suite" "$arch" "${packages[*]}" >"$tmp/.sei-rootfs"
-rm -rf "$root"
+remove_root "$root"
 mv "$tmp" "$root"
 trap - EXIT
 echo "$root"
