@@ -13,11 +13,13 @@ import type { LayerTrace } from '../engine/types.js';
 /** The compiled kernel, next to its AssemblyScript source (built by scripts/build-wasm.mjs). */
 export const WASM_URL = new URL('./assembly/bwsnn.wasm', import.meta.url);
 
+/** Descriptor fields (i32 indices), as documented in ./assembly/bwsnn.ts. */
 const F = {
   KIND: 0, IN: 1, IH: 2, IW: 3, ICW: 4, OH: 5, OW: 6, COUT: 7, OCW: 8, K: 9, STRIDE: 10, PAD: 11,
   WGT: 12, SCALE: 13, BIAS: 14, THETA: 15, BETA: 16, V: 17, CUR: 18, OUT: 19,
   SC_KIND: 20, SC_PTR: 21, SC_CIN: 22, SC_W: 23, COUNTS: 24, I0: 25, SPIKES: 26, DOTS: 27,
-  LIST: 28, START: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36, ZERO: 38, SPIKED: 39, CLONE: 40, SC_CLONE: 41,
+  LIST: 28, START: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36,
+  ZERO: 38, SPIKED: 39, CLONE: 40, SC_CLONE: 41,
 } as const;
 const DESC_WORDS = 48;
 
@@ -27,6 +29,7 @@ interface Kernel {
   step(desc: number, layers: number): void;
   frame(desc: number, layers: number, T: number): void;
   layer(desc: number): void;
+  bare(w: number, x: number, rows: number, vecs: number, reps: number): number;
 }
 
 let compiled: WebAssembly.Module | undefined;
@@ -58,8 +61,8 @@ const groupsOf = (channels: number, lanes: 4 | 16) => Math.ceil(channels / lanes
 const mapBytes = (positions: number, channels: number) => positions * cwOf(channels) * 4 + 16;
 
 /**
- * A bump allocator over the kernel's memory. Layout is planned first (sizes only), then the memory is grown
- * once and the contents written through `bytes`.
+ * A bump allocator over the kernel's memory, above whatever the module itself uses. Offsets are handed out
+ * first; `commit` then grows the memory once and writes the initial contents.
  */
 class Arena {
   private top: number;
@@ -73,9 +76,6 @@ class Arena {
     this.top += Math.ceil(Math.max(bytes, init?.byteLength ?? 0, 16) / 16) * 16;
     if (init) this.writes.push((buf) => new Uint8Array(buf, at, init.byteLength).set(new Uint8Array(init.buffer, init.byteOffset, init.byteLength)));
     return at;
-  }
-  get end(): number {
-    return this.top;
   }
   commit(): void {
     const need = this.top - this.kernel.memory.buffer.byteLength;
@@ -104,8 +104,9 @@ function firstWeights(layer: ConvInt8Layer): Int16Array {
 }
 
 /**
- * Binary weights as [byte j][group] v128s (byte lane = output channel): fan-in element f of the canonical row is
- * (tap = f / cin, channel ci = f % cin) and lands in bit ci&7 of byte j = tap*tapBytes + ci/8. A linear layer is the same with tap = input position.
+ * Dense weights as [byte j][group] v128s (byte lane = output channel): fan-in element f of the canonical row is
+ * (tap = f / cin, channel ci = f % cin) and lands in bit ci&7 of byte j = tap*tapBytes + ci/8. A linear layer is
+ * the same with tap = input position.
  */
 function binaryWeights(weightBits: Uint32Array, cout: number, fanIn: number, cin: number, tapBytes: number): Uint8Array {
   const words = rowWords(fanIn);
@@ -327,6 +328,5 @@ export function bareLoop(rows: number, vecs: number): (reps: number) => number {
   const w = a.alloc(0, random(rows * vecs));
   const x = a.alloc(0, random(vecs));
   a.commit();
-  const bare = (kernel as unknown as { bare(w: number, x: number, rows: number, vecs: number, reps: number): number }).bare;
-  return (reps) => bare(w, x, rows, vecs, reps);
+  return (reps) => kernel.bare(w, x, rows, vecs, reps);
 }
