@@ -9,7 +9,7 @@ import { createEngine, FASHION_MNIST_DIR, readBwsnn, readMnistSplit, writeBwsnn 
 import type { BwsnnModel, Head } from '../runtime/index.js';
 import {
   accuracy, applyShift, backboneId, blur, brightnessContrast, childModel, decide, extractFeatures, featureEngine, gateOptions,
-  headParams, lossAndGradient, MemoryFeatureCache, noise, predict, rotate, selectRows, SHIFTS, stratifiedSplit, toHead, trainHead,
+  headParams, lossAndGradient, MemoryFeatureCache, noise, predict, rotate, selectRows, SHIFTS, signTestP, stratifiedSplit, toHead, trainHead,
 } from '../device-agent/finetune/index.js';
 import type { FeatureSet } from '../device-agent/finetune/index.js';
 import { rng } from '../device-agent/finetune/rng.js';
@@ -157,24 +157,38 @@ describe('split and gate', () => {
     assert.notDeepEqual(stratifiedSplit(labels, 0.25, 2).holdout, a.holdout);
   });
 
-  it('decide: accepts a holdout gain with a small reference fall, refuses each failed rule with its numbers', () => {
+  it('decide: accepts a significant holdout gain with a small reference fall, refuses each failed rule with its numbers', () => {
     const o = gateOptions({ minGain: 0.02, maxReferenceDrop: 0.02 });
     const train = { frames: 300, before: 0.5, after: 0.9 };
-    const ok = decide(train, { frames: 100, before: 0.5, after: 0.6 }, { frames: 500, before: 0.8, after: 0.79 }, o, 400);
-    assert.equal(ok.accepted, true);
+    const ok = decide(train, { frames: 100, before: 0.5, after: 0.6, fixed: 12, broken: 2 }, { frames: 500, before: 0.8, after: 0.79 }, o, 400);
+    assert.equal(ok.accepted, true, ok.reasons.join('\n'));
     assert.ok(ok.reasons.every((r) => r.startsWith('pass')));
     assert.ok(Math.abs(ok.holdout.gain - 0.1) < 1e-12 && Math.abs(ok.reference.drop - 0.01) < 1e-12);
-    const flat = decide(train, { frames: 100, before: 0.5, after: 0.51 }, { frames: 500, before: 0.8, after: 0.8 }, o, 400);
+    const flat = decide(train, { frames: 100, before: 0.5, after: 0.51, fixed: 1, broken: 0 }, { frames: 500, before: 0.8, after: 0.8 }, o, 400);
     assert.equal(flat.accepted, false);
     assert.match(flat.reasons.find((r) => r.startsWith('FAIL'))!, /holdout accuracy 50\.0% -> 51\.0% \(\+1\.0 points; at least \+2\.0 points required\)/);
-    const forgets = decide(train, { frames: 100, before: 0.5, after: 0.7 }, { frames: 500, before: 0.8, after: 0.7 }, o, 400);
+    // +4 points on 25 frames is one frame net: luck, refused by the sign test although above minGain.
+    const lucky = decide(train, { frames: 25, before: 0.64, after: 0.68, fixed: 3, broken: 2 }, { frames: 500, before: 0.8, after: 0.8 }, o, 100);
+    assert.equal(lucky.accepted, false);
+    assert.match(lucky.reasons.find((r) => r.startsWith('FAIL'))!, /holdout: the candidate fixes 3 frames and breaks 2 \(sign test p = 0\.50; at most 0\.05 required\)/);
+    assert.equal(decide(train, { frames: 25, before: 0.64, after: 0.68, fixed: 3, broken: 2 }, { frames: 500, before: 0.8, after: 0.8 }, gateOptions({ maxPValue: 1 }), 100).accepted, true);
+    const forgets = decide(train, { frames: 100, before: 0.5, after: 0.7, fixed: 20, broken: 0 }, { frames: 500, before: 0.8, after: 0.7 }, o, 400);
     assert.equal(forgets.accepted, false);
     assert.match(forgets.reasons.find((r) => r.startsWith('FAIL'))!, /reference accuracy 80\.0% -> 70\.0% \(-10\.0 points; a fall of at most 2\.0 points allowed\)/);
-    const few = decide(train, { frames: 5, before: 0, after: 1 }, { frames: 500, before: 0.8, after: 0.8 }, o, 20);
+    const few = decide(train, { frames: 5, before: 0, after: 1, fixed: 5, broken: 0 }, { frames: 500, before: 0.8, after: 0.8 }, o, 20);
     assert.equal(few.accepted, false);
     assert.match(few.reasons[0]!, /FAIL: 20 labelled frames \(at least 40 needed\)/);
     // Exactly at the margins passes.
-    assert.equal(decide(train, { frames: 100, before: 0.5, after: 0.52 }, { frames: 100, before: 0.8, after: 0.78 }, o, 400).accepted, true);
+    assert.equal(decide(train, { frames: 100, before: 0.5, after: 0.52, fixed: 5, broken: 0 }, { frames: 100, before: 0.8, after: 0.78 }, o, 400).accepted, true);
+  });
+
+  it('sign test: exact one-sided binomial tail', () => {
+    assert.equal(signTestP(0, 0), 1);
+    assert.ok(Math.abs(signTestP(5, 0) - 1 / 32) < 1e-15);
+    assert.ok(Math.abs(signTestP(3, 1) - 5 / 16) < 1e-15);
+    assert.ok(Math.abs(signTestP(0, 7) - 1) < 1e-12);
+    // Large counts stay finite: 600 of 1000 is far in the tail.
+    assert.ok(signTestP(600, 400) > 0 && signTestP(600, 400) < 1e-9);
   });
 
   it('gate options are validated, naming the field', () => {

@@ -6,10 +6,10 @@
 import { ConfigError } from '../../runtime/index.js';
 import type { BwsnnModel, Head } from '../../runtime/index.js';
 import { backboneId, extractFeatures, featureEngine, joinRows, selectRows } from './features.js';
-import type { FeatureCache, FeatureEngine, TrainingFrame } from './features.js';
+import type { FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
 import { decide, gateOptions, stratifiedSplit } from './gate.js';
 import type { GateDecision, GateOptions } from './gate.js';
-import { accuracy, toHead, trainHead, TRAIN_DEFAULTS } from './head.js';
+import { accuracy, predict, toHead, trainHead, TRAIN_DEFAULTS } from './head.js';
 import type { TrainOptions } from './head.js';
 
 export type FineTuneProgress =
@@ -57,6 +57,20 @@ export interface FineTuneResult {
    * on the backbone, so a cache makes them free after the first run.
    */
   readonly timings: { readonly labelledFeaturesMs: number; readonly referenceFeaturesMs: number; readonly trainMs: number; readonly gateMs: number; readonly computed: number };
+}
+
+/** Frames the candidate gets right and the parent wrong (fixed), and the reverse (broken). */
+function disagreements(parent: Head, candidate: Head, set: FeatureSet): { fixed: number; broken: number } {
+  const a = predict(parent, set);
+  const b = predict(candidate, set);
+  let fixed = 0;
+  let broken = 0;
+  for (let i = 0; i < set.count; i++) {
+    const label = set.labels[i]!;
+    if (a[i] !== label && b[i] === label) fixed++;
+    if (a[i] === label && b[i] !== label) broken++;
+  }
+  return { fixed, broken };
 }
 
 /** The parent model with a new head and version, its parent recorded in meta. */
@@ -109,7 +123,7 @@ export function fineTune(request: FineTuneRequest): FineTuneResult {
   t = performance.now();
   progress({ phase: 'gate' });
   const compare = (set: typeof trainSet) => ({ frames: set.count, before: accuracy(parent.head, set), after: accuracy(head, set) });
-  const decision = decide(compare(trainSet), compare(holdoutSet), compare(checkSet), gate, frames.length);
+  const decision = decide(compare(trainSet), { ...compare(holdoutSet), ...disagreements(parent.head, head, holdoutSet) }, compare(checkSet), gate, frames.length);
   const gateMs = performance.now() - t;
 
   const candidate = childModel(parent, head, request.parentSha256, version, {
@@ -118,7 +132,7 @@ export function fineTune(request: FineTuneRequest): FineTuneResult {
     labelledFrames: frames.length,
     trainFrames: decision.train.frames,
     rehearsalFrames: rehearsed.count,
-    holdout: { frames: decision.holdout.frames, before: decision.holdout.before, after: decision.holdout.after },
+    holdout: { frames: decision.holdout.frames, before: decision.holdout.before, after: decision.holdout.after, pValue: decision.holdout.pValue },
     reference: { frames: decision.reference.frames, before: decision.reference.before, after: decision.reference.after },
     finalLoss: losses[losses.length - 1] ?? null,
     train: trainOptions,

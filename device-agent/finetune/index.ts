@@ -3,8 +3,8 @@ export { backboneId, extractFeatures, featureEngine, joinRows, MemoryFeatureCach
 export type { ExtractOptions, FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
 export { accuracy, headParams, lossAndGradient, predict, toHead, trainHead, TRAIN_DEFAULTS } from './head.js';
 export type { HeadParams, TrainOptions } from './head.js';
-export { decide, GATE_DEFAULTS, gateOptions, stratifiedSplit } from './gate.js';
-export type { Comparison, GateDecision, GateOptions } from './gate.js';
+export { decide, GATE_DEFAULTS, gateOptions, signTestP, stratifiedSplit } from './gate.js';
+export type { Comparison, GateDecision, GateOptions, HoldoutComparison } from './gate.js';
 export { childModel, fineTune } from './finetune.js';
 export type { FineTuneProgress, FineTuneRequest, FineTuneResult } from './finetune.js';
 export { applyShift, blur, brightnessContrast, noise, rotate, SHIFTS } from './shifts.js';
