@@ -14,6 +14,7 @@ import type { Command } from 'commander';
 import { agentBenchFields, benchAgent } from '../../bench/agent.js';
 import { benchEngine, benchKernel } from '../../bench/kernel.js';
 import { machineInfo } from '../../bench/machine.js';
+import { setClock } from '../../bench/timing.js';
 import { convMacs, ortConv, ortFrames, type ConvShape } from '../../bench/ort.js';
 import { ConfigError } from '../../runtime/errors.js';
 import { readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
@@ -56,12 +57,15 @@ export function register(program: Command): void {
     .description('WASM binary kernel and engine vs onnxruntime-node (one thread each), and file sizes')
     .option('--seconds <s>', 'measuring time per item (after a short warm-up)', parseSeconds, 2)
     .option('--model <file|random:SEED>', 'model for the whole-model comparison (default: the bundled model, else random:1)')
-    .option('--no-agent', 'skip the device-agent end-to-end measurement')
+    .option('--clock <wall|cpu>', 'time on the wall clock, or on this process\'s CPU time (fairer on a machine shared with other jobs)', 'wall')
+    .option('--no-agent', 'skip the device-agent end-to-end measurement (always wall-clock)')
     .option('--json', 'print a JSON summary on the last line')
-    .action(async (opts: { seconds: number; model?: string; agent: boolean; json?: boolean }) => {
+    .action(async (opts: { seconds: number; model?: string; clock: string; agent: boolean; json?: boolean }) => {
+      if (opts.clock !== 'wall' && opts.clock !== 'cpu') throw new ConfigError(`--clock: expected wall or cpu, got ${JSON.stringify(opts.clock)}`, 'clock');
+      setClock(opts.clock);
       const machine = machineInfo();
       console.log(`machine: ${machine.cpu}, ${machine.cores} cores [${machine.simdFlags.join(' ')}], node ${machine.node}, onnxruntime-node ${machine.onnxruntime}`);
-      console.log(`every measurement runs on one thread; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} before the run`);
+      console.log(`every measurement runs on one thread, timed on the ${opts.clock === 'cpu' ? 'process CPU-time' : 'wall'} clock; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} before the run`);
 
       const { model, source, bytes: bwsnnBytes } = benchModel(opts.model);
       const frames = verifyFrames(model.input, 16).slice(-16).map((f) => f.data);
@@ -137,6 +141,7 @@ export function register(program: Command): void {
           onnx_ann_bytes: ann.length,
           bwsnn_vs_onnx_size: ratio(ann.length, bwsnnBytes),
           threads: 1,
+          clock: opts.clock,
           seconds_per_item: opts.seconds,
           ...(agentFields ?? {}),
           load_average_1m: Number(loadavg()[0]!.toFixed(2)),
