@@ -45,8 +45,9 @@ function fail(message) {
 
 for (const e of ENTRIES) if (!existsSync(join(root, e))) fail(`${e} is missing: run \`npm run build\` first`);
 
-// Static imports of compiled ESM: `import … from 'x'`, `export … from 'x'`, `import 'x'`.
-const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|(?:^|\n)\s*import\s*['"]([^'"]+)['"]/g;
+// Imports of compiled ESM with a literal specifier: `import … from 'x'`, `export … from 'x'`, `import 'x'`, and the
+// lazy forms `import('x')` and `require('x')` (dependencies loaded only when a feature is used).
+const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|(?:^|\n)\s*import\s*['"]([^'"]+)['"]|\b(?:import|require)\(\s*['"]([^'"]+)['"]\s*\)/g;
 const files = new Set();
 /** package name → the import chain that first reached it. */
 const packages = new Map();
@@ -54,7 +55,7 @@ function walk(file, chain) {
   if (files.has(file)) return;
   files.add(file);
   for (const m of readFileSync(file, 'utf8').matchAll(IMPORT)) {
-    const spec = m[1] ?? m[2];
+    const spec = m[1] ?? m[2] ?? m[3];
     const here = [...chain, relative(root, file)];
     if (spec.startsWith('.')) walk(resolve(dirname(file), spec), here);
     else if (!spec.startsWith('node:')) {
