@@ -471,6 +471,12 @@ export class OtaManager {
   private async endProbation(): Promise<void> {
     const p = this.probation;
     if (!p || !p.gate.done()) return;
+    const running = this.host.active().version;
+    if (running !== p.row.version) {
+      // Someone picked another version (cmd/activate) during probation: the new one was not proven.
+      this.endProbationWith(p, `probation: ended by an activation of ${running} by hand`);
+      return;
+    }
     const problem = p.gate.verdict();
     if (!problem) {
       this.endProbationWith(p, null);
