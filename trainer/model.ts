@@ -106,12 +106,17 @@ function gaussian(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 }
 
+// tfjs variable names are process-global; checkpoints use namedVariables' names, and Adam keys its state by
+// position, so these only need to be unique.
+let instances = 0;
+
 /** He-normal conv weights, seeded (no tfjs RNG, so a seed reproduces a run on any backend). */
 export function initParams(cfg: NetConfig, seed: number, prefix = ''): NetParams {
   const r = rng(seed);
+  const instance = instances++;
   let serial = 0;
   const variable = (values: Float32Array, shape: number[], trainable = true) =>
-    tf.variable(tf.tensor(values, shape), trainable, `${prefix}v${serial++}_${seed}`);
+    tf.variable(tf.tensor(values, shape), trainable, `${prefix}${instance}/v${serial++}`);
   const layers = plan(cfg).map((l) => {
     const fanIn = 9 * l.cin;
     const std = Math.sqrt(2 / fanIn);

@@ -8,6 +8,8 @@ import { register as demo } from './demo.js';
 import { register as doctor } from './doctor.js';
 import { register as finetune } from './finetune.js';
 import { register as train } from './train.js';
+import { register as evalCmd } from './eval.js';
+import { register as exportCmd } from './export.js';
 
 /** Every CLI command, in the order `sei --help` lists them. */
-export const commands: ReadonlyArray<(program: Command) => void> = [run, verify, bench, agent, broker, demo, doctor, finetune, train];
+export const commands: ReadonlyArray<(program: Command) => void> = [run, verify, bench, agent, broker, demo, doctor, finetune, train, evalCmd, exportCmd];
