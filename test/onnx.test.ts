@@ -171,7 +171,66 @@ describe('snnTwinOnnx on onnxruntime (optimisations disabled)', () => {
   });
 });
 
+/** Float64 forward pass of the ANN that annTwinOnnx describes (ReLU for LIF, T = 1, mean over space into the head). */
+function annForward(model: BwsnnModel, frame: ArrayLike<number>): Float64Array {
+  const conv = (x: ArrayLike<number>, [h, w, cin]: Shape3, [oh, ow, cout]: Shape3, k: number, stride: number, pad: number, weight: (o: number, j: number) => number) => {
+    const y = new Float64Array(oh * ow * cout);
+    for (let oy = 0; oy < oh; oy++) for (let ox = 0; ox < ow; ox++) for (let o = 0; o < cout; o++) {
+      let acc = 0;
+      for (let ky = 0; ky < k; ky++) for (let kx = 0; kx < k; kx++) {
+        const iy = oy * stride + ky - pad;
+        const ix = ox * stride + kx - pad;
+        if (iy < 0 || ix < 0 || iy >= h || ix >= w) continue;
+        for (let c = 0; c < cin; c++) acc += weight(o, (ky * k + kx) * cin + c) * x[(iy * w + ix) * cin + c]!;
+      }
+      y[(oy * ow + ox) * cout + o] = acc;
+    }
+    return y;
+  };
+  const { first } = model;
+  const fanIn0 = first.kernel * first.kernel * first.inShape[2];
+  let x = conv(frame, first.inShape, first.outShape, first.kernel, first.stride, first.pad, (o, j) => first.weights[o * fanIn0 + j]! * first.scale[o]!);
+  const relu = (v: Float64Array, bias: Float32Array) => v.forEach((a, i) => (v[i] = Math.max(0, a + bias[i % bias.length]!)));
+  relu(x, first.bias);
+  let shape: Shape3 = first.outShape;
+  for (const l of model.hidden) {
+    const words = rowWords(l.kind === 'blinear' ? l.inFeatures : l.kernel * l.kernel * l.inShape[2]);
+    const w = (o: number, j: number) => ((l.weightBits[o * words + (j >>> 5)]! >>> (j & 31)) & 1 ? 1 : -1) * l.scale[o]!;
+    const outShape: Shape3 = l.kind === 'blinear' ? [1, 1, l.outFeatures] : l.outShape;
+    const y = l.kind === 'blinear' ? conv(x, [1, 1, l.inFeatures], outShape, 1, 1, 0, w) : conv(x, l.inShape, l.outShape, l.kernel, l.stride, l.pad, w);
+    if (l.shortcut === 'identity') y.forEach((_, i) => (y[i]! += x[i]!));
+    if (l.shortcut === 'avgpool_repeat') {
+      const [oh, ow, cout] = outShape;
+      const [, iw, cin] = shape;
+      for (let oy = 0; oy < oh; oy++) for (let ox = 0; ox < ow; ox++) for (let c = 0; c < cout; c++) {
+        const at = (dy: number, dx: number) => x[((2 * oy + dy) * iw + 2 * ox + dx) * cin + (c % cin)]!;
+        y[(oy * ow + ox) * cout + c]! += (at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4;
+      }
+    }
+    relu(y, l.bias);
+    x = y;
+    shape = outShape;
+  }
+  const [h, w, c] = shape;
+  const rates = new Float64Array(c);
+  x.forEach((v, i) => (rates[i % c]! += v / (h * w)));
+  return Float64Array.from({ length: model.head.outFeatures }, (_, o) => rates.reduce((sum, r, i) => sum + model.head.weight[o * c + i]! * r, model.head.bias[o]!));
+}
+
 describe('annTwinOnnx', () => {
+  it('computes the described float ANN (first conv, ±scale convs, biases, shortcuts, ReLU, mean pool, head)', async () => {
+    for (const spec of Object.values(SHAPES)) {
+      const model = randomModel(spec);
+      const ort = await openOrt(annTwinOnnx(model), { optimize: true });
+      const r = rng(spec.seed + 100);
+      const frame = Uint8Array.from({ length: model.input[0] * model.input[1] * model.input[2] }, () => Math.floor(r() * 256));
+      const { logits } = await ort.run(frameToNchw(frame, model.input), [1, model.input[2], model.input[0], model.input[1]]);
+      const expected = annForward(model, frame);
+      const scale = Math.max(...Array.from(expected, Math.abs));
+      expected.forEach((v, o) => assert.ok(Math.abs(v - logits![o]!) <= 1e-4 * scale, `${spec.seed}: logit ${o}: onnx ${logits![o]} vs ${v}`));
+    }
+  });
+
   it('is deterministic, runs with full optimisation and gives one logit per class', async () => {
     for (const spec of Object.values(SHAPES)) {
       const model = randomModel(spec);
