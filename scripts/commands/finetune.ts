@@ -301,7 +301,9 @@ async function runFinetuneProcess(args: string[]): Promise<ChildReport> {
 function machine(): ExperimentReport['machine'] {
   let cpu = cpus()[0]?.model ?? 'unknown';
   try {
-    cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? cpu;
+    const info = readFileSync('/proc/cpuinfo', 'utf8');
+    const mhz = /cpu MHz\s*:\s*([\d.]+)/.exec(info)?.[1];
+    cpu = `${/model name\s*:\s*(.*)/.exec(info)?.[1] ?? cpu}${mhz ? ` @ ${Math.round(Number(mhz))} MHz` : ''}`;
   } catch {
     // not Linux: os.cpus() names the CPU
   }
@@ -338,7 +340,7 @@ export function tableSection(report: ExperimentReport): string {
     `- Model: **${m.name}** v${m.version}, T=${m.T}, ${m.standIn ? '**a stand-in** (random backbone, head trained on 3000 clean Fashion-MNIST training frames): not the bundled model' : `\`${m.path}\``}.`,
     `- Machine: ${report.machine.cpu}, ${report.machine.cores} cores (shared; load average at the end ${report.machine.loadavg.join(' ')}), Node ${report.machine.node}.`,
     `- Clean accuracy on test frames ${EVAL_FROM}..${EVAL_FROM + report.evalFrames - 1}: **${pct(report.clean)}**. Evaluation: the same ${report.evalFrames} frames shifted; never trained on.`,
-    `- Each run is one \`sei finetune\` process, cold: features of the labelled frames and of the ${report.referenceFrames} reference frames, training, gate. Feature extraction in the 500-frame runs: ${fps.toFixed(0)} frames/s.`,
+    `- Each run is one \`sei finetune\` process, cold: features of the labelled frames and of the ${report.referenceFrames} reference frames, training, gate. Feature extraction in the 500-frame runs: ${fps.toFixed(0)} frames/s (wall clock on the shared machine).`,
     report.retrainFrames > 0 ? `- Head retrained on many shifted frames: the parent's head retrained on ${report.retrainFrames} shifted training-split frames (no rehearsal, no gate; 100 epochs, step 0.03, no pull), on the same evaluation frames: a yardstick for what a new head on this backbone's features can reach.` : '- Retrained comparison head: not measured.',
     `- Training: ${JSON.stringify(report.train)}; gate: ${JSON.stringify(report.gate)}; rehearsal 1 (reference frames trained on per labelled training frame; the gate checks the other half).`,
     '',
