@@ -1,7 +1,7 @@
 /** The embedded broker (Aedes, MQTT 3.1.1) for the demo, the bench and a fleet on one box. */
 import { createServer } from 'node:net';
 import type { AddressInfo, Server } from 'node:net';
-import { Aedes } from 'aedes';
+import type { Aedes } from 'aedes';
 
 export interface EmbeddedBroker {
   readonly aedes: Aedes;
@@ -19,7 +19,9 @@ export interface BrokerOptions {
 
 export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBroker> {
   const host = opts.host ?? '127.0.0.1';
-  const aedes = await Aedes.createBroker();
+  // Loaded on demand: an agent process that never runs a broker does not pay for it.
+  const { Aedes: AedesBroker } = await import('aedes');
+  const aedes = await AedesBroker.createBroker();
   const server: Server = createServer(aedes.handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parse as parseYaml } from 'yaml';
+import { createRequire } from 'node:module';
 import { ConfigError, show } from '../runtime/index.js';
 import { parseOtaConfig } from './ota/config.js';
 import type { OtaConfig } from './ota/config.js';
@@ -110,6 +110,9 @@ export interface AgentConfig {
 
 export type Json = Record<string, unknown>;
 
+// Optional parsers are loaded on first use: every module the agent loads costs resident memory on a small box.
+const require = createRequire(import.meta.url);
+
 /** Reads a JSON or YAML config file (by extension; anything but .json parses as YAML, a superset of JSON), unvalidated. */
 export function readConfigFile(path: string): Json {
   let text: string;
@@ -120,7 +123,7 @@ export function readConfigFile(path: string): Json {
   }
   let raw: unknown;
   try {
-    raw = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    raw = path.endsWith('.json') ? JSON.parse(text) : (require('yaml') as typeof import('yaml')).parse(text);
   } catch (err) {
     throw new ConfigError(`config: expected valid ${path.endsWith('.json') ? 'JSON' : 'YAML'} in ${path}, got ${(err as Error).message}`, 'config');
   }

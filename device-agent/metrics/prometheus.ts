@@ -5,15 +5,21 @@
 import { createServer } from 'node:http';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Registry } from 'prom-client';
 import type { MetricsSnapshot } from './collector.js';
 
+// prom-client is loaded when an exporter is made (metrics.httpPort set), not by every agent.
+const require = createRequire(import.meta.url);
+
 export class PrometheusExporter {
-  readonly registry = new Registry();
+  readonly registry: Registry;
   private server: Server | null = null;
   private current: MetricsSnapshot | null = null;
 
   constructor(private readonly snapshot: () => MetricsSnapshot, labels: Record<string, string> = {}) {
+    const { Counter, Gauge, Registry, collectDefaultMetrics } = require('prom-client') as typeof import('prom-client');
+    this.registry = new Registry();
     this.registry.setDefaultLabels(labels);
     // process_resident_memory_bytes, process_cpu_seconds_total and friends, under their standard names.
     collectDefaultMetrics({ register: this.registry });

@@ -10,10 +10,13 @@
  */
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
-import mqtt from 'mqtt';
+import { createRequire } from 'node:module';
 import type { IClientOptions, IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
 import type { AgentConfig } from '../config.js';
 import type { StateStore } from '../store/types.js';
+
+// mqtt.js is loaded when the first connection is made: an agent without a broker does not pay for it.
+const require = createRequire(import.meta.url);
 
 /** Outbox messages handed to the client at once (QoS 1 in flight). */
 const OUTBOX_WINDOW = 64;
@@ -103,7 +106,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     if (m.tls.cert) options.cert = readFileSync(m.tls.cert);
     if (m.tls.key) options.key = readFileSync(m.tls.key);
     options.rejectUnauthorized = m.tls.rejectUnauthorized;
-    const client = mqtt.connect(m.url!, options);
+    const client = (require('mqtt') as typeof import('mqtt')).connect(m.url!, options);
     this.client = client;
     let refusedVersion = false;
     client.on('connect', () => {

@@ -2,7 +2,8 @@
  * Pictures to model frames: PNG/PGM decoding, crop, area resize, channel conversion. Everything here works on
  * 8-bit HWC images, the sensor representation the runtime takes.
  */
-import { PNG } from 'pngjs';
+import { createRequire } from 'node:module';
+import type { PNG } from 'pngjs';
 import { FrameError, show } from '../../runtime/index.js';
 import type { Crop } from '../config.js';
 
@@ -15,6 +16,9 @@ export interface Image {
 }
 
 export type Shape3 = readonly [number, number, number];
+
+// pngjs is loaded on the first PNG: an agent reading a camera never needs it.
+const require = createRequire(import.meta.url);
 
 /** True if the bytes start like a PNG or a binary/ASCII PGM. */
 export function isPicture(bytes: Uint8Array): boolean {
@@ -30,7 +34,7 @@ export function decodePicture(bytes: Uint8Array, what = 'image'): Image {
   if (isPng(bytes)) {
     let png: PNG;
     try {
-      png = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      png = (require('pngjs') as typeof import('pngjs')).PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     } catch (err) {
       throw new FrameError(`${what}: expected a valid PNG, got a broken one (${(err as Error).message})`, what);
     }

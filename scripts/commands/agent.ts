@@ -2,26 +2,33 @@
  * `sei agent --config FILE`: the device daemon. Flags override the file (the file's fields are documented in
  * device-agent/README.md). Runs until SIGINT/SIGTERM, then says goodbye to the broker and flushes its state.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, bundledModel, mergeDeep, modelKey, parseConfig, parseSourceSpec, readConfigFile } from '../../device-agent/index.js';
 import type { MetricsSnapshot } from '../../device-agent/index.js';
-import { writeBwsnn } from '../../runtime/index.js';
+import { ConfigError, writeBwsnn } from '../../runtime/index.js';
 import { printJson } from '../output.js';
-import { resolveModelArg } from './verify.js';
 
 /**
- * A `--model` value as a file the agent can register: a .bwsnn path as is, `random:SEED` written to `dir`.
- * No value: the bundled model, else random:1 (a seeded random model in the Fashion-MNIST layout).
+ * A `--model` value as a file the agent can register: a .bwsnn path as is, `random:SEED` (a seeded random model
+ * in the Fashion-MNIST layout, for trying things before a trained model is at hand) written to `dir`.
+ * No value: the bundled model, else random:1. The random generator lives with the test fixtures and is loaded
+ * only when asked for, so that the device's agent never loads it.
  */
-export function modelFileFor(spec: string | undefined, dir: string): string {
-  const resolved = resolveModelArg(spec ?? bundledModel() ?? 'random:1');
-  if (typeof resolved === 'string') return resolved;
+export async function modelFileFor(spec: string | undefined, dir: string): Promise<string> {
+  const chosen = spec ?? bundledModel() ?? 'random:1';
+  const m = /^random:(\d+)$/.exec(chosen);
+  if (!m) {
+    if (!existsSync(chosen)) throw new ConfigError(`--model: expected a .bwsnn file or random:SEED, got ${JSON.stringify(chosen)} (no such file)`, 'model');
+    return chosen;
+  }
+  const { randomModel, FMNIST_BLOCKS } = await import('../../test/fixtures/random-model.js');
+  const model = randomModel({ seed: Number(m[1]), blocks: FMNIST_BLOCKS, firstChannels: 32 });
   mkdirSync(dir, { recursive: true });
-  const path = join(dir, `${modelKey(resolved).replace(/[^A-Za-z0-9_.@-]/g, '_')}.bwsnn`);
-  writeFileSync(path, writeBwsnn(resolved));
+  const path = join(dir, `${modelKey(model).replace(/[^A-Za-z0-9_.@-]/g, '_')}.bwsnn`);
+  writeFileSync(path, writeBwsnn(model));
   return path;
 }
 
@@ -70,7 +77,7 @@ export function register(program: Command): void {
       // The config file may name the model; otherwise --model, the bundled model, or random:1.
       if (opts.model !== undefined || (base.model.path === null && base.model.dir === null)) {
         const dir = join(base.store.path === ':memory:' ? tmpdir() : dirname(resolve(base.store.path)), 'sei-models');
-        raw = mergeDeep(raw, { model: { path: modelFileFor(opts.model, dir) } });
+        raw = mergeDeep(raw, { model: { path: await modelFileFor(opts.model, dir) } });
       }
       const agent = new Agent({ config: raw });
       agent.on('error', (err) => process.stderr.write(`sei agent: ${err.name}: ${err.message}\n`));

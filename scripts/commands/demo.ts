@@ -40,7 +40,7 @@ export function register(program: Command): void {
         config: {
           fleet: 'demo',
           device: 'demo-1',
-          model: { path: modelFileFor(opts.model, dir) },
+          model: { path: await modelFileFor(opts.model, dir) },
           source: { spec: opts.source, frameRate: opts.fps, queueSize: 16 },
           mqtt: { url: broker.url },
           reporting: { metricsInterval: 1, predictionMaxRate: 10 },
