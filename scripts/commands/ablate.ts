@@ -1,0 +1,59 @@
+/** `sei ablate`: the SEI ablation at a fixed budget; prints a row per variant and can write models/ABLATION.md. */
+import { cpus } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { ConfigError } from '../../runtime/errors.js';
+import { describeBackend, initBackend } from '../../trainer/backend/index.js';
+import { loadDataset } from '../../trainer/data/index.js';
+import type { Variant } from '../../trainer/ablate.js';
+import { VARIANTS, ablationMarkdown, runAblation } from '../../trainer/ablate.js';
+import { printJson } from '../output.js';
+import type { TrainFlags } from './train.js';
+import { configFromFlags, runOptions } from './train.js';
+
+interface AblateFlags extends TrainFlags {
+  steps: string;
+  variants: string;
+  testLimit?: number;
+  markdown?: string;
+  note?: string;
+}
+
+export function register(program: Command): void {
+  runOptions(program.command('ablate').description('ablation: ANN, FP-weight SNN, plain BWSNN, + multiple shortcuts, + KD, SEI — same budget and seed'))
+    .requiredOption('--out <dir>', 'folder for the runs (each resumable)')
+    .option('--steps <list>', 'time steps to test, comma-separated', '1,2,4')
+    .option('--variants <list>', `comma-separated subset of ${VARIANTS.join(',')}`, VARIANTS.join(','))
+    .option('--test-limit <n>', 'first N test frames only', (v) => Number(v))
+    .option('--markdown <file>', 'write the table (e.g. models/ABLATION.md)')
+    .option('--note <text>', 'a paragraph appended to the markdown')
+    .option('--json', 'print all rows as JSON on the last line')
+    .action(async (f: AblateFlags) => {
+      const base = configFromFlags({ ...f, teacher: false });
+      const Ts = f.steps.split(',').map(Number);
+      if (Ts.some((t) => !Number.isInteger(t) || t < 1 || t > 16)) throw new ConfigError(`--steps: expected integers in 1..16, got ${JSON.stringify(f.steps)}`, '--steps');
+      const variants = f.variants.split(',') as Variant[];
+      for (const v of variants) if (!VARIANTS.includes(v)) throw new ConfigError(`--variants: expected names from ${VARIANTS.join(',')}, got ${JSON.stringify(v)}`, '--variants');
+      const backend = await initBackend();
+      process.stderr.write(describeBackend(backend) + '\n');
+      const data = loadDataset({ ...base.data, ...(f.testLimit ? { testLimit: f.testLimit } : {}) });
+      const rows = await runAblation({ ...base, loss: { ...base.loss, kdWeight: f.kdWeight } }, data, f.out, {
+        Ts, variants, engine: backend.engine,
+        hooks: { onInfo: (l) => process.stderr.write(l + '\n') },
+        onRow: (r) => process.stderr.write(`${r.variant} T=${r.T}: ${(100 * r.testAccuracy).toFixed(2)}% (${r.wallSeconds.toFixed(0)} s)\n`),
+      });
+      if (f.markdown) {
+        const md = ablationMarkdown(rows, {
+          command: `sei ${process.argv.slice(process.argv.indexOf('ablate')).join(' ')}`,
+          engine: backend.engine,
+          machine: `${cpus().length}× ${cpus()[0]?.model ?? 'cpu'} (shared with other jobs while measured)`,
+          date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
+          frames: data.train.count,
+          testFrames: data.test.count,
+          ...(f.note ? { note: f.note } : {}),
+        });
+        writeFileSync(f.markdown, md);
+      }
+      if (f.json) printJson({ rows });
+    });
+}
