@@ -140,7 +140,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.link = new MqttLink({ mqtt: this.config.mqtt, prefix: this.config.topicPrefix, store: this.store, birth: () => this.statusBody(), frames: true, subscribe: this.ota.topics });
       this.link.on('online', (p) => this.emit('online', p));
       this.link.on('offline', () => this.emit('offline'));
-      this.link.on('error', (err) => this.emit('error', err));
+      this.link.on('error', (err) => this.report(err));
       this.link.on('command', (cmd, reply) => this.onCommand(cmd, reply));
       this.link.on('frame', (payload, props) => this.onMqttFrame(payload, props));
       this.link.on('message', (suffix, payload) => this.ota.onMessage(suffix, payload));
@@ -152,7 +152,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       try {
         this.metricsPort = await this.exporter.listen(this.config.metrics.httpPort, this.config.metrics.httpHost);
       } catch (err) {
-        this.emit('error', new ConfigError(`metrics.httpPort: expected a free port on ${this.config.metrics.httpHost}, got ${this.config.metrics.httpPort} (${(err as Error).message})`, 'metrics.httpPort'));
+        this.report(new ConfigError(`metrics.httpPort: expected a free port on ${this.config.metrics.httpHost}, got ${this.config.metrics.httpPort} (${(err as Error).message})`, 'metrics.httpPort'));
         this.exporter = null;
       }
     }
@@ -177,6 +177,14 @@ export class Agent extends EventEmitter<AgentEvents> {
     if (this.ownsStore) this.store.close();
   }
 
+  /**
+   * A non-fatal error (bad frame, refused command, broker trouble): an `error` event for whoever listens. Without
+   * a listener an EventEmitter would throw, and a daemon must not die of a malformed message.
+   */
+  private report(err: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
   snapshot(): MetricsSnapshot {
     return this.metrics.snapshot({ model: this.activeVersion, queueDepth: this.queue.depth, dropped: this.queue.dropped, outbox: this.store.outboxCount() });
   }
@@ -191,7 +199,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       try {
         register(f);
       } catch (err) {
-        this.emit('error', err as Error);
+        this.report(err as Error);
       }
     }
     if (path !== null) chosen = register(path);
@@ -251,7 +259,7 @@ export class Agent extends EventEmitter<AgentEvents> {
           this.queue.push(frame);
         }
       } catch (err) {
-        this.emit('error', err as Error);
+        this.report(err as Error);
       }
     })();
   }
@@ -302,7 +310,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.metrics.frameErrors++;
     const error = { name: err.name, message: err.message, field: (err as { field?: string }).field ?? null };
     void this.link?.publish('errors', { origin, error, ts: Date.now() }, { qos: 0 });
-    this.emit('error', err);
+    this.report(err);
   }
 
   private startTimers(): void {
@@ -319,7 +327,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.store.addMetrics(snap.ts, snap);
       if (this.link) this.link.enqueue('metrics', { device: this.config.device, ...snap, predictionsDropped: this.predictionsDropped + (this.link.droppedOffline ?? 0) });
     } catch (err) {
-      this.emit('error', err as Error);
+      this.report(err as Error);
     }
     this.emit('metrics', snap);
   }
@@ -344,7 +352,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     try {
       this.store.logPredictions(rows);
     } catch (err) {
-      this.emit('error', err as Error);
+      this.report(err as Error);
     }
   }
 
@@ -423,7 +431,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       (result) => reply({ ok: true, result }),
       (error: Error) => {
         reply({ ok: false, error });
-        this.emit('error', error);
+        this.report(error);
       },
     );
   }

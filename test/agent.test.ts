@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import { Agent, loadConfigFile, parseConfig, sampleFrames, SqliteStore } from '../device-agent/index.js';
+import { Agent, loadConfigFile, parseConfig, sampleFrames, SqliteStore, startBroker } from '../device-agent/index.js';
 import type { AgentResult, MetricsSnapshot } from '../device-agent/index.js';
 import { ConfigError } from '../runtime/index.js';
-import { agentConfig, modelFile } from './helpers/agent.js';
+import { agentConfig, modelFile, Operator } from './helpers/agent.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const samples = sampleFrames();
@@ -155,6 +155,27 @@ describe('Agent (no broker)', () => {
       (e: Error) => assert.ok(e instanceof ConfigError && e.field === 'model.path', e.message),
     );
   });
+});
+
+test('with no error listener, bad frames and bad commands do not stop the agent', async () => {
+  const broker = await startBroker({ port: 0 });
+  const op = await Operator.connect(broker.url, 4);
+  const agent = new Agent({ config: agentConfig({ dir, model, url: broker.url }) });
+  try {
+    const online = new Promise((r) => agent.once('online', r));
+    await agent.start();
+    await online;
+    await op.subscribe('sei/test/dev1/#');
+    await op.client.publishAsync('sei/test/dev1/frames/in', Buffer.alloc(3), { qos: 1 });
+    const reply = await op.command('sei/test/dev1/', 'activate', { version: 'none@0' });
+    assert.equal(reply.ok, false);
+    const frames = agent.metrics.frames;
+    await op.waitFor((m) => m.topic === 'sei/test/dev1/metrics' && m.json.frames > frames && m.json.frameErrors === 1, 'metrics after the errors');
+  } finally {
+    await agent.stop();
+    await op.close();
+    await broker.close();
+  }
 });
 
 describe('sei agent', () => {
