@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { sha256 } from '../device-agent/index.js';
-import { accuracy, applyShift, extractFeatures, featureEngine, fineTune, MemoryFeatureCache, SHIFTS } from '../device-agent/finetune/index.js';
+import { accuracy, applyShift, extractFeatures, featureEngine, fineTune, fineTuneAsync, MemoryFeatureCache, SHIFTS } from '../device-agent/finetune/index.js';
 import type { FeatureEngine, TrainingFrame } from '../device-agent/finetune/index.js';
 import { createEngine, encodeIdx, FASHION_MNIST_DIR, readBwsnn, readMnistSplit, writeBwsnn } from '../runtime/index.js';
 import type { BwsnnModel } from '../runtime/index.js';
@@ -81,6 +81,22 @@ describe('fine-tuning gate on a shifted camera', () => {
     const { decision } = run(labelled.map((f) => ({ ...f, label: (s = (s * 1103515245 + 12345) % 2 ** 31) % 10 })));
     assert.equal(decision.accepted, false);
     assert.ok(decision.reasons.some((r) => r.startsWith('FAIL: holdout accuracy')), decision.reasons.join('\n'));
+  });
+
+  it('fineTuneAsync gives the same result and lets the event loop run between steps', async () => {
+    let turns = 0;
+    let running = true;
+    const spin = () => {
+      turns++;
+      if (running) setImmediate(spin);
+    };
+    setImmediate(spin);
+    const phases = new Set<string>();
+    const result = await fineTuneAsync({ parent, parentSha256: sha256(bytes), frames: labelled, reference, cache, features, now: new Date('2026-01-01T00:00:00Z'), onProgress: (p) => phases.add(p.phase) }, { sliceMs: 0 });
+    running = false;
+    assert.ok(turns > 10, `the event loop turned ${turns} times`);
+    assert.deepEqual([...phases], ['features', 'train', 'gate']);
+    assert.deepEqual(result.candidate, run(labelled).candidate);
   });
 
   it('refuses too few labelled frames whatever they say', () => {

@@ -119,24 +119,35 @@ export interface ExtractOptions {
 
 /** Features for labelled frames, from the cache where present, computed (and cached) otherwise. */
 export function extractFeatures(engine: FeatureEngine, classes: number, frames: readonly TrainingFrame[], options: ExtractOptions = {}): FeatureSet & { readonly computed: number } {
+  const steps = featureSteps(engine, classes, frames, options.cache);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    options.onFrame?.(step.value, frames.length);
+  }
+}
+
+/** extractFeatures one frame at a time: yields the number of frames done, returns the set. */
+export function* featureSteps(engine: FeatureEngine, classes: number, frames: readonly TrainingFrame[], cache?: FeatureCache): Generator<number, FeatureSet & { readonly computed: number }> {
   const { dim, backbone } = engine;
   const x = new Float64Array(frames.length * dim);
   const labels = new Int32Array(frames.length);
   let computed = 0;
-  frames.forEach((f, i) => {
+  for (let i = 0; i < frames.length; i++) {
+    const f = frames[i]!;
     if (!Number.isInteger(f.label) || f.label < 0 || f.label >= classes) {
       throw new FrameError(`frames[${i}].label: expected an integer class index 0..${classes - 1}, got ${JSON.stringify(f.label)}`, `frames[${i}].label`);
     }
-    let features = options.cache?.get(backbone, f.id);
+    let features = cache?.get(backbone, f.id);
     if (!features || features.length !== dim) {
       features = engine.features(f.data);
-      options.cache?.set(backbone, f.id, features);
+      cache?.set(backbone, f.id, features);
       computed++;
     }
     x.set(features, i * dim);
     labels[i] = f.label;
-    options.onFrame?.(i + 1, frames.length);
-  });
+    yield i + 1;
+  }
   return { count: frames.length, dim, x, labels, computed };
 }
 

@@ -5,11 +5,11 @@
  */
 import { ConfigError } from '../../runtime/index.js';
 import type { BwsnnModel, Head } from '../../runtime/index.js';
-import { backboneId, extractFeatures, featureEngine, joinRows, selectRows } from './features.js';
+import { backboneId, featureEngine, featureSteps, joinRows, selectRows } from './features.js';
 import type { FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
 import { decide, gateOptions, stratifiedSplit } from './gate.js';
 import type { GateDecision, GateOptions } from './gate.js';
-import { accuracy, predict, toHead, trainHead, TRAIN_DEFAULTS } from './head.js';
+import { accuracy, predict, toHead, trainSteps, TRAIN_DEFAULTS } from './head.js';
 import type { TrainOptions } from './head.js';
 
 export type FineTuneProgress =
@@ -79,7 +79,37 @@ export function childModel(parent: BwsnnModel, head: Head, parentSha256: string,
   return { ...parent, version, head, meta: { ...meta, parent: { name: parent.name, version: parent.version, sha256: parentSha256 }, finetune } };
 }
 
+/** Runs a fine-tuning request to the end in one go (blocking: about a second of CPU per few hundred frames). */
 export function fineTune(request: FineTuneRequest): FineTuneResult {
+  const steps = fineTuneSteps(request);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    request.onProgress?.(step.value);
+  }
+}
+
+/**
+ * Runs a fine-tuning request, handing the event loop back every `sliceMs` of work (default 20) so that an agent
+ * keeps serving MQTT, metrics and progress reports meanwhile. Phase timings then include the time given away.
+ */
+export async function fineTuneAsync(request: FineTuneRequest, options: { readonly sliceMs?: number } = {}): Promise<FineTuneResult> {
+  const sliceMs = options.sliceMs ?? 20;
+  const steps = fineTuneSteps(request);
+  let since = performance.now();
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    request.onProgress?.(step.value);
+    if (performance.now() - since >= sliceMs) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      since = performance.now();
+    }
+  }
+}
+
+/** The run as a sequence of progress steps: one per frame, one per epoch, one for the gate. */
+function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, FineTuneResult> {
   const { parent, frames, reference } = request;
   if (!/^[0-9a-f]{64}$/.test(request.parentSha256)) {
     throw new ConfigError(`parentSha256: expected 64 lowercase hex digits, got ${JSON.stringify(request.parentSha256)}`, 'parentSha256');
@@ -92,18 +122,22 @@ export function fineTune(request: FineTuneRequest): FineTuneResult {
   const rehearsal = request.rehearsal ?? 1;
   if (!(Number.isFinite(rehearsal) && rehearsal >= 0)) throw new ConfigError(`rehearsal: expected a number >= 0, got ${JSON.stringify(rehearsal)}`, 'rehearsal');
   const trainOptions = { ...TRAIN_DEFAULTS, ...request.train };
-  const progress = request.onProgress ?? (() => {});
 
   let t = performance.now();
   const engine = request.features ?? featureEngine(parent);
   if (engine.backbone !== backboneId(parent)) throw new ConfigError('features: expected a feature engine built from the parent model, got one for another backbone', 'features');
   const total = frames.length + reference.length;
   const classes = parent.head.outFeatures;
-  const cache = request.cache ? { cache: request.cache } : {};
-  const labelled = extractFeatures(engine, classes, frames, { ...cache, onFrame: (done) => progress({ phase: 'features', done, total }) });
+  const labelledSteps = featureSteps(engine, classes, frames, request.cache);
+  let step = labelledSteps.next();
+  for (; !step.done; step = labelledSteps.next()) yield { phase: 'features', done: step.value, total };
+  const labelled = step.value;
   const labelledFeaturesMs = performance.now() - t;
   t = performance.now();
-  const ref = extractFeatures(engine, classes, reference, { ...cache, onFrame: (done) => progress({ phase: 'features', done: frames.length + done, total }) });
+  const referenceSteps = featureSteps(engine, classes, reference, request.cache);
+  step = referenceSteps.next();
+  for (; !step.done; step = referenceSteps.next()) yield { phase: 'features', done: frames.length + step.value, total };
+  const ref = step.value;
   const referenceFeaturesMs = performance.now() - t;
 
   t = performance.now();
@@ -113,15 +147,15 @@ export function fineTune(request: FineTuneRequest): FineTuneResult {
   const refSplit = rehearsal > 0 ? stratifiedSplit(ref.labels, 0.5, gate.seed) : { train: [], holdout: Array.from({ length: ref.count }, (_, i) => i) };
   const checkSet = selectRows(ref, refSplit.holdout);
   const rehearsed = selectRows(ref, refSplit.train.slice(0, Math.round(rehearsal * trainSet.count)));
-  const { params, losses } = trainHead(parent.head, joinRows(trainSet, rehearsed), {
-    ...trainOptions,
-    onEpoch: (epoch, loss) => progress({ phase: 'train', epoch, epochs: trainOptions.epochs, loss }),
-  });
+  const training = trainSteps(parent.head, joinRows(trainSet, rehearsed), trainOptions);
+  let epoch = training.next();
+  for (; !epoch.done; epoch = training.next()) yield { phase: 'train', epoch: epoch.value.epoch, epochs: trainOptions.epochs, loss: epoch.value.loss };
+  const { params, losses } = epoch.value;
   const head = toHead(params);
   const trainMs = performance.now() - t;
 
   t = performance.now();
-  progress({ phase: 'gate' });
+  yield { phase: 'gate' };
   const compare = (set: typeof trainSet) => ({ frames: set.count, before: accuracy(parent.head, set), after: accuracy(head, set) });
   const decision = decide(compare(trainSet), { ...compare(holdoutSet), ...disagreements(parent.head, head, holdoutSet) }, compare(checkSet), gate, frames.length);
   const gateMs = performance.now() - t;

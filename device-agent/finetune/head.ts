@@ -102,6 +102,16 @@ function checkPositive(name: string, value: number, integer: boolean): void {
 
 /** Trains from `start` (the parent head) with Adam; returns the new parameters and the per-epoch losses. */
 export function trainHead(start: Head, set: FeatureSet, options: TrainOptions = {}): { readonly params: HeadParams; readonly losses: number[] } {
+  const steps = trainSteps(start, set, options);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    options.onEpoch?.(step.value.epoch, step.value.loss);
+  }
+}
+
+/** trainHead one epoch at a time: yields each epoch's mean loss, returns the result. */
+export function* trainSteps(start: Head, set: FeatureSet, options: Omit<TrainOptions, 'onEpoch'> = {}): Generator<{ readonly epoch: number; readonly loss: number }, { readonly params: HeadParams; readonly losses: number[] }> {
   const o = { ...TRAIN_DEFAULTS, ...options };
   checkPositive('epochs', o.epochs, true);
   checkPositive('batchSize', o.batchSize, true);
@@ -136,7 +146,7 @@ export function trainHead(start: Head, set: FeatureSet, options: TrainOptions = 
       }
     }
     losses.push(epochLoss / set.count);
-    o.onEpoch?.(epoch + 1, epochLoss / set.count);
+    yield { epoch: epoch + 1, loss: epochLoss / set.count };
   }
   return { params: p, losses };
 }

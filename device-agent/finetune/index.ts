@@ -1,11 +1,11 @@
 /** On-device fine-tuning of a model's float head: features, optimiser, gate, new version. Re-exports only. */
-export { backboneId, extractFeatures, featureEngine, joinRows, MemoryFeatureCache, selectRows } from './features.js';
+export { backboneId, extractFeatures, featureEngine, featureSteps, joinRows, MemoryFeatureCache, selectRows } from './features.js';
 export type { ExtractOptions, FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
-export { accuracy, headParams, lossAndGradient, predict, toHead, trainHead, TRAIN_DEFAULTS } from './head.js';
+export { accuracy, headParams, lossAndGradient, predict, toHead, trainHead, trainSteps, TRAIN_DEFAULTS } from './head.js';
 export type { HeadParams, TrainOptions } from './head.js';
 export { decide, GATE_DEFAULTS, gateOptions, signTestP, stratifiedSplit } from './gate.js';
 export type { Comparison, GateDecision, GateOptions, HoldoutComparison } from './gate.js';
-export { childModel, fineTune } from './finetune.js';
+export { childModel, fineTune, fineTuneAsync } from './finetune.js';
 export type { FineTuneProgress, FineTuneRequest, FineTuneResult } from './finetune.js';
 export { applyShift, blur, brightnessContrast, noise, rotate, SHIFTS } from './shifts.js';
 export type { Shift, ShiftName } from './shifts.js';
