@@ -5,8 +5,6 @@ declare module 'cli-progress' {
     stream?: NodeJS.WritableStream;
     hideCursor?: boolean;
     etaBuffer?: number;
-    noTTYOutput?: boolean;
-    notTTYSchedule?: number;
   }
   export class SingleBar {
     constructor(options: Options, preset?: object);

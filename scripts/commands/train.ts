@@ -105,18 +105,24 @@ export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume
   const data = loadDataset(cfg.data);
   log(`data: ${data.train.count} train / ${data.val.count} validation / ${data.test.count} test frames; ` +
     `${(macs / 1e6).toFixed(1)} M MAC per frame forward, ~${((6 * macs * data.train.count) / 1e12).toFixed(2)} TFLOP per epoch (forward + backward)`);
-  const bar = opts.quiet ? undefined : new cliProgress.SingleBar({
+  // Without a terminal (nohup, CI) the bar becomes a plain line a minute.
+  const tty = !!process.stderr.isTTY;
+  let lastLine = 0;
+  const bar = opts.quiet || !tty ? undefined : new cliProgress.SingleBar({
     format: '{role} epoch {ep}/{epochs} |{bar}| {value}/{total} loss {loss} acc {acc} {ips} img/s ETA {eta_formatted}',
     stream: process.stderr,
     hideCursor: true,
     etaBuffer: 50,
-    // Under nohup (no TTY) a line a minute, so a log shows progress.
-    noTTYOutput: true,
-    notTTYSchedule: 60_000,
   }, cliProgress.Presets.shades_classic);
   let barEpoch = '';
   const onBatch = (e: BatchEvent) => {
-    if (!bar) return;
+    if (!bar) {
+      if (opts.quiet || tty || Date.now() - lastLine < 60_000) return;
+      lastLine = Date.now();
+      const eta = ((e.batches - e.batch) * cfg.batchSize) / Math.max(1e-9, e.imagesPerSecond);
+      log(`${new Date().toISOString().slice(11, 19)} ${e.role} epoch ${e.epoch + 1}/${e.epochs} batch ${e.batch}/${e.batches} loss ${e.loss.toFixed(3)} acc ${(100 * e.accuracy).toFixed(1)}% ${e.imagesPerSecond.toFixed(1)} img/s epoch ETA ${(eta / 60).toFixed(0)} min`);
+      return;
+    }
     const key = `${e.role}${e.epoch}`;
     const payload = { role: e.role, ep: e.epoch + 1, epochs: e.epochs, loss: e.loss.toFixed(3), acc: (100 * e.accuracy).toFixed(1) + '%', ips: e.imagesPerSecond.toFixed(0) };
     if (key !== barEpoch) {
