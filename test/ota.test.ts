@@ -1,7 +1,8 @@
 /**
- * Remote model update against a real broker (the embedded Aedes) and real SQLite: signing, a full update, every
- * refusal with its reason, canary and probation failures that roll back by themselves, a manual rollback that
- * survives a restart, and a broker stopped mid-transfer whose download resumes from the bitmap.
+ * Remote model update against a real broker (the embedded Aedes; Mosquitto too for the outage) and real SQLite:
+ * signing, a full update, every refusal with its reason, canary and probation failures that roll back by
+ * themselves, a manual rollback that survives a restart, and a broker stopped mid-transfer whose download
+ * resumes from the bitmap.
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -15,7 +16,7 @@ import type { DeployOptions, Job, JobStatus, Manifest, SignedManifest } from '..
 import { inspectBwsnn, OtaError, readBwsnn, writeBwsnn } from '../runtime/index.js';
 import { otaModel, otaModelFile, otaSection, testKeys } from './fixtures/ota/models.js';
 import type { TestKeys } from './fixtures/ota/models.js';
-import { aedes } from './helpers/brokers.js';
+import { aedes, mosquitto, mosquittoAvailable } from './helpers/brokers.js';
 import type { TestBroker } from './helpers/brokers.js';
 import { agentConfig } from './helpers/agent.js';
 
@@ -36,8 +37,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function startAgent(device: string, model: string, ota: Record<string, unknown> = {}, store?: string): Promise<Agent> {
-  const config = agentConfig({ dir, model, url: broker.url, device, extra: { ota: { ...otaSection(keys.publicPath), dir: join(dir, `${device}-models`), ...ota } } });
+async function startAgent(device: string, model: string, ota: Record<string, unknown> = {}, store?: string, url = broker.url): Promise<Agent> {
+  const config = agentConfig({ dir, model, url, device, extra: { ota: { ...otaSection(keys.publicPath), dir: join(dir, `${device}-models`), ...ota } } });
   if (store) (config.store as Record<string, unknown>).path = store;
   const agent = new Agent({ config });
   agent.on('error', () => {});
@@ -150,8 +151,8 @@ class ManualOperator {
   readonly requests: number[][] = [];
   serve: (i: number, bytes: Uint8Array) => Uint8Array | null = (_i, b) => b;
   private constructor(readonly client: MqttClient, readonly prefix: string, readonly job: Job, readonly artifact: Uint8Array) {}
-  static async start(prefix: string, job: Job, artifact: Uint8Array): Promise<ManualOperator> {
-    const op = new ManualOperator(await connectOperator(broker.url), prefix, job, artifact);
+  static async start(prefix: string, job: Job, artifact: Uint8Array, url = broker.url): Promise<ManualOperator> {
+    const op = new ManualOperator(await connectOperator(url), prefix, job, artifact);
     op.client.on('message', (topic, payload) => {
       if (topic !== `${prefix}ota/request`) return;
       const req = JSON.parse(payload.toString()) as { jobId: string; blocks: number[] };
@@ -258,42 +259,46 @@ test('cmd/activate {rollback: true} goes back to the previous version, and a res
   }
 });
 
-test('broker stopped mid-transfer and restarted: the download resumes from the bitmap, not from zero', async () => {
-  const agent = await startAgent('drop', otaModelFile(dir, 1, 1), { window: 2 });
-  try {
-    const p = await prepareArtifact(new Uint8Array(readFileSync(otaModelFile(dir, 2, 2))), keys.privateKey);
-    const job = makeJob('drop', p.artifact, p.signed, 64);
-    const blocks = job.blockSha256.length;
-    assert.ok(blocks >= 30);
-    let served = 0;
-    const op = await ManualOperator.start('sei/test/drop/', job, p.artifact);
-    // Serve a dozen blocks, then go quiet, as if the link died.
-    op.serve = (_i, b) => (served++ < 12 ? b : null);
-    await until('12 blocks stored', () => (agent.ota.jobs(1)[0]?.received ?? 0) >= 12);
-    await broker.stop();
-    // What the device has durably, read from its SQLite file by a second connection.
-    const db = new OtaStore(agent.config.store.path);
-    const row = db.get('drop')!;
-    db.close();
-    const have = new Set(Array.from({ length: blocks }, (_, i) => i).filter((i) => !missingBlocks(row.missing, blocks).includes(i)));
-    assert.equal(have.size, row.received);
-    assert.ok(have.size >= 12 && have.size < blocks);
-    await broker.start();
-    await op.client.endAsync(true);
-    // A fresh operator after the outage (the embedded broker lost the retained job; the device did not).
-    const op2 = await ManualOperator.start('sei/test/drop/', job, p.artifact);
-    const done = await until('job "drop" done', () => agent.ota.jobs(1).find((j) => j.jobId === 'drop' && j.state === 'SUCCEEDED'), 20_000);
-    await op2.close();
-    const after = op2.requests.flat();
-    assert.ok(after.length > 0);
-    assert.deepEqual(after.filter((i) => have.has(i)), [], 'no block the device already had was requested again');
-    assert.equal(new Set(after).size, blocks - have.size);
-    assert.equal(done.received, blocks);
-    assert.equal(agent.modelVersion, 'ota-test@2');
-  } finally {
-    await agent.stop();
-  }
-});
+for (const [name, make] of [['Aedes', aedes], ['Mosquitto', mosquittoAvailable ? mosquitto : null]] as const) {
+  test(`broker (${name}) stopped mid-transfer and restarted: the download resumes from the bitmap, not from zero`, { skip: make === null && 'mosquitto not installed' }, async () => {
+    const b = await make!();
+    const agent = await startAgent('drop', otaModelFile(dir, 1, 1), { window: 2 }, undefined, b.url);
+    try {
+      const p = await prepareArtifact(new Uint8Array(readFileSync(otaModelFile(dir, 2, 2))), keys.privateKey);
+      const job = makeJob('drop', p.artifact, p.signed, 64);
+      const blocks = job.blockSha256.length;
+      assert.ok(blocks >= 30);
+      let served = 0;
+      const op = await ManualOperator.start('sei/test/drop/', job, p.artifact, b.url);
+      // Serve a dozen blocks, then go quiet, as if the link died.
+      op.serve = (_i, b) => (served++ < 12 ? b : null);
+      await until('12 blocks stored', () => (agent.ota.jobs(1)[0]?.received ?? 0) >= 12);
+      await b.stop();
+      // What the device has durably, read from its SQLite file by a second connection.
+      const db = new OtaStore(agent.config.store.path);
+      const row = db.get('drop')!;
+      db.close();
+      const have = new Set(Array.from({ length: blocks }, (_, i) => i).filter((i) => !missingBlocks(row.missing, blocks).includes(i)));
+      assert.equal(have.size, row.received);
+      assert.ok(have.size >= 12 && have.size < blocks);
+      await b.start();
+      await op.client.endAsync(true);
+      // A fresh operator after the outage (Aedes lost the retained job on restart; the device did not).
+      const op2 = await ManualOperator.start('sei/test/drop/', job, p.artifact, b.url);
+      const done = await until('job "drop" done', () => agent.ota.jobs(1).find((j) => j.jobId === 'drop' && j.state === 'SUCCEEDED'), 20_000);
+      await op2.close();
+      const after = op2.requests.flat();
+      assert.ok(after.length > 0);
+      assert.deepEqual(after.filter((i) => have.has(i)), [], 'no block the device already had was requested again');
+      assert.equal(new Set(after).size, blocks - have.size);
+      assert.equal(done.received, blocks);
+      assert.equal(agent.modelVersion, 'ota-test@2');
+    } finally {
+      await agent.stop();
+      await b.close();
+    }
+  });
+}
 
 describe('manifest', () => {
   test('buildManifest is reproducible and its canaries come from the reference engine', async () => {
