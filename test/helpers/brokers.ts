@@ -81,6 +81,24 @@ export interface MosquittoOptions {
   readonly users?: Readonly<Record<string, string>>;
   /** ACL file contents (Mosquitto syntax). */
   readonly acl?: string;
+  /** Serve TLS (mqtts) with these PEM files; `requireCertificate` refuses clients without a certificate signed by `ca`. */
+  readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string; readonly requireCertificate: boolean };
+}
+
+/**
+ * A throwaway PKI made with openssl: a CA, a server certificate for 127.0.0.1 and a client certificate, all PEM,
+ * in `dir`. Returns the file paths.
+ */
+export function makeCertificates(dir: string): { ca: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string } {
+  const f = (name: string) => join(dir, name);
+  const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
+  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=sei-test-ca');
+  for (const [who, subject] of [['server', '/CN=127.0.0.1'], ['client', '/CN=dev1']] as const) {
+    ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f(`${who}.key`), '-out', f(`${who}.csr`), '-subj', subject);
+    writeFileSync(f(`${who}.ext`), who === 'server' ? 'subjectAltName=IP:127.0.0.1\n' : 'extendedKeyUsage=clientAuth\n');
+    ssl('x509', '-req', '-in', f(`${who}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${who}.pem`), '-days', '2', '-extfile', f(`${who}.ext`));
+  }
+  return { ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
 }
 
 /** Mosquitto 2 with a generated config, on a free port, persistence on so that a restart keeps sessions. */
@@ -96,6 +114,9 @@ export async function mosquitto(opts: MosquittoOptions = {}): Promise<TestBroker
     for (const [user, password] of Object.entries(opts.users)) execFileSync('mosquitto_passwd', ['-b', pw, user, password]);
     lines.push('allow_anonymous false', `password_file ${pw}`);
   } else lines.push('allow_anonymous true');
+  if (opts.tls) {
+    lines.push(`cafile ${opts.tls.ca}`, `certfile ${opts.tls.cert}`, `keyfile ${opts.tls.key}`, `require_certificate ${opts.tls.requireCertificate}`);
+  }
   if (opts.acl) {
     writeFileSync(join(dir, 'acl'), opts.acl);
     lines.push(`acl_file ${join(dir, 'acl')}`);
@@ -128,7 +149,7 @@ export async function mosquitto(opts: MosquittoOptions = {}): Promise<TestBroker
   await start();
   return {
     name: 'Mosquitto 2 (MQTT 5)',
-    url: `mqtt://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
     port,
     stop,
     start,
