@@ -124,8 +124,8 @@ export class OtaManager {
 
   /**
    * Which version to boot, given the one the agent's config chose. An activation or probation cut short by a
-   * restart is failed and rolled back; once OTA has changed the running version, the registry's active
-   * version (if its file is intact) wins over the config.
+   * restart is failed and rolled back; once an update has succeeded, the registry's active version (the
+   * update's, or the one a rollback chose since) wins over the config, if its file is intact.
    */
   bootModel(chosen: ModelRecord): ModelRecord {
     const reg = this.host.registry;
@@ -140,7 +140,7 @@ export class OtaManager {
         return prev;
       }
     }
-    if (this.db.list(1).length === 0) return chosen;
+    if (!this.db.lastSucceeded()) return chosen;
     const active = reg.listModels().find((m) => m.state === 'active');
     return active && intact(active) ? active : chosen;
   }
@@ -149,9 +149,17 @@ export class OtaManager {
   start(): void {
     for (const row of this.db.open()) {
       this.run(async () => {
-        if (row.state === 'QUEUED') await this.admit(row);
-        else if (row.step === 'DOWNLOADING') this.startDownload(row, verifyManifest(row.job.manifest, this.trusted));
-        else if (row.step === 'VERIFYING') await this.verify(row, verifyManifest(row.job.manifest, this.trusted));
+        if (row.state === 'QUEUED') return this.admit(row);
+        let manifest: Manifest;
+        try {
+          // The trusted keys may have changed since the job was admitted.
+          manifest = verifyManifest(row.job.manifest, this.trusted);
+        } catch (err) {
+          this.finish(row, 'REJECTED', (err as Error).message);
+          return;
+        }
+        if (row.step === 'DOWNLOADING') this.startDownload(row, manifest);
+        else if (row.step === 'VERIFYING') await this.verify(row, manifest);
       });
     }
   }
@@ -180,7 +188,12 @@ export class OtaManager {
   }
 
   /** `cmd/activate {rollback: true}`: back to the version the last update replaced. */
-  async rollback(): Promise<{ active: string; rolledBackFrom: string }> {
+  rollback(): Promise<{ active: string; rolledBackFrom: string }> {
+    // In line with the job steps, so that it never races a probation that is ending.
+    return new Promise((resolve, reject) => this.run(() => this.rollbackNow().then(resolve, reject)));
+  }
+
+  private async rollbackNow(): Promise<{ active: string; rolledBackFrom: string }> {
     const p = this.probation;
     const row = p?.row ?? this.db.lastSucceeded();
     const from = this.host.active().version;
@@ -494,7 +507,8 @@ export class OtaManager {
 
   private endProbationWith(p: InProbation, failure: string | null): void {
     clearInterval(p.timer);
-    if (this.probation === p) this.probation = null;
+    if (this.probation !== p) return;
+    this.probation = null;
     this.finish(this.db.get(p.row.jobId)!, failure ? 'FAILED' : 'SUCCEEDED', failure, p.gate.figures());
   }
 }
