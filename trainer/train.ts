@@ -145,6 +145,34 @@ export function teacherNet(net: NetConfig): NetConfig {
 }
 
 /**
+ * One optimisation step on a batch of raw frames: forward over T steps, SEI loss (with soft targets from `teacher`
+ * when given), backward, Adam, then the BN running statistics. Returns [loss, correct predictions].
+ */
+export function trainStep(
+  net: NetConfig, params: NetParams, trainables: tf.Variable[], optimizer: tf.Optimizer, x: Float32Array, y: Int32Array,
+  frame: readonly [number, number, number], loss: LossOptions, updates: BnUpdate[], teacher?: (x: tf.Tensor4D) => tf.Tensor2D,
+): [number, number] {
+  const out = tf.tidy(() => {
+    const xt = tf.tensor4d(x, [y.length, ...frame]);
+    const yt = tf.tensor1d(y, 'int32');
+    const soft = teacher ? teacher(xt) : undefined;
+    let ok: tf.Tensor | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const res = forward(net, params, xt, true, updates);
+      const { loss: l, logits } = seiLoss(res.stepLogits, yt, loss, soft);
+      ok = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), yt), 'float32')));
+      return l;
+    }, trainables);
+    optimizer.applyGradients(grads as unknown as Record<string, tf.Variable>);
+    const correct = ok!.dataSync()[0]!;
+    ok!.dispose();
+    return [value.dataSync()[0]!, correct] as [number, number];
+  });
+  applyBnUpdates(updates);
+  return out;
+}
+
+/**
  * Trains one network (student or teacher) in `dir`, resuming from `dir/last` when `resume` is set.
  * `teacherLogits(idx, x)` supplies soft targets per batch for the student.
  */
@@ -197,21 +225,8 @@ export async function fit(
       const { x, y } = makeBatch(data.train, idx, runCfg.augment ?? undefined, augRng);
       if (b < state.batchInEpoch) continue;
       (optimizer as unknown as { learningRate: number }).learningRate = learningRate(state.config, epoch + b / batches.length);
-      const [lossV, okV] = tf.tidy(() => {
-        const xt = tf.tensor4d(x, [idx.length, ...data.train.shape]);
-        const yt = tf.tensor1d(y, 'int32');
-        const soft = role === 'student' && opts.teacherLogits ? opts.teacherLogits(idx, xt) : undefined;
-        let ok: tf.Tensor | undefined;
-        const { value, grads } = tf.variableGrads(() => {
-          const out = forward(net, params, xt, true, updates);
-          const { loss, logits } = seiLoss(out.stepLogits, yt, runCfg.loss, soft);
-          ok = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), yt), 'float32')));
-          return loss;
-        }, trainables);
-        optimizer.applyGradients(grads as unknown as Record<string, tf.Variable>);
-        return [value.dataSync()[0]!, ok!.dataSync()[0]!];
-      });
-      applyBnUpdates(updates);
+      const [lossV, okV] = trainStep(net, params, trainables, optimizer, x, y, data.train.shape, runCfg.loss, updates,
+        role === 'student' && opts.teacherLogits ? (xt) => opts.teacherLogits!(idx, xt) : undefined);
       seen += idx.length;
       done++;
       lossSum += lossV;
