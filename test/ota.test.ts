@@ -83,6 +83,9 @@ test('deploy to one agent: every step reported and persisted, new model running,
     const seen: JobStatus[] = [];
     watch.on('message', (_t, p) => p.length > 0 && seen.push(JSON.parse(p.toString()) as JobStatus));
     await watch.subscribeAsync('sei/test/one/ota/status', { qos: 1 });
+    const results: Array<{ frame: number; model: string }> = [];
+    agent.on('result', (x) => results.push({ frame: x.frame, model: x.model }));
+    const dropped = agent.snapshot().dropped;
     const r = await push('one', otaModelFile(dir, 2, 2));
     await watch.endAsync();
     const o = outcome(r);
@@ -100,6 +103,12 @@ test('deploy to one agent: every step reported and persisted, new model running,
     assert.ok(existsSync(old), 'previous version kept');
     assert.ok(existsSync(job.partPath!) && job.partPath!.endsWith('.bwsnn'));
     assert.equal(agent.store.listModels().find((m) => m.state === 'active')?.version, 'ota-test@2');
+    // The swap happened between two frames: consecutive frames, one per model, nothing dropped around it.
+    const k = results.findIndex((x) => x.model === 'ota-test@2');
+    assert.ok(k > 0, 'frames ran on the old model before the swap');
+    assert.deepEqual([results[k - 1]!.model, results[k]!.frame - results[k - 1]!.frame], ['ota-test@1', 1]);
+    assert.ok(results.slice(k).every((x) => x.model === 'ota-test@2'));
+    assert.equal(agent.snapshot().dropped, dropped);
   } finally {
     await agent.stop();
   }
@@ -203,6 +212,29 @@ test('a corrupt or truncated block is re-requested, and refuses the job when it 
     assert.match(bad.reason!, /^truncated block 4: expected 128 bytes, got 100 \(3 times\)/);
     assert.equal(agent.modelVersion, 'ota-test@2');
     assert.ok(!existsSync(bad.partPath!), 'partial download removed');
+  } finally {
+    await agent.stop();
+  }
+});
+
+test('timeouts: a device that never answers, and a download the operator gives up on, end TIMED_OUT', async () => {
+  const p = await prepareArtifact(new Uint8Array(readFileSync(otaModelFile(dir, 2, 2))), keys.privateKey);
+  const ghost = outcome(await deploy({ url: broker.url, ...p, fleet: 'test', devices: ['ghost'], blockSize: 256, timeoutS: 0.5 }));
+  assert.equal(ghost.state, 'TIMED_OUT');
+  assert.match(ghost.reason!, /^no outcome within 0\.5 s \(last seen QUEUED\)/);
+
+  const agent = await startAgent('slow', otaModelFile(dir, 1, 1));
+  try {
+    const job = makeJob('slow', p.artifact, p.signed, 256);
+    const op = await ManualOperator.start('sei/test/slow/', job, p.artifact);
+    op.serve = (i, b) => (i < 3 ? b : null);
+    await until('3 blocks stored', () => (agent.ota.jobs(1)[0]?.received ?? 0) >= 3);
+    await op.client.publishAsync('sei/test/slow/ota/cancel', JSON.stringify({ jobId: 'slow', state: 'TIMED_OUT', reason: 'no progress for 600 s' }), { qos: 1 });
+    const row = await until('job "slow" TIMED_OUT', () => agent.ota.jobs(1).find((j) => j.state === 'TIMED_OUT'));
+    await op.close();
+    assert.equal(row.reason, 'no progress for 600 s');
+    assert.ok(!existsSync(row.partPath!), 'partial download removed');
+    assert.equal(agent.modelVersion, 'ota-test@1');
   } finally {
     await agent.stop();
   }

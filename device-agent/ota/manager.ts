@@ -150,6 +150,8 @@ export class OtaManager {
     for (const row of this.db.open()) {
       this.run(async () => {
         if (row.state === 'QUEUED') return this.admit(row);
+        if (row.step === 'VERIFYING') return this.verify(row);
+        if (row.step !== 'DOWNLOADING') return;
         let manifest: Manifest;
         try {
           // The trusted keys may have changed since the job was admitted.
@@ -158,8 +160,7 @@ export class OtaManager {
           this.finish(row, 'REJECTED', (err as Error).message);
           return;
         }
-        if (row.step === 'DOWNLOADING') this.startDownload(row, manifest);
-        else if (row.step === 'VERIFYING') await this.verify(row, manifest);
+        this.startDownload(row, manifest);
       });
     }
   }
@@ -414,7 +415,7 @@ export class OtaManager {
     if (!d) return;
     fsyncSync(d.fd);
     this.closeDownload();
-    await this.verify(this.transition(this.db.get(d.row.jobId)!, { step: 'VERIFYING' }), d.manifest);
+    await this.verify(this.transition(this.db.get(d.row.jobId)!, { step: 'VERIFYING' }));
   }
 
   private async onCancel(payload: Buffer): Promise<void> {
@@ -433,9 +434,16 @@ export class OtaManager {
 
   // ------------------------------------------------------------------------------------------- verify, install
 
-  private async verify(row: JobRow, m: Manifest): Promise<void> {
-    const bytes = new Uint8Array(readFileSync(row.partPath!));
+  private async verify(row: JobRow): Promise<void> {
     const reject = (reason: string) => void this.finish(row, 'REJECTED', reason);
+    let m: Manifest;
+    try {
+      // Again, right before activation: the signature is what the sha256 below is trusted through.
+      m = verifyManifest(row.job.manifest, this.trusted);
+    } catch (err) {
+      return reject((err as Error).message);
+    }
+    const bytes = new Uint8Array(readFileSync(row.partPath!));
     const digest = sha256(bytes);
     if (bytes.length !== m.size) return reject(`size mismatch: expected ${m.size} bytes, got ${bytes.length}`);
     if (digest !== m.sha256) return reject(`sha256 mismatch: expected ${m.sha256.slice(0, 16)}…, got ${digest.slice(0, 16)}… (the artifact is not the one the manifest signs)`);
