@@ -1,0 +1,39 @@
+/** sei train → sei export → sei eval through the CLI, on a tiny budget: files, JSON last lines, engine/trainer agreement. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const tmp = mkdtempSync(join(tmpdir(), 'sei-trainer-cli-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+
+function sei(...args: string[]): Record<string, unknown> {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
+}
+
+test('train, export and eval agree through the CLI', () => {
+  const run = join(tmp, 'run');
+  const trained = sei('train', '--out', run, '--train-limit', '512', '--val-size', '64', '--epochs', '1', '--width', '4', '--batch', '32', '--lr', '0.005', '--json');
+  assert.equal(trained['interrupted'], false);
+  assert.equal(trained['epochs'], 1);
+  assert.ok(existsSync(join(run, 'last.json')) && existsSync(join(run, 'best.bin')));
+  const model = join(tmp, 'tiny.bwsnn');
+  const exported = sei('export', '--checkpoint', run, '--out', model, '--onnx', join(tmp, 'tiny.onnx'), '--json');
+  assert.equal(exported['bytes'], statSync(model).size);
+  assert.equal(exported['foldedVsUnfoldedAgreement'] !== undefined && (exported['foldedVsUnfoldedAgreement'] as number) > 0.99, true);
+  const evaluated = sei('eval', '--model', model, '--limit', '500', '--compare', '--json');
+  assert.equal(evaluated['n'], 500);
+  assert.equal(evaluated['T'], 2);
+  assert.equal(evaluated['agreement'], 1);
+  assert.equal(evaluated['accuracy'], evaluated['trainerAccuracy']);
+});
+
+test('a missing data set names the Debian package and --data', () => {
+  assert.throws(
+    () => execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'train', '--out', join(tmp, 'x'), '--data', join(tmp, 'nowhere'), '--epochs', '1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+    (err: { stderr: string }) => /apt-get install dataset-fashion-mnist/.test(err.stderr) && /--data/.test(err.stderr),
+  );
+});
