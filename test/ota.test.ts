@@ -114,7 +114,7 @@ test('deploy to one agent: every step reported and persisted, new model running,
   }
 });
 
-test('refusals: unknown key, bad signature, sha256 mismatch, input shape, not newer (unless allowDowngrade), too large, free disk', async () => {
+test('refusals: unknown key, bad signature, sha256 mismatch, input shape, not newer (unless allowDowngrade), the running version again, too large, free disk', async () => {
   const agent = await startAgent('ref', otaModelFile(dir, 1, 5));
   const small = await startAgent('small', otaModelFile(dir, 1, 5), { maxBytes: 1000 });
   const full = await startAgent('full', otaModelFile(dir, 1, 5), { reserveBytes: 2 ** 52 });
@@ -141,12 +141,13 @@ test('refusals: unknown key, bad signature, sha256 mismatch, input shape, not ne
     assert.match(await reason(push('ref', otaModelFile(dir, 2, 4))), /^version not newer/);
     assert.equal(outcome(await push('ref', otaModelFile(dir, 2, 4), { allowDowngrade: true })).state, 'SUCCEEDED');
     assert.equal(agent.modelVersion, 'ota-test@4');
+    assert.match(await reason(push('ref', otaModelFile(dir, 3, 4), { allowDowngrade: true })), /^version ota-test@4: expected a version other than the running one/);
 
     assert.match(await reason(push('small', v6)), /^too large: size \d+ bytes > ota\.maxBytes 1000/);
     assert.match(await reason(push('full', v6)), /^too large for the free disk/);
     // Every refusal is kept in the device's SQLite with its reason.
     const kept = agent.ota.jobs(20).filter((j) => j.state === 'REJECTED');
-    assert.equal(kept.length, 6);
+    assert.equal(kept.length, 7);
     assert.ok(kept.every((j) => j.reason && j.reason.length > 10));
     assert.equal(small.modelVersion, 'ota-test@5');
     assert.equal(full.modelVersion, 'ota-test@5');

@@ -319,6 +319,9 @@ export class OtaManager {
     if (arch) return arch;
     const current = engine?.model.version ?? -1;
     if (m.version <= current && job.allowDowngrade !== true) return `version not newer: expected > ${current} (the running ${this.host.active().version}), got ${m.version} (set allowDowngrade to install it)`;
+    // The registry is keyed by name@version: other bytes under the running key would leave no version to roll back to.
+    const running = this.host.active().version;
+    if (m.model === running) return `version ${m.model}: expected a version other than the running one, got the running one${job.allowDowngrade === true ? ' again (allowDowngrade does not reinstall it)' : ''}`;
     return null;
   }
 
