@@ -1,8 +1,10 @@
 /**
  * kill -9 of an agent process at random points of an update (download, verification, activation, probation),
  * 20 trials in a row on one device, real broker (embedded Aedes in this process) and the agent's real SQLite
- * file. After every restart the agent must run a whole, registered model (the old or the new one, never a
- * partial file), and the job must either resume to SUCCEEDED or end FAILED with a reason.
+ * file. The download and probation are long enough to be hit from here after a random number of block requests
+ * or milliseconds; verification and activation take milliseconds, so there the agent SIGKILLs itself at a
+ * chosen point (agent-child.ts). After every restart the agent must run a whole, registered model (the old or
+ * the new one, never a partial file), and the job must either resume to SUCCEEDED or end FAILED with a reason.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
