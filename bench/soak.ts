@@ -1,14 +1,15 @@
 /**
  * `npm run soak`: the agent's resident memory over a long run. Starts the embedded broker here and one agent as
- * its own process (the device CLI, so only what a box loads), streams the sample frames as fast as the engine
+ * its own process (only the agent command, bench/agent-main.ts), streams the sample frames as fast as the engine
  * takes them with results published over MQTT, and samples the agent's RSS from /proc. Reports the peak and the
  * growth after warm-up (least-squares slope), against the goals: RSS <= 80 MB, no growth.
  *
  *   npm run soak -- [--minutes 10] [--fps 0] [--dist | --entry path/to/sei-device.js] [--semi-space MB]
  *
- * --dist runs the compiled agent (dist/, `npm run build`), as a box without tsx does; the default runs the
- * TypeScript through tsx, whose loader alone adds about 30 MB. --semi-space and --old-space set V8's young-generation
- * semi-space and old-space limit (MB; default 1 and 48, the settings recommended for boxes in device-agent/README.md;
+ * --dist runs the compiled device CLI (dist/scripts/sei-device.js, `npm run build`), as a box without tsx does;
+ * --entry runs another compiled entry (e.g. a compiled bench/agent-main.js). The default runs the TypeScript
+ * through tsx, whose loader alone adds about 30 MB. --semi-space and --old-space set V8's young-generation
+ * semi-space and old-space limit (MB; default 1 and 24, the settings recommended for boxes in device-agent/README.md;
  * 0 = Node's default). The agent retains ~10 MB of JS heap; without a limit V8 lets dead objects pile up for a while.
  */
 import { spawn } from 'node:child_process';
@@ -29,7 +30,7 @@ const { values } = parseArgs({
     fps: { type: 'string', default: '0' },
     dist: { type: 'boolean', default: false },
     'semi-space': { type: 'string', default: '1' },
-    'old-space': { type: 'string', default: '48' },
+    'old-space': { type: 'string', default: '24' },
     interval: { type: 'string', default: '10' },
     entry: { type: 'string' },
   },
@@ -85,7 +86,8 @@ writeFileSync(
   }),
 );
 const compiled = values.dist || values.entry !== undefined;
-const entry = values.entry ? [values.entry] : values.dist ? [join(ROOT, 'dist/scripts/sei-device.js')] : ['--import', 'tsx', join(ROOT, 'scripts/sei-device.ts')];
+// Default: only the agent command in its own process (bench/agent-main.ts). --dist: the device CLI as packaged.
+const entry = values.entry ? [values.entry] : values.dist ? [join(ROOT, 'dist/scripts/sei-device.js')] : ['--import', 'tsx', join(ROOT, 'bench/agent-main.ts')];
 if (compiled && !existsSync(entry[0]!)) throw new Error(`${entry[0]} is missing; run \`npm run build\` first`);
 const oldSpace = Number(values['old-space']);
 const flags = [...(semiSpace > 0 ? [`--max-semi-space-size=${semiSpace}`] : []), ...(oldSpace > 0 ? [`--max-old-space-size=${oldSpace}`] : [])];
