@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -21,8 +21,13 @@ test('train, export and eval agree through the CLI', () => {
   assert.equal(trained['epochs'], 1);
   assert.ok(existsSync(join(run, 'last.json')) && existsSync(join(run, 'best.bin')));
   const model = join(tmp, 'tiny.bwsnn');
-  const exported = sei('export', '--checkpoint', run, '--out', model, '--onnx', join(tmp, 'tiny.onnx'), '--json');
+  const card = join(tmp, 'tiny.md');
+  const exported = sei('export', '--checkpoint', run, '--out', model, '--onnx', join(tmp, 'tiny.onnx'), '--card', card, '--json');
   assert.equal(exported['bytes'], statSync(model).size);
+  assert.equal(exported['engineVsTrainerAgreement'], 1);
+  const text = readFileSync(card, 'utf8');
+  assert.ok(text.includes(`**${(100 * (exported['engineAccuracy'] as number)).toFixed(2)}%**`), text);
+  assert.ok(text.includes('sei train --out'), 'the card names the training command');
   assert.equal(exported['foldedVsUnfoldedAgreement'] !== undefined && (exported['foldedVsUnfoldedAgreement'] as number) > 0.99, true);
   const evaluated = sei('eval', '--model', model, '--limit', '500', '--compare', '--json');
   assert.equal(evaluated['n'], 500);

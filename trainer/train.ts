@@ -61,6 +61,8 @@ export interface RunState {
   /** Training wall time so far, seconds, across resumed runs. */
   readonly wallSeconds: number;
   readonly engine: string;
+  /** The command line that started the run, for model cards. */
+  readonly command?: string;
 }
 
 export interface BatchEvent {
@@ -181,7 +183,7 @@ export async function fit(
   cfg: TrainConfig,
   data: Dataset,
   dir: string,
-  opts: { resume: boolean; engine: string; hooks?: FitHooks; saveEvery?: number; teacherLogits?: (idx: Uint32Array, x: tf.Tensor4D) => tf.Tensor2D },
+  opts: { resume: boolean; engine: string; hooks?: FitHooks; saveEvery?: number; command?: string; teacherLogits?: (idx: Uint32Array, x: tf.Tensor4D) => tf.Tensor2D },
 ): Promise<FitResult> {
   const net = role === 'teacher' ? teacherNet(cfg.net) : cfg.net;
   const epochs = role === 'teacher' ? (cfg.teacher?.epochs ?? cfg.epochs) : cfg.epochs;
@@ -190,7 +192,7 @@ export async function fit(
   const params = initParams(net, cfg.seed, `${role}/`);
   const trainables = namedVariables(params).filter((v) => v.trainable).map((v) => v.v);
   const optimizer = tf.train.adam(cfg.lr);
-  let state: RunState = { format: 'sei-checkpoint-1', role, config: runCfg, epoch: 0, batchInEpoch: 0, history: [], wallSeconds: 0, engine: opts.engine };
+  let state: RunState = { format: 'sei-checkpoint-1', role, config: runCfg, epoch: 0, batchInEpoch: 0, history: [], wallSeconds: 0, engine: opts.engine, ...(opts.command ? { command: opts.command } : {}) };
   if (opts.resume && hasCheckpoint(dir, 'last')) {
     const ck = loadCheckpoint<RunState>(dir, 'last');
     for (const { name, v } of namedVariables(params)) {

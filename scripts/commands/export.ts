@@ -13,6 +13,8 @@ import { loadDataset } from '../../trainer/data/index.js';
 import { foldModel } from '../../trainer/export/bwsnn.js';
 import { evaluateFolded } from '../../trainer/export/evaluate.js';
 import { snnTwinOnnx } from '../../trainer/export/onnx.js';
+import { modelCard } from '../../trainer/export/card.js';
+import { createEngine } from '../../runtime/index.js';
 import { accuracy, loadParams, predict } from '../../trainer/train.js';
 import { printJson } from '../output.js';
 
@@ -25,6 +27,9 @@ interface ExportFlags {
   version: number;
   data?: string;
   evaluate: boolean;
+  card?: string;
+  trainCommand?: string;
+  notes?: string;
   json?: boolean;
 }
 
@@ -40,6 +45,9 @@ export function register(program: Command): void {
     .option('--version <n>', 'model version (OTA refuses downgrades)', (v) => Number(v), 1)
     .option('--data <dir>', 'Fashion-MNIST folder for the test accuracy')
     .option('--no-evaluate', 'skip the test-set evaluation')
+    .option('--card <file>', 'write a model card (markdown; runs the runtime engine on the test set too)')
+    .option('--train-command <text>', 'training command for the card (default: the one stored in the checkpoint)')
+    .option('--notes <text>', 'a notes paragraph for the card')
     .option('--json', 'print a JSON summary on the last line')
     .action(async (f: ExportFlags) => {
       const backend = await initBackend();
@@ -56,22 +64,25 @@ export function register(program: Command): void {
         engine: state.engine,
       };
       let model = foldModel(net, params, { name, version: f.version, labels: ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'], meta });
-      if (f.evaluate) {
+      let folded: Uint8Array | undefined;
+      let test: ReturnType<typeof loadDataset>['test'] | undefined;
+      if (f.evaluate || f.card) {
         const data = loadDataset({ ...(f.data ? { dir: f.data } : {}), valSize: 0 });
-        const folded = evaluateFolded(model, data.test);
-        const unfolded = predict(net, params, data.test).predictions;
+        test = data.test;
+        folded = evaluateFolded(model, test).predictions;
+        const unfolded = predict(net, params, test).predictions;
         let agree = 0;
-        for (let i = 0; i < data.test.count; i++) if (folded.predictions[i] === unfolded[i]) agree++;
-        const acc = accuracy(folded.predictions, data.test.labels);
+        for (let i = 0; i < test.count; i++) if (folded[i] === unfolded[i]) agree++;
+        const acc = accuracy(folded, test.labels);
         Object.assign(summary, {
           testAccuracy: acc,
-          n: data.test.count,
-          unfoldedTestAccuracy: accuracy(unfolded, data.test.labels),
-          foldedVsUnfoldedAgreement: agree / data.test.count,
+          n: test.count,
+          unfoldedTestAccuracy: accuracy(unfolded, test.labels),
+          foldedVsUnfoldedAgreement: agree / test.count,
         });
-        model = { ...model, meta: { ...model.meta, testAccuracy: acc, testFrames: data.test.count } };
+        model = { ...model, meta: { ...model.meta, testAccuracy: acc, testFrames: test.count } };
         process.stderr.write(`test accuracy (folded, runtime arithmetic) ${(100 * acc).toFixed(2)}%; unfolded network ${(100 * (summary['unfoldedTestAccuracy'] as number)).toFixed(2)}%; ` +
-          `prediction agreement ${(100 * agree / data.test.count).toFixed(2)}%\n`);
+          `prediction agreement ${(100 * agree / test.count).toFixed(2)}%\n`);
       }
       const bytes = writeBwsnn(model);
       mkdirSync(dirname(f.out), { recursive: true });
@@ -83,6 +94,24 @@ export function register(program: Command): void {
         writeFileSync(f.onnx, onnx);
         summary['onnx'] = f.onnx;
         process.stderr.write(`wrote ${f.onnx} (${onnx.length} bytes)\n`);
+      }
+      if (f.card && folded && test) {
+        // The card's headline number is the runtime engine's, on the file just written.
+        const engine = createEngine(model);
+        let correct = 0, agree = 0;
+        for (let i = 0; i < test.count; i++) {
+          const p = engine.infer(test.images.subarray(i * 784, (i + 1) * 784)).prediction;
+          if (p === test.labels[i]) correct++;
+          if (p === folded[i]) agree++;
+        }
+        const command = f.trainCommand ?? state.command ?? '(not recorded)';
+        writeFileSync(f.card, modelCard(model, {
+          file: f.out, bytes: summary['bytes'] as number, engineAccuracy: correct / test.count, trainerAccuracy: summary['testAccuracy'] as number,
+          agreement: agree / test.count, testFrames: test.count, epochs: meta['epochs'] as number, wallSeconds: state.wallSeconds,
+          trainEngine: state.engine, command, ...(f.notes ? { notes: f.notes } : {}),
+        }));
+        Object.assign(summary, { engineAccuracy: correct / test.count, engineVsTrainerAgreement: agree / test.count, card: f.card });
+        process.stderr.write(`runtime engine ${(100 * correct / test.count).toFixed(2)}%, agreement with the trainer ${(100 * agree / test.count).toFixed(3)}%; wrote ${f.card}\n`);
       }
       if (f.json) printJson(summary);
     });

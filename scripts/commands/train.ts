@@ -143,6 +143,7 @@ export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume
     const result = await runTraining(cfg, data, out, {
       resume: opts.resume,
       engine: backend.engine,
+      command: `sei ${process.argv.slice(process.argv.indexOf('train')).join(' ')}`,
       ...(opts.saveEvery ? { saveEvery: opts.saveEvery } : {}),
       hooks: {
         onBatch,
