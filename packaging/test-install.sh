@@ -2,8 +2,9 @@
 # Installs the device package in a throwaway Debian bookworm root (chroot, never the machine itself), installs it
 # again to prove the install idempotent, checks the unit with systemd-analyze, then starts the agent the way the
 # unit does (as sei-edge, in /var/lib/sei-edge, on /etc/sei-edge/agent.json) for a few seconds.
-# Usage: sudo packaging/test-install.sh [PACKAGE.tgz]   (default: pack one for this machine first)
-# Needs root (chroot, debootstrap) and debootstrap. The pristine root is cached by scripts/arm/rootfs.sh.
+# Usage: sudo packaging/test-install.sh [PACKAGE.tgz]
+#   default: `npm run build` must have run; packs an amd64 package with better-sqlite3 built for bookworm's Node 18.
+# Needs root (chroot, debootstrap), debootstrap and g++. The pristine root is cached by scripts/arm/rootfs.sh.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -15,7 +16,7 @@ die() { echo "test-install: FAIL: $*" >&2; exit 1; }
 
 package="${1:-}"
 if [ -z "$package" ]; then
-  node "$here/pack-device.mjs" >&2
+  node "$here/pack-device.mjs" --sqlite-addon "$("$repo/scripts/arm/build-sqlite.sh" amd64)" >&2
   package="$(ls -t "$repo"/dist/packages/sei-edge-device-*-amd64.tgz | head -n 1)"
 fi
 package="$(cd "$(dirname "$package")" && pwd)/$(basename "$package")"

@@ -59,14 +59,16 @@ version="$(node -p "require('$src/package.json').version")"
 cpu="$(node -p "(require('$src/package.json').cpu || [process.arch])[0]")"
 [ "$cpu" = "$(node -p process.arch)" ] || die "package is built for $cpu, this box is $(node -p process.arch): use the package for this architecture"
 
-# 1. The package, in its own release folder; a same-version reinstall leaves an identical tree untouched.
+# 1. The package, in its own release folder; reinstalling the same content leaves the release untouched.
 release="$PREFIX/releases/$version"
-if [ -d "$release" ] && diff -rq -x build "$src" "$release" >/dev/null 2>&1; then
+content="$(cd "$src" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+if [ -d "$release" ] && [ "$(cat "$release/.sei-package-sha256" 2>/dev/null)" = "$content" ]; then
   say "release $version already installed in $release"
 else
   mkdir -p "$PREFIX/releases"
   rm -rf "$release.new"
   cp -a "$src" "$release.new"
+  echo "$content" >"$release.new/.sei-package-sha256"
   chown -R root:root "$release.new"
   rm -rf "$release"
   mv "$release.new" "$release"

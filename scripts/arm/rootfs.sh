@@ -4,7 +4,7 @@
 # complete root to chroot into, e.g. to try the device install (packaging/test-install.sh).
 # Usage: scripts/arm/rootfs.sh ARCH [EXTRA_PACKAGE...]   ARCH is arm64, armhf or amd64. Prints the root's path.
 # The root is cached under .cache/arm/<key>/ and reused while its key (suite, arch, packages) is unchanged.
-# Needs root (debootstrap) and the Debian packages debootstrap and qemu-user-static.
+# Needs root (or sudo) for debootstrap, and the Debian packages debootstrap and qemu-user-static.
 # Env: SEI_ARM_SUITE (default bookworm), SEI_ARM_MIRROR (default: the Debian mirror apt is configured with).
 set -euo pipefail
 
@@ -55,17 +55,19 @@ fi
 for tool in debootstrap dpkg; do
   command -v "$tool" >/dev/null || { echo "rootfs.sh: '$tool' is missing: apt-get install debootstrap qemu-user-static" >&2; exit 1; }
 done
+# debootstrap and the extraction need root; a non-root user with sudo gets a root-owned (read-only to it) cache.
+SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
-  echo "rootfs.sh: debootstrap needs root (run as root or under sudo)" >&2
-  exit 1
+  command -v sudo >/dev/null || { echo "rootfs.sh: debootstrap needs root: run as root, or install sudo" >&2; exit 1; }
+  SUDO=sudo
 fi
 
 mkdir -p "$cache"
 tmp="$cache/.build-$key.$$"
 # A complete bootstrap mounts /proc and /sys in the new root; never let a cleanup reach into them.
 remove_root() {
-  awk -v p="$1/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
-  rm -rf --one-file-system "$1"
+  awk -v p="$1/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do $SUDO umount -l "$m" || true; done
+  $SUDO rm -rf --one-file-system "$1"
 }
 trap 'remove_root "$tmp"' EXIT
 echo "rootfs.sh: building $suite/$arch root with ${packages[*]} in $root" >&2
@@ -75,17 +77,17 @@ echo "rootfs.sh: building $suite/$arch root with ${packages[*]} in $root" >&2
 include="$(IFS=,; echo "${packages[*]}")"
 foreign=(--foreign)
 [ "$arch" = "$(dpkg --print-architecture)" ] && foreign=()
-if ! debootstrap --variant=minbase "${foreign[@]}" --include="$include" --arch="$arch" "$suite" "$tmp" "$mirror" >"$cache/debootstrap-$arch.log" 2>&1; then
+if ! $SUDO debootstrap --variant=minbase "${foreign[@]}" --include="$include" --arch="$arch" "$suite" "$tmp" "$mirror" >"$cache/debootstrap-$arch.log" 2>&1; then
   echo "rootfs.sh: debootstrap failed; last lines of $cache/debootstrap-$arch.log:" >&2
   tail -n 20 "$cache/debootstrap-$arch.log" >&2
   exit 1
 fi
 if [ ${#foreign[@]} -gt 0 ]; then
-  for deb in "$tmp"/var/cache/apt/archives/*.deb; do dpkg -x "$deb" "$tmp"; done
+  for deb in "$tmp"/var/cache/apt/archives/*.deb; do $SUDO dpkg -x "$deb" "$tmp"; done
 fi
-rm -f "$tmp"/var/cache/apt/archives/*.deb
-printf 'suite=%s\narch=%s\npackages=%s\n' "$suite" "$arch" "${packages[*]}" >"$tmp/.sei-rootfs"
+$SUDO find "$tmp/var/cache/apt/archives" -name '*.deb' -delete
+printf 'suite=%s\narch=%s\npackages=%s\n' "$suite" "$arch" "${packages[*]}" | $SUDO tee "$tmp/.sei-rootfs" >/dev/null
 remove_root "$root"
-mv "$tmp" "$root"
+$SUDO mv "$tmp" "$root"
 trap - EXIT
 echo "$root"
