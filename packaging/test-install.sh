@@ -58,6 +58,18 @@ grep -q '"pi-7"' "$root/etc/sei-edge/agent.json" || die "the second install over
 [ "$before" != "$edited" ] || die "snapshot does not see config edits"
 say "idempotent: nothing changed, the edited config was kept"
 
+say "upgrade to a newer release (the same package with a later version)"
+mkdir -p "$root/tmp/upgrade"
+tar -xzf "$package" -C "$root/tmp/upgrade"
+old_version="$(node -p "require('$root/tmp/upgrade/package/package.json').version")"
+new_version="$old_version-upgrade.1"
+node -e "const f='$root/tmp/upgrade/package/package.json', p=require(f); p.version='$new_version'; require('fs').writeFileSync(f, JSON.stringify(p))"
+in_root bash /tmp/package/install-pi.sh /tmp/upgrade/package | sed 's/^/  | /' | grep -v '^  | ok '
+[ "$(readlink "$root/opt/sei-edge/current")" = "releases/$new_version" ] || die "current does not point at the new release"
+[ -d "$root/opt/sei-edge/releases/$old_version" ] || die "the previous release was removed"
+grep -q '"pi-7"' "$root/etc/sei-edge/agent.json" || die "the upgrade overwrote the edited config"
+say "upgraded: current -> releases/$new_version, releases/$old_version kept for going back, config kept"
+
 say "systemd-analyze verify sei-agent.service"
 if ! in_root systemd-analyze verify /etc/systemd/system/sei-agent.service 2>&1 | grep -v 'Failed to connect\|Cannot add dependency job\|^$' | sed 's/^/  | /' | tee "$root/tmp/verify.log" | grep -qi 'error\|unknown\|invalid'; then
   say "unit verified"
