@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
-import { wasmUnavailable } from '../runtime/index.js';
+import { selectKernel, wasmUnavailable } from '../runtime/index.js';
 import { computeGolden, GOLDEN_FILE, MODELS } from './fixtures/golden/compute.js';
 import type { GoldenVectors, Kernel, ModelVectors } from './fixtures/golden/compute.js';
 
@@ -34,6 +34,9 @@ describe(`golden vectors on ${process.arch} (node ${process.version})`, () => {
   it('cover every model the generator knows', () => {
     assert.deepEqual(Object.keys(golden.models).sort(), Object.keys(MODELS).sort());
     assert.equal(golden.producedOn.arch, 'x64');
+  });
+  it(`auto picks ${noSimd ? 'the reference kernel (no SIMD here)' : 'the wasm kernel'}`, () => {
+    assert.equal(selectKernel('auto'), noSimd ? 'reference' : 'wasm');
   });
   for (const kernel of ['reference', 'wasm'] as Kernel[]) {
     it(`${kernel} kernel reproduces them bit for bit`, { skip: kernel === 'wasm' ? noSimd ?? false : false }, () => {

@@ -3,7 +3,7 @@
 // architecture. Exits non-zero when a suite fails on any architecture. Only correctness is checked here: emulated
 // timings say nothing about a real ARM board.
 //
-// Usage: node scripts/arm/test.mjs [--arch arm64,armhf] [suite...]    suite: format, kernels, engine, golden, ...
+// Usage: node scripts/arm/test.mjs [--arch arm64,armhf,armhf-nosimd] [suite...]   suite: format, kernels, engine, golden
 //
 // node:test runs each file given to `node --test` in a child process started from process.execPath, which the
 // host kernel cannot execute without binfmt; so one emulated process imports every suite and node:test reports
@@ -18,14 +18,23 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const distTest = join(root, 'dist/test');
 /** The suites that exercise runtime/ alone (no broker, no SQLite, no onnxruntime, no tfjs). */
 const RUNTIME_SUITES = ['format', 'kernels', 'engine', 'golden'];
-const QEMU = { arm64: 'qemu-aarch64-static', armhf: 'qemu-arm-static' };
+/**
+ * The lanes: Debian architecture, emulator, extra Node flags, and suites (when not all). `armhf-nosimd` is a
+ * 32-bit core without NEON (Pi Zero/1 class), where V8 has no WebAssembly SIMD: the golden vectors must then come
+ * out of the reference kernel the runtime falls back to.
+ */
+const LANES = {
+  arm64: { root: 'arm64', qemu: 'qemu-aarch64-static', node: [] },
+  armhf: { root: 'armhf', qemu: 'qemu-arm-static', node: [] },
+  'armhf-nosimd': { root: 'armhf', qemu: 'qemu-arm-static', node: ['--arm-arch=armv6'], suites: ['golden'] },
+};
 
 const { values, positionals } = parseArgs({
-  options: { arch: { type: 'string', default: 'arm64,armhf' } },
+  options: { arch: { type: 'string', default: Object.keys(LANES).join(',') } },
   allowPositionals: true,
 });
 const arches = values.arch.split(',').filter(Boolean);
-for (const a of arches) if (!(a in QEMU)) fail(`--arch: expected arm64 and/or armhf, got '${a}'`);
+for (const a of arches) if (!(a in LANES)) fail(`--arch: expected some of ${Object.keys(LANES).join(', ')}, got '${a}'`);
 const wanted = positionals.length > 0 ? positionals : RUNTIME_SUITES;
 
 function fail(message) {
@@ -35,17 +44,21 @@ function fail(message) {
 
 if (!existsSync(distTest)) fail('dist/test is missing: run `npm run build` first');
 const compiled = readdirSync(distTest).filter((f) => f.endsWith('.test.js'));
-const files = [];
-for (const suite of wanted) {
-  const matches = compiled.filter((f) => f === `${suite}.test.js` || (f.startsWith(`${suite}-`) || f.startsWith(`${suite}.`)));
-  if (matches.length === 0) console.warn(`test:arm: no compiled suite for '${suite}' in dist/test (test/${suite}*.test.ts absent?)`);
-  files.push(...matches.sort());
-}
-if (files.length === 0) fail(`none of the suites ${wanted.join(', ')} exists in dist/test`);
 
-// Imported in order, the suites register on node:test's one root, which runs them and prints one summary.
-const entry = join(distTest, 'arm-suites.mjs');
-writeFileSync(entry, files.map((f) => `await import(${JSON.stringify(pathToFileURL(join(distTest, f)).href)});\n`).join(''));
+/** The compiled files of some suites, in order, and (written once per set) the entry that imports them. */
+function suiteEntry(suites) {
+  const files = [];
+  for (const suite of suites) {
+    const matches = compiled.filter((f) => f === `${suite}.test.js` || f.startsWith(`${suite}-`) || f.startsWith(`${suite}.`));
+    if (matches.length === 0) console.warn(`test:arm: no compiled suite for '${suite}' in dist/test (test/${suite}*.test.ts absent?)`);
+    files.push(...matches.sort());
+  }
+  if (files.length === 0) fail(`none of the suites ${suites.join(', ')} exists in dist/test`);
+  // Imported in order, the suites register on node:test's one root, which runs them and prints one summary.
+  const entry = join(distTest, `arm-suites-${suites.join('-')}.mjs`);
+  writeFileSync(entry, files.map((f) => `await import(${JSON.stringify(pathToFileURL(join(distTest, f)).href)});\n`).join(''));
+  return { files, entry };
+}
 
 function which(cmd) {
   return spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' }).stdout.trim();
@@ -53,13 +66,16 @@ function which(cmd) {
 
 /** Runs the suites under one emulator; resolves to the node:test summary lines and the exit status. */
 function runArch(arch) {
-  const built = spawnSync(join(root, 'scripts/arm/rootfs.sh'), [arch], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  const lane = LANES[arch];
+  const built = spawnSync(join(root, 'scripts/arm/rootfs.sh'), [lane.root], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
   if (built.status !== 0) return Promise.resolve({ arch, status: 1, summary: [`root filesystem build failed (exit ${built.status})`] });
   const rootfs = built.stdout.trim().split('\n').pop();
-  const qemu = which(QEMU[arch]);
-  if (!qemu) return Promise.resolve({ arch, status: 1, summary: [`${QEMU[arch]} is missing: apt-get install qemu-user-static`] });
-  const args = ['-n', '10', qemu, '-L', rootfs, join(rootfs, 'usr/bin/node'), '--test-reporter=spec', entry];
-  console.log(`\n=== ${arch}: ${QEMU[arch]} -L ${rootfs} node (${files.join(', ')})`);
+  const qemu = which(lane.qemu);
+  if (!qemu) return Promise.resolve({ arch, status: 1, summary: [`${lane.qemu} is missing: apt-get install qemu-user-static`] });
+  // An explicit suite list on the command line applies to every lane; else each lane runs its own set.
+  const { files, entry } = suiteEntry(positionals.length > 0 || !lane.suites ? wanted : lane.suites);
+  const args = ['-n', '10', qemu, '-L', rootfs, join(rootfs, 'usr/bin/node'), ...lane.node, '--test-reporter=spec', entry];
+  console.log(`\n=== ${arch}: ${lane.qemu} -L ${rootfs} node ${lane.node.join(' ')} (${files.join(', ')})`);
   return new Promise((resolve) => {
     const child = spawn('nice', args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
     let tail = '';
