@@ -20,6 +20,11 @@ test('train, export and eval agree through the CLI', () => {
   assert.equal(trained['interrupted'], false);
   assert.equal(trained['epochs'], 1);
   assert.ok(existsSync(join(run, 'last.json')) && existsSync(join(run, 'best.bin')));
+  // --resume keeps the run's own settings (--lr 0.005, width 4) unless a flag is given again; --epochs raises the budget.
+  const resumed = sei('train', '--out', run, '--resume', '--epochs', '2', '--json');
+  assert.equal(resumed['epochs'], 2);
+  const stored = JSON.parse(readFileSync(join(run, 'last.json'), 'utf8')) as { config: { lr: number; epochs: number; net: { width: number } } };
+  assert.deepEqual([stored.config.lr, stored.config.epochs, stored.config.net.width], [0.005, 2, 4]);
   const model = join(tmp, 'tiny.bwsnn');
   const card = join(tmp, 'tiny.md');
   const exported = sei('export', '--checkpoint', run, '--out', model, '--onnx', join(tmp, 'tiny.onnx'), '--card', card, '--json');

@@ -53,6 +53,8 @@ export interface RunState {
   readonly format: 'sei-checkpoint-1';
   readonly role: 'student' | 'teacher';
   readonly config: TrainConfig;
+  /** The whole run's config (a teacher's `config` is its own variant of it); what `--resume` starts from. */
+  readonly runConfig?: TrainConfig;
   /** Epochs fully done. */
   readonly epoch: number;
   /** Batches done in the epoch after `epoch` (non-zero only for an interrupted run). */
@@ -192,7 +194,7 @@ export async function fit(
   const params = initParams(net, cfg.seed, `${role}/`);
   const trainables = namedVariables(params).filter((v) => v.trainable).map((v) => v.v);
   const optimizer = tf.train.adam(cfg.lr);
-  let state: RunState = { format: 'sei-checkpoint-1', role, config: runCfg, epoch: 0, batchInEpoch: 0, history: [], wallSeconds: 0, engine: opts.engine, ...(opts.command ? { command: opts.command } : {}) };
+  let state: RunState = { format: 'sei-checkpoint-1', role, config: runCfg, runConfig: cfg, epoch: 0, batchInEpoch: 0, history: [], wallSeconds: 0, engine: opts.engine, ...(opts.command ? { command: opts.command } : {}) };
   if (opts.resume && hasCheckpoint(dir, 'last')) {
     const ck = loadCheckpoint<RunState>(dir, 'last');
     for (const { name, v } of namedVariables(params)) {
@@ -203,8 +205,8 @@ export async function fit(
     }
     const opt = [...ck.tensors].filter(([n]) => n.startsWith('opt/')).map(([n, tensor]) => ({ name: n.slice(4), tensor }));
     if (opt.length) await optimizer.setWeights(opt);
-    // Resuming keeps the run's own config (epochs may be raised by the caller to train longer).
-    state = { ...ck.meta, config: { ...ck.meta.config, epochs: Math.max(ck.meta.config.epochs, epochs) } };
+    // The caller passes the resumed run's config (see resumeConfig in scripts/commands/train.ts); epochs only grow.
+    state = { ...ck.meta, config: { ...runCfg, epochs: Math.max(ck.meta.config.epochs, epochs) }, runConfig: cfg };
     hooks.onInfo?.(`${role}: resumed from ${dir} at epoch ${state.epoch}${state.batchInEpoch ? ` + ${state.batchInEpoch} batches` : ''}`);
   }
   const total = state.config.epochs;

@@ -10,7 +10,10 @@ import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import { DEFAULT_AUGMENT, loadDataset } from '../../trainer/data/index.js';
 import { DEFAULT_NET, macsPerFrame } from '../../trainer/model.js';
 import { runTraining } from '../../trainer/run.js';
-import type { BatchEvent, TrainConfig } from '../../trainer/train.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { hasCheckpoint } from '../../trainer/checkpoint.js';
+import type { BatchEvent, RunState, TrainConfig } from '../../trainer/train.js';
 import { accuracy, predict } from '../../trainer/train.js';
 import { printJson } from '../output.js';
 
@@ -94,6 +97,40 @@ export function configFromFlags(f: TrainFlags): TrainConfig {
     loss: { perStep: f.perStep, kdWeight: f.teacher || f.teacherOnnx ? f.kdWeight : 0, kdTemperature: f.kdTemperature, labelSmoothing: f.labelSmoothing },
     teacher: f.teacher ? { kind: 'ann', epochs: f.teacherEpochs } : f.teacherOnnx ? { kind: 'onnx', file: f.teacherOnnx } : null,
   };
+}
+
+/**
+ * The config of a resumed run: the stored one, with only the flags given on this command line applied on top
+ * (a default must not silently replace what the run was started with). Network, data and seed never change.
+ */
+export function resumeConfig(stored: TrainConfig, f: TrainFlags, given: (flag: keyof TrainFlags) => boolean): TrainConfig {
+  const fresh = configFromFlags(f);
+  const pick = <K extends keyof TrainFlags, V>(flag: K, now: V, before: V): V => (given(flag) ? now : before);
+  const newTeacher = given('teacher') || given('teacherOnnx');
+  return {
+    ...stored,
+    epochs: pick('epochs', fresh.epochs, stored.epochs),
+    lr: pick('lr', fresh.lr, stored.lr),
+    lrFinal: pick('lrFinal', fresh.lrFinal, stored.lrFinal),
+    loss: {
+      perStep: pick('perStep', fresh.loss.perStep, stored.loss.perStep),
+      labelSmoothing: pick('labelSmoothing', fresh.loss.labelSmoothing, stored.loss.labelSmoothing),
+      kdWeight: newTeacher || given('kdWeight') ? fresh.loss.kdWeight : stored.loss.kdWeight,
+      kdTemperature: pick('kdTemperature', fresh.loss.kdTemperature, stored.loss.kdTemperature),
+    },
+    teacher: newTeacher ? fresh.teacher : stored.teacher,
+  };
+}
+
+/** The stored run config in `out` (student checkpoint first, else the teacher's), if any. */
+export function storedConfig(out: string): TrainConfig | undefined {
+  for (const dir of [out, join(out, 'teacher')]) {
+    if (hasCheckpoint(dir, 'last')) {
+      const meta = JSON.parse(readFileSync(join(dir, 'last.json'), 'utf8')) as RunState;
+      return meta.runConfig ?? meta.config;
+    }
+  }
+  return undefined;
 }
 
 /** Trains one configuration into `out`; the progress bar goes to stderr. Returns the JSON summary. */
@@ -182,8 +219,11 @@ export function register(program: Command): void {
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('--save-every <batches>', 'also checkpoint every N batches inside an epoch', num('--save-every', 1, 1e9, true))
     .option('--json', 'print a JSON summary on the last line')
-    .action(async (f: TrainFlags) => {
-      const summary = await trainCommand(configFromFlags(f), f.out, { resume: !!f.resume, json: !!f.json, ...(f.saveEvery ? { saveEvery: f.saveEvery } : {}) });
+    .action(async (f: TrainFlags, cmd: Command) => {
+      const stored = f.resume ? storedConfig(f.out) : undefined;
+      const given = (flag: keyof TrainFlags) => cmd.getOptionValueSource(flag) === 'cli';
+      const cfg = stored ? resumeConfig(stored, f, given) : configFromFlags(f);
+      const summary = await trainCommand(cfg, f.out, { resume: !!f.resume, json: !!f.json, ...(f.saveEvery ? { saveEvery: f.saveEvery } : {}) });
       if (f.json) printJson(summary);
     });
 }
