@@ -311,9 +311,11 @@ function machine(): ExperimentReport['machine'] {
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+/** Recovery is undefined when the shift cost nothing (clean <= shifted). */
+const recovery = (x: number) => (Number.isFinite(x) ? pct(x) : '–');
 
 function formatRow(r: ExperimentRow): string {
-  return `${r.shift.padEnd(9)} n=${String(r.labelled).padEnd(4)} clean ${pct(r.clean)}  shifted ${pct(r.shifted)}  retrained ${r.retrained === null ? '-' : pct(r.retrained)}  fine-tuned ${pct(r.finetuned)}  recovered ${pct(r.recovered)}  gate ${r.accepted ? 'accepted' : 'refused '}  ${r.seconds.toFixed(2)} s (${r.cpuSeconds.toFixed(2)} s CPU)  +${r.extraMB.toFixed(1)} MB`;
+  return `${r.shift.padEnd(9)} n=${String(r.labelled).padEnd(4)} clean ${pct(r.clean)}  shifted ${pct(r.shifted)}  retrained ${r.retrained === null ? '-' : pct(r.retrained)}  fine-tuned ${pct(r.finetuned)}  recovered ${recovery(r.recovered)}  gate ${r.accepted ? 'accepted' : 'refused '}  ${r.seconds.toFixed(2)} s (${r.cpuSeconds.toFixed(2)} s CPU)  +${r.extraMB.toFixed(1)} MB`;
 }
 
 /** The table of models/FINETUNE.md. */
@@ -321,7 +323,7 @@ export function markdownTable(report: ExperimentReport): string {
   const head = '| shift | labelled frames | clean | shifted | head retrained on many shifted frames | fine-tuned | recovered | gate | holdout before → after (p) | reference before → after | wall s (CPU s) | of which: labelled features + reference features + training | extra RSS |';
   const rule = '|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---|---:|';
   const rows = report.rows.map((r) =>
-    `| ${r.shift} | ${r.labelled} | ${pct(r.clean)} | ${pct(r.shifted)} | ${r.retrained === null ? '–' : pct(r.retrained)} | ${pct(r.finetuned)} | ${pct(r.recovered)} | ${r.accepted ? 'accepted' : 'refused'} | ${pct(r.holdout.before)} → ${pct(r.holdout.after)} (${r.holdout.pValue.toPrecision(1)}) | ${pct(r.reference.before)} → ${pct(r.reference.after)} | ${r.seconds.toFixed(2)} (${r.cpuSeconds.toFixed(2)}) | ${r.labelledFeaturesSeconds.toFixed(2)} + ${r.referenceFeaturesSeconds.toFixed(2)} + ${r.trainSeconds.toFixed(2)} | ${r.extraMB.toFixed(1)} MB |`);
+    `| ${r.shift} | ${r.labelled} | ${pct(r.clean)} | ${pct(r.shifted)} | ${r.retrained === null ? '–' : pct(r.retrained)} | ${pct(r.finetuned)} | ${recovery(r.recovered)} | ${r.accepted ? 'accepted' : 'refused'} | ${pct(r.holdout.before)} → ${pct(r.holdout.after)} (${r.holdout.pValue.toPrecision(1)}) | ${pct(r.reference.before)} → ${pct(r.reference.after)} | ${r.seconds.toFixed(2)} (${r.cpuSeconds.toFixed(2)}) | ${r.labelledFeaturesSeconds.toFixed(2)} + ${r.referenceFeaturesSeconds.toFixed(2)} + ${r.trainSeconds.toFixed(2)} | ${r.extraMB.toFixed(1)} MB |`);
   return [head, rule, ...rows].join('\n');
 }
 
