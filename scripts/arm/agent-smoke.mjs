@@ -1,9 +1,11 @@
 // The agent's smoke test on an emulated ARM box, from the device package as a box gets it: embedded broker,
 // the package's model, SQLite through the cross-built better-sqlite3, a few hundred frames; checks that
-// predictions reach the broker and the SQLite log, and that status is published.
+// predictions reach the broker and the SQLite log, and that status is published; then `sei doctor` of the
+// package's own CLI must pass on the same emulated box.
 //
 // Host side:     node scripts/arm/agent-smoke.mjs [--arch arm64,armhf] [--frames N]
-//   builds dist/, the addon (build-sqlite.sh) and the device package for each arch, unpacks it under .cache/arm/,
+//   builds the addon (build-sqlite.sh) and the device package for each arch (dist/ must be built), unpacks it in
+//   the temp folder,
 //   and runs this same file inside it under qemu with Debian's Node 18.
 // Emulated side: node agent-smoke.mjs --inside PACKAGE_DIR --frames N   (prints one JSON line, exits 1 on failure)
 import { spawnSync } from 'node:child_process';
@@ -119,7 +121,8 @@ function host() {
     const addon = sh(join(root, 'scripts/arm/build-sqlite.sh'), [arch]);
     sh('node', ['packaging/pack-device.mjs', '--arch', arch, '--sqlite-addon', addon, '--out', join(root, '.cache/arm/packages')], { stdio: ['ignore', 'inherit', 'inherit'] });
     const version = JSON.parse(sh('node', ['-e', 'process.stdout.write(JSON.stringify(require("./package.json").version))']));
-    const unpacked = join(root, '.cache/arm', `device-${arch}`);
+    // Outside the repository, so that no import can climb to the development node_modules: the package must stand alone.
+    const unpacked = join(tmpdir(), `sei-edge-device-${arch}`);
     rmSync(unpacked, { recursive: true, force: true });
     sh('mkdir', ['-p', unpacked]);
     sh('tar', ['-xzf', join(root, '.cache/arm/packages', `sei-edge-device-${version}-${arch}.tgz`), '-C', unpacked, '--strip-components=1']);
@@ -131,8 +134,13 @@ function host() {
       cwd: unpacked,
       stdio: 'inherit',
     });
-    if (r.status !== 0) failed++;
-    console.log(`${arch}: ${r.status === 0 ? 'PASS' : `FAIL (exit ${r.status ?? r.signal})`}`);
+    // The device CLI as the unit starts it, on the same emulated box: `sei doctor` must find it ready.
+    const node = ['-n', '10', QEMU[arch], '-L', rootfs, join(rootfs, 'usr/bin/node'), join(unpacked, 'bin/sei.js')];
+    const doctor = spawnSync('nice', [...node, 'doctor', '--json', '--state-dir', tmpdir()], { cwd: unpacked, encoding: 'utf8' });
+    process.stdout.write(doctor.stdout.split('\n').slice(0, -2).join('\n') + '\n');
+    const ok = r.status === 0 && doctor.status === 0;
+    if (!ok) failed++;
+    console.log(`${arch}: ${ok ? 'PASS' : `FAIL (smoke exit ${r.status ?? r.signal}, sei doctor exit ${doctor.status ?? doctor.signal})`}`);
   }
   process.exitCode = failed ? 1 : 0;
 }
