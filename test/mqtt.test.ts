@@ -146,8 +146,9 @@ for (const setup of setups) {
       assert.equal(forbidden.error.field, 'mqtt');
       assert.equal(agent.config.source.frameRate, 50);
       // Switching the source: frames keep flowing from the new one.
-      const sw = await op.command(PREFIX, 'config', { source: { spec: 'fmnist', frameRate: 100 } });
+      const sw = await op.command(PREFIX, 'config', { source: { spec: 'fmnist', frameRate: 100, queueSize: 5 } });
       assert.equal(sw.result.source.spec, 'fmnist');
+      assert.equal(sw.result.source.queueSize, 5);
       const before = agent.metrics.frames;
       await op.waitFor((m) => m.topic === `${PREFIX}metrics` && m.json.frames > before, 'frames from the new source');
     });
