@@ -258,6 +258,10 @@ export class Agent extends EventEmitter<AgentEvents> {
           if (!source.live) await this.queue.waitForRoom();
           this.queue.push(frame);
         }
+        // A camera pipeline that dies closes stdin: say so, since the agent itself stays up (commands still work).
+        if (generation === this.sourceGeneration && this.running && source.live) {
+          this.report(new FrameError(`source: expected frames to keep coming, got the end of ${source.description}`, 'source.spec'));
+        }
       } catch (err) {
         this.report(err as Error);
       }

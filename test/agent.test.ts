@@ -125,7 +125,9 @@ describe('Agent (no broker)', () => {
       stdin: ffmpeg.stdout,
     });
     const labels = new Set<number | null>();
+    const errors: Error[] = [];
     agent.on('result', (r) => labels.add(r.label));
+    agent.on('error', (e) => errors.push(e));
     await agent.start();
     await new Promise((r) => ffmpeg.once('close', r));
     await new Promise((r) => setTimeout(r, 300));
@@ -135,6 +137,7 @@ describe('Agent (no broker)', () => {
     assert.ok(s.frames > 0);
     assert.deepEqual([...labels], [null]);
     assert.equal(s.accuracy, null);
+    assert.deepEqual(errors.map((e) => e.message), ['source: expected frames to keep coming, got the end of stdin yuv420 320x240']);
   });
 
   test('model selection: the newest version in model.dir, a registry entry per file; a missing model is a ConfigError', async () => {
