@@ -32,7 +32,7 @@ if (values['sqlite-addon'] === undefined) {
 }
 
 /** The device's entry points; everything they import (statically) comes along. */
-const ENTRIES = ['dist/scripts/sei-device.js', 'dist/scripts/commands/agent.js', 'dist/scripts/commands/run.js', 'dist/scripts/commands/broker.js', 'dist/scripts/commands/doctor.js'];
+const ENTRIES = ['dist/scripts/sei-device.js', ...['agent', 'run', 'finetune', 'broker', 'doctor'].map((c) => `dist/scripts/commands/${c}.js`)];
 /** Whole folders shipped as they are (the runtime loads its .wasm by path; models are data). */
 const FOLDERS = ['dist/runtime', 'dist/device-agent', 'dist/models'];
 /** Server-side packages that never go on a box. */

@@ -8,7 +8,7 @@ import { Command } from 'commander';
 import { runCli } from './run-cli.js';
 
 /** The device's commands, in `sei --help` order. */
-export const DEVICE_COMMANDS = ['agent', 'run', 'broker', 'doctor'] as const;
+export const DEVICE_COMMANDS = ['agent', 'run', 'finetune', 'broker', 'doctor'] as const;
 
 const program = new Command('sei')
   .description('sei-edge on the device: run the agent, check the box')
