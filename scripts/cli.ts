@@ -12,6 +12,9 @@ const program = new Command('sei')
   .showHelpAfterError()
   .exitOverride();
 
-for (const register of commands) register(program);
+// Load only the command being run; `sei`, `sei --help` or an unknown name load them all to list them.
+const requested = process.argv.slice(2).find((arg) => !arg.startsWith('-'));
+const chosen = commands.filter(([names]) => requested !== undefined && names.includes(requested));
+for (const [, load] of chosen.length > 0 ? chosen : commands) (await load()).register(program);
 
 await runCli(program);

@@ -1,19 +1,28 @@
 import type { Command } from 'commander';
-import { register as run } from './run.js';
-import { register as verify } from './verify.js';
-import { register as bench } from './bench.js';
-import { register as agent } from './agent.js';
-import { register as broker } from './broker.js';
-import { register as demo } from './demo.js';
-import { register as doctor } from './doctor.js';
-import { register as finetune } from './finetune.js';
-import { register as train } from './train.js';
-import { register as evalCmd } from './eval.js';
-import { register as exportCmd } from './export.js';
-import { register as ablate } from './ablate.js';
-import { register as keys } from './keys.js';
-import { register as sign } from './sign.js';
-import { register as deploy } from './deploy.js';
 
-/** Every CLI command, in the order `sei --help` lists them. */
-export const commands: ReadonlyArray<(program: Command) => void> = [run, verify, bench, agent, broker, demo, doctor, finetune, train, evalCmd, exportCmd, ablate, keys, sign, deploy];
+/** A command module: scripts/commands/<name>.ts exports `register(program)`. */
+export interface CommandModule {
+  register(program: Command): void;
+}
+
+/**
+ * Every CLI command, in the order `sei --help` lists them. Each is imported only when it runs (or for --help),
+ * so that `sei agent` does not load TensorFlow.js and `sei train` does not load the MQTT stack.
+ */
+export const commands: ReadonlyArray<readonly [names: readonly string[], load: () => Promise<CommandModule>]> = [
+  [['run'], () => import('./run.js')],
+  [['verify'], () => import('./verify.js')],
+  [['bench'], () => import('./bench.js')],
+  [['agent'], () => import('./agent.js')],
+  [['broker'], () => import('./broker.js')],
+  [['demo'], () => import('./demo.js')],
+  [['doctor'], () => import('./doctor.js')],
+  [['finetune', 'finetune-experiment'], () => import('./finetune.js')],
+  [['train'], () => import('./train.js')],
+  [['eval'], () => import('./eval.js')],
+  [['export'], () => import('./export.js')],
+  [['ablate'], () => import('./ablate.js')],
+  [['keys'], () => import('./keys.js')],
+  [['sign'], () => import('./sign.js')],
+  [['deploy'], () => import('./deploy.js')],
+];
