@@ -20,11 +20,14 @@ test('train, export and eval agree through the CLI', () => {
   assert.equal(trained['interrupted'], false);
   assert.equal(trained['epochs'], 1);
   assert.ok(existsSync(join(run, 'last.json')) && existsSync(join(run, 'best.bin')));
-  // --resume keeps the run's own settings (--lr 0.005, width 4) unless a flag is given again; --epochs raises the budget.
-  const resumed = sei('train', '--out', run, '--resume', '--epochs', '2', '--json');
+  // --resume keeps the run's own settings (--lr 0.005, width 4) unless a flag is given again; --epochs raises the
+  // budget; --teacher trains the ANN twin first and distils from it for the rest of the run.
+  const resumed = sei('train', '--out', run, '--resume', '--epochs', '2', '--teacher', '--teacher-epochs', '1', '--json');
   assert.equal(resumed['epochs'], 2);
-  const stored = JSON.parse(readFileSync(join(run, 'last.json'), 'utf8')) as { config: { lr: number; epochs: number; net: { width: number } } };
-  assert.deepEqual([stored.config.lr, stored.config.epochs, stored.config.net.width], [0.005, 2, 4]);
+  assert.equal(typeof resumed['teacherTestAccuracy'], 'number');
+  const stored = JSON.parse(readFileSync(join(run, 'last.json'), 'utf8')) as { config: { lr: number; epochs: number; net: { width: number }; loss: { kdWeight: number } } };
+  assert.deepEqual([stored.config.lr, stored.config.epochs, stored.config.net.width, stored.config.loss.kdWeight], [0.005, 2, 4, 0.7]);
+  assert.ok(existsSync(join(run, 'teacher', 'last.json')));
   const model = join(tmp, 'tiny.bwsnn');
   const card = join(tmp, 'tiny.md');
   const exported = sei('export', '--checkpoint', run, '--out', model, '--onnx', join(tmp, 'tiny.onnx'), '--card', card, '--json');

@@ -1,7 +1,7 @@
 /**
  * A whole training run in one folder: the ANN teacher first when asked (`<dir>/teacher/`), then the SNN student
  * (`<dir>/last.*` every epoch, `<dir>/best.*` on the best validation accuracy). Resuming picks up whichever stage
- * was running.
+ * was running. The teacher's parameters are returned undisposed (the caller scores them).
  */
 import { join } from 'node:path';
 import type { Dataset } from './data/index.js';
@@ -9,7 +9,6 @@ import type { FitHooks, FitResult, TrainConfig } from './train.js';
 import { fit } from './train.js';
 import type { TeacherFn } from './recipe/kd.js';
 import { annTeacher, cachedTeacher, onnxTeacherLogits } from './recipe/kd.js';
-import { disposeParams } from './model.js';
 import { teacherNet } from './train.js';
 
 export interface RunResult {
@@ -30,6 +29,5 @@ export async function runTraining(cfg: TrainConfig, data: Dataset, dir: string, 
     teacherFn = cachedTeacher(logits, cfg.net.classes);
   }
   const student = await fit('student', cfg, data, dir, teacherFn ? { ...opts, teacherLogits: teacherFn } : opts);
-  if (teacher) disposeParams(teacher.params);
   return { student, teacher, interrupted: student.interrupted };
 }
