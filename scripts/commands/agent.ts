@@ -2,30 +2,20 @@
  * `sei agent --config FILE`: the device daemon. Flags override the file (the file's fields are documented in
  * device-agent/README.md). Runs until SIGINT/SIGTERM, then says goodbye to the broker and flushes its state.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { Agent, bundledModel, mergeDeep, modelKey, parseConfig, parseSourceSpec, readConfigFile } from '../../device-agent/index.js';
+import { Agent, mergeDeep, modelKey, parseConfig, parseSourceSpec, readConfigFile } from '../../device-agent/index.js';
 import type { MetricsSnapshot } from '../../device-agent/index.js';
-import { ConfigError, writeBwsnn } from '../../runtime/index.js';
+import { writeBwsnn } from '../../runtime/index.js';
+import { resolveModelArg } from '../model-arg.js';
 import { printJson } from '../output.js';
 
-/**
- * A `--model` value as a file the agent can register: a .bwsnn path as is, `random:SEED` (a seeded random model
- * in the Fashion-MNIST layout, for trying things before a trained model is at hand) written to `dir`.
- * No value: the bundled model, else random:1. The random generator lives with the test fixtures and is loaded
- * only when asked for, so that the device's agent never loads it.
- */
+/** A `--model` value (see resolveModelArg) as a file the agent can register: a random model is written to `dir`. */
 export async function modelFileFor(spec: string | undefined, dir: string): Promise<string> {
-  const chosen = spec ?? bundledModel() ?? 'random:1';
-  const m = /^random:(\d+)$/.exec(chosen);
-  if (!m) {
-    if (!existsSync(chosen)) throw new ConfigError(`--model: expected a .bwsnn file or random:SEED, got ${JSON.stringify(chosen)} (no such file)`, 'model');
-    return chosen;
-  }
-  const { randomModel, FMNIST_BLOCKS } = await import('../../test/fixtures/random-model.js');
-  const model = randomModel({ seed: Number(m[1]), blocks: FMNIST_BLOCKS, firstChannels: 32 });
+  const model = await resolveModelArg(spec);
+  if (typeof model === 'string') return model;
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${modelKey(model).replace(/[^A-Za-z0-9_.@-]/g, '_')}.bwsnn`);
   writeFileSync(path, writeBwsnn(model));

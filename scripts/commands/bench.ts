@@ -7,9 +7,8 @@
  * - the device agent end to end (bench/agent.ts) against the bare engine;
  * - sizes: .bwsnn vs the ANN's .onnx.
  */
-import { readdirSync, statSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { agentBenchFields, benchAgent } from '../../bench/agent.js';
 import { benchEngine, benchKernel } from '../../bench/kernel.js';
@@ -21,7 +20,8 @@ import { readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
 import type { BwsnnModel } from '../../runtime/index.js';
 import { annTwinOnnx, frameToNchw, snnTwinOnnx } from '../../trainer/export/onnx.js';
 import { printJson } from '../output.js';
-import { resolveModelArg, verifyFrames } from './verify.js';
+import { resolveModelArg } from '../model-arg.js';
+import { verifyFrames } from './verify.js';
 
 /** Length of one measuring round; contenders alternate rounds. */
 const ROUND_SECONDS = 0.5;
@@ -29,14 +29,11 @@ const ROUND_SECONDS = 0.5;
 /** The kernel benchmark's layer: the middle of the Fashion-MNIST layout. */
 export const KERNEL_SHAPE: ConvShape = { cin: 64, cout: 64, h: 14, w: 14, k: 3 };
 
-const MODELS = fileURLToPath(new URL('../../models/', import.meta.url));
-
-/** The bundled model (first models/*.bwsnn) if there is one, else random:1 (Fashion-MNIST layout, 32, T=2). */
-function benchModel(spec: string | undefined): { model: BwsnnModel; source: string; bytes: number } {
-  const source = spec ?? readdirSync(MODELS).filter((f) => f.endsWith('.bwsnn')).sort().map((f) => MODELS + f)[0] ?? 'random:1';
-  const resolved = resolveModelArg(source);
-  if (typeof resolved === 'string') return { model: readBwsnnFile(resolved), source, bytes: statSync(resolved).size };
-  return { model: resolved, source, bytes: writeBwsnn(resolved).length };
+/** The model of the whole-model comparison: --model, else the bundled model, else random:1. */
+async function benchModel(spec: string | undefined): Promise<{ model: BwsnnModel; source: string; bytes: number }> {
+  const resolved = await resolveModelArg(spec);
+  if (typeof resolved === 'string') return { model: readBwsnnFile(resolved), source: resolved, bytes: statSync(resolved).size };
+  return { model: resolved, source: spec ?? 'random:1', bytes: writeBwsnn(resolved).length };
 }
 
 /**
@@ -67,7 +64,7 @@ export function register(program: Command): void {
       console.log(`machine: ${machine.cpu}, ${machine.cores} cores [${machine.simdFlags.join(' ')}], node ${machine.node}, onnxruntime-node ${machine.onnxruntime}`);
       console.log(`every measurement runs on one thread, timed on the ${opts.clock === 'cpu' ? 'process CPU-time' : 'wall'} clock; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} before the run`);
 
-      const { model, source, bytes: bwsnnBytes } = benchModel(opts.model);
+      const { model, source, bytes: bwsnnBytes } = await benchModel(opts.model);
       const frames = verifyFrames(model.input, 16).slice(-16).map((f) => f.data);
       const nchw = frames.map((f) => frameToNchw(f, model.input));
       // Every contender runs in the same alternating short rounds and keeps its best, so that load from other

@@ -11,7 +11,7 @@ import { layerUnits } from '../../runtime/format/model.js';
 import { loadModel } from '../../runtime/index.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { printJson } from '../output.js';
-import { resolveModelArg } from './verify.js';
+import { resolveModelArg } from '../model-arg.js';
 
 const SAMPLES = fileURLToPath(new URL('../../models/samples/', import.meta.url));
 export const SAMPLE_IMAGES = `${SAMPLES}fmnist-t10k-first1000-images-idx3-ubyte.gz`;
@@ -96,7 +96,7 @@ export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => 
   if (opts.labels !== undefined && opts.frames === undefined) {
     throw new ConfigError('--labels: expected together with --frames (the default frames bring their own labels), got --labels alone', 'labels');
   }
-  const engine = await loadModel(resolveModelArg(opts.model), { kernel: opts.kernel ?? 'auto' });
+  const engine = await loadModel(await resolveModelArg(opts.model), { kernel: opts.kernel ?? 'auto' });
   const imagesPath = opts.frames ?? SAMPLE_IMAGES;
   const source = frameSource(readIdxArg(imagesPath, '--frames'), engine, imagesPath);
   const labelsPath = opts.frames === undefined ? SAMPLE_LABELS : opts.labels;

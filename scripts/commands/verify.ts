@@ -5,33 +5,24 @@
  * semantics (trainer/export/onnx.ts), so agreement means the kernels, the LIF loop, the shortcuts and the
  * format reader all do what ARCHITECTURE.md says.
  */
-import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { ConfigError } from '../../runtime/errors.js';
 import { FASHION_MNIST_DIR, labelledFrames, readIdx, readMnistSplit } from '../../runtime/data/idx.js';
-import type { BwsnnModel, Shape3 } from '../../runtime/format/model.js';
+import type { Shape3 } from '../../runtime/format/model.js';
 import { layerUnits } from '../../runtime/format/model.js';
 import { loadModel } from '../../runtime/index.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { frameToNchw, hwcToNchwIndex, snnTwinOnnx, spikeOutputName, TWIN_OUTPUT } from '../../trainer/export/onnx.js';
 import { openOrt } from '../../trainer/export/ort.js';
-import { FMNIST_BLOCKS, randomModel, rng } from '../../test/fixtures/random-model.js';
+import { rng } from '../../test/fixtures/random-model.js';
+import { resolveModelArg } from '../model-arg.js';
 import { positiveInt, printJson } from '../output.js';
 
 /** Largest relative logit error accepted (relative to the frame's largest |logit|). */
 export const LOGIT_TOLERANCE = 1e-5;
 
 const SAMPLES = fileURLToPath(new URL('../../models/samples/', import.meta.url));
-
-/** `FILE` (a .bwsnn) or `random:SEED` (the Fashion-MNIST layout, 32 first channels, random weights). */
-export function resolveModelArg(spec: string): BwsnnModel | string {
-  const m = /^random:(\d+)$/.exec(spec);
-  if (m) return randomModel({ seed: Number(m[1]), blocks: FMNIST_BLOCKS, firstChannels: 32 });
-  if (spec.startsWith('random:')) throw new ConfigError(`--model: expected random:<non-negative integer seed>, got ${JSON.stringify(spec)}`, 'model');
-  if (!existsSync(spec)) throw new ConfigError(`--model: expected a .bwsnn file or random:SEED, got ${JSON.stringify(spec)} (no such file)`, 'model');
-  return spec;
-}
 
 export interface VerifyFrame {
   /** e.g. `random#3` or `fashion-mnist#17`. */
@@ -155,7 +146,7 @@ export function register(program: Command): void {
     .option('--json', 'print a JSON summary on the last line')
     .action(async (opts: { model: string; frames: number; kernel: string; json?: boolean }) => {
       if (!['auto', 'wasm', 'reference'].includes(opts.kernel)) throw new ConfigError(`--kernel: expected auto, wasm or reference, got ${JSON.stringify(opts.kernel)}`, 'kernel');
-      const engine = await loadModel(resolveModelArg(opts.model), { kernel: opts.kernel as KernelChoice });
+      const engine = await loadModel(await resolveModelArg(opts.model), { kernel: opts.kernel as KernelChoice });
       const frames = verifyFrames(engine.model.input, opts.frames);
       const real = frames.filter((f) => f.id.startsWith('fashion')).length;
       const started = performance.now();

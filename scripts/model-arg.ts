@@ -1,0 +1,21 @@
+import { existsSync } from 'node:fs';
+import { bundledModel } from '../device-agent/models.js';
+import { ConfigError } from '../runtime/errors.js';
+import type { BwsnnModel } from '../runtime/format/model.js';
+
+/**
+ * A `--model` value: a .bwsnn path as is, or `random:SEED` — a seeded random model of the Fashion-MNIST layout
+ * (32 first channels, T = 2), for trying things without a trained model. No value: the bundled model, else random:1.
+ * The random generator lives with the test fixtures and is imported only when asked for, so a box never loads it.
+ */
+export async function resolveModelArg(spec: string | undefined): Promise<BwsnnModel | string> {
+  const chosen = spec ?? bundledModel() ?? 'random:1';
+  const m = /^random:(\d+)$/.exec(chosen);
+  if (m) {
+    const { randomModel, FMNIST_BLOCKS } = await import('../test/fixtures/random-model.js');
+    return randomModel({ seed: Number(m[1]), blocks: FMNIST_BLOCKS, firstChannels: 32 });
+  }
+  if (chosen.startsWith('random:')) throw new ConfigError(`--model: expected random:<non-negative integer seed>, got ${JSON.stringify(chosen)}`, 'model');
+  if (!existsSync(chosen)) throw new ConfigError(`--model: expected a .bwsnn file or random:SEED, got ${JSON.stringify(chosen)} (no such file)`, 'model');
+  return chosen;
+}
