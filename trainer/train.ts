@@ -241,6 +241,8 @@ export async function fit(
         state = { ...state, batchInEpoch: b + 1, wallSeconds: wallBase + secs };
         await save('last');
       }
+      // Let signal handlers (Ctrl+C) run: the batch loop is otherwise synchronous and never yields.
+      await new Promise((resolve) => setImmediate(resolve));
       if (hooks.shouldStop?.()) {
         interrupted = b + 1 < batches.length;
         if (interrupted) {
