@@ -1,16 +1,7 @@
 /** Seeded randomness for splits, shuffles, initialisation and simulated shifts: same seed, same numbers. */
+import { rng } from '../../runtime/index.js';
 
-/** mulberry32: small and fast; returns floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 /** Standard normal samples (Box-Muller) from a uniform source. */
 export function gaussian(uniform: () => number): () => number {

@@ -2,18 +2,9 @@
  * Seeded randomness for the trainer. Every stream is derived from (seed, purpose, index), e.g. the shuffle of
  * epoch 7, so a run resumed from a checkpoint draws exactly what the uninterrupted run would have drawn.
  */
+import { rng } from '../../runtime/data/random.js';
 
-/** mulberry32: floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 /** A generator for one purpose and index under a run seed. */
 export function stream(seed: number, purpose: string, index = 0): () => number {

@@ -1,0 +1,14 @@
+/**
+ * The project's one seeded generator (mulberry32: small, fast, good enough for shuffles, splits, initialisation
+ * and test data): the same seed gives the same numbers on every machine. Returns floats in [0, 1).
+ */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
