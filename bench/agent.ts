@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { Agent, sampleFrames, startBroker } from '../device-agent/index.js';
-import { createEngine, writeBwsnn } from '../runtime/index.js';
+import { Agent, startBroker } from '../device-agent/index.js';
+import { createEngine, sampleFrames, writeBwsnn } from '../runtime/index.js';
 import type { BwsnnModel, KernelChoice } from '../runtime/index.js';
 
 export interface AgentBenchOptions {

@@ -14,7 +14,7 @@ export { MqttLink } from './mqtt/link.js';
 export type { Command, LinkEvents, LinkOptions } from './mqtt/link.js';
 export { centredSquare, decodePgm, decodePicture, isPicture, toModelFrame } from './sources/image.js';
 export type { Image } from './sources/image.js';
-export { createSource, defaultFrames, PushSource, SAMPLES_DIR, sampleFrames } from './sources/index.js';
+export { createSource, defaultFrames, PushSource } from './sources/index.js';
 export type { FrameSource, SourceFrame, SourceOptions } from './sources/index.js';
 export { DropOldestQueue } from './sources/queue.js';
 export { MemoryStore } from './store/memory.js';

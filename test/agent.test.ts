@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
-import { Agent, loadConfigFile, parseConfig, sampleFrames, SqliteStore, startBroker } from '../device-agent/index.js';
+import { Agent, loadConfigFile, parseConfig, SqliteStore, startBroker } from '../device-agent/index.js';
 import type { AgentResult, MetricsSnapshot } from '../device-agent/index.js';
-import { ConfigError } from '../runtime/index.js';
+import { ConfigError, sampleFrames } from '../runtime/index.js';
 import { agentConfig, modelFile, Operator } from './helpers/agent.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

@@ -16,7 +16,7 @@ import type { FeatureEngine, TrainingFrame } from '../device-agent/finetune/inde
 import { createEngine, encodeIdx, FASHION_MNIST_DIR, readBwsnn, readMnistSplit, writeBwsnn } from '../runtime/index.js';
 import type { BwsnnModel } from '../runtime/index.js';
 import { readTrainingFrames, standInModel } from '../scripts/commands/finetune.js';
-import { SAMPLE_IMAGES, SAMPLE_LABELS } from '../scripts/commands/run.js';
+import { SAMPLE_IMAGES, SAMPLE_LABELS } from '../runtime/index.js';
 
 const test = readMnistSplit(FASHION_MNIST_DIR, 't10k');
 const shape = [28, 28, 1] as const;

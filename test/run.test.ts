@@ -8,8 +8,8 @@ import { after, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { ConfigError } from '../runtime/errors.js';
 import { encodeIdx, readIdx } from '../runtime/data/idx.js';
-import { createEngine, loadModel, writeBwsnn } from '../runtime/index.js';
-import { formatFrameLine, runFrames, SAMPLE_IMAGES, SAMPLE_LABELS, type FrameLine } from '../scripts/commands/run.js';
+import { createEngine, loadModel, SAMPLE_IMAGES, SAMPLE_LABELS, writeBwsnn } from '../runtime/index.js';
+import { formatFrameLine, runFrames, type FrameLine } from '../scripts/commands/run.js';
 import { FMNIST_BLOCKS, randomModel } from './fixtures/random-model.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sei-run-'));

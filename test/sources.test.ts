@@ -6,9 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { PNG } from 'pngjs';
-import { centredSquare, createSource, decodePgm, decodePicture, DropOldestQueue, parseSourceSpec, sampleFrames, toModelFrame } from '../device-agent/index.js';
+import { centredSquare, createSource, decodePgm, decodePicture, DropOldestQueue, parseSourceSpec, toModelFrame } from '../device-agent/index.js';
 import type { FrameSource, SourceFrame, SourceOptions } from '../device-agent/index.js';
-import { ConfigError, FrameError } from '../runtime/index.js';
+import { ConfigError, FrameError, sampleFrames } from '../runtime/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sei-sources-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

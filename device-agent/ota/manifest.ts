@@ -11,7 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError, FORMAT_VERSION, inspectBwsnn, keyFingerprint, loadModel, OtaError, readBwsnn, show, writeBwsnn } from '../../runtime/index.js';
 import type { Engine } from '../../runtime/index.js';
 import { sha256 } from '../models.js';
-import { sampleFrames } from '../sources/index.js';
+import { sampleFrames } from '../../runtime/index.js';
 
 export const MANIFEST_SCHEMA = 1;
 /** Ops the runtime can execute (the .bwsnn v1 op set). */

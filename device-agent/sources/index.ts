@@ -4,10 +4,9 @@
  * (stdin video, the MQTT `frames/in` topic) push and never wait for the engine.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
-import { FASHION_MNIST_DIR, FrameError, labelledFrames, readIdx, readMnistSplit } from '../../runtime/index.js';
+import { FASHION_MNIST_DIR, FrameError, labelledFrames, readIdx, readMnistSplit, sampleFrames } from '../../runtime/index.js';
 import type { LabelledFrames } from '../../runtime/index.js';
 import type { Crop, SourceSpec } from '../config.js';
 import { decodePicture, toModelFrame } from './image.js';
@@ -43,9 +42,6 @@ export interface SourceOptions {
   readonly push?: PushSource;
 }
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-/** The first 1000 Fashion-MNIST test frames shipped with the repo. */
-export const SAMPLES_DIR = join(REPO, 'models', 'samples');
 
 /** The Fashion-MNIST test set if installed, else the shipped samples. */
 export function defaultFrames(): { frames: LabelledFrames; description: string } {
@@ -53,13 +49,6 @@ export function defaultFrames(): { frames: LabelledFrames; description: string }
     return { frames: readMnistSplit(FASHION_MNIST_DIR, 't10k'), description: `Fashion-MNIST test set (${FASHION_MNIST_DIR})` };
   }
   return { frames: sampleFrames(), description: 'Fashion-MNIST samples (models/samples)' };
-}
-
-export function sampleFrames(): LabelledFrames {
-  return labelledFrames(
-    readIdx(join(SAMPLES_DIR, 'fmnist-t10k-first1000-images-idx3-ubyte.gz')),
-    readIdx(join(SAMPLES_DIR, 'fmnist-t10k-first1000-labels-idx1-ubyte.gz')),
-  );
 }
 
 export function createSource(spec: SourceSpec, opts: SourceOptions): FrameSource {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { FormatError } from '../errors.js';
 
@@ -81,6 +82,15 @@ export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 export const FASHION_MNIST_LABELS = [
   'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
 ] as const;
+
+/** The first 1000 Fashion-MNIST test frames and their labels, shipped in models/samples/ (no download needed). */
+export const SAMPLES_DIR = fileURLToPath(new URL('../../models/samples/', import.meta.url));
+export const SAMPLE_IMAGES = `${SAMPLES_DIR}fmnist-t10k-first1000-images-idx3-ubyte.gz`;
+export const SAMPLE_LABELS = `${SAMPLES_DIR}fmnist-t10k-first1000-labels-idx1-ubyte.gz`;
+
+export function sampleFrames(): LabelledFrames {
+  return labelledFrames(readIdx(SAMPLE_IMAGES), readIdx(SAMPLE_LABELS));
+}
 
 /** Reads the `train` or `t10k` split of an MNIST-layout folder; a missing folder says how to get it. */
 export function readMnistSplit(dir: string, split: 'train' | 't10k'): LabelledFrames {

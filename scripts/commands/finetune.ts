@@ -17,11 +17,10 @@ import {
   accuracy, applyShift, extractFeatures, featureEngine, fineTune, GATE_DEFAULTS, SHIFTS, TRAIN_DEFAULTS, trainHead, toHead,
 } from '../../device-agent/finetune/index.js';
 import type { FeatureSet, FineTuneResult, GateOptions, Shift, TrainOptions, TrainingFrame } from '../../device-agent/finetune/index.js';
-import { ConfigError, encodeIdx, FASHION_MNIST_DIR, FASHION_MNIST_LABELS, FormatError, labelledFrames, readBwsnn, readIdx, readMnistSplit, writeBwsnn } from '../../runtime/index.js';
+import { ConfigError, encodeIdx, FASHION_MNIST_DIR, FASHION_MNIST_LABELS, FormatError, labelledFrames, readBwsnn, readIdx, readMnistSplit, SAMPLE_IMAGES, SAMPLE_LABELS, writeBwsnn } from '../../runtime/index.js';
 import type { BwsnnModel, LabelledFrames } from '../../runtime/index.js';
 import { FMNIST_BLOCKS, randomModel } from '../../test/fixtures/random-model.js';
 import { printJson } from '../output.js';
-import { SAMPLE_IMAGES, SAMPLE_LABELS } from './run.js';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 const MB = 1024 * 1024;

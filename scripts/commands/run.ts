@@ -2,20 +2,16 @@
  * `sei run`: streams frames through the runtime engine and prints one line per frame, then a summary.
  * Default frames: the first 1000 Fashion-MNIST test frames shipped in models/samples/, with their labels.
  */
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { ConfigError, FormatError } from '../../runtime/errors.js';
 import type { IdxArray } from '../../runtime/data/idx.js';
-import { readIdx } from '../../runtime/data/idx.js';
+import { readIdx, SAMPLE_IMAGES, SAMPLE_LABELS } from '../../runtime/data/idx.js';
 import { layerUnits } from '../../runtime/format/model.js';
 import { loadModel } from '../../runtime/index.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { printJson } from '../output.js';
 import { resolveModelArg } from '../model-arg.js';
 
-const SAMPLES = fileURLToPath(new URL('../../models/samples/', import.meta.url));
-export const SAMPLE_IMAGES = `${SAMPLES}fmnist-t10k-first1000-images-idx3-ubyte.gz`;
-export const SAMPLE_LABELS = `${SAMPLES}fmnist-t10k-first1000-labels-idx1-ubyte.gz`;
 const KERNELS: readonly KernelChoice[] = ['auto', 'wasm', 'reference'];
 
 export interface RunOptions {

@@ -5,10 +5,9 @@
  * semantics (trainer/export/onnx.ts), so agreement means the kernels, the LIF loop, the shortcuts and the
  * format reader all do what ARCHITECTURE.md says.
  */
-import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { ConfigError } from '../../runtime/errors.js';
-import { FASHION_MNIST_DIR, labelledFrames, readIdx, readMnistSplit } from '../../runtime/data/idx.js';
+import { FASHION_MNIST_DIR, readMnistSplit, sampleFrames } from '../../runtime/data/idx.js';
 import type { Shape3 } from '../../runtime/format/model.js';
 import { layerUnits } from '../../runtime/format/model.js';
 import { loadModel } from '../../runtime/index.js';
@@ -21,8 +20,6 @@ import { positiveInt, printJson } from '../output.js';
 
 /** Largest relative logit error accepted (relative to the frame's largest |logit|). */
 export const LOGIT_TOLERANCE = 1e-5;
-
-const SAMPLES = fileURLToPath(new URL('../../models/samples/', import.meta.url));
 
 export interface VerifyFrame {
   /** e.g. `random#3` or `fashion-mnist#17`. */
@@ -41,7 +38,7 @@ export function verifyFrames(input: Shape3, n: number, seed = 1): VerifyFrame[] 
   const frames: VerifyFrame[] = Array.from({ length: n }, (_, i) => ({ id: `random#${i}`, data: Uint8Array.from({ length: size }, () => Math.floor(r() * 256)) }));
   if (input[0] !== 28 || input[1] !== 28 || input[2] !== 1) return frames;
   const real = n <= 1000
-    ? labelledFrames(readIdx(`${SAMPLES}fmnist-t10k-first1000-images-idx3-ubyte.gz`), readIdx(`${SAMPLES}fmnist-t10k-first1000-labels-idx1-ubyte.gz`))
+    ? sampleFrames()
     : readMnistSplit(FASHION_MNIST_DIR, 't10k');
   for (let i = 0; i < Math.min(n, real.count); i++) frames.push({ id: `fashion-mnist#${i}`, data: real.frame(i) });
   return frames;
