@@ -5,10 +5,12 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
-import { ConfigError, FrameError, loadModel, show } from '../runtime/index.js';
-import type { Engine, InferResult } from '../runtime/index.js';
+import { ConfigError, FrameError, loadModel, OtaError, sampleFrames, show, writeBwsnn } from '../runtime/index.js';
+import type { BwsnnModel, Engine, InferResult } from '../runtime/index.js';
 import type { AgentConfig } from './config.js';
 import { configToJson, mergeDeep, parseConfig, sourceSpecString } from './config.js';
+import { fineTuneAsync } from './finetune/index.js';
+import type { FineTuneProgress, GateOptions, TrainingFrame } from './finetune/index.js';
 import { MetricsCollector } from './metrics/collector.js';
 import type { MetricsSnapshot } from './metrics/collector.js';
 import { PrometheusExporter } from './metrics/prometheus.js';
@@ -55,7 +57,7 @@ export interface AgentOptions {
   readonly stdin?: Readable;
 }
 
-const COMMANDS = ['status', 'config', 'models', 'activate', 'label'] as const;
+const COMMANDS = ['status', 'config', 'models', 'activate', 'label', 'finetune'] as const;
 /** Predictions held for the next message at most; older ones are dropped (and counted). */
 const MAX_PENDING_PREDICTIONS = 5000;
 const LOG_FLUSH_MS = 250;
@@ -87,6 +89,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly stdin: Readable | undefined;
   /** Remote model updates (device-agent/ota). */
   readonly ota: OtaManager;
+  /** The fine-tuning run in progress (one at a time). */
+  private finetuning: Promise<Json> | null = null;
+  /** The model's shipped reference frames (models/samples/), read on the first fine-tuning run. */
+  private reference: TrainingFrame[] | null = null;
   /** Port of the Prometheus endpoint once listening. */
   metricsPort: number | null = null;
 
@@ -141,7 +147,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.link.on('online', (p) => this.emit('online', p));
       this.link.on('offline', () => this.emit('offline'));
       this.link.on('error', (err) => this.report(err));
-      this.link.on('command', (cmd, reply) => this.onCommand(cmd, reply));
+      this.link.on('command', (cmd, reply, progress) => this.onCommand(cmd, reply, progress));
       this.link.on('frame', (payload, props) => this.onMqttFrame(payload, props));
       this.link.on('message', (suffix, payload) => this.ota.onMessage(suffix, payload));
       this.link.start();
@@ -170,6 +176,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.source?.close();
     this.queue.close();
     await this.loopDone;
+    // A fine-tuning run sees `running` false at its next step and ends; it must not outlive the store.
+    await this.finetuning?.catch(() => undefined);
     this.flushLog();
     this.ota.stop();
     await this.link?.stop();
@@ -405,7 +413,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
   }
 
-  private onCommand(cmd: Command, reply: (o: { ok: true; result: unknown } | { ok: false; error: Error }) => void): void {
+  private onCommand(cmd: Command, reply: (o: { ok: true; result: unknown } | { ok: false; error: Error }) => void, progress: (body: unknown) => void): void {
     const run = async (): Promise<unknown> => {
       if (cmd.parseError) throw cmd.parseError;
       switch (cmd.name) {
@@ -428,6 +436,8 @@ export class Agent extends EventEmitter<AgentEvents> {
         }
         case 'label':
           return this.label(cmd.args);
+        case 'finetune':
+          return this.finetune(cmd.args, progress);
         default:
           throw new ConfigError(`command: expected one of ${COMMANDS.join(', ')}, got ${show(cmd.name)}`, 'command');
       }
@@ -491,8 +501,109 @@ export class Agent extends EventEmitter<AgentEvents> {
       if (!held || held.id !== frame) missing.push(frame);
       else saved.push({ frame, ts: held.ts, label, shape: [h, w, c] as const, data: held.data });
     }
+    const before = this.store.labelledFrameCount();
     this.store.saveLabelledFrames(saved);
-    return { saved: saved.length, missing, total: this.store.labelledFrameCount() };
+    const total = this.store.labelledFrameCount();
+    const auto = this.config.finetune.auto;
+    if (auto && Math.floor(total / auto.minLabelled) > Math.floor(before / auto.minLabelled)) this.autoFinetune(total);
+    return { saved: saved.length, missing, total };
+  }
+
+  /**
+   * `finetune` (device-agent/finetune): retrains the active model's float head on the stored labelled frames,
+   * handing the event loop back every few ms so that frames keep flowing; the gate decides; an accepted head
+   * becomes the next version of the model (meta.parent names the active one) and is installed by the OTA path
+   * (activation, probation, automatic rollback). Progress goes to `progress`; one run at a time, and none while
+   * an update is under way.
+   */
+  finetune(args: Json, progress: (body: Json) => void = () => undefined): Promise<Json> {
+    const busy = this.finetuning ? 'a fine-tuning run is in progress' : this.ota.busy();
+    if (busy) return Promise.reject(new OtaError(`finetune: busy: ${busy}; try again when it has finished`, 'finetune'));
+    const run = this.finetuneNow(args, progress).finally(() => {
+      this.finetuning = null;
+    });
+    this.finetuning = run;
+    return run;
+  }
+
+  private async finetuneNow(args: Json, progress: (body: Json) => void): Promise<Json> {
+    const gate = args.gate ?? {};
+    if (typeof gate !== 'object' || gate === null || Array.isArray(gate)) throw new ConfigError(`finetune: gate: expected an object of gate options, got ${show(gate)}`, 'gate');
+    const parent = this.engine!.model;
+    const parentVersion = this.activeVersion!;
+    const parentRec = this.store.getModel(parentVersion)!;
+    const [h, w, c] = parent.input;
+    const classes = parent.head.outFeatures;
+    const stored = this.store.labelledFrames();
+    // Frames labelled under another model (other input shape or classes) cannot train this one.
+    const usable = stored.filter((f) => f.shape[0] === h && f.shape[1] === w && f.shape[2] === c && f.label < classes);
+    // The cache key names the pixels: frame numbers restart with every run of the agent.
+    const frames: TrainingFrame[] = usable.map((f) => ({ id: `sha256:${sha256(f.data)}`, data: f.data, label: f.label }));
+    const version = this.nextVersion(parent);
+    let lastTenth = -1;
+    const onProgress = (p: FineTuneProgress): void => {
+      if (!this.running) throw new ConfigError('finetune: expected the agent to keep running, got a stop during the run', 'finetune');
+      // About ten reports per phase: enough to follow, not a flood on a slow link.
+      const tenth = p.phase === 'features' ? Math.floor((10 * p.done) / p.total) : p.phase === 'train' ? Math.floor((10 * p.epoch) / p.epochs) : 10;
+      if (p.phase === 'gate' || tenth !== lastTenth) progress({ ...p, ...(p.phase === 'train' ? { loss: round4(p.loss) } : {}) });
+      lastTenth = p.phase === 'gate' ? -1 : tenth;
+    };
+    const result = await fineTuneAsync({
+      parent, parentSha256: parentRec.sha256, frames, reference: this.referenceFrames(parent), cache: this.store.features, gate: gate as GateOptions, version, onProgress,
+    });
+    const d = result.decision;
+    const summary = {
+      parent: parentVersion,
+      labelled: { stored: stored.length, used: frames.length },
+      reasons: d.reasons,
+      holdout: { frames: d.holdout.frames, before: round4(d.holdout.before), after: round4(d.holdout.after), fixed: d.holdout.fixed, broken: d.holdout.broken, pValue: d.holdout.pValue },
+      reference: { frames: d.reference.frames, before: round4(d.reference.before), after: round4(d.reference.after) },
+      timings: Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [k, Math.round(v)])),
+    };
+    if (!result.model) return { accepted: false, version: null, job: null, ...summary };
+    if (this.activeVersion !== parentVersion) {
+      throw new ConfigError(`finetune: expected ${parentVersion} to stay active during the run, got ${show(this.activeVersion)}; nothing installed`, 'finetune');
+    }
+    const key = `${result.model.name}@${result.model.version}`;
+    progress({ phase: 'activate', version: key });
+    const row = await this.ota.installLocal(writeBwsnn(result.model), 'finetune');
+    return { accepted: true, version: key, job: { jobId: row.jobId, state: row.state, step: row.step, reason: row.reason }, active: this.activeVersion, ...summary };
+  }
+
+  /** The next free version number of the model's name: a rolled-back fine-tune keeps its number. */
+  private nextVersion(model: BwsnnModel): number {
+    let v = model.version;
+    for (const m of this.store.listModels()) {
+      const at = m.version.lastIndexOf('@');
+      const n = Number(m.version.slice(at + 1));
+      if (m.version.slice(0, at) === model.name && Number.isSafeInteger(n)) v = Math.max(v, n);
+    }
+    return v + 1;
+  }
+
+  private referenceFrames(model: BwsnnModel): TrainingFrame[] {
+    if (!this.reference) {
+      const samples = sampleFrames();
+      const [h, w, c] = model.input;
+      const [sh, sw, sc] = samples.frameShape;
+      if (sh !== h || sw !== w || sc !== c) {
+        throw new ConfigError(`finetune: reference frames: expected the shipped samples (models/samples/) to fit the model's input ${h}x${w}x${c}, got ${sh}x${sw}x${sc}`, 'finetune');
+      }
+      this.reference = Array.from({ length: samples.count }, (_, i) => ({ id: `reference#${i}`, data: samples.frame(i), label: samples.labels[i]! }));
+    }
+    return this.reference;
+  }
+
+  /** finetune.auto: the same run as `cmd/finetune`, reported on `reply/finetune`. */
+  private autoFinetune(labelled: number): void {
+    const send = (body: Json) => void this.link?.publish('reply/finetune', { command: 'finetune', trigger: 'auto', labelled, ...body }, { qos: body.progress ? 0 : 1 });
+    this.finetune({}, (progress) => send({ ok: true, progress })).then(
+      (result) => send({ ok: true, result }),
+      (err: Error) => {
+        send({ ok: false, error: { name: err.name, message: err.message, field: (err as { field?: string }).field ?? null } });
+        this.report(err);
+      },
+    );
   }
 }
 

@@ -106,6 +106,13 @@ export interface AgentConfig {
   };
   /** Remote model update: trusted keys, limits, probation (device-agent/ota/README.md). */
   readonly ota: OtaConfig;
+  readonly finetune: {
+    /**
+     * Automatic fine-tuning (device-agent/finetune/README.md): a run starts whenever the stored labelled frames
+     * reach a multiple of `minLabelled` (N, 2N, ...). Default null: only `cmd/finetune` starts one.
+     */
+    readonly auto: { readonly minLabelled: number } | null;
+  };
 }
 
 export type Json = Record<string, unknown>;
@@ -320,8 +327,19 @@ export function parseConfig(raw: unknown = {}): AgentConfig {
   };
   st.done();
   const ota = parseOtaConfig(r.sub('ota'));
+  const ft = r.sub('finetune');
+  const autoRaw = ft.raw('auto');
+  let auto: AgentConfig['finetune']['auto'] = null;
+  if (autoRaw !== undefined && autoRaw !== null && autoRaw !== false) {
+    if (typeof autoRaw !== 'object' || Array.isArray(autoRaw)) ft.fail('auto', 'null or {minLabelled}', autoRaw);
+    const a = ft.sub('auto');
+    // The gate refuses fewer than its minFrames (40) anyway.
+    auto = { minLabelled: a.num('minLabelled', 300, 40, 10_000_000, true) };
+    a.done();
+  }
+  ft.done();
   r.done();
-  return { fleet, device, topicPrefix, model, source, mqtt, reporting, metrics, store, ota };
+  return { fleet, device, topicPrefix, model, source, mqtt, reporting, metrics, store, ota, finetune: { auto } };
 }
 
 /**

@@ -79,6 +79,23 @@ for (const [name, open] of implementations) {
       s.close();
     });
 
+    test('feature cache: features round-trip bit for bit per (backbone, frame id); overwrite replaces', () => {
+      const s = open();
+      const a = Float64Array.from([0, 0.25, 1 / 3, -0, Number.MIN_VALUE, 1e300]);
+      assert.equal(s.features.get('b1', 'f1'), undefined);
+      s.features.set('b1', 'f1', a);
+      s.features.set('b2', 'f1', Float64Array.from([9]));
+      const got = s.features.get('b1', 'f1')!;
+      assert.ok(got instanceof Float64Array);
+      assert.deepEqual(Array.from(got), Array.from(a));
+      assert.ok(Object.is(got[3], -0));
+      assert.deepEqual(Array.from(s.features.get('b2', 'f1')!), [9]);
+      assert.equal(s.features.get('b1', 'f2'), undefined);
+      s.features.set('b1', 'f1', Float64Array.from([1, 2]));
+      assert.deepEqual(Array.from(s.features.get('b1', 'f1')!), [1, 2]);
+      s.close();
+    });
+
     test('outbox: ids increase, peek in order after an id, remove, bound drops the oldest', () => {
       const s = open({ outboxMax: 4 });
       const ids = [1, 2, 3].map((i) => s.outboxAdd({ topic: `t/${i}`, payload: `{"i":${i}}`, qos: 1, retain: i === 2 }));

@@ -34,7 +34,8 @@ export interface Command {
 export interface LinkEvents {
   online: [protocol: 4 | 5];
   offline: [];
-  command: [command: Command, reply: (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => void];
+  /** `progress` sends an interim `{ok: true, command, correlationId, progress}` to the reply topic (QoS 0) before the one reply. */
+  command: [command: Command, reply: (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => void, progress: (body: unknown) => void];
   frame: [payload: Buffer, properties: IPublishPacket['properties']];
   /** A message on one of `subscribe` (topic relative to the prefix). */
   message: [suffix: string, payload: Buffer];
@@ -185,17 +186,19 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     const props = packet.properties;
     const replyTopic = props?.responseTopic ?? (typeof replyTo === 'string' && replyTo.length > 0 ? replyTo : this.topic(`reply/${name}`));
     const correlation = props?.correlationData;
-    const reply = (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => {
-      const body: Json = { ok: outcome.ok, command: name };
+    const send = (fields: Json, qos: 0 | 1) => {
+      const body: Json = { ok: fields.ok ?? true, command: name };
       if (correlationId !== undefined) body.correlationId = correlationId;
       else if (correlation) body.correlationId = correlation.toString('utf8');
-      if (outcome.ok) body.result = outcome.result;
-      else body.error = { name: outcome.error.name, message: outcome.error.message, field: (outcome.error as { field?: string }).field ?? null };
-      const opts: IClientPublishOptions = { qos: 1 };
+      const opts: IClientPublishOptions = { qos };
       if (correlation && this.protocol === 5) opts.properties = { correlationData: correlation };
-      void this.publishTopic(replyTopic, body, opts);
+      void this.publishTopic(replyTopic, { ...body, ...fields }, opts);
     };
-    this.emit('command', { name, args: rest, parseError }, reply);
+    const reply = (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => {
+      if (outcome.ok) send({ ok: true, result: outcome.result }, 1);
+      else send({ ok: false, error: { name: outcome.error.name, message: outcome.error.message, field: (outcome.error as { field?: string }).field ?? null } }, 1);
+    };
+    this.emit('command', { name, args: rest, parseError }, reply, (progress) => send({ ok: true, progress }, 0));
   }
 
   /** Publishes now if connected: true once sent (QoS 0) or acknowledged (QoS 1); false if offline or refused. */

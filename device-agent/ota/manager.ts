@@ -10,7 +10,8 @@
  */
 import type { KeyObject } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync, ftruncateSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeFileSync, writeSync, ftruncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, inspectBwsnn, loadModel, OtaError, readBwsnn, show } from '../../runtime/index.js';
@@ -20,7 +21,7 @@ import type { AgentConfig } from '../config.js';
 import { sha256 } from '../models.js';
 import type { ModelRecord, StateStore } from '../store/types.js';
 import { freeBytes, fsyncDir, fsyncFile } from './disk.js';
-import { architectureProblem, canaryProblem, readPublicKey, verifyManifest } from './manifest.js';
+import { architectureProblem, buildManifest, canaryProblem, readPublicKey, verifyManifest } from './manifest.js';
 import type { Manifest } from './manifest.js';
 import { Probation, RecentResults } from './probation.js';
 import { blockCount, DEVICE_TOPICS, isTerminal, TOPIC } from './protocol.js';
@@ -206,6 +207,45 @@ export class OtaManager {
     const rec = await this.host.swap(prev);
     if (p) this.endProbationWith(p, `rolled back by hand (cmd/activate) during probation to ${rec.version}`);
     return { active: rec.version, rolledBackFrom: row.version };
+  }
+
+  /** Why no other activation may start now (a job under way or a version in probation), or null. */
+  busy(): string | null {
+    if (this.probation) return `job ${this.probation.row.jobId} is in PROBATION`;
+    const open = this.db.open().find((r) => r.state === 'IN_PROGRESS');
+    return open ? `job ${open.jobId} is ${open.step ?? open.state}` : null;
+  }
+
+  /**
+   * Installs a version made on this device (a fine-tuned head) through the steps a downloaded one takes from
+   * ACTIVATING on: atomic write into `dir`, load, canaries, registration, swap, probation, automatic rollback.
+   * It is a job like the others (its id starts with `origin`; reported on `ota/status`; `cmd/activate
+   * {rollback: true}` and a restart treat it alike). The manifest is built here and unsigned: the bytes never
+   * left the box. Resolves once the version runs in probation; refuses with "busy" while another job is open.
+   */
+  installLocal(bytes: Uint8Array, origin: string): Promise<JobRow> {
+    return new Promise((resolve, reject) => this.run(() => this.installLocalNow(bytes, origin).then(resolve, reject)));
+  }
+
+  private async installLocalNow(bytes: Uint8Array, origin: string): Promise<JobRow> {
+    const busy = this.busy();
+    if (busy) throw new OtaError(`busy: ${busy}`, 'job');
+    const m = await buildManifest(bytes);
+    if (this.host.registry.getModel(m.model)) throw new OtaError(`version ${m.model}: expected a version not yet registered, got a registered one`, 'version');
+    const arch = architectureProblem(m, this.host.active().engine?.model.input ?? m.architecture.input);
+    if (arch) throw new OtaError(arch, 'job');
+    const jobId = `${origin}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+    const job: Job = { jobId, manifest: { manifest: JSON.stringify(m), keyId: 'local', signature: '' }, blockSize: bytes.length, blockSha256: [sha256(bytes)], allowDowngrade: false };
+    this.db.add(job, 1, m.model);
+    // Nothing to download: the one block is here.
+    this.db.markBlock(jobId, new Uint8Array(1), 1);
+    const dir = this.dir;
+    mkdirSync(dir, { recursive: true });
+    const part = join(dir, `.ota-${jobId}-${this.host.config().device}.part`);
+    writeFileSync(part, bytes);
+    const row = this.transition(this.db.get(jobId)!, { state: 'IN_PROGRESS', step: 'ACTIVATING', partPath: part, previous: this.host.active().version });
+    await this.install(row, m, bytes);
+    return this.db.get(jobId)!;
   }
 
   // ------------------------------------------------------------------------------------------- job steps

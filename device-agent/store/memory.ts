@@ -1,5 +1,6 @@
 /** StateStore in memory: same behaviour as the SQLite store (one shared test suite), nothing survives the process. */
 import { ConfigError } from '../../runtime/index.js';
+import { MemoryFeatureCache } from '../finetune/features.js';
 import type { LabelledFrame, MetricsRecord, ModelRecord, OutboxMessage, PredictionRecord, RetentionLimits, StateStore } from './types.js';
 import { DEFAULT_LIMITS } from './types.js';
 
@@ -12,6 +13,7 @@ export class MemoryStore implements StateStore {
   private outbox: OutboxMessage[] = [];
   private nextOutboxId = 1;
   private dropped = 0;
+  readonly features = new MemoryFeatureCache();
 
   constructor(limits: Partial<RetentionLimits> = {}) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };

@@ -3,6 +3,7 @@
  */
 import Database from 'better-sqlite3';
 import { ConfigError } from '../../runtime/index.js';
+import type { FeatureCache } from '../finetune/features.js';
 import type { LabelledFrame, MetricsRecord, ModelRecord, ModelState, OutboxMessage, PredictionRecord, RetentionLimits, StateStore } from './types.js';
 import { DEFAULT_LIMITS } from './types.js';
 
@@ -18,6 +19,8 @@ CREATE INDEX IF NOT EXISTS predictions_ts ON predictions (ts);
 CREATE TABLE IF NOT EXISTS labelled_frames (
   frame INTEGER PRIMARY KEY, ts INTEGER NOT NULL, label INTEGER NOT NULL,
   height INTEGER NOT NULL, width INTEGER NOT NULL, channels INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS features (
+  backbone TEXT NOT NULL, frame_id TEXT NOT NULL, features BLOB NOT NULL, PRIMARY KEY (backbone, frame_id));
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload TEXT NOT NULL,
   qos INTEGER NOT NULL, retain INTEGER NOT NULL);
@@ -32,6 +35,7 @@ export class SqliteStore implements StateStore {
   private readonly db: Database.Database;
   private readonly limits: RetentionLimits;
   private dropped = 0;
+  readonly features: FeatureCache;
   private readonly s;
   private readonly tx;
 
@@ -70,6 +74,8 @@ export class SqliteStore implements StateStore {
       frameSave: db.prepare('INSERT OR REPLACE INTO labelled_frames (frame, ts, label, height, width, channels, data) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       frameList: db.prepare<[number], FrameRow>('SELECT * FROM labelled_frames ORDER BY frame LIMIT ?'),
       frameCount: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM labelled_frames'),
+      featureGet: db.prepare<[string, string], { features: Buffer }>('SELECT features FROM features WHERE backbone = ? AND frame_id = ?'),
+      featureSet: db.prepare('INSERT OR REPLACE INTO features (backbone, frame_id, features) VALUES (?, ?, ?)'),
       outAdd: db.prepare('INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)'),
       outPeek: db.prepare<[number, number], OutboxRow>('SELECT * FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
       outRemove: db.prepare('DELETE FROM outbox WHERE id = ?'),
@@ -77,6 +83,14 @@ export class SqliteStore implements StateStore {
       outTrim: db.prepare('DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)'),
     };
     const s = this.s;
+    this.features = {
+      get: (backbone, frameId) => {
+        const row = s.featureGet.get(backbone, frameId);
+        // A copy: the Float64Array needs its own 8-byte aligned buffer.
+        return row && row.features.length % 8 === 0 ? new Float64Array(new Uint8Array(row.features).buffer) : undefined;
+      },
+      set: (backbone, frameId, features) => void s.featureSet.run(backbone, frameId, Buffer.from(features.buffer, features.byteOffset, features.byteLength)),
+    };
     this.tx = {
       activate: db.transaction((version: string, now: number) => {
         s.modelDeactivate.run();

@@ -4,6 +4,8 @@
  * Every method that changes state is one atomic step: it either happens entirely or not at all.
  */
 
+import type { FeatureCache } from '../finetune/features.js';
+
 export type ModelState = 'available' | 'active' | 'failed';
 
 export interface ModelRecord {
@@ -82,6 +84,12 @@ export interface StateStore {
   saveLabelledFrames(frames: readonly LabelledFrame[]): void;
   labelledFrames(limit?: number): LabelledFrame[];
   labelledFrameCount(): number;
+
+  /**
+   * Head features of frames for fine-tuning, per (backbone fingerprint, frame id); a frame id names fixed pixels.
+   * Computed once per backbone: a fine-tuned version (same backbone) reuses its parent's.
+   */
+  readonly features: FeatureCache;
 
   /** Writes a message that must not be lost; returns its id. */
   outboxAdd(msg: Omit<OutboxMessage, 'id'>): number;
