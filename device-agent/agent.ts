@@ -9,7 +9,7 @@ import { ConfigError, FrameError, loadModel, OtaError, sampleFrames, show, write
 import type { BwsnnModel, Engine, InferResult } from '../runtime/index.js';
 import type { AgentConfig } from './config.js';
 import { configToJson, mergeDeep, parseConfig, sourceSpecString } from './config.js';
-import { fineTuneAsync } from './finetune/index.js';
+import { fineTuneAsync, GATE_DEFAULTS } from './finetune/index.js';
 import type { FineTuneProgress, GateOptions, TrainingFrame } from './finetune/index.js';
 import { MetricsCollector } from './metrics/collector.js';
 import type { MetricsSnapshot } from './metrics/collector.js';
@@ -529,6 +529,12 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async finetuneNow(args: Json, progress: (body: Json) => void): Promise<Json> {
     const gate = args.gate ?? {};
     if (typeof gate !== 'object' || gate === null || Array.isArray(gate)) throw new ConfigError(`finetune: gate: expected an object of gate options, got ${show(gate)}`, 'gate');
+    for (const [key, value] of Object.entries(gate)) {
+      // gateOptions checks the ranges; here only that each is a known option with a number.
+      if (!(key in GATE_DEFAULTS) || typeof value !== 'number') {
+        throw new ConfigError(`finetune: gate.${key}: expected a number for one of ${Object.keys(GATE_DEFAULTS).join(', ')}, got ${show(value)}`, `gate.${key}`);
+      }
+    }
     const parent = this.engine!.model;
     const parentVersion = this.activeVersion!;
     const parentRec = this.store.getModel(parentVersion)!;

@@ -206,6 +206,10 @@ describe('finetune.auto and busy over MQTT 5 (Mosquitto)', { skip: (MODEL === nu
     try {
       const seen = await frames;
       const active = agent.modelVersion;
+      const bad = await finetune(op, prefix, { gate: { minGian: 0.1 } });
+      assert.equal(bad.reply.ok, false);
+      assert.equal(bad.reply.error.field, 'gate.minGian');
+      assert.match(bad.reply.error.message, /expected a number for one of holdoutFraction, minGain/);
       // Wrong labels, so that the gate refuses the run and nothing is installed.
       const wrong = randomLabels(40, 11);
       const first = await op.command(prefix, 'label', { labels: seen.slice(0, 39).map((f, i) => ({ frame: f.id, label: wrong[i] })) });
