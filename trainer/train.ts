@@ -12,6 +12,7 @@ import { stream } from './data/random.js';
 import { applyBnUpdates, type BnUpdate } from './layers/batchnorm.js';
 import type { NetConfig, NetParams } from './model.js';
 import { forward, initParams, namedVariables } from './model.js';
+import { disposeBnStatistics, recalibrateBn, type RecalibrateOptions } from './recalibrate.js';
 import type { LossOptions } from './recipe/loss.js';
 import { seiLoss } from './recipe/loss.js';
 
@@ -37,7 +38,15 @@ export interface TrainConfig {
   readonly augment: Augment | null;
   readonly loss: LossOptions;
   readonly teacher: TeacherSpec | null;
+  /**
+   * BN recalibration batches (of `batchSize` training frames) before each epoch's validation, so `val` measures
+   * the statistics `sei export` ships (trainer/recalibrate.ts); 0 validates on the running averages. Absent in
+   * older runs: VAL_RECALIBRATE_BATCHES.
+   */
+  readonly valRecalibrate?: number;
 }
+
+export const VAL_RECALIBRATE_BATCHES = 50;
 
 export interface EpochRecord {
   readonly epoch: number;
@@ -176,6 +185,16 @@ export function trainStep(
   return out;
 }
 
+/** Validation accuracy with recalibrated BN statistics; `params` keeps its running averages (they are what training resumes from). */
+function validate(net: NetConfig, params: NetParams, data: Dataset, recalibrate: RecalibrateOptions): number {
+  const rec = recalibrateBn(net, params, data.train, recalibrate);
+  try {
+    return accuracy(predict(net, rec, data.val).predictions, data.val.labels);
+  } finally {
+    disposeBnStatistics(rec, params);
+  }
+}
+
 /**
  * Trains one network (student or teacher) in `dir`, resuming from `dir/last` when `resume` is set.
  * `teacherLogits(idx, x)` supplies soft targets per batch for the student.
@@ -255,7 +274,7 @@ export async function fit(
     }
     if (interrupted) break;
     const secs = (performance.now() - start) / 1000;
-    const valAccuracy = data.val.count ? accuracy(predict(net, params, data.val).predictions, data.val.labels) : NaN;
+    const valAccuracy = data.val.count ? validate(net, params, data, { batches: cfg.valRecalibrate ?? VAL_RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed }) : NaN;
     const record: EpochRecord = { epoch: epoch + 1, loss: lossSum / Math.max(1, done), trainAccuracy: correct / Math.max(1, seen), valAccuracy, seconds: secs, imagesPerSecond: seen / secs };
     state = { ...state, epoch: epoch + 1, batchInEpoch: 0, history: [...state.history, record], wallSeconds: wallBase + secs };
     await save('last');

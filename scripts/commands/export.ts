@@ -16,6 +16,8 @@ import { snnTwinOnnx } from '../../trainer/export/onnx.js';
 import { modelCard } from '../../trainer/export/card.js';
 import { createEngine } from '../../runtime/index.js';
 import { accuracy, loadParams, predict } from '../../trainer/train.js';
+import { RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
+import { ConfigError } from '../../runtime/errors.js';
 import { printJson } from '../output.js';
 
 interface ExportFlags {
@@ -27,6 +29,7 @@ interface ExportFlags {
   version: number;
   data?: string;
   evaluate: boolean;
+  recalibrate: number;
   card?: string;
   trainCommand?: string;
   notes?: string;
@@ -45,6 +48,11 @@ export function register(program: Command): void {
     .option('--version <n>', 'model version (OTA refuses downgrades)', (v) => Number(v), 1)
     .option('--data <dir>', 'Fashion-MNIST folder for the test accuracy')
     .option('--no-evaluate', 'skip the test-set evaluation')
+    .option('--recalibrate <batches>', `BN recalibration: training batches (of the run's batch size) whose population statistics replace the running averages; 0 keeps the running averages`, (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new ConfigError(`--recalibrate: expected a non-negative integer, got ${JSON.stringify(v)}`, '--recalibrate');
+      return n;
+    }, RECALIBRATE_BATCHES)
     .option('--card <file>', 'write a model card (markdown; runs the runtime engine on the test set too)')
     .option('--train-command <text>', 'training command for the card (default: the one stored in the checkpoint)')
     .option('--notes <text>', 'a notes paragraph for the card')
@@ -52,22 +60,27 @@ export function register(program: Command): void {
     .action(async (f: ExportFlags) => {
       const backend = await initBackend();
       process.stderr.write(describeBackend(backend) + '\n');
-      const { params, state } = loadParams(f.checkpoint, f.which);
+      const { params: trained, state } = loadParams(f.checkpoint, f.which);
       const net = state.config.net;
+      // The run's own splits (same validation hold-out), so recalibration sees only training frames.
+      const data = loadDataset({ ...state.config.data, ...(f.data ? { dir: f.data } : {}) });
+      const t0 = performance.now();
+      const params = recalibrateBn(net, trained, data.train, { batches: f.recalibrate, batchSize: state.config.batchSize, seed: state.config.seed });
+      if (f.recalibrate > 0) process.stderr.write(`BN recalibrated on ${f.recalibrate} batches of ${state.config.batchSize} training frames (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
       const name = f.name ?? basename(f.out).replace(/\.bwsnn$/, '');
-      const summary: Record<string, unknown> = { out: f.out, name, T: net.T, epochs: state.epoch, batchInEpoch: state.batchInEpoch, trainWallSeconds: state.wallSeconds };
+      const summary: Record<string, unknown> = { out: f.out, name, T: net.T, epochs: state.epoch, batchInEpoch: state.batchInEpoch, trainWallSeconds: state.wallSeconds, recalibrateBatches: f.recalibrate };
       const meta: Record<string, unknown> = {
         producer: 'sei-edge trainer',
         recipe: JSON.parse(JSON.stringify(state.config)) as unknown,
         epochs: state.epoch + state.batchInEpoch / Math.max(1, Math.floor((60000 - (state.config.data.valSize ?? 5000)) / state.config.batchSize)),
         trainWallSeconds: Math.round(state.wallSeconds),
         engine: state.engine,
+        bnRecalibration: f.recalibrate > 0 ? { batches: f.recalibrate, batchSize: state.config.batchSize } : 'running averages',
       };
       let model = foldModel(net, params, { name, version: f.version, labels: ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'], meta });
       let folded: Uint8Array | undefined;
       let test: ReturnType<typeof loadDataset>['test'] | undefined;
       if (f.evaluate || f.card) {
-        const data = loadDataset({ ...(f.data ? { dir: f.data } : {}), valSize: 0 });
         test = data.test;
         folded = evaluateFolded(model, test).predictions;
         const unfolded = predict(net, params, test).predictions;

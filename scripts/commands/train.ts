@@ -14,7 +14,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasCheckpoint } from '../../trainer/checkpoint.js';
 import type { BatchEvent, RunState, TrainConfig } from '../../trainer/train.js';
-import { accuracy, predict } from '../../trainer/train.js';
+import { accuracy, predict, VAL_RECALIBRATE_BATCHES } from '../../trainer/train.js';
+import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
 import { printJson } from '../output.js';
 
 export interface TrainFlags {
@@ -43,6 +44,7 @@ export interface TrainFlags {
   trainLimit?: number;
   valSize: number;
   saveEvery?: number;
+  recalibrate: number;
   json?: boolean;
 }
 
@@ -78,7 +80,8 @@ export function runOptions(cmd: Command): Command {
     .option('--no-augment', 'no flips or shifts')
     .option('--seed <n>', 'seed of initialisation, shuffling and augmentation', num('--seed', 0, 2 ** 31, true), 1)
     .option('--train-limit <n>', 'train on the first N frames of the training split only', num('--train-limit', 1, 60000, true))
-    .option('--val-size <n>', 'training frames held out for validation', num('--val-size', 0, 30000, true), 5000);
+    .option('--val-size <n>', 'training frames held out for validation', num('--val-size', 0, 30000, true), 5000)
+    .option('--recalibrate <batches>', 'BN recalibration batches before each epoch\'s validation (0: running averages)', num('--recalibrate', 0, 1e6, true), VAL_RECALIBRATE_BATCHES);
 }
 
 export function configFromFlags(f: TrainFlags): TrainConfig {
@@ -96,6 +99,7 @@ export function configFromFlags(f: TrainFlags): TrainConfig {
     augment: f.augment ? DEFAULT_AUGMENT : null,
     loss: { perStep: f.perStep, kdWeight: f.teacher || f.teacherOnnx ? f.kdWeight : 0, kdTemperature: f.kdTemperature, labelSmoothing: f.labelSmoothing },
     teacher: f.teacher ? { kind: 'ann', epochs: f.teacherEpochs } : f.teacherOnnx ? { kind: 'onnx', file: f.teacherOnnx } : null,
+    valRecalibrate: f.recalibrate,
   };
 }
 
@@ -119,6 +123,7 @@ export function resumeConfig(stored: TrainConfig, f: TrainFlags, given: (flag: k
       kdTemperature: pick('kdTemperature', fresh.loss.kdTemperature, stored.loss.kdTemperature),
     },
     teacher: newTeacher ? fresh.teacher : stored.teacher,
+    valRecalibrate: pick('recalibrate', f.recalibrate, stored.valRecalibrate ?? VAL_RECALIBRATE_BATCHES),
   };
 }
 
@@ -202,10 +207,13 @@ export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume
       log(`teacher test accuracy ${(100 * acc).toFixed(2)}% (${data.test.count} frames)`);
     }
     if (student && !result.interrupted) {
-      const acc = accuracy(predict(cfg.net, student.params, data.test).predictions, data.test.labels);
+      // With the statistics `sei export` ships by default.
+      const rec = recalibrateBn(cfg.net, student.params, data.train, { batches: RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed });
+      const acc = accuracy(predict(cfg.net, rec, data.test).predictions, data.test.labels);
+      disposeBnStatistics(rec, student.params);
       const last = student.state.history[student.state.history.length - 1];
       Object.assign(summary, { testAccuracy: acc, n: data.test.count, T: cfg.net.T, epochs: student.state.epoch, valAccuracy: last?.valAccuracy ?? null, trainWallSeconds: student.state.wallSeconds });
-      log(`student test accuracy ${(100 * acc).toFixed(2)}% (${data.test.count} frames, unfolded network; \`sei export\` + \`sei eval\` give the deployed number)`);
+      log(`student test accuracy ${(100 * acc).toFixed(2)}% (${data.test.count} frames, unfolded network, BN recalibrated on ${RECALIBRATE_BATCHES} batches; \`sei export\` + \`sei eval\` give the deployed number)`);
     }
     return summary;
   } finally {

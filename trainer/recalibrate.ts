@@ -1,0 +1,90 @@
+/**
+ * BN recalibration. With binary weights the signs flip every step, so the momentum-averaged running statistics
+ * describe a mixture of past networks and lag the final one; validation, evaluation and the folded `.bwsnn` all
+ * use them. Recalibration freezes the weights, runs training-mode forward passes (batch statistics over all T
+ * steps of each batch, as in training; no gradient, no augmentation) over a fixed sample of training batches and
+ * sets each BN layer's running mean and variance to the population statistics of everything those batches fed it:
+ * the count-weighted mean of the batch means, and the variance by the law of total variance (mean of the batch
+ * variances + variance of the batch means) — exact for the union of the batches, and stable in float64.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Split } from './data/index.js';
+import { makeBatch } from './data/index.js';
+import { permutation, stream } from './data/random.js';
+import type { BnParams, BnUpdate } from './layers/batchnorm.js';
+import type { NetConfig, NetParams } from './model.js';
+import { forward } from './model.js';
+
+/** `sei export`'s default: 100 batches (6400 frames at the default batch of 64). */
+export const RECALIBRATE_BATCHES = 100;
+
+export interface RecalibrateOptions {
+  /** Batches to run (0: none — the input parameters are returned as they are). */
+  readonly batches: number;
+  readonly batchSize: number;
+  /** Seed of the frame sample (a fixed stream: the same frames for the same seed). */
+  readonly seed: number;
+}
+
+/** The frames of each recalibration batch: a seeded sample without repetition (fewer batches if the split is small). */
+export function recalibrationBatches(count: number, opts: RecalibrateOptions): Uint32Array[] {
+  const order = permutation(count, stream(opts.seed, 'recalibrate'));
+  const size = Math.min(opts.batchSize, count);
+  const out: Uint32Array[] = [];
+  for (let b = 0; b < opts.batches && (b + 1) * size <= count; b++) out.push(order.subarray(b * size, (b + 1) * size));
+  return out;
+}
+
+/**
+ * `params` with fresh BN running statistics (see the file comment). The result shares every other variable with
+ * `params` (weights, gamma, beta, head), which is left untouched; free its new statistics with `disposeBnStatistics`.
+ */
+export function recalibrateBn(net: NetConfig, params: NetParams, split: Split, opts: RecalibrateOptions): NetParams {
+  const batches = recalibrationBatches(split.count, opts);
+  if (!batches.length) return params;
+  const bns = params.layers.map((l) => l.bn);
+  // Per BN layer: the batch means and variances (float64), and the values per channel behind each.
+  const stats = bns.map(() => ({ means: [] as Float64Array[], variances: [] as Float64Array[], counts: [] as number[] }));
+  const updates: BnUpdate[] = [];
+  for (const idx of batches) {
+    const { x } = makeBatch(split, idx);
+    tf.tidy(() => { forward(net, params, tf.tensor4d(x, [idx.length, ...split.shape]), true, updates); });
+    for (const u of updates) {
+      const s = stats[bns.indexOf(u.bn)]!;
+      s.means.push(Float64Array.from(u.mean.dataSync()));
+      s.variances.push(Float64Array.from(u.variance.dataSync()));
+      s.counts.push(u.count);
+      u.mean.dispose();
+      u.variance.dispose();
+    }
+    updates.length = 0;
+  }
+  const layers = params.layers.map((l, i) => {
+    const s = stats[i]!;
+    const c = l.bn.mean.shape[0]!;
+    const total = s.counts.reduce((a, b) => a + b, 0);
+    const mean = new Float64Array(c), variance = new Float64Array(c);
+    s.means.forEach((m, b) => { for (let k = 0; k < c; k++) mean[k]! += (s.counts[b]! / total) * m[k]!; });
+    s.means.forEach((m, b) => {
+      const w = s.counts[b]! / total;
+      for (let k = 0; k < c; k++) variance[k]! += w * (s.variances[b]![k]! + (m[k]! - mean[k]!) ** 2);
+    });
+    const bn: BnParams = {
+      gamma: l.bn.gamma,
+      beta: l.bn.beta,
+      mean: tf.tidy(() => tf.variable(tf.tensor1d(Float32Array.from(mean)), false)),
+      variance: tf.tidy(() => tf.variable(tf.tensor1d(Float32Array.from(variance)), false)),
+    };
+    return { w: l.w, bn };
+  });
+  return { layers, headW: params.headW, headB: params.headB };
+}
+
+/** Frees the statistics `recalibrateBn` created (nothing when it returned its input). */
+export function disposeBnStatistics(recalibrated: NetParams, original: NetParams): void {
+  recalibrated.layers.forEach((l, i) => {
+    if (l.bn.mean === original.layers[i]!.bn.mean) return;
+    l.bn.mean.dispose();
+    l.bn.variance.dispose();
+  });
+}
