@@ -12,7 +12,7 @@ import { stream } from './data/random.js';
 import { applyBnUpdates, type BnUpdate } from './layers/batchnorm.js';
 import type { NetConfig, NetParams } from './model.js';
 import { forward, initParams, namedVariables } from './model.js';
-import { disposeBnStatistics, recalibrateBn, type RecalibrateOptions } from './recalibrate.js';
+import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn, type RecalibrateOptions } from './recalibrate.js';
 import type { LossOptions } from './recipe/loss.js';
 import { seiLoss } from './recipe/loss.js';
 
@@ -39,14 +39,12 @@ export interface TrainConfig {
   readonly loss: LossOptions;
   readonly teacher: TeacherSpec | null;
   /**
-   * BN recalibration batches (of `batchSize` training frames) before each epoch's validation, so `val` measures
-   * the statistics `sei export` ships (trainer/recalibrate.ts); 0 validates on the running averages. Absent in
-   * older runs: VAL_RECALIBRATE_BATCHES.
+   * BN recalibration batches (of `batchSize` training frames) before each epoch's validation
+   * (trainer/recalibrate.ts); 0 validates on the running averages. Absent in older runs: RECALIBRATE_BATCHES, the
+   * same frames `sei export` recalibrates on by default, so `val` measures exactly the statistics it ships.
    */
   readonly valRecalibrate?: number;
 }
-
-export const VAL_RECALIBRATE_BATCHES = 50;
 
 export interface EpochRecord {
   readonly epoch: number;
@@ -274,7 +272,7 @@ export async function fit(
     }
     if (interrupted) break;
     const secs = (performance.now() - start) / 1000;
-    const valAccuracy = data.val.count ? validate(net, params, data, { batches: cfg.valRecalibrate ?? VAL_RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed }) : NaN;
+    const valAccuracy = data.val.count ? validate(net, params, data, { batches: cfg.valRecalibrate ?? RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed }) : NaN;
     const record: EpochRecord = { epoch: epoch + 1, loss: lossSum / Math.max(1, done), trainAccuracy: correct / Math.max(1, seen), valAccuracy, seconds: secs, imagesPerSecond: seen / secs };
     state = { ...state, epoch: epoch + 1, batchInEpoch: 0, history: [...state.history, record], wallSeconds: wallBase + secs };
     await save('last');

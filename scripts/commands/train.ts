@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hasCheckpoint } from '../../trainer/checkpoint.js';
 import type { BatchEvent, RunState, TrainConfig } from '../../trainer/train.js';
-import { accuracy, predict, VAL_RECALIBRATE_BATCHES } from '../../trainer/train.js';
+import { accuracy, predict } from '../../trainer/train.js';
 import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
 import { printJson } from '../output.js';
 
@@ -81,7 +81,7 @@ export function runOptions(cmd: Command): Command {
     .option('--seed <n>', 'seed of initialisation, shuffling and augmentation', num('--seed', 0, 2 ** 31, true), 1)
     .option('--train-limit <n>', 'train on the first N frames of the training split only', num('--train-limit', 1, 60000, true))
     .option('--val-size <n>', 'training frames held out for validation', num('--val-size', 0, 30000, true), 5000)
-    .option('--recalibrate <batches>', 'BN recalibration batches before each epoch\'s validation (0: running averages)', num('--recalibrate', 0, 1e6, true), VAL_RECALIBRATE_BATCHES);
+    .option('--recalibrate <batches>', 'BN recalibration batches before each epoch\'s validation (0: running averages)', num('--recalibrate', 0, 1e6, true), RECALIBRATE_BATCHES);
 }
 
 export function configFromFlags(f: TrainFlags): TrainConfig {
@@ -123,7 +123,7 @@ export function resumeConfig(stored: TrainConfig, f: TrainFlags, given: (flag: k
       kdTemperature: pick('kdTemperature', fresh.loss.kdTemperature, stored.loss.kdTemperature),
     },
     teacher: newTeacher ? fresh.teacher : stored.teacher,
-    valRecalibrate: pick('recalibrate', f.recalibrate, stored.valRecalibrate ?? VAL_RECALIBRATE_BATCHES),
+    valRecalibrate: pick('recalibrate', f.recalibrate, stored.valRecalibrate ?? RECALIBRATE_BATCHES),
   };
 }
 
