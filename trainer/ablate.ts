@@ -2,7 +2,8 @@
  * The ablation: the same network, budget (epochs, frames) and seed for each variant, test accuracy on the test split.
  * Variants: the ANN teacher; an FP-weight SNN; a plain BWSNN (shortcut on every second conv, no KD); BWSNN + multiple
  * shortcuts; BWSNN + KD; BWSNN + both (SEI) — each SNN at every T asked for. The ANN is trained once and is
- * also the KD teacher. Binary networks are scored after folding (what ships); the others unfolded.
+ * also the KD teacher. SNNs are scored with recalibrated BN statistics, binary ones after folding (what ships);
+ * the FP-weight SNN and the ANN unfolded.
  */
 import { join } from 'node:path';
 import type { Dataset } from './data/index.js';
@@ -10,6 +11,7 @@ import { foldModel } from './export/bwsnn.js';
 import { evaluateFolded } from './export/evaluate.js';
 import { disposeParams, macsPerFrame } from './model.js';
 import { annTeacher } from './recipe/kd.js';
+import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from './recalibrate.js';
 import type { FitHooks, TrainConfig } from './train.js';
 import { accuracy, fit, predict, teacherNet } from './train.js';
 
@@ -59,9 +61,12 @@ export async function runAblation(
         resume: true, engine: opts.engine, hooks,
         ...(kd && teacher ? { teacherLogits: annTeacher(teacherNet(base.net), teacher.params) } : {}),
       });
+      // BN recalibrated as `sei export` does by default, so a binary row scores what would ship.
+      const rec = recalibrateBn(cfg.net, r.params, data.train, { batches: RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed });
       const predictions = cfg.net.weights === 'binary'
-        ? evaluateFolded(foldModel(cfg.net, r.params, { name: variant, labels: data.labels }), data.test).predictions
-        : predict(cfg.net, r.params, data.test).predictions;
+        ? evaluateFolded(foldModel(cfg.net, rec, { name: variant, labels: data.labels }), data.test).predictions
+        : predict(cfg.net, rec, data.test).predictions;
+      disposeBnStatistics(rec, r.params);
       emit({ variant, T, testAccuracy: accuracy(predictions, data.test.labels), epochs: cfg.epochs, wallSeconds: (performance.now() - t0) / 1000, megaMacPerFrame: macsPerFrame(cfg.net) / 1e6 });
       disposeParams(r.params);
     }
