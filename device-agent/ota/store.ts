@@ -6,6 +6,7 @@
 import Database from 'better-sqlite3';
 import { ConfigError } from '../../runtime/index.js';
 import type { Job, JobState, JobStep } from './protocol.js';
+import { openDatabase } from '../store/sqlite.js';
 
 /** Schema steps, applied in order; the number reached is kept in ota_schema. */
 const MIGRATIONS: readonly string[] = [
@@ -76,15 +77,7 @@ export class OtaStore {
 
   /** `path`: the agent's SQLite file (a second connection; WAL lets both write), or ":memory:". */
   constructor(path: string) {
-    try {
-      this.db = new Database(path);
-    } catch (err) {
-      throw new ConfigError(`store.path: expected a writable SQLite file, got ${JSON.stringify(path)} (${(err as Error).message})`, 'store.path');
-    }
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    // The agent's own connection may hold the write lock for a moment.
-    this.db.pragma('busy_timeout = 5000');
+    this.db = openDatabase(path);
     migrate(this.db);
     const db = this.db;
     this.s = {

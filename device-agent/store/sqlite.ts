@@ -31,6 +31,22 @@ interface PredictionRow { frame: number; ts: number; model: string; prediction: 
 interface FrameRow { frame: number; ts: number; label: number; height: number; width: number; channels: number; data: Buffer }
 interface OutboxRow { id: number; topic: string; payload: string; qos: number; retain: number }
 
+/** Opens the agent's SQLite file as every connection to it must be opened (the store's and OTA's share it). */
+export function openDatabase(path: string): Database.Database {
+  let db: Database.Database;
+  try {
+    db = new Database(path);
+  } catch (err) {
+    throw new ConfigError(`store.path: expected a writable SQLite file, got ${JSON.stringify(path)} (${(err as Error).message})`, 'store.path');
+  }
+  db.pragma('journal_mode = WAL');
+  // WAL with synchronous=NORMAL is durable across process crashes; only a power loss can drop the last commits.
+  db.pragma('synchronous = NORMAL');
+  // The other connection may hold the write lock for a moment.
+  db.pragma('busy_timeout = 5000');
+  return db;
+}
+
 export class SqliteStore implements StateStore {
   private readonly db: Database.Database;
   private readonly limits: RetentionLimits;
@@ -42,14 +58,7 @@ export class SqliteStore implements StateStore {
   /** `path` is a file (created if missing) or ":memory:". */
   constructor(path: string, limits: Partial<RetentionLimits> = {}) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
-    try {
-      this.db = new Database(path);
-    } catch (err) {
-      throw new ConfigError(`store.path: expected a writable SQLite file, got ${JSON.stringify(path)} (${(err as Error).message})`, 'store.path');
-    }
-    this.db.pragma('journal_mode = WAL');
-    // WAL with synchronous=NORMAL is durable across process crashes; only a power loss can drop the last commits.
-    this.db.pragma('synchronous = NORMAL');
+    this.db = openDatabase(path);
     this.db.exec(SCHEMA);
     const db = this.db;
     this.s = {
