@@ -31,7 +31,7 @@ export async function runAblation(
   base: TrainConfig,
   data: Dataset,
   dir: string,
-  opts: { Ts: readonly number[]; variants: readonly Variant[]; engine: string; hooks?: FitHooks; onRow?: (r: AblationRow) => void },
+  opts: { Ts: readonly number[]; variants: readonly Variant[]; engine: string; threads?: number; hooks?: FitHooks; onRow?: (r: AblationRow) => void },
 ): Promise<AblationRow[]> {
   const rows: AblationRow[] = [];
   const emit = (r: AblationRow) => { rows.push(r); opts.onRow?.(r); };
@@ -40,7 +40,7 @@ export async function runAblation(
   let teacher: Awaited<ReturnType<typeof fit>> | undefined;
   if (needTeacher) {
     const t0 = performance.now();
-    teacher = await fit('teacher', { ...base, teacher: { kind: 'ann', epochs: base.epochs } }, data, join(dir, 'ann'), { resume: true, engine: opts.engine, hooks });
+    teacher = await fit('teacher', { ...base, teacher: { kind: 'ann', epochs: base.epochs } }, data, join(dir, 'ann'), { resume: true, engine: opts.engine, threads: opts.threads ?? 1, hooks });
     const net = teacherNet(base.net);
     if (opts.variants.includes('ann')) {
       emit({ variant: 'ann', T: 1, testAccuracy: accuracy(predict(net, teacher.params, data.test).predictions, data.test.labels), epochs: base.epochs, wallSeconds: (performance.now() - t0) / 1000, megaMacPerFrame: macsPerFrame(net) / 1e6 });
@@ -58,7 +58,7 @@ export async function runAblation(
       };
       const t0 = performance.now();
       const r = await fit('student', cfg, data, join(dir, `${variant}-t${T}`), {
-        resume: true, engine: opts.engine, hooks,
+        resume: true, engine: opts.engine, threads: opts.threads ?? 1, hooks,
         ...(kd && teacher ? { teacherLogits: annTeacher(teacherNet(base.net), teacher.params) } : {}),
       });
       // BN recalibrated as `sei export` does by default, so a binary row scores what would ship.

@@ -17,7 +17,7 @@ export interface RunResult {
   readonly interrupted: boolean;
 }
 
-export async function runTraining(cfg: TrainConfig, data: Dataset, dir: string, opts: { resume: boolean; engine: string; hooks: FitHooks; saveEvery?: number; command?: string }): Promise<RunResult> {
+export async function runTraining(cfg: TrainConfig, data: Dataset, dir: string, opts: { resume: boolean; engine: string; hooks: FitHooks; saveEvery?: number; command?: string; threads?: number }): Promise<RunResult> {
   let teacherFn: TeacherFn | undefined;
   let teacher: FitResult | undefined;
   if (cfg.teacher?.kind === 'ann') {

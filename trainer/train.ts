@@ -9,12 +9,13 @@ import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import type { Augment, DataOptions, Dataset, Split } from './data/index.js';
 import { epochOrder, makeBatch } from './data/index.js';
 import { stream } from './data/random.js';
-import { applyBnUpdates, type BnUpdate } from './layers/batchnorm.js';
 import type { NetConfig, NetParams } from './model.js';
 import { forward, initParams, namedVariables } from './model.js';
 import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn, type RecalibrateOptions } from './recalibrate.js';
 import type { LossOptions } from './recipe/loss.js';
-import { seiLoss } from './recipe/loss.js';
+import { GradientPool, type WorkerSetup } from './parallel/pool.js';
+import type { Shard } from './parallel/shard.js';
+import { applyShards, shardGradients, splitBatch } from './parallel/shard.js';
 
 export interface TeacherSpec {
   /** `ann`: train the ANN twin first (same layout, ReLU, float weights); `onnx`: soft labels from an ONNX classifier. */
@@ -155,32 +156,36 @@ export function teacherNet(net: NetConfig): NetConfig {
   return { ...net, neuron: 'relu', weights: 'float', T: 1 };
 }
 
+/** What a training step needs besides the batch. `pool` (from `startPool`) computes shards on other cores. */
+export interface StepContext {
+  readonly net: NetConfig;
+  readonly params: NetParams;
+  readonly trainables: tf.Variable[];
+  readonly optimizer: tf.Optimizer;
+  readonly frame: readonly [number, number, number];
+  readonly loss: LossOptions;
+  readonly pool?: GradientPool;
+}
+
 /**
- * One optimisation step on a batch of raw frames: forward over T steps, SEI loss (with soft targets from `teacher`
- * when given), backward, Adam, then the BN running statistics. Returns [loss, correct predictions].
+ * One optimisation step on a batch of raw frames: forward over T steps, SEI loss (with the teacher's logits `soft`
+ * when given), backward, Adam, then the BN running statistics. With a pool the batch is split into one shard per
+ * core (trainer/parallel/). Returns [loss, correct predictions].
  */
-export function trainStep(
-  net: NetConfig, params: NetParams, trainables: tf.Variable[], optimizer: tf.Optimizer, x: Float32Array, y: Int32Array,
-  frame: readonly [number, number, number], loss: LossOptions, updates: BnUpdate[], teacher?: (x: tf.Tensor4D) => tf.Tensor2D,
-): [number, number] {
-  const out = tf.tidy(() => {
-    const xt = tf.tensor4d(x, [y.length, ...frame]);
-    const yt = tf.tensor1d(y, 'int32');
-    const soft = teacher ? teacher(xt) : undefined;
-    let ok: tf.Tensor | undefined;
-    const { value, grads } = tf.variableGrads(() => {
-      const res = forward(net, params, xt, true, updates);
-      const { loss: l, logits } = seiLoss(res.stepLogits, yt, loss, soft);
-      ok = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), yt), 'float32')));
-      return l;
-    }, trainables);
-    optimizer.applyGradients(grads as unknown as Record<string, tf.Variable>);
-    const correct = ok!.dataSync()[0]!;
-    ok!.dispose();
-    return [value.dataSync()[0]!, correct] as [number, number];
-  });
-  applyBnUpdates(updates);
-  return out;
+export async function trainStep(ctx: StepContext, batch: Shard): Promise<[number, number]> {
+  const { net, params, trainables, frame } = ctx;
+  const shards = splitBatch(batch, frame[0] * frame[1] * frame[2], net.classes, 1 + (ctx.pool?.size ?? 0));
+  const values = ctx.pool ? trainables.map((v) => (v.dataSync() as Float32Array).slice()) : [];
+  const remote = ctx.pool ? ctx.pool.run(shards.slice(1), values) : Promise.resolve([]);
+  const local = shardGradients(net, params, trainables, shards[0]!, frame, ctx.loss);
+  return applyShards(ctx.optimizer, trainables, params.layers.map((l) => l.bn), [local, ...(await remote)]);
+}
+
+/** Worker threads for data-parallel steps: `threads` cores in all (this one included); undefined for one. */
+export async function startPool(threads: number, engine: string, setup: WorkerSetup): Promise<GradientPool | undefined> {
+  // Native TensorFlow already computes on every core.
+  if (threads <= 1 || engine !== 'wasm') return undefined;
+  return GradientPool.start(threads - 1, setup);
 }
 
 /** Validation accuracy with recalibrated BN statistics; `params` keeps its running averages (they are what training resumes from). */
@@ -202,7 +207,7 @@ export async function fit(
   cfg: TrainConfig,
   data: Dataset,
   dir: string,
-  opts: { resume: boolean; engine: string; hooks?: FitHooks; saveEvery?: number; command?: string; teacherLogits?: (idx: Uint32Array, x: tf.Tensor4D) => tf.Tensor2D },
+  opts: { resume: boolean; engine: string; hooks?: FitHooks; saveEvery?: number; command?: string; threads?: number; teacherLogits?: (idx: Uint32Array, x: tf.Tensor4D) => tf.Tensor2D },
 ): Promise<FitResult> {
   const net = role === 'teacher' ? teacherNet(cfg.net) : cfg.net;
   const epochs = role === 'teacher' ? (cfg.teacher?.epochs ?? cfg.epochs) : cfg.epochs;
@@ -231,57 +236,64 @@ export async function fit(
     const opt = await optimizer.getWeights();
     saveCheckpoint(dir, name, state, [...checkpointTensors(params), ...opt.map((w) => ({ name: `opt/${w.name}`, tensor: w.tensor }))]);
   };
-  const updates: BnUpdate[] = [];
+  const pool = await startPool(opts.threads ?? 1, opts.engine, { net, seed: cfg.seed, frame: data.train.shape, loss: runCfg.loss });
+  if (pool) hooks.onInfo?.(`${role}: data-parallel over ${pool.size + 1} threads (one wasm backend each)`);
+  const ctx: StepContext = { net, params, trainables, optimizer, frame: data.train.shape, loss: runCfg.loss, ...(pool ? { pool } : {}) };
   let interrupted = false;
-  let bestVal = state.history.reduce((m, h) => Math.max(m, h.valAccuracy), -1);
-  for (let epoch = state.epoch; epoch < total && !interrupted; epoch++) {
-    const batches = epochOrder(data.train.count, cfg.batchSize, cfg.seed, epoch);
-    const augRng = stream(cfg.seed, 'augment', epoch);
-    const start = performance.now();
-    const wallBase = state.wallSeconds;
-    let seen = 0, lossSum = 0, correct = 0, done = 0;
-    for (let b = 0; b < batches.length; b++) {
-      const idx = batches[b]!;
-      // Draw augmentation for skipped batches too, so a resumed epoch sees the same frames.
-      const { x, y } = makeBatch(data.train, idx, runCfg.augment ?? undefined, augRng);
-      if (b < state.batchInEpoch) continue;
-      (optimizer as unknown as { learningRate: number }).learningRate = learningRate(state.config, epoch + b / batches.length);
-      const [lossV, okV] = trainStep(net, params, trainables, optimizer, x, y, data.train.shape, runCfg.loss, updates,
-        role === 'student' && opts.teacherLogits ? (xt) => opts.teacherLogits!(idx, xt) : undefined);
-      seen += idx.length;
-      done++;
-      lossSum += lossV;
-      correct += okV;
-      const secs = (performance.now() - start) / 1000;
-      hooks.onBatch?.({ role, epoch, epochs: total, batch: b + 1, batches: batches.length, loss: lossSum / done, accuracy: correct / seen, imagesPerSecond: seen / secs });
-      if (opts.saveEvery && (b + 1) % opts.saveEvery === 0 && b + 1 < batches.length) {
-        state = { ...state, batchInEpoch: b + 1, wallSeconds: wallBase + secs };
-        await save('last');
-      }
-      // Let signal handlers (Ctrl+C) run: the batch loop is otherwise synchronous and never yields.
-      await new Promise((resolve) => setImmediate(resolve));
-      if (hooks.shouldStop?.()) {
-        interrupted = b + 1 < batches.length;
-        if (interrupted) {
+  try {
+    let bestVal = state.history.reduce((m, h) => Math.max(m, h.valAccuracy), -1);
+    for (let epoch = state.epoch; epoch < total && !interrupted; epoch++) {
+      const batches = epochOrder(data.train.count, cfg.batchSize, cfg.seed, epoch);
+      const augRng = stream(cfg.seed, 'augment', epoch);
+      const start = performance.now();
+      const wallBase = state.wallSeconds;
+      let seen = 0, lossSum = 0, correct = 0, done = 0;
+      for (let b = 0; b < batches.length; b++) {
+        const idx = batches[b]!;
+        // Draw augmentation for skipped batches too, so a resumed epoch sees the same frames.
+        const { x, y } = makeBatch(data.train, idx, runCfg.augment ?? undefined, augRng);
+        if (b < state.batchInEpoch) continue;
+        (optimizer as unknown as { learningRate: number }).learningRate = learningRate(state.config, epoch + b / batches.length);
+        const teacher = role === 'student' ? opts.teacherLogits : undefined;
+        const soft = teacher ? tf.tidy(() => (teacher(idx, tf.tensor4d(x, [idx.length, ...data.train.shape])).dataSync() as Float32Array).slice()) : undefined;
+        const [lossV, okV] = await trainStep(ctx, { x, y, ...(soft ? { soft } : {}) });
+        seen += idx.length;
+        done++;
+        lossSum += lossV;
+        correct += okV;
+        const secs = (performance.now() - start) / 1000;
+        hooks.onBatch?.({ role, epoch, epochs: total, batch: b + 1, batches: batches.length, loss: lossSum / done, accuracy: correct / seen, imagesPerSecond: seen / secs });
+        if (opts.saveEvery && (b + 1) % opts.saveEvery === 0 && b + 1 < batches.length) {
           state = { ...state, batchInEpoch: b + 1, wallSeconds: wallBase + secs };
           await save('last');
-          hooks.onInfo?.(`${role}: interrupted; checkpoint saved to ${join(dir, 'last.json')} (epoch ${epoch} batch ${b + 1}); --resume continues`);
         }
-        break;
+        // Let signal handlers (Ctrl+C) run: the batch loop is otherwise synchronous and never yields.
+        await new Promise((resolve) => setImmediate(resolve));
+        if (hooks.shouldStop?.()) {
+          interrupted = b + 1 < batches.length;
+          if (interrupted) {
+            state = { ...state, batchInEpoch: b + 1, wallSeconds: wallBase + secs };
+            await save('last');
+            hooks.onInfo?.(`${role}: interrupted; checkpoint saved to ${join(dir, 'last.json')} (epoch ${epoch} batch ${b + 1}); --resume continues`);
+          }
+          break;
+        }
       }
+      if (interrupted) break;
+      const secs = (performance.now() - start) / 1000;
+      const valAccuracy = data.val.count ? validate(net, params, data, { batches: cfg.valRecalibrate ?? RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed }) : NaN;
+      const record: EpochRecord = { epoch: epoch + 1, loss: lossSum / Math.max(1, done), trainAccuracy: correct / Math.max(1, seen), valAccuracy, seconds: secs, imagesPerSecond: seen / secs };
+      state = { ...state, epoch: epoch + 1, batchInEpoch: 0, history: [...state.history, record], wallSeconds: wallBase + secs };
+      await save('last');
+      if (valAccuracy > bestVal) {
+        bestVal = valAccuracy;
+        await save('best');
+      }
+      hooks.onEpoch?.(role, record);
+      if (hooks.shouldStop?.()) interrupted = epoch + 1 < total;
     }
-    if (interrupted) break;
-    const secs = (performance.now() - start) / 1000;
-    const valAccuracy = data.val.count ? validate(net, params, data, { batches: cfg.valRecalibrate ?? RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed }) : NaN;
-    const record: EpochRecord = { epoch: epoch + 1, loss: lossSum / Math.max(1, done), trainAccuracy: correct / Math.max(1, seen), valAccuracy, seconds: secs, imagesPerSecond: seen / secs };
-    state = { ...state, epoch: epoch + 1, batchInEpoch: 0, history: [...state.history, record], wallSeconds: wallBase + secs };
-    await save('last');
-    if (valAccuracy > bestVal) {
-      bestVal = valAccuracy;
-      await save('best');
-    }
-    hooks.onEpoch?.(role, record);
-    if (hooks.shouldStop?.()) interrupted = epoch + 1 < total;
+  } finally {
+    await pool?.close();
   }
   optimizer.dispose();
   return { params, state, interrupted };

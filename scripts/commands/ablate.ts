@@ -38,7 +38,7 @@ export function register(program: Command): void {
       process.stderr.write(describeBackend(backend) + '\n');
       const data = loadDataset({ ...base.data, ...(f.testLimit ? { testLimit: f.testLimit } : {}) });
       const rows = await runAblation({ ...base, loss: { ...base.loss, kdWeight: f.kdWeight } }, data, f.out, {
-        Ts, variants, engine: backend.engine,
+        Ts, variants, engine: backend.engine, threads: f.threads,
         hooks: { onInfo: (l) => process.stderr.write(l + '\n') },
         onRow: (r) => process.stderr.write(`${r.variant} T=${r.T}: ${(100 * r.testAccuracy).toFixed(2)}% (${r.wallSeconds.toFixed(0)} s)\n`),
       });

@@ -12,6 +12,7 @@ import { DEFAULT_NET, macsPerFrame } from '../../trainer/model.js';
 import { runTraining } from '../../trainer/run.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { hasCheckpoint } from '../../trainer/checkpoint.js';
 import type { BatchEvent, RunState, TrainConfig } from '../../trainer/train.js';
 import { accuracy, predict } from '../../trainer/train.js';
@@ -45,6 +46,7 @@ export interface TrainFlags {
   valSize: number;
   saveEvery?: number;
   recalibrate: number;
+  threads: number;
   json?: boolean;
 }
 
@@ -60,6 +62,7 @@ const num = (flag: string, min: number, max = Infinity, integer = false) => (v: 
 export function runOptions(cmd: Command): Command {
   return cmd
     .option('--data <dir>', 'Fashion-MNIST folder (IDX gz); default /usr/share/datasets/fashion-mnist')
+    .option('--threads <n>', 'cores to train on: data-parallel worker threads, one wasm backend each (the batch is split; BN statistics are per shard)', num('--threads', 1, 64, true), availableParallelism())
     .option('--epochs <n>', 'student epochs', num('--epochs', 1, 1000, true), 30)
     .option('--batch <n>', 'batch size', num('--batch', 1, 4096, true), 64)
     .option('--lr <x>', 'peak learning rate (Adam)', num('--lr', 0), 2e-3)
@@ -139,7 +142,7 @@ export function storedConfig(out: string): TrainConfig | undefined {
 }
 
 /** Trains one configuration into `out`; the progress bar goes to stderr. Returns the JSON summary. */
-export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume: boolean; json: boolean; saveEvery?: number; quiet?: boolean }): Promise<Record<string, unknown>> {
+export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume: boolean; json: boolean; threads: number; saveEvery?: number; quiet?: boolean }): Promise<Record<string, unknown>> {
   const backend = await initBackend();
   const log = (line: string) => process.stderr.write(line + '\n');
   log(describeBackend(backend));
@@ -185,6 +188,7 @@ export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume
     const result = await runTraining(cfg, data, out, {
       resume: opts.resume,
       engine: backend.engine,
+      threads: opts.threads,
       command: `sei ${process.argv.slice(process.argv.indexOf('train')).join(' ')}`,
       ...(opts.saveEvery ? { saveEvery: opts.saveEvery } : {}),
       hooks: {
@@ -231,7 +235,7 @@ export function register(program: Command): void {
       const stored = f.resume ? storedConfig(f.out) : undefined;
       const given = (flag: keyof TrainFlags) => cmd.getOptionValueSource(flag) === 'cli';
       const cfg = stored ? resumeConfig(stored, f, given) : configFromFlags(f);
-      const summary = await trainCommand(cfg, f.out, { resume: !!f.resume, json: !!f.json, ...(f.saveEvery ? { saveEvery: f.saveEvery } : {}) });
+      const summary = await trainCommand(cfg, f.out, { resume: !!f.resume, json: !!f.json, threads: f.threads, ...(f.saveEvery ? { saveEvery: f.saveEvery } : {}) });
       if (f.json) printJson(summary);
     });
 }

@@ -1,0 +1,72 @@
+/**
+ * Data-parallel training on one machine: worker threads, each with its own tfjs wasm backend (wasm in Node computes
+ * on one thread, so a second core needs a second backend). The thread that owns the weights computes one shard
+ * itself while the workers compute the others; each step sends the current weights along with the shard, so the
+ * workers hold no state between steps.
+ */
+import { Worker } from 'node:worker_threads';
+import type { NetConfig } from '../model.js';
+import type { LossOptions } from '../recipe/loss.js';
+import type { Shard, ShardResult } from './shard.js';
+
+/** What a worker needs to build its copy of the network. */
+export interface WorkerSetup {
+  readonly net: NetConfig;
+  readonly seed: number;
+  readonly frame: readonly [number, number, number];
+  readonly loss: LossOptions;
+}
+
+export type WorkerRequest = { kind: 'setup'; setup: WorkerSetup } | { kind: 'step'; values: Float32Array[]; shard: Shard };
+export type WorkerReply = { kind: 'ready' } | { kind: 'result'; result: ShardResult } | { kind: 'error'; message: string };
+
+export class GradientPool {
+  private constructor(private readonly workers: Worker[]) {}
+
+  /** Starts `count` workers and waits until each has its backend and network. */
+  static async start(count: number, setup: WorkerSetup): Promise<GradientPool> {
+    const workers = Array.from({ length: count }, () => new Worker(new URL('./worker.mjs', import.meta.url)));
+    const pool = new GradientPool(workers);
+    try {
+      await Promise.all(workers.map((w) => pool.call(w, { kind: 'setup', setup })));
+    } catch (err) {
+      await pool.close();
+      throw err;
+    }
+    return pool;
+  }
+
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** Gradients of `shards[k]` on worker k with the weights `values` (trainables order). */
+  run(shards: Shard[], values: Float32Array[]): Promise<ShardResult[]> {
+    return Promise.all(shards.map((shard, k) => this.call(this.workers[k]!, { kind: 'step', values, shard }).then((r) => r as ShardResult)));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+
+  private call(worker: Worker, request: WorkerRequest): Promise<ShardResult | undefined> {
+    return new Promise((resolve, reject) => {
+      const cleanup = () => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+      };
+      const onMessage = (reply: WorkerReply) => {
+        cleanup();
+        if (reply.kind === 'error') reject(new Error(`training worker: ${reply.message}`));
+        else resolve(reply.kind === 'result' ? reply.result : undefined);
+      };
+      const onError = (err: Error) => { cleanup(); reject(err); };
+      const onExit = (code: number) => { cleanup(); reject(new Error(`training worker exited with code ${code}`)); };
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+      worker.postMessage(request);
+    });
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * One training step split into shards: each shard's gradient is computed where the shard runs (this thread or a
+ * worker), then combined where the weights and Adam's state live. The combined gradient is the size-weighted mean
+ * of the shard gradients, i.e. the gradient of the batch's mean loss, except that batch norm takes its statistics
+ * per shard (as data-parallel training without synchronised BN does); the running averages get the pooled
+ * statistics of the whole batch. With one shard this is exactly the single-thread step.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { BnParams, BnUpdate } from '../layers/batchnorm.js';
+import { applyBnUpdates } from '../layers/batchnorm.js';
+import type { NetConfig, NetParams } from '../model.js';
+import { forward } from '../model.js';
+import type { LossOptions } from '../recipe/loss.js';
+import { seiLoss } from '../recipe/loss.js';
+
+/** Frames of one shard: raw pixels [n, ...frame], labels, and the teacher's logits [n, classes] under KD. */
+export interface Shard {
+  readonly x: Float32Array;
+  readonly y: Int32Array;
+  readonly soft?: Float32Array;
+}
+
+export interface BnStatistics {
+  readonly mean: Float32Array;
+  readonly variance: Float32Array;
+  /** Values per channel the statistics were taken over. */
+  readonly count: number;
+}
+
+/** What a shard contributes to a step. */
+export interface ShardResult {
+  readonly frames: number;
+  /** Mean loss over the shard's frames. */
+  readonly loss: number;
+  readonly correct: number;
+  /** Gradients of the shard's mean loss, in `trainables` order. */
+  readonly grads: Float32Array[];
+  /** BN batch statistics, in the order the forward pass takes them (layer order). */
+  readonly bn: BnStatistics[];
+}
+
+/** Splits a batch into `parts` contiguous shards of near-equal size (the first ones one frame larger). */
+export function splitBatch(batch: Shard, frameSize: number, classes: number, parts: number): Shard[] {
+  const n = batch.y.length;
+  const out: Shard[] = [];
+  let start = 0;
+  for (let k = 0; k < parts; k++) {
+    const size = Math.floor(n / parts) + (k < n % parts ? 1 : 0);
+    const end = start + size;
+    out.push({
+      x: batch.x.subarray(start * frameSize, end * frameSize),
+      y: batch.y.subarray(start, end),
+      ...(batch.soft ? { soft: batch.soft.subarray(start * classes, end * classes) } : {}),
+    });
+    start = end;
+  }
+  return out.filter((s) => s.y.length > 0);
+}
+
+/** Forward over T steps, SEI loss, backward on one shard; the parameters are not touched. */
+export function shardGradients(net: NetConfig, params: NetParams, trainables: tf.Variable[], shard: Shard, frame: readonly [number, number, number], loss: LossOptions): ShardResult {
+  const n = shard.y.length;
+  const updates: BnUpdate[] = [];
+  const out = tf.tidy(() => {
+    const xt = tf.tensor4d(shard.x, [n, ...frame]);
+    const yt = tf.tensor1d(shard.y, 'int32');
+    const soft = shard.soft ? tf.tensor2d(shard.soft, [n, net.classes]) : undefined;
+    let ok: tf.Tensor | undefined;
+    const { value, grads } = tf.variableGrads(() => {
+      const res = forward(net, params, xt, true, updates);
+      const { loss: l, logits } = seiLoss(res.stepLogits, yt, loss, soft);
+      ok = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), yt), 'float32')));
+      return l;
+    }, trainables);
+    const correct = ok!.dataSync()[0]!;
+    ok!.dispose();
+    return { loss: value.dataSync()[0]!, correct, grads: trainables.map((v) => (grads[v.name]!.dataSync() as Float32Array).slice()) };
+  });
+  const bn = updates.map((u) => {
+    const s = { mean: (u.mean.dataSync() as Float32Array).slice(), variance: (u.variance.dataSync() as Float32Array).slice(), count: u.count };
+    u.mean.dispose();
+    u.variance.dispose();
+    return s;
+  });
+  return { frames: n, ...out, bn };
+}
+
+/**
+ * Applies the shards' combined gradient with `optimizer` and moves the BN running statistics (`bnParams`, in the
+ * order of ShardResult.bn) toward the pooled batch statistics. Returns [mean loss, correct predictions].
+ */
+export function applyShards(optimizer: tf.Optimizer, trainables: tf.Variable[], bnParams: BnParams[], shards: ShardResult[]): [number, number] {
+  const frames = shards.reduce((s, r) => s + r.frames, 0);
+  const weights = shards.map((r) => r.frames / frames);
+  const mix = (pick: (r: ShardResult) => Float32Array, size: number) => {
+    const sum = new Float32Array(size);
+    shards.forEach((r, k) => {
+      const v = pick(r), w = weights[k]!;
+      for (let j = 0; j < size; j++) sum[j]! += w * v[j]!;
+    });
+    return sum;
+  };
+  const grads: Record<string, tf.Tensor> = {};
+  trainables.forEach((v, i) => { grads[v.name] = tf.tensor(mix((r) => r.grads[i]!, v.size), v.shape); });
+  optimizer.applyGradients(grads);
+  tf.dispose(Object.values(grads));
+  // Pooled statistics: the mean of the means, and the mean of (variance + mean²) minus the pooled mean².
+  const updates: BnUpdate[] = bnParams.map((bn, i) => {
+    const c = bn.mean.size;
+    const mean = mix((r) => r.bn[i]!.mean, c);
+    const variance = shards.length === 1 ? shards[0]!.bn[i]!.variance
+      : mix((r) => r.bn[i]!.variance.map((v, j) => v + r.bn[i]!.mean[j]! ** 2), c).map((s, j) => Math.max(0, s - mean[j]! ** 2));
+    const count = shards.reduce((s, r) => s + r.bn[i]!.count, 0);
+    return { bn, mean: tf.tensor1d(mean), variance: tf.tensor1d(variance), count };
+  });
+  applyBnUpdates(updates);
+  return [shards.reduce((s, r, k) => s + weights[k]! * r.loss, 0), shards.reduce((s, r) => s + r.correct, 0)];
+}
