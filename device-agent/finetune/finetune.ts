@@ -1,18 +1,21 @@
 /**
- * One fine-tuning run: features (cached) → train the head on part of the labelled frames → gate on the rest and
- * on the reference frames → a new model version recording its parent. Nothing here activates anything: the
- * caller installs an accepted model through the same activation, probation and rollback path as an OTA update.
+ * One fine-tuning run: re-estimate the layers' folded batch norms on the new frames (adapt.ts) → features → train
+ * the head on part of the labelled frames → gate on the rest and on the reference frames → a new model version
+ * recording its parent. Nothing here activates anything: the caller installs an accepted model through the same
+ * activation, probation and rollback path as an OTA update.
  */
 import { ConfigError } from '../../runtime/index.js';
 import type { BwsnnModel, Head } from '../../runtime/index.js';
+import { adaptSteps, statsSteps } from './adapt.js';
 import { backboneId, featureEngine, featureSteps, joinRows, selectRows } from './features.js';
 import type { FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
 import { decide, gateOptions, stratifiedSplit } from './gate.js';
-import type { GateDecision, GateOptions } from './gate.js';
+import type { Comparison, GateDecision, GateOptions } from './gate.js';
 import { accuracy, predict, toHead, trainSteps, TRAIN_DEFAULTS } from './head.js';
 import type { TrainOptions } from './head.js';
 
 export type FineTuneProgress =
+  | { readonly phase: 'adapt'; readonly done: number; readonly total: number }
   | { readonly phase: 'features'; readonly done: number; readonly total: number }
   | { readonly phase: 'train'; readonly epoch: number; readonly epochs: number; readonly loss: number }
   | { readonly phase: 'gate' };
@@ -39,6 +42,12 @@ export interface FineTuneRequest {
    * reference set. Default 1.
    */
   readonly rehearsal?: number;
+  /**
+   * Re-estimate every layer's folded batch-norm affine on the labelled frames' pixels (labels unused) so that
+   * its per-channel statistics match those of the reference frames (adapt.ts), before the head is trained on the
+   * adapted backbone's features. Default true; false trains the head alone on the parent's backbone.
+   */
+  readonly adapt?: boolean;
   /** Version of the new model. Default parent version + 1. */
   readonly version?: number;
   /** Timestamp recorded in meta.finetune. Default now. */
@@ -53,30 +62,41 @@ export interface FineTuneResult {
   /** The new version whatever the gate said (to inspect a refusal). */
   readonly candidate: BwsnnModel;
   /**
+   * When the affines were adapted: the reference check frames as they are (the original camera) through the parent
+   * and through the candidate with its adapted affines. Reported, not gated.
+   */
+  readonly adaptation: { readonly referenceAsIs: Comparison } | null;
+  /**
    * Wall time of each phase, milliseconds; `computed` frames were not in the cache. Reference features depend only
    * on the backbone, so a cache makes them free after the first run.
    */
-  readonly timings: { readonly labelledFeaturesMs: number; readonly referenceFeaturesMs: number; readonly trainMs: number; readonly gateMs: number; readonly computed: number };
+  readonly timings: { readonly adaptMs: number; readonly labelledFeaturesMs: number; readonly referenceFeaturesMs: number; readonly trainMs: number; readonly gateMs: number; readonly computed: number };
 }
 
-/** Frames the candidate gets right and the parent wrong (fixed), and the reverse (broken). */
-function disagreements(parent: Head, candidate: Head, set: FeatureSet): { fixed: number; broken: number } {
-  const a = predict(parent, set);
-  const b = predict(candidate, set);
+/**
+ * Frames the candidate gets right and the parent wrong (fixed), and the reverse (broken): the same frames, each
+ * model on its own backbone's features.
+ */
+function disagreements(parent: Head, parentSet: FeatureSet, candidate: Head, candidateSet: FeatureSet): { fixed: number; broken: number } {
+  const a = predict(parent, parentSet);
+  const b = predict(candidate, candidateSet);
   let fixed = 0;
   let broken = 0;
-  for (let i = 0; i < set.count; i++) {
-    const label = set.labels[i]!;
+  for (let i = 0; i < parentSet.count; i++) {
+    const label = parentSet.labels[i]!;
     if (a[i] !== label && b[i] === label) fixed++;
     if (a[i] === label && b[i] !== label) broken++;
   }
   return { fixed, broken };
 }
 
-/** The parent model with a new head and version, its parent recorded in meta. */
-export function childModel(parent: BwsnnModel, head: Head, parentSha256: string, version: number, finetune: Record<string, unknown>): BwsnnModel {
-  const { parent: _grandparent, finetune: _previous, ...meta } = parent.meta;
-  return { ...parent, version, head, meta: { ...meta, parent: { name: parent.name, version: parent.version, sha256: parentSha256 }, finetune } };
+/**
+ * `backbone` (the parent, or the parent with adapted affines) with a new head and version, its parent recorded in
+ * meta.
+ */
+export function childModel(backbone: BwsnnModel, head: Head, parentSha256: string, version: number, finetune: Record<string, unknown>): BwsnnModel {
+  const { parent: _grandparent, finetune: _previous, ...meta } = backbone.meta;
+  return { ...backbone, version, head, meta: { ...meta, parent: { name: backbone.name, version: backbone.version, sha256: parentSha256 }, finetune } };
 }
 
 /** Runs a fine-tuning request to the end in one go (blocking: about a second of CPU per few hundred frames). */
@@ -108,7 +128,16 @@ export async function fineTuneAsync(request: FineTuneRequest, options: { readonl
   }
 }
 
-/** The run as a sequence of progress steps: one per frame, one per epoch, one for the gate. */
+/** Relays a generator that counts frames done as progress steps, and returns its result. */
+function* relay<R>(steps: Generator<number, R>, progress: (done: number) => FineTuneProgress): Generator<FineTuneProgress, R> {
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    yield progress(step.value);
+  }
+}
+
+/** The run as a sequence of progress steps: one per frame measured or featurised, one per epoch, one for the gate. */
 function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, FineTuneResult> {
   const { parent, frames, reference } = request;
   if (!/^[0-9a-f]{64}$/.test(request.parentSha256)) {
@@ -121,24 +150,38 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
   const gate = gateOptions(request.gate);
   const rehearsal = request.rehearsal ?? 1;
   if (!(Number.isFinite(rehearsal) && rehearsal >= 0)) throw new ConfigError(`rehearsal: expected a number >= 0, got ${JSON.stringify(rehearsal)}`, 'rehearsal');
+  const adapt = request.adapt ?? true;
+  if (typeof adapt !== 'boolean') throw new ConfigError(`adapt: expected true or false, got ${JSON.stringify(adapt)}`, 'adapt');
   const trainOptions = { ...TRAIN_DEFAULTS, ...request.train };
-
-  let t = performance.now();
+  const classes = parent.head.outFeatures;
   const engine = request.features ?? featureEngine(parent);
   if (engine.backbone !== backboneId(parent)) throw new ConfigError('features: expected a feature engine built from the parent model, got one for another backbone', 'features');
-  const total = frames.length + reference.length;
-  const classes = parent.head.outFeatures;
-  const labelledSteps = featureSteps(engine, classes, frames, request.cache);
-  let step = labelledSteps.next();
-  for (; !step.done; step = labelledSteps.next()) yield { phase: 'features', done: step.value, total };
-  const labelled = step.value;
-  const labelledFeaturesMs = performance.now() - t;
+
+  // The parent's features (cached per backbone): "before" on the labelled frames, rehearsal and reference check.
+  let t = performance.now();
+  const total = frames.length + reference.length + (adapt ? frames.length + Math.floor(reference.length / 2) : 0);
+  const parentLabelled = yield* relay(featureSteps(engine, classes, frames, request.cache), (done) => ({ phase: 'features', done, total }));
+  let labelledFeaturesMs = performance.now() - t;
   t = performance.now();
-  const referenceSteps = featureSteps(engine, classes, reference, request.cache);
-  step = referenceSteps.next();
-  for (; !step.done; step = referenceSteps.next()) yield { phase: 'features', done: frames.length + step.value, total };
-  const ref = step.value;
-  const referenceFeaturesMs = performance.now() - t;
+  const ref = yield* relay(featureSteps(engine, classes, reference, request.cache), (done) => ({ phase: 'features', done: frames.length + done, total }));
+  let referenceFeaturesMs = performance.now() - t;
+
+  // Adaptation, then the adapted backbone's features: the candidate's, on its new camera. Not cached: the
+  // backbone is this run's own (its affines come from these frames).
+  t = performance.now();
+  let backbone = parent;
+  let labelled = parentLabelled;
+  if (adapt) {
+    const layers = parent.hidden.length + 1;
+    const adaptTotal = reference.length + layers * frames.length;
+    const referenceStats = yield* relay(statsSteps(parent, reference.map((f) => f.data), layers), (done) => ({ phase: 'adapt', done, total: adaptTotal }));
+    backbone = yield* relay(adaptSteps(parent, frames.map((f) => f.data), referenceStats), (done) => ({ phase: 'adapt', done: reference.length + done, total: adaptTotal }));
+  }
+  const adaptMs = performance.now() - t;
+  const candidateEngine = adapt ? featureEngine(backbone, engine.kernel === 'reference' ? { kernel: 'reference' } : {}) : engine;
+  t = performance.now();
+  if (adapt) labelled = yield* relay(featureSteps(candidateEngine, classes, frames), (done) => ({ phase: 'features', done: frames.length + reference.length + done, total }));
+  labelledFeaturesMs += performance.now() - t;
 
   t = performance.now();
   const split = stratifiedSplit(labelled.labels, gate.holdoutFraction, gate.seed);
@@ -154,13 +197,23 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
   const head = toHead(params);
   const trainMs = performance.now() - t;
 
+  // The reference check judges the head on the parent's features of the original frames: the adapted affines
+  // belong to the new camera, as the parent's belong to the old one. What this version does on the old camera
+  // (the reference frames through the adapted affines) is reported, not gated: the way back is the parent.
+  t = performance.now();
+  const checkFrames = refSplit.holdout.map((i) => reference[i]!);
+  const asIs = adapt ? yield* relay(featureSteps(candidateEngine, classes, checkFrames), (done) => ({ phase: 'features', done: 2 * frames.length + reference.length + done, total })) : checkSet;
+  referenceFeaturesMs += performance.now() - t;
   t = performance.now();
   yield { phase: 'gate' };
-  const compare = (set: typeof trainSet) => ({ frames: set.count, before: accuracy(parent.head, set), after: accuracy(head, set) });
-  const decision = decide(compare(trainSet), { ...compare(holdoutSet), ...disagreements(parent.head, head, holdoutSet) }, compare(checkSet), gate, frames.length);
+  const compare = (parentSet: FeatureSet, candidateSet: FeatureSet) => ({ frames: parentSet.count, before: accuracy(parent.head, parentSet), after: accuracy(head, candidateSet) });
+  const holdout = { ...compare(selectRows(parentLabelled, split.holdout), holdoutSet), ...disagreements(parent.head, selectRows(parentLabelled, split.holdout), head, holdoutSet) };
+  const decision = decide(compare(selectRows(parentLabelled, split.train), trainSet), holdout, compare(checkSet, checkSet), gate, frames.length);
+  const referenceAsIs = compare(checkSet, asIs);
+  if (adapt) decision.reasons.push(`info: on the original camera (reference frames through the adapted affines) ${(100 * referenceAsIs.before).toFixed(1)}% -> ${(100 * referenceAsIs.after).toFixed(1)}%; not gated (the parent is the way back)`);
   const gateMs = performance.now() - t;
 
-  const candidate = childModel(parent, head, request.parentSha256, version, {
+  const candidate = childModel(backbone, head, request.parentSha256, version, {
     createdAt: (request.now ?? new Date()).toISOString(),
     accepted: decision.accepted,
     labelledFrames: frames.length,
@@ -168,9 +221,15 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
     rehearsalFrames: rehearsed.count,
     holdout: { frames: decision.holdout.frames, before: decision.holdout.before, after: decision.holdout.after, pValue: decision.holdout.pValue },
     reference: { frames: decision.reference.frames, before: decision.reference.before, after: decision.reference.after },
+    adapted: adapt
+      ? { method: 'batch-norm re-estimation', layers: [parent.first, ...parent.hidden].map((l) => l.name), frames: frames.length, referenceFrames: reference.length, referenceAsIs }
+      : null,
     finalLoss: losses[losses.length - 1] ?? null,
     train: trainOptions,
     gate,
   });
-  return { decision, model: decision.accepted ? candidate : null, candidate, timings: { labelledFeaturesMs, referenceFeaturesMs, trainMs, gateMs, computed: labelled.computed + ref.computed } };
+  return {
+    decision, model: decision.accepted ? candidate : null, candidate, adaptation: adapt ? { referenceAsIs } : null,
+    timings: { adaptMs, labelledFeaturesMs, referenceFeaturesMs, trainMs, gateMs, computed: parentLabelled.computed + ref.computed + (adapt ? labelled.computed + asIs.count : 0) },
+  };
 }

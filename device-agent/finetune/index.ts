@@ -1,4 +1,6 @@
-/** On-device fine-tuning of a model's float head: features, optimiser, gate, new version. Re-exports only. */
+/** On-device fine-tuning: batch-norm re-estimation, the float head's features and optimiser, gate, new version. Re-exports only. */
+export { adaptAffines, adaptSteps, layerStats, matchedAffine, statsSteps, withAffine } from './adapt.js';
+export type { ChannelStats } from './adapt.js';
 export { backboneId, extractFeatures, featureEngine, featureSteps, joinRows, MemoryFeatureCache, selectRows } from './features.js';
 export type { ExtractOptions, FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
 export { accuracy, headParams, lossAndGradient, predict, toHead, trainHead, trainSteps, TRAIN_DEFAULTS } from './head.js';

@@ -9,9 +9,9 @@ import type { BwsnnModel } from '../format/model.js';
 import { layerUnits } from '../format/model.js';
 import { selectKernel } from '../kernels/select.js';
 import { wasmRunner } from '../kernels/wasm.js';
-import { mapShape, referenceRunner } from './reference.js';
+import { mapShape, referenceRunner, shortcutCurrent } from './reference.js';
 import type { Runner } from './reference.js';
-import type { Engine, Frame, InferResult, KernelChoice, StreamItem } from './types.js';
+import type { Engine, Frame, InferResult, KernelChoice, LayerTrace, StreamItem } from './types.js';
 
 export interface EngineOptions {
   /** Kernel implementation; default 'auto' (wasm when WebAssembly SIMD works, else reference). */
@@ -64,8 +64,23 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
       synOps,
       latencyMs: performance.now() - started,
     };
-    return out.trace ? { ...result, trace: out.trace } : result;
+    return out.trace ? { ...result, trace: withShortcuts(out.trace) } : result;
   };
+
+  // Recorded traces only (the runners' hot path is untouched): each layer's shortcut current, recomputed from the
+  // previous layer's recorded current with the reference semantics.
+  const withShortcuts = (trace: LayerTrace[]): LayerTrace[] =>
+    trace.map((entry, i) => {
+      const layer = i > 0 ? model.hidden[i - 1]! : undefined;
+      if (!layer || layer.shortcut === 'none') return entry;
+      const prev = trace[i - 1]!.currents;
+      const [units, prevUnits] = [entry.currents.length / model.T, prev.length / model.T];
+      const shortcut = new Float32Array(entry.currents.length);
+      for (let t = 0; t < model.T; t++) {
+        shortcut.set(shortcutCurrent(layer, prev.subarray(t * prevUnits, (t + 1) * prevUnits), mapShape(layers[i - 1]!))!, t * units);
+      }
+      return { ...entry, shortcut };
+    });
 
   async function* stream(frames: Iterable<Frame> | AsyncIterable<Frame>): AsyncGenerator<StreamItem> {
     let index = 0;

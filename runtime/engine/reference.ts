@@ -38,11 +38,12 @@ export function shortcutCurrent(layer: HiddenLayer, prev: Float32Array, from: Sh
   const [, w, cin] = from;
   const out = new Float32Array(oh * ow * cout);
   const f = Math.fround;
-  for (let oy = 0; oy < oh; oy++) {
-    for (let ox = 0; ox < ow; ox++) {
+  // One closure for the whole map, not one per output (closures made in the loop dominated recorded inferences).
+  const at = (y: number, x: number, c: number) => prev[(y * w + x) * cin + (c % cin)]!;
+  for (let oy = 0, y = 0; oy < oh; oy++, y += 2) {
+    for (let ox = 0, x = 0; ox < ow; ox++, x += 2) {
       for (let c = 0; c < cout; c++) {
-        const at = (dy: number, dx: number) => prev[((2 * oy + dy) * w + 2 * ox + dx) * cin + (c % cin)]!;
-        out[(oy * ow + ox) * cout + c] = f(f(f(f(at(0, 0) + at(0, 1)) + at(1, 0)) + at(1, 1)) * 0.25);
+        out[(oy * ow + ox) * cout + c] = f(f(f(f(at(y, x, c) + at(y, x + 1, c)) + at(y + 1, x, c)) + at(y + 1, x + 1, c)) * 0.25);
       }
     }
   }

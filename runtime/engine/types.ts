@@ -18,6 +18,12 @@ export interface LayerTrace {
   readonly spikes: Uint8Array;
   /** T × units, the LIF input current per step (after affine and shortcut). */
   readonly currents: Float32Array;
+  /**
+   * T × units, the part of `currents` the shortcut added (the previous layer's current, pooled and tiled as the
+   * layer's shortcut says); absent when the layer has none. `currents - shortcut` is the layer's own
+   * `scale_c * acc + bias_c`, the quantity its batch norm normalised in training.
+   */
+  readonly shortcut?: Float32Array;
 }
 
 export interface InferResult {

@@ -52,6 +52,8 @@ export interface FinetuneFileOptions {
   readonly train?: Omit<TrainOptions, 'onEpoch'>;
   readonly gate?: GateOptions;
   readonly rehearsal?: number;
+  /** Re-estimate the layers' batch-norm affines on the labelled frames first. Default true. */
+  readonly adapt?: boolean;
 }
 
 export interface FinetuneFileReport {
@@ -85,6 +87,7 @@ export function finetuneFile(opts: FinetuneFileOptions): FinetuneFileReport {
     parent, parentSha256: sha256(bytes), frames, reference,
     ...(opts.train ? { train: opts.train } : {}), ...(opts.gate ? { gate: opts.gate } : {}),
     ...(opts.rehearsal !== undefined ? { rehearsal: opts.rehearsal } : {}),
+    ...(opts.adapt !== undefined ? { adapt: opts.adapt } : {}),
   });
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
@@ -137,7 +140,9 @@ export interface ExperimentRow {
   readonly shifted: number;
   /** The retrained comparison head on the shifted evaluation frames (ExperimentOptions.retrainFrames); null when skipped. */
   readonly retrained: number | null;
-  /** Candidate head on the held-out shifted frames. */
+  /** The candidate's adapted backbone under the parent's head, on the held-out shifted frames (the adaptation alone). */
+  readonly adapted: number;
+  /** The candidate (adapted backbone and retrained head) on the held-out shifted frames. */
   readonly finetuned: number;
   /** (finetuned - shifted) / (clean - shifted). */
   readonly recovered: number;
@@ -145,13 +150,18 @@ export interface ExperimentRow {
   readonly reasons: string[];
   readonly holdout: { readonly before: number; readonly after: number; readonly pValue: number };
   readonly reference: { readonly before: number; readonly after: number };
+  /** The reference check frames as they are (the original camera) through the candidate's adapted affines. */
+  readonly referenceAsIs: number;
   /** Wall and CPU time of the whole `sei finetune` run (features of labelled and reference frames, training, gate). */
   readonly seconds: number;
   readonly cpuSeconds: number;
-  /** Features of the labelled frames, of the reference frames (cacheable per backbone), and training, wall seconds. */
+  /** Adaptation (reference statistics and the layer-by-layer re-estimation), features of the labelled frames, of the reference frames, and training, wall seconds. */
+  readonly adaptSeconds: number;
   readonly labelledFeaturesSeconds: number;
   readonly referenceFeaturesSeconds: number;
   readonly trainSeconds: number;
+  /** Frames whose features the run computed (none were cached). */
+  readonly featurised: number;
   readonly extraMB: number;
 }
 
@@ -218,7 +228,8 @@ export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<
     const rows: ExperimentRow[] = [];
     for (const name of shiftNames) {
       const shift: Shift = SHIFTS[name as keyof typeof SHIFTS];
-      const evalSet = evaluate(range(EVAL_FROM, evalCount, shift));
+      const evalFrames = range(EVAL_FROM, evalCount, shift);
+      const evalSet = evaluate(evalFrames);
       const shifted = accuracy(model.head, evalSet);
       const retrained = retrainFrames > 0 ? retrainedHead(engine, model, shift, retrainFrames, seed, evalSet) : null;
       const pool = range(poolFrom, maxSize, shift);
@@ -232,15 +243,19 @@ export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<
         writeFileSync(images, encodeIdx([n, shape[0], shape[1]], pixels));
         writeFileSync(labels, encodeIdx([n], Uint8Array.from(chosen, (f) => f.label)));
         const run = await runFinetuneProcess(['--model', modelPath, '--frames', images, '--labels', labels, '--candidate', candidate]);
-        const finetuned = accuracy(readBwsnn(new Uint8Array(readFileSync(candidate))).head, evalSet);
+        // The candidate is a whole model (adapted affines and a new head): its own backbone's features.
+        const child = readBwsnn(new Uint8Array(readFileSync(candidate)));
+        const childSet = extractFeatures(featureEngine(child), model.head.outFeatures, evalFrames);
+        const [adapted, finetuned] = [accuracy(model.head, childSet), accuracy(child.head, childSet)];
         const row: ExperimentRow = {
-          shift: name, labelled: n, clean, shifted, retrained, finetuned,
+          shift: name, labelled: n, clean, shifted, retrained, adapted, finetuned,
           recovered: clean - shifted > 0 ? (finetuned - shifted) / (clean - shifted) : NaN,
           accepted: run.accepted, reasons: run.reasons,
           holdout: { before: run.holdout.before, after: run.holdout.after, pValue: run.holdout.pValue },
           reference: { before: run.reference.before, after: run.reference.after },
-          seconds: run.seconds, cpuSeconds: run.cpuSeconds, labelledFeaturesSeconds: run.timings.labelledFeaturesMs / 1000,
-          referenceFeaturesSeconds: run.timings.referenceFeaturesMs / 1000, trainSeconds: run.timings.trainMs / 1000, extraMB: run.memory.extraMB,
+          referenceAsIs: run.adaptation?.referenceAsIs.after ?? run.reference.after,
+          seconds: run.seconds, cpuSeconds: run.cpuSeconds, adaptSeconds: run.timings.adaptMs / 1000, labelledFeaturesSeconds: run.timings.labelledFeaturesMs / 1000,
+          referenceFeaturesSeconds: run.timings.referenceFeaturesMs / 1000, trainSeconds: run.timings.trainMs / 1000, featurised: run.timings.computed, extraMB: run.memory.extraMB,
         };
         rows.push(row);
         line(formatRow(row));
@@ -286,7 +301,8 @@ interface ChildReport {
   reference: { before: number; after: number };
   seconds: number;
   cpuSeconds: number;
-  timings: { labelledFeaturesMs: number; referenceFeaturesMs: number; trainMs: number; gateMs: number };
+  timings: { adaptMs: number; labelledFeaturesMs: number; referenceFeaturesMs: number; trainMs: number; gateMs: number; computed: number };
+  adaptation: { referenceAsIs: { before: number; after: number } } | null;
   memory: { extraMB: number };
 }
 
@@ -314,15 +330,15 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const recovery = (x: number) => (Number.isFinite(x) ? pct(x) : '–');
 
 function formatRow(r: ExperimentRow): string {
-  return `${r.shift.padEnd(9)} n=${String(r.labelled).padEnd(4)} clean ${pct(r.clean)}  shifted ${pct(r.shifted)}  retrained ${r.retrained === null ? '-' : pct(r.retrained)}  fine-tuned ${pct(r.finetuned)}  recovered ${recovery(r.recovered)}  gate ${r.accepted ? 'accepted' : 'refused '}  ${r.seconds.toFixed(2)} s (${r.cpuSeconds.toFixed(2)} s CPU)  +${r.extraMB.toFixed(1)} MB`;
+  return `${r.shift.padEnd(9)} n=${String(r.labelled).padEnd(4)} clean ${pct(r.clean)}  shifted ${pct(r.shifted)}  retrained ${r.retrained === null ? '-' : pct(r.retrained)}  adapted ${pct(r.adapted)}  fine-tuned ${pct(r.finetuned)}  recovered ${recovery(r.recovered)}  gate ${r.accepted ? 'accepted' : 'refused '}  ${r.seconds.toFixed(2)} s (${r.cpuSeconds.toFixed(2)} s CPU)  +${r.extraMB.toFixed(1)} MB`;
 }
 
 /** The table of models/FINETUNE.md. */
 export function markdownTable(report: ExperimentReport): string {
-  const head = '| shift | labelled frames | clean | shifted | head retrained on many shifted frames | fine-tuned | recovered | gate | holdout before → after (p) | reference before → after | wall s (CPU s) | of which: labelled features + reference features + training | extra RSS |';
-  const rule = '|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---|---:|';
+  const head = '| shift | labelled frames | clean | shifted | head retrained on many shifted frames | adapted affines, parent head | fine-tuned | recovered | gate | holdout before → after (p) | reference before → after (gated) | reference as is, adapted affines | wall s (CPU s) | of which: adaptation + labelled features + reference features + training | extra RSS |';
+  const rule = '|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---|---:|';
   const rows = report.rows.map((r) =>
-    `| ${r.shift} | ${r.labelled} | ${pct(r.clean)} | ${pct(r.shifted)} | ${r.retrained === null ? '–' : pct(r.retrained)} | ${pct(r.finetuned)} | ${recovery(r.recovered)} | ${r.accepted ? 'accepted' : 'refused'} | ${pct(r.holdout.before)} → ${pct(r.holdout.after)} (${r.holdout.pValue.toPrecision(1)}) | ${pct(r.reference.before)} → ${pct(r.reference.after)} | ${r.seconds.toFixed(2)} (${r.cpuSeconds.toFixed(2)}) | ${r.labelledFeaturesSeconds.toFixed(2)} + ${r.referenceFeaturesSeconds.toFixed(2)} + ${r.trainSeconds.toFixed(2)} | ${r.extraMB.toFixed(1)} MB |`);
+    `| ${r.shift} | ${r.labelled} | ${pct(r.clean)} | ${pct(r.shifted)} | ${r.retrained === null ? '–' : pct(r.retrained)} | ${pct(r.adapted)} | ${pct(r.finetuned)} | ${recovery(r.recovered)} | ${r.accepted ? 'accepted' : 'refused'} | ${pct(r.holdout.before)} → ${pct(r.holdout.after)} (${r.holdout.pValue.toPrecision(1)}) | ${pct(r.reference.before)} → ${pct(r.reference.after)} | ${pct(r.referenceAsIs)} | ${r.seconds.toFixed(2)} (${r.cpuSeconds.toFixed(2)}) | ${r.adaptSeconds.toFixed(2)} + ${r.labelledFeaturesSeconds.toFixed(2)} + ${r.referenceFeaturesSeconds.toFixed(2)} + ${r.trainSeconds.toFixed(2)} | ${r.extraMB.toFixed(1)} MB |`);
   return [head, rule, ...rows].join('\n');
 }
 
@@ -333,7 +349,7 @@ const END = '<!-- finetune-table:end -->';
 export function tableSection(report: ExperimentReport): string {
   const m = report.model;
   const runs = report.rows.filter((r) => r.labelled === 500);
-  const fps = runs.length ? runs.reduce((a, r) => a + 1500 / (r.labelledFeaturesSeconds + r.referenceFeaturesSeconds), 0) / runs.length : NaN;
+  const fps = runs.length ? runs.reduce((a, r) => a + r.featurised / (r.labelledFeaturesSeconds + r.referenceFeaturesSeconds), 0) / runs.length : NaN;
   return [
     BEGIN,
     `Generated ${report.machine.date} by \`npm run finetune:exp\` (\`sei finetune-experiment --markdown --write-table models/FINETUNE.md\`) in ${report.seconds.toFixed(0)} s.`,
@@ -341,7 +357,8 @@ export function tableSection(report: ExperimentReport): string {
     `- Model: **${m.name}** v${m.version}, T=${m.T}, ${m.standIn ? '**a stand-in** (random backbone, head trained on 3000 clean Fashion-MNIST training frames): not the bundled model' : `\`${m.path}\``}.`,
     `- Machine: ${report.machine.cpu}, ${report.machine.cores} cores (shared; load average at the end ${report.machine.loadavg.join(' ')}), Node ${report.machine.node}.`,
     `- Clean accuracy on test frames ${EVAL_FROM}..${EVAL_FROM + report.evalFrames - 1}: **${pct(report.clean)}**. Evaluation: the same ${report.evalFrames} frames shifted; never trained on.`,
-    `- Each run is one \`sei finetune\` process, cold: features of the labelled frames and of the ${report.referenceFrames} reference frames, training, gate. Feature extraction in the 500-frame runs: ${fps.toFixed(0)} frames/s (wall clock on the shared machine).`,
+    `- Each run is one \`sei finetune\` process, cold: statistics of the ${report.referenceFrames} reference frames, every layer's affine re-estimated on the labelled frames (one pass per layer), features (parent and adapted backbone on the labelled frames, parent on the reference frames, adapted on the reference check half), training, gate. Feature extraction in the 500-frame runs: ${fps.toFixed(0)} frames/s (wall clock on the shared machine).`,
+    '- *adapted affines, parent head*: the candidate\'s backbone under the parent\'s head (the adaptation alone); *fine-tuned*: the candidate (adapted affines and retrained head); both on the shifted evaluation frames, whatever the gate said. *reference before → after (gated)*: the parent and the candidate\'s head on the reference check frames under the parent\'s affines; *as is, adapted affines*: the whole candidate on those frames as they are (the original camera; reported, not gated).',
     report.retrainFrames > 0 ? `- Head retrained on many shifted frames: the parent's head retrained on ${report.retrainFrames} shifted training-split frames (no rehearsal, no gate; 100 epochs, step 0.03, no pull), on the same evaluation frames: a yardstick for what a new head on this backbone's features can reach.` : '- Retrained comparison head: not measured.',
     `- Training: ${JSON.stringify(report.train)}; gate: ${JSON.stringify(report.gate)}; rehearsal 1 (reference frames trained on per labelled training frame; the gate checks the other half).`,
     '',
@@ -392,12 +409,13 @@ export function register(program: Command): void {
     .option('--min-gain <x>', `required holdout accuracy gain, absolute (default ${GATE_DEFAULTS.minGain})`, number('--min-gain'))
     .option('--max-reference-drop <x>', `allowed reference accuracy fall, absolute (default ${GATE_DEFAULTS.maxReferenceDrop})`, number('--max-reference-drop'))
     .option('--max-p-value <x>', `sign test on holdout frames fixed vs broken, 1 disables (default ${GATE_DEFAULTS.maxPValue})`, number('--max-p-value'))
+    .option('--no-adapt', 'train the head alone on the parent\'s backbone (default: first re-estimate every layer\'s batch-norm affine on the labelled frames)')
     .option('--json', 'print the decision as one JSON object on the last line')
-    .action((o: { model: string; frames: string; labels: string; referenceFrames?: string; referenceLabels?: string; out?: string; candidate?: string; epochs?: number; lr?: number; decay?: number; rehearsal?: number; seed?: number; holdout?: number; minGain?: number; maxReferenceDrop?: number; maxPValue?: number; json?: boolean }) => {
+    .action((o: { model: string; frames: string; labels: string; referenceFrames?: string; referenceLabels?: string; out?: string; candidate?: string; epochs?: number; lr?: number; decay?: number; rehearsal?: number; seed?: number; holdout?: number; minGain?: number; maxReferenceDrop?: number; maxPValue?: number; adapt: boolean; json?: boolean }) => {
       const pick = <T extends object>(entries: Record<string, unknown>) => Object.fromEntries(Object.entries(entries).filter(([, v]) => v !== undefined)) as T;
       const report = finetuneFile({
         model: o.model, frames: o.frames, labels: o.labels,
-        ...pick<object>({ referenceFrames: o.referenceFrames, referenceLabels: o.referenceLabels, rehearsal: o.rehearsal }),
+        ...pick<object>({ referenceFrames: o.referenceFrames, referenceLabels: o.referenceLabels, rehearsal: o.rehearsal }), adapt: o.adapt,
         train: pick<TrainOptions>({ epochs: o.epochs, learningRate: o.lr, decay: o.decay, seed: o.seed }),
         gate: pick<GateOptions>({ holdoutFraction: o.holdout, minGain: o.minGain, maxReferenceDrop: o.maxReferenceDrop, maxPValue: o.maxPValue, seed: o.seed }),
       });
@@ -409,7 +427,7 @@ export function register(program: Command): void {
       if (o.json) {
         printJson({
           accepted: decision.accepted, reasons: decision.reasons, train: decision.train, holdout: decision.holdout, reference: decision.reference,
-          options: decision.options, parent: report.parent, version: candidate.version, written,
+          options: decision.options, adaptation: result.adaptation, parent: report.parent, version: candidate.version, written,
           seconds: report.seconds, cpuSeconds: report.cpuSeconds, timings: result.timings, memory: report.memory,
         });
         return;
@@ -418,7 +436,7 @@ export function register(program: Command): void {
       for (const r of decision.reasons) console.log(`  ${r}`);
       console.log(`${decision.accepted ? 'ACCEPTED' : 'REFUSED'}${written ? `: wrote ${written}` : decision.accepted ? ' (no --out given, nothing written)' : ': nothing written'}`);
       const t = result.timings;
-      console.log(`${report.seconds.toFixed(2)} s wall, ${report.cpuSeconds.toFixed(2)} s CPU (features ${((t.labelledFeaturesMs + t.referenceFeaturesMs) / 1000).toFixed(2)} s for ${t.computed} frames, training ${(t.trainMs / 1000).toFixed(2)} s), +${report.memory.extraMB.toFixed(1)} MB peak RSS`);
+      console.log(`${report.seconds.toFixed(2)} s wall, ${report.cpuSeconds.toFixed(2)} s CPU (adaptation ${(t.adaptMs / 1000).toFixed(2)} s, features ${((t.labelledFeaturesMs + t.referenceFeaturesMs) / 1000).toFixed(2)} s for ${t.computed} frames, training ${(t.trainMs / 1000).toFixed(2)} s), +${report.memory.extraMB.toFixed(1)} MB peak RSS`);
     });
 
   program

@@ -1,0 +1,118 @@
+/**
+ * Covariate-shift adaptation of the folded batch norms (AdaBN). Every layer's current is
+ * `scale_c * acc + bias_c (+ shortcut)`, where `scale_c * acc + bias_c` is what the layer's batch norm normalised in
+ * training, with statistics over all steps and positions. A new camera changes those statistics (an exposure change
+ * is an affine change of the first layer's accumulator), so the layer's neurons no longer see what they were trained
+ * on. Re-estimating the affine so that each channel's mean and standard deviation on the new frames match those of
+ * the frames that ship with the model undoes that, layer by layer from the first (each layer is measured on the
+ * output of the layers already adapted). It needs no labels and no gradients: forward passes and per-channel sums.
+ * Thresholds stay: a per-channel affine of the current already moves each neuron relative to its threshold.
+ */
+import { ConfigError, createEngine, layerChannels } from '../../runtime/index.js';
+import type { BwsnnModel, Frame, HiddenLayer } from '../../runtime/index.js';
+
+/** Per-channel statistics of one layer's own affine part `scale_c * acc + bias_c`, over frames, steps, positions. */
+export interface ChannelStats {
+  readonly mean: Float64Array;
+  readonly std: Float64Array;
+}
+
+/** The variance floor of a channel (the trainer's batch-norm epsilon): a channel that barely moves keeps its scale. */
+const EPSILON = 1e-5;
+
+/** The model's first `count` layers under a throwaway head: a forward pass stops where the statistics are needed. */
+function prefix(model: BwsnnModel, count: number): BwsnnModel {
+  const hidden = model.hidden.slice(0, count - 1);
+  const channels = layerChannels(hidden[hidden.length - 1] ?? model.first);
+  return { ...model, hidden, labels: ['probe'], head: { inFeatures: channels, outFeatures: 1, weight: new Float32Array(channels), bias: new Float32Array(1) } };
+}
+
+/**
+ * Statistics of layers 0..`count - 1` (0 = the first layer) on `frames`, one frame per step of the generator (so a
+ * caller can hand the event loop back). The layers' own part is the recorded current minus the recorded shortcut.
+ */
+export function* statsSteps(model: BwsnnModel, frames: readonly Frame[], count: number): Generator<number, ChannelStats[]> {
+  if (frames.length === 0) throw new ConfigError('frames: expected at least one frame to measure the layer statistics on, got none', 'frames');
+  const engine = createEngine(prefix(model, count));
+  const layers = [model.first, ...model.hidden].slice(0, count);
+  const sums = layers.map((l) => ({ s: new Float64Array(layerChannels(l)), q: new Float64Array(layerChannels(l)), n: 0 }));
+  for (let f = 0; f < frames.length; f++) {
+    const trace = engine.infer(frames[f]!, { record: true }).trace!;
+    trace.forEach(({ currents, shortcut }, i) => {
+      const { s, q } = sums[i]!;
+      const channels = s.length;
+      for (let u = 0; u < currents.length; u++) {
+        const x = currents[u]! - (shortcut ? shortcut[u]! : 0);
+        s[u % channels]! += x;
+        q[u % channels]! += x * x;
+      }
+      sums[i]!.n += currents.length / channels;
+    });
+    yield f + 1;
+  }
+  return sums.map(({ s, q, n }) => {
+    const mean = s.map((x) => x / n);
+    return { mean, std: q.map((x, c) => Math.sqrt(Math.max(0, x / n - mean[c]! ** 2))) };
+  });
+}
+
+/** Runs statsSteps to the end. */
+export function layerStats(model: BwsnnModel, frames: readonly Frame[], count = model.hidden.length + 1): ChannelStats[] {
+  const steps = statsSteps(model, frames, count);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/**
+ * The affine `a * x + d` per channel that maps statistics `from` onto `to`, folded into a layer's scale and bias
+ * (float32, as the format stores them).
+ */
+export function matchedAffine(layer: { readonly scale: Float32Array; readonly bias: Float32Array }, from: ChannelStats, to: ChannelStats): { scale: Float32Array; bias: Float32Array } {
+  const scale = new Float32Array(layer.scale.length);
+  const bias = new Float32Array(layer.bias.length);
+  for (let c = 0; c < scale.length; c++) {
+    const a = Math.sqrt((to.std[c]! ** 2 + EPSILON) / (from.std[c]! ** 2 + EPSILON));
+    const d = to.mean[c]! - a * from.mean[c]!;
+    scale[c] = a * layer.scale[c]!;
+    bias[c] = a * layer.bias[c]! + d;
+  }
+  return { scale, bias };
+}
+
+/** The model with layer `index` (0 = the first layer) given a new scale and bias. */
+export function withAffine(model: BwsnnModel, index: number, affine: { scale: Float32Array; bias: Float32Array }): BwsnnModel {
+  if (index === 0) return { ...model, first: { ...model.first, ...affine } };
+  const hidden = model.hidden.map((l, h) => (h === index - 1 ? ({ ...l, ...affine } as HiddenLayer) : l));
+  return { ...model, hidden };
+}
+
+/**
+ * Adapts every layer's affine, first to last, so that its statistics on `frames` (the new camera; labels are not
+ * needed) match `reference` (layerStats of the same model on frames of the original distribution). Yields the
+ * frames measured so far (each layer measures every frame once); returns the adapted model (same weights,
+ * thresholds, head, version and meta).
+ */
+export function* adaptSteps(model: BwsnnModel, frames: readonly Frame[], reference: readonly ChannelStats[]): Generator<number, BwsnnModel> {
+  const layers = model.hidden.length + 1;
+  if (reference.length !== layers) throw new ConfigError(`reference: expected statistics of ${layers} layers, got ${reference.length}`, 'reference');
+  let adapted = model;
+  for (let i = 0; i < layers; i++) {
+    const steps = statsSteps(adapted, frames, i + 1);
+    let step = steps.next();
+    for (; !step.done; step = steps.next()) yield i * frames.length + step.value;
+    const layer = i === 0 ? adapted.first : adapted.hidden[i - 1]!;
+    adapted = withAffine(adapted, i, matchedAffine(layer, step.value[i]!, reference[i]!));
+  }
+  return adapted;
+}
+
+/** Runs adaptSteps to the end. */
+export function adaptAffines(model: BwsnnModel, frames: readonly Frame[], reference: readonly ChannelStats[]): BwsnnModel {
+  const steps = adaptSteps(model, frames, reference);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
