@@ -88,13 +88,18 @@ sqlite_dir="$release/node_modules/better-sqlite3"
 if [ -f "$release/native/better_sqlite3.node" ] && [ ! -e "$sqlite_dir/build/Release/better_sqlite3.node" ]; then
   install -D -m 0755 "$release/native/better_sqlite3.node" "$sqlite_dir/build/Release/better_sqlite3.node"
 fi
-addon_ok() { (cd "$PREFIX/current" && node -e "new (require('better-sqlite3'))(':memory:').close()" >/dev/null 2>&1); }
-if ! addon_ok; then
-  say "better-sqlite3 does not load on this box ($(node -p 'process.arch + ", Node ABI " + process.versions.modules')); rebuilding it"
+# Prints Node's own reason (on one line) when the addon does not load, e.g. "... compiled against a different
+# Node.js version using NODE_MODULE_VERSION 115. This version of Node.js requires NODE_MODULE_VERSION 108 ...".
+addon_error() {
+  (cd "$release" && node -e "try { new (require('better-sqlite3'))(':memory:').close() } catch (e) { console.log(String(e.message).replace(/\s+/g, ' ')); process.exit(1) }" 2>/dev/null)
+}
+if ! why="$(addon_error)"; then
+  say "better-sqlite3 does not load on this box ($(node -p 'process.arch + ", Node " + process.version + ", ABI " + process.versions.modules')): $why"
+  say "rebuilding better-sqlite3 from the bundled sources"
   command -v npm >/dev/null && command -v make >/dev/null && command -v g++ >/dev/null ||
     die "rebuilding better-sqlite3 needs build tools: sudo apt-get install npm build-essential python3, then run this again"
   (cd "$release" && npm rebuild better-sqlite3 --build-from-source) || die "npm rebuild better-sqlite3 failed (see above)"
-  addon_ok || die "better-sqlite3 still does not load after the rebuild"
+  why="$(addon_error)" || die "better-sqlite3 still does not load after the rebuild: $why"
   changed=1
 fi
 

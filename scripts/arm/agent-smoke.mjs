@@ -129,14 +129,24 @@ function host() {
     // Where install-pi.sh puts the addon.
     sh('install', ['-D', join(unpacked, 'native/better_sqlite3.node'), join(unpacked, 'node_modules/better-sqlite3/build/Release/better_sqlite3.node')]);
     const rootfs = sh(join(root, 'scripts/arm/rootfs.sh'), [arch]);
+    const node = ['-n', '10', QEMU[arch], '-L', rootfs, join(rootfs, 'usr/bin/node')];
+    // The addon first, with Node's own reason when it does not load (an ABI or architecture mismatch says so).
+    const load = spawnSync('nice', [...node, '-e', "try { new (require('better-sqlite3'))(':memory:').close() } catch (e) { console.log(String(e.message).replace(/\\s+/g, ' ')); process.exit(1) }"], {
+      cwd: unpacked,
+      encoding: 'utf8',
+    });
+    if (load.status !== 0) {
+      failed++;
+      console.log(`${arch}: FAIL (the package's better-sqlite3 (${addon}) does not load on ${arch} Node 18: ${(load.stdout + load.stderr).trim()})`);
+      continue;
+    }
     console.log(`\n=== ${arch}: agent smoke (${frames} frames) under ${QEMU[arch]}, Node from ${rootfs}`);
-    const r = spawnSync('nice', ['-n', '10', QEMU[arch], '-L', rootfs, join(rootfs, 'usr/bin/node'), fileURLToPath(import.meta.url), '--inside', unpacked, '--frames', String(frames)], {
+    const r = spawnSync('nice', [...node, fileURLToPath(import.meta.url), '--inside', unpacked, '--frames', String(frames)], {
       cwd: unpacked,
       stdio: 'inherit',
     });
     // The device CLI as the unit starts it, on the same emulated box: `sei doctor` must find it ready.
-    const node = ['-n', '10', QEMU[arch], '-L', rootfs, join(rootfs, 'usr/bin/node'), join(unpacked, 'bin/sei.js')];
-    const doctor = spawnSync('nice', [...node, 'doctor', '--json', '--state-dir', tmpdir()], { cwd: unpacked, encoding: 'utf8' });
+    const doctor = spawnSync('nice', [...node, join(unpacked, 'bin/sei.js'), 'doctor', '--json', '--state-dir', tmpdir()], { cwd: unpacked, encoding: 'utf8' });
     process.stdout.write(doctor.stdout.split('\n').slice(0, -2).join('\n') + '\n');
     const ok = r.status === 0 && doctor.status === 0;
     if (!ok) failed++;
