@@ -227,8 +227,11 @@ export async function fit(
     }
     const opt = [...ck.tensors].filter(([n]) => n.startsWith('opt/')).map(([n, tensor]) => ({ name: n.slice(4), tensor }));
     if (opt.length) await optimizer.setWeights(opt);
-    // The caller passes the resumed run's config (see resumeConfig in scripts/commands/train.ts); epochs only grow.
-    state = { ...ck.meta, config: { ...runCfg, epochs: Math.max(ck.meta.config.epochs, epochs) }, runConfig: cfg };
+    // The caller passes the resumed run's config (see resumeConfig in scripts/commands/train.ts). A new epoch budget
+    // reshapes the rest of the learning-rate schedule; it cannot undo epochs already trained.
+    const started = ck.meta.epoch + (ck.meta.batchInEpoch ? 1 : 0);
+    if (epochs < started) throw new ConfigError(`--epochs: expected at least ${started} (the ${role} in ${dir} has started epoch ${started}), got ${epochs}`, '--epochs');
+    state = { ...ck.meta, config: { ...runCfg, epochs }, runConfig: cfg };
     hooks.onInfo?.(`${role}: resumed from ${dir} at epoch ${state.epoch}${state.batchInEpoch ? ` + ${state.batchInEpoch} batches` : ''}`);
   }
   const total = state.config.epochs;
