@@ -62,4 +62,6 @@ test('an interrupted run resumed from its checkpoint ends with the same weights 
   assert.equal(b.state.epoch, 2);
   const va = namedVariables(a.params), vb = namedVariables(b.params);
   va.forEach((x, i) => assert.deepEqual(Array.from(vb[i]!.v.dataSync()), Array.from(x.v.dataSync()), x.name));
+  // A new budget may shrink the schedule, not below the epochs already trained.
+  await assert.rejects(fit('student', { ...cfg, epochs: 1 }, small, join(tmp, 'b'), { resume: true, engine: backend.engine }), /--epochs: expected at least 2/);
 });
