@@ -117,8 +117,13 @@ if (values['sqlite-addon'] !== undefined) cpSync(resolve(values['sqlite-addon'])
 
 for (const f of ['sei-agent.service', 'agent.json', 'README.md']) cpSync(join(root, 'packaging', f), join(stage, 'packaging', f));
 cpSync(join(root, 'scripts/install-pi.sh'), join(stage, 'install-pi.sh'));
+// The launcher runs with the unit's V8 heap flags (their reasons are in the unit), so that `sei` by hand behaves
+// as the service does; `env -S` (coreutils 8.30+, every supported Debian) splits them off the shebang line.
+const unit = readFileSync(join(root, 'packaging/sei-agent.service'), 'utf8');
+const execStart = /^ExecStart=\/usr\/bin\/node((?: --[a-z-]+=\S+)*) \/opt\/sei-edge\/current\/bin\/sei\.js /m.exec(unit);
+if (!execStart) fail('packaging/sei-agent.service: expected `ExecStart=/usr/bin/node [--v8-flag=value...] /opt/sei-edge/current/bin/sei.js ...`');
 mkdirSync(join(stage, 'bin'));
-writeFileSync(join(stage, 'bin/sei.js'), "#!/usr/bin/env node\nimport '../dist/scripts/sei-device.js';\n", { mode: 0o755 });
+writeFileSync(join(stage, 'bin/sei.js'), `#!/usr/bin/env -S node${execStart[1]}\nimport '../dist/scripts/sei-device.js';\n`, { mode: 0o755 });
 
 const project = pkgJson(root);
 const dependencies = Object.fromEntries(direct.map((n) => [n, pkgJson(join(root, 'node_modules', n)).version]));

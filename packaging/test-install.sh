@@ -5,6 +5,8 @@
 # Usage: sudo packaging/test-install.sh [PACKAGE.tgz]
 #   default: `npm run build` must have run; packs an amd64 package with better-sqlite3 built for bookworm's Node 18.
 # Needs root (chroot, debootstrap), debootstrap and g++. The pristine root is cached by scripts/arm/rootfs.sh.
+# `sei doctor`, run by install-pi.sh through /usr/local/bin/sei, also proves the launcher's shebang (with the
+# unit's heap flags) starts on the box's Node.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -16,7 +18,9 @@ die() { echo "test-install: FAIL: $*" >&2; exit 1; }
 
 package="${1:-}"
 if [ -z "$package" ]; then
-  node "$here/pack-device.mjs" --sqlite-addon "$("$repo/scripts/arm/build-sqlite.sh" amd64)" >&2
+  # Its own line, so that a failed addon build stops here (set -e) instead of packing without it.
+  addon="$("$repo/scripts/arm/build-sqlite.sh" amd64)"
+  node "$here/pack-device.mjs" --sqlite-addon "$addon" >&2
   package="$(ls -t "$repo"/dist/packages/sei-edge-device-*-amd64.tgz | head -n 1)"
 fi
 package="$(cd "$(dirname "$package")" && pwd)/$(basename "$package")"
@@ -77,11 +81,14 @@ else
   die "systemd-analyze found problems in the unit (above)"
 fi
 
-say "starting the agent as the unit does, for ${RUN_SECONDS}s"
+# The unit's own command line (its V8 heap flags included), as systemd would run it.
+exec_start="$(sed -n 's/^ExecStart=//p' "$root/etc/systemd/system/sei-agent.service")"
+[ -n "$exec_start" ] || die "no ExecStart= in the installed unit"
+say "starting the agent as the unit does, for ${RUN_SECONDS}s: $exec_start"
 status=0
 chroot "$root" /usr/bin/env -i PATH=/usr/bin:/bin NODE_ENV=production \
   setpriv --reuid=sei-edge --regid=sei-edge --init-groups \
-  sh -c "cd /var/lib/sei-edge && exec timeout -s TERM $RUN_SECONDS node /opt/sei-edge/current/bin/sei.js agent --config /etc/sei-edge/agent.json" \
+  sh -c "cd /var/lib/sei-edge && exec timeout -s TERM $RUN_SECONDS $exec_start" \
   >"$root/tmp/agent.log" 2>&1 || status=$?
 sed 's/^/  | /' "$root/tmp/agent.log" | tail -n 15
 # timeout's SIGTERM is the unit's stop: a clean exit (0) or 124 from timeout means it ran until stopped.
