@@ -20,6 +20,16 @@ export interface ChannelStats {
 /** The variance floor of a channel (the trainer's batch-norm epsilon): a channel that barely moves keeps its scale. */
 const EPSILON = 1e-5;
 
+/**
+ * At most `count` of `frames`, evenly spaced. Channel statistics settle long before the frames run out (even the
+ * last layer's 7×7 map gives 98 values per channel and frame at T=2), and every frame measured costs a forward pass
+ * per layer.
+ */
+export function spread<T>(frames: readonly T[], count: number): T[] {
+  if (frames.length <= count) return [...frames];
+  return Array.from({ length: count }, (_, i) => frames[Math.floor((i * frames.length) / count)]!);
+}
+
 /** The model's first `count` layers under a throwaway head: a forward pass stops where the statistics are needed. */
 function prefix(model: BwsnnModel, count: number): BwsnnModel {
   const hidden = model.hidden.slice(0, count - 1);
@@ -28,16 +38,17 @@ function prefix(model: BwsnnModel, count: number): BwsnnModel {
 }
 
 /**
- * Statistics of layers 0..`count - 1` (0 = the first layer) on `frames`, one frame per step of the generator (so a
- * caller can hand the event loop back). The layers' own part is the recorded current minus the recorded shortcut.
+ * Statistics of layers `from`..`count - 1` (0 = the first layer) on `frames`, one frame per step of the generator
+ * (so a caller can hand the event loop back). The layers' own part is the recorded current minus the recorded
+ * shortcut.
  */
-export function* statsSteps(model: BwsnnModel, frames: readonly Frame[], count: number): Generator<number, ChannelStats[]> {
+export function* statsSteps(model: BwsnnModel, frames: readonly Frame[], count: number, from = 0): Generator<number, ChannelStats[]> {
   if (frames.length === 0) throw new ConfigError('frames: expected at least one frame to measure the layer statistics on, got none', 'frames');
   const engine = createEngine(prefix(model, count));
-  const layers = [model.first, ...model.hidden].slice(0, count);
+  const layers = [model.first, ...model.hidden].slice(from, count);
   const sums = layers.map((l) => ({ s: new Float64Array(layerChannels(l)), q: new Float64Array(layerChannels(l)), n: 0 }));
   for (let f = 0; f < frames.length; f++) {
-    const trace = engine.infer(frames[f]!, { record: true }).trace!;
+    const trace = engine.infer(frames[f]!, { record: true }).trace!.slice(from);
     trace.forEach(({ currents, shortcut }, i) => {
       const { s, q } = sums[i]!;
       const channels = s.length;
@@ -56,9 +67,9 @@ export function* statsSteps(model: BwsnnModel, frames: readonly Frame[], count: 
   });
 }
 
-/** Runs statsSteps to the end. */
-export function layerStats(model: BwsnnModel, frames: readonly Frame[], count = model.hidden.length + 1): ChannelStats[] {
-  const steps = statsSteps(model, frames, count);
+/** Runs statsSteps to the end: the statistics of every layer. */
+export function layerStats(model: BwsnnModel, frames: readonly Frame[]): ChannelStats[] {
+  const steps = statsSteps(model, frames, model.hidden.length + 1);
   for (;;) {
     const step = steps.next();
     if (step.done) return step.value;
@@ -99,11 +110,11 @@ export function* adaptSteps(model: BwsnnModel, frames: readonly Frame[], referen
   if (reference.length !== layers) throw new ConfigError(`reference: expected statistics of ${layers} layers, got ${reference.length}`, 'reference');
   let adapted = model;
   for (let i = 0; i < layers; i++) {
-    const steps = statsSteps(adapted, frames, i + 1);
+    const steps = statsSteps(adapted, frames, i + 1, i);
     let step = steps.next();
     for (; !step.done; step = steps.next()) yield i * frames.length + step.value;
     const layer = i === 0 ? adapted.first : adapted.hidden[i - 1]!;
-    adapted = withAffine(adapted, i, matchedAffine(layer, step.value[i]!, reference[i]!));
+    adapted = withAffine(adapted, i, matchedAffine(layer, step.value[0]!, reference[i]!));
   }
   return adapted;
 }

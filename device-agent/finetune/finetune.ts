@@ -6,7 +6,7 @@
  */
 import { ConfigError } from '../../runtime/index.js';
 import type { BwsnnModel, Head } from '../../runtime/index.js';
-import { adaptSteps, statsSteps } from './adapt.js';
+import { adaptSteps, spread, statsSteps } from './adapt.js';
 import { backboneId, featureEngine, featureSteps, joinRows, selectRows } from './features.js';
 import type { FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
 import { decide, gateOptions, stratifiedSplit } from './gate.js';
@@ -128,6 +128,12 @@ export async function fineTuneAsync(request: FineTuneRequest, options: { readonl
   }
 }
 
+/**
+ * Frames the adaptation measures at most, evenly spaced: each costs a forward pass per layer. On the bundled
+ * Fashion-MNIST model, more reference frames did not change the result; more new-camera frames helped up to 500.
+ */
+const ADAPT_FRAMES = { reference: 250, labelled: 500 } as const;
+
 /** Relays a generator that counts frames done as progress steps, and returns its result. */
 function* relay<R>(steps: Generator<number, R>, progress: (done: number) => FineTuneProgress): Generator<FineTuneProgress, R> {
   for (;;) {
@@ -173,9 +179,10 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
   let labelled = parentLabelled;
   if (adapt) {
     const layers = parent.hidden.length + 1;
-    const adaptTotal = reference.length + layers * frames.length;
-    const referenceStats = yield* relay(statsSteps(parent, reference.map((f) => f.data), layers), (done) => ({ phase: 'adapt', done, total: adaptTotal }));
-    backbone = yield* relay(adaptSteps(parent, frames.map((f) => f.data), referenceStats), (done) => ({ phase: 'adapt', done: reference.length + done, total: adaptTotal }));
+    const [referenceSample, labelledSample] = [spread(reference, ADAPT_FRAMES.reference), spread(frames, ADAPT_FRAMES.labelled)].map((set) => set.map((f) => f.data));
+    const adaptTotal = referenceSample!.length + layers * labelledSample!.length;
+    const referenceStats = yield* relay(statsSteps(parent, referenceSample!, layers), (done) => ({ phase: 'adapt', done, total: adaptTotal }));
+    backbone = yield* relay(adaptSteps(parent, labelledSample!, referenceStats), (done) => ({ phase: 'adapt', done: referenceSample!.length + done, total: adaptTotal }));
   }
   const adaptMs = performance.now() - t;
   const candidateEngine = adapt ? featureEngine(backbone, engine.kernel === 'reference' ? { kernel: 'reference' } : {}) : engine;

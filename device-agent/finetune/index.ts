@@ -1,5 +1,5 @@
 /** On-device fine-tuning: batch-norm re-estimation, the float head's features and optimiser, gate, new version. Re-exports only. */
-export { adaptAffines, adaptSteps, layerStats, matchedAffine, statsSteps, withAffine } from './adapt.js';
+export { adaptAffines, adaptSteps, layerStats, matchedAffine, spread, statsSteps, withAffine } from './adapt.js';
 export type { ChannelStats } from './adapt.js';
 export { backboneId, extractFeatures, featureEngine, featureSteps, joinRows, MemoryFeatureCache, selectRows } from './features.js';
 export type { ExtractOptions, FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
