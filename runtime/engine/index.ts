@@ -74,6 +74,7 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
       const layer = i > 0 ? model.hidden[i - 1]! : undefined;
       if (!layer || layer.shortcut === 'none') return entry;
       const prev = trace[i - 1]!.currents;
+      if (layer.shortcut === 'identity') return { ...entry, shortcut: prev };
       const [units, prevUnits] = [entry.currents.length / model.T, prev.length / model.T];
       const shortcut = new Float32Array(entry.currents.length);
       for (let t = 0; t < model.T; t++) {

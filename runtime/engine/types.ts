@@ -21,7 +21,8 @@ export interface LayerTrace {
   /**
    * T × units, the part of `currents` the shortcut added (the previous layer's current, pooled and tiled as the
    * layer's shortcut says); absent when the layer has none. `currents - shortcut` is the layer's own
-   * `scale_c * acc + bias_c`, the quantity its batch norm normalised in training.
+   * `scale_c * acc + bias_c`, the quantity its batch norm normalised in training. For an identity shortcut this is
+   * the previous layer's `currents` array itself.
    */
   readonly shortcut?: Float32Array;
 }
