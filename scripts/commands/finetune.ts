@@ -66,6 +66,20 @@ export interface FinetuneFileReport {
   readonly memory: { readonly baselineMB: number; readonly peakMB: number; readonly extraMB: number };
 }
 
+/**
+ * Peak RSS of this process image, bytes. Linux's getrusage maxrss survives exec, so a process spawned by a big
+ * parent starts with the parent's RSS at fork as its "peak"; VmHWM belongs to this image alone.
+ */
+function peakRss(): number {
+  try {
+    const kB = /VmHWM:\s*(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    if (kB) return Number(kB) * 1024;
+  } catch {
+    // not Linux
+  }
+  return process.resourceUsage().maxRSS * 1024;
+}
+
 /** The offline fine-tuning run behind `sei finetune`. */
 export function finetuneFile(opts: FinetuneFileOptions): FinetuneFileReport {
   let bytes: Uint8Array;
@@ -91,7 +105,7 @@ export function finetuneFile(opts: FinetuneFileOptions): FinetuneFileReport {
   });
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
-  const peak = process.resourceUsage().maxRSS * 1024;
+  const peak = peakRss();
   return {
     result,
     parent: { name: parent.name, version: parent.version, sha256: sha256(bytes) },
