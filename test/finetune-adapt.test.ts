@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { adaptAffines, applyShift, backboneId, childModel, featureEngine, layerStats, matchedAffine, SHIFTS, spread } from '../device-agent/finetune/index.js';
+import { adaptAffines, applyShift, backboneId, childModel, featureEngine, fineTune, homeModel, layerStats, matchedAffine, SHIFTS, spread } from '../device-agent/finetune/index.js';
 import type { ChannelStats } from '../device-agent/finetune/index.js';
 import { createEngine, FASHION_MNIST_DIR, readBwsnn, readMnistSplit, writeBwsnn } from '../runtime/index.js';
 import type { BwsnnModel } from '../runtime/index.js';
@@ -75,6 +75,24 @@ describe('affine re-estimation (AdaBN in the folded format)', () => {
       assert.deepEqual(l.lif, model.hidden[h]!.lif);
     });
     assert.deepEqual(adapted.head, model.head);
+  });
+
+  it('a second fine-tune of an adapted version aims at the lab\'s statistics, which every version records', () => {
+    const labelled = (shift: typeof SHIFTS.exposure | typeof SHIFTS.noise) => images.slice(0, 60).map((f, i) => ({ id: `${i}`, data: applyShift(shift, f, shape, 1, i), label: test.labels[i]! }));
+    const reference = images.map((data, i) => ({ id: `reference#${i}`, data, label: test.labels[i]! }));
+    const run = (parent: BwsnnModel, frames: ReturnType<typeof labelled>) => fineTune({ parent, parentSha256: 'd'.repeat(64), frames, reference }).candidate;
+    const child = run(model, labelled(SHIFTS.exposure));
+    const grandchild = run(readBwsnn(writeBwsnn(child)), labelled(SHIFTS.noise));
+    assert.notDeepEqual(child.first.scale, model.first.scale);
+    for (const version of [child, grandchild]) {
+      const home = homeModel(version);
+      assert.deepEqual([home.first, ...home.hidden].map((l) => [l.scale, l.bias]), [model.first, ...model.hidden].map((l) => [l.scale, l.bias]));
+    }
+    // On its camera, the grandchild's layers have the lab model's statistics on the reference frames, not the
+    // child's (which are those of the exposure camera's affines on clean frames).
+    const lab = layerStats(model, images);
+    assertSameStats(layerStats(grandchild, labelled(SHIFTS.noise).map((f) => f.data)), lab, 1e-3);
+    assert.throws(() => homeModel({ ...child, meta: { finetune: { adapted: { home: [{ scale: [1], bias: [0] }] } } } }), /meta\.finetune\.adapted\.home: expected 6 layers/);
   });
 
   it('matchedAffine maps one set of statistics onto another, and keeps a channel that does not move', () => {

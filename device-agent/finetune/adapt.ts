@@ -8,7 +8,7 @@
  * output of the layers already adapted). It needs no labels and no gradients: forward passes and per-channel sums.
  * Thresholds stay: a per-channel affine of the current already moves each neuron relative to its threshold.
  */
-import { ConfigError, createEngine, layerChannels } from '../../runtime/index.js';
+import { ConfigError, createEngine, layerChannels, show } from '../../runtime/index.js';
 import type { BwsnnModel, Frame, HiddenLayer } from '../../runtime/index.js';
 
 /** Per-channel statistics of one layer's own affine part `scale_c * acc + bias_c`, over frames, steps, positions. */
@@ -126,4 +126,35 @@ export function adaptAffines(model: BwsnnModel, frames: readonly Frame[], refere
     const step = steps.next();
     if (step.done) return step.value;
   }
+}
+
+/** One layer's affine as JSON: what a version records of the affines its lineage started from. */
+export interface AffineRecord {
+  readonly scale: number[];
+  readonly bias: number[];
+}
+
+/** Every layer's affine (first layer first), exactly: float32 values survive JSON as doubles. */
+export function affinesOf(model: BwsnnModel): AffineRecord[] {
+  return [model.first, ...model.hidden].map((l) => ({ scale: Array.from(l.scale), bias: Array.from(l.bias) }));
+}
+
+/**
+ * The model with the affines of the original camera: the model itself unless it is an adapted version, which
+ * records in `meta.finetune.adapted.home` the affines its lineage started from (the lab's). Reference frames are
+ * the original camera, so they are measured through these; a second adaptation then aims at the lab's statistics,
+ * not at those of an earlier camera.
+ */
+export function homeModel(model: BwsnnModel): BwsnnModel {
+  const home = (model.meta.finetune as { adapted?: { home?: unknown } | null } | undefined)?.adapted?.home;
+  if (home === undefined) return model;
+  const layers = [model.first, ...model.hidden];
+  const fits = (a: unknown, channels: number) => {
+    const r = a as Partial<AffineRecord> | null;
+    return Array.isArray(r?.scale) && Array.isArray(r?.bias) && r.scale.length === channels && r.bias.length === channels && [...r.scale, ...r.bias].every((x) => typeof x === 'number' && Number.isFinite(x));
+  };
+  if (!Array.isArray(home) || home.length !== layers.length || !home.every((a, i) => fits(a, layerChannels(layers[i]!)))) {
+    throw new ConfigError(`meta.finetune.adapted.home: expected ${layers.length} layers of finite {scale, bias} per channel, got ${show(home)}`, 'meta.finetune.adapted.home');
+  }
+  return (home as AffineRecord[]).reduce((m, a, i) => withAffine(m, i, { scale: Float32Array.from(a.scale), bias: Float32Array.from(a.bias) }), model);
 }

@@ -6,7 +6,7 @@
  */
 import { ConfigError } from '../../runtime/index.js';
 import type { BwsnnModel, Head } from '../../runtime/index.js';
-import { adaptSteps, spread, statsSteps } from './adapt.js';
+import { adaptSteps, affinesOf, homeModel, spread, statsSteps } from './adapt.js';
 import { backboneId, featureEngine, featureSteps, joinRows, selectRows } from './features.js';
 import type { FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
 import { decide, gateOptions, stratifiedSplit } from './gate.js';
@@ -170,13 +170,17 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
   const engine = request.features ?? featureEngine(parent);
   if (engine.backbone !== backboneId(parent)) throw new ConfigError('features: expected a feature engine built from the parent model, got one for another backbone', 'features');
 
-  // The parent's features (cached per backbone): "before" on the labelled frames, rehearsal and reference check.
+  // The parent's features (cached per backbone): "before" on the labelled frames. The reference frames (rehearsal,
+  // reference check) are the original camera: seen through the affines of the parent's lineage before any
+  // adaptation, which for a lab model are its own.
+  const home = homeModel(parent);
+  const homeEngine = home === parent ? engine : featureEngine(home, engine.kernel === 'reference' ? { kernel: 'reference' } : {});
   let t = performance.now();
   const total = frames.length + reference.length + (adapt ? frames.length + Math.floor(reference.length / 2) : 0);
   const parentLabelled = yield* relay(featureSteps(engine, classes, frames, request.cache), (done) => ({ phase: 'features', done, total }));
   let labelledFeaturesMs = performance.now() - t;
   t = performance.now();
-  const ref = yield* relay(featureSteps(engine, classes, reference, request.cache), (done) => ({ phase: 'features', done: frames.length + done, total }));
+  const ref = yield* relay(featureSteps(homeEngine, classes, reference, request.cache), (done) => ({ phase: 'features', done: frames.length + done, total }));
   let referenceFeaturesMs = performance.now() - t;
 
   // Adaptation, then the adapted backbone's features: the candidate's, on its new camera. Not cached: the
@@ -188,7 +192,7 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
     const layers = parent.hidden.length + 1;
     const [referenceSample, labelledSample] = [spread(reference, ADAPT_FRAMES.reference), spread(frames, ADAPT_FRAMES.labelled)].map((set) => set.map((f) => f.data));
     const adaptTotal = referenceSample!.length + layers * labelledSample!.length;
-    const referenceStats = yield* relay(statsSteps(parent, referenceSample!, layers), (done) => ({ phase: 'adapt', done, total: adaptTotal }));
+    const referenceStats = yield* relay(statsSteps(home, referenceSample!, layers), (done) => ({ phase: 'adapt', done, total: adaptTotal }));
     backbone = yield* relay(adaptSteps(parent, labelledSample!, referenceStats), (done) => ({ phase: 'adapt', done: referenceSample!.length + done, total: adaptTotal }));
   }
   const adaptMs = performance.now() - t;
@@ -236,7 +240,7 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
     holdout: { frames: decision.holdout.frames, before: decision.holdout.before, after: decision.holdout.after, pValue: decision.holdout.pValue },
     reference: { frames: decision.reference.frames, before: decision.reference.before, after: decision.reference.after },
     adapted: adapt
-      ? { method: 'batch-norm re-estimation', layers: [parent.first, ...parent.hidden].map((l) => l.name), frames: frames.length, referenceFrames: reference.length, referenceAsIs }
+      ? { method: 'batch-norm re-estimation', layers: [parent.first, ...parent.hidden].map((l) => l.name), frames: frames.length, referenceFrames: reference.length, referenceAsIs, home: affinesOf(home) }
       : null,
     finalLoss: losses[losses.length - 1] ?? null,
     train: trainOptions,

@@ -1,6 +1,6 @@
 /** On-device fine-tuning: batch-norm re-estimation, the float head's features and optimiser, gate, new version. Re-exports only. */
-export { adaptAffines, adaptSteps, layerStats, matchedAffine, spread, statsSteps, withAffine } from './adapt.js';
-export type { ChannelStats } from './adapt.js';
+export { adaptAffines, adaptSteps, affinesOf, homeModel, layerStats, matchedAffine, spread, statsSteps, withAffine } from './adapt.js';
+export type { AffineRecord, ChannelStats } from './adapt.js';
 export { backboneId, extractFeatures, featureEngine, featureSteps, joinRows, MemoryFeatureCache, selectRows } from './features.js';
 export type { ExtractOptions, FeatureCache, FeatureEngine, FeatureSet, TrainingFrame } from './features.js';
 export { accuracy, headParams, lossAndGradient, predict, toHead, trainHead, trainSteps, TRAIN_DEFAULTS } from './head.js';
