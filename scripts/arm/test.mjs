@@ -77,7 +77,11 @@ function runArch(arch) {
   const args = ['-n', '10', qemu, '-L', rootfs, join(rootfs, 'usr/bin/node'), ...lane.node, '--test-reporter=spec', entry];
   console.log(`\n=== ${arch}: ${lane.qemu} -L ${rootfs} node ${lane.node.join(' ')} (${files.join(', ')})`);
   return new Promise((resolve) => {
-    const child = spawn('nice', args, { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+    // Started from a test file (test/arm.test.ts), this process inherits NODE_TEST_CONTEXT, which would make the
+    // emulated node:test write its binary child protocol instead of the spec report and summary read below.
+    const env = { ...process.env };
+    delete env.NODE_TEST_CONTEXT;
+    const child = spawn('nice', args, { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
     let tail = '';
     child.stdout.on('data', (chunk) => {
       process.stdout.write(chunk);
