@@ -80,11 +80,14 @@ describe('affine re-estimation (AdaBN in the folded format)', () => {
   it('a second fine-tune of an adapted version aims at the lab\'s statistics, which every version records', () => {
     const labelled = (shift: typeof SHIFTS.exposure | typeof SHIFTS.noise) => images.slice(0, 60).map((f, i) => ({ id: `${i}`, data: applyShift(shift, f, shape, 1, i), label: test.labels[i]! }));
     const reference = images.map((data, i) => ({ id: `reference#${i}`, data, label: test.labels[i]! }));
-    const run = (parent: BwsnnModel, frames: ReturnType<typeof labelled>) => fineTune({ parent, parentSha256: 'd'.repeat(64), frames, reference }).candidate;
+    const run = (parent: BwsnnModel, frames: ReturnType<typeof labelled>, adapt = true) => fineTune({ parent, parentSha256: 'd'.repeat(64), frames, reference, adapt }).candidate;
     const child = run(model, labelled(SHIFTS.exposure));
     const grandchild = run(readBwsnn(writeBwsnn(child)), labelled(SHIFTS.noise));
+    // A head-only fine-tune of an adapted version keeps its affines and hands the lab's down.
+    const headOnly = run(child, labelled(SHIFTS.exposure), false);
+    assert.deepEqual(headOnly.first.scale, child.first.scale);
     assert.notDeepEqual(child.first.scale, model.first.scale);
-    for (const version of [child, grandchild]) {
+    for (const version of [child, grandchild, headOnly]) {
       const home = homeModel(version);
       assert.deepEqual([home.first, ...home.hidden].map((l) => [l.scale, l.bias]), [model.first, ...model.hidden].map((l) => [l.scale, l.bias]));
     }
@@ -92,7 +95,7 @@ describe('affine re-estimation (AdaBN in the folded format)', () => {
     // child's (which are those of the exposure camera's affines on clean frames).
     const lab = layerStats(model, images);
     assertSameStats(layerStats(grandchild, labelled(SHIFTS.noise).map((f) => f.data)), lab, 1e-3);
-    assert.throws(() => homeModel({ ...child, meta: { finetune: { adapted: { home: [{ scale: [1], bias: [0] }] } } } }), /meta\.finetune\.adapted\.home: expected 6 layers/);
+    assert.throws(() => homeModel({ ...child, meta: { finetune: { home: [{ scale: [1], bias: [0] }] } } }), /meta\.finetune\.home: expected 6 layers/);
   });
 
   it('matchedAffine maps one set of statistics onto another, and keeps a channel that does not move', () => {

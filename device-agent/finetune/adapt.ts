@@ -140,13 +140,13 @@ export function affinesOf(model: BwsnnModel): AffineRecord[] {
 }
 
 /**
- * The model with the affines of the original camera: the model itself unless it is an adapted version, which
- * records in `meta.finetune.adapted.home` the affines its lineage started from (the lab's). Reference frames are
- * the original camera, so they are measured through these; a second adaptation then aims at the lab's statistics,
- * not at those of an earlier camera.
+ * The model with the affines of the original camera: the model itself unless it is a fine-tuned version, which
+ * records in `meta.finetune.home` the affines its lineage started from (the lab's). Reference frames are the
+ * original camera, so they are measured through these; a second adaptation then aims at the lab's statistics, not
+ * at those of an earlier camera.
  */
 export function homeModel(model: BwsnnModel): BwsnnModel {
-  const home = (model.meta.finetune as { adapted?: { home?: unknown } | null } | undefined)?.adapted?.home;
+  const home = (model.meta.finetune as { home?: unknown } | undefined)?.home;
   if (home === undefined) return model;
   const layers = [model.first, ...model.hidden];
   const fits = (a: unknown, channels: number) => {
@@ -154,7 +154,7 @@ export function homeModel(model: BwsnnModel): BwsnnModel {
     return Array.isArray(r?.scale) && Array.isArray(r?.bias) && r.scale.length === channels && r.bias.length === channels && [...r.scale, ...r.bias].every((x) => typeof x === 'number' && Number.isFinite(x));
   };
   if (!Array.isArray(home) || home.length !== layers.length || !home.every((a, i) => fits(a, layerChannels(layers[i]!)))) {
-    throw new ConfigError(`meta.finetune.adapted.home: expected ${layers.length} layers of finite {scale, bias} per channel, got ${show(home)}`, 'meta.finetune.adapted.home');
+    throw new ConfigError(`meta.finetune.home: expected ${layers.length} layers of finite {scale, bias} per channel, got ${show(home)}`, 'meta.finetune.home');
   }
   return (home as AffineRecord[]).reduce((m, a, i) => withAffine(m, i, { scale: Float32Array.from(a.scale), bias: Float32Array.from(a.bias) }), model);
 }

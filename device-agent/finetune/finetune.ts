@@ -173,10 +173,13 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
   // The parent's features (cached per backbone): "before" on the labelled frames. The reference frames (rehearsal,
   // reference check) are the original camera: seen through the affines of the parent's lineage before any
   // adaptation, which for a lab model are its own.
+  const kernel = engine.kernel === 'reference' ? { kernel: 'reference' as const } : {};
   const home = homeModel(parent);
-  const homeEngine = home === parent ? engine : featureEngine(home, engine.kernel === 'reference' ? { kernel: 'reference' } : {});
+  const homeEngine = home === parent ? engine : featureEngine(home, kernel);
   let t = performance.now();
-  const total = frames.length + reference.length + (adapt ? frames.length + Math.floor(reference.length / 2) : 0);
+  // The reference check half is floor(n / 2) frames (stratifiedSplit), all of them without rehearsal.
+  const checkCount = rehearsal > 0 ? Math.floor(reference.length / 2) : reference.length;
+  const total = frames.length + reference.length + (adapt ? frames.length + checkCount : 0);
   const parentLabelled = yield* relay(featureSteps(engine, classes, frames, request.cache), (done) => ({ phase: 'features', done, total }));
   let labelledFeaturesMs = performance.now() - t;
   t = performance.now();
@@ -196,7 +199,7 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
     backbone = yield* relay(adaptSteps(parent, labelledSample!, referenceStats), (done) => ({ phase: 'adapt', done: referenceSample!.length + done, total: adaptTotal }));
   }
   const adaptMs = performance.now() - t;
-  const candidateEngine = adapt ? featureEngine(backbone, engine.kernel === 'reference' ? { kernel: 'reference' } : {}) : engine;
+  const candidateEngine = adapt ? featureEngine(backbone, kernel) : engine;
   t = performance.now();
   if (adapt) labelled = yield* relay(featureSteps(candidateEngine, classes, frames), (done) => ({ phase: 'features', done: frames.length + reference.length + done, total }));
   labelledFeaturesMs += performance.now() - t;
@@ -240,8 +243,10 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
     holdout: { frames: decision.holdout.frames, before: decision.holdout.before, after: decision.holdout.after, pValue: decision.holdout.pValue },
     reference: { frames: decision.reference.frames, before: decision.reference.before, after: decision.reference.after },
     adapted: adapt
-      ? { method: 'batch-norm re-estimation', layers: [parent.first, ...parent.hidden].map((l) => l.name), frames: frames.length, referenceFrames: reference.length, referenceAsIs, home: affinesOf(home) }
+      ? { method: 'batch-norm re-estimation', layers: [parent.first, ...parent.hidden].map((l) => l.name), frames: frames.length, referenceFrames: reference.length, referenceAsIs }
       : null,
+    // The original camera's affines, handed down the lineage (homeModel): the lab's, whatever was adapted since.
+    home: affinesOf(home),
     finalLoss: losses[losses.length - 1] ?? null,
     train: trainOptions,
     gate,
