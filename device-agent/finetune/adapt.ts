@@ -17,7 +17,10 @@ export interface ChannelStats {
   readonly std: Float64Array;
 }
 
-/** The variance floor of a channel (the trainer's batch-norm epsilon): a channel that barely moves keeps its scale. */
+/**
+ * Added to both variances (currents are in threshold units, thresholds about 1): a channel that barely moves on
+ * either camera keeps about its scale instead of being blown up.
+ */
 const EPSILON = 1e-5;
 
 /**
