@@ -132,14 +132,14 @@ export async function fineTuneAsync(request: FineTuneRequest, options: { readonl
  * Frames the adaptation measures at most, evenly spaced: each costs a forward pass per layer. On the bundled
  * Fashion-MNIST model, more reference frames did not change the result; more new-camera frames helped up to 500.
  */
-const ADAPT_FRAMES = { reference: 250, labelled: 500 } as const;
+export const ADAPT_FRAMES = { reference: 250, labelled: 500 } as const;
 
 /**
  * Reference frames rehearsed at least (when rehearsing at all): a head trained on 75 labelled frames against as
  * many reference frames drifted 3-6 points off the original distribution on the bundled model, and the gate
  * refused it; 250 held it within a point at no cost on the new camera.
  */
-const MIN_REHEARSED = 250;
+export const MIN_REHEARSED = 250;
 
 /** Relays a generator that counts frames done as progress steps, and returns its result. */
 function* relay<R>(steps: Generator<number, R>, progress: (done: number) => FineTuneProgress): Generator<FineTuneProgress, R> {

@@ -7,7 +7,7 @@ export { accuracy, headParams, lossAndGradient, predict, toHead, trainHead, trai
 export type { HeadParams, TrainOptions } from './head.js';
 export { decide, GATE_DEFAULTS, gateOptions, signTestP, stratifiedSplit } from './gate.js';
 export type { Comparison, GateDecision, GateOptions, HoldoutComparison } from './gate.js';
-export { childModel, fineTune, fineTuneAsync } from './finetune.js';
+export { ADAPT_FRAMES, childModel, fineTune, fineTuneAsync, MIN_REHEARSED } from './finetune.js';
 export type { FineTuneProgress, FineTuneRequest, FineTuneResult } from './finetune.js';
 export { applyShift, blur, brightnessContrast, noise, rotate, SHIFTS } from './shifts.js';
 export type { Shift, ShiftName } from './shifts.js';

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 import type { Command } from 'commander';
 import { bundledModel, sha256 } from '../../device-agent/index.js';
 import {
-  accuracy, applyShift, extractFeatures, featureEngine, fineTune, GATE_DEFAULTS, SHIFTS, TRAIN_DEFAULTS, trainHead, toHead,
+  accuracy, ADAPT_FRAMES, applyShift, extractFeatures, featureEngine, fineTune, GATE_DEFAULTS, MIN_REHEARSED, SHIFTS, TRAIN_DEFAULTS, trainHead, toHead,
 } from '../../device-agent/finetune/index.js';
 import type { FeatureSet, FineTuneResult, GateOptions, Shift, TrainOptions, TrainingFrame } from '../../device-agent/finetune/index.js';
 import { ConfigError, encodeIdx, FASHION_MNIST_DIR, FASHION_MNIST_LABELS, FormatError, labelledFrames, readBwsnn, readIdx, readMnistSplit, SAMPLE_IMAGES, SAMPLE_LABELS, writeBwsnn } from '../../runtime/index.js';
@@ -371,10 +371,10 @@ export function tableSection(report: ExperimentReport): string {
     `- Model: **${m.name}** v${m.version}, T=${m.T}, ${m.standIn ? '**a stand-in** (random backbone, head trained on 3000 clean Fashion-MNIST training frames): not the bundled model' : `\`${m.path}\``}.`,
     `- Machine: ${report.machine.cpu}, ${report.machine.cores} cores (shared; load average at the end ${report.machine.loadavg.join(' ')}), Node ${report.machine.node}.`,
     `- Clean accuracy on test frames ${EVAL_FROM}..${EVAL_FROM + report.evalFrames - 1}: **${pct(report.clean)}**. Evaluation: the same ${report.evalFrames} frames shifted; never trained on.`,
-    `- Each run is one \`sei finetune\` process, cold: statistics of the ${report.referenceFrames} reference frames, every layer's affine re-estimated on the labelled frames (one pass per layer), features (parent and adapted backbone on the labelled frames, parent on the reference frames, adapted on the reference check half), training, gate. Feature extraction in the 500-frame runs: ${fps.toFixed(0)} frames/s (wall clock on the shared machine).`,
+    `- Each run is one \`sei finetune\` process, cold: statistics of ${Math.min(ADAPT_FRAMES.reference, report.referenceFrames)} of the ${report.referenceFrames} reference frames, every layer's affine re-estimated on the labelled frames (at most ${ADAPT_FRAMES.labelled}, one pass per layer), features (parent and adapted backbone on the labelled frames, parent on the reference frames, adapted on the reference check half), training, gate. Feature extraction in the 500-frame runs: ${fps.toFixed(0)} frames/s (wall clock on the shared machine).`,
     '- *adapted affines, parent head*: the candidate\'s backbone under the parent\'s head (the adaptation alone); *fine-tuned*: the candidate (adapted affines and retrained head); both on the shifted evaluation frames, whatever the gate said. *reference before → after (gated)*: the parent and the candidate\'s head on the reference check frames under the parent\'s affines; *as is, adapted affines*: the whole candidate on those frames as they are (the original camera; reported, not gated).',
     report.retrainFrames > 0 ? `- Head retrained on many shifted frames: the parent's head retrained on ${report.retrainFrames} shifted training-split frames (no rehearsal, no gate; 100 epochs, step 0.03, no pull), on the same evaluation frames: a yardstick for what a new head on this backbone's features can reach.` : '- Retrained comparison head: not measured.',
-    `- Training: ${JSON.stringify(report.train)}; gate: ${JSON.stringify(report.gate)}; rehearsal 1 (reference frames trained on per labelled training frame; the gate checks the other half).`,
+    `- Training: ${JSON.stringify(report.train)}; gate: ${JSON.stringify(report.gate)}; rehearsal 1 (reference frames trained on per labelled training frame, at least ${MIN_REHEARSED}; the gate checks the other half).`,
     '',
     markdownTable(report),
     END,
