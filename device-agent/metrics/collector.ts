@@ -25,7 +25,8 @@ export interface MetricsSnapshot {
   readonly synOpsPerFrame: number;
   /** Against the labels that came with frames, since the active model was activated; null if none. */
   readonly accuracy: { readonly labelled: number; readonly correct: number; readonly ratio: number } | null;
-  readonly rssBytes: number;
+  /** null where the OS does not tell (Linux without /proc mounted). */
+  readonly rssBytes: number | null;
   /** Null where /sys/class/thermal does not exist. */
   readonly cpuTemperatureC: number | null;
   /** Messages waiting in the outbox. */
@@ -104,7 +105,7 @@ export class MetricsCollector {
       spikeRate,
       synOpsPerFrame: n ? Math.round(this.synSum / n) : 0,
       accuracy: this.labelled ? { labelled: this.labelled, correct: this.correct, ratio: round(this.correct / this.labelled, 6) } : null,
-      rssBytes: process.memoryUsage.rss(),
+      rssBytes: residentBytes(),
       cpuTemperatureC: cpuTemperature(),
       outbox: extra.outbox,
     };
@@ -162,6 +163,15 @@ export function cpuTemperature(): number | null {
 function safeRead(path: string): string | null {
   try {
     return readFileSync(path, 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Resident set size; libuv reads it from /proc on Linux, and throws where /proc is not mounted (a bare chroot). */
+function residentBytes(): number | null {
+  try {
+    return process.memoryUsage.rss();
   } catch {
     return null;
   }

@@ -28,7 +28,7 @@ export function metricsLine(s: MetricsSnapshot): string {
   const temp = s.cpuTemperatureC === null ? '' : ` ${s.cpuTemperatureC.toFixed(0)}°C`;
   return (
     `${new Date(s.ts).toISOString()} ${s.model} ${s.framesPerSecond.toFixed(1)} frames/s, latency p50 ${s.latencyMs.p50.toFixed(2)} ` +
-    `p99 ${s.latencyMs.p99.toFixed(2)} ms, queue ${s.queueDepth}, dropped ${s.dropped}${acc}, rss ${(s.rssBytes / 2 ** 20).toFixed(0)} MB${temp}, outbox ${s.outbox}`
+    `p99 ${s.latencyMs.p99.toFixed(2)} ms, queue ${s.queueDepth}, dropped ${s.dropped}${acc}, rss ${s.rssBytes === null ? 'n/a' : (s.rssBytes / 2 ** 20).toFixed(0)} MB${temp}, outbox ${s.outbox}`
   );
 }
 

@@ -85,7 +85,7 @@ export function register(program: Command): void {
           const spikes = Object.entries(m.spikeRate).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join('  ');
           lines.push(
             `frames ${m.frames}   ${m.framesPerSecond.toFixed(0)} frames/s   latency p50 ${m.latencyMs.p50.toFixed(2)} p90 ${m.latencyMs.p90.toFixed(2)} p99 ${m.latencyMs.p99.toFixed(2)} ms   queue ${m.queueDepth}   dropped ${m.dropped}`,
-            `running accuracy ${m.accuracy ? `${(100 * m.accuracy.ratio).toFixed(2)}% of ${m.accuracy.labelled}` : 'n/a (no labels)'}   synaptic ops/frame ${(m.synOpsPerFrame / 1e6).toFixed(2)}M   rss ${(m.rssBytes / 2 ** 20).toFixed(0)} MB   outbox ${m.outbox}`,
+            `running accuracy ${m.accuracy ? `${(100 * m.accuracy.ratio).toFixed(2)}% of ${m.accuracy.labelled}` : 'n/a (no labels)'}   synaptic ops/frame ${(m.synOpsPerFrame / 1e6).toFixed(2)}M   rss ${m.rssBytes === null ? 'n/a' : (m.rssBytes / 2 ** 20).toFixed(0)} MB   outbox ${m.outbox}`,
             `spike rate  ${spikes}`,
           );
         } else lines.push('waiting for the first metrics message...', '', '');

@@ -81,7 +81,7 @@ export async function checkSqlite(): Promise<Check> {
     db.close();
     return ok('sqlite', `better-sqlite3 loads (SQLite ${row.v})`);
   } catch (err) {
-    return bad('sqlite', 'fail', `better-sqlite3 does not load: ${(err as Error).message.split('\n')[0]}`, `rebuild the native addon for this machine (${process.arch}, Node ABI ${process.versions.modules}): \`sudo apt-get install build-essential python3 && npm rebuild better-sqlite3\` in the package folder`);
+    return bad('sqlite', 'fail', `better-sqlite3 does not load: ${(err as Error).message.split('\n').map((l) => l.trim()).filter(Boolean).join(' ')}`, `rebuild the native addon for this machine (${process.arch}, Node ABI ${process.versions.modules}): \`sudo apt-get install build-essential python3 && npm rebuild better-sqlite3\` in the package folder`);
   }
 }
 
