@@ -6,4 +6,4 @@ export { selectKernel, wasmUnavailable } from './kernels/select.js';
 export { SeiError, FormatError, ConfigError, FrameError, OtaError, show } from './errors.js';
 export * from './format/index.js';
 export * from './data/idx.js';
-export { rng } from './data/random.js';
+export { gaussian, rng, shuffle } from './data/random.js';

@@ -5,14 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createEngine, FASHION_MNIST_DIR, readBwsnn, readMnistSplit, writeBwsnn } from '../runtime/index.js';
+import { createEngine, FASHION_MNIST_DIR, readBwsnn, readMnistSplit, rng, writeBwsnn } from '../runtime/index.js';
 import type { BwsnnModel, Head } from '../runtime/index.js';
 import {
   accuracy, applyShift, backboneId, blur, brightnessContrast, childModel, decide, extractFeatures, featureEngine, gateOptions,
   headParams, lossAndGradient, MemoryFeatureCache, noise, predict, rotate, selectRows, SHIFTS, signTestP, stratifiedSplit, toHead, trainHead,
 } from '../device-agent/finetune/index.js';
 import type { FeatureSet } from '../device-agent/finetune/index.js';
-import { rng } from '../device-agent/finetune/rng.js';
 import { FMNIST_BLOCKS, randomModel } from './fixtures/random-model.js';
 
 const test = readMnistSplit(FASHION_MNIST_DIR, 't10k');

@@ -15,7 +15,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Shortcut } from '../runtime/format/model.js';
-import { rng } from './data/random.js';
+import { gaussian, rng } from '../runtime/data/random.js';
 import { conv2d } from './backend/conv.js';
 import type { BnParams, BnUpdate } from './layers/batchnorm.js';
 import { batchNorm } from './layers/batchnorm.js';
@@ -102,17 +102,13 @@ export function namedVariables(p: NetParams): Array<{ name: string; v: tf.Variab
   return out;
 }
 
-function gaussian(r: () => number): number {
-  return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
-}
-
 // tfjs variable names are process-global; checkpoints use namedVariables' names, and Adam keys its state by
 // position, so these only need to be unique.
 let instances = 0;
 
 /** He-normal conv weights, seeded (no tfjs RNG, so a seed reproduces a run on any backend). */
 export function initParams(cfg: NetConfig, seed: number, prefix = ''): NetParams {
-  const r = rng(seed);
+  const normal = gaussian(rng(seed));
   const instance = instances++;
   let serial = 0;
   const variable = (values: Float32Array, shape: number[], trainable = true) =>
@@ -122,7 +118,7 @@ export function initParams(cfg: NetConfig, seed: number, prefix = ''): NetParams
     const std = Math.sqrt(2 / fanIn);
     const c = l.cout;
     return {
-      w: variable(Float32Array.from({ length: fanIn * c }, () => std * gaussian(r)), [3, 3, l.cin, c]),
+      w: variable(Float32Array.from({ length: fanIn * c }, () => std * normal()), [3, 3, l.cin, c]),
       bn: {
         gamma: variable(new Float32Array(c).fill(1), [c]),
         beta: variable(new Float32Array(c), [c]),
@@ -135,7 +131,7 @@ export function initParams(cfg: NetConfig, seed: number, prefix = ''): NetParams
   const hs = Math.sqrt(1 / last);
   return {
     layers,
-    headW: variable(Float32Array.from({ length: last * cfg.classes }, () => hs * gaussian(r)), [last, cfg.classes]),
+    headW: variable(Float32Array.from({ length: last * cfg.classes }, () => hs * normal()), [last, cfg.classes]),
     headB: variable(new Float32Array(cfg.classes), [cfg.classes]),
   };
 }

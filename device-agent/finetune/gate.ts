@@ -2,8 +2,7 @@
  * The gate: a fine-tuned head ships only when it is better on labelled frames it never trained on, and not
  * meaningfully worse on the reference frames from the original distribution that ship with the model.
  */
-import { ConfigError } from '../../runtime/index.js';
-import { rng, shuffle } from './rng.js';
+import { ConfigError, rng, shuffle } from '../../runtime/index.js';
 
 export interface GateOptions {
   /** Fraction of the labelled frames held out from training to judge the result. Default 0.25. */

@@ -3,10 +3,9 @@
  * (not toward zero: a few hundred frames should adjust the head, not forget what the lab trained).
  * Plain Float64Array maths, no dependencies, deterministic for a given seed.
  */
-import { ConfigError } from '../../runtime/index.js';
+import { ConfigError, rng, shuffle } from '../../runtime/index.js';
 import type { Head } from '../../runtime/index.js';
 import type { FeatureSet } from './features.js';
-import { rng, shuffle } from './rng.js';
 
 /** Head parameters as one vector: weight [out][in] row-major, then bias [out]. */
 export interface HeadParams {

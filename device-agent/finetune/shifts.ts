@@ -4,7 +4,7 @@
  * parts draw from a generator seeded with (seed, frame index), so a frame's shifted version never depends on
  * which other frames were shifted.
  */
-import { gaussian, rng } from './rng.js';
+import { gaussian, rng } from '../../runtime/index.js';
 
 export type Shape = readonly [number, number, number];
 

@@ -12,3 +12,19 @@ export function rng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Standard normal samples (Box-Muller) from a uniform source. */
+export function gaussian(uniform: () => number): () => number {
+  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+/** Fisher-Yates shuffle in place (an array or a typed array); returns `items`. */
+export function shuffle<A extends { length: number; [i: number]: unknown }>(items: A, uniform: () => number): A {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(uniform() * (i + 1));
+    const kept = items[i];
+    items[i] = items[j]!;
+    items[j] = kept;
+  }
+  return items;
+}

@@ -2,7 +2,7 @@
  * Seeded randomness for the trainer. Every stream is derived from (seed, purpose, index), e.g. the shuffle of
  * epoch 7, so a run resumed from a checkpoint draws exactly what the uninterrupted run would have drawn.
  */
-import { rng } from '../../runtime/data/random.js';
+import { rng, shuffle } from '../../runtime/data/random.js';
 
 export { rng };
 
@@ -15,10 +15,5 @@ export function stream(seed: number, purpose: string, index = 0): () => number {
 
 /** Fisher–Yates permutation of 0..n-1. */
 export function permutation(n: number, r: () => number): Uint32Array {
-  const p = Uint32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [p[i], p[j]] = [p[j]!, p[i]!];
-  }
-  return p;
+  return shuffle(Uint32Array.from({ length: n }, (_, i) => i), r);
 }
