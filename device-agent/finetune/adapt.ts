@@ -10,6 +10,7 @@
  */
 import { ConfigError, createEngine, layerChannels, show } from '../../runtime/index.js';
 import type { BwsnnModel, Frame, HiddenLayer } from '../../runtime/index.js';
+import { runSteps } from './steps.js';
 
 /** Per-channel statistics of one layer's own affine part `scale_c * acc + bias_c`, over frames, steps, positions. */
 export interface ChannelStats {
@@ -72,11 +73,7 @@ export function* statsSteps(model: BwsnnModel, frames: readonly Frame[], count: 
 
 /** Runs statsSteps to the end: the statistics of every layer. */
 export function layerStats(model: BwsnnModel, frames: readonly Frame[]): ChannelStats[] {
-  const steps = statsSteps(model, frames, model.hidden.length + 1);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-  }
+  return runSteps(statsSteps(model, frames, model.hidden.length + 1));
 }
 
 /**
@@ -124,11 +121,7 @@ export function* adaptSteps(model: BwsnnModel, frames: readonly Frame[], referen
 
 /** Runs adaptSteps to the end. */
 export function adaptAffines(model: BwsnnModel, frames: readonly Frame[], reference: readonly ChannelStats[]): BwsnnModel {
-  const steps = adaptSteps(model, frames, reference);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-  }
+  return runSteps(adaptSteps(model, frames, reference));
 }
 
 /** One layer's affine as JSON: what a version records of the affines its lineage started from. */

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { ConfigError, createEngine, FrameError } from '../../runtime/index.js';
 import type { BwsnnModel, Frame, KernelChoice } from '../../runtime/index.js';
+import { runSteps } from './steps.js';
 
 /** One frame with its ground truth, as the operator labelled it. */
 export interface TrainingFrame {
@@ -119,12 +120,7 @@ export interface ExtractOptions {
 
 /** Features for labelled frames, from the cache where present, computed (and cached) otherwise. */
 export function extractFeatures(engine: FeatureEngine, classes: number, frames: readonly TrainingFrame[], options: ExtractOptions = {}): FeatureSet & { readonly computed: number } {
-  const steps = featureSteps(engine, classes, frames, options.cache);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-    options.onFrame?.(step.value, frames.length);
-  }
+  return runSteps(featureSteps(engine, classes, frames, options.cache), (done) => options.onFrame?.(done, frames.length));
 }
 
 /** extractFeatures one frame at a time: yields the number of frames done, returns the set. */

@@ -13,6 +13,7 @@ import { decide, gateOptions, stratifiedSplit } from './gate.js';
 import type { Comparison, GateDecision, GateOptions } from './gate.js';
 import { accuracy, predict, toHead, trainSteps, TRAIN_DEFAULTS } from './head.js';
 import type { TrainOptions } from './head.js';
+import { runSteps } from './steps.js';
 
 export type FineTuneProgress =
   | { readonly phase: 'adapt'; readonly done: number; readonly total: number }
@@ -101,12 +102,7 @@ export function childModel(backbone: BwsnnModel, head: Head, parentSha256: strin
 
 /** Runs a fine-tuning request to the end in one go (blocking: about a second of CPU per few hundred frames). */
 export function fineTune(request: FineTuneRequest): FineTuneResult {
-  const steps = fineTuneSteps(request);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-    request.onProgress?.(step.value);
-  }
+  return runSteps(fineTuneSteps(request), (progress) => request.onProgress?.(progress));
 }
 
 /**

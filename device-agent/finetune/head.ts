@@ -6,6 +6,7 @@
 import { ConfigError, rng, shuffle } from '../../runtime/index.js';
 import type { Head } from '../../runtime/index.js';
 import type { FeatureSet } from './features.js';
+import { runSteps } from './steps.js';
 
 /** Head parameters as one vector: weight [out][in] row-major, then bias [out]. */
 export interface HeadParams {
@@ -101,12 +102,7 @@ function checkPositive(name: string, value: number, integer: boolean): void {
 
 /** Trains from `start` (the parent head) with Adam; returns the new parameters and the per-epoch losses. */
 export function trainHead(start: Head, set: FeatureSet, options: TrainOptions = {}): { readonly params: HeadParams; readonly losses: number[] } {
-  const steps = trainSteps(start, set, options);
-  for (;;) {
-    const step = steps.next();
-    if (step.done) return step.value;
-    options.onEpoch?.(step.value.epoch, step.value.loss);
-  }
+  return runSteps(trainSteps(start, set, options), ({ epoch, loss }) => options.onEpoch?.(epoch, loss));
 }
 
 /** trainHead one epoch at a time: yields each epoch's mean loss, returns the result. */
