@@ -8,7 +8,7 @@ import { rowWords } from '../runtime/format/model.js';
 import { createEngine } from '../runtime/index.js';
 import type { KernelChoice } from '../runtime/index.js';
 import { bareLoop, singleLayer } from '../runtime/kernels/wasm.js';
-import { rng } from '../test/fixtures/random-model.js';
+import { rng } from '../runtime/data/random.js';
 import { measure } from './timing.js';
 
 export interface KernelBenchOptions {

@@ -5,7 +5,7 @@
 import { Graph, convAttrs, TWIN_OUTPUT } from '../trainer/export/onnx.js';
 import { openOrt } from '../trainer/export/ort.js';
 import type { Shape3 } from '../runtime/format/model.js';
-import { rng } from '../test/fixtures/random-model.js';
+import { rng } from '../runtime/data/random.js';
 import { measure } from './timing.js';
 
 export interface ConvShape {

@@ -67,7 +67,7 @@ const dir = mkdtempSync(join(tmpdir(), 'sei-soak-'));
 const broker = await startBroker({ port: 0 });
 let modelPath = bundledModel();
 if (!modelPath) {
-  const { FMNIST_BLOCKS, randomModel } = await import('../test/fixtures/random-model.js');
+  const { FMNIST_BLOCKS, randomModel } = await import('../runtime/format/random-model.js');
   modelPath = join(dir, 'random-1.bwsnn');
   writeFileSync(modelPath, writeBwsnn(randomModel({ seed: 1, blocks: FMNIST_BLOCKS, firstChannels: 32 })));
 }

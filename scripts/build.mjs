@@ -1,8 +1,10 @@
 // `npm run build`: compiles the TypeScript to ESM JavaScript in dist/ (same tree as the sources), so that a box with
 // Node 18 and no tsx runs `node dist/...`. Files the compiled code opens relative to itself are copied beside it:
-// the kernels' .wasm, the models and sample frames, and the non-TypeScript test fixtures.
-// `node scripts/build.mjs --no-typecheck` emits without type checking (tsc --noCheck), for a quick look while
-// another part of the tree is mid-edit; a release build type-checks.
+// the kernels' .wasm and the models and sample frames. The release project (tsconfig.build.json) holds no test code.
+// `node scripts/build.mjs --tests` also compiles the test suites and copies their non-TypeScript fixtures
+// (tsconfig.build-tests.json), for the ARM lanes (`npm run test:arm`), which run them as JavaScript on Node 18.
+// `--no-typecheck` emits without type checking (tsc --noCheck), for a quick look while another part of the tree is
+// mid-edit; a release build type-checks.
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
@@ -34,12 +36,14 @@ if (existsSync(join(root, 'scripts/build-wasm.mjs'))) run(['scripts/build-wasm.m
 
 rmSync(dist, { recursive: true, force: true });
 const check = process.argv.includes('--no-typecheck') ? ['--noCheck'] : [];
-run([join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json', ...check], 'tsc -p tsconfig.build.json');
+const tests = process.argv.includes('--tests');
+const project = tests ? 'tsconfig.build-tests.json' : 'tsconfig.build.json';
+run([join(root, 'node_modules/typescript/bin/tsc'), '-p', project, ...check], `tsc -p ${project}`);
 
 const assets = [
   ...files('runtime', (p) => p.endsWith('.wasm')),
   ...files('models', () => true),
-  ...files('test/fixtures', (p) => !p.endsWith('.ts')),
+  ...(tests ? files('test/fixtures', (p) => !p.endsWith('.ts')) : []),
 ];
 for (const p of assets) cpSync(join(root, p), join(dist, p));
 console.log(`build: dist/ compiled, ${assets.length} asset file(s) copied`);

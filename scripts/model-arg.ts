@@ -6,13 +6,13 @@ import type { BwsnnModel } from '../runtime/format/model.js';
 /**
  * A `--model` value: a .bwsnn path as is, or `random:SEED` — a seeded random model of the Fashion-MNIST layout
  * (32 first channels, T = 2), for trying things without a trained model. No value: the bundled model, else random:1.
- * The random generator lives with the test fixtures and is imported only when asked for, so a box never loads it.
+ * The random generator (runtime/format/random-model.ts) is imported only when asked for.
  */
 export async function resolveModelArg(spec: string | undefined): Promise<BwsnnModel | string> {
   const chosen = spec ?? bundledModel() ?? 'random:1';
   const m = /^random:(\d+)$/.exec(chosen);
   if (m) {
-    const { randomModel, FMNIST_BLOCKS } = await import('../test/fixtures/random-model.js');
+    const { randomModel, FMNIST_BLOCKS } = await import('../runtime/format/random-model.js');
     return randomModel({ seed: Number(m[1]), blocks: FMNIST_BLOCKS, firstChannels: 32 });
   }
   if (chosen.startsWith('random:')) throw new ConfigError(`--model: expected random:<non-negative integer seed>, got ${JSON.stringify(chosen)}`, 'model');

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { BwsnnModel } from '../runtime/index.js';
 import { ConfigError, createEngine, FrameError, loadModel, writeBwsnn } from '../runtime/index.js';
-import { FMNIST_BLOCKS, randomModel } from './fixtures/random-model.js';
+import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
 
 const KERNELS = ['reference', 'wasm'] as const;
 

@@ -9,7 +9,7 @@ import { adaptAffines, applyShift, backboneId, childModel, featureEngine, fineTu
 import type { ChannelStats } from '../device-agent/finetune/index.js';
 import { createEngine, FASHION_MNIST_DIR, readBwsnn, readMnistSplit, writeBwsnn } from '../runtime/index.js';
 import type { BwsnnModel } from '../runtime/index.js';
-import { FMNIST_BLOCKS, randomModel } from './fixtures/random-model.js';
+import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
 
 const test = readMnistSplit(FASHION_MNIST_DIR, 't10k');
 const shape = [28, 28, 1] as const;

@@ -12,7 +12,7 @@ import {
   headParams, lossAndGradient, MemoryFeatureCache, noise, predict, rotate, selectRows, SHIFTS, signTestP, stratifiedSplit, toHead, trainHead,
 } from '../device-agent/finetune/index.js';
 import type { FeatureSet } from '../device-agent/finetune/index.js';
-import { FMNIST_BLOCKS, randomModel } from './fixtures/random-model.js';
+import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
 
 const test = readMnistSplit(FASHION_MNIST_DIR, 't10k');
 const frames = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ id: `t10k#${from + i}`, data: test.frame(from + i), label: test.labels[from + i]! }));

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { FormatError } from '../runtime/errors.js';
 import type { BwsnnModel } from '../runtime/format/index.js';
 import { dirtyPadding, inspectBwsnn, keyFingerprint, packRows, readBwsnn, readBwsnnFile, rowWords, unpackRows, validateModel, writeBwsnn } from '../runtime/format/index.js';
-import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from './fixtures/random-model.js';
+import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from '../runtime/format/random-model.js';
 
 const CREATED = '2026-01-01T00:00:00.000Z';
 const write = (m: BwsnnModel, opts: Parameters<typeof writeBwsnn>[1] = {}) => writeBwsnn(m, { createdAt: CREATED, ...opts });

@@ -11,8 +11,9 @@ import { convOut, rowWords } from '../runtime/format/model.js';
 import { binaryDot, bconvDots, blinearDots, packBits, popcount32 } from '../runtime/kernels/reference.js';
 import { wasmDots } from '../runtime/kernels/wasm.js';
 import { createEngine, wasmUnavailable } from '../runtime/index.js';
-import type { BlockSpec } from './fixtures/random-model.js';
-import { randomModel, rng } from './fixtures/random-model.js';
+import { rng } from '../runtime/data/random.js';
+import type { BlockSpec } from '../runtime/format/random-model.js';
+import { randomModel } from '../runtime/format/random-model.js';
 
 const SEED = 20250812;
 const KERNELS = ['reference', 'wasm'] as const;

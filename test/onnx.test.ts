@@ -9,7 +9,8 @@ import { annTwinOnnx, frameToNchw, hwcToNchwIndex, snnTwinOnnx, spikeOutputName,
 import { openOrt } from '../trainer/export/ort.js';
 import type { BwsnnModel, HiddenLayer, Shape3 } from '../runtime/format/model.js';
 import { rowWords } from '../runtime/format/model.js';
-import { FMNIST_BLOCKS, randomModel, rng, type RandomModelSpec } from './fixtures/random-model.js';
+import { rng } from '../runtime/data/random.js';
+import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from '../runtime/format/random-model.js';
 import { readIdx } from '../runtime/data/idx.js';
 
 const f = Math.fround;

@@ -20,7 +20,7 @@ import { sha256 } from '../device-agent/index.js';
 import { connectOperator, makeJob, prepareArtifact } from '../device-agent/ota/index.js';
 import type { Job, JobStatus } from '../device-agent/ota/index.js';
 import { readBwsnn } from '../runtime/index.js';
-import { rng } from './fixtures/random-model.js';
+import { rng } from '../runtime/data/random.js';
 import { otaModelFile, otaSection, testKeys } from './fixtures/ota/models.js';
 import { aedes } from './helpers/brokers.js';
 import type { TestBroker } from './helpers/brokers.js';

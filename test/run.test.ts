@@ -10,7 +10,7 @@ import { ConfigError } from '../runtime/errors.js';
 import { encodeIdx, readIdx } from '../runtime/data/idx.js';
 import { createEngine, loadModel, SAMPLE_IMAGES, SAMPLE_LABELS, writeBwsnn } from '../runtime/index.js';
 import { formatFrameLine, runFrames, type FrameLine } from '../scripts/commands/run.js';
-import { FMNIST_BLOCKS, randomModel } from './fixtures/random-model.js';
+import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sei-run-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { conv2d } from '../trainer/backend/conv.js';
-import { rng } from '../test/fixtures/random-model.js';
+import { rng } from '../runtime/data/random.js';
 
 interface Case { n: number; h: number; w: number; cin: number; cout: number; k: number; stride: number; pad: number }
 

@@ -13,7 +13,7 @@ import type { BwsnnModel } from '../runtime/format/model.js';
 import { layerUnits } from '../runtime/format/model.js';
 import { snnTwinOnnx } from '../trainer/export/onnx.js';
 import { verifyEngine, verifyFrames } from '../scripts/commands/verify.js';
-import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from './fixtures/random-model.js';
+import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from '../runtime/format/random-model.js';
 
 const SHAPES: Record<string, RandomModelSpec> = {
   'Fashion-MNIST layout, T=2': { seed: 21, blocks: FMNIST_BLOCKS, firstChannels: 32 },

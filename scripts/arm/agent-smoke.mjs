@@ -36,7 +36,7 @@ async function inside(pkg) {
   let modelPath = bundledModel();
   if (!modelPath) {
     const { writeBwsnn } = await import(pathToFileURL(join(pkg, 'dist/runtime/index.js')).href);
-    const { randomModel, FMNIST_BLOCKS } = await import(pathToFileURL(join(pkg, 'dist/test/fixtures/random-model.js')).href);
+    const { randomModel, FMNIST_BLOCKS } = await import(pathToFileURL(join(pkg, 'dist/runtime/format/random-model.js')).href);
     modelPath = join(dir, 'random-1.bwsnn');
     writeFileSync(modelPath, writeBwsnn(randomModel({ seed: 1, blocks: FMNIST_BLOCKS, firstChannels: 32 })));
   }

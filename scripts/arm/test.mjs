@@ -1,5 +1,5 @@
-// `npm run test:arm`: runs the runtime's test suites, compiled to JavaScript in dist/ (run `npm run build` first),
-// on Debian's Node 18 for arm64 and armhf under qemu user-mode emulation, and prints node:test's summary per
+// `npm run test:arm`: runs the runtime's test suites, compiled to JavaScript in dist/ (`node scripts/build.mjs
+// --tests` first), on Debian's Node 18 for arm64 and armhf under qemu user-mode emulation, and prints node:test's summary per
 // architecture. Exits non-zero when a suite fails on any architecture. Only correctness is checked here: emulated
 // timings say nothing about a real ARM board.
 //
@@ -42,7 +42,7 @@ function fail(message) {
   process.exit(2);
 }
 
-if (!existsSync(distTest)) fail('dist/test is missing: run `npm run build` first');
+if (!existsSync(distTest)) fail('dist/test is missing: run `node scripts/build.mjs --tests` first');
 const compiled = readdirSync(distTest).filter((f) => f.endsWith('.test.js'));
 
 /** The compiled files of some suites, in order, and (written once per set) the entry that imports them. */

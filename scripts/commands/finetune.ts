@@ -19,7 +19,7 @@ import {
 import type { FeatureSet, FineTuneResult, GateOptions, Shift, TrainOptions, TrainingFrame } from '../../device-agent/finetune/index.js';
 import { ConfigError, encodeIdx, FASHION_MNIST_DIR, FASHION_MNIST_LABELS, FormatError, labelledFrames, readBwsnn, readIdx, readMnistSplit, SAMPLE_IMAGES, SAMPLE_LABELS, writeBwsnn } from '../../runtime/index.js';
 import type { BwsnnModel, LabelledFrames } from '../../runtime/index.js';
-import { FMNIST_BLOCKS, randomModel } from '../../test/fixtures/random-model.js';
+import { FMNIST_BLOCKS, randomModel } from '../../runtime/format/random-model.js';
 import { printJson } from '../output.js';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));

@@ -14,7 +14,7 @@ import { loadModel } from '../../runtime/index.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { frameToNchw, hwcToNchwIndex, snnTwinOnnx, spikeOutputName, TWIN_OUTPUT } from '../../trainer/export/onnx.js';
 import { openOrt } from '../../trainer/export/ort.js';
-import { rng } from '../../test/fixtures/random-model.js';
+import { rng } from '../../runtime/data/random.js';
 import { resolveModelArg } from '../model-arg.js';
 import { positiveInt, printJson } from '../output.js';
 

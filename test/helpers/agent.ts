@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import type { IClientOptions, MqttClient } from 'mqtt';
 import { writeBwsnn } from '../../runtime/index.js';
-import { FMNIST_BLOCKS, randomModel } from '../fixtures/random-model.js';
+import { FMNIST_BLOCKS, randomModel } from '../../runtime/format/random-model.js';
 
 /** Writes random model `seed` as version `version` to dir; returns its path. */
 export function modelFile(dir: string, seed = 1, version = 0): string {
