@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import { ConfigError, createEngine, FrameError } from '../../runtime/index.js';
 import type { BwsnnModel, Frame, KernelChoice } from '../../runtime/index.js';
+import type { FeatureCache } from '../store/types.js';
 import { runSteps } from './steps.js';
 
 /** One frame with its ground truth, as the operator labelled it. */
@@ -17,25 +18,6 @@ export interface TrainingFrame {
   readonly data: Frame;
   /** Class index into the model's labels. */
   readonly label: number;
-}
-
-/** Where computed features live between runs. The device backs it with SQLite; tests and the CLI use memory. */
-export interface FeatureCache {
-  get(backbone: string, frameId: string): Float64Array | undefined;
-  set(backbone: string, frameId: string, features: Float64Array): void;
-}
-
-export class MemoryFeatureCache implements FeatureCache {
-  private readonly map = new Map<string, Float64Array>();
-  get(backbone: string, frameId: string): Float64Array | undefined {
-    return this.map.get(`${backbone}\n${frameId}`);
-  }
-  set(backbone: string, frameId: string, features: Float64Array): void {
-    this.map.set(`${backbone}\n${frameId}`, features);
-  }
-  get size(): number {
-    return this.map.size;
-  }
 }
 
 /** Features of many frames as one row-major matrix with their labels. */

@@ -6,9 +6,10 @@
 import Database from 'better-sqlite3';
 import { ConfigError } from '../../runtime/index.js';
 import type { Job, JobState, JobStep } from './protocol.js';
+import { migrate } from '../store/migrate.js';
 import { openDatabase } from '../store/sqlite.js';
 
-/** Schema steps, applied in order; the number reached is kept in ota_schema. */
+/** Schema steps (store/migrate.ts); the number applied is kept in ota_schema. */
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE ota_jobs (
      job_id TEXT PRIMARY KEY,
@@ -78,7 +79,7 @@ export class OtaStore {
   /** `path`: the agent's SQLite file (a second connection; WAL lets both write), or ":memory:". */
   constructor(path: string) {
     this.db = openDatabase(path);
-    migrate(this.db);
+    migrate(this.db, 'ota', MIGRATIONS);
     const db = this.db;
     this.s = {
       insert: db.prepare(
@@ -143,17 +144,6 @@ export class OtaStore {
   close(): void {
     if (this.db.open) this.db.close();
   }
-}
-
-function migrate(db: Database.Database): void {
-  db.exec('CREATE TABLE IF NOT EXISTS ota_schema (version INTEGER NOT NULL)');
-  db.transaction(() => {
-    const row = db.prepare<[], { version: number }>('SELECT version FROM ota_schema').get();
-    const at = row?.version ?? 0;
-    for (let v = at; v < MIGRATIONS.length; v++) db.exec(MIGRATIONS[v]!);
-    if (!row) db.prepare('INSERT INTO ota_schema (version) VALUES (?)').run(MIGRATIONS.length);
-    else if (at < MIGRATIONS.length) db.prepare('UPDATE ota_schema SET version = ?').run(MIGRATIONS.length);
-  }).immediate();
 }
 
 function jobRow(r: RawRow): JobRow {

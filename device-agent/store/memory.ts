@@ -1,8 +1,21 @@
 /** StateStore in memory: same behaviour as the SQLite store (one shared test suite), nothing survives the process. */
 import { ConfigError } from '../../runtime/index.js';
-import { MemoryFeatureCache } from '../finetune/features.js';
-import type { LabelledFrame, MetricsRecord, ModelRecord, OutboxMessage, PredictionRecord, RetentionLimits, StateStore } from './types.js';
+import type { FeatureCache, LabelledFrame, MetricsRecord, ModelRecord, OutboxMessage, PredictionRecord, RetentionLimits, StateStore } from './types.js';
 import { DEFAULT_LIMITS } from './types.js';
+
+/** A FeatureCache in a Map (the in-memory store's, and the one fine-tuning uses without a store). */
+export class MemoryFeatureCache implements FeatureCache {
+  private readonly map = new Map<string, Float64Array>();
+  get(backbone: string, frameId: string): Float64Array | undefined {
+    return this.map.get(`${backbone}\n${frameId}`);
+  }
+  set(backbone: string, frameId: string, features: Float64Array): void {
+    this.map.set(`${backbone}\n${frameId}`, features);
+  }
+  get size(): number {
+    return this.map.size;
+  }
+}
 
 export class MemoryStore implements StateStore {
   private readonly limits: RetentionLimits;

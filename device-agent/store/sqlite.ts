@@ -3,11 +3,16 @@
  */
 import Database from 'better-sqlite3';
 import { ConfigError } from '../../runtime/index.js';
-import type { FeatureCache } from '../finetune/features.js';
-import type { LabelledFrame, MetricsRecord, ModelRecord, ModelState, OutboxMessage, PredictionRecord, RetentionLimits, StateStore } from './types.js';
+import { migrate } from './migrate.js';
+import type { FeatureCache, LabelledFrame, MetricsRecord, ModelRecord, ModelState, OutboxMessage, PredictionRecord, RetentionLimits, StateStore } from './types.js';
 import { DEFAULT_LIMITS } from './types.js';
 
-const SCHEMA = `
+/**
+ * Schema steps (store/migrate.ts). The first keeps IF NOT EXISTS: files written before the steps were counted
+ * hold its tables already and no `store_schema` row.
+ */
+const MIGRATIONS: readonly string[] = [
+  `
 CREATE TABLE IF NOT EXISTS models (
   version TEXT PRIMARY KEY, sha256 TEXT NOT NULL, path TEXT NOT NULL,
   state TEXT NOT NULL CHECK (state IN ('available', 'active', 'failed')), activated_at INTEGER);
@@ -24,7 +29,8 @@ CREATE TABLE IF NOT EXISTS features (
 CREATE TABLE IF NOT EXISTS outbox (
   id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload TEXT NOT NULL,
   qos INTEGER NOT NULL, retain INTEGER NOT NULL);
-`;
+`,
+];
 
 interface ModelRow { version: string; sha256: string; path: string; state: ModelState; activated_at: number | null }
 interface PredictionRow { frame: number; ts: number; model: string; prediction: number; confidence: number; label: number | null; latency_ms: number }
@@ -59,7 +65,7 @@ export class SqliteStore implements StateStore {
   constructor(path: string, limits: Partial<RetentionLimits> = {}) {
     this.limits = { ...DEFAULT_LIMITS, ...limits };
     this.db = openDatabase(path);
-    this.db.exec(SCHEMA);
+    migrate(this.db, 'store', MIGRATIONS);
     const db = this.db;
     this.s = {
       modelUpsert: db.prepare(

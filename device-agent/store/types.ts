@@ -4,8 +4,6 @@
  * Every method that changes state is one atomic step: it either happens entirely or not at all.
  */
 
-import type { FeatureCache } from '../finetune/features.js';
-
 export type ModelState = 'available' | 'active' | 'failed';
 
 export interface ModelRecord {
@@ -60,6 +58,16 @@ export interface RetentionLimits {
   readonly predictionMaxAge: number;
   /** Outbox rows kept (the oldest are dropped beyond, and counted). */
   readonly outboxMax: number;
+}
+
+/**
+ * Where fine-tuning's computed features live between runs, per (backbone fingerprint, frame id); a frame id names
+ * fixed pixels. The device backs it with SQLite; tests and the CLI use memory (MemoryFeatureCache). Declared with
+ * the store so that storage depends on nothing above it: finetune/ imports it from here.
+ */
+export interface FeatureCache {
+  get(backbone: string, frameId: string): Float64Array | undefined;
+  set(backbone: string, frameId: string, features: Float64Array): void;
 }
 
 export interface StateStore {
