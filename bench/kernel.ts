@@ -7,7 +7,7 @@ import type { BinaryConvLayer, BwsnnModel } from '../runtime/format/model.js';
 import { rowWords } from '../runtime/format/model.js';
 import { createEngine } from '../runtime/index.js';
 import type { KernelChoice } from '../runtime/index.js';
-import { bareLoop, singleLayer } from '../runtime/kernels/wasm.js';
+import { bareLoop, singleLayer } from '../runtime/kernels/wasm/planner.js';
 import { rng } from '../runtime/data/random.js';
 import { measure } from './timing.js';
 

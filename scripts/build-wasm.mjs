@@ -1,10 +1,10 @@
-// Compiles the AssemblyScript kernel to runtime/kernels/assembly/bwsnn.wasm (next to its source, where the runtime
-// looks for it). Runs at `postinstall` and as `npm run build:wasm`. Without the assemblyscript dev dependency
-// (a production install) it says so and succeeds: the runtime then uses its reference kernel.
+// Compiles the AssemblyScript kernel to runtime/kernels/wasm/assembly/simd-kernel.wasm (next to its source, where
+// the runtime looks for it). Runs at `postinstall` and as `npm run build:wasm`. Without the assemblyscript dev
+// dependency (a production install) it says so and succeeds: the runtime then uses its reference kernel.
 import { fileURLToPath } from 'node:url';
 
-const source = fileURLToPath(new URL('../runtime/kernels/assembly/bwsnn.ts', import.meta.url));
-const output = fileURLToPath(new URL('../runtime/kernels/assembly/bwsnn.wasm', import.meta.url));
+const source = fileURLToPath(new URL('../runtime/kernels/wasm/assembly/simd-kernel.ts', import.meta.url));
+const output = fileURLToPath(new URL('../runtime/kernels/wasm/assembly/simd-kernel.wasm', import.meta.url));
 
 let asc;
 try {

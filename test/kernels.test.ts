@@ -8,8 +8,9 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import type { BinaryConvLayer, BinaryLinearLayer, Shape3 } from '../runtime/format/model.js';
 import { convOut, rowWords } from '../runtime/format/model.js';
-import { binaryDot, bconvDots, blinearDots, packBits, popcount32 } from '../runtime/kernels/reference.js';
-import { wasmDots } from '../runtime/kernels/wasm.js';
+import { binaryDot, bconvDots, blinearDots, packBits, popcount32 } from '../runtime/kernels/reference/layers.js';
+import { DESC_WORDS, FIELDS, moduleLayout } from '../runtime/kernels/wasm/module.js';
+import { wasmDots } from '../runtime/kernels/wasm/planner.js';
 import { createEngine, wasmUnavailable } from '../runtime/index.js';
 import { rng } from '../runtime/data/random.js';
 import type { BlockSpec } from '../runtime/format/random-model.js';
@@ -20,6 +21,13 @@ const KERNELS = ['reference', 'wasm'] as const;
 
 test('the wasm kernel is available here (built at install)', () => {
   assert.equal(wasmUnavailable(), undefined);
+});
+
+test('the descriptor layout the planner writes is the one the compiled kernel exports', () => {
+  assert.deepEqual(moduleLayout(), { ...FIELDS, DESC_WORDS });
+  const words = Object.values(FIELDS);
+  assert.equal(new Set(words).size, words.length, 'two fields share a word');
+  assert.ok(Math.max(...words) < DESC_WORDS, 'a field past the descriptor');
 });
 
 test('popcount32 and binaryDot follow 2*popcount(s & w) - popcount(s)', () => {

@@ -1,17 +1,16 @@
 /**
- * The engine: validates frames, runs a Runner (reference or WebAssembly) over the T steps, applies the float head
- * and packages an InferResult. Everything kernel-specific lives behind Runner.
+ * The engine: validates frames, runs the selected backend's Runner over the T steps, applies the float head and
+ * packages an InferResult. Everything kernel-specific lives behind the Runner contract (../kernels/runner.ts).
  */
 import { FrameError, show } from '../errors.js';
 import { readBwsnn, readBwsnnFile, validateModel } from '../format/index.js';
 import type { ReadOptions } from '../format/index.js';
 import type { BwsnnModel } from '../format/model.js';
-import { layerUnits } from '../format/model.js';
-import { selectKernel } from '../kernels/select.js';
-import { wasmRunner } from '../kernels/wasm.js';
-import { mapShape, referenceRunner, shortcutCurrent } from './reference.js';
-import type { Runner } from './reference.js';
-import type { Engine, Frame, InferResult, KernelChoice, LayerTrace, StreamItem } from './types.js';
+import { layerUnits, mapShape } from '../format/model.js';
+import { shortcutCurrent } from '../kernels/reference/layers.js';
+import type { KernelChoice } from '../kernels/select.js';
+import { selectBackend } from '../kernels/select.js';
+import type { Engine, Frame, InferResult, LayerTrace, StreamItem } from './types.js';
 
 export interface EngineOptions {
   /** Kernel implementation; default 'auto' (wasm when WebAssembly SIMD works, else reference). */
@@ -29,8 +28,8 @@ export async function loadModel(source: string | Uint8Array | BwsnnModel, option
 /** Builds an engine for a model; the model is validated first (FormatError names the offending field). */
 export function createEngine(model: BwsnnModel, options: EngineOptions = {}): Engine {
   validateModel(model);
-  const kernel = selectKernel(options.kernel ?? 'auto', model);
-  const runner: Runner = kernel === 'wasm' ? wasmRunner(model) : referenceRunner(model);
+  const backend = selectBackend(options.kernel ?? 'auto', model);
+  const runner = backend.plan(model);
   const layers = [model.first, ...model.hidden];
   const last = layers[layers.length - 1]!;
   const [lh, lw] = mapShape(last);
@@ -68,7 +67,7 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
   };
 
   // Recorded traces only (the runners' hot path is untouched): each layer's shortcut current, recomputed from the
-  // previous layer's recorded current with the reference semantics.
+  // previous layer's recorded current with the reference semantics, whichever backend ran.
   const withShortcuts = (trace: LayerTrace[]): LayerTrace[] =>
     trace.map((entry, i) => {
       const layer = i > 0 ? model.hidden[i - 1]! : undefined;
@@ -95,7 +94,7 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
     }
   }
 
-  return { model, kernel, infer, stream };
+  return { model, kernel: backend.kernel, infer, stream };
 }
 
 /** Checks a frame against the model's input shape and returns it as bytes (a view when it already is bytes). */

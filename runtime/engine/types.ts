@@ -1,7 +1,8 @@
 import type { BwsnnModel } from '../format/model.js';
+import type { KernelName, LayerTrace } from '../kernels/runner.js';
+import type { KernelChoice } from '../kernels/select.js';
 
-/** Which kernel implementation computes the binary layers. `auto` picks wasm when WebAssembly SIMD works. */
-export type KernelChoice = 'auto' | 'wasm' | 'reference';
+export type { KernelChoice, KernelName, LayerTrace };
 
 /** A raw sensor frame, HWC, values 0..255. Anything else is refused with a FrameError. */
 export type Frame = Uint8Array | Uint8ClampedArray | Float32Array | Float64Array | readonly number[];
@@ -9,22 +10,6 @@ export type Frame = Uint8Array | Uint8ClampedArray | Float32Array | Float64Array
 export interface InferOptions {
   /** Record every layer's spike train and current (for `sei verify`); costs memory and time. Default false. */
   readonly record?: boolean;
-}
-
-/** Per-layer recording of one frame (index 0 = first layer, then the hidden layers in order). */
-export interface LayerTrace {
-  readonly name: string;
-  /** T × units, 0/1 per neuron per step, neurons in HWC order. */
-  readonly spikes: Uint8Array;
-  /** T × units, the LIF input current per step (after affine and shortcut). */
-  readonly currents: Float32Array;
-  /**
-   * T × units, the part of `currents` the shortcut added (the previous layer's current, pooled and tiled as the
-   * layer's shortcut says); absent when the layer has none. `currents - shortcut` is the layer's own
-   * `scale_c * acc + bias_c`, the quantity its batch norm normalised in training. For an identity shortcut this is
-   * the previous layer's `currents` array itself.
-   */
-  readonly shortcut?: Float32Array;
 }
 
 export interface InferResult {
@@ -53,7 +38,7 @@ export type StreamItem =
 export interface Engine {
   readonly model: BwsnnModel;
   /** The kernel actually in use. */
-  readonly kernel: 'wasm' | 'reference';
+  readonly kernel: KernelName;
   /** Runs one frame through all T steps. Throws FrameError on a bad frame; the engine stays usable. */
   infer(frame: Frame, options?: InferOptions): InferResult;
   /** Runs frames in order; a bad frame yields `{ ok: false }` and the stream goes on. */

@@ -1,6 +1,6 @@
 /** The .bwsnn format: in-memory model, container read/write/inspect, validation, bit packing, signing keys. */
 export type { BwsnnModel, ConvInt8Layer, BinaryConvLayer, BinaryLinearLayer, HiddenLayer, Head, Lif, Shape3, Shortcut } from './model.js';
-export { rowWords, layerUnits, layerChannels, convOut } from './model.js';
+export { rowWords, layerUnits, layerChannels, convOut, mapShape } from './model.js';
 export type { BwsnnSummary, LayerSummary, ReadOptions, TensorRef, WriteOptions, DType } from './container.js';
 export { FORMAT_VERSION, inspectBwsnn, readBwsnn, readBwsnnFile, writeBwsnn } from './container.js';
 export { LIMITS, validateModel } from './validate.js';

@@ -1,7 +1,7 @@
 /**
  * The in-memory model: what a .bwsnn file holds once read, and what the trainer hands to the writer.
- * The numeric semantics of every field are in ../../../shared/ARCHITECTURE.md ("Numeric semantics") and
- * runtime/format/README.md; the reference engine (runtime/engine) is their executable form.
+ * The numeric semantics of every field are in ../../ARCHITECTURE.md ("Numeric semantics") and
+ * runtime/format/README.md; the reference backend (runtime/kernels/reference) is their executable form.
  *
  * Conventions used throughout:
  * - Tensors are HWC: a frame or a feature map of shape [height, width, channels] is stored with channels fastest.
@@ -122,6 +122,11 @@ export function rowWords(bits: number): number {
 /** Number of neurons (output units) of a layer. */
 export function layerUnits(layer: ConvInt8Layer | HiddenLayer): number {
   return layer.kind === 'blinear' ? layer.outFeatures : layer.outShape[0] * layer.outShape[1] * layer.outShape[2];
+}
+
+/** Output shape of a layer as a feature map (a linear layer is a 1×1 map). */
+export function mapShape(layer: ConvInt8Layer | HiddenLayer): Shape3 {
+  return layer.kind === 'blinear' ? [1, 1, layer.outFeatures] : layer.outShape;
 }
 
 /** Output channels of a layer (the length of its scale, bias and theta). */

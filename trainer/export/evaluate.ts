@@ -1,6 +1,6 @@
 /**
  * Batched evaluation of a folded model (BwsnnModel) with tfjs ops that round like the runtime engine
- * (runtime/engine/reference.ts): integer accumulations (exact in float32), then one float32 op at a time in the
+ * (runtime/kernels/reference/runner.ts): integer accumulations (exact in float32), then one float32 op at a time in the
  * engine's order — `fround(fround(scale*acc) + bias)`, `+ shortcut`, `fround(fround(beta*v) + I)`, `v >= theta`,
  * `v - theta` on a spike, the pool as `((x00 + x01) + x10) + x11` then `* 0.25`. Spikes therefore match the
  * engine bit for bit; only the head (the engine sums in float64) can differ in the last bits, which can flip

@@ -1,7 +1,9 @@
 // The WebAssembly SIMD kernel (AssemblyScript, built by scripts/build-wasm.mjs with --enable simd).
 // It runs a whole frame — first layer once, then T steps of every layer — in one call, so JS crosses into
-// WASM once per frame. All memory is laid out by runtime/kernels/wasm.ts; each layer is described by a
-// table of i32 fields (offsets below, mirrored there) and every buffer is 16-byte aligned.
+// WASM once per frame. All memory is laid out by the planner (runtime/kernels/wasm/planner.ts); each layer is
+// described by a table of DESC_WORDS i32 fields at the offsets below, and every buffer is 16-byte aligned. The
+// offsets are exported (immutable globals) so that the planner's copy of them (../module.ts) is checked against
+// this module (test/kernels.test.ts): add or move a field in both.
 //
 // Spike maps hold, per position (row-major), `cw` words of channel bits (channel c in word c>>5, bit c&31),
 // i.e. byte c>>3, bit c&7. A binary layer step, per output position, sums per-channel counts over its window
@@ -21,48 +23,48 @@
 // a multiple of 16 (theta padded with +inf, so pad lanes never spike). f32x4 lanes round like scalar f32 ops,
 // so every float value equals the reference engine's bit for bit.
 
-const KIND: i32 = 0; // 0 = first layer (int8 conv on bytes), 1 = binary conv / linear
-const IN: i32 = 1; // input: frame bytes (first) or spike map
-const IH: i32 = 2;
-const IW: i32 = 3;
-const ICW: i32 = 4; // first: input channels; binary: words per input position
-const OH: i32 = 5;
-const OW: i32 = 6;
-const COUT: i32 = 7;
-const OCW: i32 = 8; // words per output position
-const K: i32 = 9;
-const STRIDE: i32 = 10;
-const PAD: i32 = 11;
-const WGT: i32 = 12;
-const SCALE: i32 = 13;
-const BIAS: i32 = 14;
-const THETA: i32 = 15;
-const BETA: i32 = 16; // f32 bits
-const V: i32 = 17;
-const CUR: i32 = 18;
-const OUT: i32 = 19;
-const SC_KIND: i32 = 20; // 0 none, 1 identity, 2 avgpool_repeat
-const SC_PTR: i32 = 21; // previous layer's current
-const SC_CIN: i32 = 22;
-const SC_W: i32 = 23;
-const COUNTS: i32 = 24; // per-channel spike counts (i32, padded), or 0
-const I0: i32 = 25; // first layer: its constant current
-const SPIKES: i32 = 26; // -> total spikes of this layer (one i32, accumulated over steps)
-const DOTS: i32 = 27; // when non-zero: write the integer dots here instead of the LIF output (tests)
-const LIST: i32 = 28; // scratch (first layer: the window as i16); binary: the entries of every input position
-const START: i32 = 29; // scratch: per input position, the index of its first entry (positions + 1 of them)
-const SCTMP: i32 = 30; // scratch: one position's pooled shortcut (f32, cout)
-const GROUPS: i32 = 31; // first layer: ceil(cout / 4); binary: ceil(cout / 16)
-const ICB: i32 = 32; // binary: bytes of channel bits scanned per input position
-const SAME: i32 = 33; // scratch: per input position, how many positions before it equal the one STRIDE to their left
-const SAVE: i32 = 34; // scratch: the last computed position's per-channel counts (u16, two v128 per group)
-const WEV: i32 = 35; // binary: event weights, one 0/1 byte per (input bit, output channel)
-const PATH: i32 = 36; // 0 = choose per step by input spike rate, 1 = always dense, 2 = always events (tests)
-const EVENTS: i32 = 37; // this step's choice: 1 = events
-const ZERO: i32 = 38; // first layer: per output position, 1 when its window is all zero (background)
-const SPIKED: i32 = 39; // scratch: per input position, the spikes of all positions before it
-const CLONE: i32 = 40; // per output position, 1 while its whole state has equalled its left neighbour's this frame
-const SC_CLONE: i32 = 41; // the previous layer's CLONE (for the shortcut's equality)
+export const KIND: i32 = 0; // 0 = first layer (int8 conv on bytes), 1 = binary conv / linear
+export const IN: i32 = 1; // input: frame bytes (first) or spike map
+export const IH: i32 = 2;
+export const IW: i32 = 3;
+export const ICW: i32 = 4; // first: input channels; binary: words per input position
+export const OH: i32 = 5;
+export const OW: i32 = 6;
+export const COUT: i32 = 7;
+export const OCW: i32 = 8; // words per output position
+export const K: i32 = 9;
+export const STRIDE: i32 = 10;
+export const PAD: i32 = 11;
+export const WGT: i32 = 12;
+export const SCALE: i32 = 13;
+export const BIAS: i32 = 14;
+export const THETA: i32 = 15;
+export const BETA: i32 = 16; // f32 bits
+export const V: i32 = 17;
+export const CUR: i32 = 18;
+export const OUT: i32 = 19;
+export const SC_KIND: i32 = 20; // 0 none, 1 identity, 2 avgpool_repeat
+export const SC_PTR: i32 = 21; // previous layer's current
+export const SC_CIN: i32 = 22;
+export const SC_W: i32 = 23;
+export const COUNTS: i32 = 24; // per-channel spike counts (i32, padded), or 0
+export const I0: i32 = 25; // first layer: its constant current
+export const SPIKES: i32 = 26; // -> total spikes of this layer (one i32, accumulated over steps)
+export const DOTS: i32 = 27; // when non-zero: write the integer dots here instead of the LIF output (tests)
+export const LIST: i32 = 28; // scratch (first layer: the window as i16); binary: the entries of every input position
+export const START: i32 = 29; // scratch: per input position, the index of its first entry (positions + 1 of them)
+export const SCTMP: i32 = 30; // scratch: one position's pooled shortcut (f32, cout)
+export const GROUPS: i32 = 31; // first layer: ceil(cout / 4); binary: ceil(cout / 16)
+export const ICB: i32 = 32; // binary: bytes of channel bits scanned per input position
+export const SAME: i32 = 33; // scratch: per input position, how many positions before it equal the one STRIDE to their left
+export const SAVE: i32 = 34; // scratch: the last computed position's per-channel counts (u16, two v128 per group)
+export const WEV: i32 = 35; // binary: event weights, one 0/1 byte per (input bit, output channel)
+export const PATH: i32 = 36; // 0 = choose per step by input spike rate, 1 = always dense, 2 = always events (tests)
+export const EVENTS: i32 = 37; // this step's choice: 1 = events
+export const ZERO: i32 = 38; // first layer: per output position, 1 when its window is all zero (background)
+export const SPIKED: i32 = 39; // scratch: per input position, the spikes of all positions before it
+export const CLONE: i32 = 40; // per output position, 1 while its whole state has equalled its left neighbour's this frame
+export const SC_CLONE: i32 = 41; // the previous layer's CLONE (for the shortcut's equality)
 export const DESC_WORDS: i32 = 48;
 
 @inline function field(d: usize, f: i32): i32 {

@@ -1,42 +1,12 @@
 /**
- * The WebAssembly runner: lays a model out in the kernel's memory (descriptors, repacked weights, state) once,
- * then runs each frame with one call into WASM. The kernel itself is ./assembly/bwsnn.ts; the descriptor field
- * offsets below mirror the ones there.
+ * The network planner of the WebAssembly backend: lays a model out in the kernel's memory once (descriptors,
+ * weights repacked for the SIMD loops, state and scratch buffers) and says which models the kernel cannot take.
+ * The descriptor fields it writes are ./module.ts's FIELDS; ./runner.ts runs the planned network.
  */
-import { readFileSync } from 'node:fs';
-import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Shape3 } from '../format/model.js';
-import { layerChannels, layerUnits, rowWords } from '../format/model.js';
-import type { RunOutput, Runner } from '../engine/reference.js';
-import { mapShape } from '../engine/reference.js';
-import type { LayerTrace } from '../engine/types.js';
-
-/** The compiled kernel, next to its AssemblyScript source (built by scripts/build-wasm.mjs). */
-export const WASM_URL = new URL('./assembly/bwsnn.wasm', import.meta.url);
-
-/** Descriptor fields (i32 indices), as documented in ./assembly/bwsnn.ts. */
-const F = {
-  KIND: 0, IN: 1, IH: 2, IW: 3, ICW: 4, OH: 5, OW: 6, COUT: 7, OCW: 8, K: 9, STRIDE: 10, PAD: 11,
-  WGT: 12, SCALE: 13, BIAS: 14, THETA: 15, BETA: 16, V: 17, CUR: 18, OUT: 19,
-  SC_KIND: 20, SC_PTR: 21, SC_CIN: 22, SC_W: 23, COUNTS: 24, I0: 25, SPIKES: 26, DOTS: 27,
-  LIST: 28, START: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36,
-  ZERO: 38, SPIKED: 39, CLONE: 40, SC_CLONE: 41,
-} as const;
-const DESC_WORDS = 48;
-
-interface Kernel {
-  readonly memory: WebAssembly.Memory;
-  start(desc: number, layers: number): void;
-  step(desc: number, layers: number): void;
-  frame(desc: number, layers: number, T: number): void;
-  layer(desc: number): void;
-  bare(w: number, x: number, rows: number, vecs: number, reps: number): number;
-}
-
-let compiled: WebAssembly.Module | undefined;
-function instantiate(): Kernel {
-  compiled ??= new WebAssembly.Module(readFileSync(WASM_URL));
-  return new WebAssembly.Instance(compiled, {}).exports as unknown as Kernel;
-}
+import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Shape3 } from '../../format/model.js';
+import { layerChannels, mapShape, rowWords } from '../../format/model.js';
+import { DESC_WORDS, FIELDS as F, instantiate } from './module.js';
+import type { KernelExports } from './module.js';
 
 /**
  * Why the kernel cannot run this model, or undefined: per-channel counts are u16 lanes (fan-in below 2^16) and a
@@ -54,7 +24,7 @@ export function wasmUnsupported(model: BwsnnModel): string | undefined {
 }
 
 /** Words of channel bits per position. */
-const cwOf = (channels: number) => Math.ceil(channels / 32);
+export const cwOf = (channels: number) => Math.ceil(channels / 32);
 /** Output channels per v128 group: 4 f32/i32 lanes in the first layer, 16 byte lanes in the binary kernel. */
 const groupsOf = (channels: number, lanes: 4 | 16) => Math.ceil(channels / lanes);
 /** Bytes of a spike map of `positions` × `channels`, plus the slack the kernel's 16-byte loads may read. */
@@ -67,7 +37,7 @@ const mapBytes = (positions: number, channels: number) => positions * cwOf(chann
 class Arena {
   private top: number;
   private readonly writes: Array<(buf: ArrayBuffer) => void> = [];
-  constructor(private readonly kernel: Kernel) {
+  constructor(private readonly kernel: KernelExports) {
     this.top = Math.max(64, kernel.memory.buffer.byteLength);
   }
   /** Reserves `bytes` (16-aligned; at least the size of `init`, which is written once the memory has grown). */
@@ -140,15 +110,40 @@ function eventWeights(weightBits: Uint32Array, cout: number, fanIn: number, cin:
 /** Which binary path a layer takes: chosen per step from the input spike rate, or forced (tests). */
 export type BinaryPath = 'auto' | 'dense' | 'events';
 
-interface Planned {
+/** One layer as planned: its descriptor and where the buffers the runner reads back are. */
+export interface Planned {
   readonly desc: Int32Array;
   /** Byte offset of the layer's per-position CLONE flags. */
   readonly clone: number;
-  /** Byte offsets of the buffers the runner reads back. */
+  /** Byte offsets of the layer's current (f32, HWC) and spike map (`cwOf(channels)` words per position). */
   readonly cur: number;
   readonly out: number;
   readonly units: number;
   readonly channels: number;
+}
+
+/** A model laid out in one kernel instance's memory. */
+export interface NetworkPlan {
+  readonly kernel: KernelExports;
+  /** Byte offset of the descriptor table (DESC_WORDS i32 per layer, first layer first). */
+  readonly descAt: number;
+  readonly layers: readonly Planned[];
+}
+
+/** Plans every layer of a validated model; only the last layer keeps per-channel counts (the head's input). */
+export function planNetwork(model: BwsnnModel): NetworkPlan {
+  const kernel = instantiate();
+  const a = new Arena(kernel);
+  const layers = [model.first, ...model.hidden];
+  const plans: Planned[] = [planFirst(a, model.first, layers.length === 1)];
+  model.hidden.forEach((layer, h) => {
+    plans.push(planBinary(a, layer, plans[h]!, mapShape(layers[h]!), h === model.hidden.length - 1));
+  });
+  const descAt = a.alloc(plans.length * DESC_WORDS * 4);
+  a.commit();
+  const descs = new Int32Array(kernel.memory.buffer, descAt, plans.length * DESC_WORDS);
+  plans.forEach((p, i) => descs.set(p.desc, i * DESC_WORDS));
+  return { kernel, descAt, layers: plans };
 }
 
 /** Geometry of a binary layer as the kernel sees it: a k×k conv, a linear layer being a 1×1 conv on a 1×1 map. */
@@ -235,58 +230,6 @@ function common(a: Arena, d: Int32Array, layer: ConvInt8Layer | HiddenLayer, uni
   d[F.SPIKES] = a.alloc(4);
   d[F.CLONE] = a.alloc(units / cout);
   d[F.COUNTS] = counts ? a.alloc(groupsOf(cout, 16) * 64) : 0;
-}
-
-/** Unpacks a spike map (cw words per position) to one 0/1 byte per neuron, HWC. */
-function unpackSpikes(words: Uint32Array, units: number, channels: number, into: Uint8Array, at: number): void {
-  const cw = cwOf(channels);
-  for (let u = 0; u < units; u++) {
-    const pos = Math.floor(u / channels), c = u % channels;
-    into[at + u] = (words[pos * cw + (c >> 5)]! >>> (c & 31)) & 1;
-  }
-}
-
-export function wasmRunner(model: BwsnnModel): Runner {
-  const kernel = instantiate();
-  const a = new Arena(kernel);
-  const layers = [model.first, ...model.hidden];
-  const plans: Planned[] = [planFirst(a, model.first, layers.length === 1)];
-  model.hidden.forEach((layer, h) => {
-    plans.push(planBinary(a, layer, plans[h]!, mapShape(layers[h]!), h === model.hidden.length - 1));
-  });
-  const descAt = a.alloc(plans.length * DESC_WORDS * 4);
-  a.commit();
-  const mem = () => kernel.memory.buffer;
-  const descs = new Int32Array(mem(), descAt, plans.length * DESC_WORDS);
-  plans.forEach((p, i) => descs.set(p.desc, i * DESC_WORDS));
-  const last = plans[plans.length - 1]!;
-  const frameAt = plans[0]!.desc[F.IN]!;
-  const inputBytes = model.input[0] * model.input[1] * model.input[2];
-
-  return {
-    run(frame, record): RunOutput {
-      const buf = mem();
-      new Uint8Array(buf, frameAt, inputBytes).set(frame);
-      let trace: LayerTrace[] | undefined;
-      if (!record) {
-        kernel.frame(descAt, plans.length, model.T);
-      } else {
-        trace = layers.map((l) => ({ name: l.name, spikes: new Uint8Array(model.T * layerUnits(l)), currents: new Float32Array(model.T * layerUnits(l)) }));
-        kernel.start(descAt, plans.length);
-        for (let t = 0; t < model.T; t++) {
-          kernel.step(descAt, plans.length);
-          plans.forEach((p, i) => {
-            trace![i]!.currents.set(new Float32Array(mem(), p.cur, p.units), t * p.units);
-            unpackSpikes(new Uint32Array(mem(), p.out, (p.units / p.channels) * cwOf(p.channels)), p.units, p.channels, trace![i]!.spikes, t * p.units);
-          });
-        }
-      }
-      const ints = new Int32Array(mem());
-      const layerSpikes = Float64Array.from(plans, (p) => ints[p.desc[F.SPIKES]! >> 2]!);
-      const lastCounts = Float64Array.from(ints.subarray(last.desc[F.COUNTS]! >> 2, (last.desc[F.COUNTS]! >> 2) + last.channels));
-      return trace ? { layerSpikes, lastCounts, trace } : { layerSpikes, lastCounts };
-    },
-  };
 }
 
 /**

@@ -1,10 +1,10 @@
 /**
- * The reference kernels: plain TypeScript, written to be read. Together with runtime/engine/reference.ts they are
- * the executable form of ARCHITECTURE.md's numeric semantics; the WebAssembly kernel must match them bit for bit.
- * Spike maps here are unpacked (one 0/1 byte per neuron, HWC); weight rows are the format's packed rows.
+ * The reference backend's layer kernels: plain TypeScript, written to be read. With ./runner.ts (the step loop)
+ * they are the executable form of ARCHITECTURE.md's numeric semantics; every other backend must match them bit
+ * for bit. Spike maps here are unpacked (one 0/1 byte per neuron, HWC); weight rows are the format's packed rows.
  */
-import type { BinaryConvLayer, BinaryLinearLayer, ConvInt8Layer } from '../format/model.js';
-import { rowWords } from '../format/model.js';
+import type { BinaryConvLayer, BinaryLinearLayer, ConvInt8Layer, HiddenLayer, Shape3 } from '../../format/model.js';
+import { mapShape, rowWords } from '../../format/model.js';
 
 /** Set bits of a 32-bit word. */
 export function popcount32(x: number): number {
@@ -100,4 +100,40 @@ export function firstLayerCurrents(layer: ConvInt8Layer, frame: Uint8Array): Flo
 /** The per-channel affine, one float32 rounding per op. */
 export function affine(a: number, x: number, b: number): number {
   return Math.fround(Math.fround(a * x) + b);
+}
+
+/**
+ * The current a layer's shortcut adds, from the previous layer's LIF input current (HWC, shape `from`).
+ * avgpool_repeat: 2×2 stride-2 pool summed `((x00 + x01) + x10) + x11` (row-major) then `* 0.25`, each op one
+ * float32 rounding; output channel c reads input channel c % cin.
+ */
+export function shortcutCurrent(layer: HiddenLayer, prev: Float32Array, from: Shape3): Float32Array | undefined {
+  if (layer.shortcut === 'none') return undefined;
+  if (layer.shortcut === 'identity') return prev;
+  const [oh, ow, cout] = mapShape(layer);
+  const [, w, cin] = from;
+  const out = new Float32Array(oh * ow * cout);
+  const f = Math.fround;
+  // One closure for the whole map, not one per output (closures made in the loop dominated recorded inferences).
+  const at = (y: number, x: number, c: number) => prev[(y * w + x) * cin + (c % cin)]!;
+  for (let oy = 0, y = 0; oy < oh; oy++, y += 2) {
+    for (let ox = 0, x = 0; ox < ow; ox++, x += 2) {
+      for (let c = 0; c < cout; c++) {
+        out[(oy * ow + ox) * cout + c] = f(f(f(f(at(y, x, c) + at(y, x + 1, c)) + at(y + 1, x, c)) + at(y + 1, x + 1, c)) * 0.25);
+      }
+    }
+  }
+  return out;
+}
+
+/** One LIF update of a whole layer: `v = fround(fround(beta*v) + I)`, spike when `v >= theta_c`, soft reset. */
+export function lifStep(current: Float32Array, v: Float32Array, beta: number, theta: Float32Array, spikes: Uint8Array): void {
+  const channels = theta.length;
+  for (let i = 0; i < v.length; i++) {
+    const th = theta[i % channels]!;
+    const vi = Math.fround(Math.fround(beta * v[i]!) + current[i]!);
+    const s = vi >= th;
+    spikes[i] = s ? 1 : 0;
+    v[i] = s ? Math.fround(vi - th) : vi;
+  }
 }

@@ -11,5 +11,8 @@ declare namespace WebAssembly {
     readonly buffer: ArrayBuffer;
     grow(pages: number): number;
   }
+  class Global {
+    readonly value: unknown;
+  }
   function validate(bytes: Uint8Array): boolean;
 }
