@@ -116,6 +116,8 @@ if (!direct.includes('better-sqlite3')) fail('the device code no longer imports 
 if (values['sqlite-addon'] !== undefined) cpSync(resolve(values['sqlite-addon']), join(stage, 'native/better_sqlite3.node'));
 
 for (const f of ['sei-agent.service', 'agent.json', 'README.md']) cpSync(join(root, 'packaging', f), join(stage, 'packaging', f));
+// The licence and the notices (the sample frames' attribution) travel with every copy (Apache-2.0 §4).
+for (const f of ['LICENSE', 'NOTICE']) cpSync(join(root, f), join(stage, f));
 cpSync(join(root, 'scripts/install-pi.sh'), join(stage, 'install-pi.sh'));
 // The launcher runs with the unit's V8 heap flags (their reasons are in the unit), so that `sei` by hand behaves
 // as the service does; `env -S` (coreutils 8.30+, every supported Debian) splits them off the shebang line.
