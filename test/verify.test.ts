@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createEngine, writeBwsnn } from '../runtime/index.js';
 import type { BwsnnModel } from '../runtime/format/model.js';
-import { layerUnits } from '../runtime/format/model.js';
+import { layerUnits } from '../runtime/format/ops.js';
 import { snnTwinOnnx } from '../trainer/export/onnx.js';
 import { verifyEngine, verifyFrames } from '../scripts/commands/verify.js';
 import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from '../runtime/format/random-model.js';

@@ -8,14 +8,14 @@
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { ConfigError, FORMAT_VERSION, inspectBwsnn, keyFingerprint, loadModel, OtaError, readBwsnn, show, writeBwsnn } from '../../runtime/index.js';
+import { ConfigError, FORMAT_VERSION, inspectBwsnn, keyFingerprint, loadModel, OP_NAMES, OtaError, readBwsnn, show, writeBwsnn } from '../../runtime/index.js';
 import type { Engine } from '../../runtime/index.js';
 import { sha256 } from '../models.js';
 import { sampleFrames } from '../../runtime/index.js';
 
 export const MANIFEST_SCHEMA = 1;
-/** Ops the runtime can execute (the .bwsnn v1 op set). */
-export const SUPPORTED_OPS = ['conv_int8', 'bconv', 'blinear', 'rate_linear'] as const;
+/** Ops the runtime can execute: the format's op table (runtime/format/ops.ts). */
+export const SUPPORTED_OPS: readonly string[] = OP_NAMES;
 
 export interface Canary {
   /** The frame, HWC uint8, base64. */
@@ -215,7 +215,7 @@ export function verifyManifest(signed: unknown, trusted: readonly KeyObject[]): 
 export function architectureProblem(m: Manifest, input: readonly number[]): string | null {
   const a = m.architecture;
   if (a.formatVersion > FORMAT_VERSION) return `architecture: .bwsnn format version: expected <= ${FORMAT_VERSION}, got ${a.formatVersion}`;
-  const unknown = a.ops.filter((o) => !(SUPPORTED_OPS as readonly string[]).includes(o));
+  const unknown = a.ops.filter((o) => !SUPPORTED_OPS.includes(o));
   if (unknown.length > 0) return `architecture: ops: expected only ${SUPPORTED_OPS.join(', ')}, got ${unknown.join(', ')}`;
   if (a.input.join('x') !== input.join('x')) return `input shape: expected ${input.join('x')} (what this device's source delivers), got ${a.input.join('x')}`;
   return null;

@@ -6,7 +6,7 @@ import { FrameError, show } from '../errors.js';
 import { readBwsnn, readBwsnnFile, validateModel } from '../format/index.js';
 import type { ReadOptions } from '../format/index.js';
 import type { BwsnnModel } from '../format/model.js';
-import { layerUnits, mapShape } from '../format/model.js';
+import { fanOut, layerUnits, mapShape } from '../format/ops.js';
 import { shortcutCurrent } from '../kernels/reference/layers.js';
 import type { KernelChoice } from '../kernels/select.js';
 import { selectBackend } from '../kernels/select.js';
@@ -35,8 +35,7 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
   const [lh, lw] = mapShape(last);
   const rateDivisor = lh * lw * model.T;
   const neuronSteps = layers.map((l) => layerUnits(l) * model.T);
-  // Fan-out per input spike of each binary layer (k*k*cout/stride^2 for a conv, outFeatures for a linear).
-  const fanOut = model.hidden.map((l) => (l.kind === 'bconv' ? (l.kernel * l.kernel * l.outShape[2]) / (l.stride * l.stride) : l.outFeatures));
+  const fanOuts = model.hidden.map(fanOut);
 
   const infer = (frame: Frame, options: { readonly record?: boolean } = {}): InferResult => {
     const started = performance.now();
@@ -54,7 +53,7 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
     let z = 0;
     for (const l of logits) z += Math.exp(l - logits[prediction]!);
     let synOps = 0;
-    fanOut.forEach((f, h) => (synOps += f * out.layerSpikes[h]!));
+    fanOuts.forEach((f, h) => (synOps += f * out.layerSpikes[h]!));
     const result: InferResult = {
       logits,
       prediction,

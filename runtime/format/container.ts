@@ -6,8 +6,10 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { ConfigError, FormatError, SeiError, show } from '../errors.js';
-import type { BwsnnModel, ConvInt8Layer, HiddenLayer, Lif } from './model.js';
+import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Lif } from './model.js';
 import { rowWords } from './model.js';
+import { FIRST_OPS, HEAD_OPS, HIDDEN_OPS, OPS } from './ops.js';
+import type { Op } from './ops.js';
 import { KEY_ID_BYTES, SIGNATURE_BYTES, keyId, privateKey, publicKey, signDigest, verifyDigest } from './sign.js';
 import { LIMITS, checkElements, checkInt, checkString, fail, isRecord, validateModel } from './validate.js';
 
@@ -88,13 +90,16 @@ function littleEndianBytes(array: Int8Array | Uint32Array | Float32Array): Uint8
 
 // ---------------------------------------------------------------------------------------------- writing
 
+/** Appends a tensor section; returns the header's reference to it. */
+type Put = (array: Int8Array | Uint32Array | Float32Array, dtype: DType, shape: number[]) => TensorRef;
+
 /** Serialises a model (validated first: an invalid model is never written). */
 export function writeBwsnn(model: BwsnnModel, opts: WriteOptions = {}): Uint8Array {
   validateModel(model);
   const key = opts.signingKey === undefined ? null : privateKey(opts.signingKey);
   const sections: { offset: number; bytes: Uint8Array }[] = [];
   let dataLength = 0;
-  const put = (array: Int8Array | Uint32Array | Float32Array, dtype: DType, shape: number[]): TensorRef => {
+  const put: Put = (array, dtype, shape) => {
     const bytes = littleEndianBytes(array);
     const offset = dataLength;
     sections.push({ offset, bytes });
@@ -112,22 +117,12 @@ export function writeBwsnn(model: BwsnnModel, opts: WriteOptions = {}): Uint8Arr
     weights: put(f.weights, 'int8', [f.outShape[2], f.kernel, f.kernel, f.inShape[2]]),
     ...affine(f), lif: lif(f.lif),
   };
-  const hidden = model.hidden.map((l: HiddenLayer) =>
-    l.kind === 'bconv'
-      ? {
-          op: l.kind, name: l.name, inShape: [...l.inShape], outShape: [...l.outShape], kernel: l.kernel, stride: l.stride, pad: l.pad,
-          weightBits: put(l.weightBits, 'bits', [l.outShape[2], l.kernel * l.kernel * l.inShape[2]]),
-          ...affine(l), shortcut: l.shortcut, lif: lif(l.lif),
-        }
-      : {
-          op: l.kind, name: l.name, inFeatures: l.inFeatures, outFeatures: l.outFeatures,
-          weightBits: put(l.weightBits, 'bits', [l.outFeatures, l.inFeatures]),
-          ...affine(l), shortcut: l.shortcut, lif: lif(l.lif),
-        },
-  );
+  const hidden = model.hidden.map((l: HiddenLayer) => ({
+    op: l.kind, name: l.name, ...(HIDDEN_CODECS[l.kind] as HiddenCodec<HiddenLayer>).write(l, put), ...affine(l), shortcut: l.shortcut, lif: lif(l.lif),
+  }));
   const h = model.head;
   const head = {
-    op: 'rate_linear', inFeatures: h.inFeatures, outFeatures: h.outFeatures,
+    op: HEAD_OPS[0], inFeatures: h.inFeatures, outFeatures: h.outFeatures,
     weight: put(h.weight, 'float32', [h.outFeatures, h.inFeatures]), bias: put(h.bias, 'float32', [h.outFeatures]),
   };
   const producer = opts.producer ?? (typeof model.meta.producer === 'string' ? model.meta.producer : 'sei-edge');
@@ -316,9 +311,6 @@ class TensorReader {
   }
 }
 
-const FIRST_OPS = ['conv_int8'] as const;
-const HIDDEN_OPS = ['bconv', 'blinear'] as const;
-const HEAD_OPS = ['rate_linear'] as const;
 const TOP_KEYS = ['name', 'version', 'T', 'input', 'labels', 'producer', 'createdAt', 'meta', 'first', 'hidden', 'head'];
 
 function checkOp(layer: Record<string, unknown>, field: string, ops: readonly string[]): string {
@@ -334,6 +326,56 @@ function lifFrom(v: unknown, field: string, t: TensorReader, channels: () => num
   return { beta: l.beta as number, theta: t.read(l.theta, `${field}.theta`, 'float32', () => [channels()]) };
 }
 
+/** Output channels of a header layer with an outShape, once validateModel has passed. */
+const cout = (l: Record<string, unknown>) => () => (l.outShape as number[])[2]!;
+
+/**
+ * Each hidden op's own header fields (its shapes and its weight tensor; name, affine, shortcut and LIF are common
+ * to all): written from a layer, and read back with the layer's channel count. Read scalars pass through unchecked
+ * (validateModel checks them); expected tensor shapes are evaluated only after it.
+ */
+interface HiddenCodec<L extends HiddenLayer> {
+  readonly keys: readonly string[];
+  write(layer: L, put: Put): Record<string, unknown>;
+  read(l: Record<string, unknown>, field: string, t: TensorReader): { readonly fields: Record<string, unknown>; readonly channels: () => number };
+}
+
+const HIDDEN_CODECS: { readonly [K in HiddenLayer['kind']]: HiddenCodec<Extract<HiddenLayer, { kind: K }>> } = {
+  bconv: {
+    keys: ['inShape', 'outShape', 'kernel', 'stride', 'pad'],
+    write: (l: BinaryConvLayer, put) => ({
+      inShape: [...l.inShape], outShape: [...l.outShape], kernel: l.kernel, stride: l.stride, pad: l.pad,
+      weightBits: put(l.weightBits, 'bits', [l.outShape[2], l.kernel * l.kernel * l.inShape[2]]),
+    }),
+    read: (l, field, t) => {
+      const k = () => l.kernel as number;
+      return {
+        fields: {
+          inShape: l.inShape, outShape: l.outShape, kernel: l.kernel, stride: l.stride, pad: l.pad,
+          weightBits: t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [cout(l)(), k() * k() * (l.inShape as number[])[2]!]),
+        },
+        channels: cout(l),
+      };
+    },
+  },
+  blinear: {
+    keys: ['inFeatures', 'outFeatures'],
+    write: (l: BinaryLinearLayer, put) => ({
+      inFeatures: l.inFeatures, outFeatures: l.outFeatures, weightBits: put(l.weightBits, 'bits', [l.outFeatures, l.inFeatures]),
+    }),
+    read: (l, field, t) => {
+      const outF = () => l.outFeatures as number;
+      return {
+        fields: {
+          inFeatures: l.inFeatures, outFeatures: l.outFeatures,
+          weightBits: t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [outF(), l.inFeatures as number]),
+        },
+        channels: outF,
+      };
+    },
+  },
+};
+
 /** Header JSON + data area → model. Scalars are passed through and checked by validateModel afterwards. */
 function modelFromHeader(h: Record<string, unknown>, t: TensorReader): BwsnnModel {
   onlyKeys(h, TOP_KEYS, 'header');
@@ -341,7 +383,6 @@ function modelFromHeader(h: Record<string, unknown>, t: TensorReader): BwsnnMode
   checkOp(f, 'header.first', FIRST_OPS);
   onlyKeys(f, ['op', 'name', 'inShape', 'outShape', 'kernel', 'stride', 'pad', 'weights', 'scale', 'bias', 'lif'], 'header.first');
   // Expected shapes are only evaluated after validateModel, when every scalar is known to be sane.
-  const cout = (l: Record<string, unknown>) => () => (l.outShape as number[])[2]!;
   const first = {
     kind: 'conv_int8', name: f.name, inShape: f.inShape, outShape: f.outShape, kernel: f.kernel, stride: f.stride, pad: f.pad,
     weights: t.read(f.weights, 'header.first.weights', 'int8', () => {
@@ -357,27 +398,15 @@ function modelFromHeader(h: Record<string, unknown>, t: TensorReader): BwsnnMode
   const hidden = h.hidden.map((v: unknown, i: number): HiddenLayer => {
     const field = `header.hidden[${i}]`;
     const l = record(v, field);
-    const op = checkOp(l, field, HIDDEN_OPS);
-    const common = ['op', 'name', 'weightBits', 'scale', 'bias', 'shortcut', 'lif'];
-    if (op === 'bconv') {
-      onlyKeys(l, [...common, 'inShape', 'outShape', 'kernel', 'stride', 'pad'], field);
-      const k = () => l.kernel as number;
-      return {
-        kind: 'bconv', name: l.name, inShape: l.inShape, outShape: l.outShape, kernel: l.kernel, stride: l.stride, pad: l.pad,
-        weightBits: t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [cout(l)(), k() * k() * (l.inShape as number[])[2]!]),
-        scale: t.read(l.scale, `${field}.scale`, 'float32', () => [cout(l)()]),
-        bias: t.read(l.bias, `${field}.bias`, 'float32', () => [cout(l)()]),
-        shortcut: l.shortcut, lif: lifFrom(l.lif, `${field}.lif`, t, cout(l)),
-      } as unknown as HiddenLayer;
-    }
-    onlyKeys(l, [...common, 'inFeatures', 'outFeatures'], field);
-    const outF = () => l.outFeatures as number;
+    const op = checkOp(l, field, HIDDEN_OPS) as HiddenLayer['kind'];
+    const codec = HIDDEN_CODECS[op];
+    onlyKeys(l, ['op', 'name', 'weightBits', 'scale', 'bias', 'shortcut', 'lif', ...codec.keys], field);
+    const own = codec.read(l, field, t);
     return {
-      kind: 'blinear', name: l.name, inFeatures: l.inFeatures, outFeatures: l.outFeatures,
-      weightBits: t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [outF(), l.inFeatures as number]),
-      scale: t.read(l.scale, `${field}.scale`, 'float32', () => [outF()]),
-      bias: t.read(l.bias, `${field}.bias`, 'float32', () => [outF()]),
-      shortcut: l.shortcut, lif: lifFrom(l.lif, `${field}.lif`, t, outF),
+      kind: op, name: l.name, ...own.fields,
+      scale: t.read(l.scale, `${field}.scale`, 'float32', () => [own.channels()]),
+      bias: t.read(l.bias, `${field}.bias`, 'float32', () => [own.channels()]),
+      shortcut: l.shortcut, lif: lifFrom(l.lif, `${field}.lif`, t, own.channels),
     } as unknown as HiddenLayer;
   });
 
@@ -479,15 +508,15 @@ function tensorBytes(layer: Record<string, unknown>): number {
 
 function layerSummary(v: unknown, field: string, ops: readonly string[]): LayerSummary {
   const l = record(v, field);
-  const op = checkOp(l, field, ops);
+  const op = checkOp(l, field, ops) as Op;
   const shape = (s: unknown, f: string) => {
     if (!Array.isArray(s) || s.length !== 3) fail(f, '[height, width, channels]', show(s));
     return s.map((d, i) => checkInt(d, `${f}[${i}]`, 1, LIMITS.maxElements));
   };
-  const conv = op === 'conv_int8' || op === 'bconv';
+  const conv = OPS[op].shape === 'map';
   return {
     op,
-    name: op === 'rate_linear' ? 'head' : checkString(l.name, `${field}.name`),
+    name: OPS[op].role === 'head' ? 'head' : checkString(l.name, `${field}.name`),
     inShape: conv ? shape(l.inShape, `${field}.inShape`) : [checkInt(l.inFeatures, `${field}.inFeatures`, 1, LIMITS.maxElements)],
     outShape: conv ? shape(l.outShape, `${field}.outShape`) : [checkInt(l.outFeatures, `${field}.outFeatures`, 1, LIMITS.maxElements)],
     ...(typeof l.shortcut === 'string' ? { shortcut: l.shortcut } : {}),

@@ -119,21 +119,6 @@ export function rowWords(bits: number): number {
   return Math.ceil(bits / 128) * 4;
 }
 
-/** Number of neurons (output units) of a layer. */
-export function layerUnits(layer: ConvInt8Layer | HiddenLayer): number {
-  return layer.kind === 'blinear' ? layer.outFeatures : layer.outShape[0] * layer.outShape[1] * layer.outShape[2];
-}
-
-/** Output shape of a layer as a feature map (a linear layer is a 1×1 map). */
-export function mapShape(layer: ConvInt8Layer | HiddenLayer): Shape3 {
-  return layer.kind === 'blinear' ? [1, 1, layer.outFeatures] : layer.outShape;
-}
-
-/** Output channels of a layer (the length of its scale, bias and theta). */
-export function layerChannels(layer: ConvInt8Layer | HiddenLayer): number {
-  return layer.kind === 'blinear' ? layer.outFeatures : layer.outShape[2];
-}
-
 /** Spatial output size of a k×k conv with stride s and padding p on an input of size n. */
 export function convOut(n: number, k: number, s: number, p: number): number {
   return Math.floor((n + 2 * p - k) / s) + 1;

@@ -5,8 +5,10 @@
  */
 import { FormatError, show } from '../errors.js';
 import { dirtyPadding } from './bits.js';
-import type { BwsnnModel, ConvInt8Layer, HiddenLayer, Lif, Shape3 } from './model.js';
-import { convOut, layerChannels, rowWords } from './model.js';
+import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Lif, Shape3 } from './model.js';
+import { convOut, rowWords } from './model.js';
+import { HIDDEN_OPS, layerChannels, perOp } from './ops.js';
+import type { PerOp } from './ops.js';
 
 /** Sanity limits: far above any edge model, low enough that no size computation can overflow or exhaust memory. */
 export const LIMITS = {
@@ -139,46 +141,51 @@ function checkFirst(first: ConvInt8Layer, field: string, input: Shape3): Shape3 
 /** What a hidden layer receives: a spike map with a shape, or a flat vector after a linear layer. */
 type Incoming = { shape: Shape3; features: number } | { shape: null; features: number };
 
+function checkBconv(layer: BinaryConvLayer, field: string, incoming: Incoming): Incoming {
+  if (!incoming.shape) fail(`${field}.kind`, 'a layer on a flat vector (blinear): a bconv cannot follow a blinear', '"bconv"');
+  const inShape = incoming.shape;
+  const { k, outShape } = checkConvGeometry(layer, field, inShape);
+  const [h, w, cin] = inShape;
+  const cout = outShape[2];
+  checkBits(layer.weightBits, `${field}.weightBits`, cout, k * k * cin);
+  checkAffine(layer, field, cout);
+  if (layer.shortcut === 'identity') {
+    if (!sameShape(inShape, outShape)) fail(`${field}.shortcut`, `equal in and out shapes for identity (in ${fmt(inShape)})`, `out ${fmt(outShape)}`);
+  } else if (layer.shortcut === 'avgpool_repeat') {
+    const ok = layer.stride === 2 && h % 2 === 0 && w % 2 === 0 && outShape[0] === h / 2 && outShape[1] === w / 2 && cout % cin === 0;
+    if (!ok) {
+      fail(`${field}.shortcut`, 'avgpool_repeat only with stride 2, even input size, out = in/2 and cout a multiple of cin',
+        `stride ${String(layer.stride)}, in ${fmt(inShape)}, out ${fmt(outShape)}`);
+    }
+  } else if (layer.shortcut !== 'none') {
+    fail(`${field}.shortcut`, '"none", "identity" or "avgpool_repeat"', show(layer.shortcut));
+  }
+  checkLif(layer.lif, `${field}.lif`, cout);
+  return { shape: outShape, features: outShape[0] * outShape[1] * outShape[2] };
+}
+
+function checkBlinear(layer: BinaryLinearLayer, field: string, incoming: Incoming): Incoming {
+  const inF = checkInt(layer.inFeatures, `${field}.inFeatures`, 1, LIMITS.maxElements);
+  if (inF !== incoming.features) fail(`${field}.inFeatures`, `${incoming.features} (the units of the layer before)`, String(inF));
+  const outF = checkInt(layer.outFeatures, `${field}.outFeatures`, 1, LIMITS.maxElements);
+  checkBits(layer.weightBits, `${field}.weightBits`, outF, inF);
+  checkAffine(layer, field, outF);
+  if (layer.shortcut === 'identity') {
+    if (inF !== outF) fail(`${field}.shortcut`, `inFeatures = outFeatures for identity (in ${inF})`, `out ${outF}`);
+  } else if (layer.shortcut !== 'none') {
+    fail(`${field}.shortcut`, '"none" or "identity" on a blinear', show(layer.shortcut));
+  }
+  checkLif(layer.lif, `${field}.lif`, outF);
+  return { shape: null, features: outF };
+}
+
+/** Each hidden op's checks: given what the layer before hands on, what this one hands on. */
+const HIDDEN_CHECKS: PerOp<HiddenLayer, [field: string, incoming: Incoming], Incoming> = { bconv: checkBconv, blinear: checkBlinear };
+
 function checkHidden(layer: HiddenLayer, field: string, incoming: Incoming): Incoming {
   if (!isRecord(layer)) fail(field, 'a layer object', show(layer));
   checkString(layer.name, `${field}.name`);
-  if (layer.kind === 'bconv') {
-    if (!incoming.shape) fail(`${field}.kind`, 'a layer on a flat vector (blinear): a bconv cannot follow a blinear', '"bconv"');
-    const inShape = incoming.shape;
-    const { k, outShape } = checkConvGeometry(layer, field, inShape);
-    const [h, w, cin] = inShape;
-    const cout = outShape[2];
-    checkBits(layer.weightBits, `${field}.weightBits`, cout, k * k * cin);
-    checkAffine(layer, field, cout);
-    if (layer.shortcut === 'identity') {
-      if (!sameShape(inShape, outShape)) fail(`${field}.shortcut`, `equal in and out shapes for identity (in ${fmt(inShape)})`, `out ${fmt(outShape)}`);
-    } else if (layer.shortcut === 'avgpool_repeat') {
-      const ok = layer.stride === 2 && h % 2 === 0 && w % 2 === 0 && outShape[0] === h / 2 && outShape[1] === w / 2 && cout % cin === 0;
-      if (!ok) {
-        fail(`${field}.shortcut`, 'avgpool_repeat only with stride 2, even input size, out = in/2 and cout a multiple of cin',
-          `stride ${String(layer.stride)}, in ${fmt(inShape)}, out ${fmt(outShape)}`);
-      }
-    } else if (layer.shortcut !== 'none') {
-      fail(`${field}.shortcut`, '"none", "identity" or "avgpool_repeat"', show(layer.shortcut));
-    }
-    checkLif(layer.lif, `${field}.lif`, cout);
-    return { shape: outShape, features: outShape[0] * outShape[1] * outShape[2] };
-  }
-  if (layer.kind === 'blinear') {
-    const inF = checkInt(layer.inFeatures, `${field}.inFeatures`, 1, LIMITS.maxElements);
-    if (inF !== incoming.features) fail(`${field}.inFeatures`, `${incoming.features} (the units of the layer before)`, String(inF));
-    const outF = checkInt(layer.outFeatures, `${field}.outFeatures`, 1, LIMITS.maxElements);
-    checkBits(layer.weightBits, `${field}.weightBits`, outF, inF);
-    checkAffine(layer, field, outF);
-    if (layer.shortcut === 'identity') {
-      if (inF !== outF) fail(`${field}.shortcut`, `inFeatures = outFeatures for identity (in ${inF})`, `out ${outF}`);
-    } else if (layer.shortcut !== 'none') {
-      fail(`${field}.shortcut`, '"none" or "identity" on a blinear', show(layer.shortcut));
-    }
-    checkLif(layer.lif, `${field}.lif`, outF);
-    return { shape: null, features: outF };
-  }
-  return fail(`${field}.kind`, '"bconv" or "blinear"', show((layer as { kind: unknown }).kind));
+  return perOp(HIDDEN_CHECKS, layer, field, incoming) ?? fail(`${field}.kind`, HIDDEN_OPS.map((op) => JSON.stringify(op)).join(' or '), show((layer as { kind: unknown }).kind));
 }
 
 /** `meta` must survive JSON unchanged: plain objects, arrays, strings, finite numbers, booleans, null. */

@@ -16,7 +16,7 @@ import { machineInfo } from '../../bench/machine.js';
 import { setClock } from '../../bench/timing.js';
 import { convMacs, ortConv, ortFrames, type ConvShape } from '../../bench/ort.js';
 import { ConfigError } from '../../runtime/errors.js';
-import { readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
+import { mapShape, readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
 import type { BwsnnModel } from '../../runtime/index.js';
 import { annTwinOnnx, frameToNchw, snnTwinOnnx } from '../../trainer/export/onnx.js';
 import { printJson } from '../output.js';
@@ -42,7 +42,10 @@ async function benchModel(spec: string | undefined): Promise<{ model: BwsnnModel
  */
 function realisticRate(model: BwsnnModel, rates: readonly number[]): number {
   const layers = [model.first, ...model.hidden];
-  const i = layers.findIndex((l) => l.kind !== 'blinear' && l.outShape[0] === KERNEL_SHAPE.h && l.outShape[1] === KERNEL_SHAPE.w && l.outShape[2] === KERNEL_SHAPE.cin);
+  const i = layers.findIndex((l) => {
+    const [h, w, c] = mapShape(l);
+    return h === KERNEL_SHAPE.h && w === KERNEL_SHAPE.w && c === KERNEL_SHAPE.cin;
+  });
   return i >= 0 ? rates[i]! : rates.reduce((a, b) => a + b, 0) / rates.length;
 }
 

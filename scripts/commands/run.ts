@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { ConfigError, FormatError } from '../../runtime/errors.js';
 import type { IdxArray } from '../../runtime/data/idx.js';
 import { readIdx, SAMPLE_IMAGES, SAMPLE_LABELS } from '../../runtime/data/idx.js';
-import { layerUnits } from '../../runtime/format/model.js';
+import { layerUnits } from '../../runtime/format/ops.js';
 import { loadModel } from '../../runtime/index.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { printJson } from '../output.js';

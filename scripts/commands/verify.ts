@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { ConfigError } from '../../runtime/errors.js';
 import { FASHION_MNIST_DIR, readMnistSplit, sampleFrames } from '../../runtime/data/idx.js';
 import type { Shape3 } from '../../runtime/format/model.js';
-import { layerUnits } from '../../runtime/format/model.js';
+import { layerUnits, mapShape, OPS } from '../../runtime/format/ops.js';
 import { loadModel } from '../../runtime/index.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { frameToNchw, hwcToNchwIndex, snnTwinOnnx, spikeOutputName, TWIN_OUTPUT } from '../../trainer/export/onnx.js';
@@ -93,15 +93,16 @@ export async function verifyEngine(engine: Engine, frames: readonly VerifyFrame[
     for (let li = 0; li < layers.length; li++) {
       const layer = layers[li]!;
       const units = layerUnits(layer);
+      const [flat, shape] = [OPS[layer.kind].shape === 'features', mapShape(layer)];
       const spikes = result.trace[li]!.spikes;
       for (let t = 0; t < model.T; t++) {
         const got = twin[spikeOutputName(layer.name, t)];
         if (!got) throw new Error(`twin has no output ${spikeOutputName(layer.name, t)}`);
         for (let i = 0; i < units; i++) {
           const e = spikes[t * units + i]!;
-          const o = got[layer.kind === 'blinear' ? i : hwcToNchwIndex(i, layer.outShape)]!;
+          const o = got[flat ? i : hwcToNchwIndex(i, shape)]!;
           if (e !== o) {
-            const where = layer.kind === 'blinear' ? `unit ${i}` : position(i, layer.outShape);
+            const where = flat ? `unit ${i}` : position(i, shape);
             return report({ frame: frame.id, layer: layer.name, step: t, neuron: i, where, engine: e, twin: o });
           }
         }

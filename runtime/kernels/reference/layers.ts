@@ -4,7 +4,9 @@
  * for bit. Spike maps here are unpacked (one 0/1 byte per neuron, HWC); weight rows are the format's packed rows.
  */
 import type { BinaryConvLayer, BinaryLinearLayer, ConvInt8Layer, HiddenLayer, Shape3 } from '../../format/model.js';
-import { mapShape, rowWords } from '../../format/model.js';
+import { rowWords } from '../../format/model.js';
+import { mapShape, perOp } from '../../format/ops.js';
+import type { PerOp } from '../../format/ops.js';
 
 /** Set bits of a 32-bit word. */
 export function popcount32(x: number): number {
@@ -80,6 +82,13 @@ export function blinearDots(layer: BinaryLinearLayer, spikes: Uint8Array): Int32
   const dots = new Int32Array(layer.outFeatures);
   for (let o = 0; o < layer.outFeatures; o++) dots[o] = binaryDot(row, 0, layer.weightBits, o * words, words);
   return dots;
+}
+
+const DOTS: PerOp<HiddenLayer, [spikes: Uint8Array], Int32Array> = { bconv: bconvDots, blinear: blinearDots };
+
+/** Integer dots of any binary layer on one step's spikes of the layer before it. */
+export function hiddenDots(layer: HiddenLayer, spikes: Uint8Array): Int32Array {
+  return perOp(DOTS, layer, spikes)!;
 }
 
 /** First layer: int8 weights on the raw frame, zero padded, integer sums (exact), then `fround(fround(a*acc) + b)`. */

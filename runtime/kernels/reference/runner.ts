@@ -3,9 +3,9 @@
  * op one float32 rounding, the layers' currents from ./layers.ts. Every other backend must reproduce it bit for bit.
  */
 import type { BwsnnModel } from '../../format/model.js';
-import { layerChannels, layerUnits, mapShape } from '../../format/model.js';
+import { layerChannels, layerUnits, mapShape } from '../../format/ops.js';
 import type { RunnerFactory, Runner } from '../runner.js';
-import { affine, bconvDots, blinearDots, firstLayerCurrents, lifStep, shortcutCurrent } from './layers.js';
+import { affine, firstLayerCurrents, hiddenDots, lifStep, shortcutCurrent } from './layers.js';
 
 function referenceRunner(model: BwsnnModel): Runner {
   const layers = [model.first, ...model.hidden];
@@ -34,7 +34,7 @@ function referenceRunner(model: BwsnnModel): Runner {
         settle(0);
         model.hidden.forEach((layer, h) => {
           const i = h + 1;
-          const dots = layer.kind === 'bconv' ? bconvDots(layer, spikes) : blinearDots(layer, spikes);
+          const dots = hiddenDots(layer, spikes);
           const sc = shortcutCurrent(layer, current, mapShape(layers[i - 1]!));
           const cout = layerChannels(layer);
           const next = new Float32Array(units[i]!);

@@ -4,7 +4,9 @@
  * The descriptor fields it writes are ./module.ts's FIELDS; ./runner.ts runs the planned network.
  */
 import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Shape3 } from '../../format/model.js';
-import { layerChannels, mapShape, rowWords } from '../../format/model.js';
+import { rowWords } from '../../format/model.js';
+import { layerChannels, mapShape, perOp } from '../../format/ops.js';
+import type { PerOp } from '../../format/ops.js';
 import { DESC_WORDS, FIELDS as F, instantiate } from './module.js';
 import type { KernelExports } from './module.js';
 
@@ -146,15 +148,36 @@ export function planNetwork(model: BwsnnModel): NetworkPlan {
   return { kernel, descAt, layers: plans };
 }
 
-/** Geometry of a binary layer as the kernel sees it: a k×k conv, a linear layer being a 1×1 conv on a 1×1 map. */
-function geometry(layer: HiddenLayer, from: Shape3) {
-  if (layer.kind === 'bconv') {
+/** A binary layer as the kernel sees it: a k×k conv on an ih×iw map (icw words, icb scanned bytes per position). */
+interface Geometry {
+  readonly ih: number;
+  readonly iw: number;
+  readonly icw: number;
+  readonly icb: number;
+  /** Bytes of input bits per tap in the weight layout. */
+  readonly tapBytes: number;
+  readonly k: number;
+  readonly stride: number;
+  readonly pad: number;
+  readonly fanIn: number;
+}
+
+const GEOMETRY: PerOp<HiddenLayer, [from: Shape3], Geometry> = {
+  bconv: (layer, from) => {
     const icb = Math.ceil(from[2] / 8);
     return { ih: from[0], iw: from[1], icw: cwOf(from[2]), icb, tapBytes: icb, k: layer.kernel, stride: layer.stride, pad: layer.pad, fanIn: layer.kernel * layer.kernel * from[2] };
-  }
-  // The whole map is one position whose every byte is scanned (the bytes past each position's channels are zero).
-  const icw = from[0] * from[1] * cwOf(from[2]);
-  return { ih: 1, iw: 1, icw, icb: 4 * icw, tapBytes: 4 * cwOf(from[2]), k: 1, stride: 1, pad: 0, fanIn: layer.inFeatures };
+  },
+  // A linear layer is a 1×1 conv on a 1×1 map: the whole input map is one position whose every byte is scanned
+  // (the bytes past each position's channels are zero).
+  blinear: (layer, from) => {
+    const icw = from[0] * from[1] * cwOf(from[2]);
+    return { ih: 1, iw: 1, icw, icb: 4 * icw, tapBytes: 4 * cwOf(from[2]), k: 1, stride: 1, pad: 0, fanIn: layer.inFeatures };
+  },
+};
+
+/** Geometry of a binary layer on the map `from` of the layer before it. */
+function geometry(layer: HiddenLayer, from: Shape3): Geometry {
+  return perOp(GEOMETRY, layer, from)!;
 }
 
 function planFirst(a: Arena, layer: ConvInt8Layer, counts: boolean): Planned {

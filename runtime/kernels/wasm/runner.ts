@@ -3,7 +3,7 @@
  * with one call into WASM; a recorded frame is stepped from JS instead, reading every layer back after each step.
  */
 import type { BwsnnModel } from '../../format/model.js';
-import { layerUnits } from '../../format/model.js';
+import { layerUnits } from '../../format/ops.js';
 import type { LayerTrace, RunnerFactory, Runner, RunOutput } from '../runner.js';
 import { FIELDS as F, moduleUnavailable } from './module.js';
 import { cwOf, planNetwork, wasmUnsupported } from './planner.js';
