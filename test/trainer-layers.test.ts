@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../trainer/backend/index.js';
-import { lif, spikeFn } from '../trainer/layers/lif.js';
+import { lif, lifConstants } from '../trainer/layers/lif.js';
 import { binarize, int8Parts, signSte } from '../trainer/layers/binary.js';
 import { shortcutCurrent } from '../trainer/layers/shortcut.js';
 import { rng } from '../trainer/data/random.js';
@@ -14,7 +14,7 @@ test('LIF over T steps matches a scalar float32 simulation (v = beta*v + I, v >=
   const r = rng(3);
   const T = 4, n = 50, beta = 0.75, theta = 1;
   const I = Float32Array.from({ length: T * n }, () => Math.fround(r() * 2.4 - 0.6));
-  const got = lif(tf.tensor2d(I, [T * n, 1]), T, beta, theta).dataSync();
+  const got = lif(tf.tensor2d(I, [T * n, 1]), T, lifConstants(1, theta, beta)).dataSync();
   const f = Math.fround;
   let spikes = 0;
   for (let i = 0; i < n; i++) {
@@ -33,14 +33,15 @@ test('LIF over T steps matches a scalar float32 simulation (v = beta*v + I, v >=
 test('spike surrogate gradient is the triangle max(0, 1 - |v - theta|)', () => {
   const theta = 1;
   const v = tf.tensor1d([-0.5, 0, 0.25, 0.5, 0.999, 1, 1.5, 1.9999, 2.5, 3]);
-  const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(spikeFn(theta)(x), 2)))(v).dataSync();
+  // One step: the spike of v itself, so the gradient is the surrogate at v.
+  const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(lif(x, 1, lifConstants(1, theta, 0.5)), 2)))(v.reshape([10, 1])).dataSync();
   const want = [0, 0, 0.25, 0.5, 0.999, 1, 0.5, 0.0001, 0, 0].map((x) => 2 * x);
   want.forEach((w, i) => assert.ok(Math.abs(g[i]! - w) < 1e-5, `v=${v.dataSync()[i]}: ${g[i]} vs ${w}`));
 });
 
 test('BPTT reaches earlier steps through the membrane (and the reset)', () => {
   const I = tf.tensor2d([0.8, 0.2], [2, 1]);
-  const g = tf.grad((x: tf.Tensor) => tf.sum(lif(x, 2, 0.5, 1)))(I).dataSync();
+  const g = tf.grad((x: tf.Tensor) => tf.sum(lif(x, 2, lifConstants(1, 1, 0.5))))(I).dataSync();
   // step 0: v0 = 0.8, no spike, surrogate 0.8; step 1: v1 = beta*(v0 - theta*s0) + I1 = 0.6, surrogate 0.6.
   // d s1/d I0 = 0.6 * beta * (1 - theta * ds0/dv0) = 0.6 * 0.5 * (1 - 0.8): the reset path counts.
   assert.ok(Math.abs(g[0]! - (0.8 + 0.6 * 0.5 * 0.2)) < 1e-6, `dI0 ${g[0]}`);

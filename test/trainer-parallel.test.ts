@@ -1,7 +1,7 @@
 /**
- * Data-parallel training (trainer/parallel/): a worker thread computes exactly the gradients this thread computes
- * for the same shard and weights, a 2-thread step applies the size-weighted mean of the shard gradients and the
- * pooled BN statistics, and a short 2-thread run on real Fashion-MNIST frames learns.
+ * Data-parallel training (trainer/parallel/): a 2-thread step with synchronised batch norm computes the gradient
+ * and the BN statistics of the whole batch (what one thread computes), a failing thread releases the others, and a
+ * short 2-thread run on real Fashion-MNIST frames learns.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../trainer/backend/index.js';
 import { loadDataset, makeBatch } from '../trainer/data/index.js';
 import { DEFAULT_NET, initParams, namedVariables } from '../trainer/model.js';
-import { applyShards, shardGradients, splitBatch } from '../trainer/parallel/shard.js';
+import { shardGradients, splitBatch } from '../trainer/parallel/shard.js';
 import { DEFAULT_LOSS } from '../trainer/recipe/loss.js';
 import type { TrainConfig } from '../trainer/train.js';
 import { accuracy, fit, predict, startPool, trainStep } from '../trainer/train.js';
@@ -39,35 +39,50 @@ test('splitBatch covers the batch in contiguous near-equal shards', () => {
   assert.equal(shards[4]!.x[0], batch.x[20 * 784]);
 });
 
-test('a worker thread computes the same shard gradients as this thread; a 2-thread step applies their weighted mean', async () => {
+test('a 2-thread step takes batch norm over the whole batch: its gradient and statistics equal one thread\'s', async () => {
   const a = network('pa/');
   const b = network('pb/');
+  const whole = shardGradients(net, a.params, a.trainables, { x: batch.x, y: batch.y }, frame, loss);
   const shards = splitBatch({ x: batch.x, y: batch.y }, 784, 10, 2);
-  const local = shards.map((s) => shardGradients(net, a.params, a.trainables, s, frame, loss));
   const pool = await startPool(2, backend.engine, { net, seed: 3, frame, loss });
   assert.ok(pool, 'the wasm engine starts a pool for 2 threads');
   try {
     const values = b.trainables.map((v) => (v.dataSync() as Float32Array).slice());
-    const [remote] = await pool.run([shards[1]!], values);
-    assert.equal(remote!.loss, local[1]!.loss);
-    remote!.grads.forEach((g, i) => assert.deepEqual(g, local[1]!.grads[i], `gradient ${i}`));
-    assert.deepEqual(remote!.bn.map((s) => s.mean), local[1]!.bn.map((s) => s.mean));
-
-    // The same step two ways: through the pool, and by hand from the locally computed shards.
-    const optA = tf.train.adam(1e-2), optB = tf.train.adam(1e-2);
-    const [lossA] = applyShards(optA, a.trainables, a.params.layers.map((l) => l.bn), local);
-    const [lossB] = await trainStep({ net, params: b.params, trainables: b.trainables, optimizer: optB, frame, loss, pool }, { x: batch.x, y: batch.y });
-    assert.ok(Math.abs(lossA - lossB) < 1e-6, `${lossA} vs ${lossB}`);
-    a.trainables.forEach((v, i) => {
-      const d = tf.tidy(() => tf.max(tf.abs(tf.sub(v, b.trainables[i]!))).dataSync()[0]!);
-      assert.ok(d < 1e-6, `weight ${v.name} differs by ${d}`);
+    pool.group.reset(2);
+    const remote = pool.run([shards[1]!], values);
+    const local = shardGradients(net, b.params, b.trainables, shards[0]!, frame, loss, pool.group.join(0));
+    const [other] = await remote;
+    // Every thread holds the same whole-batch statistics, equal to one thread's over the whole batch.
+    assert.deepEqual(other!.bn.map((s) => Array.from(s.mean)), local.bn.map((s) => Array.from(s.mean)));
+    local.bn.forEach((s, i) => {
+      assert.equal(s.count, whole.bn[i]!.count);
+      s.mean.forEach((m, c) => assert.ok(Math.abs(m - whole.bn[i]!.mean[c]!) < 1e-5, `layer ${i} mean ${c}: ${m} vs ${whole.bn[i]!.mean[c]}`));
+      s.variance.forEach((v, c) => assert.ok(Math.abs(v - whole.bn[i]!.variance[c]!) < 1e-5 * Math.max(1, v), `layer ${i} variance ${c}`));
     });
-    // Pooled BN statistics: the running mean moved toward the mean of the shard means.
-    const m0 = local.map((r) => r.bn[2]!.mean[0]!);
-    const expected = 0.1 * (m0[0]! + m0[1]!) / 2;
-    assert.ok(Math.abs(b.params.layers[2]!.bn.mean.dataSync()[0]! - expected) < 1e-5);
-    const vA = a.params.layers[3]!.bn.variance.dataSync(), vB = b.params.layers[3]!.bn.variance.dataSync();
-    vA.forEach((v, i) => assert.ok(Math.abs(v - vB[i]!) < 1e-5));
+    // The size-weighted mean of the shard gradients is the whole batch's gradient.
+    const w0 = local.frames / whole.frames, w1 = other!.frames / whole.frames;
+    assert.ok(Math.abs(w0 * local.loss + w1 * other!.loss - whole.loss) < 1e-5, 'loss');
+    whole.grads.forEach((g, i) => {
+      const scale = g.reduce((m, x) => Math.max(m, Math.abs(x)), 1e-12);
+      g.forEach((x, j) => {
+        const mixed = w0 * local.grads[i]![j]! + w1 * other!.grads[i]![j]!;
+        assert.ok(Math.abs(mixed - x) <= 1e-4 * scale, `gradient ${i}[${j}]: ${mixed} vs ${x}`);
+      });
+    });
+
+    // A whole step through the pool: same loss and running statistics as one thread's.
+    const optA = tf.train.adam(1e-2), optB = tf.train.adam(1e-2);
+    const [lossA] = await trainStep({ net, params: a.params, trainables: a.trainables, optimizer: optA, frame, loss }, { x: batch.x, y: batch.y });
+    const [lossB] = await trainStep({ net, params: b.params, trainables: b.trainables, optimizer: optB, frame, loss, pool }, { x: batch.x, y: batch.y });
+    assert.ok(Math.abs(lossA - lossB) < 1e-5, `${lossA} vs ${lossB}`);
+    const mA = a.params.layers[2]!.bn.mean.dataSync(), mB = b.params.layers[2]!.bn.mean.dataSync();
+    mA.forEach((m, c) => assert.ok(Math.abs(m - mB[c]!) < 1e-5));
+
+    // A thread that fails releases the others instead of leaving them waiting at the barrier.
+    pool.group.reset(2);
+    const bad = pool.run([{ x: new Float32Array(5), y: Int32Array.of(1) }], values);
+    assert.throws(() => shardGradients(net, b.params, b.trainables, shards[0]!, frame, loss, pool.group.join(0)), /another training thread failed/);
+    await assert.rejects(bad, /training worker/);
   } finally {
     await pool.close();
   }

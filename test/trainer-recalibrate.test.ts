@@ -13,7 +13,7 @@ import { makeBatch } from '../trainer/data/index.js';
 import { rng } from '../trainer/data/random.js';
 import { batchNorm } from '../trainer/layers/batchnorm.js';
 import { binarize, quantizeInt8 } from '../trainer/layers/binary.js';
-import { lif } from '../trainer/layers/lif.js';
+import { lif, lifConstants } from '../trainer/layers/lif.js';
 import { shortcutCurrent } from '../trainer/layers/shortcut.js';
 import type { NetConfig, NetParams } from '../trainer/model.js';
 import { DEFAULT_NET, initParams, plan } from '../trainer/model.js';
@@ -37,14 +37,14 @@ function bnInputs(p: NetParams, raw: tf.Tensor4D): tf.Tensor[] {
   const bn = (x: tf.Tensor, i: number) => { seen.push(tf.keep(tf.reshape(x, [-1, x.shape[3]!]))); return batchNorm(x, p.layers[i]!.bn, true); };
   let current = bn(conv2d(tf.div(raw, 255) as tf.Tensor4D, quantizeInt8(p.layers[0]!.w) as tf.Tensor4D, 1, 1), 0) as tf.Tensor4D;
   current = tf.concat([current, current], 0);
-  let act = lif(current, net.T, net.beta, net.theta) as tf.Tensor4D;
+  let act = lif(current, net.T, lifConstants(current.shape[3]!, net.theta, net.beta)) as tf.Tensor4D;
   for (let i = 1; i < layers.length; i++) {
     const l = layers[i]!;
     let next = bn(conv2d(act, binarize(p.layers[i]!.w) as tf.Tensor4D, l.stride, l.pad), i) as tf.Tensor4D;
     const sc = shortcutCurrent(l.shortcut, current, l.cout);
     if (sc) next = tf.add(next, sc);
     current = next;
-    act = lif(current, net.T, net.beta, net.theta) as tf.Tensor4D;
+    act = lif(current, net.T, lifConstants(current.shape[3]!, net.theta, net.beta)) as tf.Tensor4D;
   }
   return seen;
 }

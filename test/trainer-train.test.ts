@@ -16,7 +16,8 @@ import { evaluateFolded } from '../trainer/export/evaluate.js';
 import { DEFAULT_NET, namedVariables } from '../trainer/model.js';
 import { DEFAULT_LOSS } from '../trainer/recipe/loss.js';
 import type { TrainConfig } from '../trainer/train.js';
-import { accuracy, fit, loadParams, predict } from '../trainer/train.js';
+import * as tf from '@tensorflow/tfjs';
+import { accuracy, extendSchedule, fit, learningRate, loadParams, predict } from '../trainer/train.js';
 
 const backend = await initBackend();
 const data = loadDataset({ trainLimit: 2048, valSize: 256, testLimit: 1000 });
@@ -62,6 +63,57 @@ test('an interrupted run resumed from its checkpoint ends with the same weights 
   assert.equal(b.state.epoch, 2);
   const va = namedVariables(a.params), vb = namedVariables(b.params);
   va.forEach((x, i) => assert.deepEqual(Array.from(vb[i]!.v.dataSync()), Array.from(x.v.dataSync()), x.name));
-  // A new budget may shrink the schedule, not below the epochs already trained.
-  await assert.rejects(fit('student', { ...cfg, epochs: 1 }, small, join(tmp, 'b'), { resume: true, engine: backend.engine }), /--epochs: expected at least 2/);
+  // The schedule is fixed when a run starts: a different budget on resume is refused, in either direction.
+  await assert.rejects(fit('student', { ...cfg, epochs: 1 }, small, join(tmp, 'b'), { resume: true, engine: backend.engine }), /--epochs: a run's schedule is fixed/);
+  await assert.rejects(fit('student', { ...cfg, epochs: 3 }, small, join(tmp, 'b'), { resume: true, engine: backend.engine }), /add epochs with --extend/);
+});
+
+test('resuming keeps the schedule; --extend adds a phase with its own warm-up; the rate is what the schedule says', async () => {
+  const small = loadDataset({ trainLimit: 256, valSize: 64, testLimit: 10 });
+  const cfg: TrainConfig = { ...base, net: { ...base.net, width: 4 }, epochs: 2, lr: 4e-3, lrFinal: 0.01, warmupEpochs: 0.5 };
+  const rates: number[] = [];
+  const dir = join(tmp, 'sched');
+  let batches = 0;
+  await fit('student', cfg, small, dir, { resume: false, engine: backend.engine, hooks: { shouldStop: () => ++batches === 9 } });
+  const r = await fit('student', cfg, small, dir, { resume: true, engine: backend.engine, hooks: { onEpoch: (_role, e) => rates.push(e.lr!) } });
+  // The rate at each epoch's end is the uninterrupted schedule's, whatever the interruption.
+  assert.deepEqual(rates.map((x) => x.toPrecision(6)), [learningRate(cfg, 1 - 1e-9), learningRate(cfg, 2 - 1e-9)].map((x) => x.toPrecision(6)));
+  assert.ok(Math.abs(rates[1]! - 4e-5) < 1e-6, `a finished phase ends at lr * lrFinal, got ${rates[1]}`);
+  const longer = extendSchedule(r.state.config, 1, { lr: 1e-3, lrFinal: 0.1, warmupEpochs: 0.25 });
+  assert.equal(longer.epochs, 3);
+  // The new phase starts again from 5 % of its peak, reaches it after its warm-up, and ends at its own floor.
+  assert.ok(Math.abs(learningRate(longer, 2) - 5e-5) < 1e-9);
+  assert.ok(Math.abs(learningRate(longer, 2.25) - 1e-3) < 1e-9);
+  assert.ok(Math.abs(learningRate(longer, 3) - 1e-4) < 1e-9);
+  // Earlier epochs keep their rates.
+  assert.equal(learningRate(longer, 1.3), learningRate(cfg, 1.3));
+  const e = await fit('student', longer, small, dir, { resume: true, engine: backend.engine });
+  assert.equal(e.state.epoch, 3);
+  assert.equal(e.state.config.schedule!.length, 2);
+});
+
+test('learned LIF thresholds and leaks fold into the file: the engine equals the trainer on every frame', async () => {
+  const cfg: TrainConfig = { ...base, net: { ...base.net, lif: 'learn', surrogate: 'theta' }, latentLr: 1e-3, microBatch: 16 };
+  const small = loadDataset({ trainLimit: 1024, valSize: 128, testLimit: 200 });
+  const dir = join(tmp, 'learned');
+  const r = await fit('student', cfg, small, dir, { resume: false, engine: backend.engine });
+  const layers = r.params.layers;
+  const thetas = layers.flatMap((l) => Array.from(l.theta.dataSync()));
+  assert.ok(thetas.some((t) => Math.abs(t - 1) > 1e-3), 'thresholds moved from 1');
+  assert.ok(layers.some((l) => Math.abs(l.beta.dataSync()[0]! - 0.5) > 1e-4), 'some leak moved from 0.5');
+  // Latent binary weights stay where the STE passes gradient.
+  layers.slice(1).forEach((l) => assert.ok(tf.tidy(() => tf.max(tf.abs(l.w)).dataSync()[0]!) <= 1));
+  const history = r.state.history[0]!;
+  assert.equal(history.signFlips!.length, 5);
+  assert.equal(history.spikeRates!.length, 6);
+  const { params } = loadParams(dir, 'last', 'learned/');
+  const model = foldModel(cfg.net, params, { name: 'learned', labels: small.labels });
+  assert.ok(model.hidden.some((l) => l.lif.beta !== Math.fround(0.5)));
+  const folded = evaluateFolded(model, small.test);
+  const engine = createEngine(model, { kernel: 'reference' });
+  for (let i = 0; i < small.test.count; i++) {
+    const res = engine.infer(small.test.images.subarray(i * 784, (i + 1) * 784));
+    assert.equal(res.prediction, folded.predictions[i], `frame ${i}`);
+    for (let k = 0; k < 10; k++) assert.ok(Math.abs(res.logits[k]! - folded.logits[i * 10 + k]!) < 1e-5, `frame ${i} logit ${k}`);
+  }
 });

@@ -12,6 +12,9 @@
  * Variants (for the teacher and the ablation): `neuron: 'relu'` is the ANN twin (float weights, ReLU, T = 1);
  * `weights: 'float'` keeps full-precision weights in an SNN; `shortcuts: 'plain'` puts a shortcut only on every
  * second binary conv (the format's shortcut spans one conv, so a shortcut "every two convs" is that).
+ *
+ * Each layer's LIF threshold θ (per channel) and leak β (per layer) are variables: constants of `theta` and `beta`
+ * unless `lif: 'learn'`, when they train with the weights (the runtime stores both, so they fold unchanged).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Shortcut } from '../runtime/format/model.js';
@@ -20,7 +23,9 @@ import { conv2d } from './backend/conv.js';
 import type { BnParams, BnUpdate } from './layers/batchnorm.js';
 import { batchNorm } from './layers/batchnorm.js';
 import { binarize, quantizeInt8 } from './layers/binary.js';
+import type { Surrogate } from './layers/lif.js';
 import { lif } from './layers/lif.js';
+import type { Collective } from './parallel/collective.js';
 import { shortcutCurrent } from './layers/shortcut.js';
 
 export interface NetConfig {
@@ -38,6 +43,10 @@ export interface NetConfig {
   readonly classes: number;
   /** [height, width, channels] of the raw frame. */
   readonly input: readonly [number, number, number];
+  /** `learn`: θ per channel and β per layer are trained (absent in older runs: fixed). */
+  readonly lif?: 'fixed' | 'learn';
+  /** Surrogate window: `fixed` half-width 1, `theta` half-width θ (trainer/layers/lif.ts). Default fixed. */
+  readonly surrogate?: Surrogate;
 }
 
 export const DEFAULT_NET: NetConfig = {
@@ -79,6 +88,10 @@ export function plan(cfg: NetConfig): LayerPlan[] {
 export interface ConvParams {
   readonly w: tf.Variable;
   readonly bn: BnParams;
+  /** LIF threshold per output channel, [cout]. */
+  readonly theta: tf.Variable;
+  /** LIF leak, [1]. */
+  readonly beta: tf.Variable;
 }
 
 export interface NetParams {
@@ -96,6 +109,8 @@ export function namedVariables(p: NetParams): Array<{ name: string; v: tf.Variab
     out.push({ name: `l${i}.beta`, v: l.bn.beta, trainable: true });
     out.push({ name: `l${i}.mean`, v: l.bn.mean, trainable: false });
     out.push({ name: `l${i}.variance`, v: l.bn.variance, trainable: false });
+    out.push({ name: `l${i}.theta`, v: l.theta, trainable: l.theta.trainable });
+    out.push({ name: `l${i}.lifBeta`, v: l.beta, trainable: l.beta.trainable });
   });
   out.push({ name: 'head.w', v: p.headW, trainable: true });
   out.push({ name: 'head.b', v: p.headB, trainable: true });
@@ -113,6 +128,7 @@ export function initParams(cfg: NetConfig, seed: number, prefix = ''): NetParams
   let serial = 0;
   const variable = (values: Float32Array, shape: number[], trainable = true) =>
     tf.variable(tf.tensor(values, shape), trainable, `${prefix}${instance}/v${serial++}`);
+  const learnLif = cfg.lif === 'learn' && cfg.neuron === 'lif';
   const layers = plan(cfg).map((l) => {
     const fanIn = 9 * l.cin;
     const std = Math.sqrt(2 / fanIn);
@@ -125,6 +141,8 @@ export function initParams(cfg: NetConfig, seed: number, prefix = ''): NetParams
         mean: variable(new Float32Array(c), [c], false),
         variance: variable(new Float32Array(c).fill(1), [c], false),
       },
+      theta: variable(new Float32Array(c).fill(cfg.theta), [c], learnLif),
+      beta: variable(Float32Array.of(cfg.beta), [1], learnLif),
     };
   });
   const last = layers[layers.length - 1]!.w.shape[3]!;
@@ -143,39 +161,44 @@ export function disposeParams(p: NetParams): void {
 export interface ForwardOut {
   /** [T, N, classes]: the head applied to each step's spike rates (T = 1 for the ANN). */
   readonly stepLogits: tf.Tensor3D;
+  /** Per layer, a scalar: the mean of its output (spike rate; for the ANN, mean activation) over the batch. */
+  readonly layerRates: tf.Scalar[];
 }
 
 /**
  * Forward pass on raw pixel values ([N, H, W, C] float32 in 0..255). In training mode the BN batch statistics
  * are pushed to `updates`, for the caller to apply after the optimizer step.
  */
-export function forward(cfg: NetConfig, p: NetParams, raw: tf.Tensor4D, training: boolean, updates?: BnUpdate[]): ForwardOut {
+export function forward(cfg: NetConfig, p: NetParams, raw: tf.Tensor4D, training: boolean, updates?: BnUpdate[], sync?: Collective): ForwardOut {
   const layers = plan(cfg);
   const spiking = cfg.neuron === 'lif';
   const T = spiking ? cfg.T : 1;
   const n = raw.shape[0];
-  const fire = (current: tf.Tensor) => (spiking ? lif(current, T, cfg.beta, cfg.theta) : tf.relu(current));
+  const fire = (current: tf.Tensor, i: number) => (spiking ? lif(current, T, p.layers[i]!, cfg.surrogate) : tf.relu(current));
+  const norm = (x: tf.Tensor, i: number) => batchNorm(x, p.layers[i]!.bn, training, updates, sync) as tf.Tensor4D;
   const weightOf = (i: number) => {
     const w = p.layers[i]!.w;
     if (cfg.weights === 'float') return w;
     return i === 0 ? quantizeInt8(w) : binarize(w);
   };
   const x = tf.div(raw, 255) as tf.Tensor4D;
-  let current = batchNorm(conv2d(x, weightOf(0) as tf.Tensor4D, 1, 1), p.layers[0]!.bn, training, updates) as tf.Tensor4D;
+  let current = norm(conv2d(x, weightOf(0) as tf.Tensor4D, 1, 1, false), 0);
   // concat, not tile: tfjs's Tile gradient is a loop of slices, concat's is one split.
   if (T > 1) current = tf.concat(Array.from({ length: T }, () => current), 0);
-  let act = fire(current) as tf.Tensor4D;
+  let act = fire(current, 0) as tf.Tensor4D;
+  const layerRates = [tf.mean(act) as tf.Scalar];
   for (let i = 1; i < layers.length; i++) {
     const l = layers[i]!;
-    let next = batchNorm(conv2d(act, weightOf(i) as tf.Tensor4D, l.stride, l.pad), p.layers[i]!.bn, training, updates) as tf.Tensor4D;
+    let next = norm(conv2d(act, weightOf(i) as tf.Tensor4D, l.stride, l.pad), i);
     const sc = shortcutCurrent(l.shortcut, current, l.cout);
     if (sc) next = tf.add(next, sc);
     current = next;
-    act = fire(current) as tf.Tensor4D;
+    act = fire(current, i) as tf.Tensor4D;
+    layerRates.push(tf.mean(act) as tf.Scalar);
   }
   const rates = tf.mean(act, [1, 2]) as tf.Tensor2D;
   const logits = tf.add(tf.matMul(rates, p.headW as tf.Tensor as tf.Tensor2D), p.headB);
-  return { stepLogits: tf.reshape(logits, [T, n, cfg.classes]) as tf.Tensor3D };
+  return { stepLogits: tf.reshape(logits, [T, n, cfg.classes]) as tf.Tensor3D, layerRates };
 }
 
 /** Multiply-accumulates of one forward pass of one frame over all steps (the first layer runs once). */

@@ -75,7 +75,7 @@ export function recalibrateBn(net: NetConfig, params: NetParams, split: Split, o
       mean: tf.tidy(() => tf.variable(tf.tensor1d(Float32Array.from(mean)), false)),
       variance: tf.tidy(() => tf.variable(tf.tensor1d(Float32Array.from(variance)), false)),
     };
-    return { w: l.w, bn };
+    return { ...l, bn };
   });
   return { layers, headW: params.headW, headB: params.headB };
 }

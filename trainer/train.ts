@@ -5,16 +5,18 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../runtime/errors.js';
+import { SOLO } from './parallel/collective.js';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import type { Augment, DataOptions, Dataset, Split } from './data/index.js';
 import { epochOrder, makeBatch } from './data/index.js';
 import { stream } from './data/random.js';
 import type { NetConfig, NetParams } from './model.js';
 import { forward, initParams, namedVariables } from './model.js';
+import { constrainParams, ParamOptimizer, signSnapshot, signFlips } from './optimizer.js';
 import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn, type RecalibrateOptions } from './recalibrate.js';
 import type { LossOptions } from './recipe/loss.js';
 import { GradientPool, type WorkerSetup } from './parallel/pool.js';
-import type { Shard } from './parallel/shard.js';
+import type { Shard, ShardResult } from './parallel/shard.js';
 import { applyShards, shardGradients, splitBatch } from './parallel/shard.js';
 
 export interface TeacherSpec {
@@ -25,14 +27,43 @@ export interface TeacherSpec {
   readonly file?: string;
 }
 
+/**
+ * One phase of a run's learning-rate schedule: linear warm-up from 5 % to `lr` over `warmupEpochs`, then cosine
+ * decay to `lr * lrFinal` at the phase's end. A run starts with one phase; `sei train --resume --extend N` appends
+ * another (its own warm-up). The schedule is fixed once a phase starts: resuming never reshapes it.
+ */
+export interface SchedulePhase {
+  readonly startEpoch: number;
+  readonly epochs: number;
+  readonly lr: number;
+  readonly lrFinal: number;
+  readonly warmupEpochs: number;
+}
+
 export interface TrainConfig {
   readonly net: NetConfig;
+  /** Epochs of the whole schedule (the sum of its phases). */
   readonly epochs: number;
+  /** Frames per optimizer step. */
   readonly batchSize: number;
+  /**
+   * Frames per forward/backward pass (BN statistics are taken over each micro-batch, across threads); the gradients
+   * of `batchSize / microBatch` micro-batches are averaged into one step. Absent: the whole batch at once.
+   */
+  readonly microBatch?: number;
   /** Peak learning rate (Adam), reached after `warmupEpochs`, then cosine decay to `lr * lrFinal`. */
   readonly lr: number;
   readonly lrFinal: number;
   readonly warmupEpochs: number;
+  /**
+   * Peak learning rate of the latent weights of the binary layers (same schedule shape, their own Adam; they are
+   * clipped to [-1, 1] after every step, where the STE passes gradient). Absent: `lr`.
+   */
+  readonly latentLr?: number;
+  /** The schedule's phases; absent in runs made before phases existed: one phase from the fields above. */
+  readonly schedule?: readonly SchedulePhase[];
+  /** Start the student from this checkpoint folder's parameters (two-stage training: FP-weight SNN, then binary). */
+  readonly initFrom?: string;
   readonly seed: number;
   readonly data: DataOptions;
   /** null: no augmentation. */
@@ -54,6 +85,12 @@ export interface EpochRecord {
   readonly valAccuracy: number;
   readonly seconds: number;
   readonly imagesPerSecond: number;
+  /** Learning rate at the epoch's end. */
+  readonly lr?: number;
+  /** Per binary layer: fraction of latent weights whose sign changed during the epoch. */
+  readonly signFlips?: number[];
+  /** Per layer: spike rate on the validation frames (recalibrated BN). */
+  readonly spikeRates?: number[];
 }
 
 /** What a checkpoint's JSON holds besides the tensor directory. */
@@ -100,19 +137,40 @@ export interface FitResult {
   readonly interrupted: boolean;
 }
 
-/** Learning rate at a fractional epoch: linear warmup, then cosine to lr * lrFinal. */
-export function learningRate(cfg: TrainConfig, epochFloat: number): number {
-  if (epochFloat < cfg.warmupEpochs) return cfg.lr * Math.max(0.05, epochFloat / cfg.warmupEpochs);
-  const span = Math.max(1e-9, cfg.epochs - cfg.warmupEpochs);
-  const p = Math.min(1, (epochFloat - cfg.warmupEpochs) / span);
-  const lo = cfg.lr * cfg.lrFinal;
-  return lo + 0.5 * (cfg.lr - lo) * (1 + Math.cos(Math.PI * p));
+/** The run's schedule: its phases, or for older runs the one phase its fields describe. */
+export function schedule(cfg: TrainConfig): readonly SchedulePhase[] {
+  return cfg.schedule ?? [{ startEpoch: 0, epochs: cfg.epochs, lr: cfg.lr, lrFinal: cfg.lrFinal, warmupEpochs: cfg.warmupEpochs }];
 }
 
-/** Predictions of the (unfolded, eval-mode) network on a split. */
-export function predict(net: NetConfig, params: NetParams, split: Split, batchSize = 500): { predictions: Uint8Array; logits: Float32Array } {
+/** `cfg` with a phase of `epochs` more epochs appended (peak `lr`, decay to `lr * lrFinal`, its own warm-up). */
+export function extendSchedule(cfg: TrainConfig, epochs: number, phase: { lr: number; lrFinal: number; warmupEpochs: number }): TrainConfig {
+  const phases = schedule(cfg);
+  return { ...cfg, epochs: cfg.epochs + epochs, schedule: [...phases, { startEpoch: cfg.epochs, epochs, ...phase }] };
+}
+
+/** Learning rate at a fractional epoch of the schedule (the `lr` scale of the phase it falls in). */
+export function learningRate(cfg: TrainConfig, epochFloat: number): number {
+  const phases = schedule(cfg);
+  let ph = phases[0]!;
+  for (const p of phases) if (epochFloat >= p.startEpoch) ph = p;
+  const e = epochFloat - ph.startEpoch;
+  if (e < ph.warmupEpochs) return ph.lr * Math.max(0.05, e / ph.warmupEpochs);
+  const span = Math.max(1e-9, ph.epochs - ph.warmupEpochs);
+  const q = Math.min(1, (e - ph.warmupEpochs) / span);
+  const lo = ph.lr * ph.lrFinal;
+  return lo + 0.5 * (ph.lr - lo) * (1 + Math.cos(Math.PI * q));
+}
+
+/** Phases must agree one for one (a resumed run may only add phases after them). */
+function samePhases(a: readonly SchedulePhase[], b: readonly SchedulePhase[]): boolean {
+  return a.every((p, i) => b[i] !== undefined && JSON.stringify(p) === JSON.stringify(b[i]));
+}
+
+/** Predictions of the (unfolded, eval-mode) network on a split, and each layer's spike rate over it. */
+export function predict(net: NetConfig, params: NetParams, split: Split, batchSize = 500): { predictions: Uint8Array; logits: Float32Array; spikeRates: number[] } {
   const predictions = new Uint8Array(split.count);
   const logits = new Float32Array(split.count * net.classes);
+  const rateSums = new Float64Array(params.layers.length);
   for (let i = 0; i < split.count; i += batchSize) {
     const idx = Array.from({ length: Math.min(batchSize, split.count - i) }, (_, k) => i + k);
     const { x } = makeBatch(split, idx);
@@ -121,9 +179,10 @@ export function predict(net: NetConfig, params: NetParams, split: Split, batchSi
       const mean = tf.mean(out.stepLogits, 0);
       logits.set(mean.dataSync() as Float32Array, i * net.classes);
       predictions.set(tf.argMax(mean, 1).dataSync() as Int32Array, i);
+      out.layerRates.forEach((r, l) => { rateSums[l]! += r.dataSync()[0]! * idx.length; });
     });
   }
-  return { predictions, logits };
+  return { predictions, logits, spikeRates: Array.from(rateSums, (r) => r / Math.max(1, split.count)) };
 }
 
 export function accuracy(predictions: Uint8Array, labels: Uint8Array): number {
@@ -136,17 +195,32 @@ export function checkpointTensors(params: NetParams): Array<{ name: string; tens
   return namedVariables(params).map(({ name, v }) => ({ name: `param/${name}`, tensor: v }));
 }
 
+/** LIF parameters were constants before they became variables: a checkpoint without them keeps the config's. */
+const OPTIONAL_PARAM = /\.(theta|lifBeta)$/;
+
+/**
+ * Copies a checkpoint's tensors into `params` by name; every shape must match. `what` names the checkpoint and
+ * `field` the option in errors.
+ */
+function assignParams(params: NetParams, tensors: Map<string, tf.Tensor>, what: string, field: string): void {
+  for (const { name, v } of namedVariables(params)) {
+    const t = tensors.get(`param/${name}`);
+    if (!t) {
+      if (OPTIONAL_PARAM.test(name)) continue;
+      throw new ConfigError(`${what}: tensor param/${name} missing (different network?)`, field);
+    }
+    if (t.shape.join() !== v.shape.join()) throw new ConfigError(`${what}: ${name} has shape [${t.shape}], expected [${v.shape}]`, field);
+    v.assign(t);
+  }
+}
+
 /** Loads a checkpoint's network parameters (config and state from its JSON). */
 export function loadParams(dir: string, name = 'last', prefix = 'eval/'): { params: NetParams; state: RunState } {
   const ck = loadCheckpoint<RunState>(dir, name);
   const state = ck.meta;
   const net = state.role === 'teacher' ? teacherNet(state.config.net) : state.config.net;
   const params = initParams(net, state.config.seed, prefix);
-  for (const { name: n, v } of namedVariables(params)) {
-    const t = ck.tensors.get(`param/${n}`);
-    if (!t) throw new ConfigError(`checkpoint ${dir}/${name}: tensor param/${n} missing`, 'checkpoint');
-    v.assign(t);
-  }
+  assignParams(params, ck.tensors, `checkpoint ${dir}/${name}`, 'checkpoint');
   ck.tensors.forEach((t) => t.dispose());
   return { params, state };
 }
@@ -161,24 +235,43 @@ export interface StepContext {
   readonly net: NetConfig;
   readonly params: NetParams;
   readonly trainables: tf.Variable[];
-  readonly optimizer: tf.Optimizer;
+  readonly optimizer: Pick<tf.Optimizer, 'applyGradients'>;
   readonly frame: readonly [number, number, number];
   readonly loss: LossOptions;
   readonly pool?: GradientPool;
+  /** Frames per forward/backward pass (TrainConfig.microBatch); absent: the whole batch. */
+  readonly microBatch?: number;
 }
 
 /**
  * One optimisation step on a batch of raw frames: forward over T steps, SEI loss (with the teacher's logits `soft`
- * when given), backward, Adam, then the BN running statistics. With a pool the batch is split into one shard per
- * core (trainer/parallel/). Returns [loss, correct predictions].
+ * when given), backward, Adam, the latent-weight constraints, then the BN running statistics. The batch is cut into
+ * micro-batches (gradients accumulated), each split into one shard per core (trainer/parallel/) with batch norm
+ * synchronised across the shards. Returns [loss, correct predictions].
  */
 export async function trainStep(ctx: StepContext, batch: Shard): Promise<[number, number]> {
-  const { net, params, trainables, frame } = ctx;
-  const shards = splitBatch(batch, frame[0] * frame[1] * frame[2], net.classes, 1 + (ctx.pool?.size ?? 0));
-  const values = ctx.pool ? trainables.map((v) => (v.dataSync() as Float32Array).slice()) : [];
-  const remote = ctx.pool ? ctx.pool.run(shards.slice(1), values) : Promise.resolve([]);
-  const local = shardGradients(net, params, trainables, shards[0]!, frame, ctx.loss);
-  return applyShards(ctx.optimizer, trainables, params.layers.map((l) => l.bn), [local, ...(await remote)]);
+  const { net, params, trainables, frame, pool } = ctx;
+  const frameSize = frame[0] * frame[1] * frame[2];
+  const n = batch.y.length;
+  const micro = splitBatch(batch, frameSize, net.classes, Math.ceil(n / Math.min(n, ctx.microBatch ?? n)));
+  const values = pool ? trainables.map((v) => (v.dataSync() as Float32Array).slice()) : [];
+  const results: ShardResult[][] = [];
+  for (const part of micro) {
+    const shards = splitBatch(part, frameSize, net.classes, 1 + (pool?.size ?? 0));
+    pool?.group.reset(shards.length);
+    const remote = pool ? pool.run(shards.slice(1), values) : Promise.resolve([]);
+    let local: ShardResult;
+    try {
+      local = shardGradients(net, params, trainables, shards[0]!, frame, ctx.loss, pool ? pool.group.join(0) : SOLO);
+    } catch (err) {
+      await remote.catch(() => undefined);
+      throw err;
+    }
+    results.push([local, ...(await remote)]);
+  }
+  const out = applyShards(ctx.optimizer, trainables, params.layers.map((l) => l.bn), results);
+  constrainParams(net, params);
+  return out;
 }
 
 /** Worker threads for data-parallel steps: `threads` cores in all (this one included); undefined for one. */
@@ -188,11 +281,12 @@ export async function startPool(threads: number, engine: string, setup: WorkerSe
   return GradientPool.start(threads - 1, setup);
 }
 
-/** Validation accuracy with recalibrated BN statistics; `params` keeps its running averages (they are what training resumes from). */
-function validate(net: NetConfig, params: NetParams, data: Dataset, recalibrate: RecalibrateOptions): number {
+/** Validation accuracy and spike rates with recalibrated BN statistics; `params` keeps its running averages (they are what training resumes from). */
+function validate(net: NetConfig, params: NetParams, data: Dataset, recalibrate: RecalibrateOptions): { accuracy: number; spikeRates: number[] } {
   const rec = recalibrateBn(net, params, data.train, recalibrate);
   try {
-    return accuracy(predict(net, rec, data.val).predictions, data.val.labels);
+    const p = predict(net, rec, data.val);
+    return { accuracy: accuracy(p.predictions, data.val.labels), spikeRates: p.spikeRates };
   } finally {
     disposeBnStatistics(rec, params);
   }
@@ -211,37 +305,41 @@ export async function fit(
 ): Promise<FitResult> {
   const net = role === 'teacher' ? teacherNet(cfg.net) : cfg.net;
   const epochs = role === 'teacher' ? (cfg.teacher?.epochs ?? cfg.epochs) : cfg.epochs;
-  const runCfg: TrainConfig = role === 'teacher' ? { ...cfg, epochs, loss: { ...cfg.loss, kdWeight: 0, perStep: 0 } } : cfg;
+  // The teacher's own schedule: one phase over its epochs, no distillation, no latent weights.
+  const { schedule: _studentSchedule, latentLr: _latent, initFrom: _init, ...shared } = cfg;
+  const runCfg: TrainConfig = role === 'teacher' ? { ...shared, epochs, loss: { ...cfg.loss, kdWeight: 0, perStep: 0 } } : { ...cfg, schedule: schedule(cfg) };
   const hooks = opts.hooks ?? {};
   const params = initParams(net, cfg.seed, `${role}/`);
   const trainables = namedVariables(params).filter((v) => v.trainable).map((v) => v.v);
-  const optimizer = tf.train.adam(cfg.lr);
+  const optimizer = new ParamOptimizer(net, params, runCfg.lr, runCfg.latentLr);
   let state: RunState = { format: 'sei-checkpoint-1', role, config: runCfg, runConfig: cfg, epoch: 0, batchInEpoch: 0, history: [], wallSeconds: 0, engine: opts.engine, ...(opts.command ? { command: opts.command } : {}) };
   if (opts.resume && hasCheckpoint(dir, 'last')) {
     const ck = loadCheckpoint<RunState>(dir, 'last');
-    for (const { name, v } of namedVariables(params)) {
-      const t = ck.tensors.get(`param/${name}`);
-      if (!t) throw new ConfigError(`checkpoint ${dir}: tensor param/${name} missing (different network?)`, 'resume');
-      if (t.shape.join() !== v.shape.join()) throw new ConfigError(`checkpoint ${dir}: ${name} has shape [${t.shape}], expected [${v.shape}]`, 'resume');
-      v.assign(t);
+    assignParams(params, ck.tensors, `checkpoint ${dir}`, 'resume');
+    await optimizer.setWeights(ck.tensors);
+    // The caller passes the resumed run's config (see resumeConfig in scripts/commands/train.ts). The schedule of a
+    // run is fixed: only new phases may follow the stored ones (`--extend`).
+    const stored = schedule(ck.meta.config);
+    const wanted = role === 'teacher' ? stored : schedule(runCfg);
+    if (!samePhases(stored, wanted) || (role === 'teacher' && epochs !== ck.meta.config.epochs)) {
+      const flag = role === 'teacher' ? '--teacher-epochs' : '--epochs';
+      throw new ConfigError(`${flag}: a run's schedule is fixed when it starts (the ${role} in ${dir} has ${ck.meta.config.epochs} epochs: ${JSON.stringify(stored)}); add epochs with --extend N`, flag);
     }
-    const opt = [...ck.tensors].filter(([n]) => n.startsWith('opt/')).map(([n, tensor]) => ({ name: n.slice(4), tensor }));
-    if (opt.length) await optimizer.setWeights(opt);
-    // The caller passes the resumed run's config (see resumeConfig in scripts/commands/train.ts). A new epoch budget
-    // reshapes the rest of the learning-rate schedule; it cannot undo epochs already trained.
-    const started = ck.meta.epoch + (ck.meta.batchInEpoch ? 1 : 0);
-    if (epochs < started) throw new ConfigError(`--epochs: expected at least ${started} (the ${role} in ${dir} has started epoch ${started}), got ${epochs}`, '--epochs');
-    state = { ...ck.meta, config: { ...runCfg, epochs }, runConfig: cfg };
+    state = { ...ck.meta, config: role === 'teacher' ? ck.meta.config : runCfg, runConfig: cfg };
     hooks.onInfo?.(`${role}: resumed from ${dir} at epoch ${state.epoch}${state.batchInEpoch ? ` + ${state.batchInEpoch} batches` : ''}`);
+  } else if (role === 'student' && cfg.initFrom) {
+    const ck = loadCheckpoint<RunState>(cfg.initFrom, hasCheckpoint(cfg.initFrom, 'best') ? 'best' : 'last');
+    assignParams(params, ck.tensors, `--init-from ${cfg.initFrom}`, '--init-from');
+    ck.tensors.forEach((t) => t.dispose());
+    hooks.onInfo?.(`student: initialised from ${cfg.initFrom} (${ck.meta.config.net.weights} weights, ${ck.meta.epoch} epochs)`);
   }
   const total = state.config.epochs;
   const save = async (name: string) => {
-    const opt = await optimizer.getWeights();
-    saveCheckpoint(dir, name, state, [...checkpointTensors(params), ...opt.map((w) => ({ name: `opt/${w.name}`, tensor: w.tensor }))]);
+    saveCheckpoint(dir, name, state, [...checkpointTensors(params), ...(await optimizer.getWeights())]);
   };
   const pool = await startPool(opts.threads ?? 1, opts.engine, { net, seed: cfg.seed, frame: data.train.shape, loss: runCfg.loss });
   if (pool) hooks.onInfo?.(`${role}: data-parallel over ${pool.size + 1} threads (one wasm backend each)`);
-  const ctx: StepContext = { net, params, trainables, optimizer, frame: data.train.shape, loss: runCfg.loss, ...(pool ? { pool } : {}) };
+  const ctx: StepContext = { net, params, trainables, optimizer, frame: data.train.shape, loss: runCfg.loss, ...(pool ? { pool } : {}), ...(cfg.microBatch ? { microBatch: cfg.microBatch } : {}) };
   let interrupted = false;
   try {
     let bestVal = state.history.reduce((m, h) => Math.max(m, h.valAccuracy), -1);
@@ -250,13 +348,14 @@ export async function fit(
       const augRng = stream(cfg.seed, 'augment', epoch);
       const start = performance.now();
       const wallBase = state.wallSeconds;
+      const signs = signSnapshot(net, params);
       let seen = 0, lossSum = 0, correct = 0, done = 0;
       for (let b = 0; b < batches.length; b++) {
         const idx = batches[b]!;
         // Draw augmentation for skipped batches too, so a resumed epoch sees the same frames.
         const { x, y } = makeBatch(data.train, idx, runCfg.augment ?? undefined, augRng);
         if (b < state.batchInEpoch) continue;
-        (optimizer as unknown as { learningRate: number }).learningRate = learningRate(state.config, epoch + b / batches.length);
+        optimizer.setLearningRate(learningRate(state.config, epoch + b / batches.length));
         const teacher = role === 'student' ? opts.teacherLogits : undefined;
         const soft = teacher ? tf.tidy(() => (teacher(idx, tf.tensor4d(x, [idx.length, ...data.train.shape])).dataSync() as Float32Array).slice()) : undefined;
         const [lossV, okV] = await trainStep(ctx, { x, y, ...(soft ? { soft } : {}) });
@@ -284,8 +383,13 @@ export async function fit(
       }
       if (interrupted) break;
       const secs = (performance.now() - start) / 1000;
-      const valAccuracy = data.val.count ? validate(net, params, data, { batches: cfg.valRecalibrate ?? RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed }) : NaN;
-      const record: EpochRecord = { epoch: epoch + 1, loss: lossSum / Math.max(1, done), trainAccuracy: correct / Math.max(1, seen), valAccuracy, seconds: secs, imagesPerSecond: seen / secs };
+      const val = data.val.count ? validate(net, params, data, { batches: cfg.valRecalibrate ?? RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed }) : undefined;
+      const valAccuracy = val?.accuracy ?? NaN;
+      const flips = signFlips(net, params, signs);
+      const record: EpochRecord = {
+        epoch: epoch + 1, loss: lossSum / Math.max(1, done), trainAccuracy: correct / Math.max(1, seen), valAccuracy, seconds: secs, imagesPerSecond: seen / secs,
+        lr: learningRate(state.config, epoch + 1 - 1e-9), ...(flips.length ? { signFlips: flips } : {}), ...(val && net.neuron === 'lif' ? { spikeRates: val.spikeRates } : {}),
+      };
       state = { ...state, epoch: epoch + 1, batchInEpoch: 0, history: [...state.history, record], wallSeconds: wallBase + secs };
       await save('last');
       if (valAccuracy > bestVal) {

@@ -4,18 +4,23 @@
  * The padding is the runtime's (`pad` zeros on each side, then a VALID conv), not TensorFlow's SAME, whose extra
  * row/column goes to the bottom/right at stride 2: training with SAME would learn a different function from
  * the one exported. The gradient is a `tf.customGrad` made of forward ops only, because tfjs-backend-wasm has
- * no Conv2DBackpropFilter kernel:
- * - dx: a forward conv of dy, zero-interleaved by the stride and padded by k − 1, with the filter rotated by 180°
- *   and its in/out axes swapped (wasm's own Conv2DBackpropInput is a plain loop, ~5× slower than its XNNPACK
- *   forward conv); rows the forward conv never read get zero, then the padding is sliced off;
+ * no Conv2DBackpropFilter kernel (and its Conv2DBackpropInput is a plain loop, ~5× slower than its XNNPACK
+ * forward conv):
+ * - dx, split by output phase: an input row y = s·a + r − pad (r = (y + pad) mod s) is reached only by the kernel
+ *   taps ky ≡ r (mod s), at output rows a, a − 1, …. So each of the s² phases is a stride-1 VALID conv of dy with
+ *   the sub-kernel w[r::s, r'::s], rotated by 180° with its in/out axes swapped, over dy padded just enough to
+ *   give that phase's rows; the phases are interleaved back. This costs the forward's MACs, where convolving a
+ *   zero-interleaved dy (the textbook form) costs s² times more plus the padding ring. At s = 1 it is the one
+ *   conv of dy padded by k − 1 − pad, which yields the unpadded dx directly. `inputGrad: false` (the first
+ *   layer, whose input is data) skips it.
  * - dW: a forward conv over transposed operands. dW[ky,kx,ci,co] = Σ_{n,oy,ox} xp[n, oy·s+ky, ox·s+kx, ci] ·
  *   dy[n,oy,ox,co] is a stride-1 conv of xp seen as [Cin, Hp, Wp, N] (batch = Cin, channels = N) with dy seen as
- *   the filter [oh, ow, N, Cout], dilated by s. Its output may be larger than k×k when (Hp − k) % s ≠ 0; the
- *   extra taps belong to input rows the forward conv never reached, so they are sliced off.
+ *   the filter [oh, ow, N, Cout], dilated by s. Rows and columns of xp the forward conv never read (when
+ *   (Hp − k) % s ≠ 0) are cut first, so the output is exactly k × k.
  */
 import * as tf from '@tensorflow/tfjs';
 
-export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number): tf.Tensor4D {
+export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number, inputGrad = true): tf.Tensor4D {
   const f = tf.customGrad((xIn, wIn, save) => {
     const xv = xIn as tf.Tensor4D;
     const wv = wIn as tf.Tensor4D;
@@ -26,39 +31,83 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: numb
       const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
       const dy4 = dy as tf.Tensor4D;
       const [n, hp, wp, cin] = xs.shape;
-      const [kh, kw, , cout] = ws.shape;
-      const dxp = inputGrad(dy4, ws, hp, wp, stride);
-      const dx = pad > 0 ? tf.slice(dxp, [0, pad, pad, 0], [n, hp - 2 * pad, wp - 2 * pad, cin]) : dxp;
-      const xt = tf.transpose(xs, [3, 1, 2, 0]);
-      const dyt = tf.transpose(dy4, [1, 2, 0, 3]);
-      const full = tf.conv2d(xt, dyt as tf.Tensor4D, 1, 'valid', 'NHWC', stride);
-      const dwT = full.shape[1] === kh && full.shape[2] === kw ? full : tf.slice(full, [0, 0, 0, 0], [cin, kh, kw, cout]);
-      const dw = tf.transpose(dwT, [1, 2, 0, 3]);
-      return [dx, dw];
+      const dx = inputGrad ? phaseInputGrad(dy4, ws, hp - 2 * pad, wp - 2 * pad, stride, pad) : tf.zeros([n, hp - 2 * pad, wp - 2 * pad, cin]);
+      return [dx, filterGrad(xs, dy4, ws.shape, stride)];
     };
     return { value, gradFunc };
   });
   return f(x, w) as tf.Tensor4D;
 }
 
-/** Inserts stride − 1 zeros between neighbouring rows and columns. */
-function dilate(dy: tf.Tensor4D, stride: number): tf.Tensor4D {
-  if (stride === 1) return dy;
-  const [n, oh, ow, c] = dy.shape;
-  const zc = tf.zeros([n, oh, ow, stride - 1, c]);
-  const cols: tf.Tensor = tf.reshape(tf.concat([tf.reshape(dy, [n, oh, ow, 1, c]), zc], 3), [n, oh, ow * stride, c]);
-  const zr = tf.zeros([n, oh, stride - 1, ow * stride, c]);
-  const rows = tf.reshape(tf.concat([tf.reshape(cols, [n, oh, 1, ow * stride, c]), zr], 2), [n, oh * stride, ow * stride, c]);
-  return tf.slice(rows as tf.Tensor4D, [0, 0, 0, 0], [n, (oh - 1) * stride + 1, (ow - 1) * stride + 1, c]);
+/** dW of a VALID conv of the padded input `xp` (see the file comment). */
+function filterGrad(xp: tf.Tensor4D, dy: tf.Tensor4D, wShape: number[], stride: number): tf.Tensor4D {
+  const [kh, kw, cin] = wShape as [number, number, number, number];
+  const [n, hp, wp] = xp.shape;
+  const [, oh, ow] = dy.shape;
+  const hUsed = (oh - 1) * stride + kh, wUsed = (ow - 1) * stride + kw;
+  const used = hUsed === hp && wUsed === wp ? xp : tf.slice(xp, [0, 0, 0, 0], [n, hUsed, wUsed, cin]);
+  const xt = tf.transpose(used, [3, 1, 2, 0]);
+  const dyt = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D;
+  const dwT = tf.conv2d(xt, dyt, 1, 'valid', 'NHWC', stride);
+  return tf.transpose(dwT, [1, 2, 0, 3]) as tf.Tensor4D;
 }
 
-/** Gradient of a VALID conv with respect to its (already padded) input of size hp × wp. */
-function inputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, hp: number, wp: number, stride: number): tf.Tensor4D {
-  const [kh, kw] = w.shape;
-  const flipped = tf.transpose(tf.reverse(w, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
-  const d = dilate(dy, stride);
-  const covH = d.shape[1] + kh - 1;
-  const covW = d.shape[2] + kw - 1;
-  const padded = tf.pad(d, [[0, 0], [kh - 1, kh - 1 + hp - covH], [kw - 1, kw - 1 + wp - covW], [0, 0]]);
-  return tf.conv2d(padded, flipped, 1, 'valid');
+/** One axis of one phase: the kernel taps it uses (in conv order) and the dy padding that yields its rows. */
+interface Phase {
+  readonly taps: number[];
+  readonly padBefore: number;
+  readonly padAfter: number;
+  /** Input rows this phase produces. */
+  readonly rows: number;
+}
+
+/**
+ * Phase r of an axis of unpadded input size `size`, output size `out`, kernel `k`: the input rows y = s·a + r − pad
+ * for a in [a0, a1], where dx[y] = Σ_j dy[a − j] · w[r + s·j] (j < J): a VALID conv of dy with the taps reversed,
+ * dy padded by J − 1 − a0 before and a1 − (out − 1) after (a negative amount cuts).
+ */
+function phase(size: number, out: number, k: number, s: number, pad: number, r: number): Phase {
+  const J = Math.max(0, Math.ceil((k - r) / s));
+  const a0 = Math.ceil((pad - r) / s);
+  const a1 = Math.floor((size - 1 + pad - r) / s);
+  const taps = Array.from({ length: J }, (_, m) => r + s * (J - 1 - m));
+  return { taps, padBefore: J - 1 - a0, padAfter: a1 - (out - 1), rows: Math.max(0, a1 - a0 + 1) };
+}
+
+/** Pads (or, for a negative amount, cuts) axes 1 and 2. */
+function padOrCut(t: tf.Tensor4D, top: number, bottom: number, left: number, right: number): tf.Tensor4D {
+  const [n, h, w, c] = t.shape;
+  const [ct, cb, cl, cr] = [top, bottom, left, right].map((v) => Math.max(0, -v)) as [number, number, number, number];
+  let out = ct || cb || cl || cr ? tf.slice(t, [0, ct, cl, 0], [n, h - ct - cb, w - cl - cr, c]) : t;
+  const [pt, pb, pl, pr] = [top, bottom, left, right].map((v) => Math.max(0, v)) as [number, number, number, number];
+  if (pt || pb || pl || pr) out = tf.pad(out, [[0, 0], [pt, pb], [pl, pr], [0, 0]]);
+  return out;
+}
+
+/** Gradient of the padded VALID conv with respect to its unpadded input of size h × wd, phase by phase. */
+function phaseInputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, h: number, wd: number, s: number, pad: number): tf.Tensor4D {
+  const [kh, kw, cin] = w.shape;
+  const [n, oh, ow] = dy.shape;
+  const part = (py: Phase, px: Phase): tf.Tensor4D => {
+    if (!py.rows || !px.rows) return tf.zeros([n, py.rows, px.rows, cin]);
+    if (!py.taps.length || !px.taps.length) return tf.zeros([n, py.rows, px.rows, cin]);
+    const sub = s === 1 ? tf.reverse(w, [0, 1]) : tf.gather(tf.gather(w, py.taps, 0), px.taps, 1);
+    return tf.conv2d(padOrCut(dy, py.padBefore, py.padAfter, px.padBefore, px.padAfter), tf.transpose(sub, [0, 1, 3, 2]) as tf.Tensor4D, 1, 'valid');
+  };
+  if (s === 1) return part(phase(h, oh, kh, 1, pad, 0), phase(wd, ow, kw, 1, pad, 0));
+  // Input row residue q = y mod s comes from phase r = (q + pad) mod s; every phase is padded to ⌈h/s⌉ rows so the
+  // s² parts interleave by a stack and a reshape.
+  const hq = Math.ceil(h / s), wq = Math.ceil(wd / s);
+  const bands: tf.Tensor[] = [];
+  for (let qy = 0; qy < s; qy++) {
+    const py = phase(h, oh, kh, s, pad, (qy + pad) % s);
+    const cols: tf.Tensor[] = [];
+    for (let qx = 0; qx < s; qx++) {
+      const px = phase(wd, ow, kw, s, pad, (qx + pad) % s);
+      cols.push(padOrCut(part(py, px), 0, hq - py.rows, 0, wq - px.rows));
+    }
+    bands.push(tf.reshape(tf.stack(cols, 3), [n, hq, wq * s, cin]));
+  }
+  const all = tf.reshape(tf.stack(bands, 2), [n, hq * s, wq * s, cin]) as tf.Tensor4D;
+  return hq * s === h && wq * s === wd ? all : tf.slice(all, [0, 0, 0, 0], [n, h, wd, cin]);
 }

@@ -38,7 +38,8 @@ export function foldModel(net: NetConfig, params: NetParams, info: { name: strin
     throw new ConfigError(`export: only binary-weight SNNs have a .bwsnn form; this network is neuron=${net.neuron}, weights=${net.weights}`, 'weights');
   }
   const layers = plan(net);
-  const lif = (c: number): Lif => ({ beta: Math.fround(net.beta), theta: new Float32Array(c).fill(net.theta) });
+  // θ and β are variables (constants of the config unless learned): what the network trained with is what ships.
+  const lif = (i: number): Lif => ({ beta: Math.fround(params.layers[i]!.beta.dataSync()[0]!), theta: Float32Array.from(params.layers[i]!.theta.dataSync()) });
   const l0 = layers[0]!;
   const p0 = params.layers[0]!;
   const [stepT, intsT] = tf.tidy(() => {
@@ -59,7 +60,7 @@ export function foldModel(net: NetConfig, params: NetParams, info: { name: strin
     pad: l0.pad,
     weights: Int8Array.from(ints),
     ...bnFold(p0, step),
-    lif: lif(l0.cout),
+    lif: lif(0),
   };
   const hidden: BinaryConvLayer[] = layers.slice(1).map((l, k) => {
     const p = params.layers[k + 1]!;
@@ -75,7 +76,7 @@ export function foldModel(net: NetConfig, params: NetParams, info: { name: strin
       weightBits: packRows(rows(p.w), l.cout, l.kernel * l.kernel * l.cin),
       ...bnFold(p, alpha),
       shortcut: l.shortcut,
-      lif: lif(l.cout),
+      lif: lif(k + 1),
     };
   });
   const [inF, outF] = params.headW.shape as [number, number];

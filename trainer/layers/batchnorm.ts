@@ -2,8 +2,19 @@
  * Batch norm over all of axes 0..rank-2. In the SNN the steps are stacked on axis 0 (T*N rows), so the
  * statistics are taken over all T steps of the batch at once: per-step statistics make training erratic and
  * have no single folded affine at inference.
+ *
+ * In training mode the statistics are those of the whole batch even when the batch is split over threads
+ * (trainer/parallel/): each thread sums its rows, the per-channel sums go through a `Collective`, and the backward
+ * pass exchanges its two per-channel sums the same way (synchronised BN). A thread's shard contributes to the
+ * step's gradient with weight w_k = rows_k / rows (trainer/parallel/shard.ts averages shard gradients by size), so
+ * the backward sums are exchanged pre-multiplied by w_k and the shard's input gradient is divided by it: the
+ * combination then equals the single-thread gradient of the whole batch. Forward and backward are one host op each
+ * (trainer/backend/host.ts) with float64 sums.
  */
 import * as tf from '@tensorflow/tfjs';
+import { hostOp } from '../backend/host.js';
+import type { Collective } from '../parallel/collective.js';
+import { SOLO } from '../parallel/collective.js';
 
 export const BN_EPSILON = 1e-5;
 export const BN_MOMENTUM = 0.9;
@@ -20,23 +31,101 @@ export interface BnParams {
 export interface BnUpdate {
   readonly bn: BnParams;
   readonly mean: tf.Tensor;
+  /** Biased (population) variance of the batch. */
   readonly variance: tf.Tensor;
-  /** Values per channel the statistics were taken over. */
+  /** Values per channel the statistics were taken over (the whole batch's, on every thread). */
   readonly count: number;
 }
 
-export function batchNorm(x: tf.Tensor, bn: BnParams, training: boolean, updates?: BnUpdate[]): tf.Tensor {
-  const axes = Array.from({ length: x.rank - 1 }, (_, i) => i);
-  let mean: tf.Tensor = bn.mean;
-  let variance: tf.Tensor = bn.variance;
-  if (training) {
-    const m = tf.moments(x, axes);
-    mean = m.mean;
-    variance = m.variance;
-    updates?.push({ bn, mean: tf.keep(mean), variance: tf.keep(variance), count: x.size / x.shape[x.rank - 1]! });
+/** Per-channel sums of x and x² over the rows, and the row count, reduced over all threads. */
+function statistics(x: Float32Array, C: number, sync: Collective): { mean: Float64Array; variance: Float64Array; rows: number; localRows: number } {
+  const sums = new Float64Array(2 * C + 1);
+  const localRows = x.length / C;
+  for (let i = 0; i < x.length; i += C) {
+    for (let c = 0; c < C; c++) {
+      const v = x[i + c]!;
+      sums[c]! += v;
+      sums[C + c]! += v * v;
+    }
   }
-  const inv = tf.mul(bn.gamma, tf.rsqrt(tf.add(variance, BN_EPSILON)));
-  return tf.add(tf.mul(tf.sub(x, mean), inv), bn.beta);
+  sums[2 * C] = localRows;
+  const all = sync.allReduce(sums);
+  const rows = all[2 * C]!;
+  const mean = new Float64Array(C), variance = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    mean[c] = all[c]! / rows;
+    variance[c] = Math.max(0, all[C + c]! / rows - mean[c]! ** 2);
+  }
+  return { mean, variance, rows, localRows };
+}
+
+function trainingBatchNorm(x: tf.Tensor, bn: BnParams, sync: Collective, updates?: BnUpdate[]): tf.Tensor {
+  const C = x.shape[x.rank - 1]!;
+  const f = tf.customGrad((xIn, gammaIn, betaIn, save) => {
+    const xt = xIn as tf.Tensor, gamma = gammaIn as tf.Tensor, beta = betaIn as tf.Tensor;
+    const g = gamma.dataSync() as Float32Array, b = beta.dataSync() as Float32Array;
+    let st: ReturnType<typeof statistics> | undefined;
+    const inv = new Float64Array(C);
+    const [y] = hostOp([xt], [xt.shape], ([xv], [yv]) => {
+      st = statistics(xv!, C, sync);
+      const scale = new Float32Array(C), shift = new Float32Array(C);
+      for (let c = 0; c < C; c++) {
+        inv[c] = 1 / Math.sqrt(st.variance[c]! + BN_EPSILON);
+        scale[c] = g[c]! * inv[c]!;
+        shift[c] = b[c]! - st.mean[c]! * scale[c]!;
+      }
+      for (let i = 0; i < xv!.length; i += C) for (let c = 0; c < C; c++) yv![i + c] = xv![i + c]! * scale[c]! + shift[c]!;
+    });
+    const { mean, variance, rows, localRows } = st!;
+    updates?.push({ bn, mean: tf.keep(tf.tensor1d(Float32Array.from(mean))), variance: tf.keep(tf.tensor1d(Float32Array.from(variance))), count: rows });
+    (save as (tensors: tf.Tensor[]) => void)([xt]);
+    const share = localRows / rows;
+    return {
+      value: y!,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const dGamma = new Float64Array(C), dBeta = new Float64Array(C);
+        const [dx] = hostOp([dy, saved[0]!], [dy.shape], ([gv, xv], [dxv]) => {
+          for (let i = 0; i < xv!.length; i += C) {
+            for (let c = 0; c < C; c++) {
+              const d = gv![i + c]!;
+              dBeta[c]! += d;
+              dGamma[c]! += d * (xv![i + c]! - mean[c]!) * inv[c]!;
+            }
+          }
+          const local = new Float64Array(2 * C);
+          for (let c = 0; c < C; c++) {
+            local[c] = share * g[c]! * dBeta[c]!;
+            local[C + c] = share * g[c]! * dGamma[c]!;
+          }
+          const all = sync.allReduce(local);
+          // dx = (γ·dy − (Σ w·γ·dy)/(rows·w_k) − x̂ · (Σ w·γ·dy·x̂)/(rows·w_k)) / σ, the sums taken over every thread.
+          const a = new Float64Array(C), k = new Float64Array(C);
+          for (let c = 0; c < C; c++) {
+            a[c] = all[c]! / (rows * share);
+            k[c] = all[C + c]! / (rows * share);
+          }
+          for (let i = 0; i < xv!.length; i += C) {
+            for (let c = 0; c < C; c++) {
+              const xhat = (xv![i + c]! - mean[c]!) * inv[c]!;
+              dxv![i + c] = inv[c]! * (g[c]! * gv![i + c]! - a[c]! - xhat * k[c]!);
+            }
+          }
+        });
+        return [dx!, tf.tensor1d(Float32Array.from(dGamma)), tf.tensor1d(Float32Array.from(dBeta))];
+      },
+    };
+  });
+  return f(x, bn.gamma, bn.beta) as tf.Tensor;
+}
+
+/**
+ * `training`: normalise with the batch statistics (over every thread of `sync`) and push them to `updates`;
+ * otherwise with the running statistics.
+ */
+export function batchNorm(x: tf.Tensor, bn: BnParams, training: boolean, updates?: BnUpdate[], sync: Collective = SOLO): tf.Tensor {
+  if (training) return trainingBatchNorm(x, bn, sync, updates);
+  const inv = tf.mul(bn.gamma, tf.rsqrt(tf.add(bn.variance, BN_EPSILON)));
+  return tf.add(tf.mul(tf.sub(x, bn.mean), inv), bn.beta);
 }
 
 /** Moves the running statistics towards the batch ones (unbiased variance, as TensorFlow does) and frees them. */

@@ -2,39 +2,107 @@
  * Leaky integrate-and-fire over T steps, trained by backpropagation through time with a surrogate gradient.
  *
  * Forward, exactly the runtime's arithmetic (ARCHITECTURE.md): `v = beta*v + I` (one mul, one add, float32),
- * spike `s = v >= theta`, soft reset `v = v - theta*s`, `v = 0` at the start of every frame.
- * Backward: the Heaviside step has zero gradient almost everywhere, so its derivative is replaced by the
- * triangle surrogate `max(0, 1 - |v - theta|)` (width 1 on each side of the threshold, peak 1). The reset path
- * is kept in the graph: the gradient flows through `v - theta*s` into the previous step (full BPTT).
+ * spike `s = v >= theta_c`, soft reset `v = v - theta_c*s`, `v = 0` at the start of every frame.
+ * Backward: the Heaviside step has zero gradient almost everywhere, so its derivative is replaced by a triangle
+ * surrogate of half-width `w` and area 1, `max(0, 1 − |v − θ| / w) / w`: `w = 1` (`fixed`, peak 1) or `w = θ_c`
+ * (`theta`: the window follows a learned threshold, so a channel whose θ grows does not see a sharper, taller
+ * surrogate). The reset path is kept in the graph: the gradient flows through `v − θ·s` into the previous step
+ * (full BPTT).
+ *
+ * θ (per channel) and β (per layer) are tensors and get gradients, so they can be learned (PLIF-style); the
+ * runtime stores both per layer / per channel already, so a learned value folds into the file unchanged.
+ *
+ * The whole T-step recurrence and its gradient are one host op each (trainer/backend/host.ts): as tfjs ops the
+ * forward alone is ~8 kernels per step and the backward twice that.
  */
 import * as tf from '@tensorflow/tfjs';
+import { hostOp } from '../backend/host.js';
 
-/** Heaviside spike with the triangle surrogate gradient; theta is a constant of the layer. */
-export function spikeFn(theta: number): (v: tf.Tensor) => tf.Tensor {
-  return tf.customGrad((vIn, save) => {
-    const v = vIn as tf.Tensor;
-    (save as (tensors: tf.Tensor[]) => void)([v]);
-    return {
-      value: tf.cast(tf.greaterEqual(v, theta), 'float32'),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, tf.relu(tf.sub(1, tf.abs(tf.sub(saved[0]!, theta))))),
-    };
-  }) as (v: tf.Tensor) => tf.Tensor;
+export type Surrogate = 'fixed' | 'theta';
+
+export interface LifParams {
+  /** Threshold per channel, [C]. */
+  readonly theta: tf.Tensor;
+  /** Leak, [1]. */
+  readonly beta: tf.Tensor;
+}
+
+/** Membrane values (before reset) and spikes of every step; rows time-major, channels last. */
+function lifForward(I: Float32Array, theta: Float32Array, beta: number, T: number, u: Float32Array, s: Float32Array): void {
+  const M = I.length / T;
+  const C = theta.length;
+  for (let e = 0; e < M; e++) {
+    const th = theta[e % C]!;
+    let v = 0;
+    for (let t = 0, k = e; t < T; t++, k += M) {
+      v = t === 0 ? I[k]! : Math.fround(Math.fround(beta * v) + I[k]!);
+      u[k] = v;
+      const spike = v >= th ? 1 : 0;
+      s[k] = spike;
+      if (spike) v = Math.fround(v - th);
+    }
+  }
 }
 
 /**
- * Runs the LIF over T steps. `current` stacks the steps along axis 0, time-major: rows [t*N, (t+1)*N) are step t.
- * Returns the spikes in the same layout.
+ * Gradient of the T-step LIF. `g` is dL/ds, `u` the membrane before reset. Writes dL/dI to `dI` and returns
+ * dL/dθ per channel and dL/dβ. With v'_t = v_t − θ s_t the post-reset membrane and δ_t = dL/dv'_t (0 at the last
+ * step): dL/dv_t = g_t·σ_t + δ_t·(1 − θ σ_t), δ_{t−1} = β·dL/dv_t, dθ += −g_t σ_t + δ_t (θ σ_t − s_t),
+ * dβ += dL/dv_t · v'_{t−1}.
  */
-export function lif(current: tf.Tensor, T: number, beta: number, theta: number): tf.Tensor {
-  const steps = T === 1 ? [current] : tf.split(current, T, 0);
-  const spike = spikeFn(theta);
-  const out: tf.Tensor[] = [];
-  let v: tf.Tensor | undefined;
-  for (const I of steps) {
-    v = v === undefined ? I : tf.add(tf.mul(v, beta), I);
-    const s = spike(v);
-    out.push(s);
-    v = tf.sub(v, tf.mul(s, theta));
+function lifBackward(g: Float32Array, u: Float32Array, theta: Float32Array, beta: number, T: number, surrogate: Surrogate, dI: Float32Array): { dTheta: Float64Array; dBeta: number } {
+  const M = u.length / T;
+  const C = theta.length;
+  const dTheta = new Float64Array(C);
+  let dBeta = 0;
+  for (let e = 0; e < M; e++) {
+    const c = e % C;
+    const th = theta[c]!;
+    const w = surrogate === 'theta' ? th : 1;
+    let delta = 0, dth = 0;
+    for (let t = T - 1, k = e + (T - 1) * M; t >= 0; t--, k -= M) {
+      const v = u[k]!;
+      const sg = Math.max(0, 1 - Math.abs(v - th) / w) / w;
+      const s = v >= th ? 1 : 0;
+      const gs = g[k]!;
+      const dv = gs * sg + delta * (1 - th * sg);
+      dth += -gs * sg + delta * (th * sg - s);
+      dI[k] = dv;
+      if (t > 0) {
+        const prev = u[k - M]!;
+        dBeta += dv * (prev >= th ? prev - th : prev);
+        delta = beta * dv;
+      }
+    }
+    dTheta[c]! += dth;
   }
-  return T === 1 ? out[0]! : tf.concat(out, 0);
+  return { dTheta, dBeta };
+}
+
+/**
+ * Runs the LIF over T steps. `current` stacks the steps along axis 0, time-major: rows [t*N, (t+1)*N) are step t;
+ * channels are the last axis. Returns the spikes (0/1 float32) in the same layout.
+ */
+export function lif(current: tf.Tensor, T: number, p: LifParams, surrogate: Surrogate = 'fixed'): tf.Tensor {
+  const f = tf.customGrad((iIn, thetaIn, betaIn, save) => {
+    const I = iIn as tf.Tensor, theta = thetaIn as tf.Tensor, beta = betaIn as tf.Tensor;
+    const b = beta.dataSync()[0]!;
+    const [u, s] = hostOp([I, theta], [I.shape, I.shape], ([iv, tv], [uv, sv]) => lifForward(iv!, tv!, b, T, uv!, sv!));
+    (save as (tensors: tf.Tensor[]) => void)([u!, theta]);
+    return {
+      value: s!,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [us, ts] = saved as [tf.Tensor, tf.Tensor];
+        let grads: { dTheta: Float64Array; dBeta: number } | undefined;
+        const [dI] = hostOp([dy, us, ts], [us.shape], ([gv, uv, tv], [dv]) => { grads = lifBackward(gv!, uv!, tv!, b, T, surrogate, dv!); });
+        return [dI!, tf.tensor1d(Float32Array.from(grads!.dTheta)), tf.tensor1d([grads!.dBeta])];
+      },
+    };
+  });
+  return f(current, p.theta, p.beta) as tf.Tensor;
+}
+
+/** Constant LIF parameters (a layer whose θ and β are not learned, or a test). */
+export function lifConstants(channels: number, theta: number, beta: number): LifParams {
+  return { theta: tf.fill([channels], theta), beta: tf.tensor1d([beta]) };
 }

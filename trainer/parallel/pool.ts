@@ -1,10 +1,13 @@
 /**
  * Data-parallel training on one machine: worker threads, each with its own tfjs wasm backend (wasm in Node computes
  * on one thread, so a second core needs a second backend). The thread that owns the weights computes one shard
- * itself while the workers compute the others; each step sends the current weights along with the shard, so the
- * workers hold no state between steps.
+ * itself (rank 0) while the workers compute the others; each step sends the current weights along with the shard,
+ * so the workers hold no state between steps. All of them share one `CollectiveGroup` for batch norm's
+ * whole-batch statistics.
  */
 import { Worker } from 'node:worker_threads';
+import { CollectiveGroup } from './collective.js';
+import { plan } from '../model.js';
 import type { NetConfig } from '../model.js';
 import type { LossOptions } from '../recipe/loss.js';
 import type { Shard, ShardResult } from './shard.js';
@@ -17,18 +20,28 @@ export interface WorkerSetup {
   readonly loss: LossOptions;
 }
 
-export type WorkerRequest = { kind: 'setup'; setup: WorkerSetup } | { kind: 'step'; values: Float32Array[]; shard: Shard };
+export type WorkerRequest =
+  | { kind: 'setup'; setup: WorkerSetup; collective: { buffer: SharedArrayBuffer; capacity: number; maxLength: number } }
+  | { kind: 'step'; values: Float32Array[]; shard: Shard; rank: number };
 export type WorkerReply = { kind: 'ready' } | { kind: 'result'; result: ShardResult } | { kind: 'error'; message: string };
 
+/** A group for `threads` participants, sized for the widest BN layer of `net` (its forward sums: 2·C + 1). */
+export function collectiveFor(net: WorkerSetup['net'], threads: number): CollectiveGroup {
+  const widest = Math.max(...plan(net).map((l) => l.cout));
+  return new CollectiveGroup(threads, 2 * widest + 1);
+}
+
 export class GradientPool {
-  private constructor(private readonly workers: Worker[]) {}
+  private constructor(private readonly workers: Worker[], readonly group: CollectiveGroup) {}
 
   /** Starts `count` workers and waits until each has its backend and network. */
   static async start(count: number, setup: WorkerSetup): Promise<GradientPool> {
     const workers = Array.from({ length: count }, () => new Worker(new URL('./worker.mjs', import.meta.url)));
-    const pool = new GradientPool(workers);
+    const group = collectiveFor(setup.net, count + 1);
+    const pool = new GradientPool(workers, group);
+    const collective = { buffer: group.buffer, capacity: group.capacity, maxLength: group.maxLength };
     try {
-      await Promise.all(workers.map((w) => pool.call(w, { kind: 'setup', setup })));
+      await Promise.all(workers.map((w) => pool.call(w, { kind: 'setup', setup, collective })));
     } catch (err) {
       await pool.close();
       throw err;
@@ -40,9 +53,12 @@ export class GradientPool {
     return this.workers.length;
   }
 
-  /** Gradients of `shards[k]` on worker k with the weights `values` (trainables order). */
+  /**
+   * Gradients of `shards[k]` on worker k (rank k + 1 of the step's collective) with the weights `values`
+   * (trainables order). The caller has reset the group for the step and computes rank 0 itself.
+   */
   run(shards: Shard[], values: Float32Array[]): Promise<ShardResult[]> {
-    return Promise.all(shards.map((shard, k) => this.call(this.workers[k]!, { kind: 'step', values, shard }).then((r) => r as ShardResult)));
+    return Promise.all(shards.map((shard, k) => this.call(this.workers[k]!, { kind: 'step', values, shard, rank: k + 1 }).then((r) => r as ShardResult)));
   }
 
   async close(): Promise<void> {

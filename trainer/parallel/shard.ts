@@ -1,9 +1,10 @@
 /**
  * One training step split into shards: each shard's gradient is computed where the shard runs (this thread or a
  * worker), then combined where the weights and Adam's state live. The combined gradient is the size-weighted mean
- * of the shard gradients, i.e. the gradient of the batch's mean loss, except that batch norm takes its statistics
- * per shard (as data-parallel training without synchronised BN does); the running averages get the pooled
- * statistics of the whole batch. With one shard this is exactly the single-thread step.
+ * of the shard gradients, i.e. the gradient of the batch's mean loss: batch norm takes its statistics over the whole
+ * batch through a `Collective` (trainer/layers/batchnorm.ts), so a split step computes what one thread computes
+ * on the whole batch, up to float rounding. Every shard sees the same whole-batch BN statistics; the running
+ * averages get them once.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BnParams, BnUpdate } from '../layers/batchnorm.js';
@@ -12,6 +13,8 @@ import type { NetConfig, NetParams } from '../model.js';
 import { forward } from '../model.js';
 import type { LossOptions } from '../recipe/loss.js';
 import { seiLoss } from '../recipe/loss.js';
+import type { Collective } from './collective.js';
+import { SOLO } from './collective.js';
 
 /** Frames of one shard: raw pixels [n, ...frame], labels, and the teacher's logits [n, classes] under KD. */
 export interface Shard {
@@ -35,7 +38,7 @@ export interface ShardResult {
   readonly correct: number;
   /** Gradients of the shard's mean loss, in `trainables` order. */
   readonly grads: Float32Array[];
-  /** BN batch statistics, in the order the forward pass takes them (layer order). */
+  /** Whole-batch BN statistics, in the order the forward pass takes them (layer order). */
   readonly bn: BnStatistics[];
 }
 
@@ -57,8 +60,20 @@ export function splitBatch(batch: Shard, frameSize: number, classes: number, par
   return out.filter((s) => s.y.length > 0);
 }
 
-/** Forward over T steps, SEI loss, backward on one shard; the parameters are not touched. */
-export function shardGradients(net: NetConfig, params: NetParams, trainables: tf.Variable[], shard: Shard, frame: readonly [number, number, number], loss: LossOptions): ShardResult {
+/**
+ * Forward over T steps, SEI loss, backward on one shard; the parameters are not touched. `sync` joins the other
+ * shards of the step for batch norm; a failure aborts it, so the others stop waiting.
+ */
+export function shardGradients(net: NetConfig, params: NetParams, trainables: tf.Variable[], shard: Shard, frame: readonly [number, number, number], loss: LossOptions, sync: Collective = SOLO): ShardResult {
+  try {
+    return computeShard(net, params, trainables, shard, frame, loss, sync);
+  } catch (err) {
+    sync.abort();
+    throw err;
+  }
+}
+
+function computeShard(net: NetConfig, params: NetParams, trainables: tf.Variable[], shard: Shard, frame: readonly [number, number, number], loss: LossOptions, sync: Collective): ShardResult {
   const n = shard.y.length;
   const updates: BnUpdate[] = [];
   const out = tf.tidy(() => {
@@ -67,7 +82,7 @@ export function shardGradients(net: NetConfig, params: NetParams, trainables: tf
     const soft = shard.soft ? tf.tensor2d(shard.soft, [n, net.classes]) : undefined;
     let ok: tf.Tensor | undefined;
     const { value, grads } = tf.variableGrads(() => {
-      const res = forward(net, params, xt, true, updates);
+      const res = forward(net, params, xt, true, updates, sync);
       const { loss: l, logits } = seiLoss(res.stepLogits, yt, loss, soft);
       ok = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), yt), 'float32')));
       return l;
@@ -87,32 +102,32 @@ export function shardGradients(net: NetConfig, params: NetParams, trainables: tf
 
 /**
  * Applies the shards' combined gradient with `optimizer` and moves the BN running statistics (`bnParams`, in the
- * order of ShardResult.bn) toward the pooled batch statistics. Returns [mean loss, correct predictions].
+ * order of ShardResult.bn) toward the batch statistics. Returns [mean loss, correct predictions].
  */
-export function applyShards(optimizer: tf.Optimizer, trainables: tf.Variable[], bnParams: BnParams[], shards: ShardResult[]): [number, number] {
+export function applyShards(optimizer: Pick<tf.Optimizer, 'applyGradients'>, trainables: tf.Variable[], bnParams: BnParams[], micro: ShardResult[] | ShardResult[][]): [number, number] {
+  // One micro-batch or several (accumulated): the gradient is the frame-weighted mean over every shard of all.
+  const groups = (Array.isArray(micro[0]) ? micro : [micro]) as ShardResult[][];
+  const shards = groups.flat();
   const frames = shards.reduce((s, r) => s + r.frames, 0);
   const weights = shards.map((r) => r.frames / frames);
-  const mix = (pick: (r: ShardResult) => Float32Array, size: number) => {
-    const sum = new Float32Array(size);
-    shards.forEach((r, k) => {
-      const v = pick(r), w = weights[k]!;
-      for (let j = 0; j < size; j++) sum[j]! += w * v[j]!;
-    });
-    return sum;
-  };
   const grads: Record<string, tf.Tensor> = {};
-  trainables.forEach((v, i) => { grads[v.name] = tf.tensor(mix((r) => r.grads[i]!, v.size), v.shape); });
+  trainables.forEach((v, i) => {
+    const sum = new Float32Array(v.size);
+    shards.forEach((r, k) => {
+      const g = r.grads[i]!, w = weights[k]!;
+      for (let j = 0; j < sum.length; j++) sum[j]! += w * g[j]!;
+    });
+    grads[v.name] = tf.tensor(sum, v.shape);
+  });
   optimizer.applyGradients(grads);
   tf.dispose(Object.values(grads));
-  // Pooled statistics: the mean of the means, and the mean of (variance + mean²) minus the pooled mean².
-  const updates: BnUpdate[] = bnParams.map((bn, i) => {
-    const c = bn.mean.size;
-    const mean = mix((r) => r.bn[i]!.mean, c);
-    const variance = shards.length === 1 ? shards[0]!.bn[i]!.variance
-      : mix((r) => r.bn[i]!.variance.map((v, j) => v + r.bn[i]!.mean[j]! ** 2), c).map((s, j) => Math.max(0, s - mean[j]! ** 2));
-    const count = shards.reduce((s, r) => s + r.bn[i]!.count, 0);
-    return { bn, mean: tf.tensor1d(mean), variance: tf.tensor1d(variance), count };
-  });
-  applyBnUpdates(updates);
+  // Every shard of a micro-batch holds the same whole-micro-batch statistics: the running averages take each
+  // micro-batch's once, in order.
+  for (const group of groups) {
+    applyBnUpdates(bnParams.map((bn, i) => {
+      const st = group[0]!.bn[i]!;
+      return { bn, mean: tf.tensor1d(st.mean), variance: tf.tensor1d(st.variance), count: st.count };
+    }));
+  }
   return [shards.reduce((s, r, k) => s + weights[k]! * r.loss, 0), shards.reduce((s, r) => s + r.correct, 0)];
 }

@@ -4,25 +4,27 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index.js';
 import type { NetParams } from '../model.js';
 import { initParams, namedVariables } from '../model.js';
+import { CollectiveGroup } from './collective.js';
 import type { WorkerReply, WorkerRequest, WorkerSetup } from './pool.js';
 import { shardGradients } from './shard.js';
 
 const port = parentPort!;
-let state: { setup: WorkerSetup; params: NetParams; trainables: tf.Variable[] } | undefined;
+let state: { setup: WorkerSetup; params: NetParams; trainables: tf.Variable[]; group: CollectiveGroup } | undefined;
 
 port.on('message', async (request: WorkerRequest) => {
   try {
     if (request.kind === 'setup') {
       await initBackend({ preferWasm: true });
       const params = initParams(request.setup.net, request.setup.seed, 'worker/');
-      state = { setup: request.setup, params, trainables: namedVariables(params).filter((v) => v.trainable).map((v) => v.v) };
+      const { buffer, capacity, maxLength } = request.collective;
+      state = { setup: request.setup, params, trainables: namedVariables(params).filter((v) => v.trainable).map((v) => v.v), group: new CollectiveGroup(capacity, maxLength, buffer) };
       port.postMessage({ kind: 'ready' } satisfies WorkerReply);
       return;
     }
     if (!state) throw new Error('step before setup');
-    const { setup, params, trainables } = state;
+    const { setup, params, trainables, group } = state;
     tf.tidy(() => trainables.forEach((v, i) => v.assign(tf.tensor(request.values[i]!, v.shape))));
-    const result = shardGradients(setup.net, params, trainables, request.shard, setup.frame, setup.loss);
+    const result = shardGradients(setup.net, params, trainables, request.shard, setup.frame, setup.loss, group.join(request.rank));
     port.postMessage({ kind: 'result', result } satisfies WorkerReply, [...result.grads.map((g) => g.buffer), ...result.bn.flatMap((b) => [b.mean.buffer, b.variance.buffer])] as ArrayBuffer[]);
   } catch (err) {
     port.postMessage({ kind: 'error', message: err instanceof Error ? err.stack ?? err.message : String(err) } satisfies WorkerReply);
