@@ -101,6 +101,30 @@ for (const kernel of KERNELS) {
   });
 }
 
+for (const [name, spec] of [['conv', { blocks: FMNIST_BLOCKS.slice(0, 3) }], ['linear', { blocks: FMNIST_BLOCKS.slice(0, 2), linear: [40] }]] as const) {
+  test(`features (${name} last layer): each channel's spikes over space and T / (H*W*T), and the logits are the head on them`, () => {
+    const model = randomModel({ seed: 11, firstChannels: 16, ...spec });
+    const last = model.hidden[model.hidden.length - 1]!;
+    const [h, w, c] = last.kind === 'bconv' ? last.outShape : [1, 1, last.outFeatures];
+    const frame = Uint8Array.from({ length: 784 }, (_, i) => (i * 53) % 256);
+    for (const kernel of KERNELS) {
+      const r = createEngine(model, { kernel }).infer(frame, { record: true });
+      const spikes = r.trace![r.trace!.length - 1]!.spikes;
+      const counts = new Float64Array(c);
+      spikes.forEach((s, j) => (counts[j % c]! += s));
+      assert.deepEqual(r.features, counts.map((n) => n / (h * w * model.T)), kernel);
+      assert.ok(r.features.some((x) => x > 0), `${kernel}: some channel spikes`);
+      const { head } = model;
+      const logits = Float32Array.from({ length: head.outFeatures }, (_, o) => {
+        let sum = head.bias[o]!;
+        for (let i = 0; i < head.inFeatures; i++) sum += head.weight[o * head.inFeatures + i]! * r.features[i]!;
+        return sum;
+      });
+      assert.deepEqual(r.logits, logits, kernel);
+    }
+  });
+}
+
 test('kernel choice: auto picks wasm here; an unknown choice is a ConfigError naming the field', () => {
   assert.equal(createEngine(tinyModel()).kernel, 'wasm');
   assert.throws(() => createEngine(tinyModel(), { kernel: 'gpu' as never }), (err: unknown) => err instanceof ConfigError && err.field === 'kernel');

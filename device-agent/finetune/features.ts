@@ -41,32 +41,14 @@ export interface FeatureEngine {
   features(frame: Frame): Float64Array;
 }
 
-/**
- * The one place that knows where the rates come from. The engine exposes only logits, so the backbone runs under
- * an identity head: its logits are the rates themselves, stored as float32. The rate is count / (H*W*T) with an
- * integer count far below 2^23, so rounding logit * H*W*T recovers the count exactly and the division gives the
- * very double the engine's head multiplies. This costs one plain inference (no trace recording); an engine field
- * holding the counts would replace it here alone.
- */
+/** The engine's own head input (InferResult.features): one plain inference per frame, no trace recording. */
 export function featureEngine(model: BwsnnModel, options: { readonly kernel?: KernelChoice } = {}): FeatureEngine {
-  const dim = model.head.inFeatures;
-  const last = model.hidden.length ? model.hidden[model.hidden.length - 1]! : model.first;
-  const divisor = (last.kind === 'blinear' ? 1 : last.outShape[0] * last.outShape[1]) * model.T;
-  if (divisor >= 2 ** 22) throw new ConfigError(`model: expected H*W*T of the last layer below 2^22 (exact spike counts through float32), got ${divisor}`, 'model');
-  const weight = new Float32Array(dim * dim);
-  for (let c = 0; c < dim; c++) weight[c * dim + c] = 1;
-  const probe = createEngine(
-    { ...model, labels: Array.from({ length: dim }, (_, c) => `rate${c}`), head: { inFeatures: dim, outFeatures: dim, weight, bias: new Float32Array(dim) } },
-    options.kernel ? { kernel: options.kernel } : {},
-  );
+  const engine = createEngine(model, options.kernel ? { kernel: options.kernel } : {});
   return {
     backbone: backboneId(model),
-    dim,
-    kernel: probe.kernel,
-    features(frame: Frame): Float64Array {
-      const { logits } = probe.infer(frame);
-      return Float64Array.from(logits, (rate) => Math.round(rate * divisor) / divisor);
-    },
+    dim: model.head.inFeatures,
+    kernel: engine.kernel,
+    features: (frame: Frame): Float64Array => engine.infer(frame).features,
   };
 }
 

@@ -42,10 +42,11 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
     const pixels = validateFrame(frame, model.input);
     const out = runner.run(pixels, options.record === true);
     const { head } = model;
+    const features = Float64Array.from(out.lastCounts, (count) => count / rateDivisor);
     const logits = new Float32Array(head.outFeatures);
     for (let o = 0; o < head.outFeatures; o++) {
       let sum = head.bias[o]!;
-      for (let c = 0; c < head.inFeatures; c++) sum += head.weight[o * head.inFeatures + c]! * (out.lastCounts[c]! / rateDivisor);
+      for (let c = 0; c < head.inFeatures; c++) sum += head.weight[o * head.inFeatures + c]! * features[c]!;
       logits[o] = sum;
     }
     let prediction = 0;
@@ -59,6 +60,7 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
       prediction,
       confidence: 1 / z,
       spikeRates: Float32Array.from(out.layerSpikes, (s, i) => s / neuronSteps[i]!),
+      features,
       synOps,
       latencyMs: performance.now() - started,
     };

@@ -22,6 +22,11 @@ export interface InferResult {
   /** Per layer (first, then hidden), the fraction of neuron-steps that spiked. */
   readonly spikeRates: Float32Array;
   /**
+   * The head's input: per channel of the last layer, its spike rate over space and the T steps (count / (H*W*T)),
+   * exactly the float64 values the head multiplies. What fine-tuning trains a new head on.
+   */
+  readonly features: Float64Array;
+  /**
    * Synaptic operations performed for this frame: for every binary layer and step, the number of input
    * spikes times the fan-out each one drives (k*k*cout/stride^2 for a conv, outFeatures for a linear).
    */
