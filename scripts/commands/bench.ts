@@ -1,20 +1,20 @@
 /**
  * `sei bench`: the WASM binary kernel and engine side by side with onnxruntime-node, one thread each, in one run.
- * - kernel: one binary conv 64→64, 14×14, 3×3 at the model's measured spike rate (bench/kernel.ts) vs the same
- *   FP32 conv on onnxruntime (full optimisation) vs the bare AND/popcount ceiling;
+ * - kernel: one binary conv 64→64, 14×14, 3×3 at the model's measured spike rate (scripts/bench/kernel.ts) vs the
+ *   same FP32 conv on onnxruntime (full optimisation) vs the bare AND/popcount ceiling;
  * - model: engine frames/s vs onnxruntime on the ANN twin (full optimisation, what a user deploying it gets) and
  *   on the SNN twin (optimisations disabled, the bit-exact configuration);
- * - the device agent end to end (bench/agent.ts) against the bare engine;
+ * - the device agent end to end (scripts/bench/agent.ts) against the bare engine;
  * - sizes: .bwsnn vs the ANN's .onnx.
  */
 import { statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import type { Command } from 'commander';
-import { agentBenchFields, benchAgent } from '../../bench/agent.js';
-import { benchEngine, benchKernel } from '../../bench/kernel.js';
-import { machineInfo } from '../../bench/machine.js';
-import { setClock } from '../../bench/timing.js';
-import { convMacs, ortConv, ortFrames, type ConvShape } from '../../bench/ort.js';
+import { agentBenchFields, benchAgent } from '../bench/agent.js';
+import { benchEngine, benchKernel } from '../bench/kernel.js';
+import { machineInfo } from '../bench/machine.js';
+import { setClock } from '../bench/timing.js';
+import { convMacs, ortConv, ortFrames, type ConvShape } from '../bench/ort.js';
 import { ConfigError } from '../../runtime/errors.js';
 import { mapShape, readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
 import type { BwsnnModel } from '../../runtime/index.js';

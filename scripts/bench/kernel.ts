@@ -3,12 +3,12 @@
  * a bare WASM AND-popcount loop over the same number of bits, the two run in alternating short rounds so both
  * see the same machine load, and the best round of each counts.
  */
-import type { BinaryConvLayer, BwsnnModel } from '../runtime/format/model.js';
-import { rowWords } from '../runtime/format/model.js';
-import { createEngine } from '../runtime/index.js';
-import type { KernelChoice } from '../runtime/index.js';
-import { bareLoop, singleLayer } from '../runtime/kernels/wasm/planner.js';
-import { rng } from '../runtime/data/random.js';
+import type { BinaryConvLayer, BwsnnModel } from '../../runtime/format/model.js';
+import { rowWords } from '../../runtime/format/model.js';
+import { createEngine } from '../../runtime/index.js';
+import type { KernelChoice } from '../../runtime/index.js';
+import { bareLoop, singleLayer } from '../../runtime/kernels/wasm/planner.js';
+import { rng } from '../../runtime/data/random.js';
 import { measure } from './timing.js';
 
 export interface KernelBenchOptions {

@@ -7,9 +7,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { Agent, startBroker } from '../device-agent/index.js';
-import { createEngine, sampleFrames, writeBwsnn } from '../runtime/index.js';
-import type { BwsnnModel, KernelChoice } from '../runtime/index.js';
+import { Agent, startBroker } from '../../device-agent/index.js';
+import { createEngine, sampleFrames, writeBwsnn } from '../../runtime/index.js';
+import type { BwsnnModel, KernelChoice } from '../../runtime/index.js';
 
 export interface AgentBenchOptions {
   /** Measured seconds after warm-up. Default 5. */

@@ -2,10 +2,10 @@
  * The onnxruntime-node side of `sei bench`: one FP32 Conv node of the kernel benchmark's shape, and whole-model
  * frames/s of an ONNX twin. One thread each (intraOpNumThreads = interOpNumThreads = 1).
  */
-import { Graph, convAttrs, TWIN_OUTPUT } from '../trainer/export/onnx.js';
-import { openOrt } from '../trainer/export/ort.js';
-import type { Shape3 } from '../runtime/format/model.js';
-import { rng } from '../runtime/data/random.js';
+import { Graph, convAttrs, TWIN_OUTPUT } from '../../trainer/export/onnx.js';
+import { openOrt } from '../../trainer/export/ort.js';
+import type { Shape3 } from '../../runtime/format/model.js';
+import { rng } from '../../runtime/data/random.js';
 import { measure } from './timing.js';
 
 export interface ConvShape {
