@@ -20,9 +20,10 @@ test('train, export and eval agree through the CLI', () => {
   assert.equal(trained['interrupted'], false);
   assert.equal(trained['epochs'], 1);
   assert.ok(existsSync(join(run, 'last.json')) && existsSync(join(run, 'best.bin')));
-  // --resume keeps the run's own settings (--lr 0.005, width 4) unless a flag is given again; --epochs raises the
-  // budget; --teacher trains the ANN twin first and distils from it for the rest of the run.
-  const resumed = sei('train', '--out', run, '--resume', '--epochs', '2', '--teacher', '--teacher-epochs', '1', '--json');
+  // --resume keeps the run's own settings (--lr 0.005, width 4) unless a flag is given again; its schedule is fixed,
+  // --extend adds a phase; --teacher trains the ANN twin first and distils from it for the rest of the run.
+  assert.throws(() => sei('train', '--out', run, '--resume', '--epochs', '2'), (err: { status: number; stderr: string }) => err.status === 2 && /--extend/.test(err.stderr) && !/\n\s+at /.test(err.stderr));
+  const resumed = sei('train', '--out', run, '--resume', '--extend', '1', '--teacher', '--teacher-epochs', '1', '--json');
   assert.equal(resumed['epochs'], 2);
   assert.equal(typeof resumed['teacherTestAccuracy'], 'number');
   const stored = JSON.parse(readFileSync(join(run, 'last.json'), 'utf8')) as { config: { lr: number; epochs: number; net: { width: number }; loss: { kdWeight: number } } };

@@ -74,7 +74,8 @@ test('resuming keeps the schedule; --extend adds a phase with its own warm-up; t
   const rates: number[] = [];
   const dir = join(tmp, 'sched');
   let batches = 0;
-  await fit('student', cfg, small, dir, { resume: false, engine: backend.engine, hooks: { shouldStop: () => ++batches === 9 } });
+  // 192 training frames: 6 batches an epoch, so the run stops in the middle of its second epoch.
+  await fit('student', cfg, small, dir, { resume: false, engine: backend.engine, hooks: { shouldStop: () => ++batches === 9, onEpoch: (_role, e) => rates.push(e.lr!) } });
   const r = await fit('student', cfg, small, dir, { resume: true, engine: backend.engine, hooks: { onEpoch: (_role, e) => rates.push(e.lr!) } });
   // The rate at each epoch's end is the uninterrupted schedule's, whatever the interruption.
   assert.deepEqual(rates.map((x) => x.toPrecision(6)), [learningRate(cfg, 1 - 1e-9), learningRate(cfg, 2 - 1e-9)].map((x) => x.toPrecision(6)));

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { hasCheckpoint } from '../../trainer/checkpoint.js';
 import type { BatchEvent, RunState, TrainConfig } from '../../trainer/train.js';
-import { accuracy, predict } from '../../trainer/train.js';
+import { accuracy, extendSchedule, predict, schedule } from '../../trainer/train.js';
 import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
 import { printJson } from '../output.js';
 
@@ -24,7 +24,13 @@ export interface TrainFlags {
   data?: string;
   epochs: number;
   batch: number;
+  microBatch?: number;
   lr: number;
+  latentLr?: number;
+  lif: 'fixed' | 'learn';
+  surrogate: 'fixed' | 'theta';
+  initFrom?: string;
+  extend?: number;
   lrFinal: number;
   warmup: number;
   width: number;
@@ -39,6 +45,7 @@ export interface TrainFlags {
   teacherOnnx?: string;
   kdWeight: number;
   kdTemperature: number;
+  kdPerStep: number;
   augment: boolean;
   seed: number;
   resume?: boolean;
@@ -64,13 +71,18 @@ export function runOptions(cmd: Command): Command {
     .option('--data <dir>', 'Fashion-MNIST folder (IDX gz); default /usr/share/datasets/fashion-mnist')
     .option('--threads <n>', 'cores to train on: data-parallel worker threads, one wasm backend each (the batch is split; BN statistics are per shard)', num('--threads', 1, 64, true), availableParallelism())
     .option('--epochs <n>', 'student epochs', num('--epochs', 1, 1000, true), 30)
-    .option('--batch <n>', 'batch size', num('--batch', 1, 4096, true), 64)
+    .option('--batch <n>', 'frames per optimizer step', num('--batch', 1, 4096, true), 64)
+    .option('--micro-batch <n>', 'frames per forward/backward pass (batch norm statistics over it, across threads); gradients of --batch / N passes are accumulated (default: --batch)', num('--micro-batch', 1, 4096, true))
     .option('--lr <x>', 'peak learning rate (Adam)', num('--lr', 0), 2e-3)
+    .option('--latent-lr <x>', 'peak learning rate of the binary layers\' latent weights (own Adam, clipped to [-1, 1]; default: --lr)', num('--latent-lr', 0))
     .option('--lr-final <x>', 'final learning rate as a fraction of --lr (cosine decay)', num('--lr-final', 0, 1), 0.01)
     .option('--warmup <epochs>', 'linear warmup, epochs', num('--warmup', 0), 0.3)
     .option('--width <n>', 'channels of the first stage (stages: w, 2w, 4w)', num('--width', 1, 512, true), DEFAULT_NET.width)
     .option('--T <n>', 'time steps', num('--T', 1, 16, true), DEFAULT_NET.T)
-    .option('--beta <x>', 'LIF leak', num('--beta', 0, 1), DEFAULT_NET.beta)
+    .option('--beta <x>', 'LIF leak (initial value with --lif learn)', num('--beta', 0, 1), DEFAULT_NET.beta)
+    .addOption(new Option('--lif <kind>', 'fixed: θ = 1 and --beta in every layer; learn: θ per channel and β per layer are trained').choices(['fixed', 'learn']).default('fixed'))
+    .addOption(new Option('--surrogate <kind>', 'surrogate gradient window: fixed (half-width 1) or theta (half-width θ)').choices(['fixed', 'theta']).default('fixed'))
+    .option('--init-from <run>', 'start the student from this run folder\'s checkpoint (best, else last), e.g. an FP-weight SNN (two-stage training)')
     .addOption(new Option('--shortcuts <kind>', 'multi: around every binary conv (SEI); plain: every second conv').choices(['multi', 'plain']).default('multi'))
     .addOption(new Option('--weights <kind>', 'hidden weights: binary (BWSNN) or float (FP-weight SNN, not exportable)').choices(['binary', 'float']).default('binary'))
     .option('--per-step <w>', 'weight of the per-step CE terms of the self-ensemble loss', num('--per-step', 0), 0)
@@ -79,7 +91,8 @@ export function runOptions(cmd: Command): Command {
     .option('--teacher-epochs <n>', 'epochs of the ANN teacher', num('--teacher-epochs', 1, 1000, true), 10)
     .option('--teacher-onnx <file>', 'distil from an ONNX classifier (NCHW float32 raw pixels); logits cached')
     .option('--kd-weight <w>', 'weight of the distillation term in [0, 1]', num('--kd-weight', 0, 1), 0.7)
-    .option('--kd-temperature <tau>', 'distillation temperature', num('--kd-temperature', 0.1), 4)
+    .option('--kd-temperature <tau>', 'distillation temperature', num('--kd-temperature', 0.1), 1)
+    .option('--kd-per-step <w>', 'weight of distillation on each step\'s logits, beside the mean logits\' (0: the mean only)', num('--kd-per-step', 0), 0)
     .option('--no-augment', 'no flips or shifts')
     .option('--seed <n>', 'seed of initialisation, shuffling and augmentation', num('--seed', 0, 2 ** 31, true), 1)
     .option('--train-limit <n>', 'train on the first N frames of the training split only', num('--train-limit', 1, 60000, true))
@@ -89,18 +102,22 @@ export function runOptions(cmd: Command): Command {
 
 export function configFromFlags(f: TrainFlags): TrainConfig {
   if (f.teacher && f.teacherOnnx) throw new ConfigError('--teacher and --teacher-onnx: expected at most one, got both', '--teacher');
+  if (f.microBatch && (f.microBatch > f.batch || f.batch % f.microBatch !== 0)) throw new ConfigError(`--micro-batch: expected a divisor of --batch ${f.batch}, got ${f.microBatch}`, '--micro-batch');
   if (f.weights === 'float' && !f.json) process.stderr.write('note: --weights float trains an FP-weight SNN; it evaluates but does not export to .bwsnn\n');
   return {
-    net: { ...DEFAULT_NET, width: f.width, T: f.T, beta: f.beta, shortcuts: f.shortcuts, weights: f.weights },
+    net: { ...DEFAULT_NET, width: f.width, T: f.T, beta: f.beta, shortcuts: f.shortcuts, weights: f.weights, lif: f.lif, surrogate: f.surrogate },
     epochs: f.epochs,
     batchSize: f.batch,
+    ...(f.microBatch && f.microBatch < f.batch ? { microBatch: f.microBatch } : {}),
+    ...(f.latentLr !== undefined ? { latentLr: f.latentLr } : {}),
+    ...(f.initFrom ? { initFrom: f.initFrom } : {}),
     lr: f.lr,
     lrFinal: f.lrFinal,
     warmupEpochs: f.warmup,
     seed: f.seed,
     data: { ...(f.data ? { dir: f.data } : {}), valSize: f.valSize, ...(f.trainLimit ? { trainLimit: f.trainLimit } : {}) },
     augment: f.augment ? DEFAULT_AUGMENT : null,
-    loss: { perStep: f.perStep, kdWeight: f.teacher || f.teacherOnnx ? f.kdWeight : 0, kdTemperature: f.kdTemperature, labelSmoothing: f.labelSmoothing },
+    loss: { perStep: f.perStep, kdWeight: f.teacher || f.teacherOnnx ? f.kdWeight : 0, kdTemperature: f.kdTemperature, labelSmoothing: f.labelSmoothing, ...(f.kdPerStep ? { kdPerStep: f.kdPerStep } : {}) },
     teacher: f.teacher ? { kind: 'ann', epochs: f.teacherEpochs } : f.teacherOnnx ? { kind: 'onnx', file: f.teacherOnnx } : null,
     valRecalibrate: f.recalibrate,
   };
@@ -108,22 +125,34 @@ export function configFromFlags(f: TrainFlags): TrainConfig {
 
 /**
  * The config of a resumed run: the stored one, with only the flags given on this command line applied on top
- * (a default must not silently replace what the run was started with). Network, data and seed never change.
+ * (a default must not silently replace what the run was started with). Network, data, seed and the learning-rate
+ * schedule never change; `--extend N` appends a phase of N epochs (peak `--lr`, `--lr-final`, `--warmup` if given,
+ * else the last phase's).
  */
 export function resumeConfig(stored: TrainConfig, f: TrainFlags, given: (flag: keyof TrainFlags) => boolean): TrainConfig {
   const fresh = configFromFlags(f);
   const pick = <K extends keyof TrainFlags, V>(flag: K, now: V, before: V): V => (given(flag) ? now : before);
   const newTeacher = given('teacher') || given('teacherOnnx');
+  for (const flag of ['epochs', 'lr', 'lrFinal', 'warmup'] as const) {
+    if (given(flag) && !f.extend) {
+      const name = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+      throw new ConfigError(`${name}: a run's schedule is fixed when it starts (${stored.epochs} epochs, peak lr ${stored.lr}); add epochs with --extend N (and --lr/--lr-final/--warmup for that phase)`, name);
+    }
+  }
+  if (given('epochs')) throw new ConfigError('--epochs: with --extend, the epochs come from --extend', '--epochs');
+  const phases = schedule(stored);
+  const last = phases[phases.length - 1]!;
+  const base: TrainConfig = f.extend
+    ? extendSchedule({ ...stored, schedule: phases }, f.extend, { lr: pick('lr', fresh.lr, last.lr), lrFinal: pick('lrFinal', fresh.lrFinal, last.lrFinal), warmupEpochs: pick('warmup', fresh.warmupEpochs, last.warmupEpochs) })
+    : stored;
   return {
-    ...stored,
-    epochs: pick('epochs', fresh.epochs, stored.epochs),
-    lr: pick('lr', fresh.lr, stored.lr),
-    lrFinal: pick('lrFinal', fresh.lrFinal, stored.lrFinal),
+    ...base,
     loss: {
       perStep: pick('perStep', fresh.loss.perStep, stored.loss.perStep),
       labelSmoothing: pick('labelSmoothing', fresh.loss.labelSmoothing, stored.loss.labelSmoothing),
       kdWeight: newTeacher || given('kdWeight') ? fresh.loss.kdWeight : stored.loss.kdWeight,
       kdTemperature: pick('kdTemperature', fresh.loss.kdTemperature, stored.loss.kdTemperature),
+      ...(given('kdPerStep') ? (fresh.loss.kdPerStep ? { kdPerStep: fresh.loss.kdPerStep } : {}) : stored.loss.kdPerStep ? { kdPerStep: stored.loss.kdPerStep } : {}),
     },
     teacher: newTeacher ? fresh.teacher : stored.teacher,
     valRecalibrate: pick('recalibrate', f.recalibrate, stored.valRecalibrate ?? RECALIBRATE_BATCHES),
@@ -182,7 +211,9 @@ export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume
     stopRequested = true;
     log('\nstopping after this batch (Ctrl+C again to abort without saving)…');
   };
+  // SIGTERM (systemd, kill, a scheduler taking the machine back) saves like Ctrl+C.
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
   const t0 = performance.now();
   try {
     const result = await runTraining(cfg, data, out, {
@@ -222,6 +253,7 @@ export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume
     return summary;
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
   }
 }
 
@@ -230,6 +262,7 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'run folder: checkpoints (last, best), teacher/, cached soft labels')
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('--save-every <batches>', 'also checkpoint every N batches inside an epoch', num('--save-every', 1, 1e9, true))
+    .option('--extend <epochs>', 'with --resume: add a schedule phase of N epochs (its own warm-up; --lr, --lr-final, --warmup set it)', num('--extend', 1, 1000, true))
     .option('--json', 'print a JSON summary on the last line')
     .action(async (f: TrainFlags, cmd: Command) => {
       const stored = f.resume ? storedConfig(f.out) : undefined;

@@ -4,7 +4,9 @@
  *   on the mean spike rate, which is what the runtime computes); cross-entropy is taken on that mean. Optional
  *   per-step terms add `perStep × mean_t CE(logits_t)`, which pushes every step to be right on its own.
  * - Knowledge distillation: `kdWeight × tau² × KL(softmax(teacher/tau) ‖ softmax(student/tau))` on the mean
- *   logits, the hard-label part weighted `1 − kdWeight` (tau² keeps the gradient scale independent of tau).
+ *   logits, plus `kdPerStep ×` the mean of the same term on each step's logits (each step distilled on its own, the
+ *   self-ensemble's members), the hard-label part weighted `1 − kdWeight` (tau² keeps the gradient scale independent
+ *   of tau).
  */
 import * as tf from '@tensorflow/tfjs';
 
@@ -17,6 +19,8 @@ export interface LossOptions {
   readonly kdTemperature: number;
   /** Label smoothing of the hard targets. */
   readonly labelSmoothing: number;
+  /** Weight of the per-step distillation terms relative to the one on the mean logits (absent: 0). */
+  readonly kdPerStep?: number;
 }
 
 export const DEFAULT_LOSS: LossOptions = { perStep: 0, kdWeight: 0, kdTemperature: 1, labelSmoothing: 0 };
@@ -34,9 +38,11 @@ export function seiLoss(stepLogits: tf.Tensor3D, labels: tf.Tensor1D, opts: Loss
   if (!teacherLogits || opts.kdWeight <= 0) return { loss: hard, logits };
   const tau = opts.kdTemperature;
   const pt = tf.softmax(tf.div(teacherLogits, tau));
-  const logPs = tf.logSoftmax(tf.div(logits, tau));
   const logPt = tf.log(tf.add(pt, 1e-12));
-  const kl = tf.mean(tf.sum(tf.mul(pt, tf.sub(logPt, logPs)), 1));
-  const loss = tf.add(tf.mul(hard, 1 - opts.kdWeight), tf.mul(kl, opts.kdWeight * tau * tau)) as tf.Scalar;
+  const kl = (student: tf.Tensor) => tf.mean(tf.sum(tf.mul(pt, tf.sub(logPt, tf.logSoftmax(tf.div(student, tau)))), 1));
+  let soft = kl(logits);
+  const perStep = opts.kdPerStep ?? 0;
+  if (perStep > 0 && T > 1) soft = tf.add(soft, tf.mul(tf.mean(tf.stack(tf.unstack(stepLogits, 0).map(kl))), perStep));
+  const loss = tf.add(tf.mul(hard, 1 - opts.kdWeight), tf.mul(soft, opts.kdWeight * tau * tau)) as tf.Scalar;
   return { loss, logits };
 }
