@@ -7,7 +7,7 @@
  *
  * The T steps are stacked on the batch axis (time-major), so each conv runs once over T·N maps and each BN takes
  * its statistics over all steps at once; only the LIF loops over time. Layout: the 32-64-128 network of
- * test/fixtures/random-model.ts FMNIST_BLOCKS, scaled by `width` (channels width, width, 2w, 2w, 4w, 4w).
+ * runtime/format/random-model.ts FMNIST_BLOCKS, scaled by `width` (channels width, width, 2w, 2w, 4w, 4w).
  *
  * Variants (for the teacher and the ablation): `neuron: 'relu'` is the ANN twin (float weights, ReLU, T = 1);
  * `weights: 'float'` keeps full-precision weights in an SNN; `shortcuts: 'plain'` puts a shortcut only on every
