@@ -50,15 +50,8 @@ export interface MetricsRecord {
   readonly json: string;
 }
 
-export interface RetentionLimits {
-  /** Metrics snapshots kept. */
-  readonly metricsHistory: number;
-  /** Prediction log: rows kept and maximum age in seconds. */
-  readonly predictionRows: number;
-  readonly predictionMaxAge: number;
-  /** Outbox rows kept (the oldest are dropped beyond, and counted). */
-  readonly outboxMax: number;
-}
+/** The `store` section's retention fields (declared, with their defaults, in ../config-schema.ts). */
+export type { RetentionLimits } from '../config-schema.js';
 
 /**
  * Where fine-tuning's computed features live between runs, per (backbone fingerprint, frame id); a frame id names
@@ -111,4 +104,4 @@ export interface StateStore {
   close(): void;
 }
 
-export const DEFAULT_LIMITS: RetentionLimits = { metricsHistory: 1000, predictionRows: 10_000, predictionMaxAge: 86_400, outboxMax: 100_000 };
+export { DEFAULT_LIMITS } from '../config-schema.js';
