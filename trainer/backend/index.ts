@@ -38,8 +38,28 @@ export async function initBackend(opts: { preferWasm?: boolean } = {}): Promise<
   setThreadsCount(1);
   if (!(await tf.setBackend('wasm'))) throw new Error('neither tfjs-node nor the tfjs wasm backend could be initialised');
   await tf.ready();
+  shareIdentity();
   active = { engine: 'wasm', threads: 1 };
   return active;
+}
+
+/**
+ * tfjs saves every tensor a gradient needs through `clone` (the Identity kernel), and wasm's Identity copies the data:
+ * a full copy of every conv input, LIF membrane and BN input per step. Tensors are immutable (a variable's `assign`
+ * swaps its data, it never writes into it), so the clone can share the data with a reference count, as wasm's own
+ * Reshape does.
+ */
+function shareIdentity(): void {
+  tf.unregisterKernel('Identity', 'wasm');
+  tf.registerKernel({
+    kernelName: 'Identity',
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const x = inputs['x']!;
+      (backend as unknown as { incRef(dataId: object): void }).incRef(x.dataId);
+      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+    },
+  });
 }
 
 /** One line for logs: which engine trains. */

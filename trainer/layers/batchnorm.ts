@@ -39,15 +39,19 @@ export interface BnUpdate {
 
 /** Per-channel sums of x and x² over the rows, and the row count, reduced over all threads. */
 function statistics(x: Float32Array, C: number, sync: Collective): { mean: Float64Array; variance: Float64Array; rows: number; localRows: number } {
-  const sums = new Float64Array(2 * C + 1);
-  const localRows = x.length / C;
-  for (let i = 0; i < x.length; i += C) {
+  const s1 = new Float64Array(C), s2 = new Float64Array(C);
+  const n = x.length;
+  for (let i = 0; i < n; i += C) {
     for (let c = 0; c < C; c++) {
       const v = x[i + c]!;
-      sums[c]! += v;
-      sums[C + c]! += v * v;
+      s1[c] = s1[c]! + v;
+      s2[c] = s2[c]! + v * v;
     }
   }
+  const localRows = n / C;
+  const sums = new Float64Array(2 * C + 1);
+  sums.set(s1, 0);
+  sums.set(s2, C);
   sums[2 * C] = localRows;
   const all = sync.allReduce(sums);
   const rows = all[2 * C]!;
@@ -59,58 +63,83 @@ function statistics(x: Float32Array, C: number, sync: Collective): { mean: Float
   return { mean, variance, rows, localRows };
 }
 
+/** y = x·scale_c + shift_c. */
+function affine(x: Float32Array, scale: Float32Array, shift: Float32Array, y: Float32Array): void {
+  const C = scale.length, n = x.length;
+  for (let i = 0; i < n; i += C) for (let c = 0; c < C; c++) y[i + c] = x[i + c]! * scale[c]! + shift[c]!;
+}
+
+/** Per channel Σ dy and Σ dy·x̂ (x̂ = (x − mean)·inv). */
+function gradientSums(dy: Float32Array, x: Float32Array, mean: Float64Array, inv: Float64Array): { dBeta: Float64Array; dGamma: Float64Array } {
+  const C = mean.length, n = x.length;
+  const dBeta = new Float64Array(C), dGamma = new Float64Array(C);
+  for (let i = 0; i < n; i += C) {
+    for (let c = 0; c < C; c++) {
+      const d = dy[i + c]!;
+      dBeta[c] = dBeta[c]! + d;
+      dGamma[c] = dGamma[c]! + d * (x[i + c]! - mean[c]!);
+    }
+  }
+  for (let c = 0; c < C; c++) dGamma[c] = dGamma[c]! * inv[c]!;
+  return { dBeta, dGamma };
+}
+
+/** dx = inv·(γ·dy − a − x̂·k), folded into dx = p·dy + q·x + r per channel. */
+function inputGradient(dy: Float32Array, x: Float32Array, mean: Float64Array, inv: Float64Array, gamma: Float32Array, a: Float64Array, k: Float64Array, dx: Float32Array): void {
+  const C = mean.length, n = x.length;
+  const p = new Float64Array(C), q = new Float64Array(C), r = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    p[c] = inv[c]! * gamma[c]!;
+    q[c] = -inv[c]! * inv[c]! * k[c]!;
+    r[c] = -inv[c]! * a[c]! - q[c]! * mean[c]!;
+  }
+  for (let i = 0; i < n; i += C) for (let c = 0; c < C; c++) dx[i + c] = p[c]! * dy[i + c]! + q[c]! * x[i + c]! + r[c]!;
+}
+
 function trainingBatchNorm(x: tf.Tensor, bn: BnParams, sync: Collective, updates?: BnUpdate[]): tf.Tensor {
   const C = x.shape[x.rank - 1]!;
   const f = tf.customGrad((xIn, gammaIn, betaIn, save) => {
     const xt = xIn as tf.Tensor, gamma = gammaIn as tf.Tensor, beta = betaIn as tf.Tensor;
     const g = gamma.dataSync() as Float32Array, b = beta.dataSync() as Float32Array;
-    let st: ReturnType<typeof statistics> | undefined;
+    const stats: Array<ReturnType<typeof statistics>> = [];
     const inv = new Float64Array(C);
     const [y] = hostOp([xt], [xt.shape], ([xv], [yv]) => {
-      st = statistics(xv!, C, sync);
+      const st = statistics(xv!, C, sync);
+      stats.push(st);
       const scale = new Float32Array(C), shift = new Float32Array(C);
       for (let c = 0; c < C; c++) {
         inv[c] = 1 / Math.sqrt(st.variance[c]! + BN_EPSILON);
         scale[c] = g[c]! * inv[c]!;
         shift[c] = b[c]! - st.mean[c]! * scale[c]!;
       }
-      for (let i = 0; i < xv!.length; i += C) for (let c = 0; c < C; c++) yv![i + c] = xv![i + c]! * scale[c]! + shift[c]!;
+      affine(xv!, scale, shift, yv!);
     });
-    const { mean, variance, rows, localRows } = st!;
+    const { mean, variance, rows, localRows } = stats[0]!;
     updates?.push({ bn, mean: tf.keep(tf.tensor1d(Float32Array.from(mean))), variance: tf.keep(tf.tensor1d(Float32Array.from(variance))), count: rows });
     (save as (tensors: tf.Tensor[]) => void)([xt]);
     const share = localRows / rows;
     return {
       value: y!,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const dGamma = new Float64Array(C), dBeta = new Float64Array(C);
+        const sums: Array<ReturnType<typeof gradientSums>> = [];
         const [dx] = hostOp([dy, saved[0]!], [dy.shape], ([gv, xv], [dxv]) => {
-          for (let i = 0; i < xv!.length; i += C) {
-            for (let c = 0; c < C; c++) {
-              const d = gv![i + c]!;
-              dBeta[c]! += d;
-              dGamma[c]! += d * (xv![i + c]! - mean[c]!) * inv[c]!;
-            }
-          }
+          const s = gradientSums(gv!, xv!, mean, inv);
+          sums.push(s);
           const local = new Float64Array(2 * C);
           for (let c = 0; c < C; c++) {
-            local[c] = share * g[c]! * dBeta[c]!;
-            local[C + c] = share * g[c]! * dGamma[c]!;
+            local[c] = share * g[c]! * s.dBeta[c]!;
+            local[C + c] = share * g[c]! * s.dGamma[c]!;
           }
-          const all = sync.allReduce(local);
           // dx = (γ·dy − (Σ w·γ·dy)/(rows·w_k) − x̂ · (Σ w·γ·dy·x̂)/(rows·w_k)) / σ, the sums taken over every thread.
+          const all = sync.allReduce(local);
           const a = new Float64Array(C), k = new Float64Array(C);
           for (let c = 0; c < C; c++) {
             a[c] = all[c]! / (rows * share);
             k[c] = all[C + c]! / (rows * share);
           }
-          for (let i = 0; i < xv!.length; i += C) {
-            for (let c = 0; c < C; c++) {
-              const xhat = (xv![i + c]! - mean[c]!) * inv[c]!;
-              dxv![i + c] = inv[c]! * (g[c]! * gv![i + c]! - a[c]! - xhat * k[c]!);
-            }
-          }
+          inputGradient(gv!, xv!, mean, inv, g, a, k, dxv!);
         });
+        const { dGamma, dBeta } = sums[0]!;
         return [dx!, tf.tensor1d(Float32Array.from(dGamma)), tf.tensor1d(Float32Array.from(dBeta))];
       },
     };

@@ -31,15 +31,20 @@ export interface LifParams {
 function lifForward(I: Float32Array, theta: Float32Array, beta: number, T: number, u: Float32Array, s: Float32Array): void {
   const M = I.length / T;
   const C = theta.length;
-  for (let e = 0; e < M; e++) {
-    const th = theta[e % C]!;
-    let v = 0;
-    for (let t = 0, k = e; t < T; t++, k += M) {
-      v = t === 0 ? I[k]! : Math.fround(Math.fround(beta * v) + I[k]!);
-      u[k] = v;
-      const spike = v >= th ? 1 : 0;
-      s[k] = spike;
-      if (spike) v = Math.fround(v - th);
+  const fr = Math.fround;
+  // Rows of C channels, channels innermost (no index modulo in the loop); steps M apart.
+  for (let row = 0; row < M; row += C) {
+    for (let c = 0; c < C; c++) {
+      const th = theta[c]!;
+      let v = 0;
+      for (let t = 0, k = row + c; t < T; t++, k += M) {
+        v = t === 0 ? I[k]! : fr(fr(beta * v) + I[k]!);
+        u[k] = v;
+        if (v >= th) {
+          s[k] = 1;
+          v = fr(v - th);
+        } else s[k] = 0;
+      }
     }
   }
 }
@@ -54,27 +59,29 @@ function lifBackward(g: Float32Array, u: Float32Array, theta: Float32Array, beta
   const M = u.length / T;
   const C = theta.length;
   const dTheta = new Float64Array(C);
+  const invW = Float64Array.from(theta, (th) => (surrogate === 'theta' ? 1 / th : 1));
   let dBeta = 0;
-  for (let e = 0; e < M; e++) {
-    const c = e % C;
-    const th = theta[c]!;
-    const w = surrogate === 'theta' ? th : 1;
-    let delta = 0, dth = 0;
-    for (let t = T - 1, k = e + (T - 1) * M; t >= 0; t--, k -= M) {
-      const v = u[k]!;
-      const sg = Math.max(0, 1 - Math.abs(v - th) / w) / w;
-      const s = v >= th ? 1 : 0;
-      const gs = g[k]!;
-      const dv = gs * sg + delta * (1 - th * sg);
-      dth += -gs * sg + delta * (th * sg - s);
-      dI[k] = dv;
-      if (t > 0) {
-        const prev = u[k - M]!;
-        dBeta += dv * (prev >= th ? prev - th : prev);
-        delta = beta * dv;
+  for (let row = 0; row < M; row += C) {
+    for (let c = 0; c < C; c++) {
+      const th = theta[c]!;
+      const iw = invW[c]!;
+      let delta = 0, dth = 0;
+      for (let t = T - 1, k = row + c + (T - 1) * M; t >= 0; t--, k -= M) {
+        const v = u[k]!;
+        const x = 1 - Math.abs(v - th) * iw;
+        const sg = x > 0 ? x * iw : 0;
+        const gs = g[k]!;
+        const dv = gs * sg + delta * (1 - th * sg);
+        dth += -gs * sg + delta * (th * sg - (v >= th ? 1 : 0));
+        dI[k] = dv;
+        if (t > 0) {
+          const prev = u[k - M]!;
+          dBeta += dv * (prev >= th ? prev - th : prev);
+          delta = beta * dv;
+        }
       }
+      dTheta[c] = dTheta[c]! + dth;
     }
-    dTheta[c]! += dth;
   }
   return { dTheta, dBeta };
 }

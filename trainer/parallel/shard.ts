@@ -76,7 +76,9 @@ export function shardGradients(net: NetConfig, params: NetParams, trainables: tf
 function computeShard(net: NetConfig, params: NetParams, trainables: tf.Variable[], shard: Shard, frame: readonly [number, number, number], loss: LossOptions, sync: Collective): ShardResult {
   const n = shard.y.length;
   const updates: BnUpdate[] = [];
-  const out = tf.tidy(() => {
+  // The gradients are read out after the tidy: a tidy walks every element of the typed arrays its callback returns.
+  let result = { loss: 0, correct: 0, grads: [] as Float32Array[] };
+  tf.tidy(() => {
     const xt = tf.tensor4d(shard.x, [n, ...frame]);
     const yt = tf.tensor1d(shard.y, 'int32');
     const soft = shard.soft ? tf.tensor2d(shard.soft, [n, net.classes]) : undefined;
@@ -89,8 +91,9 @@ function computeShard(net: NetConfig, params: NetParams, trainables: tf.Variable
     }, trainables);
     const correct = ok!.dataSync()[0]!;
     ok!.dispose();
-    return { loss: value.dataSync()[0]!, correct, grads: trainables.map((v) => (grads[v.name]!.dataSync() as Float32Array).slice()) };
+    result = { loss: value.dataSync()[0]!, correct, grads: trainables.map((v) => (grads[v.name]!.dataSync() as Float32Array).slice()) };
   });
+  const out = result;
   const bn = updates.map((u) => {
     const s = { mean: (u.mean.dataSync() as Float32Array).slice(), variance: (u.variance.dataSync() as Float32Array).slice(), count: u.count };
     u.mean.dispose();
