@@ -1,4 +1,4 @@
-/** Model files on the device: identifying them for the registry and finding the bundled ones. */
+/** Model files on the device: identifying them (registry key, sha256), reading them, finding the bundled ones. */
 import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -15,9 +15,15 @@ export interface ModelFile {
   readonly model: BwsnnModel;
 }
 
-/** The registry key of a model. */
-export function modelKey(model: BwsnnModel): string {
+/** The registry key of a model (or of a header, a manifest): `<name>@<version>`. */
+export function modelKey(model: { readonly name: string; readonly version: number }): string {
   return `${model.name}@${model.version}`;
+}
+
+/** A registry key split back into its name and version number; null when it is not `<name>@<integer>`. */
+export function parseModelKey(key: string): { readonly name: string; readonly version: number } | null {
+  const m = /^(.+)@(\d+)$/.exec(key);
+  return m && Number.isSafeInteger(Number(m[2])) ? { name: m[1]!, version: Number(m[2]) } : null;
 }
 
 export function sha256(bytes: Uint8Array): string {

@@ -163,7 +163,8 @@ describe('Agent (no broker)', () => {
 test('with no error listener, bad frames and bad commands do not stop the agent', async () => {
   const broker = await startBroker({ port: 0 });
   const op = await Operator.connect(broker.url, 4);
-  const agent = new Agent({ config: agentConfig({ dir, model, url: broker.url }) });
+  // The `mqtt` source: only it takes frames/in.
+  const agent = new Agent({ config: agentConfig({ dir, model, url: broker.url, extra: { source: { spec: 'mqtt' } } }) });
   try {
     const online = new Promise((r) => agent.once('online', r));
     await agent.start();
@@ -173,6 +174,7 @@ test('with no error listener, bad frames and bad commands do not stop the agent'
     const reply = await op.command('sei/test/dev1/', 'activate', { version: 'none@0' });
     assert.equal(reply.ok, false);
     const frames = agent.metrics.frames;
+    await op.client.publishAsync('sei/test/dev1/frames/in', Buffer.from(samples.frame(0)), { qos: 1 });
     await op.waitFor((m) => m.topic === 'sei/test/dev1/metrics' && m.json.frames > frames && m.json.frameErrors === 1, 'metrics after the errors');
   } finally {
     await agent.stop();

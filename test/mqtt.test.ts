@@ -192,6 +192,8 @@ for (const setup of setups) {
     });
 
     test('malformed frames on frames/in: an error message, the agent keeps running; good frames are inferred', async () => {
+      // frames/in feeds the `mqtt` source only.
+      await op.command(PREFIX, 'config', { source: { spec: 'mqtt' } });
       const from = op.messages.length;
       const errorsBefore = agent.metrics.frameErrors;
       await op.client.publishAsync(`${PREFIX}frames/in`, Buffer.alloc(100, 7), { qos: 1 });
@@ -214,7 +216,6 @@ for (const setup of setups) {
         };
         agent.on('result', on);
       });
-      await op.command(PREFIX, 'config', { source: { spec: 'mqtt' } });
       await op.client.publishAsync(`${PREFIX}frames/in`, JSON.stringify({ data: Buffer.from(samples.frame(0)).toString('base64'), label: 2 }), { qos: 1 });
       assert.equal(await seen, 2);
       await op.command(PREFIX, 'config', { source: { spec: 'samples' } });

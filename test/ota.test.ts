@@ -5,9 +5,11 @@
  * resumes from the bitmap.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import type { MqttClient } from 'mqtt';
 import { Agent } from '../device-agent/index.js';
@@ -18,7 +20,7 @@ import { otaModel, otaModelFile, otaSection, testKeys } from './fixtures/ota/mod
 import type { TestKeys } from './fixtures/ota/models.js';
 import { aedes, mosquitto, mosquittoAvailable } from './helpers/brokers.js';
 import type { TestBroker } from './helpers/brokers.js';
-import { agentConfig } from './helpers/agent.js';
+import { agentConfig, Operator } from './helpers/agent.js';
 
 let dir: string;
 let keys: TestKeys;
@@ -332,6 +334,43 @@ for (const [name, make] of [['Aedes', aedes], ['Mosquitto', mosquittoAvailable ?
     }
   });
 }
+
+test('an agent without an error listener survives failed update steps (a malformed job, a model folder it cannot create)', async () => {
+  // In a process of its own: an unhandled rejection would end that process, not this one.
+  const blocked = join(dir, 'not-a-folder');
+  writeFileSync(blocked, 'a file where the OTA folder should be');
+  const config = agentConfig({ dir, model: otaModelFile(dir, 1, 1), url: broker.url, device: 'quiet', extra: { ota: { ...otaSection(keys.publicPath), dir: join(blocked, 'models') } } });
+  const configPath = join(dir, 'quiet.json');
+  writeFileSync(configPath, JSON.stringify(config));
+  const child = fileURLToPath(new URL('./fixtures/ota/agent-child.ts', import.meta.url));
+  const proc = spawn(process.execPath, ['--import', 'tsx', child, configPath], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, SEI_TEST_NO_ERROR_LISTENER: '1' } });
+  let out = '';
+  let err = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  const op = await Operator.connect(broker.url, 4);
+  try {
+    await op.subscribe('sei/test/quiet/#');
+    await until('the agent online', () => /ready \S+\n/.test(out) && out.includes('online\n') && op.messages.some((m) => m.topic === 'sei/test/quiet/status' && m.json?.state === 'online'), 30_000);
+    await op.client.publishAsync('sei/test/quiet/ota/job', '{not json', { qos: 1 });
+    const p = await prepareArtifact(new Uint8Array(readFileSync(otaModelFile(dir, 2, 2))), keys.privateKey);
+    await op.client.publishAsync('sei/test/quiet/ota/job', JSON.stringify(makeJob('blocked', p.artifact, p.signed, 256)), { qos: 1 });
+    // Recorded, then its admission fails creating the folder.
+    await op.waitFor((m) => m.topic === 'sei/test/quiet/ota/status' && m.json?.jobId === 'blocked', 'the job recorded');
+    await new Promise((r) => setTimeout(r, 300));
+    const reply = await op.command('sei/test/quiet/', 'status');
+    assert.equal(reply.ok, true);
+    assert.equal(reply.result.model, 'ota-test@1');
+    assert.equal(proc.exitCode, null, `agent exited: ${err}`);
+    proc.kill('SIGTERM');
+    assert.equal(await exited, 0, err);
+    assert.equal(err, '');
+  } finally {
+    if (proc.exitCode === null) proc.kill('SIGKILL');
+    await op.close();
+  }
+});
 
 describe('manifest', () => {
   test('buildManifest is reproducible and its canaries come from the reference engine', async () => {

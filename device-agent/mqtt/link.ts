@@ -2,7 +2,7 @@
  * The agent's MQTT connection: MQTT 5 where the broker speaks it, 3.1.1 otherwise; reconnect with exponential
  * backoff; a retained `status` (birth on connect, Last Will `offline`); the outbox drained in order; commands on
  * `cmd/<name>` with replies (MQTT 5 response topic + correlation data, or on 3.1.1 `replyTo` + `correlationId`
- * in the JSON payload).
+ * in the JSON payload); `frames/in` for the `mqtt` source (FrameFeed), subscribed only while that source is open.
  *
  * Each connection attempt uses a fresh mqtt.js client with its automatic reconnect off: the outbox in the store
  * is the one source of truth for unacknowledged messages, so nothing is resent twice by two queues and the
@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { IClientOptions, IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
 import type { AgentConfig } from '../config.js';
+import type { FrameFeed, FrameProperties } from '../sources/types.js';
 import type { StateStore } from '../store/types.js';
 
 // mqtt.js is loaded when the first connection is made: an agent without a broker does not pay for it.
@@ -22,6 +23,11 @@ const require = createRequire(import.meta.url);
 const OUTBOX_WINDOW = 64;
 
 export type Json = Record<string, unknown>;
+
+/** An error as MQTT payloads carry it (command replies, `errors`, fine-tuning reports). */
+export function errorBody(err: Error): { name: string; message: string; field: string | null } {
+  return { name: err.name, message: err.message, field: (err as { field?: string }).field ?? null };
+}
 
 export interface Command {
   readonly name: string;
@@ -36,7 +42,6 @@ export interface LinkEvents {
   offline: [];
   /** `progress` sends an interim `{ok: true, command, correlationId, progress}` to the reply topic (QoS 0) before the one reply. */
   command: [command: Command, reply: (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => void, progress: (body: unknown) => void];
-  frame: [payload: Buffer, properties: IPublishPacket['properties']];
   /** A message on one of `subscribe` (topic relative to the prefix). */
   message: [suffix: string, payload: Buffer];
   error: [error: Error];
@@ -49,13 +54,11 @@ export interface LinkOptions {
   readonly store: StateStore;
   /** Birth message contents (merged with state "online"). */
   readonly birth: () => Json;
-  /** Subscribe to `frames/in`. */
-  readonly frames: boolean;
   /** More topic suffixes to subscribe to (e.g. `ota/job`, `ota/block/#`); they arrive as `message` events. */
   readonly subscribe?: readonly string[];
 }
 
-export class MqttLink extends EventEmitter<LinkEvents> {
+export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
   private client: MqttClient | null = null;
   private connected = false;
   private stopping = false;
@@ -67,6 +70,8 @@ export class MqttLink extends EventEmitter<LinkEvents> {
   private inflight = 0;
   /** Messages published while offline and not worth keeping (predictions). */
   droppedOffline = 0;
+  /** Who takes `frames/in` (the open `mqtt` source), or null: then the topic is not subscribed. */
+  private onFrame: ((payload: Buffer, properties: FrameProperties) => void) | null = null;
 
   constructor(private readonly opts: LinkOptions) {
     super();
@@ -116,7 +121,7 @@ export class MqttLink extends EventEmitter<LinkEvents> {
       this.attempts = 0;
       this.lastHanded = 0;
       this.inflight = 0;
-      const subs = [this.topic('cmd/+'), ...(this.opts.frames ? [this.topic('frames/in')] : []), ...(this.opts.subscribe ?? []).map((s) => this.topic(s))];
+      const subs = [this.topic('cmd/+'), ...(this.onFrame ? [this.topic('frames/in')] : []), ...(this.opts.subscribe ?? []).map((s) => this.topic(s))];
       client.subscribe(subs, { qos: 1 }, (err) => {
         if (err && this.client === client) this.emit('error', err);
       });
@@ -162,7 +167,8 @@ export class MqttLink extends EventEmitter<LinkEvents> {
 
   private onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
     if (topic === this.topic('frames/in')) {
-      this.emit('frame', payload, packet.properties);
+      // One still in flight after the source closed finds no taker and is dropped.
+      this.onFrame?.(payload, packet.properties);
       return;
     }
     const cmdPrefix = this.topic('cmd/');
@@ -196,9 +202,44 @@ export class MqttLink extends EventEmitter<LinkEvents> {
     };
     const reply = (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => {
       if (outcome.ok) send({ ok: true, result: outcome.result }, 1);
-      else send({ ok: false, error: { name: outcome.error.name, message: outcome.error.message, field: (outcome.error as { field?: string }).field ?? null } }, 1);
+      else send({ ok: false, error: errorBody(outcome.error) }, 1);
     };
     this.emit('command', { name, args: rest, parseError }, reply, (progress) => send({ ok: true, progress }, 0));
+  }
+
+  /** FrameFeed: `frames/in` for the `mqtt` source, subscribed from now until `close` (and on every reconnect). */
+  frames(on: (payload: Buffer, properties: FrameProperties) => void): { readonly ready: Promise<void>; close(): void } {
+    this.onFrame = on;
+    const topic = this.topic('frames/in');
+    const ready = this.whileConnected((client, done) => client.subscribe(topic, { qos: 1 }, done));
+    return {
+      ready,
+      close: () => {
+        if (this.onFrame !== on) return;
+        this.onFrame = null;
+        void this.whileConnected((client, done) => client.unsubscribe(topic, done));
+      },
+    };
+  }
+
+  /**
+   * Runs a request on the current connection; resolves when it is answered (an error is reported), when the
+   * connection drops first, or at once when offline (the next connection subscribes from scratch anyway).
+   */
+  private whileConnected(request: (client: MqttClient, done: (err?: Error | null) => void) => void): Promise<void> {
+    const client = this.client;
+    if (!client || !this.connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      const end = () => {
+        this.off('offline', end);
+        resolve();
+      };
+      this.once('offline', end);
+      request(client, (err) => {
+        if (err && this.client === client) this.emit('error', err);
+        end();
+      });
+    });
   }
 
   /** Publishes now if connected: true once sent (QoS 0) or acknowledged (QoS 1); false if offline or refused. */

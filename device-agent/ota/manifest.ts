@@ -10,7 +10,7 @@ import type { KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { ConfigError, FORMAT_VERSION, inspectBwsnn, keyFingerprint, loadModel, OP_NAMES, OtaError, readBwsnn, show, writeBwsnn } from '../../runtime/index.js';
 import type { Engine } from '../../runtime/index.js';
-import { sha256 } from '../models.js';
+import { modelKey, sha256 } from '../models.js';
 import { sampleFrames } from '../../runtime/index.js';
 
 export const MANIFEST_SCHEMA = 1;
@@ -134,7 +134,7 @@ export async function buildManifest(bytes: Uint8Array, opts: ManifestOptions = {
     schema: MANIFEST_SCHEMA,
     name: info.name,
     version: info.version,
-    model: `${info.name}@${info.version}`,
+    model: modelKey(info),
     size: bytes.length,
     sha256: sha256(bytes),
     architecture: { formatVersion: info.formatVersion, T: info.T, input: [input[0], input[1], input[2]], ops: [...new Set(info.layers.map((l) => l.op))], classes: info.labels.length },
@@ -192,7 +192,7 @@ export function verifyManifest(signed: unknown, trusted: readonly KeyObject[]): 
   field(m.schema === MANIFEST_SCHEMA, 'schema', String(MANIFEST_SCHEMA), m.schema);
   field(typeof m.name === 'string' && m.name.length > 0, 'name', 'a model name', m.name);
   field(isInt(m.version), 'version', 'an integer >= 0', m.version);
-  field(m.model === `${m.name}@${m.version}`, 'model', `"${m.name}@${m.version}"`, m.model);
+  field(m.model === modelKey(m), 'model', `"${modelKey(m)}"`, m.model);
   field(isInt(m.size, 1), 'size', 'an integer >= 1', m.size);
   field(typeof m.sha256 === 'string' && /^[0-9a-f]{64}$/.test(m.sha256), 'sha256', '64 hex digits', m.sha256);
   const a = m.architecture;

@@ -1,8 +1,11 @@
 /**
- * The probation gate: after a swap, the new model serves real frames while its error rate, median latency and
- * mean confidence are compared with what the previous model did on the frames just before the swap.
+ * PROBATION: after a swap, the new model serves real frames while its error rate, median latency and mean
+ * confidence are compared with what the previous model did on the frames just before the swap. The gate judges;
+ * the manager acts on its verdict (keep, or swap the previous version back in).
  */
+import { round } from '../metrics/collector.js';
 import type { OtaConfig } from './config.js';
+import type { JobRow } from './store.js';
 
 export interface Outcome {
   readonly latencyMs: number;
@@ -54,12 +57,12 @@ export class Probation {
     const f: Record<string, number> = {
       frames: this.frames,
       errors: Math.max(0, this.frames - this.results.length),
-      confidence: round(mean(this.results.map((r) => r.confidence))),
-      latencyMs: round(median(this.results.map((r) => r.latencyMs))),
+      confidence: round(mean(this.results.map((r) => r.confidence)), 4),
+      latencyMs: round(median(this.results.map((r) => r.latencyMs)), 4),
     };
     if (this.base) {
-      f.baselineConfidence = round(this.base.confidence);
-      f.baselineLatencyMs = round(this.base.latencyMs);
+      f.baselineConfidence = round(this.base.confidence, 4);
+      f.baselineLatencyMs = round(this.base.latencyMs, 4);
       f.baselineFrames = this.base.frames;
     }
     return f;
@@ -69,13 +72,35 @@ export class Probation {
   verdict(): string | null {
     const f = this.figures();
     const errorRate = this.frames === 0 ? 0 : f.errors! / this.frames;
-    if (errorRate > this.cfg.maxErrorRate) return `probation: error rate ${round(errorRate)} > ${this.cfg.maxErrorRate} (${f.errors} of ${this.frames} frames failed)`;
+    if (errorRate > this.cfg.maxErrorRate) return `probation: error rate ${round(errorRate, 4)} > ${this.cfg.maxErrorRate} (${f.errors} of ${this.frames} frames failed)`;
     if (!this.base || this.results.length === 0) return null;
     const maxLatency = this.cfg.maxLatencyRatio * this.base.latencyMs + 1;
-    if (f.latencyMs! > maxLatency) return `probation: median latency ${f.latencyMs} ms > ${this.cfg.maxLatencyRatio} × ${round(this.base.latencyMs)} ms of the previous model (+1 ms)`;
+    if (f.latencyMs! > maxLatency) return `probation: median latency ${f.latencyMs} ms > ${this.cfg.maxLatencyRatio} × ${round(this.base.latencyMs, 4)} ms of the previous model (+1 ms)`;
     const minConfidence = this.cfg.minConfidenceRatio * this.base.confidence;
-    if (f.confidence! < minConfidence) return `probation: mean confidence ${f.confidence} < ${this.cfg.minConfidenceRatio} × ${round(this.base.confidence)} of the previous model`;
+    if (f.confidence! < minConfidence) return `probation: mean confidence ${f.confidence} < ${this.cfg.minConfidenceRatio} × ${round(this.base.confidence, 4)} of the previous model`;
     return null;
+  }
+}
+
+/** A version on probation: its job, its gate, and a timer that notices when the gate's time is up. */
+export class OnProbation {
+  readonly gate: Probation;
+  private readonly timer: NodeJS.Timeout;
+
+  /** `due` is called (again, every 100 ms) once the gate is done. */
+  constructor(
+    readonly row: JobRow,
+    cfg: OtaConfig['probation'],
+    baseline: { confidence: number; latencyMs: number; frames: number } | null,
+    due: () => void,
+  ) {
+    this.gate = new Probation(cfg, baseline);
+    this.timer = setInterval(() => this.gate.done() && due(), 100);
+    this.timer.unref?.();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
   }
 }
 
@@ -87,8 +112,4 @@ function median(xs: readonly number[]): number {
   if (xs.length === 0) return 0;
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1]!;
-}
-
-function round(x: number): number {
-  return Math.round(x * 1e4) / 1e4;
 }

@@ -1,47 +1,22 @@
 /**
  * Frame sources. Each yields frames already shaped for the model ([h, w, c] uint8), with the ground-truth label
  * when the source knows it. File sources are pulled (paced at the configured frame rate, looping); live sources
- * (stdin video, the MQTT `frames/in` topic) push and never wait for the engine.
+ * (stdin video here, the MQTT `frames/in` topic in mqtt.ts) push and never wait for the engine.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FASHION_MNIST_DIR, FrameError, labelledFrames, readIdx, readMnistSplit, sampleFrames } from '../../runtime/index.js';
 import type { LabelledFrames } from '../../runtime/index.js';
-import type { Crop, SourceSpec } from '../config.js';
+import type { SourceSpec } from '../config.js';
 import { decodePicture, toModelFrame } from './image.js';
-import type { Image, Shape3 } from './image.js';
+import type { Image } from './image.js';
+import { mqttSource } from './mqtt.js';
+import { PushSource } from './push.js';
+import type { FrameSource, SourceFrame, SourceOptions } from './types.js';
 
-export interface SourceFrame {
-  /** HWC uint8, exactly the model's input shape. */
-  readonly data: Uint8Array;
-  /** Ground truth class, or null when unknown. */
-  readonly label: number | null;
-}
-
-export interface FrameSource extends AsyncIterable<SourceFrame> {
-  /** Human-readable, for status and logs. */
-  readonly description: string;
-  /** Live sources drop frames when the engine is behind; pulled sources wait. */
-  readonly live: boolean;
-  /** Frames in one pass (file sources), else null. */
-  readonly length: number | null;
-  close(): void;
-}
-
-export interface SourceOptions {
-  /** Model input shape [h, w, c]. */
-  readonly target: Shape3;
-  readonly frameRate: number;
-  readonly loop: boolean;
-  readonly crop: Crop | null;
-  readonly invert: boolean;
-  /** Stream for `stdin:` sources (default process.stdin). */
-  readonly stdin?: Readable;
-  /** Frames fed by the MQTT link for the `mqtt` source. */
-  readonly push?: PushSource;
-}
-
+export { PushSource } from './push.js';
+export type { FrameFeed, FrameProperties, FrameSource, SourceFrame, SourceOptions } from './types.js';
 
 /** The Fashion-MNIST test set if installed, else the shipped samples. */
 export function defaultFrames(): { frames: LabelledFrames; description: string } {
@@ -69,8 +44,8 @@ export function createSource(spec: SourceSpec, opts: SourceOptions): FrameSource
     case 'stdin':
       return videoSource(opts.stdin ?? process.stdin, spec.format, spec.width, spec.height, opts);
     case 'mqtt':
-      if (!opts.push) throw new FrameError('source: the "mqtt" source needs an MQTT connection (mqtt.url)', 'source.spec');
-      return opts.push;
+      if (!opts.mqtt) throw new FrameError('source: the "mqtt" source needs an MQTT connection (mqtt.url)', 'source.spec');
+      return mqttSource(opts.mqtt.feed, opts, opts.mqtt.badFrame);
   }
 }
 
@@ -139,44 +114,6 @@ function folderSource(dir: string, opts: SourceOptions): FrameSource {
     return { data: toModelFrame(img, opts.target, opts.crop, opts.invert), label: m ? Number(m[1]) : null };
   };
   return pulledSource(names.length, get, `images in ${dir}`, opts);
-}
-
-/**
- * A live source fed from outside (the MQTT link, a test). `push` never blocks; frames buffer until the agent's
- * reader takes them, and the agent's bounded queue applies the drop-oldest policy.
- */
-export class PushSource implements FrameSource {
-  readonly live = true;
-  readonly length = null;
-  private buffered: SourceFrame[] = [];
-  private wake: (() => void) | null = null;
-  private closed = false;
-
-  constructor(readonly description: string) {}
-
-  push(frame: SourceFrame): void {
-    if (this.closed) return;
-    this.buffered.push(frame);
-    this.wake?.();
-  }
-
-  close(): void {
-    this.closed = true;
-    this.wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncIterator<SourceFrame> {
-    while (!this.closed) {
-      if (this.buffered.length === 0) {
-        await new Promise<void>((r) => (this.wake = r));
-        this.wake = null;
-        continue;
-      }
-      const batch = this.buffered;
-      this.buffered = [];
-      yield* batch;
-    }
-  }
 }
 
 /**

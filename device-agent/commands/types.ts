@@ -1,0 +1,35 @@
+/** What a command handler gets: its arguments and the parts of the agent a command may use. */
+import type { Engine } from '../../runtime/index.js';
+import type { AgentConfig } from '../config.js';
+import type { FineTuner } from '../finetuner.js';
+import type { MetricsSnapshot } from '../metrics/collector.js';
+import type { Json } from '../mqtt/link.js';
+import type { OtaManager } from '../ota/manager.js';
+import type { ModelRegistry } from '../registry.js';
+import type { StateStore } from '../store/types.js';
+
+export interface CommandContext {
+  /** The current config, and the config-file shape it was parsed from. */
+  config(): { readonly parsed: AgentConfig; readonly raw: Json };
+  readonly store: StateStore;
+  readonly registry: ModelRegistry;
+  readonly ota: Pick<OtaManager, 'rollback'>;
+  readonly finetuner: Pick<FineTuner, 'run' | 'labelled'>;
+  /** The running model. */
+  active(): { readonly version: string; readonly engine: Engine };
+  /** The retained `status` message's fields. */
+  status(): Json;
+  snapshot(): MetricsSnapshot;
+  /** Makes a registered version the running model; frames queued for the previous one are dropped. */
+  activate(version: string): Promise<{ version: string; activatedAt: number | null }>;
+  /** Applies a new config (config-file shape, validated here) at once; resolves when the new source can deliver. */
+  reconfigure(raw: Json): Promise<AgentConfig>;
+  /** A frame still held in memory, by the id the agent gave it. */
+  held(frame: number): { readonly ts: number; readonly data: Uint8Array } | undefined;
+}
+
+/**
+ * One `cmd/<name>`: resolves to the reply's `result`, throws (a SeiError naming the field) for an error reply.
+ * `progress` sends interim messages to the same reply topic.
+ */
+export type CommandHandler = (args: Json, ctx: CommandContext, progress: (body: Json) => void) => unknown;
