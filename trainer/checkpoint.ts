@@ -41,10 +41,15 @@ export function hasCheckpoint(dir: string, name: string): boolean {
   return existsSync(join(dir, `${name}.json`)) && existsSync(join(dir, `${name}.bin`));
 }
 
-export function loadCheckpoint<M>(dir: string, name: string): CheckpointFile<M> {
+/** A checkpoint's JSON (config, progress, history) without its tensors. */
+export function loadCheckpointMeta<M>(dir: string, name: string): M & { tensors: TensorEntry[] } {
   const json = join(dir, `${name}.json`);
   if (!hasCheckpoint(dir, name)) throw new ConfigError(`checkpoint: expected ${json} and ${name}.bin in ${dir}, not found`, 'checkpoint');
-  const parsed = JSON.parse(readFileSync(json, 'utf8')) as M & { tensors: TensorEntry[] };
+  return JSON.parse(readFileSync(json, 'utf8')) as M & { tensors: TensorEntry[] };
+}
+
+export function loadCheckpoint<M>(dir: string, name: string): CheckpointFile<M> {
+  const parsed = loadCheckpointMeta<M>(dir, name);
   const buf = readFileSync(join(dir, `${name}.bin`));
   const data = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
   const tensors = new Map<string, tf.Tensor>();

@@ -4,12 +4,20 @@
  * was running. The teacher's parameters are returned undisposed (the caller scores them).
  */
 import { join } from 'node:path';
+import { ConfigError } from '../runtime/errors.js';
+import { hasCheckpoint } from './checkpoint.js';
 import type { Dataset } from './data/index.js';
 import type { FitHooks, FitResult, TrainConfig } from './train.js';
 import { fit } from './train.js';
 import type { TeacherFn } from './recipe/kd.js';
 import { annTeacher, cachedTeacher, onnxTeacherLogits } from './recipe/kd.js';
-import { teacherNet } from './train.js';
+import { loadParams, teacherNet } from './train.js';
+
+/** The teacher checkpoint of a run folder: `dir/teacher/` (a run trained with --teacher) or `dir` itself. */
+export function teacherCheckpoint(dir: string): string {
+  for (const d of [join(dir, 'teacher'), dir]) if (hasCheckpoint(d, 'best') || hasCheckpoint(d, 'last')) return d;
+  throw new ConfigError(`--teacher-from: expected a run folder with a teacher checkpoint (teacher/last.json or last.json), found none in ${dir}`, '--teacher-from');
+}
 
 export interface RunResult {
   readonly student: FitResult | undefined;
@@ -17,13 +25,20 @@ export interface RunResult {
   readonly interrupted: boolean;
 }
 
-export async function runTraining(cfg: TrainConfig, data: Dataset, dir: string, opts: { resume: boolean; engine: string; hooks: FitHooks; saveEvery?: number; command?: string; threads?: number }): Promise<RunResult> {
+/** `teacherOnly`: stop after the ANN teacher (a teacher for other runs' `--teacher-from`). */
+export async function runTraining(cfg: TrainConfig, data: Dataset, dir: string, opts: { resume: boolean; engine: string; hooks: FitHooks; saveEvery?: number; command?: string; threads?: number; teacherOnly?: boolean }): Promise<RunResult> {
   let teacherFn: TeacherFn | undefined;
   let teacher: FitResult | undefined;
   if (cfg.teacher?.kind === 'ann') {
     teacher = await fit('teacher', cfg, data, join(dir, 'teacher'), opts);
-    if (teacher.interrupted) return { student: undefined, teacher, interrupted: true };
+    if (teacher.interrupted || opts.teacherOnly) return { student: undefined, teacher, interrupted: teacher.interrupted };
     teacherFn = annTeacher(teacherNet(cfg.net), teacher.params);
+  } else if (cfg.teacher?.kind === 'run' && cfg.teacher.dir) {
+    const from = teacherCheckpoint(cfg.teacher.dir);
+    const loaded = loadParams(from, hasCheckpoint(from, 'best') ? 'best' : 'last', 'teacher-from/');
+    if (loaded.state.role !== 'teacher') throw new ConfigError(`--teacher-from: ${from} holds a ${loaded.state.role}, expected an ANN teacher`, '--teacher-from');
+    opts.hooks.onInfo?.(`teacher: ${from} (${loaded.state.epoch} epochs, val ${(100 * (loaded.state.history.at(-1)?.valAccuracy ?? NaN)).toFixed(2)}%)`);
+    teacherFn = annTeacher(teacherNet(loaded.state.config.net), loaded.params);
   } else if (cfg.teacher?.kind === 'onnx' && cfg.teacher.file) {
     const logits = await onnxTeacherLogits(cfg.teacher.file, data.train, cfg.net.classes, dir, opts.hooks.onInfo);
     teacherFn = cachedTeacher(logits, cfg.net.classes);

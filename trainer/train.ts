@@ -20,11 +20,15 @@ import type { Shard, ShardResult } from './parallel/shard.js';
 import { applyShards, shardGradients, splitBatch } from './parallel/shard.js';
 
 export interface TeacherSpec {
-  /** `ann`: train the ANN twin first (same layout, ReLU, float weights); `onnx`: soft labels from an ONNX classifier. */
-  readonly kind: 'ann' | 'onnx';
+  /**
+   * `ann`: train the ANN twin first (same layout, ReLU, float weights); `run`: the ANN teacher another run trained
+   * (`dir`: its folder, or its `teacher/` folder); `onnx`: soft labels from an ONNX classifier.
+   */
+  readonly kind: 'ann' | 'onnx' | 'run';
   /** Epochs of the ANN teacher. */
   readonly epochs?: number;
   readonly file?: string;
+  readonly dir?: string;
 }
 
 /**

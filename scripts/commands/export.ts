@@ -4,7 +4,7 @@
  * optionally writes the ONNX float twin.
  */
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { writeBwsnn } from '../../runtime/format/index.js';
@@ -15,7 +15,9 @@ import { evaluateFolded } from '../../trainer/export/evaluate.js';
 import { snnTwinOnnx } from '../../trainer/export/onnx.js';
 import { modelCard } from '../../trainer/export/card.js';
 import { createEngine } from '../../runtime/index.js';
-import { accuracy, loadParams, predict } from '../../trainer/train.js';
+import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
+import type { RunState } from '../../trainer/train.js';
+import { accuracy, loadParams, predict, schedule } from '../../trainer/train.js';
 import { RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
 import { ConfigError } from '../../runtime/errors.js';
 import { printJson } from '../output.js';
@@ -112,16 +114,21 @@ export function register(program: Command): void {
         // The card's headline number is the runtime engine's, on the file just written.
         const engine = createEngine(model);
         let correct = 0, agree = 0;
+        const rates = new Float64Array(model.hidden.length + 1);
         for (let i = 0; i < test.count; i++) {
-          const p = engine.infer(test.images.subarray(i * 784, (i + 1) * 784)).prediction;
-          if (p === test.labels[i]) correct++;
-          if (p === folded[i]) agree++;
+          const r = engine.infer(test.images.subarray(i * 784, (i + 1) * 784));
+          if (r.prediction === test.labels[i]) correct++;
+          if (r.prediction === folded[i]) agree++;
+          r.spikeRates.forEach((x, l) => { rates[l]! += x / test!.count; });
         }
+        const teacherDir = join(f.checkpoint, 'teacher');
+        const teacherHistory = hasCheckpoint(teacherDir, 'last') ? loadCheckpointMeta<RunState>(teacherDir, 'last').history : undefined;
         const command = f.trainCommand ?? state.command ?? '(not recorded)';
         writeFileSync(f.card, modelCard(model, {
           file: f.out, bytes: summary['bytes'] as number, engineAccuracy: correct / test.count, trainerAccuracy: summary['testAccuracy'] as number,
           agreement: agree / test.count, testFrames: test.count, epochs: meta['epochs'] as number, wallSeconds: state.wallSeconds,
           trainEngine: state.engine, command, ...(f.notes ? { notes: f.notes } : {}),
+          schedule: schedule(state.config), history: state.history, engineSpikeRates: Array.from(rates), ...(teacherHistory ? { teacherHistory } : {}),
         }));
         Object.assign(summary, { engineAccuracy: correct / test.count, engineVsTrainerAgreement: agree / test.count, card: f.card });
         process.stderr.write(`runtime engine ${(100 * correct / test.count).toFixed(2)}%, agreement with the trainer ${(100 * agree / test.count).toFixed(3)}%; wrote ${f.card}\n`);

@@ -10,10 +10,9 @@ import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import { DEFAULT_AUGMENT, loadDataset } from '../../trainer/data/index.js';
 import { DEFAULT_NET, macsPerFrame } from '../../trainer/model.js';
 import { runTraining } from '../../trainer/run.js';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
-import { hasCheckpoint } from '../../trainer/checkpoint.js';
+import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
 import type { BatchEvent, RunState, TrainConfig } from '../../trainer/train.js';
 import { accuracy, extendSchedule, predict, schedule } from '../../trainer/train.js';
 import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
@@ -43,6 +42,8 @@ export interface TrainFlags {
   teacher?: boolean;
   teacherEpochs: number;
   teacherOnnx?: string;
+  teacherFrom?: string;
+  teacherOnly?: boolean;
   kdWeight: number;
   kdTemperature: number;
   kdPerStep: number;
@@ -90,6 +91,7 @@ export function runOptions(cmd: Command): Command {
     .option('--teacher', 'train the ANN twin first (ReLU, float weights, same layout) and distil from it')
     .option('--teacher-epochs <n>', 'epochs of the ANN teacher', num('--teacher-epochs', 1, 1000, true), 10)
     .option('--teacher-onnx <file>', 'distil from an ONNX classifier (NCHW float32 raw pixels); logits cached')
+    .option('--teacher-from <run>', 'distil from the ANN teacher another run trained (its folder, e.g. one made with --teacher-only)')
     .option('--kd-weight <w>', 'weight of the distillation term in [0, 1]', num('--kd-weight', 0, 1), 0.7)
     .option('--kd-temperature <tau>', 'distillation temperature', num('--kd-temperature', 0.1), 1)
     .option('--kd-per-step <w>', 'weight of distillation on each step\'s logits, beside the mean logits\' (0: the mean only)', num('--kd-per-step', 0), 0)
@@ -101,7 +103,7 @@ export function runOptions(cmd: Command): Command {
 }
 
 export function configFromFlags(f: TrainFlags): TrainConfig {
-  if (f.teacher && f.teacherOnnx) throw new ConfigError('--teacher and --teacher-onnx: expected at most one, got both', '--teacher');
+  if ([f.teacher, f.teacherOnnx, f.teacherFrom].filter(Boolean).length > 1) throw new ConfigError('--teacher, --teacher-onnx, --teacher-from: expected at most one, got several', '--teacher');
   if (f.microBatch && (f.microBatch > f.batch || f.batch % f.microBatch !== 0)) throw new ConfigError(`--micro-batch: expected a divisor of --batch ${f.batch}, got ${f.microBatch}`, '--micro-batch');
   if (f.weights === 'float' && !f.json) process.stderr.write('note: --weights float trains an FP-weight SNN; it evaluates but does not export to .bwsnn\n');
   return {
@@ -117,8 +119,8 @@ export function configFromFlags(f: TrainFlags): TrainConfig {
     seed: f.seed,
     data: { ...(f.data ? { dir: f.data } : {}), valSize: f.valSize, ...(f.trainLimit ? { trainLimit: f.trainLimit } : {}) },
     augment: f.augment ? DEFAULT_AUGMENT : null,
-    loss: { perStep: f.perStep, kdWeight: f.teacher || f.teacherOnnx ? f.kdWeight : 0, kdTemperature: f.kdTemperature, labelSmoothing: f.labelSmoothing, ...(f.kdPerStep ? { kdPerStep: f.kdPerStep } : {}) },
-    teacher: f.teacher ? { kind: 'ann', epochs: f.teacherEpochs } : f.teacherOnnx ? { kind: 'onnx', file: f.teacherOnnx } : null,
+    loss: { perStep: f.perStep, kdWeight: f.teacher || f.teacherOnnx || f.teacherFrom ? f.kdWeight : 0, kdTemperature: f.kdTemperature, labelSmoothing: f.labelSmoothing, ...(f.kdPerStep ? { kdPerStep: f.kdPerStep } : {}) },
+    teacher: f.teacher ? { kind: 'ann', epochs: f.teacherEpochs } : f.teacherOnnx ? { kind: 'onnx', file: f.teacherOnnx } : f.teacherFrom ? { kind: 'run', dir: f.teacherFrom } : null,
     valRecalibrate: f.recalibrate,
   };
 }
@@ -132,7 +134,7 @@ export function configFromFlags(f: TrainFlags): TrainConfig {
 export function resumeConfig(stored: TrainConfig, f: TrainFlags, given: (flag: keyof TrainFlags) => boolean): TrainConfig {
   const fresh = configFromFlags(f);
   const pick = <K extends keyof TrainFlags, V>(flag: K, now: V, before: V): V => (given(flag) ? now : before);
-  const newTeacher = given('teacher') || given('teacherOnnx');
+  const newTeacher = given('teacher') || given('teacherOnnx') || given('teacherFrom');
   for (const flag of ['epochs', 'lr', 'lrFinal', 'warmup'] as const) {
     if (given(flag) && !f.extend) {
       const name = `--${flag.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
@@ -163,7 +165,7 @@ export function resumeConfig(stored: TrainConfig, f: TrainFlags, given: (flag: k
 export function storedConfig(out: string): TrainConfig | undefined {
   for (const dir of [out, join(out, 'teacher')]) {
     if (hasCheckpoint(dir, 'last')) {
-      const meta = JSON.parse(readFileSync(join(dir, 'last.json'), 'utf8')) as RunState;
+      const meta = loadCheckpointMeta<RunState>(dir, 'last');
       return meta.runConfig ?? meta.config;
     }
   }
@@ -171,7 +173,7 @@ export function storedConfig(out: string): TrainConfig | undefined {
 }
 
 /** Trains one configuration into `out`; the progress bar goes to stderr. Returns the JSON summary. */
-export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume: boolean; json: boolean; threads: number; saveEvery?: number; quiet?: boolean }): Promise<Record<string, unknown>> {
+export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume: boolean; json: boolean; threads: number; saveEvery?: number; quiet?: boolean; teacherOnly?: boolean }): Promise<Record<string, unknown>> {
   const backend = await initBackend();
   const log = (line: string) => process.stderr.write(line + '\n');
   log(describeBackend(backend));
@@ -222,6 +224,7 @@ export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume
       threads: opts.threads,
       command: `sei ${process.argv.slice(process.argv.indexOf('train')).join(' ')}`,
       ...(opts.saveEvery ? { saveEvery: opts.saveEvery } : {}),
+      ...(opts.teacherOnly ? { teacherOnly: true } : {}),
       hooks: {
         onBatch,
         onInfo: (line) => { bar?.stop(); barEpoch = ''; log(line); },
@@ -262,13 +265,15 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'run folder: checkpoints (last, best), teacher/, cached soft labels')
     .option('--resume', 'continue the run in --out from its last checkpoint')
     .option('--save-every <batches>', 'also checkpoint every N batches inside an epoch', num('--save-every', 1, 1e9, true))
+    .option('--teacher-only', 'train only the ANN teacher (with --teacher), for other runs\' --teacher-from')
     .option('--extend <epochs>', 'with --resume: add a schedule phase of N epochs (its own warm-up; --lr, --lr-final, --warmup set it)', num('--extend', 1, 1000, true))
     .option('--json', 'print a JSON summary on the last line')
     .action(async (f: TrainFlags, cmd: Command) => {
       const stored = f.resume ? storedConfig(f.out) : undefined;
       const given = (flag: keyof TrainFlags) => cmd.getOptionValueSource(flag) === 'cli';
       const cfg = stored ? resumeConfig(stored, f, given) : configFromFlags(f);
-      const summary = await trainCommand(cfg, f.out, { resume: !!f.resume, json: !!f.json, threads: f.threads, ...(f.saveEvery ? { saveEvery: f.saveEvery } : {}) });
+      if (f.teacherOnly && cfg.teacher?.kind !== 'ann') throw new ConfigError('--teacher-only: expected --teacher (the ANN twin to train)', '--teacher-only');
+      const summary = await trainCommand(cfg, f.out, { resume: !!f.resume, json: !!f.json, threads: f.threads, ...(f.saveEvery ? { saveEvery: f.saveEvery } : {}), ...(f.teacherOnly ? { teacherOnly: true } : {}) });
       if (f.json) printJson(summary);
     });
 }

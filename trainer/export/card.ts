@@ -1,6 +1,7 @@
 /** The model card written next to a bundled model (`sei export --card`): every number measured at export time. */
 import { cpus } from 'node:os';
 import type { BwsnnModel } from '../../runtime/format/model.js';
+import type { EpochRecord, SchedulePhase } from '../train.js';
 
 export interface CardFacts {
   readonly file: string;
@@ -14,6 +15,36 @@ export interface CardFacts {
   readonly trainEngine: string;
   readonly command: string;
   readonly notes?: string;
+  /** The learning-rate schedule's phases. */
+  readonly schedule?: readonly SchedulePhase[];
+  /** Per-epoch log of the student (and of the teacher, when it was trained in the run). */
+  readonly history?: readonly EpochRecord[];
+  readonly teacherHistory?: readonly EpochRecord[];
+  /** The runtime engine's spike rate per layer over the test frames. */
+  readonly engineSpikeRates?: readonly number[];
+}
+
+const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+
+function scheduleTable(phases: readonly SchedulePhase[]): string[] {
+  return [
+    '| phase | epochs | peak lr | warm-up (epochs) | final lr |',
+    '|---|---|---|---|---|',
+    ...phases.map((p, i) => `| ${i + 1} | ${p.startEpoch}–${p.startEpoch + p.epochs} | ${p.lr} | ${p.warmupEpochs} | ${p.lr * p.lrFinal} |`),
+  ];
+}
+
+function historyTable(history: readonly EpochRecord[]): string[] {
+  const layers = history.reduce((m, h) => Math.max(m, h.spikeRates?.length ?? 0), 0);
+  const flips = history.reduce((m, h) => Math.max(m, h.signFlips?.length ?? 0), 0);
+  const rateHead = layers ? ` spike rates per layer (val) |` : '';
+  const flipHead = flips ? ` sign flips per binary layer |` : '';
+  return [
+    `| epoch | loss | train | val | lr at end | img/s |${rateHead}${flipHead}`,
+    `|---|---|---|---|---|---|${layers ? '---|' : ''}${flips ? '---|' : ''}`,
+    ...history.map((h) => `| ${h.epoch} | ${h.loss.toFixed(4)} | ${pct(h.trainAccuracy)} | ${pct(h.valAccuracy)} | ${h.lr?.toExponential(2) ?? '–'} | ${h.imagesPerSecond.toFixed(1)} |` +
+      `${layers ? ` ${h.spikeRates?.map((r) => r.toFixed(3)).join(' / ') ?? '–'} |` : ''}${flips ? ` ${h.signFlips?.map((r) => (100 * r).toFixed(2) + '%').join(' / ') ?? '–'} |` : ''}`),
+  ];
 }
 
 export function modelCard(model: BwsnnModel, f: CardFacts): string {
@@ -24,7 +55,6 @@ export function modelCard(model: BwsnnModel, f: CardFacts): string {
       : `| ${l.name} | binary linear | ${l.inFeatures} → ${l.outFeatures} | ${l.shortcut} |`),
     `| head | float linear on spike rates | ${model.head.inFeatures} → ${model.head.outFeatures} | – |`,
   ];
-  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   return [
     `# ${model.name}`,
     '',
@@ -35,7 +65,8 @@ export function modelCard(model: BwsnnModel, f: CardFacts): string {
     '|---|---|',
     `| test accuracy (10k Fashion-MNIST test set, runtime engine) | **${pct(f.engineAccuracy)}** (n = ${f.testFrames}) |`,
     `| trainer's folded evaluation / per-frame agreement with the engine | ${pct(f.trainerAccuracy)} / ${pct(f.agreement)} |`,
-    `| time steps T | ${model.T} (LIF beta ${model.first.lif.beta}, theta 1 before folding) |`,
+    `| time steps T | ${model.T} (LIF β per layer ${[model.first, ...model.hidden].map((l) => l.lif.beta.toFixed(3)).join(' / ')}; θ per channel, mean ${[model.first, ...model.hidden].map((l) => (l.lif.theta.reduce((a, b) => a + b, 0) / l.lif.theta.length).toFixed(3)).join(' / ')}) |`,
+    ...(f.engineSpikeRates ? [`| spike rate per layer (runtime engine, test frames) | ${f.engineSpikeRates.map((r) => r.toFixed(3)).join(' / ')} |`] : []),
     `| file | \`${f.file}\`, ${f.bytes} bytes (${(f.bytes / 1024).toFixed(1)} KiB) |`,
     `| training | ${f.epochs.toFixed(2)} epochs, ${(f.wallSeconds / 3600).toFixed(2)} h training wall time, engine ${f.trainEngine} |`,
     `| machine | ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, shared with other jobs during training |`,
@@ -58,6 +89,9 @@ export function modelCard(model: BwsnnModel, f: CardFacts): string {
     f.command,
     '```',
     '',
+    ...(f.schedule ? ['## Schedule', '', ...scheduleTable(f.schedule), ''] : []),
+    ...(f.teacherHistory?.length ? ['## ANN teacher, per epoch', '', ...historyTable(f.teacherHistory), ''] : []),
+    ...(f.history?.length ? ['## Per epoch', '', 'Validation with BN recalibrated as `sei export` ships it.', '', ...historyTable(f.history), ''] : []),
     ...(f.notes ? ['## Notes', '', f.notes, ''] : []),
   ].join('\n');
 }
