@@ -1,9 +1,10 @@
-/** The SEI loss (trainer/recipe/loss.ts) against a scalar computation: ensemble CE, per-step CE, KD on the mean and per step. */
+/** The SEI loss (trainer/recipe/loss.ts) against a scalar computation: ensemble CE, per-step CE, KD on the mean and per step, the firing-rate term. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../trainer/backend/index.js';
-import { seiLoss } from '../trainer/recipe/loss.js';
+import { lif, lifConstants } from '../trainer/layers/lif.js';
+import { seiLoss, spikeRateTerm } from '../trainer/recipe/loss.js';
 
 await initBackend();
 
@@ -37,4 +38,17 @@ test('seiLoss = (1 − w)·(CE(mean) + p·mean_t CE_t) + w·τ²·(KL(mean) + q�
   // Without a teacher only the hard part counts, unweighted.
   const plain = seiLoss(tf.tensor3d(steps, [T, N, K]), tf.tensor1d(labels, 'int32'), opts).loss.dataSync()[0]!;
   assert.ok(Math.abs(plain - hard) < 1e-5, `${plain} vs ${hard}`);
+});
+
+test('the firing-rate term is the mean of max(0, rate − target)² and pushes the currents of busy layers down', () => {
+  const opts = { perStep: 0, kdWeight: 0, kdTemperature: 1, labelSmoothing: 0, spikePenalty: 2, spikeTarget: 0.1 };
+  const rates = [0.3, 0.05, 0.5].map((r) => tf.scalar(r));
+  const got = spikeRateTerm(rates, opts)!.dataSync()[0]!;
+  assert.ok(Math.abs(got - 2 * ((0.2 ** 2 + 0 + 0.4 ** 2) / 3)) < 1e-6, `${got}`);
+  assert.equal(spikeRateTerm(rates, { ...opts, spikePenalty: 0 }), undefined);
+  // Through the LIF's surrogate: the gradient on the input current is positive where neurons fire near threshold.
+  const I = tf.tensor2d([0.9, 1.2, 1.5, -0.5], [4, 1]);
+  const g = tf.grad((x: tf.Tensor) => spikeRateTerm([tf.mean(lif(x, 1, lifConstants(1, 1, 0.5))) as tf.Scalar], opts)!)(I).dataSync();
+  assert.ok(g[0]! > 0 && g[1]! > 0 && g[2]! > 0, `${Array.from(g)}`);
+  assert.equal(g[3], 0);
 });

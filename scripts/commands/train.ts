@@ -3,7 +3,6 @@
  * bar, checkpoints every epoch in --out, --resume, and Ctrl+C saving a checkpoint. Prints the engine at start.
  */
 import type { Command } from 'commander';
-import { Option } from 'commander';
 import cliProgress from 'cli-progress';
 import { ConfigError } from '../../runtime/errors.js';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
@@ -16,6 +15,7 @@ import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
 import type { BatchEvent, RunState, TrainConfig } from '../../trainer/train.js';
 import { accuracy, extendSchedule, predict, schedule } from '../../trainer/train.js';
 import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
+import { choiceOption, num } from '../options.js';
 import { printJson } from '../output.js';
 
 export interface TrainFlags {
@@ -47,6 +47,8 @@ export interface TrainFlags {
   kdWeight: number;
   kdTemperature: number;
   kdPerStep: number;
+  spikePenalty: number;
+  spikeTarget: number;
   augment: boolean;
   seed: number;
   resume?: boolean;
@@ -57,14 +59,6 @@ export interface TrainFlags {
   threads: number;
   json?: boolean;
 }
-
-const num = (flag: string, min: number, max = Infinity, integer = false) => (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n))) {
-    throw new ConfigError(`${flag}: expected ${integer ? 'an integer' : 'a number'} in [${min}, ${max}], got ${JSON.stringify(v)}`, flag);
-  }
-  return n;
-};
 
 /** Adds the options that define a run (shared with `sei ablate`). */
 export function runOptions(cmd: Command): Command {
@@ -81,11 +75,11 @@ export function runOptions(cmd: Command): Command {
     .option('--width <n>', 'channels of the first stage (stages: w, 2w, 4w)', num('--width', 1, 512, true), DEFAULT_NET.width)
     .option('--T <n>', 'time steps', num('--T', 1, 16, true), DEFAULT_NET.T)
     .option('--beta <x>', 'LIF leak (initial value with --lif learn)', num('--beta', 0, 1), DEFAULT_NET.beta)
-    .addOption(new Option('--lif <kind>', 'fixed: θ = 1 and --beta in every layer; learn: θ per channel and β per layer are trained').choices(['fixed', 'learn']).default('fixed'))
-    .addOption(new Option('--surrogate <kind>', 'surrogate gradient window: fixed (half-width 1) or theta (half-width θ)').choices(['fixed', 'theta']).default('fixed'))
+    .addOption(choiceOption('--lif <kind>', 'fixed: θ = 1 and --beta in every layer; learn: θ per channel and β per layer are trained', ['fixed', 'learn'], 'fixed'))
+    .addOption(choiceOption('--surrogate <kind>', 'surrogate gradient window: fixed (half-width 1) or theta (half-width θ)', ['fixed', 'theta'], 'fixed'))
     .option('--init-from <run>', 'start the student from this run folder\'s checkpoint (best, else last), e.g. an FP-weight SNN (two-stage training)')
-    .addOption(new Option('--shortcuts <kind>', 'multi: around every binary conv (SEI); plain: every second conv').choices(['multi', 'plain']).default('multi'))
-    .addOption(new Option('--weights <kind>', 'hidden weights: binary (BWSNN) or float (FP-weight SNN, not exportable)').choices(['binary', 'float']).default('binary'))
+    .addOption(choiceOption('--shortcuts <kind>', 'multi: around every binary conv (SEI); plain: every second conv', ['multi', 'plain'], 'multi'))
+    .addOption(choiceOption('--weights <kind>', 'hidden weights: binary (BWSNN) or float (FP-weight SNN, not exportable)', ['binary', 'float'], 'binary'))
     .option('--per-step <w>', 'weight of the per-step CE terms of the self-ensemble loss', num('--per-step', 0), 0)
     .option('--label-smoothing <x>', 'label smoothing', num('--label-smoothing', 0, 0.5), 0)
     .option('--teacher', 'train the ANN twin first (ReLU, float weights, same layout) and distil from it')
@@ -94,6 +88,8 @@ export function runOptions(cmd: Command): Command {
     .option('--teacher-from <run>', 'distil from the ANN teacher another run trained (its folder, e.g. one made with --teacher-only)')
     .option('--kd-weight <w>', 'weight of the distillation term in [0, 1]', num('--kd-weight', 0, 1), 0.7)
     .option('--kd-temperature <tau>', 'distillation temperature', num('--kd-temperature', 0.1), 1)
+    .option('--spike-penalty <w>', 'weight of the firing-rate term: mean over layers of max(0, rate − --spike-target)²', num('--spike-penalty', 0), 0)
+    .option('--spike-target <r>', 'spike rate each layer may reach before the firing-rate term applies', num('--spike-target', 0, 1), 0)
     .option('--kd-per-step <w>', 'weight of distillation on each step\'s logits, beside the mean logits\' (0: the mean only)', num('--kd-per-step', 0), 0)
     .option('--no-augment', 'no flips or shifts')
     .option('--seed <n>', 'seed of initialisation, shuffling and augmentation', num('--seed', 0, 2 ** 31, true), 1)
@@ -119,7 +115,7 @@ export function configFromFlags(f: TrainFlags): TrainConfig {
     seed: f.seed,
     data: { ...(f.data ? { dir: f.data } : {}), valSize: f.valSize, ...(f.trainLimit ? { trainLimit: f.trainLimit } : {}) },
     augment: f.augment ? DEFAULT_AUGMENT : null,
-    loss: { perStep: f.perStep, kdWeight: f.teacher || f.teacherOnnx || f.teacherFrom ? f.kdWeight : 0, kdTemperature: f.kdTemperature, labelSmoothing: f.labelSmoothing, ...(f.kdPerStep ? { kdPerStep: f.kdPerStep } : {}) },
+    loss: { perStep: f.perStep, kdWeight: f.teacher || f.teacherOnnx || f.teacherFrom ? f.kdWeight : 0, kdTemperature: f.kdTemperature, labelSmoothing: f.labelSmoothing, ...(f.kdPerStep ? { kdPerStep: f.kdPerStep } : {}), ...(f.spikePenalty ? { spikePenalty: f.spikePenalty, spikeTarget: f.spikeTarget } : {}) },
     teacher: f.teacher ? { kind: 'ann', epochs: f.teacherEpochs } : f.teacherOnnx ? { kind: 'onnx', file: f.teacherOnnx } : f.teacherFrom ? { kind: 'run', dir: f.teacherFrom } : null,
     valRecalibrate: f.recalibrate,
   };
@@ -155,6 +151,9 @@ export function resumeConfig(stored: TrainConfig, f: TrainFlags, given: (flag: k
       kdWeight: newTeacher || given('kdWeight') ? fresh.loss.kdWeight : stored.loss.kdWeight,
       kdTemperature: pick('kdTemperature', fresh.loss.kdTemperature, stored.loss.kdTemperature),
       ...(given('kdPerStep') ? (fresh.loss.kdPerStep ? { kdPerStep: fresh.loss.kdPerStep } : {}) : stored.loss.kdPerStep ? { kdPerStep: stored.loss.kdPerStep } : {}),
+      ...(given('spikePenalty') || given('spikeTarget')
+        ? (fresh.loss.spikePenalty ? { spikePenalty: fresh.loss.spikePenalty, spikeTarget: fresh.loss.spikeTarget ?? 0 } : {})
+        : stored.loss.spikePenalty ? { spikePenalty: stored.loss.spikePenalty, spikeTarget: stored.loss.spikeTarget ?? 0 } : {}),
     },
     teacher: newTeacher ? fresh.teacher : stored.teacher,
     valRecalibrate: pick('recalibrate', f.recalibrate, stored.valRecalibrate ?? RECALIBRATE_BATCHES),

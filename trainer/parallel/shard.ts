@@ -12,7 +12,7 @@ import { applyBnUpdates } from '../layers/batchnorm.js';
 import type { NetConfig, NetParams } from '../model.js';
 import { forward } from '../model.js';
 import type { LossOptions } from '../recipe/loss.js';
-import { seiLoss } from '../recipe/loss.js';
+import { seiLoss, spikeRateTerm } from '../recipe/loss.js';
 import type { Collective } from './collective.js';
 import { SOLO } from './collective.js';
 
@@ -87,7 +87,8 @@ function computeShard(net: NetConfig, params: NetParams, trainables: tf.Variable
       const res = forward(net, params, xt, true, updates, sync);
       const { loss: l, logits } = seiLoss(res.stepLogits, yt, loss, soft);
       ok = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), yt), 'float32')));
-      return l;
+      const rate = net.neuron === 'lif' ? spikeRateTerm(res.layerRates, loss) : undefined;
+      return rate ? tf.add(l, rate) as tf.Scalar : l;
     }, trainables);
     const correct = ok!.dataSync()[0]!;
     ok!.dispose();

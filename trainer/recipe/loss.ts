@@ -21,6 +21,21 @@ export interface LossOptions {
   readonly labelSmoothing: number;
   /** Weight of the per-step distillation terms relative to the one on the mean logits (absent: 0). */
   readonly kdPerStep?: number;
+  /**
+   * Firing-rate term: `spikePenalty ×` the mean over the spiking layers of `max(0, rate − spikeTarget)²` (target 0:
+   * the squared rate). Fewer spikes are less work for the runtime's event-driven path. Absent: 0.
+   */
+  readonly spikePenalty?: number;
+  readonly spikeTarget?: number;
+}
+
+/** The firing-rate term of `opts` on per-layer spike rates (scalars that carry the surrogate gradient); 0 when off. */
+export function spikeRateTerm(rates: readonly tf.Scalar[], opts: LossOptions): tf.Scalar | undefined {
+  const w = opts.spikePenalty ?? 0;
+  if (w <= 0 || !rates.length) return undefined;
+  const target = opts.spikeTarget ?? 0;
+  const terms = rates.map((r) => tf.square(tf.relu(tf.sub(r, target))));
+  return tf.mul(tf.mean(tf.stack(terms)), w) as tf.Scalar;
 }
 
 export const DEFAULT_LOSS: LossOptions = { perStep: 0, kdWeight: 0, kdTemperature: 1, labelSmoothing: 0 };
