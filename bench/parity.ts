@@ -1,0 +1,227 @@
+/**
+ * `npm run bench:parity -- --epochs 3 --width 32 …`: trains the same recipe with the TS trainer (`sei train --json`
+ * through scripts/cli.ts) and then with its PyTorch reference (bench/train_torch.py --train, Debian's
+ * /usr/bin/python3 with python3-torch), one after the other, never at once, and prints both per-epoch curves and the
+ * final test accuracies side by side (issue 11: the TS trainer's test accuracy within 0.5 pt of PyTorch's at the
+ * same epochs on the same data). Both start from the same weights and see the same frames in the same order (the
+ * reference reproduces the trainer's seeded streams), so a gap is an implementation difference, not luck.
+ *
+ * Flags: `sei train`'s run options, with their defaults (scripts/commands/train.ts runOptions; --epochs defaults
+ * to 3 here), passed to both; --threads is the TS trainer's, --torch-threads PyTorch's (default: every core);
+ * --out DIR keeps the TS run folder (default: a temporary one); --markdown FILE writes the table into FILE's
+ * "Training parity" section (replacing the subsection of the same command); --json prints a summary line.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir, platform, release } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Command } from 'commander';
+import { ConfigError } from '../runtime/errors.js';
+import { configFromFlags, runOptions, type TrainFlags } from '../scripts/commands/train.js';
+import { printJson } from '../scripts/output.js';
+import { createProgram, runCli } from '../scripts/run-cli.js';
+import type { EpochRecord } from '../trainer/train.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const PYTHON = '/usr/bin/python3';
+const SCRIPT = fileURLToPath(new URL('./train_torch.py', import.meta.url));
+const SECTION = '## Training parity (`npm run bench:parity`)';
+
+/**
+ * How each of `sei train`'s run options reaches the PyTorch reference: `same` (same flag, same value), `ts` (the TS
+ * trainer's only), `teacher` (sei train's --teacher switch: the reference takes --teacher-epochs N alone), or
+ * `unsupported` (refused when given). An option missing here is refused when given and reported when defaulted.
+ */
+const PASS: Record<string, 'same' | 'ts' | 'teacher' | 'unsupported'> = {
+  data: 'same', threads: 'ts', epochs: 'same', batch: 'same', microBatch: 'same', lr: 'same', latentLr: 'same', lrFinal: 'same',
+  warmup: 'same', width: 'same', T: 'same', beta: 'same', lif: 'same', surrogate: 'same', initFrom: 'unsupported', shortcuts: 'same',
+  weights: 'same', perStep: 'same', labelSmoothing: 'same', teacher: 'teacher', teacherEpochs: 'teacher', teacherOnnx: 'unsupported',
+  teacherFrom: 'same', kdWeight: 'same', kdTemperature: 'same', kdPerStep: 'same', spikePenalty: 'same', spikeTarget: 'same', augment: 'same',
+  seed: 'same', trainLimit: 'same', valSize: 'same', recalibrate: 'same',
+};
+
+type Flags = Omit<TrainFlags, 'out'> & {
+  out?: string;
+  torchThreads: number;
+  markdown?: string;
+};
+
+interface Side {
+  readonly epochs: Array<EpochRecord & { role: 'student' | 'teacher' }>;
+  readonly testAccuracy: number;
+  readonly teacherTestAccuracy?: number;
+  readonly wallSeconds: number;
+  readonly load: [number, number];
+  readonly version: string;
+}
+
+/** The two argument lists (TS, PyTorch) for the options of `cmd` as parsed into `f`. */
+function argumentsFor(cmd: Command, f: Flags): { ts: string[]; torch: string[]; given: string[]; ignored: string[] } {
+  const ts: string[] = [], torch: string[] = [], given: string[] = [], ignored: string[] = [];
+  const runFlags = runOptions(createProgram('')).options;
+  for (const opt of runFlags) {
+    const key = opt.attributeName();
+    const value = (f as unknown as Record<string, unknown>)[key];
+    const fromCli = cmd.getOptionValueSource(key) === 'cli';
+    const how = PASS[key];
+    if (fromCli) given.push(...flagArgs(opt.long!, value));
+    if (how === undefined || how === 'unsupported') {
+      if (fromCli) throw new ConfigError(`${opt.long}: the PyTorch reference (bench/train_torch.py) has no counterpart; run without it`, opt.long!);
+      if (how === undefined && value !== undefined) ignored.push(opt.long!);
+      continue;
+    }
+    if (value === undefined) continue;
+    const args = flagArgs(opt.long!, value);
+    ts.push(...args);
+    if (how === 'same') torch.push(...args);
+  }
+  if (f.teacher) torch.push('--teacher-epochs', String(f.teacherEpochs));
+  return { ts, torch, given, ignored };
+}
+
+/** `--no-augment` is commander's negation of `augment`; everything else is a flag and a value (or a switch). */
+function flagArgs(long: string, value: unknown): string[] {
+  if (long === '--no-augment') return value === false ? ['--no-augment'] : [];
+  if (value === true) return [long];
+  if (value === false || value === undefined) return [];
+  return [long, String(value)];
+}
+
+/** Runs a child to completion: stdout collected, stderr (progress) passed through. */
+function run(file: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(file, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (s: string) => { out += s; });
+    child.on('error', reject);
+    child.on('close', (code, signal) => (code === 0 ? resolve(out) : reject(new Error(`${file} ${args.slice(0, 3).join(' ')} … exited with ${signal ?? code}`))));
+  });
+}
+
+function jsonLines(out: string): Array<Record<string, unknown>> {
+  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function runTs(args: string[], dir: string): Promise<Side> {
+  const load0 = loadavg()[0]!;
+  const t0 = performance.now();
+  const out = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/cli.ts'), 'train', '--out', dir, '--json', ...args]);
+  const summary = jsonLines(out).pop()!;
+  const history = (sub: string, role: 'student' | 'teacher') => {
+    const file = join(dir, sub, 'last.json');
+    if (!existsSync(file)) return [];
+    return (JSON.parse(readFileSync(file, 'utf8')) as { history: EpochRecord[] }).history.map((r) => ({ ...r, role }));
+  };
+  return {
+    epochs: [...history('teacher', 'teacher'), ...history('', 'student')],
+    testAccuracy: summary['testAccuracy'] as number,
+    ...(typeof summary['teacherTestAccuracy'] === 'number' ? { teacherTestAccuracy: summary['teacherTestAccuracy'] } : {}),
+    wallSeconds: (performance.now() - t0) / 1000,
+    load: [load0, loadavg()[0]!],
+    version: `sei-edge trainer (${String(summary['engine'])}, ${args.includes('--threads') ? args[args.indexOf('--threads') + 1] : '?'} threads)`,
+  };
+}
+
+async function runTorch(args: string[], threads: number): Promise<Side> {
+  const load0 = loadavg()[0]!;
+  const t0 = performance.now();
+  const lines = jsonLines(await run(PYTHON, [SCRIPT, '--train', '--threads', String(threads), ...args]));
+  const summary = lines.pop()!;
+  return {
+    epochs: lines as unknown as Side['epochs'],
+    testAccuracy: summary['testAccuracy'] as number,
+    ...(typeof summary['teacherTestAccuracy'] === 'number' ? { teacherTestAccuracy: summary['teacherTestAccuracy'] } : {}),
+    wallSeconds: (performance.now() - t0) / 1000,
+    load: [load0, loadavg()[0]!],
+    version: `PyTorch ${String(summary['torch'])} (${threads} threads)`,
+  };
+}
+
+const pct = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? `${(100 * v).toFixed(2)} %` : '–');
+const rates = (r?: number[]) => (r ? r.map((v) => v.toFixed(3)).join(' / ') : '–');
+
+/** The Markdown subsection: curves, test accuracies, spike rates, machine and command. */
+function markdown(command: string, ts: Side, torch: Side): { heading: string; body: string; gap: number } {
+  const gap = 100 * (ts.testAccuracy - torch.testAccuracy);
+  const rows = ts.epochs.map((a, i) => {
+    const b = torch.epochs[i];
+    return `| ${a.role} ${a.epoch} | ${a.loss.toFixed(4)} / ${b ? b.loss.toFixed(4) : '–'} | ${pct(a.trainAccuracy)} / ${pct(b?.trainAccuracy)} | ` +
+      `${pct(a.valAccuracy)} / ${pct(b?.valAccuracy)} | ${(a.lr ?? NaN).toExponential(2)} | ${a.imagesPerSecond.toFixed(1)} / ${b ? b.imagesPerSecond.toFixed(1) : '–'} |`;
+  });
+  const lastTs = ts.epochs.filter((e) => e.role === 'student').pop();
+  const lastTorch = torch.epochs.filter((e) => e.role === 'student').pop();
+  const cpu = cpus();
+  const body = [
+    `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${cpu.length}× ${cpu[0]?.model ?? 'unknown CPU'} (${platform()} ${release()}); ` +
+      `load average ${ts.load[0].toFixed(1)} → ${ts.load[1].toFixed(1)} during the TS run, ${torch.load[0].toFixed(1)} → ${torch.load[1].toFixed(1)} during PyTorch's. ` +
+      `${ts.version}, ${(ts.wallSeconds / 60).toFixed(1)} min; ${torch.version}, ${(torch.wallSeconds / 60).toFixed(1)} min. Command: \`${command}\``,
+    '',
+    '| epoch | loss (TS / PyTorch) | train accuracy | validation accuracy | lr at the end | images/s |',
+    '|---|---|---|---|---|---|',
+    ...rows,
+    '',
+    '| | TS trainer | PyTorch | TS − PyTorch |',
+    '|---|---|---|---|',
+    `| test accuracy (10k, BN recalibrated) | ${pct(ts.testAccuracy)} | ${pct(torch.testAccuracy)} | **${gap >= 0 ? '+' : ''}${gap.toFixed(2)} pt** (${Math.abs(gap) <= 0.5 ? 'within' : 'outside'} 0.5 pt) |`,
+    ...(ts.teacherTestAccuracy !== undefined || torch.teacherTestAccuracy !== undefined
+      ? [`| ANN teacher test accuracy | ${pct(ts.teacherTestAccuracy)} | ${pct(torch.teacherTestAccuracy)} | ${ts.teacherTestAccuracy !== undefined && torch.teacherTestAccuracy !== undefined ? `${(100 * (ts.teacherTestAccuracy - torch.teacherTestAccuracy)).toFixed(2)} pt` : '–'} |`]
+      : []),
+    `| spike rates per layer (validation, last epoch) | ${rates(lastTs?.spikeRates)} | ${rates(lastTorch?.spikeRates)} | |`,
+    '',
+  ].join('\n');
+  return { heading: `### \`${command}\``, body, gap };
+}
+
+/** Writes `heading` + `body` into FILE's parity section, replacing a subsection with the same heading. */
+function writeSection(file: string, heading: string, body: string): void {
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
+  const lines = text.split('\n');
+  const block = [heading, '', ...body.trimEnd().split('\n'), ''];
+  let start = lines.indexOf(SECTION);
+  if (start < 0) {
+    writeFileSync(file, `${text.trimEnd()}\n\n${SECTION}\n\n${block.join('\n')}`);
+    return;
+  }
+  const end = lines.findIndex((l, i) => i > start && /^## /.test(l));
+  const sectionEnd = end < 0 ? lines.length : end;
+  const at = lines.findIndex((l, i) => i > start && i < sectionEnd && l === heading);
+  if (at >= 0) {
+    const next = lines.findIndex((l, i) => i > at && /^#{1,3} /.test(l));
+    lines.splice(at, (next < 0 ? lines.length : next) - at, ...block);
+  } else {
+    start = sectionEnd;
+    lines.splice(start, 0, ...block);
+  }
+  writeFileSync(file, lines.join('\n'));
+}
+
+const program = runOptions(createProgram('trains one recipe with the TS trainer, then with its PyTorch reference, and compares them'))
+  .option('--torch-threads <n>', 'PyTorch intra-op threads', (v) => Number(v), availableParallelism())
+  .option('--out <dir>', 'keep the TS run folder here (default: a temporary folder, removed)')
+  .option('--markdown <file>', 'write the table into the "Training parity" section of FILE (e.g. bench/RESULTS.md)')
+  .option('--json', 'print a JSON summary on the last line');
+// Commander stores a default when the option is added: change both what --help shows and the value.
+program.options.find((o) => o.long === '--epochs')!.default(3);
+program.setOptionValueWithSource('epochs', 3, 'default');
+program.action(async (f: Flags, cmd: Command) => {
+  if (!Number.isInteger(f.torchThreads) || f.torchThreads < 1) throw new ConfigError(`--torch-threads: expected a positive integer, got ${f.torchThreads}`, '--torch-threads');
+  const dir = f.out ?? mkdtempSync(join(tmpdir(), 'sei-parity-'));
+  configFromFlags({ ...f, out: dir, json: true }); // the trainer's own cross-flag checks, before either run starts
+  const { ts: tsArgs, torch: torchArgs, given, ignored } = argumentsFor(cmd, f);
+  if (ignored.length) process.stderr.write(`note: ${ignored.join(', ')} (defaulted) not passed to the PyTorch reference\n`);
+  const command = ['npm run bench:parity', ...(given.length ? ['--', ...given] : [])].join(' ');
+  try {
+    process.stderr.write(`TS trainer: sei train ${tsArgs.join(' ')}\n`);
+    const ts = await runTs(tsArgs, dir);
+    process.stderr.write(`PyTorch: ${PYTHON} bench/train_torch.py --train ${torchArgs.join(' ')}\n`);
+    const torch = await runTorch(torchArgs, f.torchThreads);
+    const md = markdown(command, ts, torch);
+    process.stdout.write(`${md.heading}\n\n${md.body}\n`);
+    if (f.markdown) writeSection(f.markdown, md.heading, md.body);
+    if (f.json) printJson({ command, ts, torch, gapPoints: md.gap, within: Math.abs(md.gap) <= 0.5 });
+  } finally {
+    if (!f.out) rmSync(dir, { recursive: true, force: true });
+  }
+});
+await runCli(program);
