@@ -153,18 +153,25 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.startedAt = Date.now();
     await this.activate(this.ota.bootModel(this.registry.boot(this.config.model, (err) => this.report(err))));
     this.running = true;
-    if (this.config.mqtt.url !== null) this.connect();
-    if (this.config.metrics.httpPort !== null) {
-      this.exporter = new PrometheusExporter(() => this.snapshot(), { device: this.config.device, fleet: this.config.fleet });
-      try {
-        this.metricsPort = await this.exporter.listen(this.config.metrics.httpPort, this.config.metrics.httpHost);
-      } catch (err) {
-        this.report(new ConfigError(`metrics.httpPort: expected a free port on ${this.config.metrics.httpHost}, got ${this.config.metrics.httpPort} (${(err as Error).message})`, 'metrics.httpPort'));
-        this.exporter = null;
+    try {
+      if (this.config.mqtt.url !== null) this.connect();
+      if (this.config.metrics.httpPort !== null) {
+        this.exporter = new PrometheusExporter(() => this.snapshot(), { device: this.config.device, fleet: this.config.fleet });
+        try {
+          this.metricsPort = await this.exporter.listen(this.config.metrics.httpPort, this.config.metrics.httpHost);
+        } catch (err) {
+          this.report(new ConfigError(`metrics.httpPort: expected a free port on ${this.config.metrics.httpHost}, got ${this.config.metrics.httpPort} (${(err as Error).message})`, 'metrics.httpPort'));
+          this.exporter = null;
+        }
       }
+      this.reporter.start();
+      this.pipeline.start(this.openSource());
+    } catch (err) {
+      // A source that cannot open (a missing file or folder) is a start-up error: start rejects and nothing of
+      // the agent stays running (device-agent/README.md, Sources).
+      await this.stop();
+      throw err;
     }
-    this.reporter.start();
-    this.pipeline.start(this.openSource());
   }
 
   /** Stops the source, finishes the frame in hand, flushes logs, says goodbye to the broker. */
@@ -286,12 +293,22 @@ export class Agent extends EventEmitter<AgentEvents> {
   private async reconfigure(raw: Json): Promise<AgentConfig> {
     const next = parseConfig(raw);
     const before = this.config;
+    const previous = this.raw;
     this.raw = raw;
     this.config = next;
     if (JSON.stringify(next.reporting) !== JSON.stringify(before.reporting)) this.reporter.start();
     if (JSON.stringify(next.source) !== JSON.stringify(before.source)) {
-      // The reply waits for an `mqtt` source's subscription: a frame sent after it must not be lost.
-      await this.pipeline.replace(() => this.openSource(), next.source.queueSize).ready;
+      try {
+        // The reply waits for an `mqtt` source's subscription: a frame sent after it must not be lost.
+        await this.pipeline.replace(() => this.openSource(), next.source.queueSize).ready;
+      } catch (err) {
+        // A source that cannot open refuses the command; the previous source runs again.
+        this.raw = previous;
+        this.config = before;
+        if (JSON.stringify(next.reporting) !== JSON.stringify(before.reporting)) this.reporter.start();
+        this.pipeline.replace(() => this.openSource(), before.source.queueSize);
+        throw err;
+      }
     }
     this.publishStatus();
     return next;

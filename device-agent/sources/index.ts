@@ -35,9 +35,16 @@ export function createSource(spec: SourceSpec, opts: SourceOptions): FrameSource
     case 'samples':
       return labelledSource(sampleFrames(), 'Fashion-MNIST samples (models/samples)', opts);
     case 'idx': {
-      const images = readIdx(spec.images);
-      const labels = spec.labels ? readIdx(spec.labels) : { shape: [images.shape[0]!], data: new Uint8Array(images.shape[0]!).fill(255) };
-      return labelledSource(labelledFrames(images, labels), spec.images, opts, spec.labels !== null);
+      let frames: LabelledFrames;
+      try {
+        const images = readIdx(spec.images);
+        const labels = spec.labels ? readIdx(spec.labels) : { shape: [images.shape[0]!], data: new Uint8Array(images.shape[0]!).fill(255) };
+        frames = labelledFrames(images, labels);
+      } catch (err) {
+        // Like a missing folder: a named field, not a stack trace (the agent refuses to start on it).
+        throw new FrameError(`source: expected readable IDX ${spec.labels ? 'images and labels' : 'images'}, got ${JSON.stringify(spec.labels ? `${spec.images}:${spec.labels}` : spec.images)} (${(err as Error).message})`, 'source.spec');
+      }
+      return labelledSource(frames, spec.images, opts, spec.labels !== null);
     }
     case 'images':
       return folderSource(spec.dir, opts);
