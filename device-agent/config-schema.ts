@@ -6,6 +6,7 @@
  */
 import { hostname } from 'node:os';
 import { ConfigError, show } from '../runtime/errors.js';
+import type { KernelChoice } from '../runtime/index.js';
 import { bool, custom, defaultsOf, fail, int, intOrNull, nullable, num, oneOf, section, str, strOrNull } from './schema.js';
 import type { Infer, Json } from './schema.js';
 
@@ -71,6 +72,9 @@ export function sourceSpecString(spec: SourceSpec): string {
       return spec.kind;
   }
 }
+
+/** The runtime's kernel choices (`model.kernel`, the CLI's `--kernel`). */
+export const KERNEL_CHOICES: readonly KernelChoice[] = ['auto', 'wasm', 'reference'];
 
 /** A name that is one MQTT topic level. */
 const topicLevel = { test: (v: string) => /^[^/#+\s]+$/.test(v), expected: 'a topic level without "/", "#", "+" or spaces' };
@@ -144,7 +148,7 @@ export const AGENT_SCHEMA = section('the agent config', {
   model: section('what runs', {
     path: strOrNull({ doc: '.bwsnn to run; null: the active version in the registry, else the newest in dir, else the bundled models/*.bwsnn' }),
     dir: strOrNull({ doc: 'folder whose *.bwsnn files are registered as versions `activate` can switch to' }),
-    kernel: oneOf(['auto', 'wasm', 'reference'], { doc: 'binary kernel passed to the runtime (auto: wasm when it runs)', default: 'auto' }),
+    kernel: oneOf(KERNEL_CHOICES, { doc: 'binary kernel passed to the runtime (auto: wasm when it runs)', default: 'auto' }),
   }),
   source: section('where frames come from (device-agent/README.md, Sources)', {
     spec: custom<SourceSpec>({

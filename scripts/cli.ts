@@ -3,14 +3,10 @@
  * Conventions: every command has --help; every command that reports numbers has --json, which prints one JSON
  * object on the last line of stdout (human-readable lines may precede it).
  */
-import { Command } from 'commander';
 import { commands } from './commands/index.js';
-import { runCli } from './run-cli.js';
+import { createProgram, runCli } from './run-cli.js';
 
-const program = new Command('sei')
-  .description('sei-edge: train, ship and run 1-bit spiking neural networks on edge boxes')
-  .showHelpAfterError()
-  .exitOverride();
+const program = createProgram('sei-edge: train, ship and run 1-bit spiking neural networks on edge boxes');
 
 // Load only the command being run; `sei`, `sei --help` or an unknown name load them all to list them.
 const requested = process.argv.slice(2).find((arg) => !arg.startsWith('-'));

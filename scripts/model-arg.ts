@@ -2,6 +2,9 @@ import { existsSync } from 'node:fs';
 import { bundledModel } from '../device-agent/models.js';
 import { ConfigError } from '../runtime/errors.js';
 import type { BwsnnModel } from '../runtime/format/model.js';
+import { loadModel } from '../runtime/index.js';
+import type { Engine, LoadOptions } from '../runtime/index.js';
+import { fromArg } from './options.js';
 
 /**
  * A `--model` value: a .bwsnn path as is, or `random:SEED` — a seeded random model of the Fashion-MNIST layout
@@ -18,4 +21,10 @@ export async function resolveModelArg(spec: string | undefined): Promise<BwsnnMo
   if (chosen.startsWith('random:')) throw new ConfigError(`--model: expected random:<non-negative integer seed>, got ${JSON.stringify(chosen)}`, 'model');
   if (!existsSync(chosen)) throw new ConfigError(`--model: expected a .bwsnn file or random:SEED, got ${JSON.stringify(chosen)} (no such file)`, 'model');
   return chosen;
+}
+
+/** A `--model` value as a running engine: a file that cannot be read or is not a valid .bwsnn is a ConfigError naming --model. */
+export async function loadModelArg(spec: string | undefined, options: LoadOptions = {}): Promise<Engine> {
+  const model = await resolveModelArg(spec);
+  return fromArg('--model', 'a .bwsnn model', typeof model === 'string' ? model : (spec ?? 'random:1'), () => loadModel(model, options));
 }

@@ -4,16 +4,13 @@
  * load here (a native addon built for another machine, a missing package) becomes a stub that says why, and
  * `sei doctor` still runs to diagnose it.
  */
-import { Command } from 'commander';
-import { runCli } from './run-cli.js';
+import type { Command } from 'commander';
+import { createProgram, runCli } from './run-cli.js';
 
 /** The device's commands, in `sei --help` order. */
 export const DEVICE_COMMANDS = ['agent', 'run', 'finetune', 'broker', 'doctor'] as const;
 
-const program = new Command('sei')
-  .description('sei-edge on the device: run the agent, check the box')
-  .showHelpAfterError()
-  .exitOverride();
+const program = createProgram('sei-edge on the device: run the agent, check the box');
 
 for (const name of DEVICE_COMMANDS) {
   try {

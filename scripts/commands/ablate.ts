@@ -2,18 +2,18 @@
 import { cpus } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { ConfigError } from '../../runtime/errors.js';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import { loadDataset } from '../../trainer/data/index.js';
 import type { Variant } from '../../trainer/ablate.js';
 import { VARIANTS, ablationMarkdown, runAblation } from '../../trainer/ablate.js';
+import { choice, int, list, positiveInt } from '../options.js';
 import { printJson } from '../output.js';
 import type { TrainFlags } from './train.js';
 import { configFromFlags, runOptions } from './train.js';
 
 interface AblateFlags extends TrainFlags {
-  steps: string;
-  variants: string;
+  steps: number[];
+  variants: Variant[];
   testLimit?: number;
   markdown?: string;
   note?: string;
@@ -22,18 +22,15 @@ interface AblateFlags extends TrainFlags {
 export function register(program: Command): void {
   runOptions(program.command('ablate').description('ablation: ANN, FP-weight SNN, plain BWSNN, + multiple shortcuts, + KD, SEI — same budget and seed'))
     .requiredOption('--out <dir>', 'folder for the runs (each resumable)')
-    .option('--steps <list>', 'time steps to test, comma-separated', '1,2,4')
-    .option('--variants <list>', `comma-separated subset of ${VARIANTS.join(',')}`, VARIANTS.join(','))
-    .option('--test-limit <n>', 'first N test frames only', (v) => Number(v))
+    .option('--steps <list>', 'time steps to test, comma-separated', list('--steps', int('--steps', 1, 16)), [1, 2, 4])
+    .option('--variants <list>', `comma-separated subset of ${VARIANTS.join(',')}`, list('--variants', choice('--variants', VARIANTS)), [...VARIANTS])
+    .option('--test-limit <n>', 'first N test frames only', positiveInt('--test-limit'))
     .option('--markdown <file>', 'write the table (e.g. models/ABLATION.md)')
     .option('--note <text>', 'a paragraph appended to the markdown')
     .option('--json', 'print all rows as JSON on the last line')
     .action(async (f: AblateFlags) => {
       const base = configFromFlags({ ...f, teacher: false });
-      const Ts = f.steps.split(',').map(Number);
-      if (Ts.some((t) => !Number.isInteger(t) || t < 1 || t > 16)) throw new ConfigError(`--steps: expected integers in 1..16, got ${JSON.stringify(f.steps)}`, '--steps');
-      const variants = f.variants.split(',') as Variant[];
-      for (const v of variants) if (!VARIANTS.includes(v)) throw new ConfigError(`--variants: expected names from ${VARIANTS.join(',')}, got ${JSON.stringify(v)}`, '--variants');
+      const { steps: Ts, variants } = f;
       const backend = await initBackend();
       process.stderr.write(describeBackend(backend) + '\n');
       const data = loadDataset({ ...base.data, ...(f.testLimit ? { testLimit: f.testLimit } : {}) });

@@ -8,14 +8,23 @@ import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Agent, mergeDeep, modelKey, parseConfig, parseSourceSpec, readConfigFile } from '../../device-agent/index.js';
 import type { MetricsSnapshot } from '../../device-agent/index.js';
-import { writeBwsnn } from '../../runtime/index.js';
+import { AGENT_SCHEMA } from '../../device-agent/config-schema.js';
+import { readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
 import { resolveModelArg } from '../model-arg.js';
+import { configOption, fromArg, positive } from '../options.js';
 import { printJson } from '../output.js';
+
+/** `--fps`: source.frameRate, with its range. */
+export const fpsOption = configOption('--fps', AGENT_SCHEMA.fields.source.fields.frameRate);
 
 /** A `--model` value (see resolveModelArg) as a file the agent can register: a random model is written to `dir`. */
 export async function modelFileFor(spec: string | undefined, dir: string): Promise<string> {
   const model = await resolveModelArg(spec);
-  if (typeof model === 'string') return model;
+  if (typeof model === 'string') {
+    // Read once here so that a broken file is refused naming the flag, before anything starts.
+    fromArg('--model', 'a .bwsnn model', model, () => readBwsnnFile(model));
+    return model;
+  }
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `${modelKey(model).replace(/[^A-Za-z0-9_.@-]/g, '_')}.bwsnn`);
   writeFileSync(path, writeBwsnn(model));
@@ -52,9 +61,9 @@ export function register(program: Command): void {
     .option('--config <file>', 'agent config, JSON or YAML (see device-agent/README.md); every field has a default')
     .option('--source <spec>', 'frame source: fmnist | samples | idx:IMAGES[:LABELS] | images:DIR | stdin:grey|yuv420:WxH | mqtt')
     .option('--model <file>', '.bwsnn model to run, or random:SEED (default: the config, else the bundled model)')
-    .option('--mqtt <url>', 'broker URL, e.g. mqtt://localhost:1883 (overrides mqtt.url)')
-    .option('--fps <n>', 'source frame rate, 0 = as fast as the engine goes (overrides source.frameRate)', Number)
-    .option('--duration <s>', 'stop after this many seconds (default: run until Ctrl+C)', Number)
+    .option('--mqtt <url>', 'broker URL, e.g. mqtt://localhost:1883 (overrides mqtt.url)', configOption('--mqtt', AGENT_SCHEMA.fields.mqtt.fields.url))
+    .option('--fps <n>', 'source frame rate, 0 = as fast as the engine goes (overrides source.frameRate)', fpsOption)
+    .option('--duration <s>', 'stop after this many seconds (default: run until Ctrl+C)', positive('--duration'))
     .option('--json', 'print the final metrics as one JSON object on the last line')
     .action(async (opts: { config?: string; source?: string; model?: string; mqtt?: string; fps?: number; duration?: number; json?: boolean }) => {
       const overrides: Record<string, unknown> = {};

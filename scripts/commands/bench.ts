@@ -15,12 +15,12 @@ import { benchEngine, benchKernel } from '../bench/kernel.js';
 import { machineInfo } from '../bench/machine.js';
 import { setClock } from '../bench/timing.js';
 import { convMacs, ortConv, ortFrames, type ConvShape } from '../bench/ort.js';
-import { ConfigError } from '../../runtime/errors.js';
 import { mapShape, readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
 import type { BwsnnModel } from '../../runtime/index.js';
 import { annTwinOnnx, frameToNchw, snnTwinOnnx } from '../../trainer/export/onnx.js';
 import { printJson } from '../output.js';
 import { resolveModelArg } from '../model-arg.js';
+import { choiceOption, fromArg, positive } from '../options.js';
 import { verifyFrames } from './verify.js';
 
 /** Length of one measuring round; contenders alternate rounds. */
@@ -32,7 +32,7 @@ export const KERNEL_SHAPE: ConvShape = { cin: 64, cout: 64, h: 14, w: 14, k: 3 }
 /** The model of the whole-model comparison: --model, else the bundled model, else random:1. */
 async function benchModel(spec: string | undefined): Promise<{ model: BwsnnModel; source: string; bytes: number }> {
   const resolved = await resolveModelArg(spec);
-  if (typeof resolved === 'string') return { model: readBwsnnFile(resolved), source: resolved, bytes: statSync(resolved).size };
+  if (typeof resolved === 'string') return { model: fromArg('--model', 'a .bwsnn model', resolved, () => readBwsnnFile(resolved)), source: resolved, bytes: statSync(resolved).size };
   return { model: resolved, source: spec ?? 'random:1', bytes: writeBwsnn(resolved).length };
 }
 
@@ -55,13 +55,12 @@ export function register(program: Command): void {
   program
     .command('bench')
     .description('WASM binary kernel and engine vs onnxruntime-node (one thread each), and file sizes')
-    .option('--seconds <s>', 'measuring time per item (after a short warm-up)', parseSeconds, 2)
+    .option('--seconds <s>', 'measuring time per item (after a short warm-up)', positive('--seconds', 600), 2)
     .option('--model <file|random:SEED>', 'model for the whole-model comparison (default: the bundled model, else random:1)')
-    .option('--clock <wall|cpu>', 'time on the wall clock, or on this process\'s CPU time (fairer on a machine shared with other jobs)', 'wall')
+    .addOption(choiceOption('--clock <wall|cpu>', 'time on the wall clock, or on this process\'s CPU time (fairer on a machine shared with other jobs)', ['wall', 'cpu'], 'wall'))
     .option('--no-agent', 'skip the device-agent end-to-end measurement (always wall-clock)')
     .option('--json', 'print a JSON summary on the last line')
-    .action(async (opts: { seconds: number; model?: string; clock: string; agent: boolean; json?: boolean }) => {
-      if (opts.clock !== 'wall' && opts.clock !== 'cpu') throw new ConfigError(`--clock: expected wall or cpu, got ${JSON.stringify(opts.clock)}`, 'clock');
+    .action(async (opts: { seconds: number; model?: string; clock: 'wall' | 'cpu'; agent: boolean; json?: boolean }) => {
       setClock(opts.clock);
       const machine = machineInfo();
       console.log(`machine: ${machine.cpu}, ${machine.cores} cores [${machine.simdFlags.join(' ')}], node ${machine.node}, onnxruntime-node ${machine.onnxruntime}`);
@@ -154,10 +153,4 @@ export function register(program: Command): void {
         });
       }
     });
-}
-
-function parseSeconds(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || n > 600) throw new ConfigError(`--seconds: expected a number in (0, 600], got ${JSON.stringify(value)}`, 'seconds');
-  return n;
 }

@@ -10,8 +10,9 @@ import type { Command } from 'commander';
 import mqtt from 'mqtt';
 import { Agent, parseSourceSpec, startBroker } from '../../device-agent/index.js';
 import type { MetricsSnapshot } from '../../device-agent/index.js';
+import { positive } from '../options.js';
 import { printJson } from '../output.js';
-import { metricsLine, modelFileFor, untilSignal } from './agent.js';
+import { fpsOption, metricsLine, modelFileFor, untilSignal } from './agent.js';
 
 interface Prediction {
   frame: number;
@@ -29,18 +30,22 @@ export function register(program: Command): void {
     .description('embedded broker + one agent streaming Fashion-MNIST through the model, with a live view (Ctrl+C stops)')
     .option('--model <file>', '.bwsnn model or random:SEED (default: the bundled model, else random:1)')
     .option('--source <spec>', 'frame source (default fmnist: the test set if installed, else models/samples)', 'fmnist')
-    .option('--fps <n>', 'source frame rate, 0 = as fast as the engine goes', Number, 0)
-    .option('--duration <s>', 'stop after this many seconds (default: until Ctrl+C)', Number)
+    .option('--fps <n>', 'source frame rate, 0 = as fast as the engine goes', fpsOption, 0)
+    .option('--duration <s>', 'stop after this many seconds (default: until Ctrl+C)', positive('--duration'))
     .option('--json', 'print the final figures as one JSON object on the last line')
     .action(async (opts: { model?: string; source: string; fps: number; duration?: number; json?: boolean }) => {
       parseSourceSpec(opts.source, '--source');
       const dir = mkdtempSync(join(tmpdir(), 'sei-demo-'));
+      const modelPath = await modelFileFor(opts.model, dir).catch((err: unknown) => {
+        rmSync(dir, { recursive: true, force: true });
+        throw err;
+      });
       const broker = await startBroker({ port: 0 });
       const agent = new Agent({
         config: {
           fleet: 'demo',
           device: 'demo-1',
-          model: { path: await modelFileFor(opts.model, dir) },
+          model: { path: modelPath },
           source: { spec: opts.source, frameRate: opts.fps, queueSize: 16 },
           mqtt: { url: broker.url },
           reporting: { metricsInterval: 1, predictionMaxRate: 10 },
@@ -70,7 +75,15 @@ export function register(program: Command): void {
         }
       });
 
-      await agent.start();
+      try {
+        await agent.start();
+      } catch (err) {
+        // A start-up error (a source that cannot open): nothing of the demo may keep the process alive.
+        watcher.end(true);
+        await broker.close();
+        rmSync(dir, { recursive: true, force: true });
+        throw err;
+      }
       const engine = agent.activeEngine!;
       const labels = engine.model.labels;
       const header =

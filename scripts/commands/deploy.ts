@@ -7,21 +7,8 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { deploy, deviceLine, prepareArtifact, readPrivateKey } from '../../device-agent/ota/index.js';
 import { ConfigError } from '../../runtime/index.js';
-import { printJson, positiveInt } from '../output.js';
-
-function percent(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || n > 100) throw new Error(`--abort-threshold must be a percentage 0..100, got ${JSON.stringify(value)}`);
-  return n;
-}
-
-function positive(flag: string): (value: string) => number {
-  return (value: string) => {
-    const n = Number(value);
-    if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} must be a positive number, got ${JSON.stringify(value)}`);
-    return n;
-  };
-}
+import { printJson } from '../output.js';
+import { fromArg, num, positive, positiveInt } from '../options.js';
 
 interface Opts {
   model: string;
@@ -54,7 +41,7 @@ export function register(program: Command): void {
     .option('--block-size <n>', 'bytes per block', positiveInt('--block-size'), 16384)
     .option('--wave-size <n>', 'devices per wave (default: all at once)', positiveInt('--wave-size'))
     .option('--rate <r>', 'devices started per minute at most (waves of that size, a minute apart)', positive('--rate'))
-    .option('--abort-threshold <pct>', 'stop the rollout when more than this % of a wave does not succeed', percent, 50)
+    .option('--abort-threshold <pct>', 'stop the rollout when more than this % of a wave does not succeed', num('--abort-threshold', 0, 100), 50)
     .option('--broker <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
     .option('--allow-downgrade', 'install even if the version is not newer than the running one')
     .option('--timeout <s>', 'seconds a device may take before its job is TIMED_OUT', positive('--timeout'), 600)
@@ -68,7 +55,7 @@ export function register(program: Command): void {
       if (opts.device === undefined && opts.fleet === undefined) throw new ConfigError('--device / --fleet: expected one of them, got neither', '--device');
       if (opts.waveSize !== undefined && opts.rate !== undefined) throw new ConfigError('--wave-size / --rate: expected one of them, got both', '--rate');
       const key = readPrivateKey(opts.key);
-      const { artifact, manifest, signed } = await prepareArtifact(new Uint8Array(readFileSync(opts.model)), key, { canaries: opts.canaries });
+      const { artifact, manifest, signed } = await fromArg('--model', 'a .bwsnn model', opts.model, () => prepareArtifact(new Uint8Array(readFileSync(opts.model)), key, { canaries: opts.canaries }));
       const result = await deploy({
         url: opts.broker,
         artifact,

@@ -4,11 +4,10 @@
  * prediction agreement between the two.
  */
 import type { Command } from 'commander';
-import { Option } from 'commander';
-import { ConfigError } from '../../runtime/errors.js';
 import { FASHION_MNIST_DIR, readMnistSplit } from '../../runtime/data/idx.js';
 import { loadModel } from '../../runtime/index.js';
 import type { KernelChoice } from '../../runtime/index.js';
+import { fromArg, kernelOption, positiveInt } from '../options.js';
 import { printJson } from '../output.js';
 
 interface EvalFlags {
@@ -30,7 +29,7 @@ export interface EvalResult {
 }
 
 export async function evalModel(file: string, opts: { data?: string; limit?: number; kernel?: KernelChoice } = {}): Promise<EvalResult> {
-  const engine = await loadModel(file, { kernel: opts.kernel ?? 'auto' });
+  const engine = await fromArg('--model', 'a .bwsnn model', file, () => loadModel(file, { kernel: opts.kernel ?? 'auto' }));
   const test = readMnistSplit(opts.data ?? FASHION_MNIST_DIR, 't10k');
   const n = Math.min(test.count, opts.limit ?? test.count);
   const predictions = new Uint8Array(n);
@@ -50,12 +49,8 @@ export function register(program: Command): void {
     .description('test-set accuracy of a .bwsnn model on the runtime engine')
     .requiredOption('--model <file>', 'the .bwsnn model')
     .option('--data <dir>', 'Fashion-MNIST folder (default /usr/share/datasets/fashion-mnist)')
-    .option('--limit <n>', 'first N test frames only', (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) throw new ConfigError(`--limit: expected a positive integer, got ${JSON.stringify(v)}`, '--limit');
-      return n;
-    })
-    .addOption(new Option('--kernel <k>', 'runtime kernel').choices(['auto', 'wasm', 'reference']).default('auto'))
+    .option('--limit <n>', 'first N test frames only', positiveInt('--limit'))
+    .addOption(kernelOption('runtime kernel'))
     .option('--compare', "also run the trainer's folded evaluation and report per-sample agreement")
     .option('--json', 'print {"accuracy", "n", "T"} on the last line')
     .action(async (f: EvalFlags) => {

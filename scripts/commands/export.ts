@@ -6,7 +6,6 @@
 import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
-import { Option } from 'commander';
 import { writeBwsnn } from '../../runtime/format/index.js';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import { loadDataset } from '../../trainer/data/index.js';
@@ -19,7 +18,7 @@ import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
 import type { RunState } from '../../trainer/train.js';
 import { accuracy, loadParams, predict, schedule } from '../../trainer/train.js';
 import { RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
-import { ConfigError } from '../../runtime/errors.js';
+import { choiceOption, int } from '../options.js';
 import { printJson } from '../output.js';
 
 interface ExportFlags {
@@ -43,18 +42,14 @@ export function register(program: Command): void {
     .command('export')
     .description('fold a training checkpoint into a .bwsnn model (and its ONNX twin)')
     .requiredOption('--checkpoint <dir>', 'run folder written by `sei train --out`')
-    .addOption(new Option('--which <name>', 'checkpoint: last or best (validation)').choices(['last', 'best']).default('last'))
+    .addOption(choiceOption('--which <name>', 'checkpoint: last or best (validation)', ['last', 'best'], 'last'))
     .requiredOption('--out <file>', 'the .bwsnn to write, e.g. models/fmnist-sei-t2.bwsnn')
     .option('--onnx <file>', 'also write the unrolled float SNN twin (ONNX)')
     .option('--name <name>', 'model name (default: the file name without .bwsnn)')
-    .option('--version <n>', 'model version (OTA refuses downgrades)', (v) => Number(v), 1)
+    .option('--version <n>', 'model version (OTA refuses downgrades)', int('--version', 0), 1)
     .option('--data <dir>', 'Fashion-MNIST folder for the test accuracy')
     .option('--no-evaluate', 'skip the test-set evaluation')
-    .option('--recalibrate <batches>', `BN recalibration: training batches (of the run's batch size) whose population statistics replace the running averages; 0 keeps the running averages`, (v) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw new ConfigError(`--recalibrate: expected a non-negative integer, got ${JSON.stringify(v)}`, '--recalibrate');
-      return n;
-    }, RECALIBRATE_BATCHES)
+    .option('--recalibrate <batches>', `BN recalibration: training batches (of the run's batch size) whose population statistics replace the running averages; 0 keeps the running averages`, int('--recalibrate', 0), RECALIBRATE_BATCHES)
     .option('--card <file>', 'write a model card (markdown; runs the runtime engine on the test set too)')
     .option('--train-command <text>', 'training command for the card (default: the one stored in the checkpoint)')
     .option('--notes <text>', 'a notes paragraph for the card')

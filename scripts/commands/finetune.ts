@@ -17,25 +17,19 @@ import {
   accuracy, ADAPT_FRAMES, applyShift, extractFeatures, featureEngine, fineTune, GATE_DEFAULTS, MIN_REHEARSED, SHIFTS, TRAIN_DEFAULTS, trainHead, toHead,
 } from '../../device-agent/finetune/index.js';
 import type { FeatureSet, FineTuneResult, GateOptions, Shift, TrainOptions, TrainingFrame } from '../../device-agent/finetune/index.js';
-import { ConfigError, encodeIdx, FASHION_MNIST_DIR, FASHION_MNIST_LABELS, FormatError, labelledFrames, readBwsnn, readIdx, readMnistSplit, SAMPLE_IMAGES, SAMPLE_LABELS, writeBwsnn } from '../../runtime/index.js';
+import { ConfigError, encodeIdx, FASHION_MNIST_DIR, FASHION_MNIST_LABELS, labelledFrames, readBwsnn, readIdx, readMnistSplit, SAMPLE_IMAGES, SAMPLE_LABELS, writeBwsnn } from '../../runtime/index.js';
 import type { BwsnnModel, LabelledFrames } from '../../runtime/index.js';
 import { FMNIST_BLOCKS, randomModel } from '../../runtime/format/random-model.js';
 import { printJson } from '../output.js';
+import { fromArg, int, list, num, positive, positiveInt } from '../options.js';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 const MB = 1024 * 1024;
 
 /** Reads IDX images + labels as training frames of the model's input shape; ids are `<name>#<index>`. */
 export function readTrainingFrames(images: string, labels: string, model: BwsnnModel, flag: string, name = flag.replace(/^--/, '')): TrainingFrame[] {
-  let set: LabelledFrames;
-  try {
-    set = labelledFrames(readIdx(images), readIdx(labels));
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code) throw new ConfigError(`${flag}: expected readable IDX files, got ${JSON.stringify(images)} / ${JSON.stringify(labels)} (${code})`, flag.slice(2));
-    if (err instanceof FormatError) throw new ConfigError(`${flag}: ${err.message}`, flag.slice(2));
-    throw err;
-  }
+  const idx = (path: string) => fromArg(flag, 'a readable IDX file', path, () => readIdx(path));
+  const set: LabelledFrames = fromArg(flag, `IDX images with one label each in ${labels}`, images, () => labelledFrames(idx(images), idx(labels)));
   if (set.frameShape.join() !== model.input.join()) {
     throw new ConfigError(`${flag}: expected frames of shape [${model.input.join(', ')}] for model ${model.name}, got [${set.frameShape.join(', ')}] in ${images}`, flag.slice(2));
   }
@@ -82,13 +76,8 @@ function peakRss(): number {
 
 /** The offline fine-tuning run behind `sei finetune`. */
 export function finetuneFile(opts: FinetuneFileOptions): FinetuneFileReport {
-  let bytes: Uint8Array;
-  try {
-    bytes = new Uint8Array(readFileSync(opts.model));
-  } catch (err) {
-    throw new ConfigError(`--model: expected a readable .bwsnn file, got ${JSON.stringify(opts.model)} (${(err as NodeJS.ErrnoException).code ?? String(err)})`, 'model');
-  }
-  const parent = readBwsnn(bytes);
+  const bytes = fromArg('--model', 'a readable .bwsnn file', opts.model, () => new Uint8Array(readFileSync(opts.model)));
+  const parent = fromArg('--model', 'a .bwsnn model', opts.model, () => readBwsnn(bytes));
   const frames = readTrainingFrames(opts.frames, opts.labels, parent, '--frames', 'labelled');
   if ((opts.referenceFrames === undefined) !== (opts.referenceLabels === undefined)) {
     throw new ConfigError('--reference-frames: expected together with --reference-labels, got only one of them', 'reference-frames');
@@ -215,7 +204,7 @@ export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<
     let model: BwsnnModel;
     let modelPath: string;
     if (path) {
-      model = readBwsnn(new Uint8Array(readFileSync(path)));
+      model = fromArg('--model', 'a .bwsnn model', path, () => readBwsnn(new Uint8Array(readFileSync(path))));
       modelPath = path;
       line(`model ${model.name} v${model.version} (T=${model.T}) from ${path}`);
     } else {
@@ -395,14 +384,6 @@ export function writeTableSection(path: string, report: ExperimentReport): void 
   writeFileSync(path, from >= 0 && to > from ? text.slice(0, from) + section + text.slice(to + END.length) : `${text}${text && !text.endsWith('\n') ? '\n' : ''}${section}\n`);
 }
 
-function number(flag: string, integer = false): (value: string) => number {
-  return (value: string) => {
-    const n = Number(value);
-    if (value.trim() === '' || !Number.isFinite(n) || (integer && !Number.isInteger(n))) throw new ConfigError(`${flag}: expected ${integer ? 'an integer' : 'a number'}, got ${JSON.stringify(value)}`, flag.slice(2));
-    return n;
-  };
-}
-
 export function register(program: Command): void {
   program
     .command('finetune')
@@ -414,15 +395,15 @@ export function register(program: Command): void {
     .option('--reference-labels <idx>', 'labels of --reference-frames')
     .option('--out <file>', 'where to write the new version when the gate accepts it')
     .option('--candidate <file>', 'write the fine-tuned candidate here whatever the gate says (for inspection)')
-    .option('--epochs <n>', `training passes (default ${TRAIN_DEFAULTS.epochs})`, number('--epochs', true))
-    .option('--lr <x>', `Adam step size (default ${TRAIN_DEFAULTS.learningRate})`, number('--lr'))
-    .option('--decay <x>', `L2 pull toward the parent head (default ${TRAIN_DEFAULTS.decay})`, number('--decay'))
-    .option('--rehearsal <ratio>', 'reference frames trained on per labelled training frame; the gate checks the other half of the reference set (default 1; 0: none, the gate checks all of it)', number('--rehearsal'))
-    .option('--seed <n>', 'seed of the shuffle and the train/holdout split (default 1)', number('--seed', true))
-    .option('--holdout <fraction>', `fraction of labelled frames held out (default ${GATE_DEFAULTS.holdoutFraction})`, number('--holdout'))
-    .option('--min-gain <x>', `required holdout accuracy gain, absolute (default ${GATE_DEFAULTS.minGain})`, number('--min-gain'))
-    .option('--max-reference-drop <x>', `allowed reference accuracy fall, absolute (default ${GATE_DEFAULTS.maxReferenceDrop})`, number('--max-reference-drop'))
-    .option('--max-p-value <x>', `sign test on holdout frames fixed vs broken, 1 disables (default ${GATE_DEFAULTS.maxPValue})`, number('--max-p-value'))
+    .option('--epochs <n>', `training passes (default ${TRAIN_DEFAULTS.epochs})`, positiveInt('--epochs'))
+    .option('--lr <x>', `Adam step size (default ${TRAIN_DEFAULTS.learningRate})`, positive('--lr'))
+    .option('--decay <x>', `L2 pull toward the parent head (default ${TRAIN_DEFAULTS.decay})`, num('--decay', 0))
+    .option('--rehearsal <ratio>', 'reference frames trained on per labelled training frame; the gate checks the other half of the reference set (default 1; 0: none, the gate checks all of it)', num('--rehearsal', 0))
+    .option('--seed <n>', 'seed of the shuffle and the train/holdout split (default 1)', int('--seed'))
+    .option('--holdout <fraction>', `fraction of labelled frames held out (default ${GATE_DEFAULTS.holdoutFraction})`, num('--holdout'))
+    .option('--min-gain <x>', `required holdout accuracy gain, absolute (default ${GATE_DEFAULTS.minGain})`, num('--min-gain'))
+    .option('--max-reference-drop <x>', `allowed reference accuracy fall, absolute (default ${GATE_DEFAULTS.maxReferenceDrop})`, num('--max-reference-drop'))
+    .option('--max-p-value <x>', `sign test on holdout frames fixed vs broken, 1 disables (default ${GATE_DEFAULTS.maxPValue})`, num('--max-p-value'))
     .option('--no-adapt', 'train the head alone on the parent\'s backbone (default: first re-estimate every layer\'s batch-norm affine on the labelled frames)')
     .option('--json', 'print the decision as one JSON object on the last line')
     .action((o: { model: string; frames: string; labels: string; referenceFrames?: string; referenceLabels?: string; out?: string; candidate?: string; epochs?: number; lr?: number; decay?: number; rehearsal?: number; seed?: number; holdout?: number; minGain?: number; maxReferenceDrop?: number; maxPValue?: number; adapt: boolean; json?: boolean }) => {
@@ -457,22 +438,20 @@ export function register(program: Command): void {
     .command('finetune-experiment')
     .description('simulated camera shifts on Fashion-MNIST: accuracy before/after the shift and after fine-tuning on 100, 250 and 500 labelled shifted frames, with time and memory of each run')
     .option('--model <file>', 'the model (default: the bundled models/*.bwsnn, else a stand-in built from a random backbone)')
-    .option('--eval <n>', 'shifted frames evaluated per shift, never trained on (default 2000)', number('--eval', true))
+    .option('--eval <n>', 'shifted frames evaluated per shift, never trained on (default 2000)', positiveInt('--eval'))
     .option('--shifts <names>', `comma-separated subset of ${Object.keys(SHIFTS).join(', ')}`)
-    .option('--sizes <list>', 'labelled-frame counts (default 100,250,500)')
-    .option('--seed <n>', 'seed of the shifts (default 1)', number('--seed', true))
-    .option('--retrain <n>', 'shifted training frames for the comparison head retrained on them, 0 to skip (default 3000)', number('--retrain', true))
+    .option('--sizes <list>', 'labelled-frame counts (default 100,250,500)', list('--sizes', int('--sizes', 2)))
+    .option('--seed <n>', 'seed of the shifts (default 1)', int('--seed'))
+    .option('--retrain <n>', 'shifted training frames for the comparison head retrained on them, 0 to skip (default 3000)', int('--retrain', 0))
     .option('--markdown', 'also print the table as Markdown')
     .option('--write-table <file>', 'replace the generated table section of this Markdown file (e.g. models/FINETUNE.md)')
     .option('--json', 'print the report as one JSON object on the last line')
-    .action(async (o: { model?: string; eval?: number; shifts?: string; sizes?: string; seed?: number; retrain?: number; markdown?: boolean; writeTable?: string; json?: boolean }) => {
-      const sizes = o.sizes?.split(',').map((s) => number('--sizes', true)(s));
-      if (sizes?.some((n) => n < 2)) throw new ConfigError(`--sizes: expected counts of at least 2, got ${o.sizes}`, 'sizes');
+    .action(async (o: { model?: string; eval?: number; shifts?: string; sizes?: number[]; seed?: number; retrain?: number; markdown?: boolean; writeTable?: string; json?: boolean }) => {
       const report = await finetuneExperiment({
         ...(o.model !== undefined ? { model: o.model } : {}),
         ...(o.eval !== undefined ? { evalFrames: o.eval } : {}),
         ...(o.shifts !== undefined ? { shifts: o.shifts.split(',') } : {}),
-        ...(sizes ? { sizes } : {}),
+        ...(o.sizes ? { sizes: o.sizes } : {}),
         ...(o.seed !== undefined ? { seed: o.seed } : {}),
         ...(o.retrain !== undefined ? { retrainFrames: o.retrain } : {}),
         onLine: (l) => console.log(l),

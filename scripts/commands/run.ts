@@ -3,16 +3,14 @@
  * Default frames: the first 1000 Fashion-MNIST test frames shipped in models/samples/, with their labels.
  */
 import type { Command } from 'commander';
-import { ConfigError, FormatError } from '../../runtime/errors.js';
+import { ConfigError } from '../../runtime/errors.js';
 import type { IdxArray } from '../../runtime/data/idx.js';
 import { readIdx, SAMPLE_IMAGES, SAMPLE_LABELS } from '../../runtime/data/idx.js';
 import { layerUnits } from '../../runtime/format/ops.js';
-import { loadModel } from '../../runtime/index.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { printJson } from '../output.js';
-import { resolveModelArg } from '../model-arg.js';
-
-const KERNELS: readonly KernelChoice[] = ['auto', 'wasm', 'reference'];
+import { loadModelArg } from '../model-arg.js';
+import { fromArg, kernelOption, positiveInt } from '../options.js';
 
 export interface RunOptions {
   /** .bwsnn path or random:SEED. */
@@ -66,14 +64,7 @@ function frameSource(images: IdxArray, engine: Engine, path: string) {
 }
 
 function readIdxArg(path: string, flag: string): IdxArray {
-  try {
-    return readIdx(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code) throw new ConfigError(`${flag}: expected a readable IDX file, got ${JSON.stringify(path)} (${code})`, flag.slice(2));
-    if (err instanceof FormatError) throw new ConfigError(`${flag}: ${err.message}`, flag.slice(2));
-    throw err;
-  }
+  return fromArg(flag, 'a readable IDX file', path, () => readIdx(path));
 }
 
 /** What is about to run, reported before the first frame. */
@@ -92,7 +83,7 @@ export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => 
   if (opts.labels !== undefined && opts.frames === undefined) {
     throw new ConfigError('--labels: expected together with --frames (the default frames bring their own labels), got --labels alone', 'labels');
   }
-  const engine = await loadModel(await resolveModelArg(opts.model), { kernel: opts.kernel ?? 'auto' });
+  const engine = await loadModelArg(opts.model, { kernel: opts.kernel ?? 'auto' });
   const imagesPath = opts.frames ?? SAMPLE_IMAGES;
   const source = frameSource(readIdxArg(imagesPath, '--frames'), engine, imagesPath);
   const labelsPath = opts.frames === undefined ? SAMPLE_LABELS : opts.labels;
@@ -166,13 +157,6 @@ export function formatFrameLine(l: FrameLine): string {
   return `${index} ${l.prediction!.padEnd(12)} p=${l.confidence!.toFixed(3)}${truth}  ${l.latencyMs!.toFixed(2)} ms  spikes ${(100 * l.spikeRate!).toFixed(1)}%`;
 }
 
-function parseLimit(value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n <= 0) throw new ConfigError(`--limit: expected a positive integer, got ${JSON.stringify(value)}`, 'limit');
-  return n;
-}
-
 export function register(program: Command): void {
   program
     .command('run')
@@ -180,18 +164,16 @@ export function register(program: Command): void {
     .requiredOption('--model <file|random:SEED>', 'a .bwsnn file, or random:SEED for a random model of the Fashion-MNIST layout')
     .option('--frames <idx>', 'IDX images (gzip or not), [n, h, w] or [n, h, w, c] (default: the first 1000 Fashion-MNIST test frames in models/samples/)')
     .option('--labels <idx>', 'IDX labels for --frames, one per frame (default: the samples\' labels when --frames is not given)')
-    .option('--limit <n>', 'stop after n frames (default: all)')
-    .option('--kernel <auto|wasm|reference>', 'binary kernel: wasm SIMD, the TypeScript reference, or auto (wasm when available)', 'auto')
+    .option('--limit <n>', 'stop after n frames (default: all)', positiveInt('--limit'))
+    .addOption(kernelOption('binary kernel: wasm SIMD, the TypeScript reference, or auto (wasm when available)'))
     .option('--json', 'print the summary as one JSON object on the last line')
-    .action(async (opts: { model: string; frames?: string; labels?: string; limit?: string; kernel: string; json?: boolean }) => {
-      if (!KERNELS.includes(opts.kernel as KernelChoice)) throw new ConfigError(`--kernel: expected auto, wasm or reference, got ${JSON.stringify(opts.kernel)}`, 'kernel');
-      const limit = parseLimit(opts.limit);
+    .action(async (opts: { model: string; frames?: string; labels?: string; limit?: number; kernel: KernelChoice; json?: boolean }) => {
       const summary = await runFrames(
         {
-          model: opts.model, kernel: opts.kernel as KernelChoice,
+          model: opts.model, kernel: opts.kernel,
           ...(opts.frames !== undefined ? { frames: opts.frames } : {}),
           ...(opts.labels !== undefined ? { labels: opts.labels } : {}),
-          ...(limit !== undefined ? { limit } : {}),
+          ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
         },
         (line) => process.stdout.write(formatFrameLine(line) + '\n'),
         (st) => console.log(`model ${st.model} (T=${st.T}, ${st.layers} layers), kernel ${st.kernel}, ${st.frames} frames from ${st.source}${st.labelled ? ' with labels' : ''}`),

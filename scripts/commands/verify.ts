@@ -6,17 +6,16 @@
  * format reader all do what ARCHITECTURE.md says.
  */
 import type { Command } from 'commander';
-import { ConfigError } from '../../runtime/errors.js';
 import { FASHION_MNIST_DIR, readMnistSplit, sampleFrames } from '../../runtime/data/idx.js';
 import type { Shape3 } from '../../runtime/format/model.js';
 import { layerUnits, mapShape, OPS } from '../../runtime/format/ops.js';
-import { loadModel } from '../../runtime/index.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { frameToNchw, hwcToNchwIndex, snnTwinOnnx, spikeOutputName, TWIN_OUTPUT } from '../../trainer/export/onnx.js';
 import { openOrt } from '../../trainer/export/ort.js';
 import { rng } from '../../runtime/data/random.js';
-import { resolveModelArg } from '../model-arg.js';
-import { positiveInt, printJson } from '../output.js';
+import { loadModelArg } from '../model-arg.js';
+import { kernelOption, positiveInt } from '../options.js';
+import { printJson } from '../output.js';
 
 /** Largest relative logit error accepted (relative to the frame's largest |logit|). */
 export const LOGIT_TOLERANCE = 1e-5;
@@ -140,11 +139,10 @@ export function register(program: Command): void {
     .description('compare the runtime with its float ONNX twin on onnxruntime-node: every spike bit for bit, logits within 1e-5')
     .requiredOption('--model <file|random:SEED>', 'a .bwsnn file, or random:SEED for a random model of the Fashion-MNIST layout')
     .option('--frames <n>', 'random frames, and as many real Fashion-MNIST test frames (28×28×1 models)', positiveInt('--frames'), 20)
-    .option('--kernel <auto|wasm|reference>', 'runtime kernel to verify', 'auto')
+    .addOption(kernelOption('runtime kernel to verify'))
     .option('--json', 'print a JSON summary on the last line')
-    .action(async (opts: { model: string; frames: number; kernel: string; json?: boolean }) => {
-      if (!['auto', 'wasm', 'reference'].includes(opts.kernel)) throw new ConfigError(`--kernel: expected auto, wasm or reference, got ${JSON.stringify(opts.kernel)}`, 'kernel');
-      const engine = await loadModel(await resolveModelArg(opts.model), { kernel: opts.kernel as KernelChoice });
+    .action(async (opts: { model: string; frames: number; kernel: KernelChoice; json?: boolean }) => {
+      const engine = await loadModelArg(opts.model, { kernel: opts.kernel });
       const frames = verifyFrames(engine.model.input, opts.frames);
       const real = frames.filter((f) => f.id.startsWith('fashion')).length;
       const started = performance.now();

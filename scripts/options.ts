@@ -1,0 +1,98 @@
+/**
+ * Every `sei` option-value parser. Each refuses a bad value with a ConfigError that names the flag, the expected
+ * and the actual value (`--limit: expected a positive integer, got "0"`), which the CLI prints as one line and
+ * exits 2 on (run-cli.ts). Number ranges read the same as the agent config's (device-agent/schema.ts).
+ */
+import { Option } from 'commander';
+import { ConfigError, FormatError } from '../runtime/errors.js';
+import { KERNEL_CHOICES } from '../device-agent/config-schema.js';
+import { inRange, rangeText } from '../device-agent/schema.js';
+import type { Field, NumberRange } from '../device-agent/schema.js';
+
+type Parser<T> = (value: string) => T;
+
+function refuse(flag: string, expected: string, value: string): never {
+  throw new ConfigError(`${flag}: expected ${expected}, got ${JSON.stringify(value)}`, flag);
+}
+
+/** A number in [min, max] (an integer when `integer`). */
+export function num(flag: string, min = -Infinity, max = Infinity, integer = false): Parser<number> {
+  return range(flag, { min, max, integer });
+}
+
+export function int(flag: string, min = -Infinity, max = Infinity): Parser<number> {
+  return range(flag, { min, max, integer: true });
+}
+
+export function positiveInt(flag: string): Parser<number> {
+  return range(flag, { min: 1, integer: true });
+}
+
+/** A number > 0 (and <= max). */
+export function positive(flag: string, max = Infinity): Parser<number> {
+  return range(flag, { min: 0, minExclusive: true, max });
+}
+
+function range(flag: string, r: NumberRange): Parser<number> {
+  return (value) => {
+    const n = value.trim() === '' ? NaN : Number(value);
+    return inRange(n, r) ? n : refuse(flag, rangeText(r), value);
+  };
+}
+
+/** One of `values`. */
+export function choice<const T extends string>(flag: string, values: readonly T[]): Parser<T> {
+  return (value) => (values.includes(value as T) ? (value as T) : refuse(flag, `one of ${values.join(', ')}`, value));
+}
+
+/** An option whose value is one of `values`: --help lists them (commander's choices), a bad one is a ConfigError. */
+export function choiceOption<const T extends string>(flags: string, description: string, values: readonly T[], fallback?: NoInfer<T>): Option {
+  const option = new Option(flags, description).choices(values);
+  option.argParser(choice(option.long ?? flags, values));
+  return fallback === undefined ? option : option.default(fallback);
+}
+
+/** `--kernel`: the runtime's kernel choice, default auto. */
+export function kernelOption(description: string): Option {
+  return choiceOption('--kernel <auto|wasm|reference>', description, KERNEL_CHOICES, 'auto');
+}
+
+/** A comma-separated list, each item read by `item` (whose error names the flag). */
+export function list<T>(flag: string, item: Parser<T>): Parser<T[]> {
+  return (value) => {
+    const items = value.split(',').map((s) => s.trim());
+    if (items.some((s) => s === '')) refuse(flag, 'a comma-separated list without empty items', value);
+    return items.map(item);
+  };
+}
+
+/**
+ * A flag that sets an agent config field (`--fps` is `source.frameRate`): the field's own check, under the flag's
+ * name, so the flag and the file accept the same values with the same words.
+ */
+export function configOption<T>(flag: string, field: Field<T>): Parser<T> {
+  return (value) => {
+    const n = value.trim() === '' ? NaN : Number(value);
+    return field.read(Number.isNaN(n) ? value : n, flag, {});
+  };
+}
+
+/**
+ * Reads a file named on the command line: a missing, unreadable or malformed one (a file-system error or a
+ * FormatError) becomes one ConfigError naming the flag and the path. Works for sync and async readers.
+ */
+export function fromArg<T>(flag: string, expected: string, path: string, read: () => T): T {
+  const convert = (err: unknown): never => {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (err instanceof FormatError || (typeof code === 'string' && code.startsWith('E'))) {
+      throw new ConfigError(`${flag}: expected ${expected}, got ${JSON.stringify(path)} (${err instanceof FormatError ? err.message : code})`, flag);
+    }
+    throw err;
+  };
+  try {
+    const out = read();
+    return (out instanceof Promise ? out.catch(convert) : out) as T;
+  } catch (err) {
+    return convert(err);
+  }
+}
