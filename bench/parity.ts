@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
 import { ConfigError } from '../runtime/errors.js';
 import { configFromFlags, runOptions, type TrainFlags } from '../scripts/commands/train.js';
+import { int } from '../scripts/options.js';
 import { printJson } from '../scripts/output.js';
 import { createProgram, runCli } from '../scripts/run-cli.js';
 import type { EpochRecord } from '../trainer/train.js';
@@ -197,7 +198,7 @@ function writeSection(file: string, heading: string, body: string): void {
 }
 
 const program = runOptions(createProgram('trains one recipe with the TS trainer, then with its PyTorch reference, and compares them'))
-  .option('--torch-threads <n>', 'PyTorch intra-op threads', (v) => Number(v), availableParallelism())
+  .option('--torch-threads <n>', 'PyTorch intra-op threads', int('--torch-threads', 1, 256), availableParallelism())
   .option('--out <dir>', 'keep the TS run folder here (default: a temporary folder, removed)')
   .option('--markdown <file>', 'write the table into the "Training parity" section of FILE (e.g. bench/RESULTS.md)')
   .option('--json', 'print a JSON summary on the last line');
@@ -205,10 +206,9 @@ const program = runOptions(createProgram('trains one recipe with the TS trainer,
 program.options.find((o) => o.long === '--epochs')!.default(3);
 program.setOptionValueWithSource('epochs', 3, 'default');
 program.action(async (f: Flags, cmd: Command) => {
-  if (!Number.isInteger(f.torchThreads) || f.torchThreads < 1) throw new ConfigError(`--torch-threads: expected a positive integer, got ${f.torchThreads}`, '--torch-threads');
-  const dir = f.out ?? mkdtempSync(join(tmpdir(), 'sei-parity-'));
-  configFromFlags({ ...f, out: dir, json: true }); // the trainer's own cross-flag checks, before either run starts
+  configFromFlags({ ...f, out: f.out ?? '', json: true }); // the trainer's own cross-flag checks, before either run starts
   const { ts: tsArgs, torch: torchArgs, given, ignored } = argumentsFor(cmd, f);
+  const dir = f.out ?? mkdtempSync(join(tmpdir(), 'sei-parity-'));
   if (ignored.length) process.stderr.write(`note: ${ignored.join(', ')} (defaulted) not passed to the PyTorch reference\n`);
   const command = ['npm run bench:parity', ...(given.length ? ['--', ...given] : [])].join(' ');
   try {
