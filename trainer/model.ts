@@ -45,6 +45,12 @@ export interface NetConfig {
   readonly input: readonly [number, number, number];
   /** `learn`: θ per channel and β per layer are trained (absent in older runs: fixed). */
   readonly lif?: 'fixed' | 'learn';
+  /**
+   * Initial thresholds: `uniform` θ in every layer; `depth` θ·√k in a layer whose current sums k unit-variance BN
+   * outputs through its chain of shortcuts (the current's std at initialisation), so deep layers of a multi-shortcut
+   * net do not start out firing more than shallow ones. Absent: uniform.
+   */
+  readonly thetaInit?: 'uniform' | 'depth';
   /** Surrogate window: `fixed` half-width 1, `theta` half-width θ (trainer/layers/lif.ts). Default fixed. */
   readonly surrogate?: Surrogate;
 }
@@ -117,6 +123,13 @@ export function namedVariables(p: NetParams): Array<{ name: string; v: tf.Variab
   return out;
 }
 
+/** Per layer, how many BN outputs its LIF input current sums through its chain of shortcuts. */
+export function currentTerms(cfg: NetConfig): number[] {
+  const out: number[] = [];
+  plan(cfg).forEach((l, i) => out.push(i > 0 && l.shortcut !== 'none' ? out[i - 1]! + 1 : 1));
+  return out;
+}
+
 // tfjs variable names are process-global; checkpoints use namedVariables' names, and Adam keys its state by
 // position, so these only need to be unique.
 let instances = 0;
@@ -129,7 +142,8 @@ export function initParams(cfg: NetConfig, seed: number, prefix = ''): NetParams
   const variable = (values: Float32Array, shape: number[], trainable = true) =>
     tf.variable(tf.tensor(values, shape), trainable, `${prefix}${instance}/v${serial++}`);
   const learnLif = cfg.lif === 'learn' && cfg.neuron === 'lif';
-  const layers = plan(cfg).map((l) => {
+  const summed = currentTerms(cfg);
+  const layers = plan(cfg).map((l, i) => {
     const fanIn = 9 * l.cin;
     const std = Math.sqrt(2 / fanIn);
     const c = l.cout;
@@ -141,7 +155,7 @@ export function initParams(cfg: NetConfig, seed: number, prefix = ''): NetParams
         mean: variable(new Float32Array(c), [c], false),
         variance: variable(new Float32Array(c).fill(1), [c], false),
       },
-      theta: variable(new Float32Array(c).fill(cfg.theta), [c], learnLif),
+      theta: variable(new Float32Array(c).fill(cfg.thetaInit === 'depth' ? cfg.theta * Math.sqrt(summed[i]!) : cfg.theta), [c], learnLif),
       beta: variable(Float32Array.of(cfg.beta), [1], learnLif),
     };
   });

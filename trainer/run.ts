@@ -11,6 +11,8 @@ import type { FitHooks, FitResult, TrainConfig } from './train.js';
 import { fit } from './train.js';
 import type { TeacherFn } from './recipe/kd.js';
 import { annTeacher, cachedTeacher, onnxTeacherLogits } from './recipe/kd.js';
+import type { NetParams } from './model.js';
+import { RECALIBRATE_BATCHES, recalibrateBn } from './recalibrate.js';
 import { loadParams, teacherNet } from './train.js';
 
 /** The teacher checkpoint of a run folder: `dir/teacher/` (a run trained with --teacher) or `dir` itself. */
@@ -29,16 +31,23 @@ export interface RunResult {
 export async function runTraining(cfg: TrainConfig, data: Dataset, dir: string, opts: { resume: boolean; engine: string; hooks: FitHooks; saveEvery?: number; command?: string; threads?: number; teacherOnly?: boolean }): Promise<RunResult> {
   let teacherFn: TeacherFn | undefined;
   let teacher: FitResult | undefined;
+  // A teacher distils (and is scored) with BN statistics recalibrated on training frames, as its validation and
+  // every exported network are: the running averages trail the final weights.
+  const settle = (net: TrainConfig['net'], params: NetParams, batchSize: number, seed: number) =>
+    recalibrateBn(net, params, data.train, { batches: RECALIBRATE_BATCHES, batchSize, seed });
   if (cfg.teacher?.kind === 'ann') {
     teacher = await fit('teacher', cfg, data, join(dir, 'teacher'), opts);
-    if (teacher.interrupted || opts.teacherOnly) return { student: undefined, teacher, interrupted: teacher.interrupted };
+    if (teacher.interrupted) return { student: undefined, teacher, interrupted: true };
+    teacher = { ...teacher, params: settle(teacherNet(cfg.net), teacher.params, cfg.batchSize, cfg.seed) };
+    if (opts.teacherOnly) return { student: undefined, teacher, interrupted: false };
     teacherFn = annTeacher(teacherNet(cfg.net), teacher.params);
   } else if (cfg.teacher?.kind === 'run' && cfg.teacher.dir) {
     const from = teacherCheckpoint(cfg.teacher.dir);
     const loaded = loadParams(from, hasCheckpoint(from, 'best') ? 'best' : 'last', 'teacher-from/');
     if (loaded.state.role !== 'teacher') throw new ConfigError(`--teacher-from: ${from} holds a ${loaded.state.role}, expected an ANN teacher`, '--teacher-from');
     opts.hooks.onInfo?.(`teacher: ${from} (${loaded.state.epoch} epochs, val ${(100 * (loaded.state.history.at(-1)?.valAccuracy ?? NaN)).toFixed(2)}%)`);
-    teacherFn = annTeacher(teacherNet(loaded.state.config.net), loaded.params);
+    const net = teacherNet(loaded.state.config.net);
+    teacherFn = annTeacher(net, settle(net, loaded.params, loaded.state.config.batchSize, loaded.state.config.seed));
   } else if (cfg.teacher?.kind === 'onnx' && cfg.teacher.file) {
     const logits = await onnxTeacherLogits(cfg.teacher.file, data.train, cfg.net.classes, dir, opts.hooks.onInfo);
     teacherFn = cachedTeacher(logits, cfg.net.classes);

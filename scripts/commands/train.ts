@@ -28,6 +28,7 @@ export interface TrainFlags {
   latentLr?: number;
   lif: 'fixed' | 'learn';
   surrogate: 'fixed' | 'theta';
+  thetaInit: 'uniform' | 'depth';
   initFrom?: string;
   extend?: number;
   lrFinal: number;
@@ -64,7 +65,7 @@ export interface TrainFlags {
 export function runOptions(cmd: Command): Command {
   return cmd
     .option('--data <dir>', 'Fashion-MNIST folder (IDX gz); default /usr/share/datasets/fashion-mnist')
-    .option('--threads <n>', 'cores to train on: data-parallel worker threads, one wasm backend each (the batch is split; BN statistics are per shard)', num('--threads', 1, 64, true), availableParallelism())
+    .option('--threads <n>', 'cores to train on: data-parallel worker threads, one wasm backend each (the batch is split; batch norm takes whole-batch statistics across them)', num('--threads', 1, 64, true), availableParallelism())
     .option('--epochs <n>', 'student epochs', num('--epochs', 1, 1000, true), 30)
     .option('--batch <n>', 'frames per optimizer step', num('--batch', 1, 4096, true), 64)
     .option('--micro-batch <n>', 'frames per forward/backward pass (batch norm statistics over it, across threads); gradients of --batch / N passes are accumulated (default: --batch)', num('--micro-batch', 1, 4096, true))
@@ -103,7 +104,7 @@ export function configFromFlags(f: TrainFlags): TrainConfig {
   if (f.microBatch && (f.microBatch > f.batch || f.batch % f.microBatch !== 0)) throw new ConfigError(`--micro-batch: expected a divisor of --batch ${f.batch}, got ${f.microBatch}`, '--micro-batch');
   if (f.weights === 'float' && !f.json) process.stderr.write('note: --weights float trains an FP-weight SNN; it evaluates but does not export to .bwsnn\n');
   return {
-    net: { ...DEFAULT_NET, width: f.width, T: f.T, beta: f.beta, shortcuts: f.shortcuts, weights: f.weights, lif: f.lif, surrogate: f.surrogate },
+    net: { ...DEFAULT_NET, width: f.width, T: f.T, beta: f.beta, shortcuts: f.shortcuts, weights: f.weights, lif: f.lif, surrogate: f.surrogate, thetaInit: f.thetaInit },
     epochs: f.epochs,
     batchSize: f.batch,
     ...(f.microBatch && f.microBatch < f.batch ? { microBatch: f.microBatch } : {}),
