@@ -77,6 +77,7 @@ export function runOptions(cmd: Command): Command {
     .option('--T <n>', 'time steps', num('--T', 1, 16, true), DEFAULT_NET.T)
     .option('--beta <x>', 'LIF leak (initial value with --lif learn)', num('--beta', 0, 1), DEFAULT_NET.beta)
     .addOption(choiceOption('--lif <kind>', 'fixed: θ = 1 and --beta in every layer; learn: θ per channel and β per layer are trained', ['fixed', 'learn'], 'fixed'))
+    .addOption(choiceOption('--theta-init <kind>', 'initial thresholds: uniform (θ) or depth (θ·√k where a layer\'s current sums k BN outputs through its shortcuts)', ['uniform', 'depth'], 'uniform'))
     .addOption(choiceOption('--surrogate <kind>', 'surrogate gradient window: fixed (half-width 1) or theta (half-width θ)', ['fixed', 'theta'], 'fixed'))
     .option('--init-from <run>', 'start the student from this run folder\'s checkpoint (best, else last), e.g. an FP-weight SNN (two-stage training)')
     .addOption(choiceOption('--shortcuts <kind>', 'multi: around every binary conv (SEI); plain: every second conv', ['multi', 'plain'], 'multi'))
