@@ -30,7 +30,8 @@ export function readConfigFile(path: string): Json {
   try {
     raw = path.endsWith('.json') ? JSON.parse(text) : (require('yaml') as typeof import('yaml')).parse(text);
   } catch (err) {
-    throw new ConfigError(`config: expected valid ${path.endsWith('.json') ? 'JSON' : 'YAML'} in ${path}, got ${(err as Error).message}`, 'config');
+    // The YAML parser's message goes on with a picture of the offending lines: its first line says it all.
+    throw new ConfigError(`config: expected valid ${path.endsWith('.json') ? 'JSON' : 'YAML'} in ${path}, got ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`, 'config');
   }
   if (raw === null || raw === undefined) return {};
   if (!isPlain(raw)) throw new ConfigError(`config: expected a mapping at the top of ${path}, got ${show(raw)}`, 'config');

@@ -9,6 +9,7 @@ import { ConfigError, loadModel } from '../runtime/index.js';
 import type { Engine, KernelChoice } from '../runtime/index.js';
 import type { AgentConfig } from './config.js';
 import { bundledModel, modelFilesIn, parseModelKey, readModelFile, sha256 } from './models.js';
+import { fromFile } from './schema.js';
 import type { ModelRecord, StateStore } from './store/types.js';
 
 export class ModelRegistry {
@@ -80,7 +81,7 @@ export class ModelRegistry {
         report(err as Error);
       }
     }
-    if (model.path !== null) return this.register(readModelFile(model.path));
+    if (model.path !== null) return this.register(fromFile('model.path', 'a readable .bwsnn file', model.path, () => readModelFile(model.path!)));
     const known = this.list().filter((m) => inDir.has(m.sha256));
     const chosen = known.find((m) => m.state === 'active') ?? known.sort((a, b) => versionNumber(a) - versionNumber(b)).at(-1);
     if (chosen) return chosen;

@@ -7,7 +7,7 @@
  * Why not a schema library: the agent loads this on every box, and each module costs resident memory there
  * (device-agent/README.md, memory); the messages must also stay exactly what operators and tests already read.
  */
-import { ConfigError, show } from '../runtime/errors.js';
+import { ConfigError, FormatError, show } from '../runtime/errors.js';
 
 export type Json = Record<string, unknown>;
 
@@ -231,4 +231,24 @@ export function markdownTable(s: Section<Fields>, prefix = ''): string {
   };
   walk(s.fields, prefix);
   return ['| key | default | accepted values | meaning |', '|---|---|---|---|', ...rows].join('\n');
+}
+
+/**
+ * Reads a file that a config field or a CLI flag names: a missing, unreadable or malformed one (a file-system
+ * error or a FormatError) becomes one ConfigError naming the field and the path. Works for sync and async readers.
+ */
+export function fromFile<T>(field: string, expected: string, path: string, read: () => T): T {
+  const convert = (err: unknown): never => {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (err instanceof FormatError || (typeof code === 'string' && code.startsWith('E'))) {
+      throw new ConfigError(`${field}: expected ${expected}, got ${JSON.stringify(path)} (${err instanceof FormatError ? err.message : code})`, field);
+    }
+    throw err;
+  };
+  try {
+    const out = read();
+    return (out instanceof Promise ? out.catch(convert) : out) as T;
+  } catch (err) {
+    return convert(err);
+  }
 }

@@ -4,7 +4,7 @@ import { ConfigError } from '../runtime/errors.js';
 import type { BwsnnModel } from '../runtime/format/model.js';
 import { loadModel } from '../runtime/index.js';
 import type { Engine, LoadOptions } from '../runtime/index.js';
-import { fromArg } from './options.js';
+import { fromFile } from './options.js';
 
 /**
  * A `--model` value: a .bwsnn path as is, or `random:SEED` — a seeded random model of the Fashion-MNIST layout
@@ -26,5 +26,5 @@ export async function resolveModelArg(spec: string | undefined): Promise<BwsnnMo
 /** A `--model` value as a running engine: a file that cannot be read or is not a valid .bwsnn is a ConfigError naming --model. */
 export async function loadModelArg(spec: string | undefined, options: LoadOptions = {}): Promise<Engine> {
   const model = await resolveModelArg(spec);
-  return fromArg('--model', 'a .bwsnn model', typeof model === 'string' ? model : (spec ?? 'random:1'), () => loadModel(model, options));
+  return fromFile('--model', 'a .bwsnn model', typeof model === 'string' ? model : (spec ?? 'random:1'), () => loadModel(model, options));
 }

@@ -4,9 +4,12 @@
  * exits 2 on (run-cli.ts). Number ranges read the same as the agent config's (device-agent/schema.ts).
  */
 import { Option } from 'commander';
-import { ConfigError, FormatError } from '../runtime/errors.js';
+import { ConfigError } from '../runtime/errors.js';
 import { KERNEL_CHOICES } from '../device-agent/config-schema.js';
 import { inRange, rangeText } from '../device-agent/schema.js';
+
+/** Reads a file a flag names; a missing, unreadable or malformed one is a ConfigError naming the flag. */
+export { fromFile } from '../device-agent/schema.js';
 import type { Field, NumberRange } from '../device-agent/schema.js';
 
 type Parser<T> = (value: string) => T;
@@ -75,24 +78,4 @@ export function configOption<T>(flag: string, field: Field<T>): Parser<T> {
     const n = value.trim() === '' ? NaN : Number(value);
     return field.read(Number.isNaN(n) ? value : n, flag, {});
   };
-}
-
-/**
- * Reads a file named on the command line: a missing, unreadable or malformed one (a file-system error or a
- * FormatError) becomes one ConfigError naming the flag and the path. Works for sync and async readers.
- */
-export function fromArg<T>(flag: string, expected: string, path: string, read: () => T): T {
-  const convert = (err: unknown): never => {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (err instanceof FormatError || (typeof code === 'string' && code.startsWith('E'))) {
-      throw new ConfigError(`${flag}: expected ${expected}, got ${JSON.stringify(path)} (${err instanceof FormatError ? err.message : code})`, flag);
-    }
-    throw err;
-  };
-  try {
-    const out = read();
-    return (out instanceof Promise ? out.catch(convert) : out) as T;
-  } catch (err) {
-    return convert(err);
-  }
 }

@@ -1,5 +1,6 @@
 // A source that cannot open (device-agent/README.md, Sources): at start it is a start-up error that leaves nothing
-// running; in a `config` command it refuses the command and the running source carries on.
+// running; in a `config` command it refuses the command and the running source carries on. Config fields that
+// name files (model.path, mqtt.tls.*) are refused at start the same way.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,7 +8,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { Agent, startBroker } from '../device-agent/index.js';
 import type { EmbeddedBroker } from '../device-agent/index.js';
-import { FrameError } from '../runtime/index.js';
+import { ConfigError, FrameError } from '../runtime/index.js';
 import { agentConfig, modelFile, Operator } from './helpers/agent.js';
 
 let dir: string;
@@ -25,7 +26,7 @@ after(async () => {
 
 const clients = () => Object.keys((broker.aedes as unknown as { clients: Record<string, unknown> }).clients).length;
 
-describe('a source that cannot open', () => {
+describe('start-up errors', () => {
   for (const spec of ['idx:/nope/images.gz', 'images:/nope']) {
     test(`${spec} at start: start rejects with a FrameError naming source.spec, and nothing stays running`, async () => {
       const agent = new Agent({ config: agentConfig({ dir, model, url: broker.url, extra: { source: { spec }, metrics: { httpPort: 0 } } }) });
@@ -46,6 +47,18 @@ describe('a source that cannot open', () => {
       assert.deepEqual(errors, []);
     });
   }
+
+  test('a config field that names a missing file is refused at start naming the field, and nothing stays running', async () => {
+    for (const [extra, field] of [
+      [{ model: { path: join(dir, 'nope.bwsnn') } }, 'model.path'],
+      [{ mqtt: { url: broker.url, tls: { ca: join(dir, 'nope.pem') } } }, 'mqtt.tls.ca'],
+    ] as const) {
+      const agent = new Agent({ config: agentConfig({ dir, model, url: broker.url, extra }) });
+      await assert.rejects(agent.start(), (e: Error) => e instanceof ConfigError && e.field === field && e.message.includes('nope.'), field);
+      assert.equal(agent.connected, false);
+      assert.equal(clients(), 0);
+    }
+  });
 
   test('in cmd/config: the command is refused naming source.spec and the previous source keeps running', async () => {
     const agent = new Agent({ config: agentConfig({ dir, model, url: broker.url, protocol: 4 }) });

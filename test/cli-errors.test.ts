@@ -19,6 +19,8 @@ before(() => {
   writeFileSync(join(dir, 'bad.key'), 'not a key');
   writeFileSync(join(dir, 'agent.json'), JSON.stringify({ store: { path: ':memory:' }, metrics: { httpPort: null } }));
   writeFileSync(join(dir, 'bad.json'), JSON.stringify({ source: { queueSize: 0 } }));
+  writeFileSync(join(dir, 'broken.yaml'), 'fleet: [plant-3\ndevice: line-2\n');
+  writeFileSync(join(dir, 'no-model.json'), JSON.stringify({ model: { path: 'nope.bwsnn' }, store: { path: ':memory:' }, metrics: { httpPort: null } }));
   mkdirSync(join(dir, 'folder'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -46,6 +48,8 @@ const CASES: ReadonlyArray<readonly [string[], RegExp]> = [
   [['agent', '--config', 'agent.json', '--model', 'broken.bwsnn'], /ConfigError: --model: expected a \.bwsnn model, got "broken\.bwsnn"/],
   [['agent', '--config', 'nope.yaml'], /ConfigError: config: expected a readable file, got "nope\.yaml"/],
   [['agent', '--config', 'bad.json'], /ConfigError: source\.queueSize: expected an integer in \[1, 100000\], got 0/],
+  [['agent', '--config', 'broken.yaml'], /ConfigError: config: expected valid YAML in broken\.yaml, got .*line 2/],
+  [['agent', '--config', 'no-model.json'], /ConfigError: model\.path: expected a readable \.bwsnn file, got "nope\.bwsnn" \(ENOENT\)/],
   [['demo', '--source', 'images:/nope'], /FrameError: source: .*\/nope/],
   [['demo', '--model', 'folder'], /ConfigError: --model: .*"folder"/],
   [['run', '--model', 'random:1', '--limit', '-3'], /ConfigError: --limit: expected a positive integer, got "-3"/],

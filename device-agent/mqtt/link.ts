@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { IClientOptions, IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
 import type { AgentConfig } from '../config.js';
+import { fromFile } from '../schema.js';
 import type { FrameFeed, FrameProperties } from '../sources/types.js';
 import type { StateStore } from '../store/types.js';
 
@@ -108,9 +109,10 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
     };
     if (m.username !== null) options.username = m.username;
     if (m.password !== null) options.password = m.password;
-    if (m.tls.ca) options.ca = readFileSync(m.tls.ca);
-    if (m.tls.cert) options.cert = readFileSync(m.tls.cert);
-    if (m.tls.key) options.key = readFileSync(m.tls.key);
+    const pem = (key: 'ca' | 'cert' | 'key', path: string) => fromFile(`mqtt.tls.${key}`, 'a readable PEM file', path, () => readFileSync(path));
+    if (m.tls.ca) options.ca = pem('ca', m.tls.ca);
+    if (m.tls.cert) options.cert = pem('cert', m.tls.cert);
+    if (m.tls.key) options.key = pem('key', m.tls.key);
     options.rejectUnauthorized = m.tls.rejectUnauthorized;
     const client = (require('mqtt') as typeof import('mqtt')).connect(m.url!, options);
     this.client = client;

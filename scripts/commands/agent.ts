@@ -11,7 +11,7 @@ import type { MetricsSnapshot } from '../../device-agent/index.js';
 import { AGENT_SCHEMA } from '../../device-agent/config-schema.js';
 import { readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
 import { resolveModelArg } from '../model-arg.js';
-import { configOption, fromArg, positive } from '../options.js';
+import { configOption, fromFile, positive } from '../options.js';
 import { printJson } from '../output.js';
 
 /** `--fps`: source.frameRate, with its range. */
@@ -22,7 +22,7 @@ export async function modelFileFor(spec: string | undefined, dir: string): Promi
   const model = await resolveModelArg(spec);
   if (typeof model === 'string') {
     // Read once here so that a broken file is refused naming the flag, before anything starts.
-    fromArg('--model', 'a .bwsnn model', model, () => readBwsnnFile(model));
+    fromFile('--model', 'a .bwsnn model', model, () => readBwsnnFile(model));
     return model;
   }
   mkdirSync(dir, { recursive: true });

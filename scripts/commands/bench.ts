@@ -20,7 +20,7 @@ import type { BwsnnModel } from '../../runtime/index.js';
 import { annTwinOnnx, frameToNchw, snnTwinOnnx } from '../../trainer/export/onnx.js';
 import { printJson } from '../output.js';
 import { resolveModelArg } from '../model-arg.js';
-import { choiceOption, fromArg, positive } from '../options.js';
+import { choiceOption, fromFile, positive } from '../options.js';
 import { verifyFrames } from './verify.js';
 
 /** Length of one measuring round; contenders alternate rounds. */
@@ -32,7 +32,7 @@ export const KERNEL_SHAPE: ConvShape = { cin: 64, cout: 64, h: 14, w: 14, k: 3 }
 /** The model of the whole-model comparison: --model, else the bundled model, else random:1. */
 async function benchModel(spec: string | undefined): Promise<{ model: BwsnnModel; source: string; bytes: number }> {
   const resolved = await resolveModelArg(spec);
-  if (typeof resolved === 'string') return { model: fromArg('--model', 'a .bwsnn model', resolved, () => readBwsnnFile(resolved)), source: resolved, bytes: statSync(resolved).size };
+  if (typeof resolved === 'string') return { model: fromFile('--model', 'a .bwsnn model', resolved, () => readBwsnnFile(resolved)), source: resolved, bytes: statSync(resolved).size };
   return { model: resolved, source: spec ?? 'random:1', bytes: writeBwsnn(resolved).length };
 }
 

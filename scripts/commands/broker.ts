@@ -1,7 +1,7 @@
 /** `sei broker`: the embedded MQTT broker (Aedes, MQTT 3.1.1) alone, for a fleet of agents on one box. */
 import type { Command } from 'commander';
 import { startBroker } from '../../device-agent/index.js';
-import { fromArg, int } from '../options.js';
+import { fromFile, int } from '../options.js';
 import { untilSignal } from './agent.js';
 
 export function register(program: Command): void {
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .option('--port <n>', 'TCP port (0 = a free one)', int('--port', 0, 65535), 1883)
     .option('--host <addr>', 'address to listen on (0.0.0.0 for the network)', '127.0.0.1')
     .action(async (opts: { port: number; host: string }) => {
-      const broker = await fromArg('--host / --port', 'an address and port free to listen on', `${opts.host}:${opts.port}`, () => startBroker({ port: opts.port, host: opts.host }));
+      const broker = await fromFile('--host / --port', 'an address and port free to listen on', `${opts.host}:${opts.port}`, () => startBroker({ port: opts.port, host: opts.host }));
       broker.aedes.on('client', (c) => console.log(`client ${c.id} connected`));
       broker.aedes.on('clientDisconnect', (c) => console.log(`client ${c.id} disconnected`));
       console.log(`broker listening on ${opts.host}:${broker.port} (${broker.url}); Ctrl+C stops it`);

@@ -8,7 +8,7 @@ import type { Command } from 'commander';
 import { deploy, deviceLine, prepareArtifact, readPrivateKey } from '../../device-agent/ota/index.js';
 import { ConfigError } from '../../runtime/index.js';
 import { printJson } from '../output.js';
-import { fromArg, num, positive, positiveInt } from '../options.js';
+import { fromFile, num, positive, positiveInt } from '../options.js';
 
 interface Opts {
   model: string;
@@ -55,7 +55,7 @@ export function register(program: Command): void {
       if (opts.device === undefined && opts.fleet === undefined) throw new ConfigError('--device / --fleet: expected one of them, got neither', '--device');
       if (opts.waveSize !== undefined && opts.rate !== undefined) throw new ConfigError('--wave-size / --rate: expected one of them, got both', '--rate');
       const key = readPrivateKey(opts.key);
-      const { artifact, manifest, signed } = await fromArg('--model', 'a .bwsnn model', opts.model, () => prepareArtifact(new Uint8Array(readFileSync(opts.model)), key, { canaries: opts.canaries }));
+      const { artifact, manifest, signed } = await fromFile('--model', 'a .bwsnn model', opts.model, () => prepareArtifact(new Uint8Array(readFileSync(opts.model)), key, { canaries: opts.canaries }));
       const result = await deploy({
         url: opts.broker,
         artifact,

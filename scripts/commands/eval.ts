@@ -7,7 +7,7 @@ import type { Command } from 'commander';
 import { FASHION_MNIST_DIR, readMnistSplit } from '../../runtime/data/idx.js';
 import { loadModel } from '../../runtime/index.js';
 import type { KernelChoice } from '../../runtime/index.js';
-import { fromArg, kernelOption, positiveInt } from '../options.js';
+import { fromFile, kernelOption, positiveInt } from '../options.js';
 import { printJson } from '../output.js';
 
 interface EvalFlags {
@@ -29,7 +29,7 @@ export interface EvalResult {
 }
 
 export async function evalModel(file: string, opts: { data?: string; limit?: number; kernel?: KernelChoice } = {}): Promise<EvalResult> {
-  const engine = await fromArg('--model', 'a .bwsnn model', file, () => loadModel(file, { kernel: opts.kernel ?? 'auto' }));
+  const engine = await fromFile('--model', 'a .bwsnn model', file, () => loadModel(file, { kernel: opts.kernel ?? 'auto' }));
   const test = readMnistSplit(opts.data ?? FASHION_MNIST_DIR, 't10k');
   const n = Math.min(test.count, opts.limit ?? test.count);
   const predictions = new Uint8Array(n);

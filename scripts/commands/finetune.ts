@@ -21,15 +21,15 @@ import { ConfigError, encodeIdx, FASHION_MNIST_DIR, FASHION_MNIST_LABELS, labell
 import type { BwsnnModel, LabelledFrames } from '../../runtime/index.js';
 import { FMNIST_BLOCKS, randomModel } from '../../runtime/format/random-model.js';
 import { printJson } from '../output.js';
-import { fromArg, int, list, num, positive, positiveInt } from '../options.js';
+import { fromFile, int, list, num, positive, positiveInt } from '../options.js';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 const MB = 1024 * 1024;
 
 /** Reads IDX images + labels as training frames of the model's input shape; ids are `<name>#<index>`. */
 export function readTrainingFrames(images: string, labels: string, model: BwsnnModel, flag: string, name = flag.replace(/^--/, '')): TrainingFrame[] {
-  const idx = (path: string) => fromArg(flag, 'a readable IDX file', path, () => readIdx(path));
-  const set: LabelledFrames = fromArg(flag, `IDX images with one label each in ${labels}`, images, () => labelledFrames(idx(images), idx(labels)));
+  const idx = (path: string) => fromFile(flag, 'a readable IDX file', path, () => readIdx(path));
+  const set: LabelledFrames = fromFile(flag, `IDX images with one label each in ${labels}`, images, () => labelledFrames(idx(images), idx(labels)));
   if (set.frameShape.join() !== model.input.join()) {
     throw new ConfigError(`${flag}: expected frames of shape [${model.input.join(', ')}] for model ${model.name}, got [${set.frameShape.join(', ')}] in ${images}`, flag.slice(2));
   }
@@ -76,8 +76,8 @@ function peakRss(): number {
 
 /** The offline fine-tuning run behind `sei finetune`. */
 export function finetuneFile(opts: FinetuneFileOptions): FinetuneFileReport {
-  const bytes = fromArg('--model', 'a readable .bwsnn file', opts.model, () => new Uint8Array(readFileSync(opts.model)));
-  const parent = fromArg('--model', 'a .bwsnn model', opts.model, () => readBwsnn(bytes));
+  const bytes = fromFile('--model', 'a readable .bwsnn file', opts.model, () => new Uint8Array(readFileSync(opts.model)));
+  const parent = fromFile('--model', 'a .bwsnn model', opts.model, () => readBwsnn(bytes));
   const frames = readTrainingFrames(opts.frames, opts.labels, parent, '--frames', 'labelled');
   if ((opts.referenceFrames === undefined) !== (opts.referenceLabels === undefined)) {
     throw new ConfigError('--reference-frames: expected together with --reference-labels, got only one of them', 'reference-frames');
@@ -204,7 +204,7 @@ export async function finetuneExperiment(opts: ExperimentOptions = {}): Promise<
     let model: BwsnnModel;
     let modelPath: string;
     if (path) {
-      model = fromArg('--model', 'a .bwsnn model', path, () => readBwsnn(new Uint8Array(readFileSync(path))));
+      model = fromFile('--model', 'a .bwsnn model', path, () => readBwsnn(new Uint8Array(readFileSync(path))));
       modelPath = path;
       line(`model ${model.name} v${model.version} (T=${model.T}) from ${path}`);
     } else {

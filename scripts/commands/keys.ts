@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ConfigError, keyFingerprint } from '../../runtime/index.js';
 import { readPublicKey } from '../../device-agent/ota/index.js';
-import { fromArg } from '../options.js';
+import { fromFile } from '../options.js';
 import { printJson } from '../output.js';
 
 export function register(program: Command): void {
@@ -24,7 +24,7 @@ export function register(program: Command): void {
       for (const f of [priv, pub]) {
         if (existsSync(f) && !opts.force) throw new ConfigError(`--out: expected a folder without ${opts.name}.key/.pub (or --force), got existing ${f}`, '--out');
       }
-      fromArg('--out', 'a folder it can create and write to', opts.out, () => mkdirSync(dir, { recursive: true }));
+      fromFile('--out', 'a folder it can create and write to', opts.out, () => mkdirSync(dir, { recursive: true }));
       const { privateKey, publicKey } = generateKeyPairSync('ed25519');
       writeFileSync(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
       writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));

@@ -10,7 +10,7 @@ import { layerUnits } from '../../runtime/format/ops.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { printJson } from '../output.js';
 import { loadModelArg } from '../model-arg.js';
-import { fromArg, kernelOption, positiveInt } from '../options.js';
+import { fromFile, kernelOption, positiveInt } from '../options.js';
 
 export interface RunOptions {
   /** .bwsnn path or random:SEED. */
@@ -64,7 +64,7 @@ function frameSource(images: IdxArray, engine: Engine, path: string) {
 }
 
 function readIdxArg(path: string, flag: string): IdxArray {
-  return fromArg(flag, 'a readable IDX file', path, () => readIdx(path));
+  return fromFile(flag, 'a readable IDX file', path, () => readIdx(path));
 }
 
 /** What is about to run, reported before the first frame. */

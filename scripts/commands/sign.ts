@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { prepareArtifact, readPrivateKey } from '../../device-agent/ota/index.js';
 import { printJson } from '../output.js';
-import { fromArg, positiveInt } from '../options.js';
+import { fromFile, positiveInt } from '../options.js';
 
 export function register(program: Command): void {
   program
@@ -19,7 +19,7 @@ export function register(program: Command): void {
     .option('--json', 'print the manifest summary as JSON on the last line')
     .action(async (opts: { model: string; key: string; canaries: number; out?: string; json?: boolean }) => {
       const key = readPrivateKey(opts.key);
-      const { artifact, manifest, signed } = await fromArg('--model', 'a .bwsnn model', opts.model, () => prepareArtifact(new Uint8Array(readFileSync(opts.model)), key, { canaries: opts.canaries }));
+      const { artifact, manifest, signed } = await fromFile('--model', 'a .bwsnn model', opts.model, () => prepareArtifact(new Uint8Array(readFileSync(opts.model)), key, { canaries: opts.canaries }));
       const prefix = opts.out ?? `${opts.model.replace(/\.bwsnn$/, '')}.signed`;
       writeFileSync(`${prefix}.bwsnn`, artifact);
       writeFileSync(`${prefix}.manifest.json`, JSON.stringify(signed, null, 2) + '\n');
