@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
 import type { BatchEvent, RunState, TrainConfig } from '../../trainer/train.js';
-import { accuracy, extendSchedule, predict, schedule } from '../../trainer/train.js';
+import { accuracy, extendSchedule, predict, schedule, teacherNet } from '../../trainer/train.js';
 import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
 import { choiceOption, num } from '../options.js';
 import { printJson } from '../output.js';
@@ -178,7 +178,7 @@ export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume
   const backend = await initBackend();
   const log = (line: string) => process.stderr.write(line + '\n');
   log(describeBackend(backend));
-  const macs = macsPerFrame(cfg.net);
+  const macs = macsPerFrame(opts.teacherOnly ? teacherNet(cfg.net) : cfg.net);
   const data = loadDataset(cfg.data);
   log(`data: ${data.train.count} train / ${data.val.count} validation / ${data.test.count} test frames; ` +
     `${(macs / 1e6).toFixed(1)} M MAC per frame forward, ~${((6 * macs * data.train.count) / 1e12).toFixed(2)} TFLOP per epoch (forward + backward)`);
@@ -241,7 +241,7 @@ export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume
     const student = result.student;
     const summary: Record<string, unknown> = { out, engine: backend.engine, interrupted: result.interrupted, wallSeconds: (performance.now() - t0) / 1000 };
     if (result.teacher) {
-      const acc = accuracy(predict({ ...cfg.net, neuron: 'relu', weights: 'float', T: 1 }, result.teacher.params, data.test).predictions, data.test.labels);
+      const acc = accuracy(predict(teacherNet(cfg.net), result.teacher.params, data.test).predictions, data.test.labels);
       summary['teacherTestAccuracy'] = acc;
       log(`teacher test accuracy ${(100 * acc).toFixed(2)}% (${data.test.count} frames)`);
     }
