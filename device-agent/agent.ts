@@ -13,6 +13,7 @@ import { runCommand } from './commands/index.js';
 import type { CommandContext } from './commands/index.js';
 import { parseConfig, sourceSpecString } from './config.js';
 import type { AgentConfig } from './config.js';
+import { retentionLimits } from './config-schema.js';
 import { FineTuner } from './finetuner.js';
 import { MetricsCollector } from './metrics/collector.js';
 import type { MetricsSnapshot } from './metrics/collector.js';
@@ -90,7 +91,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.config = parseConfig(opts.config);
     this.raw = opts.config;
     const c = this.config.store;
-    const limits = { metricsHistory: c.metricsHistory, predictionRows: c.predictionRows, predictionMaxAge: c.predictionMaxAge, outboxMax: c.outboxMax };
+    const limits = retentionLimits(c);
     this.ownsStore = opts.store === undefined;
     this.store = opts.store ?? (c.path === ':memory:' ? new MemoryStore(limits) : new SqliteStore(c.path, limits));
     this.registry = new ModelRegistry(this.store);
