@@ -1,16 +1,17 @@
 /**
  * VERIFYING and ACTIVATING up to the swap: the artifact is checked against its signed manifest and by the .bwsnn
- * reader, put in place durably (fsync, rename, fsync of the folder), loaded and run on the manifest's canaries.
+ * reader, put in place durably (fsync, rename, fsync of the folder: store/durable.ts), loaded and run on the
+ * manifest's canaries.
  * The manager records each step in between (manager.ts), so that a kill at any instant leaves a row that says
  * what to do next.
  */
 import type { KeyObject } from 'node:crypto';
-import { readFileSync, renameSync, unlinkSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { inspectBwsnn, loadModel, readBwsnn } from '../../runtime/index.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { modelKey, sha256 } from '../models.js';
-import { fsyncDir, fsyncFile } from './disk.js';
+import { removeDurable, renameDurable } from '../store/durable.js';
 import { canaryProblem } from './manifest.js';
 import type { Manifest } from './manifest.js';
 
@@ -44,30 +45,23 @@ export function verifyArtifact(path: string, m: Manifest, trusted: readonly KeyO
 /** Moves a verified temp file to its installed path, durably; returns that path. */
 export function placeArtifact(part: string, dir: string, m: Manifest): string {
   const final = installedPath(dir, m);
-  fsyncFile(part);
-  renameSync(part, final);
-  fsyncDir(dir);
+  renameDurable(part, final);
   return final;
 }
 
-/** Loads the artifact and runs the manifest's canaries: null when it passes, else why not (the file is removed). */
+/**
+ * Loads the artifact and runs the manifest's canaries: null when it passes, else why not. A failed file is removed
+ * durably: with model.dir as the OTA folder, one that came back after a cut would be registered at the next boot.
+ */
 export async function trialRun(path: string, bytes: Uint8Array, m: Manifest, kernel: KernelChoice): Promise<string | null> {
   let engine: Engine;
   try {
     engine = await loadModel(bytes, { kernel });
   } catch (err) {
-    unlinkQuiet(path);
+    removeDurable(path);
     return `load: ${(err as Error).message}`;
   }
   const problem = canaryProblem(engine, m);
-  if (problem) unlinkQuiet(path);
+  if (problem) removeDurable(path);
   return problem;
-}
-
-export function unlinkQuiet(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // gone already
-  }
 }

@@ -9,15 +9,16 @@
 import type { KeyObject } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { ConfigError, OtaError, show } from '../../runtime/index.js';
 import { sha256 } from '../models.js';
+import { createFileDurable, mkdirDurable, removeDurable, writeFileDurable } from '../store/durable.js';
 import type { ModelRecord } from '../store/types.js';
 import { admissionProblem, claimedVersion, parseJob } from './admission.js';
 import type { OtaEvents, OtaHost } from './host.js';
-import { partPath, placeArtifact, trialRun, unlinkQuiet, verifyArtifact } from './install.js';
+import { installedPath, partPath, placeArtifact, trialRun, verifyArtifact } from './install.js';
 import { architectureProblem, buildManifest, readPublicKey, verifyManifest } from './manifest.js';
 import type { Manifest } from './manifest.js';
 import { OnProbation, RecentResults } from './probation.js';
@@ -85,6 +86,7 @@ export class OtaManager extends EventEmitter<OtaEvents> {
 
   /** Resumes unfinished jobs (after boot); call once the MQTT link exists. */
   start(): void {
+    this.sweepParts();
     for (const row of this.db.open()) {
       this.run(async () => {
         if (row.state === 'QUEUED') return this.admit(row);
@@ -193,9 +195,10 @@ export class OtaManager extends EventEmitter<OtaEvents> {
     this.db.add(job, 1, m.model);
     // Nothing to download: the one block is here.
     this.db.markBlock(jobId, new Uint8Array(1), 1);
-    const part = partPath(this.ensureDir(), jobId, this.host.config().device);
-    writeFileSync(part, bytes);
-    const row = this.transition(this.db.get(jobId)!, { state: 'IN_PROGRESS', step: 'ACTIVATING', partPath: part, previous: this.host.active().version });
+    // Verified here already (the bytes never left the box): straight to its installed path, durably.
+    const final = installedPath(this.ensureDir(), m);
+    writeFileDurable(final, bytes);
+    const row = this.transition(this.db.get(jobId)!, { state: 'IN_PROGRESS', step: 'ACTIVATING', partPath: final, previous: this.host.active().version });
     await this.install(row, m, bytes);
     return this.db.get(jobId)!;
   }
@@ -235,13 +238,33 @@ export class OtaManager extends EventEmitter<OtaEvents> {
 
   private finish(row: JobRow, state: JobState, reason: string | null, probation: Record<string, number> | null = row.probation): JobRow {
     if (this.download?.jobId === row.jobId) this.closeDownload();
-    if (row.partPath && row.partPath.endsWith('.part') && existsSync(row.partPath)) unlinkQuiet(row.partPath);
-    return this.transition(row, { state, step: null, reason, probation });
+    // The outcome first, then the clean-up: the other order, cut in between, leaves an open job without its file.
+    const done = this.transition(row, { state, step: null, reason, probation });
+    // A QUEUED row names no part yet, but admission may have created it before a restart.
+    removeDurable(row.partPath?.endsWith('.part') ? row.partPath : partPath(this.dir, row.jobId, this.host.config().device));
+    return done;
+  }
+
+  /**
+   * Removes the `.part` files of this device's finished jobs: a cut (or a kill) between a job's outcome and the
+   * removal of its file leaves one. A part of an unknown job may be another device's (a shared `ota.dir`): kept.
+   */
+  private sweepParts(): void {
+    const dir = this.dir;
+    const device = this.host.config().device;
+    const suffix = `-${device}.part`;
+    if (!existsSync(dir)) return;
+    for (const name of readdirSync(dir)) {
+      if (!name.startsWith('.ota-') || !name.endsWith(suffix)) continue;
+      const jobId = name.slice('.ota-'.length, -suffix.length);
+      const row = this.db.get(jobId);
+      if (row && isTerminal(row.state)) removeDurable(join(dir, name));
+    }
   }
 
   private ensureDir(): string {
     const dir = this.dir;
-    mkdirSync(dir, { recursive: true });
+    mkdirDurable(dir);
     return dir;
   }
 
@@ -277,9 +300,8 @@ export class OtaManager extends EventEmitter<OtaEvents> {
       return;
     }
     const part = partPath(this.ensureDir(), row.jobId, this.host.config().device);
-    const fd = openSync(part, 'w');
-    ftruncateSync(fd, manifest.size);
-    closeSync(fd);
+    // Durable before the row names it: a resumed download opens this file.
+    createFileDurable(part, manifest.size);
     this.startDownload(this.transition(row, { state: 'IN_PROGRESS', step: 'DOWNLOADING', partPath: part, previous: active.version }), manifest);
   }
 
@@ -341,8 +363,9 @@ export class OtaManager extends EventEmitter<OtaEvents> {
   }
 
   private async install(row: JobRow, m: Manifest, bytes: Uint8Array): Promise<void> {
-    const final = placeArtifact(row.partPath!, this.dir, m);
-    row = this.db.update(row.jobId, { partPath: final });
+    // A download is moved into place now; a version made on the box was written there (installLocal).
+    if (row.partPath!.endsWith('.part')) row = this.db.update(row.jobId, { partPath: placeArtifact(row.partPath!, this.dir, m) });
+    const final = row.partPath!;
     const problem = await trialRun(final, bytes, m, this.host.config().model.kernel);
     if (problem) {
       this.finish(row, 'FAILED', `${problem}; kept ${row.previous}`);

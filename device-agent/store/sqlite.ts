@@ -1,5 +1,6 @@
 /**
- * StateStore on SQLite (better-sqlite3): WAL journal, statements prepared once, one transaction per state change.
+ * StateStore on SQLite (better-sqlite3): WAL journal with synchronous=FULL, statements prepared once, one
+ * transaction per state change.
  */
 import Database from 'better-sqlite3';
 import { ConfigError } from '../../runtime/index.js';
@@ -45,9 +46,13 @@ export function openDatabase(path: string): Database.Database {
   } catch (err) {
     throw new ConfigError(`store.path: expected a writable SQLite file, got ${JSON.stringify(path)} (${(err as Error).message})`, 'store.path');
   }
+  // WAL: a commit is one append, and readers never wait for it (the store's and OTA's connections share this file).
   db.pragma('journal_mode = WAL');
-  // WAL with synchronous=NORMAL is durable across process crashes; only a power loss can drop the last commits.
-  db.pragma('synchronous = NORMAL');
+  // FULL, not WAL's usual NORMAL: NORMAL syncs the WAL only at checkpoints, so a power cut (not a crash: the kernel
+  // keeps what a killed process wrote) can undo the last commits, and this file decides what boots (the active
+  // model, the OTA job's step, the bitmap its blocks are trusted by). FULL syncs the WAL at every commit: a few
+  // syncs a second here (metrics, the prediction log, the outbox), one per block during a download.
+  db.pragma('synchronous = FULL');
   // The other connection may hold the write lock for a moment.
   db.pragma('busy_timeout = 5000');
   return db;
