@@ -35,8 +35,8 @@ if (values['sqlite-addon'] === undefined) {
 const ENTRIES = ['dist/scripts/sei-device.js', ...['agent', 'run', 'finetune', 'broker', 'doctor'].map((c) => `dist/scripts/commands/${c}.js`)];
 /** Whole folders shipped as they are (the runtime loads its .wasm by path; models are data). */
 const FOLDERS = ['dist/runtime', 'dist/device-agent', 'dist/models'];
-/** Server-side packages that never go on a box. */
-const TRAINER_ONLY = /^(@tensorflow\/|onnxruntime-|onnx-proto$|protobufjs$)/;
+/** Server-side packages that never go on a box (sharp decodes image folders for the trainer and `sei eval`). */
+const TRAINER_ONLY = /^(@tensorflow\/|onnxruntime-|onnx-proto$|protobufjs$|sharp$|@img\/)/;
 
 function fail(message) {
   console.error(`pack-device: ${message}`);
@@ -51,16 +51,22 @@ const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|(?:
 const files = new Set();
 /** package name → the import chain that first reached it. */
 const packages = new Map();
-function walk(file, chain) {
+/** Packages first reached through a lazy import: only the feature that loads them is missing without them. */
+const lazily = new Set();
+function walk(file, chain, lazy = false) {
   if (files.has(file)) return;
   files.add(file);
   for (const m of readFileSync(file, 'utf8').matchAll(IMPORT)) {
     const spec = m[1] ?? m[2] ?? m[3];
     const here = [...chain, relative(root, file)];
-    if (spec.startsWith('.')) walk(resolve(dirname(file), spec), here);
+    const viaLazy = lazy || m[3] !== undefined;
+    if (spec.startsWith('.')) walk(resolve(dirname(file), spec), here, viaLazy);
     else if (!spec.startsWith('node:')) {
       const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
-      if (!packages.has(name)) packages.set(name, here);
+      if (!packages.has(name)) {
+        packages.set(name, here);
+        if (viaLazy) lazily.add(name);
+      }
     }
   }
 }
@@ -76,7 +82,7 @@ for (const f of files) cpSync(f, join(stage, relative(root, f)));
 // tests ran against).
 const direct = [...packages.keys()].filter((n) => !TRAINER_ONLY.test(n)).sort();
 for (const [name, chain] of packages) {
-  if (TRAINER_ONLY.test(name)) console.warn(`pack-device: not bundled: ${name}, imported by ${chain.join(' > ')} — that command will not load on the box`);
+  if (TRAINER_ONLY.test(name)) console.warn(`pack-device: not bundled: ${name}, imported by ${chain.join(' > ')} — ${lazily.has(name) ? 'loaded lazily: only that feature is missing on the box' : 'that command will not load on the box'}`);
 }
 const pkgJson = (dir) => JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
 const copied = new Set();

@@ -7,3 +7,4 @@ export { SeiError, FormatError, ConfigError, FrameError, OtaError, show } from '
 export * from './format/index.js';
 export * from './data/idx.js';
 export { gaussian, rng, shuffle } from './data/random.js';
+export * from './data/fit.js';

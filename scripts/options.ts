@@ -79,3 +79,29 @@ export function configOption<T>(flag: string, field: Field<T>): Parser<T> {
     return field.read(Number.isNaN(n) ? value : n, flag, {});
   };
 }
+
+/** Largest side of a `--input` frame (the runtime's shape limit is far above what a first conv should see). */
+const MAX_SIDE = 1024;
+
+/** `HxWxC` (e.g. 32x32x3, 64x64x1): a model's input frame shape, sides 1..1024, 1 or 3 channels. */
+export function frameShape(flag: string): Parser<[number, number, number]> {
+  return (value) => {
+    const m = /^\s*(\d+)\s*[x×]\s*(\d+)\s*[x×]\s*(\d+)\s*$/i.exec(value);
+    const dims = m ? [Number(m[1]), Number(m[2]), Number(m[3])] as [number, number, number] : undefined;
+    if (!dims || dims[0] < 1 || dims[1] < 1 || dims[0] > MAX_SIDE || dims[1] > MAX_SIDE || (dims[2] !== 1 && dims[2] !== 3)) {
+      refuse(flag, `HEIGHTxWIDTHxCHANNELS with sides 1..${MAX_SIDE} and 1 or 3 channels (e.g. 32x32x3)`, value);
+    }
+    return dims;
+  };
+}
+
+/** `VAL,TEST`: fractions of each class held out, each in [0, 1), together below 1. */
+export function holdout(flag: string): Parser<{ val: number; test: number }> {
+  return (value) => {
+    const parts = value.split(',').map((s) => (s.trim() === '' ? NaN : Number(s)));
+    if (parts.length !== 2 || parts.some((x) => !(x >= 0 && x < 1)) || parts[0]! + parts[1]! >= 1) {
+      refuse(flag, 'VAL,TEST: two fractions in [0, 1) that sum to less than 1 (e.g. 0.1,0.1)', value);
+    }
+    return { val: parts[0]!, test: parts[1]! };
+  };
+}

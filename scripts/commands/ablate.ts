@@ -3,13 +3,13 @@ import { cpus } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
-import { loadDataset } from '../../trainer/data/index.js';
+import { formatReport, loadData } from '../../trainer/data/index.js';
 import type { Variant } from '../../trainer/ablate.js';
 import { VARIANTS, ablationMarkdown, runAblation } from '../../trainer/ablate.js';
 import { choice, int, list, positiveInt } from '../options.js';
 import { printJson } from '../output.js';
 import type { TrainFlags } from './train.js';
-import { configFromFlags, runOptions } from './train.js';
+import { configFromFlags, runOptions, withData } from './train.js';
 
 interface AblateFlags extends TrainFlags {
   steps: number[];
@@ -29,11 +29,14 @@ export function register(program: Command): void {
     .option('--note <text>', 'a paragraph appended to the markdown')
     .option('--json', 'print all rows as JSON on the last line')
     .action(async (f: AblateFlags) => {
-      const base = configFromFlags({ ...f, teacher: false });
+      const flags = configFromFlags({ ...f, teacher: false });
       const { steps: Ts, variants } = f;
       const backend = await initBackend();
       process.stderr.write(describeBackend(backend) + '\n');
-      const data = loadDataset({ ...base.data, ...(f.testLimit ? { testLimit: f.testLimit } : {}) });
+      const log = (l: string) => process.stderr.write(l + '\n');
+      // One split for every variant (an image folder's is recorded in --out, so a resumed ablation sees it again).
+      const data = await loadData({ ...flags.data, ...(f.testLimit ? { testLimit: f.testLimit } : {}) }, { run: f.out, reuse: true, write: true, trainable: true, onInfo: log, onReport: (r) => formatReport(r, 10).forEach(log) });
+      const base = withData(flags, data);
       const rows = await runAblation({ ...base, loss: { ...base.loss, kdWeight: f.kdWeight } }, data, f.out, {
         Ts, variants, engine: backend.engine, threads: f.threads,
         hooks: { onInfo: (l) => process.stderr.write(l + '\n') },

@@ -8,7 +8,8 @@ import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { writeBwsnn } from '../../runtime/format/index.js';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
-import { loadDataset } from '../../trainer/data/index.js';
+import { loadData } from '../../trainer/data/index.js';
+import type { Split } from '../../trainer/data/index.js';
 import { foldModel } from '../../trainer/export/bwsnn.js';
 import { evaluateFolded } from '../../trainer/export/evaluate.js';
 import { snnTwinOnnx } from '../../trainer/export/onnx.js';
@@ -47,7 +48,7 @@ export function register(program: Command): void {
     .option('--onnx <file>', 'also write the unrolled float SNN twin (ONNX)')
     .option('--name <name>', 'model name (default: the file name without .bwsnn)')
     .option('--version <n>', 'model version (OTA refuses downgrades)', int('--version', 0), 1)
-    .option('--data <dir>', 'Fashion-MNIST folder for the test accuracy')
+    .option('--data <dir>', 'the run\'s data folder, when it is no longer where the run found it (an image folder: the frames its split.json names)')
     .option('--no-evaluate', 'skip the test-set evaluation')
     .option('--recalibrate <batches>', `BN recalibration: training batches (of the run's batch size) whose population statistics replace the running averages; 0 keeps the running averages`, int('--recalibrate', 0), RECALIBRATE_BATCHES)
     .option('--card <file>', 'write a model card (markdown; runs the runtime engine on the test set too)')
@@ -60,7 +61,7 @@ export function register(program: Command): void {
       const { params: trained, state } = loadParams(f.checkpoint, f.which);
       const net = state.config.net;
       // The run's own splits (same validation hold-out), so recalibration sees only training frames.
-      const data = loadDataset({ ...state.config.data, ...(f.data ? { dir: f.data } : {}) });
+      const data = await loadData({ ...state.config.data, ...(f.data ? { dir: f.data } : {}) }, { run: f.checkpoint, reuse: true });
       const t0 = performance.now();
       const params = recalibrateBn(net, trained, data.train, { batches: f.recalibrate, batchSize: state.config.batchSize, seed: state.config.seed });
       if (f.recalibrate > 0) process.stderr.write(`BN recalibrated on ${f.recalibrate} batches of ${state.config.batchSize} training frames (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
@@ -69,14 +70,16 @@ export function register(program: Command): void {
       const meta: Record<string, unknown> = {
         producer: 'sei-edge trainer',
         recipe: JSON.parse(JSON.stringify(state.config)) as unknown,
-        epochs: state.epoch + state.batchInEpoch / Math.max(1, Math.floor((60000 - (state.config.data.valSize ?? 5000)) / state.config.batchSize)),
+        epochs: state.epoch + state.batchInEpoch / Math.max(1, Math.floor(data.train.count / state.config.batchSize)),
         trainWallSeconds: Math.round(state.wallSeconds),
         engine: state.engine,
+        // How pictures of another size became frames: the box fits its camera's frames the same way (modelFit).
+        fit: data.fit,
         bnRecalibration: f.recalibrate > 0 ? { batches: f.recalibrate, batchSize: state.config.batchSize } : 'running averages',
       };
-      let model = foldModel(net, params, { name, version: f.version, labels: ['T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot'], meta });
+      let model = foldModel(net, params, { name, version: f.version, labels: data.labels, meta });
       let folded: Uint8Array | undefined;
-      let test: ReturnType<typeof loadDataset>['test'] | undefined;
+      let test: Split | undefined;
       if (f.evaluate || f.card) {
         test = data.test;
         folded = evaluateFolded(model, test).predictions;
@@ -110,8 +113,9 @@ export function register(program: Command): void {
         const engine = createEngine(model);
         let correct = 0, agree = 0;
         const rates = new Float64Array(model.hidden.length + 1);
+        const frameSize = model.input[0] * model.input[1] * model.input[2];
         for (let i = 0; i < test.count; i++) {
-          const r = engine.infer(test.images.subarray(i * 784, (i + 1) * 784));
+          const r = engine.infer(test.images.subarray(i * frameSize, (i + 1) * frameSize));
           if (r.prediction === test.labels[i]) correct++;
           if (r.prediction === folded[i]) agree++;
           r.spikeRates.forEach((x, l) => { rates[l]! += x / test!.count; });

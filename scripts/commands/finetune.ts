@@ -21,25 +21,41 @@ import { ConfigError, encodeIdx, FASHION_MNIST_DIR, FASHION_MNIST_LABELS, labell
 import type { BwsnnModel, LabelledFrames } from '../../runtime/index.js';
 import { FMNIST_BLOCKS, randomModel } from '../../runtime/format/random-model.js';
 import { printJson } from '../output.js';
+import { fitFrame, modelFit } from '../../runtime/data/fit.js';
 import { fromFile, int, list, num, positive, positiveInt } from '../options.js';
 
 const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 const MB = 1024 * 1024;
 
-/** Reads IDX images + labels as training frames of the model's input shape; ids are `<name>#<index>`. */
+/**
+ * Reads IDX images + labels as training frames of the model's input shape (fitted with the model's fit policy
+ * when theirs differs, as the box fits its camera's); ids are `<name>#<index>`.
+ */
 export function readTrainingFrames(images: string, labels: string, model: BwsnnModel, flag: string, name = flag.replace(/^--/, '')): TrainingFrame[] {
   const idx = (path: string) => fromFile(flag, 'a readable IDX file', path, () => readIdx(path));
   const set: LabelledFrames = fromFile(flag, `IDX images with one label each in ${labels}`, images, () => labelledFrames(idx(images), idx(labels)));
-  if (set.frameShape.join() !== model.input.join()) {
-    throw new ConfigError(`${flag}: expected frames of shape [${model.input.join(', ')}] for model ${model.name}, got [${set.frameShape.join(', ')}] in ${images}`, flag.slice(2));
+  if (set.frameShape[2] !== 1 && set.frameShape[2] !== 3) {
+    throw new ConfigError(`${flag}: expected frames of 1 or 3 channels for model ${model.name}, got [${set.frameShape.join(', ')}] in ${images}`, flag.slice(2));
   }
-  return Array.from({ length: set.count }, (_, i) => ({ id: `${name}#${i}`, data: set.frame(i), label: set.labels[i]! }));
+  const fit = modelFit(model);
+  return Array.from({ length: set.count }, (_, i) => ({ id: `${name}#${i}`, data: fitFrame(set.frame(i), set.frameShape, model.input, fit), label: set.labels[i]! }));
+}
+
+/** Every picture of an image folder as training frames of the model (class folders matched to its labels); ids are the files. */
+async function folderTrainingFrames(dir: string, model: BwsnnModel): Promise<TrainingFrame[]> {
+  // The image-folder reader (and its decoder, a server-side package) loads only for a folder.
+  const { folderFramesForModel } = await import('../../trainer/data/index.js');
+  const { split } = await folderFramesForModel(dir, { input: model.input, labels: model.labels, fit: modelFit(model) }, { subset: 'all' });
+  const size = model.input[0] * model.input[1] * model.input[2];
+  return Array.from({ length: split.count }, (_, i) => ({ id: split.files![i]!, data: split.images.subarray(i * size, (i + 1) * size), label: split.labels[i]! }));
 }
 
 export interface FinetuneFileOptions {
   readonly model: string;
-  readonly frames: string;
-  readonly labels: string;
+  /** The labelled frames: IDX images and labels, or `data` (an image folder's, already read). */
+  readonly frames?: string;
+  readonly labels?: string;
+  readonly data?: (model: BwsnnModel) => Promise<TrainingFrame[]>;
   /** Default: the shipped samples (models/samples/). */
   readonly referenceFrames?: string;
   readonly referenceLabels?: string;
@@ -75,10 +91,13 @@ function peakRss(): number {
 }
 
 /** The offline fine-tuning run behind `sei finetune`. */
-export function finetuneFile(opts: FinetuneFileOptions): FinetuneFileReport {
+export async function finetuneFile(opts: FinetuneFileOptions): Promise<FinetuneFileReport> {
   const bytes = fromFile('--model', 'a readable .bwsnn file', opts.model, () => new Uint8Array(readFileSync(opts.model)));
   const parent = fromFile('--model', 'a .bwsnn model', opts.model, () => readBwsnn(bytes));
-  const frames = readTrainingFrames(opts.frames, opts.labels, parent, '--frames', 'labelled');
+  if (opts.data ? opts.frames !== undefined || opts.labels !== undefined : opts.frames === undefined || opts.labels === undefined) {
+    throw new ConfigError('--frames: expected --frames with --labels (IDX), or --data (an image folder), got neither or both', 'frames');
+  }
+  const frames = opts.data ? await opts.data(parent) : readTrainingFrames(opts.frames!, opts.labels!, parent, '--frames', 'labelled');
   if ((opts.referenceFrames === undefined) !== (opts.referenceLabels === undefined)) {
     throw new ConfigError('--reference-frames: expected together with --reference-labels, got only one of them', 'reference-frames');
   }
@@ -389,8 +408,9 @@ export function register(program: Command): void {
     .command('finetune')
     .description('fine-tune a model\'s float head on labelled frames, gated by a holdout and the reference frames; writes the new version only when the gate accepts it')
     .requiredOption('--model <file>', 'the parent .bwsnn model')
-    .requiredOption('--frames <idx>', 'labelled frames (IDX images, gzip or not)')
-    .requiredOption('--labels <idx>', 'their labels (IDX, one per frame)')
+    .option('--frames <idx>', 'labelled frames (IDX images, gzip or not; fitted to the model\'s input)')
+    .option('--labels <idx>', 'their labels (IDX, one per frame)')
+    .option('--data <dir>', 'instead of --frames/--labels: an image folder, class folders named after the model\'s labels (every picture)')
     .option('--reference-frames <idx>', 'frames of the original distribution (default: the samples in models/samples/)')
     .option('--reference-labels <idx>', 'labels of --reference-frames')
     .option('--out <file>', 'where to write the new version when the gate accepts it')
@@ -406,10 +426,10 @@ export function register(program: Command): void {
     .option('--max-p-value <x>', `sign test on holdout frames fixed vs broken, 1 disables (default ${GATE_DEFAULTS.maxPValue})`, num('--max-p-value'))
     .option('--no-adapt', 'train the head alone on the parent\'s backbone (default: first re-estimate every layer\'s batch-norm affine on the labelled frames)')
     .option('--json', 'print the decision as one JSON object on the last line')
-    .action((o: { model: string; frames: string; labels: string; referenceFrames?: string; referenceLabels?: string; out?: string; candidate?: string; epochs?: number; lr?: number; decay?: number; rehearsal?: number; seed?: number; holdout?: number; minGain?: number; maxReferenceDrop?: number; maxPValue?: number; adapt: boolean; json?: boolean }) => {
+    .action(async (o: { model: string; frames?: string; labels?: string; data?: string; referenceFrames?: string; referenceLabels?: string; out?: string; candidate?: string; epochs?: number; lr?: number; decay?: number; rehearsal?: number; seed?: number; holdout?: number; minGain?: number; maxReferenceDrop?: number; maxPValue?: number; adapt: boolean; json?: boolean }) => {
       const pick = <T extends object>(entries: Record<string, unknown>) => Object.fromEntries(Object.entries(entries).filter(([, v]) => v !== undefined)) as T;
-      const report = finetuneFile({
-        model: o.model, frames: o.frames, labels: o.labels,
+      const report = await finetuneFile({
+        model: o.model, ...pick<object>({ frames: o.frames, labels: o.labels }), ...(o.data ? { data: (m: BwsnnModel) => folderTrainingFrames(o.data!, m) } : {}),
         ...pick<object>({ referenceFrames: o.referenceFrames, referenceLabels: o.referenceLabels, rehearsal: o.rehearsal }), adapt: o.adapt,
         train: pick<TrainOptions>({ epochs: o.epochs, learningRate: o.lr, decay: o.decay, seed: o.seed }),
         gate: pick<GateOptions>({ holdoutFraction: o.holdout, minGain: o.minGain, maxReferenceDrop: o.maxReferenceDrop, maxPValue: o.maxPValue, seed: o.seed }),

@@ -18,6 +18,7 @@ export const commands: ReadonlyArray<readonly [names: readonly string[], load: (
   [['demo'], () => import('./demo.js')],
   [['doctor'], () => import('./doctor.js')],
   [['finetune', 'finetune-experiment'], () => import('./finetune.js')],
+  [['data'], () => import('./data.js')],
   [['train'], () => import('./train.js')],
   [['eval'], () => import('./eval.js')],
   [['export'], () => import('./export.js')],

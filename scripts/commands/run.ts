@@ -1,12 +1,16 @@
 /**
  * `sei run`: streams frames through the runtime engine and prints one line per frame, then a summary.
  * Default frames: the first 1000 Fashion-MNIST test frames shipped in models/samples/, with their labels.
+ * Frames of another shape than the model's input (IDX files, pictures of an image folder) are fitted to it with
+ * the model's fit policy (runtime/data/fit.ts), as the box does.
  */
+import { statSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ConfigError } from '../../runtime/errors.js';
 import type { IdxArray } from '../../runtime/data/idx.js';
 import { readIdx, SAMPLE_IMAGES, SAMPLE_LABELS } from '../../runtime/data/idx.js';
 import { layerUnits } from '../../runtime/format/ops.js';
+import { fitFrame, modelFit } from '../../runtime/data/fit.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { printJson } from '../output.js';
 import { loadModelArg } from '../model-arg.js';
@@ -15,7 +19,7 @@ import { fromFile, kernelOption, positiveInt } from '../options.js';
 export interface RunOptions {
   /** .bwsnn path or random:SEED. */
   readonly model: string;
-  /** IDX images (gzip or not); default the shipped samples. */
+  /** IDX images (gzip or not) or an image folder (labels: its class folders); default the shipped samples. */
   readonly frames?: string;
   /** IDX labels matching `frames`; with the default frames, the shipped labels. */
   readonly labels?: string;
@@ -52,16 +56,24 @@ export interface FrameLine {
   readonly error?: string;
 }
 
-/** An IDX image array as a frame source: [n, h, w] (one channel) or [n, h, w, c]. */
+/** An IDX image array as a frame source: [n, h, w] (one channel) or [n, h, w, c], fitted to the model's input. */
 function frameSource(images: IdxArray, engine: Engine, path: string) {
-  const [n = 0, h, w, c = 1] = images.shape;
-  const want = engine.model.input;
-  if ((images.shape.length !== 3 && images.shape.length !== 4) || h !== want[0] || w !== want[1] || c !== want[2]) {
-    throw new ConfigError(`--frames: expected IDX images of shape [n, ${want.join(', ')}] for model ${engine.model.name}, got [${images.shape.join(', ')}] in ${path}`, 'frames');
+  const [n = 0, h = 0, w = 0, c = 1] = images.shape;
+  if ((images.shape.length !== 3 && images.shape.length !== 4) || (c !== 1 && c !== 3)) {
+    throw new ConfigError(`--frames: expected IDX images of shape [n, height, width] or [n, height, width, 1 or 3], got [${images.shape.join(', ')}] in ${path}`, 'frames');
   }
-  const size = want[0] * want[1] * want[2];
-  return { count: n, frame: (i: number) => images.data.subarray(i * size, (i + 1) * size) };
+  const size = h * w * c;
+  const fit = modelFit(engine.model);
+  return { count: n, frame: (i: number) => fitFrame(images.data.subarray(i * size, (i + 1) * size), [h, w, c], engine.model.input, fit) };
 }
+
+const isFolder = (path: string) => {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+};
 
 function readIdxArg(path: string, flag: string): IdxArray {
   return fromFile(flag, 'a readable IDX file', path, () => readIdx(path));
@@ -85,10 +97,21 @@ export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => 
   }
   const engine = await loadModelArg(opts.model, { kernel: opts.kernel ?? 'auto' });
   const imagesPath = opts.frames ?? SAMPLE_IMAGES;
-  const source = frameSource(readIdxArg(imagesPath, '--frames'), engine, imagesPath);
-  const labelsPath = opts.frames === undefined ? SAMPLE_LABELS : opts.labels;
+  let source: { count: number; frame: (i: number) => Uint8Array };
   let labels: Uint8Array | null = null;
-  if (labelsPath !== undefined) {
+  const folder = isFolder(imagesPath);
+  const labelsPath = opts.frames === undefined ? SAMPLE_LABELS : opts.labels;
+  if (folder) {
+    if (opts.labels !== undefined) throw new ConfigError('--labels: an image folder is labelled by its class folders; expected --labels only with IDX --frames', 'labels');
+    // The image-folder reader (and its decoder, a server-side package) loads only for a folder.
+    const { folderFramesForModel } = await import('../../trainer/data/index.js');
+    const m = engine.model;
+    const { split } = await folderFramesForModel(imagesPath, { input: m.input, labels: m.labels, fit: modelFit(m) }, { subset: 'all', flag: '--frames' });
+    const size = m.input[0] * m.input[1] * m.input[2];
+    source = { count: split.count, frame: (i) => split.images.subarray(i * size, (i + 1) * size) };
+    labels = split.labels;
+  } else source = frameSource(readIdxArg(imagesPath, '--frames'), engine, imagesPath);
+  if (labelsPath !== undefined && !folder) {
     const l = readIdxArg(labelsPath, '--labels');
     if (l.shape.length !== 1 || l.shape[0] !== source.count) {
       throw new ConfigError(`--labels: expected shape [${source.count}] (one label per frame), got [${l.shape.join(', ')}] in ${labelsPath}`, 'labels');
@@ -162,7 +185,7 @@ export function register(program: Command): void {
     .command('run')
     .description('stream frames through a model, one line per frame (index, prediction, confidence, true label, latency, spike rate), then a summary')
     .requiredOption('--model <file|random:SEED>', 'a .bwsnn file, or random:SEED for a random model of the Fashion-MNIST layout')
-    .option('--frames <idx>', 'IDX images (gzip or not), [n, h, w] or [n, h, w, c] (default: the first 1000 Fashion-MNIST test frames in models/samples/)')
+    .option('--frames <idx|dir>', 'IDX images (gzip or not), [n, h, w] or [n, h, w, c], or an image folder (class folders named after the model\'s labels), fitted to the model\'s input (default: the first 1000 Fashion-MNIST test frames in models/samples/)')
     .option('--labels <idx>', 'IDX labels for --frames, one per frame (default: the samples\' labels when --frames is not given)')
     .option('--limit <n>', 'stop after n frames (default: all)', positiveInt('--limit'))
     .addOption(kernelOption('binary kernel: wasm SIMD, the TypeScript reference, or auto (wasm when available)'))

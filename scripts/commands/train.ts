@@ -6,7 +6,10 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { ConfigError } from '../../runtime/errors.js';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
-import { DEFAULT_AUGMENT, loadDataset } from '../../trainer/data/index.js';
+import type { Holdout, LoadedData } from '../../trainer/data/index.js';
+import { DEFAULT_AUGMENT, formatReport, loadData } from '../../trainer/data/index.js';
+import type { Fit } from '../../runtime/data/fit.js';
+import { DEFAULT_FIT, FITS } from '../../runtime/data/fit.js';
 import { DEFAULT_NET, macsPerFrame } from '../../trainer/model.js';
 import { runTraining } from '../../trainer/run.js';
 import { join } from 'node:path';
@@ -15,12 +18,15 @@ import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
 import type { BatchEvent, RunState, TrainConfig } from '../../trainer/train.js';
 import { accuracy, extendSchedule, predict, schedule, teacherNet } from '../../trainer/train.js';
 import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
-import { choiceOption, num } from '../options.js';
+import { choiceOption, frameShape, holdout, num } from '../options.js';
 import { printJson } from '../output.js';
 
 export interface TrainFlags {
   out: string;
   data?: string;
+  input?: [number, number, number];
+  fit: Fit;
+  holdout?: Holdout;
   epochs: number;
   batch: number;
   microBatch?: number;
@@ -64,7 +70,10 @@ export interface TrainFlags {
 /** Adds the options that define a run (shared with `sei ablate`). */
 export function runOptions(cmd: Command): Command {
   return cmd
-    .option('--data <dir>', 'Fashion-MNIST folder (IDX gz); default /usr/share/datasets/fashion-mnist')
+    .option('--data <dir>', 'an image folder (one subfolder per class, PNG/JPEG, optionally under train/ val/ test/) or a Fashion-MNIST IDX folder; default /usr/share/datasets/fashion-mnist')
+    .option('--input <HxWxC>', 'the model\'s input frame, e.g. 32x32x3 or 64x64x1 (default: an IDX folder\'s own 28x28x1; 32x32x3 for an image folder)', frameShape('--input'))
+    .addOption(choiceOption('--fit <policy>', 'how a picture of another shape becomes a frame: crop (scale to cover, keep the centre) or letterbox (scale to fit, pad with black)', FITS, DEFAULT_FIT))
+    .option('--holdout <val,test>', 'image folders without val/ or test/: fractions of each class held out for validation and test (default 0.1,0.1)', holdout('--holdout'))
     .option('--threads <n>', 'cores to train on: data-parallel worker threads, one wasm backend each (the batch is split; batch norm takes whole-batch statistics across them)', num('--threads', 1, 64, true), availableParallelism())
     .option('--epochs <n>', 'student epochs', num('--epochs', 1, 1000, true), 30)
     .option('--batch <n>', 'frames per optimizer step', num('--batch', 1, 4096, true), 64)
@@ -96,7 +105,7 @@ export function runOptions(cmd: Command): Command {
     .option('--no-augment', 'no flips or shifts')
     .option('--seed <n>', 'seed of initialisation, shuffling and augmentation', num('--seed', 0, 2 ** 31, true), 1)
     .option('--train-limit <n>', 'train on the first N frames of the training split only', num('--train-limit', 1, 60000, true))
-    .option('--val-size <n>', 'training frames held out for validation', num('--val-size', 0, 30000, true), 5000)
+    .option('--val-size <n>', 'IDX: training frames held out for validation (image folders: --holdout)', num('--val-size', 0, 30000, true), 5000)
     .option('--recalibrate <batches>', 'BN recalibration batches before each epoch\'s validation (0: running averages)', num('--recalibrate', 0, 1e6, true), RECALIBRATE_BATCHES);
 }
 
@@ -115,7 +124,10 @@ export function configFromFlags(f: TrainFlags): TrainConfig {
     lrFinal: f.lrFinal,
     warmupEpochs: f.warmup,
     seed: f.seed,
-    data: { ...(f.data ? { dir: f.data } : {}), valSize: f.valSize, ...(f.trainLimit ? { trainLimit: f.trainLimit } : {}) },
+    data: {
+      ...(f.data ? { dir: f.data } : {}), valSize: f.valSize, ...(f.trainLimit ? { trainLimit: f.trainLimit } : {}),
+      ...(f.input ? { input: f.input } : {}), fit: f.fit, ...(f.holdout ? { holdout: f.holdout } : {}),
+    },
     augment: f.augment ? DEFAULT_AUGMENT : null,
     loss: { perStep: f.perStep, kdWeight: f.teacher || f.teacherOnnx || f.teacherFrom ? f.kdWeight : 0, kdTemperature: f.kdTemperature, labelSmoothing: f.labelSmoothing, ...(f.kdPerStep ? { kdPerStep: f.kdPerStep } : {}), ...(f.spikePenalty ? { spikePenalty: f.spikePenalty, spikeTarget: f.spikeTarget } : {}) },
     teacher: f.teacher ? { kind: 'ann', epochs: f.teacherEpochs } : f.teacherOnnx ? { kind: 'onnx', file: f.teacherOnnx } : f.teacherFrom ? { kind: 'run', dir: f.teacherFrom } : null,
@@ -173,13 +185,22 @@ export function storedConfig(out: string): TrainConfig | undefined {
   return undefined;
 }
 
+/**
+ * The config with what the data decided: the network's input is the frames' shape and its head has one output
+ * per class; the data options record the shape and fit, so a resumed run and `sei export` fit the same way.
+ */
+export function withData(cfg: TrainConfig, data: LoadedData): TrainConfig {
+  return { ...cfg, net: { ...cfg.net, input: data.input, classes: data.labels.length }, data: { ...cfg.data, input: data.input, fit: data.fit } };
+}
+
 /** Trains one configuration into `out`; the progress bar goes to stderr. Returns the JSON summary. */
 export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume: boolean; json: boolean; threads: number; saveEvery?: number; quiet?: boolean; teacherOnly?: boolean }): Promise<Record<string, unknown>> {
   const backend = await initBackend();
   const log = (line: string) => process.stderr.write(line + '\n');
   log(describeBackend(backend));
+  const data = await loadData(cfg.data, { run: out, reuse: opts.resume, write: true, trainable: true, onInfo: log, onReport: (r) => formatReport(r, 10).forEach(log) });
+  cfg = withData(cfg, data);
   const macs = macsPerFrame(opts.teacherOnly ? teacherNet(cfg.net) : cfg.net);
-  const data = loadDataset(cfg.data);
   log(`data: ${data.train.count} train / ${data.val.count} validation / ${data.test.count} test frames; ` +
     `${(macs / 1e6).toFixed(1)} M MAC per frame forward, ~${((6 * macs * data.train.count) / 1e12).toFixed(2)} TFLOP per epoch (forward + backward)`);
   // Without a terminal (nohup, CI) the bar becomes a plain line a minute.

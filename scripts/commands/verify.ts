@@ -13,6 +13,8 @@ import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { frameToNchw, hwcToNchwIndex, snnTwinOnnx, spikeOutputName, TWIN_OUTPUT } from '../../trainer/export/onnx.js';
 import { openOrt } from '../../trainer/export/ort.js';
 import { rng } from '../../runtime/data/random.js';
+import type { Fit } from '../../runtime/data/fit.js';
+import { DEFAULT_FIT, fitFrame, modelFit } from '../../runtime/data/fit.js';
 import { loadModelArg } from '../model-arg.js';
 import { kernelOption, positiveInt } from '../options.js';
 import { printJson } from '../output.js';
@@ -28,18 +30,20 @@ export interface VerifyFrame {
 }
 
 /**
- * `n` seeded random frames, then `n` real Fashion-MNIST test frames when the model takes 28×28×1 input (from
- * models/samples/ for the first 1000, else the installed data set).
+ * `n` seeded random frames, then `n` real Fashion-MNIST test frames (from models/samples/ for the first 1000,
+ * else the installed data set), fitted to the model's input with its fit policy when it is not 28×28×1 — the
+ * frames a box would make of those pictures — for models of 1 or 3 channels.
  */
-export function verifyFrames(input: Shape3, n: number, seed = 1): VerifyFrame[] {
+export function verifyFrames(input: Shape3, n: number, seed = 1, fit: Fit = DEFAULT_FIT): VerifyFrame[] {
   const size = input[0] * input[1] * input[2];
   const r = rng(seed);
   const frames: VerifyFrame[] = Array.from({ length: n }, (_, i) => ({ id: `random#${i}`, data: Uint8Array.from({ length: size }, () => Math.floor(r() * 256)) }));
-  if (input[0] !== 28 || input[1] !== 28 || input[2] !== 1) return frames;
+  // Pictures have 1 or 3 channels; a model of another count (a random one) is verified on random frames alone.
+  if (input[2] !== 1 && input[2] !== 3) return frames;
   const real = n <= 1000
     ? sampleFrames()
     : readMnistSplit(FASHION_MNIST_DIR, 't10k');
-  for (let i = 0; i < Math.min(n, real.count); i++) frames.push({ id: `fashion-mnist#${i}`, data: real.frame(i) });
+  for (let i = 0; i < Math.min(n, real.count); i++) frames.push({ id: `fashion-mnist#${i}`, data: fitFrame(real.frame(i), real.frameShape, input, fit) });
   return frames;
 }
 
@@ -138,19 +142,20 @@ export function register(program: Command): void {
     .command('verify')
     .description('compare the runtime with its float ONNX twin on onnxruntime-node: every spike bit for bit, logits within 1e-5')
     .requiredOption('--model <file|random:SEED>', 'a .bwsnn file, or random:SEED for a random model of the Fashion-MNIST layout')
-    .option('--frames <n>', 'random frames, and as many real Fashion-MNIST test frames (28×28×1 models)', positiveInt('--frames'), 20)
+    .option('--frames <n>', 'random frames, and as many real Fashion-MNIST test frames (fitted to the model\'s input)', positiveInt('--frames'), 20)
     .addOption(kernelOption('runtime kernel to verify'))
     .option('--json', 'print a JSON summary on the last line')
     .action(async (opts: { model: string; frames: number; kernel: KernelChoice; json?: boolean }) => {
       const engine = await loadModelArg(opts.model, { kernel: opts.kernel });
-      const frames = verifyFrames(engine.model.input, opts.frames);
+      const frames = verifyFrames(engine.model.input, opts.frames, 1, modelFit(engine.model));
       const real = frames.filter((f) => f.id.startsWith('fashion')).length;
       const started = performance.now();
       const report = await verifyEngine(engine, frames);
       const seconds = (performance.now() - started) / 1000;
       const m = engine.model;
       console.log(`model ${m.name} (T=${m.T}, ${report.layers} layers), kernel ${engine.kernel}, twin on onnxruntime-node (graph optimisations disabled, 1 thread)`);
-      console.log(`frames: ${frames.length - real} random + ${real} Fashion-MNIST; compared ${report.frames} frames, ${report.spikesCompared} spikes in ${seconds.toFixed(1)} s`);
+      const fitted = m.input.join('x') === '28x28x1' ? '' : ` (fitted to ${m.input.join('×')}, ${modelFit(m)})`;
+      console.log(`frames: ${frames.length - real} random + ${real} Fashion-MNIST${fitted}; compared ${report.frames} frames, ${report.spikesCompared} spikes in ${seconds.toFixed(1)} s`);
       console.log(`max logit relative error ${report.maxLogitRelError.toExponential(2)} (tolerance ${LOGIT_TOLERANCE})`);
       if (report.mismatch) {
         console.log(`FAIL: ${describeMismatch(report.mismatch)}`);
