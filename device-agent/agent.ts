@@ -10,13 +10,13 @@ import type { Readable } from 'node:stream';
 import { ConfigError } from '../runtime/index.js';
 import type { Engine, InferResult } from '../runtime/index.js';
 import { runCommand } from './commands/index.js';
-import type { CommandContext } from './commands/index.js';
+import type { CommandContext, FrameResult } from './commands/index.js';
 import { parseConfig, sourceSpecString } from './config.js';
 import type { AgentConfig } from './config.js';
 import { retentionLimits } from './config-schema.js';
 import { FineTuner } from './finetuner.js';
 import { MetricsCollector } from './metrics/collector.js';
-import type { MetricsSnapshot } from './metrics/collector.js';
+import type { DeviceStatus, ErrorMessage, MetricsSnapshot } from './messages.js';
 import { PrometheusExporter } from './metrics/prometheus.js';
 import { errorBody, MqttLink } from './mqtt/link.js';
 import type { Json } from './mqtt/link.js';
@@ -35,12 +35,8 @@ export interface AgentFrame extends SourceFrame {
   readonly id: number;
 }
 
-export interface AgentResult {
-  readonly frame: number;
-  readonly label: number | null;
-  readonly model: string;
-  readonly result: InferResult;
-}
+/** One inferred frame: the `result` event, which commands (`preview`) take through their context too. */
+export type AgentResult = FrameResult;
 
 export interface AgentEvents {
   frame: [frame: AgentFrame];
@@ -133,6 +129,11 @@ export class Agent extends EventEmitter<AgentEvents> {
       },
       reconfigure: (raw) => this.reconfigure(raw),
       held: (frame) => this.recent.get(frame),
+      results: (listener) => {
+        this.on('result', listener);
+        return () => this.off('result', listener);
+      },
+      publish: (suffix, body) => void this.link?.publish(suffix, body, { qos: 0 }),
     };
   }
 
@@ -270,7 +271,7 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   private frameError(err: Error, origin: string): void {
     this.metrics.frameErrors++;
-    void this.link?.publish('errors', { origin, error: errorBody(err), ts: Date.now() }, { qos: 0 });
+    void this.link?.publish('errors', { origin, error: errorBody(err), ts: Date.now() } satisfies ErrorMessage, { qos: 0 });
     this.report(err);
   }
 
@@ -315,7 +316,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     return next;
   }
 
-  private statusBody(): Json {
+  private statusBody(): DeviceStatus {
     return {
       state: 'online',
       fleet: this.config.fleet,

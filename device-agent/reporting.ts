@@ -5,7 +5,7 @@
  */
 import type { AgentConfig } from './config.js';
 import { round } from './metrics/collector.js';
-import type { MetricsSnapshot } from './metrics/collector.js';
+import type { MetricsMessage, MetricsSnapshot, PredictionsMessage } from './messages.js';
 import type { MqttLink } from './mqtt/link.js';
 import type { PredictionRecord, StateStore } from './store/types.js';
 
@@ -78,7 +78,7 @@ export class Reporter {
     const link = this.host.link();
     try {
       this.host.store.addMetrics(snap.ts, snap);
-      if (link) link.enqueue('metrics', { device: this.host.config().device, ...snap, predictionsDropped: this.predictionsDropped + (link.droppedOffline ?? 0) });
+      if (link) link.enqueue('metrics', { device: this.host.config().device, ...snap, predictionsDropped: this.predictionsDropped + (link.droppedOffline ?? 0) } satisfies MetricsMessage);
     } catch (err) {
       this.host.report(err as Error);
     }
@@ -91,7 +91,7 @@ export class Reporter {
     const batch = this.pendingPredictions;
     this.pendingPredictions = [];
     const { version, labels } = this.host.model();
-    const body = {
+    const body: PredictionsMessage = {
       model: version,
       predictions: batch.map((p) => ({ frame: p.frame, ts: p.ts, class: p.prediction, name: labels[p.prediction] ?? null, confidence: round(p.confidence, 4), label: p.label, latencyMs: round(p.latencyMs, 4) })),
     };

@@ -175,7 +175,7 @@ for (const setup of setups) {
     test('bad commands get a clear error reply and the agent keeps running', async () => {
       const unknown = await op.command(PREFIX, 'reboot');
       assert.equal(unknown.ok, false);
-      assert.match(unknown.error.message, /command: expected one of status, config, models, activate, label, finetune, got "reboot"/);
+      assert.match(unknown.error.message, /command: expected one of status, config, models, activate, label, finetune, preview, got "reboot"/);
       if (setup.expect === 5) {
         const notObject = await op.command(PREFIX, 'status', {}, '[1, 2]');
         assert.equal(notObject.ok, false);

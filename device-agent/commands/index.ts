@@ -9,13 +9,14 @@ import { config } from './config.js';
 import { finetune } from './finetune.js';
 import { label } from './label.js';
 import { models } from './models.js';
+import { preview } from './preview.js';
 import { status } from './status.js';
 import type { CommandContext, CommandHandler } from './types.js';
 
-export type { CommandContext, CommandHandler } from './types.js';
+export type { CommandContext, CommandHandler, FrameResult } from './types.js';
 
 /** Name → handler, in the order the refusal of an unknown command lists them. */
-export const COMMANDS: Readonly<Record<string, CommandHandler>> = { status, config, models, activate, label, finetune };
+export const COMMANDS: Readonly<Record<string, CommandHandler>> = { status, config, models, activate, label, finetune, preview };
 
 /** Runs one command: resolves to the reply's result, rejects with the error to reply with. */
 export async function runCommand(cmd: Command, ctx: CommandContext, progress: (body: unknown) => void): Promise<unknown> {

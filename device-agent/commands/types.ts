@@ -1,8 +1,8 @@
 /** What a command handler gets: its arguments and the parts of the agent a command may use. */
-import type { Engine } from '../../runtime/index.js';
+import type { Engine, InferResult } from '../../runtime/index.js';
 import type { AgentConfig } from '../config.js';
 import type { FineTuner } from '../finetuner.js';
-import type { MetricsSnapshot } from '../metrics/collector.js';
+import type { MetricsSnapshot } from '../messages.js';
 import type { Json } from '../mqtt/link.js';
 import type { OtaManager } from '../ota/manager.js';
 import type { ModelRegistry } from '../registry.js';
@@ -26,6 +26,20 @@ export interface CommandContext {
   reconfigure(raw: Json): Promise<AgentConfig>;
   /** A frame still held in memory, by the id the agent gave it. */
   held(frame: number): { readonly ts: number; readonly data: Uint8Array } | undefined;
+  /** Calls `listener` after every inferred frame until the returned function is called. */
+  results(listener: (r: FrameResult) => void): () => void;
+  /** Publishes under the device prefix now if connected (QoS 0: nothing is kept while offline). */
+  publish(suffix: string, body: Json): void;
+}
+
+/** One inferred frame (the agent's `result` event). */
+export interface FrameResult {
+  /** The frame id (what `label` and `held` take). */
+  readonly frame: number;
+  readonly label: number | null;
+  /** Registry key of the model that ran it. */
+  readonly model: string;
+  readonly result: InferResult;
 }
 
 /**

@@ -3,35 +3,10 @@
  * demo's terminal view, so all three always agree.
  */
 import { readdirSync, readFileSync } from 'node:fs';
+import type { MetricsSnapshot } from '../messages.js';
 
-export interface MetricsSnapshot {
-  /** Epoch milliseconds. */
-  readonly ts: number;
-  readonly model: string | null;
-  /** Frames inferred since start. */
-  readonly frames: number;
-  /** Over the last few seconds. */
-  readonly framesPerSecond: number;
-  /** Inference latency percentiles over the last `latencyWindow` frames, milliseconds. */
-  readonly latencyMs: { readonly p50: number; readonly p90: number; readonly p99: number };
-  readonly queueDepth: number;
-  /** Frames dropped by the bounded queue since start. */
-  readonly dropped: number;
-  /** Frames refused (wrong size, undecodable) since start. */
-  readonly frameErrors: number;
-  /** Fraction of neuron-steps that spiked, per layer, averaged over recent frames. */
-  readonly spikeRate: Readonly<Record<string, number>>;
-  /** Synaptic operations per frame, averaged over recent frames. */
-  readonly synOpsPerFrame: number;
-  /** Against the labels that came with frames, since the active model was activated; null if none. */
-  readonly accuracy: { readonly labelled: number; readonly correct: number; readonly ratio: number } | null;
-  /** null where the OS does not tell (Linux without /proc mounted). */
-  readonly rssBytes: number | null;
-  /** Null where /sys/class/thermal does not exist. */
-  readonly cpuTemperatureC: number | null;
-  /** Messages waiting in the outbox. */
-  readonly outbox: number;
-}
+// The snapshot is the `metrics` payload: declared with the other payloads in messages.ts.
+export type { MetricsSnapshot } from '../messages.js';
 
 const RATE_WINDOW_MS = 5000;
 const SPIKE_WINDOW = 256;

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { IClientOptions, IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
 import type { AgentConfig } from '../config.js';
+import type { CommandReply, DeviceStatus, ErrorBody, ReplyOutcome, StatusMessage } from '../messages.js';
 import { fromFile } from '../schema.js';
 import type { FrameFeed, FrameProperties } from '../sources/types.js';
 import type { StateStore } from '../store/types.js';
@@ -26,7 +27,7 @@ const OUTBOX_WINDOW = 64;
 export type Json = Record<string, unknown>;
 
 /** An error as MQTT payloads carry it (command replies, `errors`, fine-tuning reports). */
-export function errorBody(err: Error): { name: string; message: string; field: string | null } {
+export function errorBody(err: Error): ErrorBody {
   return { name: err.name, message: err.message, field: (err as { field?: string }).field ?? null };
 }
 
@@ -53,8 +54,8 @@ export interface LinkOptions {
   /** Topic prefix ending in "/". */
   readonly prefix: string;
   readonly store: StateStore;
-  /** Birth message contents (merged with state "online"). */
-  readonly birth: () => Json;
+  /** Birth message contents (the link adds the protocol version). */
+  readonly birth: () => DeviceStatus;
   /** More topic suffixes to subscribe to (e.g. `ota/job`, `ota/block/#`); they arrive as `message` events. */
   readonly subscribe?: readonly string[];
 }
@@ -105,7 +106,7 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: 10_000,
-      will: { topic: this.topic('status'), payload: Buffer.from(JSON.stringify({ state: 'offline', reason: 'connection lost' })), qos: 1, retain: true },
+      will: { topic: this.topic('status'), payload: Buffer.from(JSON.stringify({ state: 'offline', reason: 'connection lost' } satisfies StatusMessage)), qos: 1, retain: true },
     };
     if (m.username !== null) options.username = m.username;
     if (m.password !== null) options.password = m.password;
@@ -127,7 +128,8 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
       client.subscribe(subs, { qos: 1 }, (err) => {
         if (err && this.client === client) this.emit('error', err);
       });
-      void this.publish('status', { state: 'online', protocol: this.protocol, ...this.opts.birth() }, { qos: 1, retain: true });
+      const birth: StatusMessage = Object.assign({ state: 'online' as const, protocol: this.protocol }, this.opts.birth());
+      void this.publish('status', birth, { qos: 1, retain: true });
       this.emit('online', this.protocol);
       this.pump();
     });
@@ -194,13 +196,13 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
     const props = packet.properties;
     const replyTopic = props?.responseTopic ?? (typeof replyTo === 'string' && replyTo.length > 0 ? replyTo : this.topic(`reply/${name}`));
     const correlation = props?.correlationData;
-    const send = (fields: Json, qos: 0 | 1) => {
-      const body: Json = { ok: fields.ok ?? true, command: name };
-      if (correlationId !== undefined) body.correlationId = correlationId;
-      else if (correlation) body.correlationId = correlation.toString('utf8');
+    const echoed = correlationId !== undefined ? correlationId : correlation?.toString('utf8');
+    const send = (fields: ReplyOutcome, qos: 0 | 1) => {
+      // `ok` first, then `command` and `correlationId`: the order the README's examples show.
+      const body: CommandReply = Object.assign({ ok: fields.ok, command: name }, echoed !== undefined ? { correlationId: echoed } : {}, fields);
       const opts: IClientPublishOptions = { qos };
       if (correlation && this.protocol === 5) opts.properties = { correlationData: correlation };
-      void this.publishTopic(replyTopic, { ...body, ...fields }, opts);
+      void this.publishTopic(replyTopic, body, opts);
     };
     const reply = (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => {
       if (outcome.ok) send({ ok: true, result: outcome.result }, 1);
@@ -307,7 +309,7 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
     if (!client) return;
     if (this.connected) {
       await Promise.race([
-        this.publish('status', { state: 'offline', reason: 'stopped' }, { qos: 1, retain: true }),
+        this.publish('status', { state: 'offline', reason: 'stopped' } satisfies StatusMessage, { qos: 1, retain: true }),
         new Promise((r) => setTimeout(r, 2000)),
       ]);
     }

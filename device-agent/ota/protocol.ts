@@ -23,14 +23,9 @@ export const TOPIC = {
 /** Topic suffixes a device subscribes to. */
 export const DEVICE_TOPICS = [TOPIC.job, TOPIC.cancel, `${TOPIC.block}#`] as const;
 
-export const TERMINAL = ['SUCCEEDED', 'FAILED', 'REJECTED', 'TIMED_OUT'] as const;
-export type TerminalState = (typeof TERMINAL)[number];
-export type JobState = 'QUEUED' | 'IN_PROGRESS' | TerminalState;
-export type JobStep = 'DOWNLOADING' | 'VERIFYING' | 'ACTIVATING' | 'PROBATION';
-
-export function isTerminal(state: string): state is TerminalState {
-  return (TERMINAL as readonly string[]).includes(state);
-}
+// The job states and the status a device reports are payloads the console reads too: declared in messages.ts.
+export { isTerminal, TERMINAL } from '../messages.js';
+export type { JobState, JobStatus, JobStep, TerminalState } from '../messages.js';
 
 export interface Job {
   /** Unique per deployment; a device runs a job id once. */
@@ -42,26 +37,6 @@ export interface Job {
   readonly blockSha256: readonly string[];
   /** Install even when the version is not newer than the active one. */
   readonly allowDowngrade: boolean;
-}
-
-export interface JobStatus {
-  readonly jobId: string;
-  readonly device: string;
-  readonly state: JobState;
-  readonly step: JobStep | null;
-  /** Blocks received / total, while downloading (and after). */
-  readonly received: number;
-  readonly blocks: number;
-  /** Registry key of the model the job installs, and of the one it replaces. */
-  readonly version: string;
-  readonly previous: string | null;
-  /** Why the job was refused or failed; null otherwise. */
-  readonly reason: string | null;
-  /** Model running on the device when the status was sent. */
-  readonly active: string | null;
-  /** Probation figures once it has run: {frames, errors, confidence, baselineConfidence, latencyMs, baselineLatencyMs}. */
-  readonly probation: Record<string, number> | null;
-  readonly ts: number;
 }
 
 /** Block count of an artifact. */

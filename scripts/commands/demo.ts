@@ -1,16 +1,19 @@
 /**
  * `sei demo` (also `npm start`): an embedded broker on a free localhost port, one agent with the bundled model
  * (a seeded random model when none is bundled), the Fashion-MNIST test set (else the shipped samples), and a
- * live terminal view fed by what arrives over MQTT. Ctrl+C stops everything cleanly.
+ * live terminal view fed by what arrives over MQTT, and the fleet console (a web page: `sei console`) on the same
+ * broker over its websocket listener. Ctrl+C stops everything cleanly.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import mqtt from 'mqtt';
+import { startConsole } from '../../console/server.js';
+import type { ConsoleServer } from '../../console/server.js';
 import { Agent, parseSourceSpec, startBroker } from '../../device-agent/index.js';
-import type { MetricsSnapshot } from '../../device-agent/index.js';
-import { positive } from '../options.js';
+import type { EmbeddedBroker, MetricsSnapshot } from '../../device-agent/index.js';
+import { int, positive } from '../options.js';
 import { printJson } from '../output.js';
 import { fpsOption, metricsLine, modelFileFor, untilSignal } from './agent.js';
 
@@ -32,15 +35,18 @@ export function register(program: Command): void {
     .option('--source <spec>', 'frame source (default fmnist: the test set if installed, else models/samples)', 'fmnist')
     .option('--fps <n>', 'source frame rate, 0 = as fast as the engine goes', fpsOption, 0)
     .option('--duration <s>', 'stop after this many seconds (default: until Ctrl+C)', positive('--duration'))
+    .option('--console-port <n>', 'port of the fleet console page (taken: a free one)', int('--console-port', 0, 65535), 8090)
+    .option('--no-console', 'no fleet console (web page)')
     .option('--json', 'print the final figures as one JSON object on the last line')
-    .action(async (opts: { model?: string; source: string; fps: number; duration?: number; json?: boolean }) => {
+    .action(async (opts: { model?: string; source: string; fps: number; duration?: number; consolePort: number; console: boolean; json?: boolean }) => {
       parseSourceSpec(opts.source, '--source');
       const dir = mkdtempSync(join(tmpdir(), 'sei-demo-'));
       const modelPath = await modelFileFor(opts.model, dir).catch((err: unknown) => {
         rmSync(dir, { recursive: true, force: true });
         throw err;
       });
-      const broker = await startBroker({ port: 0 });
+      const broker = await startBroker({ port: 0, ...(opts.console ? { wsPort: 0 } : {}) });
+      const page = opts.console ? await demoConsole(broker, opts.consolePort, dir) : null;
       const agent = new Agent({
         config: {
           fleet: 'demo',
@@ -80,6 +86,7 @@ export function register(program: Command): void {
       } catch (err) {
         // A start-up error (a source that cannot open): nothing of the demo may keep the process alive.
         watcher.end(true);
+        if (page?.server) await page.server.close();
         await broker.close();
         rmSync(dir, { recursive: true, force: true });
         throw err;
@@ -89,11 +96,13 @@ export function register(program: Command): void {
       const header =
         `sei demo: model ${agent.modelVersion} (T=${engine.model.T}, kernel ${engine.kernel}), source ${opts.source}, ` +
         `broker ${broker.url}, Prometheus http://127.0.0.1:${agent.metricsPort}/metrics`;
+      const consoleLine = page ? `fleet console: ${page.server ? `${page.server.url} (open it in a browser)` : `not started: ${page.problem}`}` : null;
       const tty = process.stdout.isTTY === true;
+      if (!tty && consoleLine) console.log(consoleLine);
       let drawn = 0;
       const draw = () => {
         const m = metrics;
-        const lines = [header];
+        const lines = consoleLine ? [header, consoleLine] : [header];
         if (m) {
           const spikes = Object.entries(m.spikeRate).map(([k, v]) => `${k} ${(100 * v).toFixed(1)}%`).join('  ');
           lines.push(
@@ -123,9 +132,23 @@ export function register(program: Command): void {
       const final = agent.snapshot();
       await agent.stop();
       await new Promise<void>((r) => watcher.end(false, {}, () => r()));
+      if (page?.server) await page.server.close();
       await broker.close();
       rmSync(dir, { recursive: true, force: true });
       console.log(`\nstopped: ${final.frames} frames, ${final.framesPerSecond.toFixed(0)} frames/s` + (final.accuracy ? `, accuracy ${(100 * final.accuracy.ratio).toFixed(2)}%` : ''));
-      if (opts.json) printJson({ model: agent.modelVersion, frames: final.frames, frames_per_second: final.framesPerSecond, accuracy: final.accuracy?.ratio ?? null, latency_ms: final.latencyMs, prediction_messages: predictionMessages, errors: errors.length });
+      if (opts.json) printJson({ model: agent.modelVersion, frames: final.frames, frames_per_second: final.framesPerSecond, accuracy: final.accuracy?.ratio ?? null, latency_ms: final.latencyMs, prediction_messages: predictionMessages, errors: errors.length, console_url: page?.server?.url ?? null });
     });
+}
+
+/**
+ * The fleet console on the demo's broker, signed in at once (the embedded broker takes anonymous clients). A taken
+ * port gives way to a free one; a page not built leaves the demo without a console, saying why.
+ */
+async function demoConsole(broker: EmbeddedBroker, port: number, artifacts: string): Promise<{ server: ConsoleServer | null; problem: string | null }> {
+  const start = (p: number) => startConsole({ mqtt: broker.wsUrl!, port: p, anonymous: true, artifacts });
+  try {
+    return { server: await start(port).catch((err: NodeJS.ErrnoException) => (err.code === 'EADDRINUSE' ? start(0) : Promise.reject(err))), problem: null };
+  } catch (err) {
+    return { server: null, problem: (err as Error).message };
+  }
 }

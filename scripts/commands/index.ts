@@ -16,6 +16,7 @@ export const commands: ReadonlyArray<readonly [names: readonly string[], load: (
   [['agent'], () => import('./agent.js')],
   [['broker'], () => import('./broker.js')],
   [['demo'], () => import('./demo.js')],
+  [['console'], () => import('./console.js')],
   [['doctor'], () => import('./doctor.js')],
   [['finetune', 'finetune-experiment'], () => import('./finetune.js')],
   [['data'], () => import('./data.js')],

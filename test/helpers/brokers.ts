@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBroker } from '../../device-agent/index.js';
-import type { EmbeddedBroker } from '../../device-agent/index.js';
+import type { BrokerOptions, EmbeddedBroker } from '../../device-agent/index.js';
 
 export const MOSQUITTO = '/usr/sbin/mosquitto';
 export const mosquittoAvailable = existsSync(MOSQUITTO);
@@ -26,6 +26,8 @@ export interface TestBroker {
   start(): Promise<void>;
   /** Stops it and removes its files. */
   close(): Promise<void>;
+  /** `ws://127.0.0.1:<port>` of its MQTT-over-WebSocket listener, when it has one. */
+  readonly wsUrl?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -53,10 +55,11 @@ async function waitForPort(port: number, timeoutMs = 5000): Promise<void> {
   }
 }
 
-/** The embedded Aedes broker. Its state lives in memory: a restart starts empty. */
-export async function aedes(): Promise<TestBroker & { readonly broker: () => EmbeddedBroker }> {
-  let broker = await startBroker({ port: 0 });
+/** The embedded Aedes broker (`ws` adds its websocket listener). Its state lives in memory: a restart starts empty. */
+export async function aedes(o: { readonly ws?: boolean } = {}): Promise<TestBroker & { readonly broker: () => EmbeddedBroker }> {
+  let broker = await startBroker({ port: 0, ...(o.ws ? { wsPort: 0 } : {}) });
   const port = broker.port;
+  const listeners: BrokerOptions = { port, ...(broker.wsPort !== null ? { wsPort: broker.wsPort } : {}) };
   let running = true;
   const stop = async () => {
     if (running) await broker.close();
@@ -65,11 +68,12 @@ export async function aedes(): Promise<TestBroker & { readonly broker: () => Emb
   return {
     name: 'Aedes (MQTT 3.1.1)',
     url: broker.url,
+    ...(broker.wsUrl !== null ? { wsUrl: broker.wsUrl } : {}),
     port,
     broker: () => broker,
     stop,
     async start() {
-      broker = await startBroker({ port });
+      broker = await startBroker(listeners);
       running = true;
     },
     close: stop,
@@ -83,6 +87,11 @@ export interface MosquittoOptions {
   readonly acl?: string;
   /** Serve TLS (mqtts) with these PEM files; `requireCertificate` refuses clients without a certificate signed by `ca`. */
   readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string; readonly requireCertificate: boolean };
+  /**
+   * Add an MQTT-over-WebSocket listener (for the console's browser tests). Mosquitto 2.0.11 binds it to every
+   * interface whatever address it is given, so pair it with `users`.
+   */
+  readonly websockets?: boolean;
 }
 
 /**
@@ -105,6 +114,7 @@ export function makeCertificates(dir: string): { ca: string; serverCert: string;
 export async function mosquitto(opts: MosquittoOptions = {}): Promise<TestBroker> {
   const dir = mkdtempSync(join(tmpdir(), 'sei-mosquitto-'));
   const port = await freePort();
+  const wsPort = opts.websockets ? await freePort() : null;
   const lines = [`listener ${port} 127.0.0.1`, 'persistence true', `persistence_location ${dir}/`, 'log_dest stderr', 'log_type error'];
   // Started as root, Mosquitto drops to the "mosquitto" user, which cannot read a private temp folder.
   if (process.getuid?.() === 0) lines.push('user root');
@@ -121,6 +131,8 @@ export async function mosquitto(opts: MosquittoOptions = {}): Promise<TestBroker
     writeFileSync(join(dir, 'acl'), opts.acl);
     lines.push(`acl_file ${join(dir, 'acl')}`);
   }
+  // A websockets listener only beside the plain one (alone, 2.0.11 refuses to start); options after it are its own.
+  if (wsPort !== null) lines.push(`listener ${wsPort} 127.0.0.1`, 'protocol websockets');
   const conf = join(dir, 'mosquitto.conf');
   writeFileSync(conf, lines.join('\n') + '\n');
   let proc: ChildProcess | null = null;
@@ -131,6 +143,7 @@ export async function mosquitto(opts: MosquittoOptions = {}): Promise<TestBroker
     proc = p;
     try {
       await waitForPort(port);
+      if (wsPort !== null) await waitForPort(wsPort);
     } catch (err) {
       p.kill('SIGKILL');
       throw new Error(`${(err as Error).message}: ${stderr}`);
@@ -150,6 +163,7 @@ export async function mosquitto(opts: MosquittoOptions = {}): Promise<TestBroker
   return {
     name: 'Mosquitto 2 (MQTT 5)',
     url: `${opts.tls ? 'mqtts' : 'mqtt'}://127.0.0.1:${port}`,
+    ...(wsPort !== null ? { wsUrl: `ws://127.0.0.1:${wsPort}` } : {}),
     port,
     stop,
     start,
