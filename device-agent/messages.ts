@@ -102,6 +102,9 @@ export type ModelsResult = { readonly active: string; readonly models: readonly 
 /** `activate`: a version by name, or a rollback to the one the last update replaced. */
 export type ActivateResult = { readonly active: string; readonly activatedAt: number | null } | { readonly active: string; readonly rolledBackFrom: string };
 
+/** `label`: how many frames were stored, which ids the agent no longer holds, and the labelled frames it has now. */
+export type LabelResult = { readonly saved: number; readonly missing: readonly number[]; readonly total: number };
+
 /** One layer of a model card (the `.bwsnn` header's summary). */
 export type ModelCardLayer = {
   readonly op: string;

@@ -177,6 +177,22 @@ describe('sei console against the embedded broker and three agents', { skip: noC
     assert.match((await entry.textContent())!, /activate: rollback: expected a running version installed by an update, got "ota-test@1"/);
   });
 
+  test('a frame picked in the live strip is labelled on the device, for fine-tuning', async () => {
+    const strip = page.getByRole('list', { name: 'Newest frames first' });
+    await strip.getByRole('button').first().click();
+    // Newer frames push it along the strip; it stays the one picked.
+    const frame = Number((await strip.getByRole('button', { pressed: true }).getByRole('img').getAttribute('aria-label'))!.match(/^frame (\d+)/)![1]);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.match((await strip.getByRole('button', { pressed: true }).getByRole('img').getAttribute('aria-label'))!, new RegExp(`^frame ${frame}:`));
+    await page.getByRole('combobox', { name: `True class of frame ${frame}` }).selectOption('3');
+    await page.getByRole('button', { name: 'Label…' }).click();
+    await page.getByRole('dialog', { name: `Label frame ${frame} as class3?` }).getByRole('button', { name: 'Label' }).click();
+    const entry = page.locator('li[data-action="label"]').first();
+    await until('the label stored', async () => ((await entry.getAttribute('data-state')) === 'ok' ? true : `${await entry.textContent()}`));
+    assert.match((await entry.textContent())!, new RegExp(`frame ${frame} stored as class3; the device holds 1 labelled frames`));
+    assert.equal(agents[0]!.store.labelledFrameCount(), 1);
+  });
+
   test('a rollout started from the page updates two devices, and the page shows each step', async () => {
     await page.getByRole('link', { name: 'Rollouts' }).click();
     const form = page.getByRole('form', { name: 'New rollout' });

@@ -6,7 +6,7 @@
 import { html } from 'htm/preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { VNode } from 'preact';
-import type { ActivateResult, ModelCard, ModelRecord, ModelsResult, PreviewMessage } from '../../device-agent/messages.js';
+import type { ActivateResult, LabelResult, ModelCard, ModelRecord, ModelsResult, PreviewMessage } from '../../device-agent/messages.js';
 import { Chart, PALETTE } from './chart.js';
 import type { Device, Link } from './link.js';
 import { CommandError } from './link.js';
@@ -15,6 +15,9 @@ import type { Ops } from './ui.js';
 
 export function DeviceView({ link, device: d, ops }: { link: Link; device: Device; ops: Ops }): VNode {
   useEffect(() => link.watch(d), [link, d]);
+  // The frame an operator picked to label (kept when newer ones push it out of the strip), else the newest.
+  const [picked, setPicked] = useState<PreviewMessage | null>(null);
+  const frame = picked ?? d.frames[0] ?? null;
   const m = d.status?.state === 'online' ? d.metrics : null;
   const model = d.status?.state === 'online' ? d.status.model : (d.metrics?.model ?? null);
   return html`<section aria-labelledby="device-title">
@@ -37,11 +40,11 @@ export function DeviceView({ link, device: d, ops }: { link: Link; device: Devic
     </div>
     <${Charts} device=${d} />
     <div class="grid two">
-      <${LiveFrames} device=${d} />
+      <${LiveFrames} device=${d} picked=${frame?.frame ?? null} pick=${setPicked} />
       <${Card} card=${d.preview?.model ?? null} problem=${d.previewProblem} />
     </div>
     <div class="grid two">
-      <${Operations} link=${link} device=${d} ops=${ops} />
+      <${Operations} link=${link} device=${d} ops=${ops} frame=${frame} />
       <${ActivityLog} activity=${ops.activity} target=${d.key} />
     </div>
     ${d.errors.length > 0
@@ -100,7 +103,7 @@ function FrameImage({ frame }: { frame: PreviewMessage }): VNode {
   return html`<canvas ref=${ref} width=${frame.shape[1]} height=${frame.shape[0]} role="img" aria-label=${`frame ${frame.frame}: ${frame.name ?? frame.class} ${fmt.pct(frame.confidence, 0)}${truth}`}></canvas>`;
 }
 
-function LiveFrames({ device: d }: { device: Device }): VNode {
+function LiveFrames({ device: d, picked, pick }: { device: Device; picked: number | null; pick: (frame: PreviewMessage) => void }): VNode {
   const newest = d.frames[0];
   const labels = d.preview?.model.labels ?? [];
   const mean = d.metrics?.spikeRate ?? {};
@@ -114,9 +117,11 @@ function LiveFrames({ device: d }: { device: Device }): VNode {
           ${d.frames.map((f) => {
             const ok = f.label === null ? null : f.label === f.class;
             return html`<li key=${f.frame} class=${ok === null ? '' : ok ? 'right' : 'wrong'}>
-              <${FrameImage} frame=${f} />
-              <span class="pred">${f.name ?? f.class}</span>
-              <span class="conf">${fmt.pct(f.confidence, 0)}${ok === false ? html` · truth ${labels[f.label!] ?? f.label}` : ''}</span>
+              <button type="button" class="frame" aria-pressed=${f.frame === picked} title="pick this frame to label it" onClick=${() => pick(f)}>
+                <${FrameImage} frame=${f} />
+                <span class="pred">${f.name ?? f.class}</span>
+                <span class="conf">${fmt.pct(f.confidence, 0)}${ok === false ? html` · truth ${labels[f.label!] ?? f.label}` : ''}</span>
+              </button>
             </li>`;
           })}
         </ol>`}
@@ -171,8 +176,10 @@ function Card({ card, problem }: { card: ModelCard | null; problem: string | nul
   </section>`;
 }
 
-function Operations({ link, device: d, ops }: { link: Link; device: Device; ops: Ops }): VNode {
+function Operations({ link, device: d, ops, frame }: { link: Link; device: Device; ops: Ops; frame: PreviewMessage | null }): VNode {
   const [versions, setVersions] = useState<readonly ModelRecord[] | null>(null);
+  const [truth, setTruth] = useState('0');
+  const labels = d.preview?.model.labels ?? [];
   const [problem, setProblem] = useState<string | null>(null);
   const [chosen, setChosen] = useState('');
   const active = d.status?.state === 'online' ? d.status.model : null;
@@ -184,7 +191,7 @@ function Operations({ link, device: d, ops }: { link: Link; device: Device; ops:
       (r) => {
         setVersions(r.models);
         setProblem(null);
-        setChosen((c) => c || (r.models.find((x) => x.version !== r.active)?.version ?? ''));
+        setChosen((c) => c || (r.models.find((x) => x.version !== r.active)?.version ?? r.active));
       },
       (err: CommandError) => setProblem(err.message),
     );
@@ -201,6 +208,14 @@ function Operations({ link, device: d, ops }: { link: Link; device: Device; ops:
       () => link.command<{ accepted?: boolean; version?: string | null; reasons?: string[] }>(d, 'finetune', {}, { timeoutMs: 60_000 }),
       (r) => (r.accepted ? `accepted: ${r.version} runs on probation` : `refused by the gate: ${(r.reasons ?? []).filter((x) => x.startsWith('fail')).join('; ') || 'see the reply'}`));
 
+  const label = () => {
+    if (!frame) return;
+    const name = labels[Number(truth)] ?? truth;
+    void perform(ops, d.key, 'label', { title: `Label frame ${frame.frame} as ${name}?`, body: `The device stores the frame with this class for fine-tuning (it predicted ${frame.name ?? frame.class}).`, confirm: 'Label' },
+      () => link.command<LabelResult>(d, 'label', { frame: frame.frame, label: Number(truth) }),
+      (r) => (r.saved ? `frame ${frame.frame} stored as ${name}; the device holds ${r.total} labelled frames` : `frame ${frame.frame} is no longer held by the device (it keeps only its most recent frames): nothing stored`));
+  };
+
   return html`<section class="card" aria-labelledby="ops-title">
     <h2 id="ops-title">Operations</h2>
     ${!online ? html`<p class="muted">The device is offline: commands would not be answered.</p>` : null}
@@ -213,6 +228,14 @@ function Operations({ link, device: d, ops }: { link: Link; device: Device; ops:
       <button type="submit" disabled=${!online || !chosen || chosen === active}>Activate…</button>
     </form>
     ${problem ? html`<p class="problem" role="status">Stored versions unavailable: ${problem}</p>` : null}
+    <form class="ops" onSubmit=${(e: Event) => (e.preventDefault(), label())}>
+      <label>True class of frame ${frame?.frame ?? '—'}
+        <select value=${truth} onChange=${(e: Event) => setTruth((e.target as HTMLSelectElement).value)} disabled=${!frame || !online}>
+          ${labels.map((l, i) => html`<option value=${String(i)}>${l}</option>`)}
+        </select>
+      </label>
+      <button type="submit" disabled=${!frame || !online}>Label…</button>
+    </form>
     <div class="buttons">
       <button type="button" onClick=${rollback} disabled=${!online}>Roll back…</button>
       <button type="button" onClick=${finetune} disabled=${!online}>Fine-tune…</button>

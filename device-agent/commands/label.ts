@@ -1,11 +1,12 @@
 /** `label`: {frame, label} or {labels: [{frame, label}, ...]} for frames still held in memory; stored for fine-tuning. */
 import { ConfigError, show } from '../../runtime/index.js';
+import type { LabelResult } from '../messages.js';
 import type { Json } from '../mqtt/link.js';
 import { parseLabel } from '../sources/mqtt.js';
 import type { LabelledFrame } from '../store/types.js';
 import type { CommandHandler } from './types.js';
 
-export const label: CommandHandler = (args, ctx) => {
+export const label: CommandHandler = (args, ctx): LabelResult => {
   const items = Array.isArray(args.labels) ? (args.labels as unknown[]) : [args];
   const { model } = ctx.active().engine;
   const [h, w, c] = model.input;
