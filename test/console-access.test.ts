@@ -20,7 +20,7 @@ import { otaModelFile, testKeys } from './fixtures/ota/models.js';
 import { agentConfig, Operator } from './helpers/agent.js';
 import { mosquitto, mosquittoAvailable } from './helpers/brokers.js';
 import type { TestBroker } from './helpers/brokers.js';
-import { launchBrowser, noChromium } from './helpers/browser.js';
+import { buildPage, launchBrowser, noChromium } from './helpers/browser.js';
 import type { Browser } from './helpers/browser.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -65,6 +65,7 @@ describe('the console with Mosquitto accounts: viewer and operator', { skip: noC
       a.on('error', () => {});
       await a.start();
     }
+    assert.match(buildPage(), /app\.js .*gzipped/);
     server = await startConsole({ mqtt: broker.wsUrl!, port: 0, artifacts });
     browser = await launchBrowser();
     page = browser.page;

@@ -24,7 +24,7 @@ import { otaModelFile, otaSection, testKeys } from './fixtures/ota/models.js';
 import { agentConfig, Operator } from './helpers/agent.js';
 import { aedes } from './helpers/brokers.js';
 import type { TestBroker } from './helpers/brokers.js';
-import { launchBrowser, noChromium } from './helpers/browser.js';
+import { buildPage, launchBrowser, noChromium } from './helpers/browser.js';
 import type { Browser } from './helpers/browser.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -93,6 +93,7 @@ describe('sei console against the embedded broker and three agents', { skip: noC
     child = spawn(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'agent', '--config', cfg], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
     await op.waitFor((m) => m.topic === `sei/${FLEET}/a3/metrics`, 'the a3 process reporting', 30_000);
 
+    assert.match(buildPage(), /app\.js .*gzipped/);
     server = await startConsole({ mqtt: broker.wsUrl!, port: 0, anonymous: true, artifacts });
     browser = await launchBrowser();
     page = browser.page;

@@ -3,6 +3,7 @@
  * no browser), a fresh profile per launch, errors of the page collected, screenshots saved with the test output
  * (test-output/console/, git-ignored).
  */
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +16,16 @@ export const CHROMIUM = '/usr/bin/chromium';
 export const noChromium: string | false = existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (Debian package "chromium"): the console's browser tests need it`;
 
 export const SCREENSHOTS = fileURLToPath(new URL('../../test-output/console/', import.meta.url));
+
+/**
+ * Builds the console page from its current source (`npm run build:console`: the type check against the agent's
+ * payload types, then the bundle), so that a test never drives a stale bundle; returns the build's report line.
+ */
+export function buildPage(): string {
+  const r = spawnSync(process.execPath, [fileURLToPath(new URL('../../console/build.mjs', import.meta.url))], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`npm run build:console failed:\n${r.stdout}${r.stderr}`);
+  return r.stdout.trim();
+}
 
 export interface Browser {
   readonly context: BrowserContext;
