@@ -123,6 +123,8 @@ export class Link {
   private readonly pending = new Map<string, Pending>();
   private seq = 0;
   online = true;
+  /** Why the connection last failed, while reconnecting. */
+  lastError: string | null = null;
 
   private constructor(
     private readonly client: MqttClient,
@@ -132,7 +134,15 @@ export class Link {
   ) {
     client.on('message', (topic, payload) => this.onMessage(topic, payload));
     client.on('close', () => this.setOnline(false));
-    client.on('connect', () => this.setOnline(true));
+    client.on('connect', () => {
+      this.lastError = null;
+      this.setOnline(true);
+    });
+    // An EventEmitter throws an 'error' nobody listens to; here it only explains the reconnecting.
+    client.on('error', (err) => {
+      this.lastError = err.message;
+      this.fleet.changed();
+    });
   }
 
   /** Connects (MQTT 5, or 3.1.1 when the broker refuses 5) and subscribes to the fleet; rejects with the broker's reason. */
@@ -143,12 +153,19 @@ export class Link {
         if (identity.username) options.username = identity.username;
         if (identity.password) options.password = identity.password;
         const client = mqtt.connect(identity.url, options);
-        client.once('connect', () => resolve(client));
-        client.once('error', (err) => {
+        const failed = (err: Error) => {
           client.end(true);
           reject(err);
+        };
+        const closed = () => reject(new Error(`the broker at ${identity.url} closed the connection (is it an MQTT-over-WebSocket listener?)`));
+        client.once('error', failed);
+        client.once('close', closed);
+        // Once connected, a later error or close is a reconnect's business, not a failed sign-in.
+        client.once('connect', () => {
+          client.off('error', failed);
+          client.off('close', closed);
+          resolve(client);
         });
-        client.once('close', () => reject(new Error(`the broker at ${identity.url} closed the connection (is it an MQTT-over-WebSocket listener?)`)));
       });
     let client: MqttClient;
     let protocol: 4 | 5 = 5;

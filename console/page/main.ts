@@ -104,7 +104,7 @@ function App({ config }: { config: ConsoleConfig }): VNode {
       </nav>
       <div class="conn" role="status" aria-label="Broker connection">
         <span class=${`dot ${link.online ? 'online' : 'offline'}`} aria-hidden="true"></span>
-        ${link.online ? 'connected' : 'reconnecting…'} as <strong>${link.identity.username ?? 'anonymous'}</strong> · MQTT ${link.protocol === 5 ? '5' : '3.1.1'} · ${link.identity.url}
+        ${link.online ? 'connected' : `reconnecting${link.lastError ? ` (${link.lastError})` : ''}…`} as <strong>${link.identity.username ?? 'anonymous'}</strong> · MQTT ${link.protocol === 5 ? '5' : '3.1.1'} · ${link.identity.url}
         <button type="button" onClick=${signOut}>Sign out</button>
       </div>
     </header>

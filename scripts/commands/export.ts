@@ -9,7 +9,7 @@ import type { Command } from 'commander';
 import { writeBwsnn } from '../../runtime/format/index.js';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import { loadData } from '../../trainer/data/index.js';
-import type { Split } from '../../trainer/data/index.js';
+import type { LoadedData, Split } from '../../trainer/data/index.js';
 import { foldModel } from '../../trainer/export/bwsnn.js';
 import { evaluateFolded } from '../../trainer/export/evaluate.js';
 import { snnTwinOnnx } from '../../trainer/export/onnx.js';
@@ -36,6 +36,12 @@ interface ExportFlags {
   trainCommand?: string;
   notes?: string;
   json?: boolean;
+}
+
+/** The card's words for an image-folder run: the folder, its classes, the test frames and how they were fitted. */
+function folderCard(data: LoadedData, test: Split): { name: string; test: string } {
+  const classes = data.labels.length <= 12 ? `: ${data.labels.join(', ')}` : '';
+  return { name: `the image folder ${data.dir} (${data.labels.length} classes${classes})`, test: `${test.count} test frames of the run's split, fitted to ${data.input.join('×')} by ${data.fit}` };
 }
 
 export function register(program: Command): void {
@@ -126,7 +132,7 @@ export function register(program: Command): void {
         writeFileSync(f.card, modelCard(model, {
           file: f.out, bytes: summary['bytes'] as number, engineAccuracy: correct / test.count, trainerAccuracy: summary['testAccuracy'] as number,
           agreement: agree / test.count, testFrames: test.count, epochs: meta['epochs'] as number, wallSeconds: state.wallSeconds,
-          trainEngine: state.engine, command, ...(f.notes ? { notes: f.notes } : {}),
+          trainEngine: state.engine, command, ...(data.kind === 'image-folder' ? { dataset: folderCard(data, test) } : {}), ...(f.notes ? { notes: f.notes } : {}),
           schedule: schedule(state.config), history: state.history, engineSpikeRates: Array.from(rates), ...(teacherHistory ? { teacherHistory } : {}),
         }));
         Object.assign(summary, { engineAccuracy: correct / test.count, engineVsTrainerAgreement: agree / test.count, card: f.card });

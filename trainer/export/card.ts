@@ -15,6 +15,8 @@ export interface CardFacts {
   readonly trainEngine: string;
   readonly command: string;
   readonly notes?: string;
+  /** What it was trained on and what the test frames are; default Fashion-MNIST and its 10k test set. */
+  readonly dataset?: { readonly name: string; readonly test: string };
   /** The learning-rate schedule's phases. */
   readonly schedule?: readonly SchedulePhase[];
   /** Per-epoch log of the student (and of the teacher, when it was trained in the run). */
@@ -58,12 +60,12 @@ export function modelCard(model: BwsnnModel, f: CardFacts): string {
   return [
     `# ${model.name}`,
     '',
-    `Binary-weight spiking network (1-bit hidden weights, int8 first layer) for Fashion-MNIST, trained with the SEI`,
+    `Binary-weight spiking network (1-bit hidden weights, int8 first layer) for ${f.dataset?.name ?? 'Fashion-MNIST'}, trained with the SEI`,
     `recipe in trainer/ and exported with \`sei export\`.`,
     '',
     '| | |',
     '|---|---|',
-    `| test accuracy (10k Fashion-MNIST test set, runtime engine) | **${pct(f.engineAccuracy)}** (n = ${f.testFrames}) |`,
+    `| test accuracy (${f.dataset?.test ?? '10k Fashion-MNIST test set'}, runtime engine) | **${pct(f.engineAccuracy)}** (n = ${f.testFrames}) |`,
     `| trainer's folded evaluation / per-frame agreement with the engine | ${pct(f.trainerAccuracy)} / ${pct(f.agreement)} |`,
     `| time steps T | ${model.T} (LIF β per layer ${[model.first, ...model.hidden].map((l) => l.lif.beta.toFixed(3)).join(' / ')}; θ per channel, mean ${[model.first, ...model.hidden].map((l) => (l.lif.theta.reduce((a, b) => a + b, 0) / l.lif.theta.length).toFixed(3)).join(' / ')}) |`,
     ...(f.engineSpikeRates ? [`| spike rate per layer (runtime engine, test frames) | ${f.engineSpikeRates.map((r) => r.toFixed(3)).join(' / ')} |`] : []),
