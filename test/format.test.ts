@@ -5,35 +5,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { FormatError } from '../runtime/errors.js';
 import type { BwsnnModel } from '../runtime/format/index.js';
-import { dirtyPadding, inspectBwsnn, keyFingerprint, packRows, readBwsnn, readBwsnnFile, rowWords, unpackRows, validateModel, writeBwsnn } from '../runtime/format/index.js';
+import { dirtyPadding, FORMAT_VERSION, inspectBwsnn, keyFingerprint, packRows, readBwsnn, readBwsnnFile, rowWords, unpackRows, validateModel, writeBwsnn } from '../runtime/format/index.js';
 import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from '../runtime/format/random-model.js';
+import { arbModel, fixChecksum, refuses, SMALL } from './helpers/format.js';
 
 const CREATED = '2026-01-01T00:00:00.000Z';
-const write = (m: BwsnnModel, opts: Parameters<typeof writeBwsnn>[1] = {}) => writeBwsnn(m, { createdAt: CREATED, ...opts });
-
-/** A small model with every op and shortcut kind, so fuzzing a short file still reaches every parser branch. */
-const SMALL: RandomModelSpec = {
-  seed: 7, input: [6, 6, 1], firstChannels: 4, T: 3, classes: 3,
-  blocks: [{ cout: 4 }, { cout: 8, stride: 2 }, { cout: 8, stride: 2, shortcut: 'none' }], linear: [8, 8],
-};
-
-/** Asserts that `fn` throws a FormatError that names a field and is not the catch-all for an escaped bug. */
-function refuses(fn: () => unknown, field?: string | RegExp): FormatError {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof FormatError, `expected FormatError, got ${(err as Error).stack}`);
-    assert.notEqual(err.field, 'internal', err.message);
-    assert.ok(err.field, `no field on: ${err.message}`);
-    if (typeof field === 'string') assert.equal(err.field, field, err.message);
-    else if (field) assert.match(err.field!, field, err.message);
-    assert.ok(err.message.startsWith(`${err.field}: expected`), `message should name field and expectation: ${err.message}`);
-    return err;
-  }
-  assert.fail(`expected a FormatError${field ? ` on ${String(field)}` : ''}, but it was accepted`);
-}
+// This suite takes version-1 files apart byte by byte (version 1 stays readable); test/format-v2.test.ts has version 2.
+const write = (m: BwsnnModel, opts: Parameters<typeof writeBwsnn>[1] = {}) => writeBwsnn(m, { createdAt: CREATED, formatVersion: 1, ...opts });
 
 // ----- container helpers: take a file apart and put it together again (unsigned, checksum recomputed)
 
@@ -60,13 +39,6 @@ function build(header: unknown, data: Uint8Array, headerText = JSON.stringify(he
   out.set(json, 16);
   out.set(data, dataStart);
   return fixChecksum(out);
-}
-
-/** Recomputes the checksum of an unsigned file in place, so that what lies behind it gets parsed. */
-function fixChecksum(bytes: Uint8Array): Uint8Array {
-  const end = bytes.length - 32;
-  bytes.set(createHash('sha256').update(bytes.subarray(0, end)).digest(), end);
-  return bytes;
 }
 
 function withHeader(bytes: Uint8Array, mutate: (h: Record<string, any>) => void): Uint8Array {
@@ -193,39 +165,6 @@ describe('bit packing', () => {
   });
 });
 
-/** Arbitrary valid models: random layouts through the fixture generator, random names, labels and meta. */
-const arbModel = fc
-  .record({
-    seed: fc.nat(),
-    T: fc.integer({ min: 1, max: 16 }),
-    h: fc.integer({ min: 3, max: 12 }),
-    w: fc.integer({ min: 3, max: 12 }),
-    c: fc.integer({ min: 1, max: 3 }),
-    firstChannels: fc.integer({ min: 1, max: 12 }),
-    firstKernel: fc.constantFrom(1, 3, 5),
-    blocks: fc.array(fc.record({ cout: fc.integer({ min: 1, max: 12 }), stride: fc.constantFrom(1 as const, 2 as const), kernel: fc.constantFrom(1, 3) }), { maxLength: 3 }),
-    linear: fc.array(fc.integer({ min: 1, max: 40 }), { maxLength: 2 }),
-    classes: fc.integer({ min: 1, max: 12 }),
-    name: fc.string({ minLength: 1, maxLength: 20 }),
-    version: fc.nat(),
-    labelSeed: fc.string({ maxLength: 8 }),
-    meta: fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 })),
-  })
-  .map((a) => {
-    const base = randomModel({ seed: a.seed, T: a.T, input: [a.h, a.w, a.c], firstChannels: a.firstChannels, firstKernel: a.firstKernel, blocks: a.blocks, linear: a.linear, classes: a.classes });
-    // JSON has no -0; meta is specified to survive JSON, so the generator stays inside that.
-    const meta = JSON.parse(JSON.stringify(a.meta)) as Record<string, unknown>;
-    return { ...base, name: a.name, version: a.version, labels: base.labels.map((l, i) => `${a.labelSeed}${l}${i}`), meta };
-  })
-  .filter((m) => {
-    try {
-      validateModel(m);
-      return true;
-    } catch {
-      return false; // e.g. a 5x5 first kernel larger than a 3-pixel padded input
-    }
-  });
-
 describe('properties', () => {
   it('round trip of arbitrary valid models is the identity', () => {
     fc.assert(fc.property(arbModel, (m) => assert.deepEqual(readBwsnn(write(m)), m)), { numRuns: 60 });
@@ -333,8 +272,8 @@ describe('refusals name the field', () => {
   it('envelope', () => {
     refuses(() => readBwsnn(new Uint8Array(0)), 'file.length');
     refuses(() => readBwsnn(Uint8Array.from([...Buffer.from('BWSX'), ...bytes.subarray(4)])), 'magic');
-    const newer = refuses(() => readBwsnn(setU16(4, 2)), 'formatVersion');
-    assert.match(newer.message, /expected at most 1.*got 2/);
+    const newer = refuses(() => readBwsnn(setU16(4, FORMAT_VERSION + 1)), 'formatVersion');
+    assert.match(newer.message, new RegExp(`expected at most ${FORMAT_VERSION}.*got ${FORMAT_VERSION + 1}`));
     refuses(() => readBwsnn(setU16(4, 0)), 'formatVersion');
     refuses(() => readBwsnn(setU16(6, 4)), 'flags');
     refuses(() => readBwsnn(setU32(8, 0xffffffff)), 'headerLength');

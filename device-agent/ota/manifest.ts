@@ -151,11 +151,12 @@ export function signManifest(manifest: Manifest, key: KeyObject): SignedManifest
 /**
  * What an operator ships: the artifact signed in its own container (Ed25519 over the .bwsnn digest, so the file
  * verifies on its own wherever it is copied) and a signed manifest describing it. A file already signed by
- * `key` is shipped as it is; otherwise it is re-written with the same header, producer and creation time.
+ * `key` is shipped as it is; otherwise it is re-written with the same header, producer, creation time and format
+ * version (a box with an older runtime may read only version 1).
  */
 export async function prepareArtifact(bytes: Uint8Array, key: KeyObject, opts: ManifestOptions = {}): Promise<{ artifact: Uint8Array; manifest: Manifest; signed: SignedManifest }> {
   const info = inspectBwsnn(bytes);
-  const artifact = info.keyId === keyFingerprint(key) ? bytes : writeBwsnn(readBwsnn(bytes), { signingKey: key, producer: info.producer, createdAt: info.createdAt });
+  const artifact = info.keyId === keyFingerprint(key) ? bytes : writeBwsnn(readBwsnn(bytes), { signingKey: key, producer: info.producer, createdAt: info.createdAt, formatVersion: info.formatVersion === 1 ? 1 : 2 });
   const manifest = await buildManifest(artifact, opts);
   return { artifact, manifest, signed: signManifest(manifest, key) };
 }

@@ -49,3 +49,29 @@ export function dirtyPadding(packed: Uint32Array, rows: number, bits: number): {
   }
   return null;
 }
+
+/**
+ * Format version 2 stores binary rows without padding: one LSB-first bit stream, bit `j` of row `r` at stream
+ * bit `r * bits + j` (byte >> 3, bit & 7), zero bits after the last one up to the byte. `packStream` takes the
+ * padded rows (packRows' layout) and returns `ceil(rows * bits / 8)` bytes.
+ */
+export function packStream(packed: Uint32Array, rows: number, bits: number): Uint8Array {
+  const words = rowWords(bits);
+  const out = new Uint8Array(Math.ceil((rows * bits) / 8));
+  let at = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < bits; j++, at++) if ((packed[r * words + (j >>> 5)]! >>> (j & 31)) & 1) out[at >>> 3]! |= 1 << (at & 7);
+  }
+  return out;
+}
+
+/** The inverse of packStream: the padded rows of `rows * bits` stream bits. `stream` holds at least that many. */
+export function unpackStream(stream: Uint8Array, rows: number, bits: number): Uint32Array {
+  const words = rowWords(bits);
+  const out = new Uint32Array(rows * words);
+  let at = 0;
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < bits; j++, at++) if ((stream[at >>> 3]! >>> (at & 7)) & 1) out[r * words + (j >>> 5)]! |= 1 << (j & 31);
+  }
+  return out;
+}

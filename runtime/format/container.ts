@@ -1,20 +1,26 @@
 /**
- * The .bwsnn container: fixed prefix, JSON header, 16-byte aligned tensor sections, SHA-256, optional Ed25519
- * signature block. The byte layout, header schema and refusals are specified in ./README.md; this file and that
- * one change together.
+ * The .bwsnn container: fixed prefix, header, tensor data, SHA-256, optional Ed25519 signature block. Version 1:
+ * JSON header, 16-byte aligned sections the header references. Version 2 (what the writer writes by default):
+ * raw-deflate compressed JSON header, tensors back to back in the narrowest exact encoding (./tensors.ts). The
+ * byte layout, header schema and refusals are specified in ./README.md; this file and that one change together.
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { ConfigError, FormatError, SeiError, show } from '../errors.js';
 import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Lif } from './model.js';
-import { rowWords } from './model.js';
 import { FIRST_OPS, HEAD_OPS, HIDDEN_OPS, OPS } from './ops.js';
 import type { Op } from './ops.js';
 import { KEY_ID_BYTES, SIGNATURE_BYTES, keyId, privateKey, publicKey, signDigest, verifyDigest } from './sign.js';
-import { LIMITS, checkElements, checkInt, checkString, fail, isRecord, validateModel } from './validate.js';
+import { AlignedReader, AlignedWriter, PackedReader, PackedWriter, copyBytes } from './tensors.js';
+import type { TensorKind, TensorReader, TensorWriter } from './tensors.js';
+import { LIMITS, checkInt, checkShape3, checkString, fail, isRecord, validateModel } from './validate.js';
+
+export type { DType, TensorRef } from './tensors.js';
 
 export const MAGIC = Uint8Array.of(0x42, 0x57, 0x53, 0x4e); // "BWSN"
-export const FORMAT_VERSION = 1;
+/** The newest format version: what this reader reads at most and what the writer writes by default. */
+export const FORMAT_VERSION = 2;
 /** magic (4) + formatVersion u16 + flags u16 + headerLength u32 + dataLength u32. */
 export const PREFIX_BYTES = 16;
 export const CHECKSUM_BYTES = 32;
@@ -22,20 +28,11 @@ export const CHECKSUM_BYTES = 32;
 export const FLAG_SIGNED = 1;
 export const SIGNATURE_TAG = Uint8Array.of(0x45, 0x44, 0x32, 0x35); // "ED25"
 export const SIGNATURE_BLOCK_BYTES = SIGNATURE_TAG.length + KEY_ID_BYTES + SIGNATURE_BYTES;
+/** Bytes of header JSON (version 2: both compressed and inflated). */
 export const MAX_HEADER_BYTES = 16 * 1024 * 1024;
-const ALIGN = 16;
-const MAX_DATA_BYTES = 0xffffffff - (ALIGN - 1);
-
-export type DType = 'int8' | 'float32' | 'bits';
-const DTYPES: readonly DType[] = ['int8', 'float32', 'bits'];
-
-/** A tensor section, as the header references it. Offsets are relative to the start of the data area. */
-export interface TensorRef {
-  readonly offset: number;
-  readonly length: number;
-  readonly dtype: DType;
-  readonly shape: readonly number[];
-}
+/** Version 1 aligns the data area and every section in it to 16 bytes; version 2 packs them. */
+const ALIGN_V1 = 16;
+const MAX_DATA_BYTES = 0xffffffff - (ALIGN_V1 - 1);
 
 export interface WriteOptions {
   /** Ed25519 private key (KeyObject or PEM). When given, a signature block is appended. Default: unsigned. */
@@ -44,6 +41,11 @@ export interface WriteOptions {
   readonly producer?: string;
   /** Header `createdAt` (ISO 8601). Default: now. Fix it to make a write byte-for-byte reproducible. */
   readonly createdAt?: string;
+  /**
+   * 2 (default) or 1, for a runtime that reads only version 1. Either stores the model exactly: version 2 picks
+   * each tensor's narrowest exact encoding, so its size depends on the values (see compactModel).
+   */
+  readonly formatVersion?: 1 | 2;
 }
 
 export interface ReadOptions {
@@ -53,17 +55,9 @@ export interface ReadOptions {
   readonly requireSignature?: boolean;
 }
 
-const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
+const alignV1 = (n: number) => Math.ceil(n / ALIGN_V1) * ALIGN_V1;
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 const sha256 = (b: Uint8Array) => new Uint8Array(createHash('sha256').update(b).digest());
-const LITTLE_ENDIAN_HOST = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
-
-/** A copy with its own ArrayBuffer: `Buffer#slice` is a view into a shared pool, so never rely on `.slice`. */
-function copyBytes(b: Uint8Array, start = 0, end = b.length): Uint8Array {
-  const out = new Uint8Array(end - start);
-  out.set(b.subarray(start, end));
-  return out;
-}
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
@@ -71,45 +65,23 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
-/** Reverses every 4-byte group in place (only ever needed on a big-endian host). */
-function swap32(b: Uint8Array): Uint8Array {
-  for (let i = 0; i + 3 < b.length; i += 4) {
-    const [x0, x1] = [b[i]!, b[i + 1]!];
-    b[i] = b[i + 3]!;
-    b[i + 1] = b[i + 2]!;
-    b[i + 2] = x1;
-    b[i + 3] = x0;
-  }
-  return b;
-}
-
-function littleEndianBytes(array: Int8Array | Uint32Array | Float32Array): Uint8Array {
-  const bytes = new Uint8Array(array.buffer, array.byteOffset, array.byteLength);
-  return LITTLE_ENDIAN_HOST || array instanceof Int8Array ? bytes : swap32(copyBytes(bytes));
-}
-
 // ---------------------------------------------------------------------------------------------- writing
 
-/** Appends a tensor section; returns the header's reference to it. */
-type Put = (array: Int8Array | Uint32Array | Float32Array, dtype: DType, shape: number[]) => TensorRef;
+/** Appends a tensor to the data area; returns its header entry. */
+type Put = (array: Int8Array | Uint32Array | Float32Array, kind: TensorKind, dims: number[]) => unknown;
 
 /** Serialises a model (validated first: an invalid model is never written). */
 export function writeBwsnn(model: BwsnnModel, opts: WriteOptions = {}): Uint8Array {
   validateModel(model);
+  const version = opts.formatVersion ?? FORMAT_VERSION;
+  if (version !== 1 && version !== 2) throw new ConfigError(`formatVersion: expected 1 or 2, got ${show(version)}`, 'formatVersion');
   const key = opts.signingKey === undefined ? null : privateKey(opts.signingKey);
-  const sections: { offset: number; bytes: Uint8Array }[] = [];
-  let dataLength = 0;
-  const put: Put = (array, dtype, shape) => {
-    const bytes = littleEndianBytes(array);
-    const offset = dataLength;
-    sections.push({ offset, bytes });
-    dataLength = align(offset + bytes.length);
-    return { offset, length: bytes.length, dtype, shape };
-  };
-  const lif = (l: Lif) => ({ beta: l.beta, theta: put(l.theta, 'float32', [l.theta.length]) });
+  const tensors: TensorWriter = version === 1 ? new AlignedWriter() : new PackedWriter();
+  const put: Put = (array, kind, dims) => tensors.put(array, kind, dims);
+  const lif = (l: Lif) => ({ beta: l.beta, theta: put(l.theta, 'float', [l.theta.length]) });
   const affine = (l: { scale: Float32Array; bias: Float32Array }) => ({
-    scale: put(l.scale, 'float32', [l.scale.length]),
-    bias: put(l.bias, 'float32', [l.bias.length]),
+    scale: put(l.scale, 'float', [l.scale.length]),
+    bias: put(l.bias, 'float', [l.bias.length]),
   });
   const f: ConvInt8Layer = model.first;
   const first = {
@@ -123,7 +95,7 @@ export function writeBwsnn(model: BwsnnModel, opts: WriteOptions = {}): Uint8Arr
   const h = model.head;
   const head = {
     op: HEAD_OPS[0], inFeatures: h.inFeatures, outFeatures: h.outFeatures,
-    weight: put(h.weight, 'float32', [h.outFeatures, h.inFeatures]), bias: put(h.bias, 'float32', [h.outFeatures]),
+    weight: put(h.weight, 'float', [h.outFeatures, h.inFeatures]), bias: put(h.bias, 'float', [h.outFeatures]),
   };
   const producer = opts.producer ?? (typeof model.meta.producer === 'string' ? model.meta.producer : 'sei-edge');
   const header = {
@@ -134,19 +106,21 @@ export function writeBwsnn(model: BwsnnModel, opts: WriteOptions = {}): Uint8Arr
   };
   const json = new TextEncoder().encode(JSON.stringify(header));
   if (json.length > MAX_HEADER_BYTES) fail('header', `at most ${MAX_HEADER_BYTES} bytes of JSON`, `${json.length} bytes`);
-  if (dataLength > MAX_DATA_BYTES) fail('dataLength', `at most ${MAX_DATA_BYTES} bytes of tensors`, `${dataLength} bytes`);
+  const stored = version === 1 ? json : new Uint8Array(deflateRawSync(json, { level: 9 }));
+  const data = tensors.data();
+  if (data.length > MAX_DATA_BYTES) fail('dataLength', `at most ${MAX_DATA_BYTES} bytes of tensors`, `${data.length} bytes`);
 
-  const dataStart = align(PREFIX_BYTES + json.length);
-  const dataEnd = dataStart + dataLength;
+  const dataStart = version === 1 ? alignV1(PREFIX_BYTES + stored.length) : PREFIX_BYTES + stored.length;
+  const dataEnd = dataStart + data.length;
   const out = new Uint8Array(dataEnd + CHECKSUM_BYTES + (key ? SIGNATURE_BLOCK_BYTES : 0));
   const view = new DataView(out.buffer);
   out.set(MAGIC, 0);
-  view.setUint16(4, FORMAT_VERSION, true);
+  view.setUint16(4, version, true);
   view.setUint16(6, key ? FLAG_SIGNED : 0, true);
-  view.setUint32(8, json.length, true);
-  view.setUint32(12, dataLength, true);
-  out.set(json, PREFIX_BYTES);
-  for (const s of sections) out.set(s.bytes, dataStart + s.offset);
+  view.setUint32(8, stored.length, true);
+  view.setUint32(12, data.length, true);
+  out.set(stored, PREFIX_BYTES);
+  out.set(data, dataStart);
   const digest = sha256(out.subarray(0, dataEnd));
   out.set(digest, dataEnd);
   if (key) {
@@ -186,8 +160,8 @@ function parseEnvelope(bytes: Uint8Array): Envelope {
   const maxHeader = Math.min(MAX_HEADER_BYTES, bytes.length - PREFIX_BYTES);
   if (headerLength < 2 || headerLength > maxHeader) fail('headerLength', `2..${maxHeader} bytes (file of ${bytes.length} bytes)`, String(headerLength));
   const dataLength = view.getUint32(12, true);
-  if (dataLength % ALIGN !== 0) fail('dataLength', `a multiple of ${ALIGN}`, String(dataLength));
-  const dataStart = align(PREFIX_BYTES + headerLength);
+  if (formatVersion === 1 && dataLength % ALIGN_V1 !== 0) fail('dataLength', `a multiple of ${ALIGN_V1} (format version 1)`, String(dataLength));
+  const dataStart = formatVersion === 1 ? alignV1(PREFIX_BYTES + headerLength) : PREFIX_BYTES + headerLength;
   const dataEnd = dataStart + dataLength;
   const signed = (flags & FLAG_SIGNED) !== 0;
   const total = dataEnd + CHECKSUM_BYTES + (signed ? SIGNATURE_BLOCK_BYTES : 0);
@@ -227,12 +201,21 @@ function checkSignature(env: Envelope, opts: ReadOptions): void {
   }
 }
 
+/** The header JSON: as stored (version 1, zero padding up to the aligned data area) or raw-deflate compressed (version 2). */
 function parseHeaderJson(bytes: Uint8Array, env: Envelope): Record<string, unknown> {
   const end = PREFIX_BYTES + env.headerLength;
   for (let i = end; i < env.dataStart; i++) if (bytes[i] !== 0) fail('header.padding', `zero bytes ${end}..${env.dataStart - 1}`, `byte ${i} = ${bytes[i]}`);
+  let json = bytes.subarray(PREFIX_BYTES, end);
+  if (env.formatVersion >= 2) {
+    try {
+      json = inflateRawSync(json, { maxOutputLength: MAX_HEADER_BYTES });
+    } catch (err) {
+      return fail('header', `raw-deflate compressed JSON of at most ${MAX_HEADER_BYTES} bytes (format version ${env.formatVersion})`, `bytes that do not inflate (${(err as Error).message})`);
+    }
+  }
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(PREFIX_BYTES, end));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(json);
   } catch {
     return fail('header', 'UTF-8 text', 'invalid UTF-8');
   }
@@ -246,9 +229,9 @@ function parseHeaderJson(bytes: Uint8Array, env: Envelope): Record<string, unkno
   return header;
 }
 
-/** Refuses keys a version-1 reader does not know: any addition to the schema bumps the format version. */
-function onlyKeys(obj: Record<string, unknown>, allowed: readonly string[], field: string): void {
-  for (const key of Object.keys(obj)) if (!allowed.includes(key)) fail(`${field}.${key}`, `one of the fields ${allowed.join(', ')} (format version ${FORMAT_VERSION})`, 'an unknown field');
+/** Refuses keys the file's format version does not know: any addition to the schema bumps the format version. */
+function onlyKeys(obj: Record<string, unknown>, allowed: readonly string[], field: string, version: number): void {
+  for (const key of Object.keys(obj)) if (!allowed.includes(key)) fail(`${field}.${key}`, `one of the fields ${allowed.join(', ')} (format version ${version})`, 'an unknown field');
 }
 
 function record(v: unknown, field: string): Record<string, unknown> {
@@ -256,88 +239,46 @@ function record(v: unknown, field: string): Record<string, unknown> {
   return v;
 }
 
-const BYTES_PER: Record<DType, number> = { int8: 1, float32: 4, bits: 4 };
-
-/** Resolves header tensor references into typed arrays, checking bounds, alignment, dtype, length and overlap. */
-class TensorReader {
-  private readonly regions: { start: number; end: number; field: string }[] = [];
-  private readonly shapes: { field: string; shape: readonly number[]; expected: () => number[] }[] = [];
-  constructor(private readonly data: Uint8Array) {}
-
-  read(ref: unknown, field: string, dtype: 'int8', expected: () => number[]): Int8Array;
-  read(ref: unknown, field: string, dtype: 'bits', expected: () => number[]): Uint32Array;
-  read(ref: unknown, field: string, dtype: 'float32', expected: () => number[]): Float32Array;
-  read(ref: unknown, field: string, dtype: DType, expected: () => number[]): Int8Array | Uint32Array | Float32Array {
-    const r = record(ref, field);
-    onlyKeys(r, ['offset', 'length', 'dtype', 'shape'], field);
-    if (typeof r.dtype !== 'string' || !DTYPES.includes(r.dtype as DType)) fail(`${field}.dtype`, `one of ${DTYPES.join(', ')}`, show(r.dtype));
-    if (r.dtype !== dtype) fail(`${field}.dtype`, JSON.stringify(dtype), show(r.dtype));
-    const shape = r.shape;
-    const rank = dtype === 'bits' ? '2' : '1..4';
-    if (!Array.isArray(shape) || shape.length < 1 || shape.length > 4 || (dtype === 'bits' && shape.length !== 2)) fail(`${field}.shape`, `an array of ${rank} dims`, show(shape));
-    shape.forEach((d, i) => checkInt(d, `${field}.shape[${i}]`, 1, LIMITS.maxElements));
-    const dims = shape as number[];
-    const elements = dtype === 'bits' ? checkElements([dims[0]!, rowWords(dims[1]!)], `${field}.shape`) : checkElements(dims, `${field}.shape`);
-    const length = elements * BYTES_PER[dtype];
-    const what = dtype === 'bits' ? `${dims[0]} rows of ${rowWords(dims[1]!)} u32 words` : `${elements} × ${dtype}`;
-    checkInt(r.length, `${field}.length`, 0, Number.MAX_SAFE_INTEGER);
-    if (r.length !== length) fail(`${field}.length`, `${length} bytes (${what} for shape [${dims.join(', ')}])`, String(r.length));
-    const offset = checkInt(r.offset, `${field}.offset`, 0, Number.MAX_SAFE_INTEGER);
-    if (offset % ALIGN !== 0) fail(`${field}.offset`, `a multiple of ${ALIGN} (aligned)`, String(offset));
-    if (offset + length > this.data.length) fail(`${field}.offset`, `offset + length <= ${this.data.length} (the data area)`, `${offset} + ${length} (out of bounds)`);
-    this.regions.push({ start: offset, end: offset + length, field });
-    this.shapes.push({ field: `${field}.shape`, shape: dims, expected });
-    const bytes = copyBytes(this.data, offset, offset + length);
-    if (!LITTLE_ENDIAN_HOST && dtype !== 'int8') swap32(bytes);
-    if (dtype === 'int8') return new Int8Array(bytes.buffer);
-    return dtype === 'bits' ? new Uint32Array(bytes.buffer) : new Float32Array(bytes.buffer);
-  }
-
-  /** After the model validated: sections must not overlap, the rest of the data area is zero, shapes match the layers. */
-  finish(): void {
-    const sorted = [...this.regions].sort((a, b) => a.start - b.start);
-    let covered = 0;
-    sorted.forEach((r, i) => {
-      const prev = sorted[i - 1];
-      if (prev && r.start < prev.end) fail(`${r.field}.offset`, `>= ${prev.end} (the end of ${prev.field}): sections must not overlap`, String(r.start));
-      for (let i = covered; i < r.start; i++) if (this.data[i] !== 0) fail('data', `zero bytes between tensor sections`, `byte ${i} of the data area = ${this.data[i]}`);
-      covered = r.end;
-    });
-    for (let i = covered; i < this.data.length; i++) if (this.data[i] !== 0) fail('data', `zero bytes after the last tensor section`, `byte ${i} of the data area = ${this.data[i]}`);
-    for (const s of this.shapes) {
-      const want = s.expected();
-      if (want.length !== s.shape.length || want.some((d, i) => d !== s.shape[i])) fail(s.field, `[${want.join(', ')}]`, `[${s.shape.join(', ')}]`);
-    }
-  }
-}
-
 const TOP_KEYS = ['name', 'version', 'T', 'input', 'labels', 'producer', 'createdAt', 'meta', 'first', 'hidden', 'head'];
 
-function checkOp(layer: Record<string, unknown>, field: string, ops: readonly string[]): string {
+/** What reading a header needs besides the header: the tensor reader of the file's version, and that version. */
+interface ReadContext {
+  readonly t: TensorReader;
+  readonly version: number;
+}
+
+function checkOp(layer: Record<string, unknown>, field: string, ops: readonly string[], version: number): string {
   if (typeof layer.op !== 'string' || !ops.includes(layer.op)) {
-    fail(`${field}.op`, `one of ${ops.join(', ')} (format version ${FORMAT_VERSION})`, `${show(layer.op)} (unknown op)`);
+    fail(`${field}.op`, `one of ${ops.join(', ')} (format version ${version})`, `${show(layer.op)} (unknown op)`);
   }
   return layer.op;
 }
 
-function lifFrom(v: unknown, field: string, t: TensorReader, channels: () => number): Lif {
+function lifFrom(v: unknown, field: string, c: ReadContext, channels: () => number): Lif {
   const l = record(v, field);
-  onlyKeys(l, ['beta', 'theta'], field);
-  return { beta: l.beta as number, theta: t.read(l.theta, `${field}.theta`, 'float32', () => [channels()]) };
+  onlyKeys(l, ['beta', 'theta'], field, c.version);
+  return { beta: l.beta as number, theta: c.t.read(l.theta, `${field}.theta`, 'float', () => [channels()]) };
 }
 
-/** Output channels of a header layer with an outShape, once validateModel has passed. */
-const cout = (l: Record<string, unknown>) => () => (l.outShape as number[])[2]!;
+/*
+ * The shapes a layer's tensors must have, from the header's own scalars. Each scalar is checked as validateModel
+ * checks it (same field, same bounds), since a version-2 reader needs the sizes before the model exists.
+ */
+const cout = (l: Record<string, unknown>, field: string) => () => checkShape3(l.outShape, `${field}.outShape`)[2];
+const cin = (l: Record<string, unknown>, field: string) => checkShape3(l.inShape, `${field}.inShape`)[2];
+const kernel = (l: Record<string, unknown>, field: string) => checkInt(l.kernel, `${field}.kernel`, 1, LIMITS.maxKernel);
+const features = (l: Record<string, unknown>, key: 'inFeatures' | 'outFeatures', field: string, max: number = LIMITS.maxElements) =>
+  checkInt(l[key], `${field}.${key}`, 1, max);
 
 /**
  * Each hidden op's own header fields (its shapes and its weight tensor; name, affine, shortcut and LIF are common
- * to all): written from a layer, and read back with the layer's channel count. Read scalars pass through unchecked
- * (validateModel checks them); expected tensor shapes are evaluated only after it.
+ * to all): written from a layer, and read back with the layer's channel count. Read scalars pass through
+ * (validateModel checks them); expected tensor shapes come from the thunks above.
  */
 interface HiddenCodec<L extends HiddenLayer> {
   readonly keys: readonly string[];
   write(layer: L, put: Put): Record<string, unknown>;
-  read(l: Record<string, unknown>, field: string, t: TensorReader): { readonly fields: Record<string, unknown>; readonly channels: () => number };
+  read(l: Record<string, unknown>, field: string, c: ReadContext): { readonly fields: Record<string, unknown>; readonly channels: () => number };
 }
 
 const HIDDEN_CODECS: { readonly [K in HiddenLayer['kind']]: HiddenCodec<Extract<HiddenLayer, { kind: K }>> } = {
@@ -347,28 +288,25 @@ const HIDDEN_CODECS: { readonly [K in HiddenLayer['kind']]: HiddenCodec<Extract<
       inShape: [...l.inShape], outShape: [...l.outShape], kernel: l.kernel, stride: l.stride, pad: l.pad,
       weightBits: put(l.weightBits, 'bits', [l.outShape[2], l.kernel * l.kernel * l.inShape[2]]),
     }),
-    read: (l, field, t) => {
-      const k = () => l.kernel as number;
-      return {
-        fields: {
-          inShape: l.inShape, outShape: l.outShape, kernel: l.kernel, stride: l.stride, pad: l.pad,
-          weightBits: t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [cout(l)(), k() * k() * (l.inShape as number[])[2]!]),
-        },
-        channels: cout(l),
-      };
-    },
+    read: (l, field, c) => ({
+      fields: {
+        inShape: l.inShape, outShape: l.outShape, kernel: l.kernel, stride: l.stride, pad: l.pad,
+        weightBits: c.t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [cout(l, field)(), kernel(l, field) ** 2 * cin(l, field)]),
+      },
+      channels: cout(l, field),
+    }),
   },
   blinear: {
     keys: ['inFeatures', 'outFeatures'],
     write: (l: BinaryLinearLayer, put) => ({
       inFeatures: l.inFeatures, outFeatures: l.outFeatures, weightBits: put(l.weightBits, 'bits', [l.outFeatures, l.inFeatures]),
     }),
-    read: (l, field, t) => {
-      const outF = () => l.outFeatures as number;
+    read: (l, field, c) => {
+      const outF = () => features(l, 'outFeatures', field);
       return {
         fields: {
           inFeatures: l.inFeatures, outFeatures: l.outFeatures,
-          weightBits: t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [outF(), l.inFeatures as number]),
+          weightBits: c.t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [outF(), features(l, 'inFeatures', field)]),
         },
         channels: outF,
       };
@@ -376,57 +314,66 @@ const HIDDEN_CODECS: { readonly [K in HiddenLayer['kind']]: HiddenCodec<Extract<
   },
 };
 
-/** Header JSON + data area → model. Scalars are passed through and checked by validateModel afterwards. */
-function modelFromHeader(h: Record<string, unknown>, t: TensorReader): BwsnnModel {
-  onlyKeys(h, TOP_KEYS, 'header');
-  const f = record(h.first, 'header.first');
-  checkOp(f, 'header.first', FIRST_OPS);
-  onlyKeys(f, ['op', 'name', 'inShape', 'outShape', 'kernel', 'stride', 'pad', 'weights', 'scale', 'bias', 'lif'], 'header.first');
-  // Expected shapes are only evaluated after validateModel, when every scalar is known to be sane.
+/**
+ * Header JSON + data area → model. Scalars are passed through and checked by validateModel afterwards. Tensors
+ * are read in the order the writer puts them (first: weights, scale, bias, theta; each hidden layer: weightBits,
+ * scale, bias, theta; head: weight, bias), the order a version-2 data area holds them in.
+ */
+function modelFromHeader(h: Record<string, unknown>, c: ReadContext): BwsnnModel {
+  const { t, version } = c;
+  onlyKeys(h, TOP_KEYS, 'header', version);
+  const field = 'header.first';
+  const f = record(h.first, field);
+  checkOp(f, field, FIRST_OPS, version);
+  onlyKeys(f, ['op', 'name', 'inShape', 'outShape', 'kernel', 'stride', 'pad', 'weights', 'scale', 'bias', 'lif'], field, version);
   const first = {
     kind: 'conv_int8', name: f.name, inShape: f.inShape, outShape: f.outShape, kernel: f.kernel, stride: f.stride, pad: f.pad,
-    weights: t.read(f.weights, 'header.first.weights', 'int8', () => {
-      const k = f.kernel as number;
-      return [cout(f)(), k, k, (f.inShape as number[])[2]!];
-    }),
-    scale: t.read(f.scale, 'header.first.scale', 'float32', () => [cout(f)()]),
-    bias: t.read(f.bias, 'header.first.bias', 'float32', () => [cout(f)()]),
-    lif: lifFrom(f.lif, 'header.first.lif', t, cout(f)),
+    weights: t.read(f.weights, `${field}.weights`, 'int8', () => [cout(f, field)(), kernel(f, field), kernel(f, field), cin(f, field)]),
+    scale: t.read(f.scale, `${field}.scale`, 'float', () => [cout(f, field)()]),
+    bias: t.read(f.bias, `${field}.bias`, 'float', () => [cout(f, field)()]),
+    lif: lifFrom(f.lif, `${field}.lif`, c, cout(f, field)),
   } as unknown as ConvInt8Layer;
 
   if (!Array.isArray(h.hidden) || h.hidden.length > LIMITS.maxHidden) fail('header.hidden', `an array of at most ${LIMITS.maxHidden} layers`, show(h.hidden));
   const hidden = h.hidden.map((v: unknown, i: number): HiddenLayer => {
     const field = `header.hidden[${i}]`;
     const l = record(v, field);
-    const op = checkOp(l, field, HIDDEN_OPS) as HiddenLayer['kind'];
+    const op = checkOp(l, field, HIDDEN_OPS, version) as HiddenLayer['kind'];
     const codec = HIDDEN_CODECS[op];
-    onlyKeys(l, ['op', 'name', 'weightBits', 'scale', 'bias', 'shortcut', 'lif', ...codec.keys], field);
-    const own = codec.read(l, field, t);
+    onlyKeys(l, ['op', 'name', 'weightBits', 'scale', 'bias', 'shortcut', 'lif', ...codec.keys], field, version);
+    const own = codec.read(l, field, c);
     return {
       kind: op, name: l.name, ...own.fields,
-      scale: t.read(l.scale, `${field}.scale`, 'float32', () => [own.channels()]),
-      bias: t.read(l.bias, `${field}.bias`, 'float32', () => [own.channels()]),
-      shortcut: l.shortcut, lif: lifFrom(l.lif, `${field}.lif`, t, own.channels),
+      scale: t.read(l.scale, `${field}.scale`, 'float', () => [own.channels()]),
+      bias: t.read(l.bias, `${field}.bias`, 'float', () => [own.channels()]),
+      shortcut: l.shortcut, lif: lifFrom(l.lif, `${field}.lif`, c, own.channels),
     } as unknown as HiddenLayer;
   });
 
   const hd = record(h.head, 'header.head');
-  checkOp(hd, 'header.head', HEAD_OPS);
-  onlyKeys(hd, ['op', 'inFeatures', 'outFeatures', 'weight', 'bias'], 'header.head');
+  checkOp(hd, 'header.head', HEAD_OPS, version);
+  onlyKeys(hd, ['op', 'inFeatures', 'outFeatures', 'weight', 'bias'], 'header.head', version);
+  const outF = () => features(hd, 'outFeatures', 'header.head', LIMITS.maxClasses);
   const head = {
     inFeatures: hd.inFeatures, outFeatures: hd.outFeatures,
-    weight: t.read(hd.weight, 'header.head.weight', 'float32', () => [hd.outFeatures as number, hd.inFeatures as number]),
-    bias: t.read(hd.bias, 'header.head.bias', 'float32', () => [hd.outFeatures as number]),
+    weight: t.read(hd.weight, 'header.head.weight', 'float', () => [outF(), features(hd, 'inFeatures', 'header.head')]),
+    bias: t.read(hd.bias, 'header.head.bias', 'float', () => [outF()]),
   };
   return { name: h.name, version: h.version, T: h.T, input: h.input, labels: h.labels, first, hidden, head, meta: h.meta } as unknown as BwsnnModel;
+}
+
+/** The tensor reader of a file's version over its data area. */
+function tensorReader(bytes: Uint8Array, env: Envelope, decode = true): TensorReader {
+  const data = bytes.subarray(env.dataStart, env.dataStart + env.dataLength);
+  return env.formatVersion === 1 ? new AlignedReader(data) : new PackedReader(data, decode);
 }
 
 function readUnchecked(bytes: Uint8Array, opts: ReadOptions): BwsnnModel {
   const env = parseEnvelope(bytes);
   checkSignature(env, opts);
   const header = parseHeaderJson(bytes, env);
-  const tensors = new TensorReader(bytes.subarray(env.dataStart, env.dataStart + env.dataLength));
-  const model = modelFromHeader(header, tensors);
+  const tensors = tensorReader(bytes, env);
+  const model = modelFromHeader(header, { t: tensors, version: env.formatVersion });
   validateModel(model, 'header.');
   checkString(header.producer, 'header.producer');
   checkString(header.createdAt, 'header.createdAt');
@@ -497,18 +444,31 @@ export interface BwsnnSummary {
   readonly checksum: string;
 }
 
-function tensorBytes(layer: Record<string, unknown>): number {
+/** Version 1: the lengths the layer's tensor references state. */
+function referencedBytes(layer: Record<string, unknown>): number {
   let n = 0;
   for (const v of Object.values(layer)) {
     if (isRecord(v) && typeof v.length === 'number' && typeof v.dtype === 'string') n += v.length;
-    else if (isRecord(v)) n += tensorBytes(v);
+    else if (isRecord(v)) n += referencedBytes(v);
   }
   return n;
 }
 
-function layerSummary(v: unknown, field: string, ops: readonly string[]): LayerSummary {
+/** Bytes of each layer's tensors (by header field prefix): version 2 has to measure them against the geometry. */
+function layerBytes(bytes: Uint8Array, env: Envelope, h: Record<string, unknown>): (field: string, layer: Record<string, unknown>) => number {
+  if (env.formatVersion === 1) return (_, layer) => referencedBytes(layer);
+  const t = tensorReader(bytes, env, false);
+  modelFromHeader(h, { t, version: env.formatVersion });
+  return (field) => {
+    let n = 0;
+    for (const [f, size] of t.sizes) if (f.startsWith(`${field}.`)) n += size;
+    return n;
+  };
+}
+
+function layerSummary(v: unknown, field: string, ops: readonly string[], version: number, sized: (field: string, layer: Record<string, unknown>) => number): LayerSummary {
   const l = record(v, field);
-  const op = checkOp(l, field, ops) as Op;
+  const op = checkOp(l, field, ops, version) as Op;
   const shape = (s: unknown, f: string) => {
     if (!Array.isArray(s) || s.length !== 3) fail(f, '[height, width, channels]', show(s));
     return s.map((d, i) => checkInt(d, `${f}[${i}]`, 1, LIMITS.maxElements));
@@ -520,7 +480,7 @@ function layerSummary(v: unknown, field: string, ops: readonly string[]): LayerS
     inShape: conv ? shape(l.inShape, `${field}.inShape`) : [checkInt(l.inFeatures, `${field}.inFeatures`, 1, LIMITS.maxElements)],
     outShape: conv ? shape(l.outShape, `${field}.outShape`) : [checkInt(l.outFeatures, `${field}.outFeatures`, 1, LIMITS.maxElements)],
     ...(typeof l.shortcut === 'string' ? { shortcut: l.shortcut } : {}),
-    bytes: tensorBytes(l),
+    bytes: sized(field, l),
   };
 }
 
@@ -532,6 +492,8 @@ export function inspectBwsnn(bytes: Uint8Array): BwsnnSummary {
     if (!Array.isArray(h.hidden)) fail('header.hidden', 'an array', show(h.hidden));
     if (!Array.isArray(h.labels)) fail('header.labels', 'an array', show(h.labels));
     if (!Array.isArray(h.input)) fail('header.input', '[height, width, channels]', show(h.input));
+    const sized = layerBytes(bytes, env, h);
+    const v = env.formatVersion;
     return {
       formatVersion: env.formatVersion,
       name: checkString(h.name, 'header.name'),
@@ -542,9 +504,9 @@ export function inspectBwsnn(bytes: Uint8Array): BwsnnSummary {
       producer: checkString(h.producer, 'header.producer'),
       createdAt: checkString(h.createdAt, 'header.createdAt'),
       layers: [
-        layerSummary(h.first, 'header.first', FIRST_OPS),
-        ...h.hidden.map((l, i) => layerSummary(l, `header.hidden[${i}]`, HIDDEN_OPS)),
-        layerSummary(h.head, 'header.head', HEAD_OPS),
+        layerSummary(h.first, 'header.first', FIRST_OPS, v, sized),
+        ...h.hidden.map((l, i) => layerSummary(l, `header.hidden[${i}]`, HIDDEN_OPS, v, sized)),
+        layerSummary(h.head, 'header.head', HEAD_OPS, v, sized),
       ],
       sizes: { file: bytes.length, header: env.headerLength, data: env.dataLength },
       signed: env.signature !== null,

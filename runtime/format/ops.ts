@@ -1,5 +1,5 @@
 /**
- * The op table: every op of the .bwsnn format (version 1), where in a model it may stand, and the per-op geometry
+ * The op table: every op of the .bwsnn format (versions 1 and 2), where in a model it may stand, and the per-op geometry
  * the rest of the project asks for instead of branching on op names. The container, the validator, the OTA
  * manifest and both kernel backends read it; per-op code elsewhere sits in tables typed over the op names
  * (`PerOp`), so that a new op the table lists fails to compile until each of them has its entry. The files a

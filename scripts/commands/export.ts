@@ -73,9 +73,9 @@ export function register(program: Command): void {
       if (f.recalibrate > 0) process.stderr.write(`BN recalibrated on ${f.recalibrate} batches of ${state.config.batchSize} training frames (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
       const name = f.name ?? basename(f.out).replace(/\.bwsnn$/, '');
       const summary: Record<string, unknown> = { out: f.out, name, T: net.T, epochs: state.epoch, batchInEpoch: state.batchInEpoch, trainWallSeconds: state.wallSeconds, recalibrateBatches: f.recalibrate };
+      // A short provenance: the recipe (the run's whole config) goes into the model card, not into every file.
       const meta: Record<string, unknown> = {
         producer: 'sei-edge trainer',
-        recipe: JSON.parse(JSON.stringify(state.config)) as unknown,
         epochs: state.epoch + state.batchInEpoch / Math.max(1, Math.floor(data.train.count / state.config.batchSize)),
         trainWallSeconds: Math.round(state.wallSeconds),
         engine: state.engine,
@@ -132,7 +132,7 @@ export function register(program: Command): void {
         writeFileSync(f.card, modelCard(model, {
           file: f.out, bytes: summary['bytes'] as number, engineAccuracy: correct / test.count, trainerAccuracy: summary['testAccuracy'] as number,
           agreement: agree / test.count, testFrames: test.count, epochs: meta['epochs'] as number, wallSeconds: state.wallSeconds,
-          trainEngine: state.engine, command, ...(data.kind === 'image-folder' ? { dataset: folderCard(data, test) } : {}), ...(f.notes ? { notes: f.notes } : {}),
+          trainEngine: state.engine, command, ...(data.kind === 'image-folder' ? { dataset: folderCard(data, test) } : {}), recipe: state.config, ...(f.notes ? { notes: f.notes } : {}),
           schedule: schedule(state.config), history: state.history, engineSpikeRates: Array.from(rates), ...(teacherHistory ? { teacherHistory } : {}),
         }));
         Object.assign(summary, { engineAccuracy: correct / test.count, engineVsTrainerAgreement: agree / test.count, card: f.card });

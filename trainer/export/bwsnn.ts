@@ -5,11 +5,14 @@
  *   the /255 input scaling, the int8 step and the BN running statistics in one affine on the integer accumulator;
  * - binary convs: bit = (w >= 0), `scale_c = gamma_c * alpha_c / sd_c` (alpha = mean|w_c|), bias as above;
  * - LIF beta and theta as trained, head transposed to [out][in].
- * Folding happens in float64 and is rounded once to float32.
+ * Folding happens in float64 and is rounded once to float32, then to what a .bwsnn file stores compactly
+ * (runtime/format/precision.ts compactModel: float16 per-channel vectors, q8 head): the model returned is exactly
+ * what the file holds, so the evaluation, the ONNX twin and the engine all compute with the stored values.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { BinaryConvLayer, BwsnnModel, ConvInt8Layer, Lif } from '../../runtime/format/model.js';
 import { packRows } from '../../runtime/format/bits.js';
+import { compactModel } from '../../runtime/format/precision.js';
 import { ConfigError } from '../../runtime/errors.js';
 import { BN_EPSILON } from '../layers/batchnorm.js';
 import { binaryScale, int8Parts } from '../layers/binary.js';
@@ -83,7 +86,7 @@ export function foldModel(net: NetConfig, params: NetParams, info: { name: strin
   const hw = params.headW.dataSync();
   const weight = new Float32Array(inF * outF);
   for (let i = 0; i < inF; i++) for (let o = 0; o < outF; o++) weight[o * inF + i] = hw[i * outF + o]!;
-  return {
+  return compactModel({
     name: info.name,
     version: info.version ?? 0,
     T: net.T,
@@ -93,5 +96,5 @@ export function foldModel(net: NetConfig, params: NetParams, info: { name: strin
     hidden,
     head: { inFeatures: inF, outFeatures: outF, weight, bias: Float32Array.from(params.headB.dataSync()) },
     meta: info.meta ?? {},
-  };
+  });
 }

@@ -14,6 +14,8 @@ export interface CardFacts {
   readonly wallSeconds: number;
   readonly trainEngine: string;
   readonly command: string;
+  /** The run's training configuration (what the .bwsnn header's meta no longer carries). */
+  readonly recipe?: unknown;
   readonly notes?: string;
   /** What it was trained on and what the test frames are; default Fashion-MNIST and its 10k test set. */
   readonly dataset?: { readonly name: string; readonly test: string };
@@ -91,6 +93,7 @@ export function modelCard(model: BwsnnModel, f: CardFacts): string {
     f.command,
     '```',
     '',
+    ...(f.recipe !== undefined ? ['## Recipe', '', '```json', JSON.stringify(f.recipe, null, 2), '```', ''] : []),
     ...(f.schedule ? ['## Schedule', '', ...scheduleTable(f.schedule), ''] : []),
     ...(f.teacherHistory?.length ? ['## ANN teacher, per epoch', '', ...historyTable(f.teacherHistory), ''] : []),
     ...(f.history?.length ? ['## Per epoch', '', 'Validation with BN recalibrated as `sei export` ships it.', '', ...historyTable(f.history), ''] : []),
