@@ -1,6 +1,7 @@
 // Training on image folders through the CLI, on real Fashion-MNIST frames written as PNG folders (100 per class for
 // training, 30 per class for test): a short run on the 28×28 gray folder beats chance by a wide margin and is the
-// IDX run on the same frames, weight for weight; a 32×32 RGB folder goes train → export → verify → eval → run.
+// IDX run on the same frames, weight for weight; a 32×32 RGB folder goes train → export → verify → eval → run →
+// finetune.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -52,11 +53,13 @@ describe('sei train on image folders', () => {
     assert.deepEqual([split.classes, split.train.length, split.test.length], [CLASS_NAMES, 1000, 300]);
   });
 
-  test('32×32 RGB folder: train → export → verify (bit for bit) → eval (per class, confusion, --markdown, --errors) → run', async () => {
+  test('32×32 RGB folder: train → export → verify (bit for bit) → eval (per class, confusion, --markdown, --errors) → run → finetune', async () => {
     const run = join(tmp, 'run-rgb'), model = join(tmp, 'rgb.bwsnn');
     const trained = await sei('train', '--out', run, '--data', f.rgb32, '--holdout', '0.1,0', ...BUDGET);
     assert.match(trained.stderr, /train 900, val 100, test 300/);
-    const exported = await sei('export', '--checkpoint', run, '--out', model, '--recalibrate', '20', '--json');
+    const card = join(tmp, 'rgb.md');
+    const exported = await sei('export', '--checkpoint', run, '--out', model, '--card', card, '--recalibrate', '20', '--json');
+    assert.match(readFileSync(card, 'utf8'), /for the image folder .*fmnist-rgb32 \(10 classes: 0-T-shirt-top, .*test accuracy \(300 test frames of the run's split, fitted to 32×32×3 by crop, runtime engine\)/s);
     const m = readBwsnnFile(model);
     assert.deepEqual([m.input, m.labels, modelFit(m)], [[32, 32, 3], CLASS_NAMES, 'crop'], 'the header carries the input, the class names, the fit');
     assert.equal(m.first.inShape[2], 3, 'the int8 first layer reads 3 channels');
@@ -98,5 +101,11 @@ describe('sei train on image folders', () => {
     const ran = await sei('run', '--model', model, '--frames', join(f.rgb32, 'test'), '--limit', '300', '--json');
     assert.equal(ran.json['labelled'], true);
     assert.equal(ran.json['accuracy'], e.accuracy, 'sei run reads the folder as sei eval does');
+
+    const tuned = await sei('finetune', '--model', model, '--data', join(f.rgb32, 'test'), '--reference-data', join(f.rgb32, 'train'), '--epochs', '2', '--json');
+    const reasons = (tuned.json['reasons'] as string[]).join('\n');
+    assert.match(reasons, /pass: 300 labelled frames/);
+    // The 1000 training pictures are the reference set; the gate checks the half it does not rehearse.
+    assert.match(reasons, /pass: 500 reference frames/);
   });
 });

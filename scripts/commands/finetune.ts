@@ -28,24 +28,25 @@ const CLI = fileURLToPath(new URL('../cli.ts', import.meta.url));
 const MB = 1024 * 1024;
 
 /**
- * Reads IDX images + labels as training frames of the model's input shape (fitted with the model's fit policy
- * when theirs differs, as the box fits its camera's); ids are `<name>#<index>`.
+ * Reads IDX images + labels as training frames of the model's input shape; ids are `<name>#<index>`. IDX files
+ * hold frames, taken as they are; `fit` (the shipped samples, pictures for any model) fits them to the model's
+ * input with its fit policy.
  */
-export function readTrainingFrames(images: string, labels: string, model: BwsnnModel, flag: string, name = flag.replace(/^--/, '')): TrainingFrame[] {
+export function readTrainingFrames(images: string, labels: string, model: BwsnnModel, flag: string, name = flag.replace(/^--/, ''), fit = false): TrainingFrame[] {
   const idx = (path: string) => fromFile(flag, 'a readable IDX file', path, () => readIdx(path));
   const set: LabelledFrames = fromFile(flag, `IDX images with one label each in ${labels}`, images, () => labelledFrames(idx(images), idx(labels)));
-  if (set.frameShape[2] !== 1 && set.frameShape[2] !== 3) {
-    throw new ConfigError(`${flag}: expected frames of 1 or 3 channels for model ${model.name}, got [${set.frameShape.join(', ')}] in ${images}`, flag.slice(2));
+  if (fit ? set.frameShape[2] !== 1 && set.frameShape[2] !== 3 : set.frameShape.join() !== model.input.join()) {
+    throw new ConfigError(`${flag}: expected frames of shape [${model.input.join(', ')}] for model ${model.name}, got [${set.frameShape.join(', ')}] in ${images}`, flag.slice(2));
   }
-  const fit = modelFit(model);
-  return Array.from({ length: set.count }, (_, i) => ({ id: `${name}#${i}`, data: fitFrame(set.frame(i), set.frameShape, model.input, fit), label: set.labels[i]! }));
+  const policy = modelFit(model);
+  return Array.from({ length: set.count }, (_, i) => ({ id: `${name}#${i}`, data: fitFrame(set.frame(i), set.frameShape, model.input, policy), label: set.labels[i]! }));
 }
 
 /** Every picture of an image folder as training frames of the model (class folders matched to its labels); ids are the files. */
-async function folderTrainingFrames(dir: string, model: BwsnnModel): Promise<TrainingFrame[]> {
+async function folderTrainingFrames(dir: string, model: BwsnnModel, flag: string): Promise<TrainingFrame[]> {
   // The image-folder reader (and its decoder, a server-side package) loads only for a folder.
   const { folderFramesForModel } = await import('../../trainer/data/index.js');
-  const { split } = await folderFramesForModel(dir, { input: model.input, labels: model.labels, fit: modelFit(model) }, { subset: 'all' });
+  const { split } = await folderFramesForModel(dir, { input: model.input, labels: model.labels, fit: modelFit(model) }, { subset: 'all', flag });
   const size = model.input[0] * model.input[1] * model.input[2];
   return Array.from({ length: split.count }, (_, i) => ({ id: split.files![i]!, data: split.images.subarray(i * size, (i + 1) * size), label: split.labels[i]! }));
 }
@@ -56,6 +57,8 @@ export interface FinetuneFileOptions {
   readonly frames?: string;
   readonly labels?: string;
   readonly data?: (model: BwsnnModel) => Promise<TrainingFrame[]>;
+  /** The reference frames from an image folder, instead of `referenceFrames`/`referenceLabels`. */
+  readonly referenceData?: (model: BwsnnModel) => Promise<TrainingFrame[]>;
   /** Default: the shipped samples (models/samples/). */
   readonly referenceFrames?: string;
   readonly referenceLabels?: string;
@@ -101,7 +104,14 @@ export async function finetuneFile(opts: FinetuneFileOptions): Promise<FinetuneF
   if ((opts.referenceFrames === undefined) !== (opts.referenceLabels === undefined)) {
     throw new ConfigError('--reference-frames: expected together with --reference-labels, got only one of them', 'reference-frames');
   }
-  const reference = readTrainingFrames(opts.referenceFrames ?? SAMPLE_IMAGES, opts.referenceLabels ?? SAMPLE_LABELS, parent, '--reference-frames', 'reference');
+  if (opts.referenceData && opts.referenceFrames !== undefined) throw new ConfigError('--reference-data: expected it or --reference-frames/--reference-labels, got both', 'reference-data');
+  const reference = opts.referenceData
+    ? await opts.referenceData(parent)
+    : readTrainingFrames(opts.referenceFrames ?? SAMPLE_IMAGES, opts.referenceLabels ?? SAMPLE_LABELS, parent, '--reference-frames', 'reference', opts.referenceFrames === undefined);
+  const outside = reference.find((r) => r.label >= parent.labels.length);
+  if (outside) {
+    throw new ConfigError(`--reference-frames: expected labels below model ${parent.name}'s ${parent.labels.length} classes, got ${outside.label} (${outside.id}); give the model's own frames with --reference-data DIR or --reference-frames/--reference-labels`, 'reference-frames');
+  }
   const baseline = process.memoryUsage().rss;
   const started = performance.now();
   const cpu = process.cpuUsage();
@@ -408,11 +418,12 @@ export function register(program: Command): void {
     .command('finetune')
     .description('fine-tune a model\'s float head on labelled frames, gated by a holdout and the reference frames; writes the new version only when the gate accepts it')
     .requiredOption('--model <file>', 'the parent .bwsnn model')
-    .option('--frames <idx>', 'labelled frames (IDX images, gzip or not; fitted to the model\'s input)')
+    .option('--frames <idx>', 'labelled frames (IDX images of the model\'s input shape, gzip or not)')
     .option('--labels <idx>', 'their labels (IDX, one per frame)')
     .option('--data <dir>', 'instead of --frames/--labels: an image folder, class folders named after the model\'s labels (every picture)')
     .option('--reference-frames <idx>', 'frames of the original distribution (default: the samples in models/samples/)')
     .option('--reference-labels <idx>', 'labels of --reference-frames')
+    .option('--reference-data <dir>', 'instead of --reference-frames/--reference-labels: an image folder of the original distribution (e.g. the model\'s training pictures)')
     .option('--out <file>', 'where to write the new version when the gate accepts it')
     .option('--candidate <file>', 'write the fine-tuned candidate here whatever the gate says (for inspection)')
     .option('--epochs <n>', `training passes (default ${TRAIN_DEFAULTS.epochs})`, positiveInt('--epochs'))
@@ -426,10 +437,11 @@ export function register(program: Command): void {
     .option('--max-p-value <x>', `sign test on holdout frames fixed vs broken, 1 disables (default ${GATE_DEFAULTS.maxPValue})`, num('--max-p-value'))
     .option('--no-adapt', 'train the head alone on the parent\'s backbone (default: first re-estimate every layer\'s batch-norm affine on the labelled frames)')
     .option('--json', 'print the decision as one JSON object on the last line')
-    .action(async (o: { model: string; frames?: string; labels?: string; data?: string; referenceFrames?: string; referenceLabels?: string; out?: string; candidate?: string; epochs?: number; lr?: number; decay?: number; rehearsal?: number; seed?: number; holdout?: number; minGain?: number; maxReferenceDrop?: number; maxPValue?: number; adapt: boolean; json?: boolean }) => {
+    .action(async (o: { model: string; frames?: string; labels?: string; data?: string; referenceData?: string; referenceFrames?: string; referenceLabels?: string; out?: string; candidate?: string; epochs?: number; lr?: number; decay?: number; rehearsal?: number; seed?: number; holdout?: number; minGain?: number; maxReferenceDrop?: number; maxPValue?: number; adapt: boolean; json?: boolean }) => {
       const pick = <T extends object>(entries: Record<string, unknown>) => Object.fromEntries(Object.entries(entries).filter(([, v]) => v !== undefined)) as T;
       const report = await finetuneFile({
-        model: o.model, ...pick<object>({ frames: o.frames, labels: o.labels }), ...(o.data ? { data: (m: BwsnnModel) => folderTrainingFrames(o.data!, m) } : {}),
+        model: o.model, ...pick<object>({ frames: o.frames, labels: o.labels }), ...(o.data ? { data: (m: BwsnnModel) => folderTrainingFrames(o.data!, m, '--data') } : {}),
+        ...(o.referenceData ? { referenceData: (m: BwsnnModel) => folderTrainingFrames(o.referenceData!, m, '--reference-data') } : {}),
         ...pick<object>({ referenceFrames: o.referenceFrames, referenceLabels: o.referenceLabels, rehearsal: o.rehearsal }), adapt: o.adapt,
         train: pick<TrainOptions>({ epochs: o.epochs, learningRate: o.lr, decay: o.decay, seed: o.seed }),
         gate: pick<GateOptions>({ holdoutFraction: o.holdout, minGain: o.minGain, maxReferenceDrop: o.maxReferenceDrop, maxPValue: o.maxPValue, seed: o.seed }),

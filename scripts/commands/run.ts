@@ -1,8 +1,9 @@
 /**
  * `sei run`: streams frames through the runtime engine and prints one line per frame, then a summary.
  * Default frames: the first 1000 Fashion-MNIST test frames shipped in models/samples/, with their labels.
- * Frames of another shape than the model's input (IDX files, pictures of an image folder) are fitted to it with
- * the model's fit policy (runtime/data/fit.ts), as the box does.
+ * Pictures (an image folder, and the samples for a model of another input) are fitted to the model's input with
+ * its fit policy (runtime/data/fit.ts), as the box does; IDX files given with --frames hold frames, taken as they
+ * are.
  */
 import { statSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -56,15 +57,17 @@ export interface FrameLine {
   readonly error?: string;
 }
 
-/** An IDX image array as a frame source: [n, h, w] (one channel) or [n, h, w, c], fitted to the model's input. */
-function frameSource(images: IdxArray, engine: Engine, path: string) {
+/** An IDX image array as a frame source: [n, h, w] (one channel) or [n, h, w, c]; `fit`: fitted to the model's input. */
+function frameSource(images: IdxArray, engine: Engine, path: string, fit: boolean) {
   const [n = 0, h = 0, w = 0, c = 1] = images.shape;
-  if ((images.shape.length !== 3 && images.shape.length !== 4) || (c !== 1 && c !== 3)) {
-    throw new ConfigError(`--frames: expected IDX images of shape [n, height, width] or [n, height, width, 1 or 3], got [${images.shape.join(', ')}] in ${path}`, 'frames');
+  const want = engine.model.input;
+  const rank = images.shape.length === 3 || images.shape.length === 4;
+  if (!rank || (!fit && (h !== want[0] || w !== want[1] || c !== want[2])) || (fit && c !== 1 && c !== 3)) {
+    throw new ConfigError(`--frames: expected IDX images of shape [n, ${want.join(', ')}] for model ${engine.model.name}, got [${images.shape.join(', ')}] in ${path} (an image folder is fitted to the model; IDX frames are taken as they are)`, 'frames');
   }
   const size = h * w * c;
-  const fit = modelFit(engine.model);
-  return { count: n, frame: (i: number) => fitFrame(images.data.subarray(i * size, (i + 1) * size), [h, w, c], engine.model.input, fit) };
+  const policy = modelFit(engine.model);
+  return { count: n, frame: (i: number) => fitFrame(images.data.subarray(i * size, (i + 1) * size), [h, w, c], want, policy) };
 }
 
 const isFolder = (path: string) => {
@@ -110,7 +113,7 @@ export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => 
     const size = m.input[0] * m.input[1] * m.input[2];
     source = { count: split.count, frame: (i) => split.images.subarray(i * size, (i + 1) * size) };
     labels = split.labels;
-  } else source = frameSource(readIdxArg(imagesPath, '--frames'), engine, imagesPath);
+  } else source = frameSource(readIdxArg(imagesPath, '--frames'), engine, imagesPath, opts.frames === undefined);
   if (labelsPath !== undefined && !folder) {
     const l = readIdxArg(labelsPath, '--labels');
     if (l.shape.length !== 1 || l.shape[0] !== source.count) {
@@ -185,7 +188,7 @@ export function register(program: Command): void {
     .command('run')
     .description('stream frames through a model, one line per frame (index, prediction, confidence, true label, latency, spike rate), then a summary')
     .requiredOption('--model <file|random:SEED>', 'a .bwsnn file, or random:SEED for a random model of the Fashion-MNIST layout')
-    .option('--frames <idx|dir>', 'IDX images (gzip or not), [n, h, w] or [n, h, w, c], or an image folder (class folders named after the model\'s labels), fitted to the model\'s input (default: the first 1000 Fashion-MNIST test frames in models/samples/)')
+    .option('--frames <idx|dir>', 'IDX images (gzip or not) of the model\'s input shape, [n, h, w] or [n, h, w, c], or an image folder (class folders named after the model\'s labels; pictures fitted to the model\'s input) (default: the first 1000 Fashion-MNIST test frames in models/samples/, fitted likewise)')
     .option('--labels <idx>', 'IDX labels for --frames, one per frame (default: the samples\' labels when --frames is not given)')
     .option('--limit <n>', 'stop after n frames (default: all)', positiveInt('--limit'))
     .addOption(kernelOption('binary kernel: wasm SIMD, the TypeScript reference, or auto (wasm when available)'))
