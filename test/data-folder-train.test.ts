@@ -61,7 +61,7 @@ describe('sei train on image folders', () => {
     const exported = await sei('export', '--checkpoint', run, '--out', model, '--card', card, '--recalibrate', '20', '--json');
     assert.match(readFileSync(card, 'utf8'), /for the image folder .*fmnist-rgb32 \(10 classes: 0-T-shirt-top, .*test accuracy \(300 test frames of the run's split, fitted to 32×32×3 by crop, runtime engine\)/s);
     const m = readBwsnnFile(model);
-    assert.deepEqual([m.input, m.labels, modelFit(m)], [[32, 32, 3], CLASS_NAMES, 'crop'], 'the header carries the input, the class names, the fit');
+    assert.deepEqual([m.input, m.labels, m.fit, modelFit(m)], [[32, 32, 3], CLASS_NAMES, 'crop', 'crop'], 'the header carries the input, the class names, the fit');
     assert.equal(m.first.inShape[2], 3, 'the int8 first layer reads 3 channels');
 
     const verified = await sei('verify', '--model', model, '--frames', '8', '--json');

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { toModelFrame } from '../device-agent/index.js';
-import { ConfigError, FrameError, fitFrame, modelFit, rng, sampleFrames } from '../runtime/index.js';
+import { ConfigError, FormatError, FrameError, fitFrame, modelFit, readBwsnn, rng, sampleFrames, writeBwsnn } from '../runtime/index.js';
+import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
 import { readImageFolder } from '../trainer/data/images.js';
 import { inspectData, loadData, loadDataset } from '../trainer/data/index.js';
 import { frameShape, holdout } from '../scripts/options.js';
@@ -90,10 +91,16 @@ describe('fitFrame: one picture-to-frame function for training, evaluation and t
     assert.throws(() => fitFrame(frame, [28, 28, 1], [8, 8, 1], 'stretch' as 'crop'), (e: Error) => e instanceof FrameError && /fit: expected one of crop, letterbox/.test(e.message));
   });
 
-  test('a model\'s fit: the header\'s, else its meta\'s, else crop', () => {
-    assert.equal(modelFit({ meta: {} }), 'crop');
-    assert.equal(modelFit({ meta: { fit: 'letterbox' } }), 'letterbox');
-    assert.equal(modelFit({ fit: 'letterbox', meta: { fit: 'crop' } }), 'letterbox');
+  test('a model\'s fit: the header\'s (format version 2), meta.fit in a version-1 file, else crop', () => {
+    const model = { ...randomModel({ seed: 3, blocks: FMNIST_BLOCKS, firstChannels: 8, input: [32, 32, 3] }), fit: 'letterbox' as const };
+    const v2 = readBwsnn(writeBwsnn(model));
+    assert.equal(v2.fit, 'letterbox');
+    assert.equal(modelFit(v2), 'letterbox');
+    const v1 = readBwsnn(writeBwsnn(model, { formatVersion: 1 }));
+    assert.deepEqual([v1.fit, v1.meta['fit'], modelFit(v1)], [undefined, 'letterbox', 'letterbox']);
+    const { fit: _none, ...plain } = model;
+    assert.deepEqual([readBwsnn(writeBwsnn(plain)).fit, modelFit(readBwsnn(writeBwsnn(plain)))], [undefined, 'crop']);
+    assert.throws(() => writeBwsnn({ ...model, fit: 'stretch' as 'crop' }), (e: Error) => e instanceof FormatError && e.message === 'fit: expected one of crop, letterbox, got "stretch"');
   });
 
   test('--input and --holdout parse or refuse naming the flag', () => {

@@ -102,7 +102,9 @@ export function writeBwsnn(model: BwsnnModel, opts: WriteOptions = {}): Uint8Arr
     name: model.name, version: model.version, T: model.T, input: [...model.input], labels: [...model.labels],
     producer: checkString(producer, 'producer'),
     createdAt: checkString(opts.createdAt ?? new Date().toISOString(), 'createdAt'),
-    meta: model.meta, first, hidden, head,
+    // `fit` is a version-2 field: a version-1 reader refuses unknown header fields, so there it rides in meta.
+    meta: version === 1 && model.fit ? { ...model.meta, fit: model.fit } : model.meta, ...(version === 2 && model.fit ? { fit: model.fit } : {}),
+    first, hidden, head,
   };
   const json = new TextEncoder().encode(JSON.stringify(header));
   if (json.length > MAX_HEADER_BYTES) fail('header', `at most ${MAX_HEADER_BYTES} bytes of JSON`, `${json.length} bytes`);
@@ -239,7 +241,8 @@ function record(v: unknown, field: string): Record<string, unknown> {
   return v;
 }
 
-const TOP_KEYS = ['name', 'version', 'T', 'input', 'labels', 'producer', 'createdAt', 'meta', 'first', 'hidden', 'head'];
+const TOP_KEYS_V1 = ['name', 'version', 'T', 'input', 'labels', 'producer', 'createdAt', 'meta', 'first', 'hidden', 'head'];
+const TOP_KEYS = [...TOP_KEYS_V1, 'fit'];
 
 /** What reading a header needs besides the header: the tensor reader of the file's version, and that version. */
 interface ReadContext {
@@ -321,7 +324,7 @@ const HIDDEN_CODECS: { readonly [K in HiddenLayer['kind']]: HiddenCodec<Extract<
  */
 function modelFromHeader(h: Record<string, unknown>, c: ReadContext): BwsnnModel {
   const { t, version } = c;
-  onlyKeys(h, TOP_KEYS, 'header', version);
+  onlyKeys(h, version === 1 ? TOP_KEYS_V1 : TOP_KEYS, 'header', version);
   const field = 'header.first';
   const f = record(h.first, field);
   checkOp(f, field, FIRST_OPS, version);
@@ -359,7 +362,7 @@ function modelFromHeader(h: Record<string, unknown>, c: ReadContext): BwsnnModel
     weight: t.read(hd.weight, 'header.head.weight', 'float', () => [outF(), features(hd, 'inFeatures', 'header.head')]),
     bias: t.read(hd.bias, 'header.head.bias', 'float', () => [outF()]),
   };
-  return { name: h.name, version: h.version, T: h.T, input: h.input, labels: h.labels, first, hidden, head, meta: h.meta } as unknown as BwsnnModel;
+  return { name: h.name, version: h.version, T: h.T, input: h.input, labels: h.labels, first, hidden, head, meta: h.meta, ...(h.fit !== undefined ? { fit: h.fit } : {}) } as unknown as BwsnnModel;
 }
 
 /** The tensor reader of a file's version over its data area. */

@@ -10,6 +10,8 @@
  *   For a k×k conv the fan-in order is (ky, kx, cin): j = (ky * k + kx) * cin_count + cin.
  */
 
+import type { Fit } from '../data/fit.js';
+
 /** [height, width, channels]. */
 export type Shape3 = readonly [number, number, number];
 
@@ -112,6 +114,11 @@ export interface BwsnnModel {
   readonly head: Head;
   /** Free-form provenance (producer, training command, accuracy...). JSON-serialisable. */
   readonly meta: Readonly<Record<string, unknown>>;
+  /**
+   * How pictures of another shape become this model's frames (runtime/data/fit.ts), as it was trained; absent:
+   * `crop`. A version-2 header field; a version-1 file keeps it in `meta.fit`.
+   */
+  readonly fit?: Fit;
 }
 
 /** Words per packed binary row for a fan-in of `bits`: padded to 128 bits. */

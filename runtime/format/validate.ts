@@ -4,6 +4,7 @@
  * of the offending value and whose message gives the expected and the actual value.
  */
 import { FormatError, show } from '../errors.js';
+import { FITS } from '../data/fit.js';
 import { dirtyPadding } from './bits.js';
 import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Lif, Shape3 } from './model.js';
 import { convOut, rowWords } from './model.js';
@@ -237,4 +238,5 @@ export function validateModel(model: BwsnnModel, prefix = ''): void {
   model.labels.forEach((l, i) => checkString(l, `${prefix}labels[${i}]`));
   if (!isRecord(model.meta)) fail(`${prefix}meta`, 'a plain object', show(model.meta));
   checkJson(model.meta, `${prefix}meta`);
+  if (model.fit !== undefined && !FITS.includes(model.fit)) fail(`${prefix}fit`, `one of ${FITS.join(', ')}`, show(model.fit));
 }

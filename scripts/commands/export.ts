@@ -7,6 +7,7 @@ import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { Command } from 'commander';
 import { writeBwsnn } from '../../runtime/format/index.js';
+import type { BwsnnModel } from '../../runtime/format/model.js';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import { loadData } from '../../trainer/data/index.js';
 import type { LoadedData, Split } from '../../trainer/data/index.js';
@@ -79,11 +80,10 @@ export function register(program: Command): void {
         epochs: state.epoch + state.batchInEpoch / Math.max(1, Math.floor(data.train.count / state.config.batchSize)),
         trainWallSeconds: Math.round(state.wallSeconds),
         engine: state.engine,
-        // How pictures of another size became frames: the box fits its camera's frames the same way (modelFit).
-        fit: data.fit,
         bnRecalibration: f.recalibrate > 0 ? { batches: f.recalibrate, batchSize: state.config.batchSize } : 'running averages',
       };
-      let model = foldModel(net, params, { name, version: f.version, labels: data.labels, meta });
+      // The fit policy rides in the header: the box fits its camera's pictures as training fitted these (modelFit).
+      let model: BwsnnModel = { ...foldModel(net, params, { name, version: f.version, labels: data.labels, meta }), fit: data.fit };
       let folded: Uint8Array | undefined;
       let test: Split | undefined;
       if (f.evaluate || f.card) {
