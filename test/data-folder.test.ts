@@ -210,6 +210,7 @@ describe('sei data inspect and bad folders', () => {
     assert.deepEqual(rep.channels, { gray: 3, colour: 4 });
     assert.deepEqual(rep.formats, { png: 5, jpeg: 2 });
     assert.ok(rep.problems.some((p) => p.includes('empty/')), rep.problems.join('; '));
+    refused(await sei(['data', 'inspect', join(tmp, 'no-such-folder')]), /ConfigError: <dir>: expected an image folder or an IDX folder, got ".*no-such-folder" \(no such folder\)/);
     const text = await sei(['data', 'inspect', f.bad]);
     assert.match(text.stdout, /skipped 4 files:/);
     assert.match(text.stdout, /sei train would refuse this folder: .*empty\//);

@@ -195,10 +195,11 @@ export function withData(cfg: TrainConfig, data: LoadedData): TrainConfig {
 
 /** Trains one configuration into `out`; the progress bar goes to stderr. Returns the JSON summary. */
 export async function trainCommand(cfg: TrainConfig, out: string, opts: { resume: boolean; json: boolean; threads: number; saveEvery?: number; quiet?: boolean; teacherOnly?: boolean }): Promise<Record<string, unknown>> {
-  const backend = await initBackend();
   const log = (line: string) => process.stderr.write(line + '\n');
-  log(describeBackend(backend));
+  // The data first: a folder it cannot use is refused before anything else is started or printed.
   const data = await loadData(cfg.data, { run: out, reuse: opts.resume, write: true, trainable: true, onInfo: log, onReport: (r) => formatReport(r, 10).forEach(log) });
+  const backend = await initBackend();
+  log(describeBackend(backend));
   cfg = withData(cfg, data);
   const macs = macsPerFrame(opts.teacherOnly ? teacherNet(cfg.net) : cfg.net);
   log(`data: ${data.train.count} train / ${data.val.count} validation / ${data.test.count} test frames; ` +

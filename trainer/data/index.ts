@@ -155,11 +155,11 @@ function splitAndReport(dir: string, decoded: DecodedFolder, holdout: Holdout, c
   return { split, report };
 }
 
-/** The report of the data set `opts` names, without fitting any frame (`sei data inspect`). */
-export async function inspectData(opts: DataOptions = {}): Promise<DataReport> {
+/** The report of the data set `opts` names, without fitting any frame (`sei data inspect`); `flag` names the folder in errors. */
+export async function inspectData(opts: DataOptions = {}, flag = '--data'): Promise<DataReport> {
   const dir = opts.dir ?? FASHION_MNIST_DIR;
   if (dataKind(dir) === 'idx') return idxReport(dir, loadDataset({ ...opts, valSize: opts.valSize ?? 5000 }), opts.valSize ?? 5000);
-  const decoded = await readImageFolder(dir, { fit: DEFAULT_FIT });
+  const decoded = await readImageFolder(dir, { fit: DEFAULT_FIT, flag });
   return splitAndReport(dir, decoded, opts.holdout ?? DEFAULT_HOLDOUT, {}).report;
 }
 
