@@ -9,11 +9,16 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { toModelFrame } from '../device-agent/index.js';
-import { ConfigError, FormatError, FrameError, fitFrame, modelFit, readBwsnn, rng, sampleFrames, writeBwsnn } from '../runtime/index.js';
+import { ConfigError, createEngine, FormatError, FrameError, fitFrame, modelFit, readBwsnn, rng, sampleFrames, writeBwsnn } from '../runtime/index.js';
 import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
 import { readImageFolder } from '../trainer/data/images.js';
 import { inspectData, loadData, loadDataset } from '../trainer/data/index.js';
 import { frameShape, holdout } from '../scripts/options.js';
+import { verifyEngine, verifyFrames } from '../scripts/commands/verify.js';
+import { initBackend } from '../trainer/backend/index.js';
+import { foldModel } from '../trainer/export/bwsnn.js';
+import { evaluateFolded } from '../trainer/export/evaluate.js';
+import { DEFAULT_NET, disposeParams, initParams } from '../trainer/model.js';
 import { BAD, CLASS_NAMES, makeFashionFolders } from './helpers/image-folders.js';
 import type { FashionFolders } from './helpers/image-folders.js';
 
@@ -111,6 +116,25 @@ describe('fitFrame: one picture-to-frame function for training, evaluation and t
     }
     assert.deepEqual(holdout('--holdout')('0.1,0.2'), { val: 0.1, test: 0.2 });
     for (const bad of ['0.5,0.5', '0.1', '-0.1,0.1', 'a,b']) assert.throws(() => holdout('--holdout')(bad), (e: Error) => e instanceof ConfigError && e.message.startsWith('--holdout: expected VAL,TEST'));
+  });
+});
+
+describe('any input shape through the trainer\'s fold and the format', () => {
+  test('a non-square 24×40×1 letterboxed network folds to a .bwsnn that passes verify bit for bit and agrees with the trainer', async () => {
+    await initBackend();
+    const net = { ...DEFAULT_NET, width: 4, T: 2, input: [24, 40, 1] as const, classes: 3 };
+    const params = initParams(net, 5);
+    const model = readBwsnn(writeBwsnn({ ...foldModel(net, params, { name: 'wide', labels: ['a', 'b', 'c'] }), fit: 'letterbox' }));
+    disposeParams(params);
+    assert.deepEqual([model.input, model.fit, model.first.outShape.slice(0, 2)], [[24, 40, 1], 'letterbox', [24, 40]]);
+    const frames = verifyFrames(model.input, 6, 2, modelFit(model));
+    const report = await verifyEngine(createEngine(model), frames);
+    assert.equal(report.mismatch, undefined, JSON.stringify(report.mismatch));
+    assert.equal(report.frames, 12, '6 random and 6 real frames, letterboxed to 24×40');
+    const split = { count: frames.length, shape: model.input, images: concatBytes(frames.map((x) => x.data)), labels: new Uint8Array(frames.length) };
+    const engine = createEngine(model);
+    assert.ok(engine.infer(frames[6]!.data).spikeRates.every((r) => r > 0), 'every layer spikes: the comparison is not of silent layers');
+    assert.deepEqual(Array.from(evaluateFolded(model, split).predictions), frames.map((x) => engine.infer(x.data).prediction));
   });
 });
 
@@ -245,6 +269,16 @@ describe('sei data inspect and bad folders', () => {
     refused(await sei(['run', '--model', 'random:1', '--frames', f.bad]), /ConfigError: --frames: expected class folders named after the model's labels \(.*\), got "bag", "empty", "shoe"/);
   });
 });
+
+function concatBytes(parts: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
 
 /** The i-th file of a folder, by name. */
 function readdirFirst(dir: string, i: number): string {
