@@ -1,12 +1,14 @@
 // Frame sources: IDX replay, PNG/PGM folders, raw video from ffmpeg on a pipe, area resize, the drop-oldest queue.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { PassThrough } from 'node:stream';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import fc from 'fast-check';
 import { PNG } from 'pngjs';
-import { centredSquare, createSource, decodePgm, decodePicture, DropOldestQueue, parseSourceSpec, toModelFrame } from '../device-agent/index.js';
+import { AreaResizer, centredSquare, createSource, decodePgm, decodePicture, DropOldestQueue, parseSourceSpec, toModelFrame } from '../device-agent/index.js';
 import type { FrameSource, SourceFrame, SourceOptions } from '../device-agent/index.js';
 import { ConfigError, FrameError, sampleFrames } from '../runtime/index.js';
 
@@ -79,6 +81,45 @@ describe('pictures', () => {
   });
 });
 
+describe('AreaResizer: the planned integer resize equals toModelFrame byte for byte', () => {
+  const geometry = fc.record({
+    w: fc.integer({ min: 1, max: 70 }), h: fc.integer({ min: 1, max: 70 }),
+    tw: fc.integer({ min: 1, max: 30 }), th: fc.integer({ min: 1, max: 30 }),
+    inC: fc.constantFrom(1 as const, 3 as const), outC: fc.constantFrom(1, 3), invert: fc.boolean(),
+    crop: fc.option(fc.record({ x: fc.nat({ max: 20 }), y: fc.nat({ max: 20 }), width: fc.integer({ min: 1, max: 50 }), height: fc.integer({ min: 1, max: 50 }) }), { nil: null }),
+    // Few distinct values make exact .5 means (and grey conversions next to them) common, not rare.
+    levels: fc.constantFrom([0, 1], [0, 255], [7, 8, 9, 10], null), seed: fc.nat(),
+  });
+
+  test('random geometries, crops, channel conversions and contents, ties included', () => {
+    fc.assert(fc.property(geometry, (g) => {
+      const crop = g.crop && g.crop.x + g.crop.width <= g.w && g.crop.y + g.crop.height <= g.h ? g.crop : null;
+      let x = g.seed;
+      const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8;
+      const data = Uint8Array.from({ length: g.w * g.h * g.inC }, () => (g.levels ? g.levels[next() % g.levels.length]! : next() & 255));
+      const img = { width: g.w, height: g.h, channels: g.inC, data };
+      const resizer = new AreaResizer(g.w, g.h, g.inC, [g.th, g.tw, g.outC], crop, g.invert);
+      const out = new Uint8Array(g.th * g.tw * g.outC);
+      assert.equal(resizer.resize(data, out), out, 'writes into the buffer it is given');
+      sameBytes(out, toModelFrame(img, [g.th, g.tw, g.outC], crop, g.invert));
+      sameBytes(resizer.resize(data), out, 'the same again: nothing carried over between frames');
+    }), { numRuns: 400 });
+  });
+
+  test('exact ties and the camera geometry', () => {
+    // Two pixels 0 and 1 into one: the mean is exactly 0.5, which the reference rounds up.
+    const tie = new AreaResizer(2, 1, 1, [1, 1, 1], { x: 0, y: 0, width: 2, height: 1 }, false);
+    assert.deepEqual([...tie.resize(Uint8Array.of(0, 1))], [1]);
+    const w = 640, h = 480;
+    for (let k = 0; k < 4; k++) {
+      const frame = Uint8Array.from({ length: w * h }, (_, i) => (k === 0 ? (i * 7 + (i >> 9)) & 255 : k === 1 ? ((i % w) + (i >> 7)) & 1 : (i * (k + 3)) % 251));
+      sameBytes(new AreaResizer(w, h, 1, [28, 28, 1], null, false).resize(frame), toModelFrame({ width: w, height: h, channels: 1, data: frame }, [28, 28, 1], null, false));
+    }
+    assert.throws(() => new AreaResizer(64, 48, 1, [28, 28, 1], { x: 40, y: 0, width: 40, height: 40 }, false), (e: Error) => e instanceof FrameError && e.field === 'source.crop');
+    assert.throws(() => new AreaResizer(8, 8, 3, [2, 2, 2], null, false), (e: Error) => e instanceof FrameError && e.field === 'input.channels');
+  });
+});
+
 describe('file sources', () => {
   test('samples replay in order with their labels and loop', async () => {
     const frames = await take(createSource({ kind: 'samples' }, { ...base, loop: true }), 1003);
@@ -132,6 +173,48 @@ describe('stdin video (ffmpeg)', () => {
     const frames = await take(createSource(parseSourceSpec('stdin:yuv420:112x112'), { ...base, stdin: proc.stdout }), 100);
     assert.equal(frames.length, 4);
     frames.forEach((f, i) => sameBytes(f.data, samples.frame(i)));
+  });
+
+  test('yuv420 in chunks of any size (split anywhere, even inside the chroma) gives each frame\'s resized luma', async () => {
+    const [w, h] = [64, 48];
+    const frames = [0, 1, 2].map((k) => {
+      const y = Uint8Array.from({ length: w * h }, (_, i) => (i * (k + 5) + (i >> 6)) & 255);
+      return { y, whole: Buffer.concat([y, Buffer.alloc((w * h) / 2, 0x80 + k)]) };
+    });
+    const stream = Buffer.concat(frames.map((f) => f.whole));
+    for (const sizes of [[1], [7, 3000], [w * h], [w * h + 1, 5], [stream.length]]) {
+      const input = new PassThrough();
+      const source = createSource(parseSourceSpec(`stdin:yuv420:${w}x${h}`), { ...base, stdin: input });
+      const got = take(source, 3);
+      for (let at = 0, i = 0; at < stream.length; i++) {
+        const n = sizes[i % sizes.length]!;
+        input.write(stream.subarray(at, at + n));
+        at += n;
+      }
+      input.end();
+      const out = await got;
+      assert.equal(out.length, 3, `chunks of ${sizes}`);
+      out.forEach((f, k) => sameBytes(f.data, toModelFrame({ width: w, height: h, channels: 1, data: frames[k]!.y }, [28, 28, 1], null, false), `frame ${k}, chunks of ${sizes}`));
+      assert.notEqual(out[0]!.data.buffer, out[1]!.data.buffer, 'each frame handed on is its own (the agent keeps recent ones)');
+    }
+  });
+
+  test('the process\'s own stdin as a pipe (no stream given: fd 0 read into one reused buffer) gives the same frames', async () => {
+    const [w, h] = [64, 48];
+    const lumas = [0, 1, 2, 3].map((k) => Uint8Array.from({ length: w * h }, (_, i) => (i * (k + 3) + (i >> 5)) & 255));
+    const url = new URL('../device-agent/index.js', import.meta.url).href;
+    const code = `import { createSource, parseSourceSpec } from ${JSON.stringify(url)};
+      const source = createSource(parseSourceSpec('stdin:yuv420:${w}x${h}'), { target: [28, 28, 1], frameRate: 0, loop: false, crop: null, invert: false });
+      for await (const f of source) process.stdout.write(Buffer.from(f.data).toString('hex') + '\\n');`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    for (const y of lumas) child.stdin.write(Buffer.concat([y, Buffer.alloc((w * h) / 2, 0x80)]));
+    child.stdin.end();
+    assert.equal(await new Promise((r) => child.once('close', r)), 0);
+    const lines = out.trim().split('\n');
+    assert.equal(lines.length, 4);
+    lines.forEach((line, k) => sameBytes(Buffer.from(line, 'hex'), toModelFrame({ width: w, height: h, channels: 1, data: lumas[k]! }, [28, 28, 1], null, false), `frame ${k}`));
   });
 
   test('testsrc 640x480 yuv420 and grey: one frame per input frame, centred square or configured crop', async () => {

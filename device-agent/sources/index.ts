@@ -3,14 +3,14 @@
  * when the source knows it. File sources are pulled (paced at the configured frame rate, looping); live sources
  * (stdin video here, the MQTT `frames/in` topic in mqtt.ts) push and never wait for the engine.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, fstatSync, readdirSync, readFileSync } from 'node:fs';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FASHION_MNIST_DIR, FrameError, labelledFrames, readIdx, readMnistSplit, sampleFrames } from '../../runtime/index.js';
 import type { LabelledFrames } from '../../runtime/index.js';
 import type { SourceSpec } from '../config.js';
-import { decodePicture, toModelFrame } from './image.js';
-import type { Image } from './image.js';
+import { AreaResizer, decodePicture, toModelFrame } from './image.js';
 import { mqttSource } from './mqtt.js';
 import { PushSource } from './push.js';
 import type { FrameSource, SourceFrame, SourceOptions } from './types.js';
@@ -49,7 +49,7 @@ export function createSource(spec: SourceSpec, opts: SourceOptions): FrameSource
     case 'images':
       return folderSource(spec.dir, opts);
     case 'stdin':
-      return videoSource(opts.stdin ?? process.stdin, spec.format, spec.width, spec.height, opts);
+      return videoSource(opts.stdin, spec.format, spec.width, spec.height, opts);
     case 'mqtt':
       if (!opts.mqtt) throw new FrameError('source: the "mqtt" source needs an MQTT connection (mqtt.url)', 'source.spec');
       return mqttSource(opts.mqtt.feed, opts, opts.mqtt.badFrame);
@@ -94,10 +94,10 @@ function pulledSource(count: number, get: (i: number) => SourceFrame, descriptio
 function labelledSource(frames: LabelledFrames, description: string, opts: SourceOptions, hasLabels = true): FrameSource {
   const [h, w, c] = frames.frameShape;
   const same = h === opts.target[0] && w === opts.target[1] && c === opts.target[2] && !opts.invert && !opts.crop;
+  const resize = same ? null : new AreaResizer(w, h, c as 1 | 3, opts.target, opts.crop, opts.invert);
   const get = (i: number): SourceFrame => {
     const raw = frames.frame(i);
-    const data = same ? raw : toModelFrame({ width: w, height: h, channels: c as 1 | 3, data: raw }, opts.target, opts.crop, opts.invert);
-    return { data, label: hasLabels ? frames.labels[i]! : null };
+    return { data: resize ? resize.resize(raw) : raw, label: hasLabels ? frames.labels[i]! : null };
   };
   return pulledSource(frames.count, get, description, opts);
 }
@@ -126,39 +126,62 @@ function folderSource(dir: string, opts: SourceOptions): FrameSource {
 /**
  * Raw video on a stream: `grey` is W*H bytes per frame, `yuv420` (I420) is W*H luma bytes followed by two
  * quarter-size chroma planes. Only the luma is used for a grey model; for an RGB model it is replicated.
+ * Per frame only the luma is copied, into one reused buffer, as the bytes arrive (the chroma is skipped), and
+ * resized by an AreaResizer planned once: the only allocation per frame is the model frame handed on. Without a
+ * stream given, the process's own stdin is read through one reused 64 KiB buffer when it is a pipe or a socket
+ * (what a camera pipeline is): a stream's 'data' events would allocate a chunk per read, ten per VGA frame, and
+ * their garbage collection cost more CPU than the resize.
  */
-function videoSource(stream: Readable, format: 'grey' | 'yuv420', width: number, height: number, opts: SourceOptions): FrameSource {
-  const frameBytes = format === 'grey' ? width * height : (width * height * 3) / 2;
-  const c = opts.crop;
-  if (c && (c.x + c.width > width || c.y + c.height > height)) {
-    throw new FrameError(`source.crop: expected a box inside the ${width}x${height} frame, got ${c.width}x${c.height} at (${c.x}, ${c.y})`, 'source.crop');
-  }
+function videoSource(stream: Readable | undefined, format: 'grey' | 'yuv420', width: number, height: number, opts: SourceOptions): FrameSource {
+  const lumaBytes = width * height;
+  const frameBytes = format === 'grey' ? lumaBytes : (lumaBytes * 3) / 2;
+  const resizer = new AreaResizer(width, height, 1, opts.target, opts.crop, opts.invert);
   const live = new PushSource(`stdin ${format} ${width}x${height}`);
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  const onData = (chunk: Buffer) => {
-    pending.push(chunk);
-    pendingBytes += chunk.length;
-    if (pendingBytes < frameBytes) return;
-    const all = Buffer.concat(pending, pendingBytes);
-    let off = 0;
-    for (; off + frameBytes <= all.length; off += frameBytes) {
-      const luma: Image = { width, height, channels: 1, data: all.subarray(off, off + width * height) };
-      live.push({ data: toModelFrame(luma, opts.target, opts.crop, opts.invert), label: null });
+  const luma = new Uint8Array(lumaBytes);
+  /** Bytes of the current frame seen so far. */
+  let filled = 0;
+  const consume = (chunk: Uint8Array, length = chunk.length) => {
+    for (let off = 0; off < length;) {
+      const take = Math.min(frameBytes - filled, length - off);
+      if (filled < lumaBytes) luma.set(chunk.subarray(off, off + Math.min(take, lumaBytes - filled)), filled);
+      filled += take;
+      off += take;
+      if (filled === frameBytes) {
+        live.push({ data: resizer.resize(luma), label: null });
+        filled = 0;
+      }
     }
-    pending = off < all.length ? [all.subarray(off)] : [];
-    pendingBytes = all.length - off;
   };
+  const pipe = stream ? null : stdinPipe(consume);
+  const input = stream ?? pipe ?? process.stdin;
   const onEnd = () => live.close();
-  stream.on('data', onData);
-  stream.once('end', onEnd);
+  if (!pipe) input.on('data', consume);
+  input.once('end', onEnd);
+  pipe?.once('error', onEnd);
   const close = live.close.bind(live);
   live.close = () => {
-    stream.off('data', onData);
-    stream.off('end', onEnd);
-    if (stream !== process.stdin) stream.destroy();
-    else stream.pause();
+    input.off('data', consume);
+    input.off('end', onEnd);
+    // Never touch process.stdin when fd 0 is read as `pipe`: its getter would open fd 0 a second time.
+    if (pipe) pipe.destroy();
+    else if (stream && stream !== process.stdin) stream.destroy();
+    else input.pause();
     close();
   };
   return live;
+}
+
+/** fd 0 as a socket that reads into one reused buffer and hands each read to `consume`; null when fd 0 is no pipe. */
+function stdinPipe(consume: (chunk: Uint8Array, length: number) => void): Socket | null {
+  let stat;
+  try {
+    stat = fstatSync(0);
+  } catch {
+    return null;
+  }
+  if (!stat.isFIFO() && !stat.isSocket()) return null;
+  const buffer = Buffer.allocUnsafe(64 * 1024);
+  // `onread` (Node >= 12) is missing from @types/node's constructor options, not from Node.
+  const options = { fd: 0, readable: true, writable: false, onread: { buffer, callback: (n: number) => (consume(buffer, n), true) } };
+  return new Socket(options);
 }

@@ -4,13 +4,16 @@
  *   same FP32 conv on onnxruntime (full optimisation) vs the bare AND/popcount ceiling;
  * - model: engine frames/s vs onnxruntime on the ANN twin (full optimisation, what a user deploying it gets) and
  *   on the SNN twin (optimisations disabled, the bit-exact configuration);
- * - the device agent end to end (scripts/bench/agent.ts) against the bare engine;
+ * - the device agent end to end (scripts/bench/agent.ts) against the bare engine, and the camera path
+ *   (scripts/bench/camera.ts: ffmpeg's 640×480 yuv420p test pattern into the agent's own process): CPU per frame
+ *   against the engine's per-frame time, peak RSS;
  * - sizes: .bwsnn vs the ANN's .onnx.
  */
 import { statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import type { Command } from 'commander';
 import { agentBenchFields, benchAgent } from '../bench/agent.js';
+import { benchCamera, cameraBenchFields, cameraUnavailable } from '../bench/camera.js';
 import { benchEngine, benchKernel } from '../bench/kernel.js';
 import { machineInfo } from '../bench/machine.js';
 import { setClock } from '../bench/timing.js';
@@ -58,7 +61,7 @@ export function register(program: Command): void {
     .option('--seconds <s>', 'measuring time per item (after a short warm-up)', positive('--seconds', 600), 2)
     .option('--model <file|random:SEED>', 'model for the whole-model comparison (default: the bundled model, else random:1)')
     .addOption(choiceOption('--clock <wall|cpu>', 'time on the wall clock, or on this process\'s CPU time (fairer on a machine shared with other jobs)', ['wall', 'cpu'], 'wall'))
-    .option('--no-agent', 'skip the device-agent end-to-end measurement (always wall-clock)')
+    .option('--no-agent', 'skip the device-agent measurements (end to end, always wall-clock; the camera path, CPU time)')
     .option('--json', 'print a JSON summary on the last line')
     .action(async (opts: { seconds: number; model?: string; clock: 'wall' | 'cpu'; agent: boolean; json?: boolean }) => {
       setClock(opts.clock);
@@ -108,7 +111,7 @@ export function register(program: Command): void {
       console.log(`  engine (${engineKernel})                        ${engineFps.toFixed(0)} frames/s`);
       console.log(`  onnxruntime, ANN twin (optim. all)   ${annFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, annFps)}×`);
       console.log(`  onnxruntime, SNN twin (optim. off)   ${snnFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, snnFps)}×`);
-      let agentFields: { agent_fps: number; agent_vs_engine: number } | undefined;
+      let agentFields: Record<string, number | string> | undefined;
       if (opts.agent) {
         // The whole device path (source → queue → engine → SQLite → MQTT to an embedded broker) on the same model.
         // The agent (broker and subscriber in this process too) can only be timed on the wall clock, so it is
@@ -119,6 +122,13 @@ export function register(program: Command): void {
         const agentRun = await benchAgent(model, { seconds: opts.seconds, warmupSeconds: 0.5, kernel: 'wasm' });
         agentFields = agentBenchFields(wallEngineFps, agentRun);
         console.log(`  device agent (engine + SQLite + MQTT) ${agentRun.agentFps.toFixed(0)} frames/s wall clock → ${agentFields.agent_vs_engine}× the bare engine's ${wallEngineFps.toFixed(0)} (${agentRun.predictionsReceived} predictions received)`);
+        const noCamera = cameraUnavailable();
+        if (noCamera) console.log(`  camera path: skipped, ${noCamera}`);
+        else {
+          const cam = cameraBenchFields(await benchCamera(model, 4 * opts.seconds));
+          agentFields = { ...agentFields, ...cam };
+          console.log(`  camera path (640×480 yuv420p at 30/s into the agent, ${cam.agent_camera_entry}) ${cam.agent_camera_cpu_per_frame_ms} ms CPU per frame = ${cam.agent_camera_vs_infer}× the engine's ${cam.agent_camera_infer_ms} ms per frame; peak RSS ${cam.agent_camera_rss_mb} MB`);
+        }
       }
       console.log(`\nsize: .bwsnn ${bwsnnBytes} bytes, ANN .onnx ${ann.length} bytes → ${ratio(ann.length, bwsnnBytes)}× smaller`);
 
