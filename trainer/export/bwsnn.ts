@@ -36,7 +36,11 @@ function rows(w: tf.Tensor): Float32Array {
   return tf.tidy(() => tf.transpose(w, [3, 0, 1, 2]).dataSync() as Float32Array);
 }
 
-export function foldModel(net: NetConfig, params: NetParams, info: { name: string; labels: readonly string[]; version?: number; meta?: Record<string, unknown> }): BwsnnModel {
+/**
+ * `precision: 'float32'` stops after the float32 rounding (the fold's own arithmetic, what `sei export` checks the
+ * fold against the unfolded network with); the default is the compact model a file stores.
+ */
+export function foldModel(net: NetConfig, params: NetParams, info: { name: string; labels: readonly string[]; version?: number; meta?: Record<string, unknown> }, precision: 'compact' | 'float32' = 'compact'): BwsnnModel {
   if (net.neuron !== 'lif' || net.weights !== 'binary') {
     throw new ConfigError(`export: only binary-weight SNNs have a .bwsnn form; this network is neuron=${net.neuron}, weights=${net.weights}`, 'weights');
   }
@@ -86,7 +90,7 @@ export function foldModel(net: NetConfig, params: NetParams, info: { name: strin
   const hw = params.headW.dataSync();
   const weight = new Float32Array(inF * outF);
   for (let i = 0; i < inF; i++) for (let o = 0; o < outF; o++) weight[o * inF + i] = hw[i * outF + o]!;
-  return compactModel({
+  const model: BwsnnModel = {
     name: info.name,
     version: info.version ?? 0,
     T: net.T,
@@ -96,5 +100,6 @@ export function foldModel(net: NetConfig, params: NetParams, info: { name: strin
     hidden,
     head: { inFeatures: inF, outFeatures: outF, weight, bias: Float32Array.from(params.headB.dataSync()) },
     meta: info.meta ?? {},
-  });
+  };
+  return precision === 'compact' ? compactModel(model) : model;
 }
