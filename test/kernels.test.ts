@@ -10,7 +10,7 @@ import type { BinaryConvLayer, BinaryLinearLayer, Shape3 } from '../runtime/form
 import { convOut, rowWords } from '../runtime/format/model.js';
 import { binaryDot, bconvDots, blinearDots, packBits, popcount32 } from '../runtime/kernels/reference/layers.js';
 import { DESC_WORDS, FIELDS, moduleLayout } from '../runtime/kernels/wasm/module.js';
-import { wasmDots } from '../runtime/kernels/wasm/planner.js';
+import { cwOf, planNetwork, wasmDots } from '../runtime/kernels/wasm/planner.js';
 import { createEngine, wasmUnavailable } from '../runtime/index.js';
 import { rng } from '../runtime/data/random.js';
 import type { BlockSpec } from '../runtime/format/random-model.js';
@@ -162,4 +162,28 @@ test('whole engine: wasm and reference agree bit for bit (logits, spikes, curren
     ),
     { seed: SEED, numRuns: 80 },
   );
+});
+
+test('each layer counts its spikes per step for the next layer\'s path choice: STEP is the popcount of its output map', () => {
+  // A wrong count would only steer a layer to the other (equally exact) path, which no equality above can see.
+  const model = randomModel({ seed: 11, input: [12, 12, 1], firstChannels: 16, T: 3, blocks: [{ cout: 16 }, { cout: 32, stride: 2 }, { cout: 40 }], linear: [33], classes: 4 });
+  const { kernel, descAt, layers } = planNetwork(model);
+  const r = rng(5);
+  const frame = Uint8Array.from({ length: 144 }, (_, i) => (i % 12 > 5 ? Math.floor(r() * 256) : 0));
+  new Uint8Array(kernel.memory.buffer, layers[0]!.desc[FIELDS.IN]!, frame.length).set(frame);
+  kernel.start(descAt, layers.length);
+  const ints = () => new Int32Array(kernel.memory.buffer);
+  const word = (i: number, field: number) => ints()[(descAt >> 2) + i * DESC_WORDS + field]!;
+  layers.forEach((_, i) => assert.equal(word(i, FIELDS.IN_STEP), i === 0 ? 0 : descAt + ((i - 1) * DESC_WORDS + FIELDS.STEP) * 4, `layer ${i} reads the count of layer ${i - 1}`));
+  const counts = new Set<number>();
+  for (let t = 0; t < model.T; t++) {
+    kernel.step(descAt, layers.length);
+    layers.forEach((p, i) => {
+      const words = new Uint32Array(kernel.memory.buffer, p.out, (p.units / p.channels) * cwOf(p.channels));
+      const spikes = words.reduce((n, w) => n + popcount32(w), 0);
+      assert.equal(word(i, FIELDS.STEP), spikes, `layer ${i}, step ${t}`);
+      counts.add(spikes);
+    });
+  }
+  assert.ok(counts.size > 3, 'the frame makes layers spike, differently');
 });

@@ -42,7 +42,8 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
     const pixels = validateFrame(frame, model.input);
     const out = runner.run(pixels, options.record === true);
     const { head } = model;
-    const features = Float64Array.from(out.lastCounts, (count) => count / rateDivisor);
+    const features = new Float64Array(out.lastCounts.length);
+    for (let c = 0; c < features.length; c++) features[c] = out.lastCounts[c]! / rateDivisor;
     const logits = new Float32Array(head.outFeatures);
     for (let o = 0; o < head.outFeatures; o++) {
       let sum = head.bias[o]!;
@@ -54,12 +55,14 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
     let z = 0;
     for (const l of logits) z += Math.exp(l - logits[prediction]!);
     let synOps = 0;
-    fanOuts.forEach((f, h) => (synOps += f * out.layerSpikes[h]!));
+    for (let h = 0; h < fanOuts.length; h++) synOps += fanOuts[h]! * out.layerSpikes[h]!;
+    const spikeRates = new Float32Array(out.layerSpikes.length);
+    for (let i = 0; i < spikeRates.length; i++) spikeRates[i] = out.layerSpikes[i]! / neuronSteps[i]!;
     const result: InferResult = {
       logits,
       prediction,
       confidence: 1 / z,
-      spikeRates: Float32Array.from(out.layerSpikes, (s, i) => s / neuronSteps[i]!),
+      spikeRates,
       features,
       synOps,
       latencyMs: performance.now() - started,

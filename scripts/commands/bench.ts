@@ -7,6 +7,7 @@
  * - the device agent end to end (scripts/bench/agent.ts) against the bare engine, and the camera path
  *   (scripts/bench/camera.ts: ffmpeg's 640×480 yuv420p test pattern into the agent's own process): CPU per frame
  *   against the engine's per-frame time, peak RSS;
+ * - where a frame's time goes in the engine, by stage (scripts/bench/profile.ts: `profile_split`);
  * - sizes: .bwsnn vs the ANN's .onnx.
  */
 import { statSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { agentBenchFields, benchAgent } from '../bench/agent.js';
 import { benchCamera, cameraBenchFields, cameraUnavailable } from '../bench/camera.js';
 import { benchEngine, benchKernel } from '../bench/kernel.js';
 import { machineInfo } from '../bench/machine.js';
+import { profileFrame, profileSplit } from '../bench/profile.js';
 import { setClock } from '../bench/timing.js';
 import { convMacs, ortConv, ortFrames, type ConvShape } from '../bench/ort.js';
 import { mapShape, readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
@@ -111,6 +113,10 @@ export function register(program: Command): void {
       console.log(`  engine (${engineKernel})                        ${engineFps.toFixed(0)} frames/s`);
       console.log(`  onnxruntime, ANN twin (optim. all)   ${annFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, annFps)}×`);
       console.log(`  onnxruntime, SNN twin (optim. off)   ${snnFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, snnFps)}×`);
+      const split = profileSplit(await profileFrame(model, frames, { seconds: ROUND_SECONDS / 2, rounds: Math.max(2, rounds) }));
+      const pct = (k: string) => `${(100 * split[k]!).toFixed(0)}%`;
+      console.log(`  per frame (${split.infer_us} µs): first layer conv ${pct('first_layer_conv')}, its LIF ${pct('first_layer_lif')}, binary kernel ${pct('binary_kernel')}, ` +
+        `affine + shortcut + LIF + packing ${pct('affine_shortcut_lif_packing')}, pooling ${pct('pooling')}, head + JS ${pct('head_and_js_glue')}, unattributed ${pct('unattributed')}`);
       let agentFields: Record<string, number | string> | undefined;
       if (opts.agent) {
         // The whole device path (source → queue → engine → SQLite → MQTT to an embedded broker) on the same model.
@@ -151,6 +157,7 @@ export function register(program: Command): void {
           ort_snn_optimization: 'disabled',
           model_vs_ort_ann: ratio(engineFps, annFps),
           model_vs_ort_snn: ratio(engineFps, snnFps),
+          profile_split: split,
           bwsnn_bytes: bwsnnBytes,
           onnx_ann_bytes: ann.length,
           bwsnn_vs_onnx_size: ratio(ann.length, bwsnnBytes),

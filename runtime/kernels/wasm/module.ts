@@ -17,7 +17,7 @@ export const FIELDS = {
   WGT: 12, SCALE: 13, BIAS: 14, THETA: 15, BETA: 16, V: 17, CUR: 18, OUT: 19,
   SC_KIND: 20, SC_PTR: 21, SC_CIN: 22, SC_W: 23, COUNTS: 24, I0: 25, SPIKES: 26, DOTS: 27,
   LIST: 28, START: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36,
-  EVENTS: 37, ZERO: 38, SPIKED: 39, CLONE: 40, SC_CLONE: 41,
+  EVENTS: 37, ZERO: 38, SPIKED: 39, CLONE: 40, SC_CLONE: 41, STEP: 42, IN_STEP: 43,
 } as const;
 /** i32 words per layer descriptor. */
 export const DESC_WORDS = 48;

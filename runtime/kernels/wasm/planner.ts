@@ -142,6 +142,8 @@ export function planNetwork(model: BwsnnModel): NetworkPlan {
     plans.push(planBinary(a, layer, plans[h]!, mapShape(layers[h]!), h === model.hidden.length - 1));
   });
   const descAt = a.alloc(plans.length * DESC_WORDS * 4);
+  // Each binary layer reads the step's spike count of the layer before from that layer's descriptor.
+  plans.forEach((p, i) => i > 0 && (p.desc[F.IN_STEP] = descAt + ((i - 1) * DESC_WORDS + F.STEP) * 4));
   a.commit();
   const descs = new Int32Array(kernel.memory.buffer, descAt, plans.length * DESC_WORDS);
   plans.forEach((p, i) => descs.set(p.desc, i * DESC_WORDS));

@@ -24,11 +24,16 @@ function wasmRunner(model: BwsnnModel): Runner {
   const last = plans[plans.length - 1]!;
   const frameAt = plans[0]!.desc[F.IN]!;
   const inputBytes = model.input[0] * model.input[1] * model.input[2];
+  const spikesAt = Int32Array.from(plans, (p) => p.desc[F.SPIKES]! >> 2);
+  const countsAt = last.desc[F.COUNTS]! >> 2;
+  // Views on the kernel's memory, made again only if it grows (which would detach them).
+  const makeViews = () => ({ buf: mem(), input: new Uint8Array(mem(), frameAt, inputBytes), ints: new Int32Array(mem()) });
+  let views = makeViews();
+  const view = () => (views.buf === mem() ? views : (views = makeViews()));
 
   return {
     run(frame, record): RunOutput {
-      const buf = mem();
-      new Uint8Array(buf, frameAt, inputBytes).set(frame);
+      view().input.set(frame);
       let trace: LayerTrace[] | undefined;
       if (!record) {
         kernel.frame(descAt, plans.length, model.T);
@@ -43,9 +48,11 @@ function wasmRunner(model: BwsnnModel): Runner {
           });
         }
       }
-      const ints = new Int32Array(mem());
-      const layerSpikes = Float64Array.from(plans, (p) => ints[p.desc[F.SPIKES]! >> 2]!);
-      const lastCounts = Float64Array.from(ints.subarray(last.desc[F.COUNTS]! >> 2, (last.desc[F.COUNTS]! >> 2) + last.channels));
+      const { ints } = view();
+      const layerSpikes = new Float64Array(plans.length);
+      for (let i = 0; i < plans.length; i++) layerSpikes[i] = ints[spikesAt[i]!]!;
+      const lastCounts = new Float64Array(last.channels);
+      for (let c = 0; c < last.channels; c++) lastCounts[c] = ints[countsAt + c]!;
       return trace ? { layerSpikes, lastCounts, trace } : { layerSpikes, lastCounts };
     },
   };

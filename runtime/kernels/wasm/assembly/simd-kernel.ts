@@ -14,8 +14,9 @@
 // - event path: each input spike adds its 0/1 weight bytes (16 output channels per v128): a load and an add
 //   where the dense path pays an AND and a popcount (about ten x64 instructions under V8) per byte. Weights:
 //   [j][group] v128s, j = (ky*k + kx)*cb*8 + input channel.
-// Each layer picks its path at every step from the input spike rate it measures (EVENT_RATE). Work follows the
-// non-zero bytes or the spikes: `compact` lists them once per step, and a window row is one run of that list.
+// Each layer picks its path at every step from its input's spike rate (EVENT_RATE), which the layer before counts
+// in its output pass (no separate pass over the map). Work follows the non-zero bytes or the spikes: `compact`
+// lists them once per step, and a window row is one run of that list; a window without spikes skips the walk.
 // Uniform regions (a camera's background) are cheap twice over: a window equal to the previous one reuses its
 // counts, and a position whose whole state equals its left neighbour's copies it (`cloneLeft`).
 // First-layer weights are [group of 4][tap pair] of i16x8 (channel-major pairs) for i32x4.dot_i16x8_s.
@@ -65,6 +66,8 @@ export const ZERO: i32 = 38; // first layer: per output position, 1 when its win
 export const SPIKED: i32 = 39; // scratch: per input position, the spikes of all positions before it
 export const CLONE: i32 = 40; // per output position, 1 while its whole state has equalled its left neighbour's this frame
 export const SC_CLONE: i32 = 41; // the previous layer's CLONE (for the shortcut's equality)
+export const STEP: i32 = 42; // this layer's spikes in the current step (the next layer's path choice reads them)
+export const IN_STEP: i32 = 43; // address of the previous layer's STEP, or 0: count the input map's spikes here
 export const DESC_WORDS: i32 = 48;
 
 @inline function field(d: usize, f: i32): i32 {
@@ -214,9 +217,11 @@ let fresh = false;
   return <u32>i32x4.bitmask(m);
 }
 
+/** A step's spikes: into the frame's total, and as the step's count the next layer chooses its path by. */
 @inline function addSpikes(d: usize, total: i32): void {
   const sp = <usize>field(d, SPIKES);
   store<i32>(sp, load<i32>(sp) + total);
+  store<i32>(d + (<usize>STEP << 2), total);
 }
 
 /**
@@ -471,9 +476,11 @@ function binaryStep(d: usize): void {
   const save = <usize>field(d, SAVE), dots = <usize>field(d, DOTS), cout = field(d, COUT);
   let events = field(d, PATH) == 2;
   if (field(d, PATH) == 0) {
-    const inp = <usize>field(d, IN), words = field(d, IH) * field(d, IW) * field(d, ICW);
+    // The layer before counted its spikes in its output pass; a layer run alone (tests) counts its input here.
+    const inp = <usize>field(d, IN), words = field(d, IH) * field(d, IW) * field(d, ICW), inStep = <usize>field(d, IN_STEP);
     let spikes: i32 = 0;
-    for (let i = 0; i < words; i++) spikes += popcnt(load<u32>(inp + (<usize>i << 2)));
+    if (inStep) spikes = load<i32>(inStep);
+    else for (let i = 0; i < words; i++) spikes += popcnt(load<u32>(inp + (<usize>i << 2)));
     events = spikes * 1000 <= EVENT_RATE * (words << 5);
   }
   store<i32>(d + (<usize>EVENTS << 2), <i32>events);
@@ -492,14 +499,22 @@ function binaryStep(d: usize): void {
       }
       store<u8>(clone + <usize>pos, 0);
       if (!(win & 1)) {
-        // Up to 64 output channels per walk over the window.
-        let g = 0;
-        for (; g + 4 <= groups; g += 4) pass<u32>(d, oy, ox, g);
-        if (g + 2 <= groups) {
-          pass<u16>(d, oy, ox, g);
-          g += 2;
+        if (popS == 0) {
+          // No spike under the window: every count is 0, nothing to walk.
+          for (let g = 0; g < groups; g++) {
+            v128.store(save + (<usize>g << 5), i32x4.splat(0));
+            v128.store(save + (<usize>g << 5), i32x4.splat(0), 16);
+          }
+        } else {
+          // Up to 64 output channels per walk over the window.
+          let g = 0;
+          for (; g + 4 <= groups; g += 4) pass<u32>(d, oy, ox, g);
+          if (g + 2 <= groups) {
+            pass<u16>(d, oy, ox, g);
+            g += 2;
+          }
+          if (g < groups) pass<u8>(d, oy, ox, g);
         }
-        if (g < groups) pass<u8>(d, oy, ox, g);
       }
       if (dots) {
         for (let c = 0; c < cout; c++) store<i32>(dots + (<usize>(pos * cout + c) << 2), 2 * <i32>load<u16>(save + (<usize>c << 1)) - popS);
