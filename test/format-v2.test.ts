@@ -11,7 +11,7 @@ import { float16Bits, float16Value, q8Scale, quantizeQ8 } from '../runtime/forma
 import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
 import { loadModel } from '../runtime/index.js';
 import { annTwinOnnx } from '../trainer/export/onnx.js';
-import { arbModel, fixChecksum, refuses, SMALL } from './helpers/format.js';
+import { arbModel, fixChecksum, mutateHeader, refuses, SMALL } from './helpers/format.js';
 
 const CREATED = '2026-01-01T00:00:00.000Z';
 const BUNDLED = new URL('../models/fmnist-sei-t2.bwsnn', import.meta.url).pathname;
@@ -248,15 +248,7 @@ describe('version 2 fuzzing: only FormatError, never a crash, never a silently w
   it('random header JSON mutations (replace, delete, add a field)', () => {
     fc.assert(fc.property(fc.nat(), replacement, fc.constantFrom('replace', 'delete', 'add'), (which, value, how) => {
       const path = allPaths[which % allPaths.length]!;
-      const b = withHeader(bytes, (h) => {
-        let parent: any = h;
-        for (const k of path.slice(0, -1)) parent = parent[k];
-        const key = path[path.length - 1]!;
-        if (how === 'replace') parent[key] = value;
-        else if (how === 'delete') Array.isArray(parent) ? parent.splice(Number(key), 1) : delete parent[key];
-        else if (!Array.isArray(parent)) parent['x-extra'] = value;
-        else parent.push(value);
-      });
+      const b = withHeader(bytes, (h) => mutateHeader(h, path, value, how));
       inspectNeverCrashes(b);
       readOrRefuse(b);
     }), { numRuns: 500 });

@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import type { BwsnnModel } from '../runtime/format/index.js';
 import { dirtyPadding, FORMAT_VERSION, inspectBwsnn, keyFingerprint, packRows, readBwsnn, readBwsnnFile, rowWords, unpackRows, validateModel, writeBwsnn } from '../runtime/format/index.js';
 import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from '../runtime/format/random-model.js';
-import { arbModel, fixChecksum, refuses, SMALL } from './helpers/format.js';
+import { arbModel, fixChecksum, mutateHeader, refuses, SMALL } from './helpers/format.js';
 
 const CREATED = '2026-01-01T00:00:00.000Z';
 // This suite takes version-1 files apart byte by byte (version 1 stays readable); test/format-v2.test.ts has version 2.
@@ -233,15 +233,7 @@ describe('fuzzing: only FormatError, never a crash, never a silently wrong model
   it('random header JSON mutations (replace, delete, add a field)', () => {
     fc.assert(fc.property(fc.nat(), replacement, fc.constantFrom('replace', 'delete', 'add'), (which, value, how) => {
       const path = allPaths[which % allPaths.length]!;
-      const b = withHeader(bytes, (h) => {
-        let parent: any = h;
-        for (const k of path.slice(0, -1)) parent = parent[k];
-        const key = path[path.length - 1]!;
-        if (how === 'replace') parent[key] = value;
-        else if (how === 'delete') Array.isArray(parent) ? parent.splice(Number(key), 1) : delete parent[key];
-        else if (!Array.isArray(parent)) parent['x-extra'] = value;
-        else parent.push(value);
-      });
+      const b = withHeader(bytes, (h) => mutateHeader(h, path, value, how));
       inspectNeverCrashes(b);
       readOrRefuse(b);
     }), { numRuns: 500 });

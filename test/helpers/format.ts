@@ -68,3 +68,13 @@ export const arbModel = fc
     }
   });
 
+/** One fuzzing mutation of a parsed header: at `path`, replace the value, delete it, or add a field beside it. */
+export function mutateHeader(h: unknown, path: readonly (string | number)[], value: unknown, how: 'replace' | 'delete' | 'add'): void {
+  let parent: any = h;
+  for (const k of path.slice(0, -1)) parent = parent[k];
+  const key = path[path.length - 1]!;
+  if (how === 'replace') parent[key] = value;
+  else if (how === 'delete') Array.isArray(parent) ? parent.splice(Number(key), 1) : delete parent[key];
+  else if (!Array.isArray(parent)) parent['x-extra'] = value;
+  else parent.push(value);
+}
