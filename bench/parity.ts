@@ -35,11 +35,39 @@ const SECTION = '## Training parity (`npm run bench:parity`)';
  * `unsupported` (refused when given). An option missing here is refused when given and reported when defaulted.
  */
 const PASS: Record<string, 'same' | 'ts' | 'teacher' | 'unsupported'> = {
-  data: 'same', threads: 'ts', epochs: 'same', batch: 'same', microBatch: 'same', lr: 'same', latentLr: 'same', lrFinal: 'same',
-  warmup: 'same', width: 'same', T: 'same', beta: 'same', lif: 'same', surrogate: 'same', initFrom: 'unsupported', shortcuts: 'same',
-  weights: 'same', perStep: 'same', labelSmoothing: 'same', teacher: 'teacher', teacherEpochs: 'teacher', teacherOnnx: 'unsupported',
-  teacherFrom: 'same', kdWeight: 'same', kdTemperature: 'same', kdPerStep: 'same', spikePenalty: 'same', spikeTarget: 'same', augment: 'same',
-  seed: 'same', trainLimit: 'same', valSize: 'same', recalibrate: 'same',
+  data: 'same',
+  threads: 'ts',
+  epochs: 'same',
+  batch: 'same',
+  microBatch: 'same',
+  lr: 'same',
+  latentLr: 'same',
+  lrFinal: 'same',
+  warmup: 'same',
+  width: 'same',
+  T: 'same',
+  beta: 'same',
+  lif: 'same',
+  surrogate: 'same',
+  initFrom: 'unsupported',
+  shortcuts: 'same',
+  weights: 'same',
+  perStep: 'same',
+  labelSmoothing: 'same',
+  teacher: 'teacher',
+  teacherEpochs: 'teacher',
+  teacherOnnx: 'unsupported',
+  teacherFrom: 'same',
+  kdWeight: 'same',
+  kdTemperature: 'same',
+  kdPerStep: 'same',
+  spikePenalty: 'same',
+  spikeTarget: 'same',
+  augment: 'same',
+  seed: 'same',
+  trainLimit: 'same',
+  valSize: 'same',
+  recalibrate: 'same',
 };
 
 type Flags = Omit<TrainFlags, 'out'> & {
@@ -59,7 +87,10 @@ interface Side {
 
 /** The two argument lists (TS, PyTorch) for the options of `cmd` as parsed into `f`. */
 function argumentsFor(cmd: Command, f: Flags): { ts: string[]; torch: string[]; given: string[]; ignored: string[] } {
-  const ts: string[] = [], torch: string[] = [], given: string[] = [], ignored: string[] = [];
+  const ts: string[] = [],
+    torch: string[] = [],
+    given: string[] = [],
+    ignored: string[] = [];
   const runFlags = runOptions(createProgram('')).options;
   for (const opt of runFlags) {
     const key = opt.attributeName();
@@ -68,7 +99,11 @@ function argumentsFor(cmd: Command, f: Flags): { ts: string[]; torch: string[]; 
     const how = PASS[key];
     if (fromCli) given.push(...flagArgs(opt.long!, value));
     if (how === undefined || how === 'unsupported') {
-      if (fromCli) throw new ConfigError(`${opt.long}: the PyTorch reference (bench/train_torch.py) has no counterpart; run without it`, opt.long!);
+      if (fromCli)
+        throw new ConfigError(
+          `${opt.long}: the PyTorch reference (bench/train_torch.py) has no counterpart; run without it`,
+          opt.long!,
+        );
       if (how === undefined && value !== undefined) ignored.push(opt.long!);
       continue;
     }
@@ -94,20 +129,38 @@ function run(file: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const child = spawn(file, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    child.stdout.setEncoding('utf8').on('data', (s: string) => { out += s; });
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      out += s;
+    });
     child.on('error', reject);
-    child.on('close', (code, signal) => (code === 0 ? resolve(out) : reject(new Error(`${file} ${args.slice(0, 3).join(' ')} … exited with ${signal ?? code}`))));
+    child.on('close', (code, signal) =>
+      code === 0
+        ? resolve(out)
+        : reject(new Error(`${file} ${args.slice(0, 3).join(' ')} … exited with ${signal ?? code}`)),
+    );
   });
 }
 
 function jsonLines(out: string): Array<Record<string, unknown>> {
-  return out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  return out
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
 async function runTs(args: string[], dir: string): Promise<Side> {
   const load0 = loadavg()[0]!;
   const t0 = performance.now();
-  const out = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/cli.ts'), 'train', '--out', dir, '--json', ...args]);
+  const out = await run(process.execPath, [
+    '--import',
+    'tsx',
+    join(ROOT, 'scripts/cli.ts'),
+    'train',
+    '--out',
+    dir,
+    '--json',
+    ...args,
+  ]);
   const summary = jsonLines(out).pop()!;
   const history = (sub: string, role: 'student' | 'teacher') => {
     const file = join(dir, sub, 'last.json');
@@ -117,7 +170,9 @@ async function runTs(args: string[], dir: string): Promise<Side> {
   return {
     epochs: [...history('teacher', 'teacher'), ...history('', 'student')],
     testAccuracy: summary['testAccuracy'] as number,
-    ...(typeof summary['teacherTestAccuracy'] === 'number' ? { teacherTestAccuracy: summary['teacherTestAccuracy'] } : {}),
+    ...(typeof summary['teacherTestAccuracy'] === 'number'
+      ? { teacherTestAccuracy: summary['teacherTestAccuracy'] }
+      : {}),
     wallSeconds: (performance.now() - t0) / 1000,
     load: [load0, loadavg()[0]!],
     version: `sei-edge trainer (${String(summary['engine'])}, ${args.includes('--threads') ? args[args.indexOf('--threads') + 1] : '?'} threads)`,
@@ -132,14 +187,17 @@ async function runTorch(args: string[], threads: number): Promise<Side> {
   return {
     epochs: lines as unknown as Side['epochs'],
     testAccuracy: summary['testAccuracy'] as number,
-    ...(typeof summary['teacherTestAccuracy'] === 'number' ? { teacherTestAccuracy: summary['teacherTestAccuracy'] } : {}),
+    ...(typeof summary['teacherTestAccuracy'] === 'number'
+      ? { teacherTestAccuracy: summary['teacherTestAccuracy'] }
+      : {}),
     wallSeconds: (performance.now() - t0) / 1000,
     load: [load0, loadavg()[0]!],
     version: `PyTorch ${String(summary['torch'])} (${threads} threads)`,
   };
 }
 
-const pct = (v: number | null | undefined) => (typeof v === 'number' && Number.isFinite(v) ? `${(100 * v).toFixed(2)} %` : '–');
+const pct = (v: number | null | undefined) =>
+  typeof v === 'number' && Number.isFinite(v) ? `${(100 * v).toFixed(2)} %` : '–';
 const rates = (r?: number[]) => (r ? r.map((v) => v.toFixed(3)).join(' / ') : '–');
 
 /** The Markdown subsection: curves, test accuracies, spike rates, machine and command. */
@@ -147,8 +205,10 @@ function markdown(command: string, ts: Side, torch: Side): { heading: string; bo
   const gap = 100 * (ts.testAccuracy - torch.testAccuracy);
   const rows = ts.epochs.map((a, i) => {
     const b = torch.epochs[i];
-    return `| ${a.role} ${a.epoch} | ${a.loss.toFixed(4)} / ${b ? b.loss.toFixed(4) : '–'} | ${pct(a.trainAccuracy)} / ${pct(b?.trainAccuracy)} | ` +
-      `${pct(a.valAccuracy)} / ${pct(b?.valAccuracy)} | ${(a.lr ?? NaN).toExponential(2)} | ${a.imagesPerSecond.toFixed(1)} / ${b ? b.imagesPerSecond.toFixed(1) : '–'} |`;
+    return (
+      `| ${a.role} ${a.epoch} | ${a.loss.toFixed(4)} / ${b ? b.loss.toFixed(4) : '–'} | ${pct(a.trainAccuracy)} / ${pct(b?.trainAccuracy)} | ` +
+      `${pct(a.valAccuracy)} / ${pct(b?.valAccuracy)} | ${(a.lr ?? NaN).toExponential(2)} | ${a.imagesPerSecond.toFixed(1)} / ${b ? b.imagesPerSecond.toFixed(1) : '–'} |`
+    );
   });
   const lastTs = ts.epochs.filter((e) => e.role === 'student').pop();
   const lastTorch = torch.epochs.filter((e) => e.role === 'student').pop();
@@ -166,7 +226,9 @@ function markdown(command: string, ts: Side, torch: Side): { heading: string; bo
     '|---|---|---|---|',
     `| test accuracy (10k, BN recalibrated) | ${pct(ts.testAccuracy)} | ${pct(torch.testAccuracy)} | **${gap >= 0 ? '+' : ''}${gap.toFixed(2)} pt** (${Math.abs(gap) <= 0.5 ? 'within' : 'outside'} 0.5 pt) |`,
     ...(ts.teacherTestAccuracy !== undefined || torch.teacherTestAccuracy !== undefined
-      ? [`| ANN teacher test accuracy | ${pct(ts.teacherTestAccuracy)} | ${pct(torch.teacherTestAccuracy)} | ${ts.teacherTestAccuracy !== undefined && torch.teacherTestAccuracy !== undefined ? `${(100 * (ts.teacherTestAccuracy - torch.teacherTestAccuracy)).toFixed(2)} pt` : '–'} |`]
+      ? [
+          `| ANN teacher test accuracy | ${pct(ts.teacherTestAccuracy)} | ${pct(torch.teacherTestAccuracy)} | ${ts.teacherTestAccuracy !== undefined && torch.teacherTestAccuracy !== undefined ? `${(100 * (ts.teacherTestAccuracy - torch.teacherTestAccuracy)).toFixed(2)} pt` : '–'} |`,
+        ]
       : []),
     `| spike rates per layer (validation, last epoch) | ${rates(lastTs?.spikeRates)} | ${rates(lastTorch?.spikeRates)} | |`,
     '',
@@ -197,7 +259,9 @@ function writeSection(file: string, heading: string, body: string): void {
   writeFileSync(file, lines.join('\n'));
 }
 
-const program = runOptions(createProgram('trains one recipe with the TS trainer, then with its PyTorch reference, and compares them'))
+const program = runOptions(
+  createProgram('trains one recipe with the TS trainer, then with its PyTorch reference, and compares them'),
+)
   .option('--torch-threads <n>', 'PyTorch intra-op threads', int('--torch-threads', 1, 256), availableParallelism())
   .option('--out <dir>', 'keep the TS run folder here (default: a temporary folder, removed)')
   .option('--markdown <file>', 'write the table into the "Training parity" section of FILE (e.g. bench/RESULTS.md)')
@@ -209,7 +273,8 @@ program.action(async (f: Flags, cmd: Command) => {
   configFromFlags({ ...f, out: f.out ?? '', json: true }); // the trainer's own cross-flag checks, before either run starts
   const { ts: tsArgs, torch: torchArgs, given, ignored } = argumentsFor(cmd, f);
   const dir = f.out ?? mkdtempSync(join(tmpdir(), 'sei-parity-'));
-  if (ignored.length) process.stderr.write(`note: ${ignored.join(', ')} (defaulted) not passed to the PyTorch reference\n`);
+  if (ignored.length)
+    process.stderr.write(`note: ${ignored.join(', ')} (defaulted) not passed to the PyTorch reference\n`);
   const command = ['npm run bench:parity', ...(given.length ? ['--', ...given] : [])].join(' ');
   try {
     process.stderr.write(`TS trainer: sei train ${tsArgs.join(' ')}\n`);

@@ -87,15 +87,27 @@ writeFileSync(
 );
 const compiled = values.dist || values.entry !== undefined;
 // Default: only the agent command in its own process (bench/agent-main.ts). --dist: the device CLI as packaged.
-const entry = values.entry ? [values.entry] : values.dist ? [join(ROOT, 'dist/scripts/sei-device.js')] : ['--import', 'tsx', join(ROOT, 'bench/agent-main.ts')];
+const entry = values.entry
+  ? [values.entry]
+  : values.dist
+    ? [join(ROOT, 'dist/scripts/sei-device.js')]
+    : ['--import', 'tsx', join(ROOT, 'bench/agent-main.ts')];
 if (compiled && !existsSync(entry[0]!)) throw new Error(`${entry[0]} is missing; run \`npm run build\` first`);
 const oldSpace = Number(values['old-space']);
-const flags = [...(semiSpace > 0 ? [`--max-semi-space-size=${semiSpace}`] : []), ...(oldSpace > 0 ? [`--max-old-space-size=${oldSpace}`] : [])];
-const child = spawn(process.execPath, [...flags, ...entry, 'agent', '--config', config], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] });
+const flags = [
+  ...(semiSpace > 0 ? [`--max-semi-space-size=${semiSpace}`] : []),
+  ...(oldSpace > 0 ? [`--max-old-space-size=${oldSpace}`] : []),
+];
+const child = spawn(process.execPath, [...flags, ...entry, 'agent', '--config', config], {
+  cwd: ROOT,
+  stdio: ['ignore', 'pipe', 'inherit'],
+});
 let lastLine = '';
 child.stdout!.on('data', (d: Buffer) => (lastLine = d.toString().trim().split('\n').at(-1) ?? lastLine));
 
-console.log(`soak: ${minutes} min, agent pid ${child.pid} (${compiled ? 'dist' : 'tsx'}${flags.length ? ', ' + flags.join(' ') : ''}), broker ${broker.url}`);
+console.log(
+  `soak: ${minutes} min, agent pid ${child.pid} (${compiled ? 'dist' : 'tsx'}${flags.length ? ', ' + flags.join(' ') : ''}), broker ${broker.url}`,
+);
 const samples: Array<{ t: number; mb: number }> = [];
 const t0 = Date.now();
 while (Date.now() - t0 < minutes * 60_000 && child.exitCode === null) {
@@ -115,7 +127,13 @@ rmSync(dir, { recursive: true, force: true });
 // Warm-up: the first fifth of the run (at least one sample) is left out of the growth figure.
 const steady = samples.slice(Math.max(1, Math.floor(samples.length / 5)));
 const peak = Math.max(...samples.map((s) => s.mb));
-const growthPerMin = steady.length >= 2 ? slope(steady.map((s) => s.t), steady.map((s) => s.mb)) : 0;
+const growthPerMin =
+  steady.length >= 2
+    ? slope(
+        steady.map((s) => s.t),
+        steady.map((s) => s.mb),
+      )
+    : 0;
 const summary = {
   minutes: Number(((Date.now() - t0) / 60_000).toFixed(2)),
   runner: compiled ? 'dist' : 'tsx',
@@ -128,5 +146,7 @@ const summary = {
   // "No growth": less than 1 MB over the steady part of the run.
   no_growth: growthPerMin * Math.max(1e-9, (steady.at(-1)?.t ?? 0) - (steady[0]?.t ?? 0)) < 1,
 };
-console.log(`peak ${summary.rss_peak_mb} MB (goal <= ${LIMIT_MB}), growth ${summary.rss_growth_mb_per_min} MB/min after warm-up`);
+console.log(
+  `peak ${summary.rss_peak_mb} MB (goal <= ${LIMIT_MB}), growth ${summary.rss_growth_mb_per_min} MB/min after warm-up`,
+);
 printJson(summary);

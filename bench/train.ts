@@ -29,9 +29,16 @@ const { values } = parseArgs({
     json: { type: 'boolean', default: false },
   },
 });
-const steps = Number(values.steps), batch = Number(values.batch), width = Number(values.width), T = Number(values.T);
+const steps = Number(values.steps),
+  batch = Number(values.batch),
+  width = Number(values.width),
+  T = Number(values.T);
 
-interface Rate { imagesPerSecond: number; imagesPerCpuSecond: number; secondsPerStep: number }
+interface Rate {
+  imagesPerSecond: number;
+  imagesPerCpuSecond: number;
+  secondsPerStep: number;
+}
 
 function cpuSeconds(): number {
   const u = process.cpuUsage();
@@ -43,7 +50,9 @@ async function ours(): Promise<Rate & { engine: string; threads: number }> {
   process.stderr.write(describeBackend(backend) + '\n');
   const net = { ...DEFAULT_NET, width, T };
   const params = initParams(net, 1);
-  const trainables = namedVariables(params).filter((v) => v.trainable).map((v) => v.v);
+  const trainables = namedVariables(params)
+    .filter((v) => v.trainable)
+    .map((v) => v.v);
   const optimizer = tf.train.adam(1e-3);
   const x = Float32Array.from({ length: batch * 784 }, (_, i) => (i * 2654435761) % 256);
   const y = Int32Array.from({ length: batch }, (_, i) => i % 10);
@@ -53,11 +62,19 @@ async function ours(): Promise<Rate & { engine: string; threads: number }> {
   const ctx = { net, params, trainables, optimizer, frame, loss, ...(pool ? { pool } : {}) };
   try {
     await trainStep(ctx, { x, y }); // warm-up: kernel set-up, XNNPACK operator creation, memory growth
-    const w0 = performance.now(), c0 = cpuSeconds();
+    const w0 = performance.now(),
+      c0 = cpuSeconds();
     for (let i = 0; i < steps; i++) await trainStep(ctx, { x, y });
     // process.cpuUsage counts every thread of the process, the workers' included.
-    const wall = (performance.now() - w0) / 1000, cpu = cpuSeconds() - c0;
-    return { engine: backend.engine, threads: 1 + (pool?.size ?? 0), imagesPerSecond: (steps * batch) / wall, imagesPerCpuSecond: (steps * batch) / cpu, secondsPerStep: wall / steps };
+    const wall = (performance.now() - w0) / 1000,
+      cpu = cpuSeconds() - c0;
+    return {
+      engine: backend.engine,
+      threads: 1 + (pool?.size ?? 0),
+      imagesPerSecond: (steps * batch) / wall,
+      imagesPerCpuSecond: (steps * batch) / cpu,
+      secondsPerStep: wall / steps,
+    };
   } finally {
     await pool?.close();
   }
@@ -65,7 +82,23 @@ async function ours(): Promise<Rate & { engine: string; threads: number }> {
 
 function torch(): Rate & { torch: string; threads: number } {
   const script = fileURLToPath(new URL('./train_torch.py', import.meta.url));
-  const out = execFileSync('/usr/bin/python3', [script, '--steps', String(steps), '--batch', String(batch), '--width', String(width), '--T', String(T), '--threads', values['torch-threads']!], { encoding: 'utf8' });
+  const out = execFileSync(
+    '/usr/bin/python3',
+    [
+      script,
+      '--steps',
+      String(steps),
+      '--batch',
+      String(batch),
+      '--width',
+      String(width),
+      '--T',
+      String(T),
+      '--threads',
+      values['torch-threads']!,
+    ],
+    { encoding: 'utf8' },
+  );
   return JSON.parse(out.trim().split('\n').pop()!) as Rate & { torch: string; threads: number };
 }
 
@@ -87,7 +120,7 @@ const summary = {
 };
 process.stderr.write(
   `sei-edge trainer (${a.engine}, ${a.threads} thread${a.threads > 1 ? 's' : ''}): ${a.imagesPerSecond.toFixed(1)} img/s wall, ${a.imagesPerCpuSecond.toFixed(1)} img/CPU-s\n` +
-  `PyTorch ${b.torch} (${b.threads} threads): ${b.imagesPerSecond.toFixed(1)} img/s wall, ${b.imagesPerCpuSecond.toFixed(1)} img/CPU-s\n` +
-  `ratio: ${(100 * summary.ratioWall).toFixed(0)}% wall, ${(100 * summary.ratioCpu).toFixed(0)}% per CPU-second; ${gflop.toFixed(2)} GFLOP per image (forward + backward ≈ 3× forward); load average ${load0.toFixed(1)} → ${loadavg()[0]!.toFixed(1)}\n`,
+    `PyTorch ${b.torch} (${b.threads} threads): ${b.imagesPerSecond.toFixed(1)} img/s wall, ${b.imagesPerCpuSecond.toFixed(1)} img/CPU-s\n` +
+    `ratio: ${(100 * summary.ratioWall).toFixed(0)}% wall, ${(100 * summary.ratioCpu).toFixed(0)}% per CPU-second; ${gflop.toFixed(2)} GFLOP per image (forward + backward ≈ 3× forward); load average ${load0.toFixed(1)} → ${loadavg()[0]!.toFixed(1)}\n`,
 );
 if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');

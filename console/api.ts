@@ -57,7 +57,12 @@ export type RolloutRequest = {
 };
 
 /** `POST /api/rollouts` answer: the job id every device's `ota/status` carries. */
-export type RolloutStarted = { readonly id: string; readonly model: string; readonly fleet: string; readonly devices: readonly string[] };
+export type RolloutStarted = {
+  readonly id: string;
+  readonly model: string;
+  readonly fleet: string;
+  readonly devices: readonly string[];
+};
 
 export type RolloutDevice = {
   readonly device: string;
@@ -72,7 +77,13 @@ export type RolloutOutcome = {
   readonly ok: boolean;
   readonly aborted: boolean;
   readonly devices: readonly RolloutDevice[];
-  readonly waves: readonly { readonly wave: number; readonly devices: readonly string[]; readonly counts: Readonly<Record<string, number>>; readonly failedPct: number; readonly aborted: boolean }[];
+  readonly waves: readonly {
+    readonly wave: number;
+    readonly devices: readonly string[];
+    readonly counts: Readonly<Record<string, number>>;
+    readonly failedPct: number;
+    readonly aborted: boolean;
+  }[];
 };
 
 /** `GET /api/rollouts/<id>/events` (server-sent events, one JSON each): the log, then the end. */

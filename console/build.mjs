@@ -15,11 +15,14 @@ const out = join(here, 'dist');
 
 const tsc = join(root, 'node_modules/typescript/bin/tsc');
 // An install without dev dependencies has no TypeScript: it bundles what the repository's checks passed.
-if (!existsSync(tsc)) console.warn('build:console: no TypeScript installed (dev dependency): bundling without the type check');
+if (!existsSync(tsc))
+  console.warn('build:console: no TypeScript installed (dev dependency): bundling without the type check');
 else if (!process.argv.includes('--no-typecheck')) {
   const r = spawnSync(process.execPath, [tsc, '-p', join(here, 'page/tsconfig.json')], { stdio: 'inherit' });
   if (r.status !== 0) {
-    console.error('build:console: the page does not type-check against device-agent/messages.ts and console/api.ts (above)');
+    console.error(
+      'build:console: the page does not type-check against device-agent/messages.ts and console/api.ts (above)',
+    );
     process.exit(1);
   }
 }
@@ -42,4 +45,6 @@ copyFileSync(join(here, 'page/index.html'), join(out, 'index.html'));
 const js = readFileSync(join(out, 'app.js'));
 const css = readFileSync(join(out, 'app.css'));
 const kib = (n) => `${(n / 1024).toFixed(1)} KiB`;
-console.log(`build:console: console/dist/app.js ${kib(js.length)} (${kib(gzipSync(js, { level: 9 }).length)} gzipped), app.css ${kib(css.length)} (${kib(gzipSync(css, { level: 9 }).length)} gzipped)`);
+console.log(
+  `build:console: console/dist/app.js ${kib(js.length)} (${kib(gzipSync(js, { level: 9 }).length)} gzipped), app.css ${kib(css.length)} (${kib(gzipSync(css, { level: 9 }).length)} gzipped)`,
+);

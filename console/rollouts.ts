@@ -30,7 +30,10 @@ interface Rollout {
 function readSigned(path: string): { signed: SignedManifest; manifest: Manifest } {
   const signed = JSON.parse(readFileSync(path, 'utf8')) as Partial<SignedManifest>;
   if (typeof signed.manifest !== 'string' || typeof signed.keyId !== 'string' || typeof signed.signature !== 'string') {
-    throw new ConfigError(`${path}: expected a signed manifest {manifest, keyId, signature} as \`sei sign\` writes it, got keys ${show(Object.keys(signed).join(', '))}`, 'artifact');
+    throw new ConfigError(
+      `${path}: expected a signed manifest {manifest, keyId, signature} as \`sei sign\` writes it, got keys ${show(Object.keys(signed).join(', '))}`,
+      'artifact',
+    );
   }
   return { signed: signed as SignedManifest, manifest: JSON.parse(signed.manifest) as Manifest };
 }
@@ -39,7 +42,11 @@ export class Rollouts {
   private readonly rollouts = new Map<string, Rollout>();
   readonly dir: string;
 
-  constructor(dir: string, private readonly url: string, private readonly topicRoot: string) {
+  constructor(
+    dir: string,
+    private readonly url: string,
+    private readonly topicRoot: string,
+  ) {
     this.dir = resolve(dir);
   }
 
@@ -53,7 +60,18 @@ export class Rollouts {
         const id = f.slice(0, -MANIFEST_SUFFIX.length);
         try {
           const { signed, manifest } = readSigned(join(this.dir, f));
-          return [{ id, model: manifest.model, size: manifest.size, sha256: manifest.sha256, keyId: signed.keyId, createdAt: manifest.createdAt, canaries: manifest.canaries.length, problem: this.problem(id, manifest) }];
+          return [
+            {
+              id,
+              model: manifest.model,
+              size: manifest.size,
+              sha256: manifest.sha256,
+              keyId: signed.keyId,
+              createdAt: manifest.createdAt,
+              canaries: manifest.canaries.length,
+              problem: this.problem(id, manifest),
+            },
+          ];
         } catch {
           // Not a manifest of ours (another tool's JSON): not listed.
           return [];
@@ -65,22 +83,41 @@ export class Rollouts {
     const path = join(this.dir, `${id}.bwsnn`);
     if (!existsSync(path)) return `${id}.bwsnn is missing beside its manifest`;
     const bytes = readFileSync(path);
-    if (bytes.length !== manifest.size || sha256(bytes) !== manifest.sha256) return `${id}.bwsnn is not the file its manifest describes (size or sha256 differ)`;
+    if (bytes.length !== manifest.size || sha256(bytes) !== manifest.sha256)
+      return `${id}.bwsnn is not the file its manifest describes (size or sha256 differ)`;
     return null;
   }
 
   /** Checks the request (a ConfigError naming the field), then runs the rollout in the background. */
   start(req: RolloutRequest): RolloutStarted {
     const artifact = this.list().find((a) => a.id === req.artifact);
-    if (!artifact) throw new ConfigError(`artifact: expected one of ${this.list().map((a) => a.id).join(', ') || `the signed artifacts in ${this.dir} (none found)`}, got ${show(req.artifact)}`, 'artifact');
-    if (artifact.problem) throw new ConfigError(`artifact: expected a shippable artifact, got ${show(req.artifact)}: ${artifact.problem}`, 'artifact');
-    if (typeof req.fleet !== 'string' || !/^[^/#+\s]+$/.test(req.fleet)) throw new ConfigError(`fleet: expected a fleet name, got ${show(req.fleet)}`, 'fleet');
-    if (!Array.isArray(req.devices) || req.devices.length === 0 || !req.devices.every((d) => typeof d === 'string' && /^[^/#+\s]+$/.test(d))) {
+    if (!artifact)
+      throw new ConfigError(
+        `artifact: expected one of ${
+          this.list()
+            .map((a) => a.id)
+            .join(', ') || `the signed artifacts in ${this.dir} (none found)`
+        }, got ${show(req.artifact)}`,
+        'artifact',
+      );
+    if (artifact.problem)
+      throw new ConfigError(
+        `artifact: expected a shippable artifact, got ${show(req.artifact)}: ${artifact.problem}`,
+        'artifact',
+      );
+    if (typeof req.fleet !== 'string' || !/^[^/#+\s]+$/.test(req.fleet))
+      throw new ConfigError(`fleet: expected a fleet name, got ${show(req.fleet)}`, 'fleet');
+    if (
+      !Array.isArray(req.devices) ||
+      req.devices.length === 0 ||
+      !req.devices.every((d) => typeof d === 'string' && /^[^/#+\s]+$/.test(d))
+    ) {
       throw new ConfigError(`devices: expected a non-empty list of device names, got ${show(req.devices)}`, 'devices');
     }
     const int = (v: unknown, field: string, min: number, max: number): number | undefined => {
       if (v === undefined) return undefined;
-      if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) throw new ConfigError(`${field}: expected a number in [${min}, ${max}], got ${show(v)}`, field);
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max)
+        throw new ConfigError(`${field}: expected a number in [${min}, ${max}], got ${show(v)}`, field);
       return v;
     };
     const waveSize = int(req.waveSize, 'waveSize', 1, 100_000);
@@ -113,13 +150,15 @@ export class Rollouts {
       ...(req.username ? { username: req.username } : {}),
       ...(req.password ? { password: req.password } : {}),
       log: (line) => emit({ type: 'log', ts: Date.now(), line }),
-    }).then(
-      (result) => emit({ type: 'done', ts: Date.now(), outcome: outcome(result) }),
-      (err: Error) => emit({ type: 'failed', ts: Date.now(), error: errorBody(refusal(err, req.username)) }),
-    ).finally(() => {
-      rollout.done = true;
-      rollout.listeners.clear();
-    });
+    })
+      .then(
+        (result) => emit({ type: 'done', ts: Date.now(), outcome: outcome(result) }),
+        (err: Error) => emit({ type: 'failed', ts: Date.now(), error: errorBody(refusal(err, req.username)) }),
+      )
+      .finally(() => {
+        rollout.done = true;
+        rollout.listeners.clear();
+      });
     return started;
   }
 
@@ -142,8 +181,21 @@ function outcome(r: DeployResult): RolloutOutcome {
   return {
     ok: r.ok,
     aborted: r.aborted,
-    devices: r.devices.map((d) => ({ device: d.device, wave: d.wave, state: d.state, step: d.step, reason: d.reason, active: d.active })),
-    waves: r.waves.map((w) => ({ wave: w.wave, devices: w.devices, counts: w.counts, failedPct: w.failedPct, aborted: w.aborted })),
+    devices: r.devices.map((d) => ({
+      device: d.device,
+      wave: d.wave,
+      state: d.state,
+      step: d.step,
+      reason: d.reason,
+      active: d.active,
+    })),
+    waves: r.waves.map((w) => ({
+      wave: w.wave,
+      devices: w.devices,
+      counts: w.counts,
+      failedPct: w.failedPct,
+      aborted: w.aborted,
+    })),
   };
 }
 
@@ -155,7 +207,10 @@ function refusal(err: Error, username: string | undefined): Error {
   const code = (err as { code?: unknown }).code;
   if (code === 135 && err.message.startsWith('Publish error')) {
     const who = username ? `user ${JSON.stringify(username)}` : 'an anonymous client';
-    return new ConfigError(`rollout refused: the broker does not let ${who} publish device commands (${err.message}); this account can only watch: sign in with an operator account to deploy`, 'username');
+    return new ConfigError(
+      `rollout refused: the broker does not let ${who} publish device commands (${err.message}); this account can only watch: sign in with an operator account to deploy`,
+      'username',
+    );
   }
   return err;
 }

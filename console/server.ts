@@ -52,23 +52,41 @@ const MAX_BODY = 64 * 1024;
 /** The folder holding the built page, or a ConfigError that says how to build it. */
 export function pageDir(): string {
   const dir = PAGE_DIRS.find((d) => existsSync(join(d, 'index.html')) && existsSync(join(d, 'app.js')));
-  if (!dir) throw new ConfigError(`console page: expected the built page in ${PAGE_DIRS[0]}, got none: run \`npm run build:console\``, 'console');
+  if (!dir)
+    throw new ConfigError(
+      `console page: expected the built page in ${PAGE_DIRS[0]}, got none: run \`npm run build:console\``,
+      'console',
+    );
   return dir;
 }
 
 export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer> {
   if (!/^wss?:\/\/[^/\s]+/.test(opts.mqtt)) {
-    throw new ConfigError(`--mqtt: expected the broker's MQTT-over-WebSocket URL (ws://host:port or wss://…: \`sei broker --ws-port N\`, or a Mosquitto \`protocol websockets\` listener), got ${show(opts.mqtt)}`, '--mqtt');
+    throw new ConfigError(
+      `--mqtt: expected the broker's MQTT-over-WebSocket URL (ws://host:port or wss://…: \`sei broker --ws-port N\`, or a Mosquitto \`protocol websockets\` listener), got ${show(opts.mqtt)}`,
+      '--mqtt',
+    );
   }
   const dir = pageDir();
   const topicRoot = opts.topicRoot ?? 'sei';
   const rollouts = new Rollouts(opts.artifacts ?? process.cwd(), opts.mqtt, topicRoot);
   const signIn = opts.username !== undefined || opts.anonymous === true ? 'auto' : 'ask';
-  const config: ConsoleConfig = { mqtt: opts.mqtt, topicRoot, signIn, username: opts.username ?? null, password: opts.password ?? null, artifactsDir: rollouts.dir };
+  const config: ConsoleConfig = {
+    mqtt: opts.mqtt,
+    topicRoot,
+    signIn,
+    username: opts.username ?? null,
+    password: opts.password ?? null,
+    artifactsDir: rollouts.dir,
+  };
   const streams = new Set<ServerResponse>();
 
   const server = createServer((req, res) => {
-    handle(req, res).catch((err: Error) => send(res, err instanceof ConfigError || err instanceof SyntaxError ? 400 : 500, { error: errorBody(err) } satisfies ApiError));
+    handle(req, res).catch((err: Error) =>
+      send(res, err instanceof ConfigError || err instanceof SyntaxError ? 400 : 500, {
+        error: errorBody(err),
+      } satisfies ApiError),
+    );
   });
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -86,7 +104,11 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
       send(res, 202, rollouts.start((await jsonBody(req)) as RolloutRequest));
     } else if (req.method === 'GET' && /^\/api\/rollouts\/[\w-]+\/events$/.test(path)) {
       const id = path.split('/')[3]!;
-      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
+      res.writeHead(200, {
+        'content-type': 'text/event-stream',
+        'cache-control': 'no-cache',
+        connection: 'keep-alive',
+      });
       streams.add(res);
       // The end of a rollout ends the stream (the page closes its EventSource on it); a finished one is replayed whole.
       const unfollow = rollouts.follow(id, (e) => {
@@ -94,7 +116,9 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
         if (e.type !== 'log') res.end();
       });
       if (!unfollow) {
-        res.end(`data: ${JSON.stringify({ type: 'failed', ts: Date.now(), error: errorBody(new ConfigError(`rollout: expected a rollout this console started, got ${show(id)}`, 'rollout')) })}\n\n`);
+        res.end(
+          `data: ${JSON.stringify({ type: 'failed', ts: Date.now(), error: errorBody(new ConfigError(`rollout: expected a rollout this console started, got ${show(id)}`, 'rollout')) })}\n\n`,
+        );
         return;
       }
       req.once('close', () => {
@@ -102,7 +126,14 @@ export async function startConsole(opts: ConsoleOptions): Promise<ConsoleServer>
         streams.delete(res);
       });
     } else {
-      send(res, 404, { error: errorBody(new ConfigError(`${req.method} ${path}: expected one of GET /, /config.json, /api/artifacts, /api/rollouts/<id>/events or POST /api/rollouts`, 'path')) } satisfies ApiError);
+      send(res, 404, {
+        error: errorBody(
+          new ConfigError(
+            `${req.method} ${path}: expected one of GET /, /config.json, /api/artifacts, /api/rollouts/<id>/events or POST /api/rollouts`,
+            'path',
+          ),
+        ),
+      } satisfies ApiError);
     }
   }
 
@@ -135,8 +166,16 @@ function send(res: ServerResponse, status: number, body: unknown): void {
  */
 function crossOrigin(req: IncomingMessage): void {
   const origin = req.headers.origin;
-  if (origin !== undefined && origin !== `http://${req.headers.host}`) throw new ConfigError(`origin: expected this console's page (http://${req.headers.host}), got ${show(origin)}`, 'origin');
-  if (!/^application\/json\b/.test(req.headers['content-type'] ?? '')) throw new ConfigError(`content-type: expected application/json, got ${show(req.headers['content-type'] ?? null)}`, 'content-type');
+  if (origin !== undefined && origin !== `http://${req.headers.host}`)
+    throw new ConfigError(
+      `origin: expected this console's page (http://${req.headers.host}), got ${show(origin)}`,
+      'origin',
+    );
+  if (!/^application\/json\b/.test(req.headers['content-type'] ?? ''))
+    throw new ConfigError(
+      `content-type: expected application/json, got ${show(req.headers['content-type'] ?? null)}`,
+      'content-type',
+    );
 }
 
 async function jsonBody(req: IncomingMessage): Promise<unknown> {
@@ -148,6 +187,7 @@ async function jsonBody(req: IncomingMessage): Promise<unknown> {
     chunks.push(chunk);
   }
   const body: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new ConfigError(`body: expected a JSON object, got ${show(body)}`, 'body');
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new ConfigError(`body: expected a JSON object, got ${show(body)}`, 'body');
   return body;
 }

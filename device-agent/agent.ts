@@ -92,7 +92,11 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.store = opts.store ?? (c.path === ':memory:' ? new MemoryStore(limits) : new SqliteStore(c.path, limits));
     this.registry = new ModelRegistry(this.store);
     this.metrics = new MetricsCollector(this.config.metrics.latencyWindow);
-    this.pipeline = new Pipeline(this.config.source.queueSize, (frame) => this.onFrame(frame), (err) => this.report(err));
+    this.pipeline = new Pipeline(
+      this.config.source.queueSize,
+      (frame) => this.onFrame(frame),
+      (err) => this.report(err),
+    );
     this.recent = new RecentFrames(c.recentFrames);
     this.stdin = opts.stdin;
     const report = (err: Error) => this.report(err);
@@ -102,23 +106,44 @@ export class Agent extends EventEmitter<AgentEvents> {
       dbPath: this.ownsStore ? c.path : ':memory:',
       registry: this.registry,
       publish: (suffix, body, o) => this.link?.publish(suffix, body, o) ?? Promise.resolve(false),
-      enqueue: (suffix, body, retain) => (this.link ? this.link.enqueue(suffix, body, retain) : this.store.outboxAdd({ topic: this.config.topicPrefix + suffix, payload: JSON.stringify(body), qos: 1, retain })),
+      enqueue: (suffix, body, retain) =>
+        this.link
+          ? this.link.enqueue(suffix, body, retain)
+          : this.store.outboxAdd({
+              topic: this.config.topicPrefix + suffix,
+              payload: JSON.stringify(body),
+              qos: 1,
+              retain,
+            }),
       active,
       swap: (rec) => this.swap(rec),
       report,
     });
     this.finetuner = new FineTuner({
-      config: () => this.config, store: this.store, registry: this.registry, ota: this.ota, active, running: () => this.running, report,
+      config: () => this.config,
+      store: this.store,
+      registry: this.registry,
+      ota: this.ota,
+      active,
+      running: () => this.running,
+      report,
       publish: (suffix, body, o) => void this.link?.publish(suffix, body, o),
     });
     this.reporter = new Reporter({
-      config: () => this.config, store: this.store, link: () => this.link, snapshot: () => this.snapshot(), report,
+      config: () => this.config,
+      store: this.store,
+      link: () => this.link,
+      snapshot: () => this.snapshot(),
+      report,
       model: () => ({ version: this.activeVersion, labels: this.engine?.model.labels ?? [] }),
       metrics: (snap) => this.emit('metrics', snap),
     });
     this.commands = {
       config: () => ({ parsed: this.config, raw: this.raw }),
-      store: this.store, registry: this.registry, ota: this.ota, finetuner: this.finetuner,
+      store: this.store,
+      registry: this.registry,
+      ota: this.ota,
+      finetuner: this.finetuner,
       active: () => ({ version: this.activeVersion!, engine: this.engine! }),
       status: () => this.statusBody(),
       snapshot: () => this.snapshot(),
@@ -158,11 +183,19 @@ export class Agent extends EventEmitter<AgentEvents> {
     try {
       if (this.config.mqtt.url !== null) this.connect();
       if (this.config.metrics.httpPort !== null) {
-        this.exporter = new PrometheusExporter(() => this.snapshot(), { device: this.config.device, fleet: this.config.fleet });
+        this.exporter = new PrometheusExporter(() => this.snapshot(), {
+          device: this.config.device,
+          fleet: this.config.fleet,
+        });
         try {
           this.metricsPort = await this.exporter.listen(this.config.metrics.httpPort, this.config.metrics.httpHost);
         } catch (err) {
-          this.report(new ConfigError(`metrics.httpPort: expected a free port on ${this.config.metrics.httpHost}, got ${this.config.metrics.httpPort} (${(err as Error).message})`, 'metrics.httpPort'));
+          this.report(
+            new ConfigError(
+              `metrics.httpPort: expected a free port on ${this.config.metrics.httpHost}, got ${this.config.metrics.httpPort} (${(err as Error).message})`,
+              'metrics.httpPort',
+            ),
+          );
           this.exporter = null;
         }
       }
@@ -192,7 +225,12 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   snapshot(): MetricsSnapshot {
-    return this.metrics.snapshot({ model: this.activeVersion, queueDepth: this.pipeline.depth, dropped: this.pipeline.dropped, outbox: this.store.outboxCount() });
+    return this.metrics.snapshot({
+      model: this.activeVersion,
+      queueDepth: this.pipeline.depth,
+      dropped: this.pipeline.dropped,
+      outbox: this.store.outboxCount(),
+    });
   }
 
   /** `cmd/finetune` from code (finetuner.ts); resolves to the command's result. */
@@ -210,7 +248,13 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 
   private connect(): void {
-    const link = new MqttLink({ mqtt: this.config.mqtt, prefix: this.config.topicPrefix, store: this.store, birth: () => this.statusBody(), subscribe: this.ota.topics });
+    const link = new MqttLink({
+      mqtt: this.config.mqtt,
+      prefix: this.config.topicPrefix,
+      store: this.store,
+      birth: () => this.statusBody(),
+      subscribe: this.ota.topics,
+    });
     link.on('online', (protocol) => {
       this.ota.online();
       this.emit('online', protocol);
@@ -264,14 +308,24 @@ export class Agent extends EventEmitter<AgentEvents> {
     const model = this.activeVersion!;
     this.metrics.record(result, frame.label);
     this.recent.hold(id, frame.data);
-    this.reporter.record({ frame: id, ts: Date.now(), model, prediction: result.prediction, confidence: result.confidence, label: frame.label, latencyMs: result.latencyMs });
+    this.reporter.record({
+      frame: id,
+      ts: Date.now(),
+      model,
+      prediction: result.prediction,
+      confidence: result.confidence,
+      label: frame.label,
+      latencyMs: result.latencyMs,
+    });
     this.ota.result(model, result);
     if (this.listenerCount('result') > 0) this.emit('result', { frame: id, label: frame.label, model, result });
   }
 
   private frameError(err: Error, origin: string): void {
     this.metrics.frameErrors++;
-    void this.link?.publish('errors', { origin, error: errorBody(err), ts: Date.now() } satisfies ErrorMessage, { qos: 0 });
+    void this.link?.publish('errors', { origin, error: errorBody(err), ts: Date.now() } satisfies ErrorMessage, {
+      qos: 0,
+    });
     this.report(err);
   }
 

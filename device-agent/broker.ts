@@ -58,11 +58,14 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBro
     await closeAedes();
     throw err;
   }
-  const ws = opts.wsPort === undefined ? null : await websocketListener(aedes, opts.wsPort, host).catch(async (err: unknown) => {
-    await new Promise<void>((r) => server.close(() => r()));
-    await closeAedes();
-    throw err;
-  });
+  const ws =
+    opts.wsPort === undefined
+      ? null
+      : await websocketListener(aedes, opts.wsPort, host).catch(async (err: unknown) => {
+          await new Promise<void>((r) => server.close(() => r()));
+          await closeAedes();
+          throw err;
+        });
   const local = host === '0.0.0.0' ? '127.0.0.1' : host;
   return {
     aedes,
@@ -81,14 +84,23 @@ export async function startBroker(opts: BrokerOptions = {}): Promise<EmbeddedBro
 }
 
 /** MQTT over WebSocket: each websocket becomes a stream Aedes handles like a TCP connection. */
-async function websocketListener(aedes: Aedes, port: number, host: string): Promise<{ port: number; close(): Promise<void> }> {
+async function websocketListener(
+  aedes: Aedes,
+  port: number,
+  host: string,
+): Promise<{ port: number; close(): Promise<void> }> {
   // ws ships with the MQTT client anyway; loaded only when a websocket listener is asked for.
   const { WebSocketServer, createWebSocketStream } = await import('ws');
   const http = createHttpServer((_req, res) => {
-    res.writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' }).end('MQTT over WebSocket: connect with a websocket (subprotocol "mqtt")\n');
+    res
+      .writeHead(426, { 'content-type': 'text/plain', upgrade: 'websocket' })
+      .end('MQTT over WebSocket: connect with a websocket (subprotocol "mqtt")\n');
   });
   // Browsers' MQTT clients ask for "mqtt" (3.1.1 and 5) or "mqttv3.1"; anything else is still served as MQTT.
-  const wss = new WebSocketServer({ server: http, handleProtocols: (asked) => (asked.has('mqtt') ? 'mqtt' : asked.has('mqttv3.1') ? 'mqttv3.1' : false) });
+  const wss = new WebSocketServer({
+    server: http,
+    handleProtocols: (asked) => (asked.has('mqtt') ? 'mqtt' : asked.has('mqttv3.1') ? 'mqttv3.1' : false),
+  });
   wss.on('connection', (socket, req) => {
     const stream = createWebSocketStream(socket);
     // A browser tab closing mid-frame is no broker error: Aedes sees the stream end and fires the Last Will.

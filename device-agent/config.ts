@@ -24,17 +24,24 @@ export function readConfigFile(path: string): Json {
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(`config: expected a readable file, got ${JSON.stringify(path)} (${(err as Error).message})`, 'config');
+    throw new ConfigError(
+      `config: expected a readable file, got ${JSON.stringify(path)} (${(err as Error).message})`,
+      'config',
+    );
   }
   let raw: unknown;
   try {
     raw = path.endsWith('.json') ? JSON.parse(text) : (require('yaml') as typeof import('yaml')).parse(text);
   } catch (err) {
     // The YAML parser's message goes on with a picture of the offending lines: its first line says it all.
-    throw new ConfigError(`config: expected valid ${path.endsWith('.json') ? 'JSON' : 'YAML'} in ${path}, got ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`, 'config');
+    throw new ConfigError(
+      `config: expected valid ${path.endsWith('.json') ? 'JSON' : 'YAML'} in ${path}, got ${(err as Error).message.split('\n')[0]!.replace(/:$/, '')}`,
+      'config',
+    );
   }
   if (raw === null || raw === undefined) return {};
-  if (!isPlain(raw)) throw new ConfigError(`config: expected a mapping at the top of ${path}, got ${show(raw)}`, 'config');
+  if (!isPlain(raw))
+    throw new ConfigError(`config: expected a mapping at the top of ${path}, got ${show(raw)}`, 'config');
   return raw;
 }
 
@@ -56,5 +63,9 @@ export function mergeDeep(a: Json, b: Json): Json {
 /** The config as plain JSON (source spec as its string), for the `config` command and the status message. */
 export function configToJson(config: AgentConfig): Json {
   const { password: _password, ...mqtt } = config.mqtt;
-  return { ...config, source: { ...config.source, spec: sourceSpecString(config.source.spec) }, mqtt: { ...mqtt, password: config.mqtt.password === null ? null : '***' } };
+  return {
+    ...config,
+    source: { ...config.source, spec: sourceSpecString(config.source.spec) },
+    mqtt: { ...mqtt, password: config.mqtt.password === null ? null : '***' },
+  };
 }

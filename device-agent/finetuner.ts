@@ -44,7 +44,8 @@ export class FineTuner {
   /** One run; progress reports (about ten per phase) go to `progress`. Refused while another run or an update is under way. */
   run(args: Json, progress: (body: Json) => void = () => undefined): Promise<Json> {
     const busy = this.current ? 'a fine-tuning run is in progress' : this.host.ota.busy();
-    if (busy) return Promise.reject(new OtaError(`finetune: busy: ${busy}; try again when it has finished`, 'finetune'));
+    if (busy)
+      return Promise.reject(new OtaError(`finetune: busy: ${busy}; try again when it has finished`, 'finetune'));
     const run = this.runNow(args, progress).finally(() => {
       this.current = null;
     });
@@ -65,11 +66,15 @@ export class FineTuner {
 
   private async runNow(args: Json, progress: (body: Json) => void): Promise<Json> {
     const gate = args.gate ?? {};
-    if (typeof gate !== 'object' || gate === null || Array.isArray(gate)) throw new ConfigError(`finetune: gate: expected an object of gate options, got ${show(gate)}`, 'gate');
+    if (typeof gate !== 'object' || gate === null || Array.isArray(gate))
+      throw new ConfigError(`finetune: gate: expected an object of gate options, got ${show(gate)}`, 'gate');
     for (const [key, value] of Object.entries(gate)) {
       // gateOptions checks the ranges; here only that each is a known option with a number.
       if (!(key in GATE_DEFAULTS) || typeof value !== 'number') {
-        throw new ConfigError(`finetune: gate.${key}: expected a number for one of ${Object.keys(GATE_DEFAULTS).join(', ')}, got ${show(value)}`, `gate.${key}`);
+        throw new ConfigError(
+          `finetune: gate.${key}: expected a number for one of ${Object.keys(GATE_DEFAULTS).join(', ')}, got ${show(value)}`,
+          `gate.${key}`,
+        );
       }
     }
     const { store, registry } = this.host;
@@ -83,37 +88,75 @@ export class FineTuner {
     // Frames labelled under another model (other input shape or classes) cannot train this one.
     const usable = stored.filter((f) => f.shape[0] === h && f.shape[1] === w && f.shape[2] === c && f.label < classes);
     // The cache key names the pixels: frame numbers restart with every run of the agent.
-    const frames: TrainingFrame[] = usable.map((f) => ({ id: `sha256:${sha256(f.data)}`, data: f.data, label: f.label }));
+    const frames: TrainingFrame[] = usable.map((f) => ({
+      id: `sha256:${sha256(f.data)}`,
+      data: f.data,
+      label: f.label,
+    }));
     const version = registry.nextVersion(parent.name, parent.version);
     let lastTenth = -1;
     const onProgress = (p: FineTuneProgress): void => {
-      if (!this.host.running()) throw new ConfigError('finetune: expected the agent to keep running, got a stop during the run', 'finetune');
+      if (!this.host.running())
+        throw new ConfigError('finetune: expected the agent to keep running, got a stop during the run', 'finetune');
       // About ten reports per phase: enough to follow, not a flood on a slow link.
-      const tenth = p.phase === 'features' ? Math.floor((10 * p.done) / p.total) : p.phase === 'train' ? Math.floor((10 * p.epoch) / p.epochs) : 10;
-      if (p.phase === 'gate' || tenth !== lastTenth) progress({ ...p, ...(p.phase === 'train' ? { loss: round(p.loss, 4) } : {}) });
+      const tenth =
+        p.phase === 'features'
+          ? Math.floor((10 * p.done) / p.total)
+          : p.phase === 'train'
+            ? Math.floor((10 * p.epoch) / p.epochs)
+            : 10;
+      if (p.phase === 'gate' || tenth !== lastTenth)
+        progress({ ...p, ...(p.phase === 'train' ? { loss: round(p.loss, 4) } : {}) });
       lastTenth = p.phase === 'gate' ? -1 : tenth;
     };
     const result = await fineTuneAsync({
-      parent, parentSha256: parentRec.sha256, frames, reference: this.referenceFrames(parent), cache: store.features, gate: gate as GateOptions, version, onProgress,
+      parent,
+      parentSha256: parentRec.sha256,
+      frames,
+      reference: this.referenceFrames(parent),
+      cache: store.features,
+      gate: gate as GateOptions,
+      version,
+      onProgress,
     });
     const d = result.decision;
     const summary = {
       parent: parentVersion,
       labelled: { stored: stored.length, used: frames.length },
       reasons: d.reasons,
-      holdout: { frames: d.holdout.frames, before: round(d.holdout.before, 4), after: round(d.holdout.after, 4), fixed: d.holdout.fixed, broken: d.holdout.broken, pValue: d.holdout.pValue },
-      reference: { frames: d.reference.frames, before: round(d.reference.before, 4), after: round(d.reference.after, 4) },
+      holdout: {
+        frames: d.holdout.frames,
+        before: round(d.holdout.before, 4),
+        after: round(d.holdout.after, 4),
+        fixed: d.holdout.fixed,
+        broken: d.holdout.broken,
+        pValue: d.holdout.pValue,
+      },
+      reference: {
+        frames: d.reference.frames,
+        before: round(d.reference.before, 4),
+        after: round(d.reference.after, 4),
+      },
       timings: Object.fromEntries(Object.entries(result.timings).map(([k, v]) => [k, Math.round(v)])),
     };
     if (!result.model) return { accepted: false, version: null, job: null, ...summary };
     const now = this.host.active().version;
     if (now !== parentVersion) {
-      throw new ConfigError(`finetune: expected ${parentVersion} to stay active during the run, got ${show(now)}; nothing installed`, 'finetune');
+      throw new ConfigError(
+        `finetune: expected ${parentVersion} to stay active during the run, got ${show(now)}; nothing installed`,
+        'finetune',
+      );
     }
     const key = modelKey(result.model);
     progress({ phase: 'activate', version: key });
     const row = await this.host.ota.installLocal(writeBwsnn(result.model), 'finetune');
-    return { accepted: true, version: key, job: { jobId: row.jobId, state: row.state, step: row.step, reason: row.reason }, active: this.host.active().version, ...summary };
+    return {
+      accepted: true,
+      version: key,
+      job: { jobId: row.jobId, state: row.state, step: row.step, reason: row.reason },
+      active: this.host.active().version,
+      ...summary,
+    };
   }
 
   private referenceFrames(model: BwsnnModel): TrainingFrame[] {
@@ -122,16 +165,28 @@ export class FineTuner {
       const [h, w, c] = model.input;
       const [sh, sw, sc] = samples.frameShape;
       if (sh !== h || sw !== w || sc !== c) {
-        throw new ConfigError(`finetune: reference frames: expected the shipped samples (models/samples/) to fit the model's input ${h}x${w}x${c}, got ${sh}x${sw}x${sc}`, 'finetune');
+        throw new ConfigError(
+          `finetune: reference frames: expected the shipped samples (models/samples/) to fit the model's input ${h}x${w}x${c}, got ${sh}x${sw}x${sc}`,
+          'finetune',
+        );
       }
-      this.reference = Array.from({ length: samples.count }, (_, i) => ({ id: `reference#${i}`, data: samples.frame(i), label: samples.labels[i]! }));
+      this.reference = Array.from({ length: samples.count }, (_, i) => ({
+        id: `reference#${i}`,
+        data: samples.frame(i),
+        label: samples.labels[i]!,
+      }));
     }
     return this.reference;
   }
 
   /** finetune.auto: the same run as `cmd/finetune`, reported on `reply/finetune`. */
   private auto(labelled: number): void {
-    const send = (body: Json) => this.host.publish('reply/finetune', { command: 'finetune', trigger: 'auto', labelled, ...body }, { qos: body.progress ? 0 : 1 });
+    const send = (body: Json) =>
+      this.host.publish(
+        'reply/finetune',
+        { command: 'finetune', trigger: 'auto', labelled, ...body },
+        { qos: body.progress ? 0 : 1 },
+      );
     this.run({}, (progress) => send({ ok: true, progress })).then(
       (result) => send({ ok: true, result }),
       (err: Error) => {

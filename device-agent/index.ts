@@ -1,7 +1,15 @@
 /** sei-edge device agent: the public API. Re-exports only. */
 export { Agent } from './agent.js';
 export type { AgentEvents, AgentFrame, AgentOptions, AgentResult } from './agent.js';
-export { configToJson, loadConfigFile, mergeDeep, parseConfig, parseSourceSpec, readConfigFile, sourceSpecString } from './config.js';
+export {
+  configToJson,
+  loadConfigFile,
+  mergeDeep,
+  parseConfig,
+  parseSourceSpec,
+  readConfigFile,
+  sourceSpecString,
+} from './config.js';
 export type { AgentConfig, Crop, Json, SourceSpec } from './config.js';
 export { startBroker } from './broker.js';
 export type { BrokerOptions, EmbeddedBroker } from './broker.js';
@@ -20,5 +28,15 @@ export type { FrameSource, SourceFrame, SourceOptions } from './sources/index.js
 export { DropOldestQueue } from './sources/queue.js';
 export { MemoryFeatureCache, MemoryStore } from './store/memory.js';
 export { SqliteStore } from './store/sqlite.js';
-export type { FeatureCache, LabelledFrame, MetricsRecord, ModelRecord, ModelState, OutboxMessage, PredictionRecord, RetentionLimits, StateStore } from './store/types.js';
+export type {
+  FeatureCache,
+  LabelledFrame,
+  MetricsRecord,
+  ModelRecord,
+  ModelState,
+  OutboxMessage,
+  PredictionRecord,
+  RetentionLimits,
+  StateStore,
+} from './store/types.js';
 export { DEFAULT_LIMITS } from './store/types.js';

@@ -100,7 +100,9 @@ export type CommandReply = { readonly command: string; readonly correlationId?: 
 export type ModelsResult = { readonly active: string; readonly models: readonly ModelRecord[] };
 
 /** `activate`: a version by name, or a rollback to the one the last update replaced. */
-export type ActivateResult = { readonly active: string; readonly activatedAt: number | null } | { readonly active: string; readonly rolledBackFrom: string };
+export type ActivateResult =
+  | { readonly active: string; readonly activatedAt: number | null }
+  | { readonly active: string; readonly rolledBackFrom: string };
 
 /** `label`: how many frames were stored, which ids the agent no longer holds, and the labelled frames it has now. */
 export type LabelResult = { readonly saved: number; readonly missing: readonly number[]; readonly total: number };

@@ -83,7 +83,12 @@ export class Pipeline {
         }
         // A camera pipeline that dies closes stdin: say so, since the agent itself stays up (commands still work).
         if (generation === this.generation && this.running && source.live) {
-          this.report(new FrameError(`source: expected frames to keep coming, got the end of ${source.description}`, 'source.spec'));
+          this.report(
+            new FrameError(
+              `source: expected frames to keep coming, got the end of ${source.description}`,
+              'source.spec',
+            ),
+          );
         }
       } catch (err) {
         this.report(err as Error);

@@ -47,7 +47,10 @@ export class ModelRegistry {
       return { problem: `expected its file at ${rec.path}, got ${(err as Error).message}` };
     }
     const digest = sha256(bytes);
-    if (digest !== rec.sha256) return { problem: `expected sha256 ${rec.sha256.slice(0, 16)}…, got ${digest.slice(0, 16)}… (file changed since it was registered)` };
+    if (digest !== rec.sha256)
+      return {
+        problem: `expected sha256 ${rec.sha256.slice(0, 16)}…, got ${digest.slice(0, 16)}… (file changed since it was registered)`,
+      };
     return { bytes };
   }
 
@@ -81,13 +84,20 @@ export class ModelRegistry {
         report(err as Error);
       }
     }
-    if (model.path !== null) return this.register(fromFile('model.path', 'a readable .bwsnn file', model.path, () => readModelFile(model.path!)));
+    if (model.path !== null)
+      return this.register(
+        fromFile('model.path', 'a readable .bwsnn file', model.path, () => readModelFile(model.path!)),
+      );
     const known = this.list().filter((m) => inDir.has(m.sha256));
-    const chosen = known.find((m) => m.state === 'active') ?? known.sort((a, b) => versionNumber(a) - versionNumber(b)).at(-1);
+    const chosen =
+      known.find((m) => m.state === 'active') ?? known.sort((a, b) => versionNumber(a) - versionNumber(b)).at(-1);
     if (chosen) return chosen;
     const bundled = bundledModel();
     if (bundled) return this.register(readModelFile(bundled));
-    throw new ConfigError('model.path: expected a .bwsnn file (or model.dir with one), got none and no model is bundled in models/', 'model.path');
+    throw new ConfigError(
+      'model.path: expected a .bwsnn file (or model.dir with one), got none and no model is bundled in models/',
+      'model.path',
+    );
   }
 
   /** The next free version number for a model `name` now at `version`: a rolled-back fine-tune keeps its number. */

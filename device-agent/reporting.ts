@@ -78,7 +78,12 @@ export class Reporter {
     const link = this.host.link();
     try {
       this.host.store.addMetrics(snap.ts, snap);
-      if (link) link.enqueue('metrics', { device: this.host.config().device, ...snap, predictionsDropped: this.predictionsDropped + (link.droppedOffline ?? 0) } satisfies MetricsMessage);
+      if (link)
+        link.enqueue('metrics', {
+          device: this.host.config().device,
+          ...snap,
+          predictionsDropped: this.predictionsDropped + (link.droppedOffline ?? 0),
+        } satisfies MetricsMessage);
     } catch (err) {
       this.host.report(err as Error);
     }
@@ -93,7 +98,15 @@ export class Reporter {
     const { version, labels } = this.host.model();
     const body: PredictionsMessage = {
       model: version,
-      predictions: batch.map((p) => ({ frame: p.frame, ts: p.ts, class: p.prediction, name: labels[p.prediction] ?? null, confidence: round(p.confidence, 4), label: p.label, latencyMs: round(p.latencyMs, 4) })),
+      predictions: batch.map((p) => ({
+        frame: p.frame,
+        ts: p.ts,
+        class: p.prediction,
+        name: labels[p.prediction] ?? null,
+        confidence: round(p.confidence, 4),
+        label: p.label,
+        latencyMs: round(p.latencyMs, 4),
+      })),
     };
     void link.publish('predictions', body, { qos: 0 });
   }

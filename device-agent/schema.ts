@@ -90,7 +90,12 @@ interface Base<T> {
 }
 
 /** A field whose value is accepted as is once `accepts` says so; `refine` adds a second, narrower check. */
-function scalar<T>(expected: string, o: Base<T>, accepts: (v: unknown) => boolean, refine?: { test: (v: T) => boolean; expected: string }): Field<T> {
+function scalar<T>(
+  expected: string,
+  o: Base<T>,
+  accepts: (v: unknown) => boolean,
+  refine?: { test: (v: T) => boolean; expected: string },
+): Field<T> {
   const hasDefault = 'default' in o;
   return {
     doc: o.doc,
@@ -122,7 +127,10 @@ export function str(o: Base<string> & Refine<string>): Field<string> {
 }
 
 export function strOrNull(o: Base<string | null> & Refine<string>): Field<string | null> {
-  const refine = o.refine && { test: (v: string | null) => v === null || o.refine!.test(v), expected: `${o.refine.expected}, or null` };
+  const refine = o.refine && {
+    test: (v: string | null) => v === null || o.refine!.test(v),
+    expected: `${o.refine.expected}, or null`,
+  };
   return scalar('a non-empty string or null', { default: null, ...o }, (v) => v === null || nonEmpty(v), refine);
 }
 
@@ -156,7 +164,10 @@ export function custom<T>(o: Base<T> & { readonly expected: string; parse(v: unk
 
 export interface SectionOptions<F extends Fields> {
   /** Checks across fields, after each field passed its own; `refuse(key, expected, actual)` names the field. */
-  readonly check?: (value: InferFields<F>, refuse: (key: keyof F & string, expected: string, actual: unknown) => never) => void;
+  readonly check?: (
+    value: InferFields<F>,
+    refuse: (key: keyof F & string, expected: string, actual: unknown) => never,
+  ) => void;
   readonly documentedIn?: string;
 }
 
@@ -175,7 +186,11 @@ export function section<F extends Fields>(doc: string, fields: F, opts: SectionO
       const r = path === '' ? out : root;
       for (const [key, field] of Object.entries(fields)) out[key] = field.read(raw[key], join(path, key), r);
       for (const key of Object.keys(raw)) {
-        if (!(key in fields)) throw new ConfigError(`${join(path, key)}: unknown setting (a typo?), got ${show(raw[key])}`, join(path, key));
+        if (!(key in fields))
+          throw new ConfigError(
+            `${join(path, key)}: unknown setting (a typo?), got ${show(raw[key])}`,
+            join(path, key),
+          );
       }
       opts.check?.(out as InferFields<F>, (key, expected, actual) => fail(join(path, key), expected, actual));
       return out as InferFields<F>;
@@ -225,7 +240,10 @@ export function markdownTable(s: Section<Fields>, prefix = ''): string {
         continue;
       }
       // A section is its fields' rows; one that null switches off has a row of its own first.
-      if (!field.fields || field.nullable) rows.push(`| \`${name}\` | ${field.shown === 'required' ? 'required' : `\`${cell(field.shown)}\``} | ${cell(field.expected)} | ${cell(field.doc)} |`);
+      if (!field.fields || field.nullable)
+        rows.push(
+          `| \`${name}\` | ${field.shown === 'required' ? 'required' : `\`${cell(field.shown)}\``} | ${cell(field.expected)} | ${cell(field.doc)} |`,
+        );
       if (field.fields) walk(field.fields, name);
     }
   };
@@ -241,7 +259,10 @@ export function fromFile<T>(field: string, expected: string, path: string, read:
   const convert = (err: unknown): never => {
     const code = (err as NodeJS.ErrnoException).code;
     if (err instanceof FormatError || (typeof code === 'string' && code.startsWith('E'))) {
-      throw new ConfigError(`${field}: expected ${expected}, got ${JSON.stringify(path)} (${err instanceof FormatError ? err.message : code})`, field);
+      throw new ConfigError(
+        `${field}: expected ${expected}, got ${JSON.stringify(path)} (${err instanceof FormatError ? err.message : code})`,
+        field,
+      );
     }
     throw err;
   };

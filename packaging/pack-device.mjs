@@ -28,11 +28,16 @@ const { values } = parseArgs({
 const arch = values.arch;
 if (!['amd64', 'arm64', 'armhf'].includes(arch)) fail(`--arch: expected amd64, arm64 or armhf, got '${arch}'`);
 if (values['sqlite-addon'] === undefined) {
-  console.warn(`pack-device: no --sqlite-addon: the box must build better-sqlite3 itself (install-pi.sh does, given build tools)`);
+  console.warn(
+    `pack-device: no --sqlite-addon: the box must build better-sqlite3 itself (install-pi.sh does, given build tools)`,
+  );
 }
 
 /** The device's entry points; everything they import (statically) comes along. */
-const ENTRIES = ['dist/scripts/sei-device.js', ...['agent', 'run', 'finetune', 'broker', 'doctor'].map((c) => `dist/scripts/commands/${c}.js`)];
+const ENTRIES = [
+  'dist/scripts/sei-device.js',
+  ...['agent', 'run', 'finetune', 'broker', 'doctor'].map((c) => `dist/scripts/commands/${c}.js`),
+];
 /** Whole folders shipped as they are (the runtime loads its .wasm by path; models are data). */
 const FOLDERS = ['dist/runtime', 'dist/device-agent', 'dist/models'];
 /** Server-side packages that never go on a box (sharp decodes image folders for the trainer and `sei eval`). */
@@ -47,7 +52,8 @@ for (const e of ENTRIES) if (!existsSync(join(root, e))) fail(`${e} is missing: 
 
 // Imports of compiled ESM with a literal specifier: `import … from 'x'`, `export … from 'x'`, `import 'x'`, and the
 // lazy forms `import('x')` and `require('x')` (dependencies loaded only when a feature is used).
-const IMPORT = /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|(?:^|\n)\s*import\s*['"]([^'"]+)['"]|\b(?:import|require)\(\s*['"]([^'"]+)['"]\s*\)/g;
+const IMPORT =
+  /(?:^|\n)\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|(?:^|\n)\s*import\s*['"]([^'"]+)['"]|\b(?:import|require)\(\s*['"]([^'"]+)['"]\s*\)/g;
 const files = new Set();
 /** package name → the import chain that first reached it. */
 const packages = new Map();
@@ -82,7 +88,10 @@ for (const f of files) cpSync(f, join(stage, relative(root, f)));
 // tests ran against).
 const direct = [...packages.keys()].filter((n) => !TRAINER_ONLY.test(n)).sort();
 for (const [name, chain] of packages) {
-  if (TRAINER_ONLY.test(name)) console.warn(`pack-device: not bundled: ${name}, imported by ${chain.join(' > ')} — ${lazily.has(name) ? 'loaded lazily: only that feature is missing on the box' : 'that command will not load on the box'}`);
+  if (TRAINER_ONLY.test(name))
+    console.warn(
+      `pack-device: not bundled: ${name}, imported by ${chain.join(' > ')} — ${lazily.has(name) ? 'loaded lazily: only that feature is missing on the box' : 'that command will not load on the box'}`,
+    );
 }
 const pkgJson = (dir) => JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8'));
 const copied = new Set();
@@ -119,19 +128,30 @@ for (const name of direct) bundle(name, root);
 // the one built for the box's Node (scripts/arm/build-sqlite.sh). install-pi.sh puts it where better-sqlite3
 // looks (build/Release/), and rebuilds from the bundled sources when it does not load.
 if (!direct.includes('better-sqlite3')) fail('the device code no longer imports better-sqlite3: update this script');
-if (values['sqlite-addon'] !== undefined) cpSync(resolve(values['sqlite-addon']), join(stage, 'native/better_sqlite3.node'));
+if (values['sqlite-addon'] !== undefined)
+  cpSync(resolve(values['sqlite-addon']), join(stage, 'native/better_sqlite3.node'));
 
-for (const f of ['sei-agent.service', 'agent.json', 'README.md']) cpSync(join(root, 'packaging', f), join(stage, 'packaging', f));
+for (const f of ['sei-agent.service', 'agent.json', 'README.md'])
+  cpSync(join(root, 'packaging', f), join(stage, 'packaging', f));
 // The licence and the notices (the sample frames' attribution) travel with every copy (Apache-2.0 §4).
 for (const f of ['LICENSE', 'NOTICE']) cpSync(join(root, f), join(stage, f));
 cpSync(join(root, 'scripts/install-pi.sh'), join(stage, 'install-pi.sh'));
 // The launcher runs with the unit's V8 heap flags (their reasons are in the unit), so that `sei` by hand behaves
 // as the service does; `env -S` (coreutils 8.30+, every supported Debian) splits them off the shebang line.
 const unit = readFileSync(join(root, 'packaging/sei-agent.service'), 'utf8');
-const execStart = /^ExecStart=\/usr\/bin\/node((?: --[a-z-]+=\S+)*) \/opt\/sei-edge\/current\/bin\/sei\.js /m.exec(unit);
-if (!execStart) fail('packaging/sei-agent.service: expected `ExecStart=/usr/bin/node [--v8-flag=value...] /opt/sei-edge/current/bin/sei.js ...`');
+const execStart = /^ExecStart=\/usr\/bin\/node((?: --[a-z-]+=\S+)*) \/opt\/sei-edge\/current\/bin\/sei\.js /m.exec(
+  unit,
+);
+if (!execStart)
+  fail(
+    'packaging/sei-agent.service: expected `ExecStart=/usr/bin/node [--v8-flag=value...] /opt/sei-edge/current/bin/sei.js ...`',
+  );
 mkdirSync(join(stage, 'bin'));
-writeFileSync(join(stage, 'bin/sei.js'), `#!/usr/bin/env -S node${execStart[1]}\nimport '../dist/scripts/sei-device.js';\n`, { mode: 0o755 });
+writeFileSync(
+  join(stage, 'bin/sei.js'),
+  `#!/usr/bin/env -S node${execStart[1]}\nimport '../dist/scripts/sei-device.js';\n`,
+  { mode: 0o755 },
+);
 
 const project = pkgJson(root);
 const dependencies = Object.fromEntries(direct.map((n) => [n, pkgJson(join(root, 'node_modules', n)).version]));
@@ -158,11 +178,16 @@ writeFileSync(
 );
 
 mkdirSync(values.out, { recursive: true });
-const packed = spawnSync('npm', ['pack', '--json', '--pack-destination', resolve(values.out)], { cwd: stage, encoding: 'utf8' });
+const packed = spawnSync('npm', ['pack', '--json', '--pack-destination', resolve(values.out)], {
+  cwd: stage,
+  encoding: 'utf8',
+});
 if (packed.status !== 0) fail(`npm pack failed:\n${packed.stderr}`);
 const [info] = JSON.parse(packed.stdout);
 const tarball = join(resolve(values.out), `sei-edge-device-${project.version}-${arch}.tgz`);
 rmSync(tarball, { force: true });
 cpSync(join(resolve(values.out), info.filename), tarball);
 rmSync(join(resolve(values.out), info.filename));
-console.log(`pack-device: ${relative(root, tarball)}: ${info.entryCount} files, ${(info.size / 2 ** 20).toFixed(1)} MiB packed, ${(info.unpackedSize / 2 ** 20).toFixed(1)} MiB unpacked; bundled ${direct.join(', ')}`);
+console.log(
+  `pack-device: ${relative(root, tarball)}: ${info.entryCount} files, ${(info.size / 2 ** 20).toFixed(1)} MiB packed, ${(info.unpackedSize / 2 ** 20).toFixed(1)} MiB unpacked; bundled ${direct.join(', ')}`,
+);

@@ -1,7 +1,16 @@
 /** sei-edge runtime: the public API. Re-exports only; deep imports are not part of the contract. */
 export { createEngine, loadModel, validateFrame } from './engine/index.js';
 export type { EngineOptions, LoadOptions } from './engine/index.js';
-export type { Engine, Frame, InferOptions, InferResult, KernelChoice, KernelName, LayerTrace, StreamItem } from './engine/types.js';
+export type {
+  Engine,
+  Frame,
+  InferOptions,
+  InferResult,
+  KernelChoice,
+  KernelName,
+  LayerTrace,
+  StreamItem,
+} from './engine/types.js';
 export { selectKernel, wasmUnavailable } from './kernels/select.js';
 export { SeiError, FormatError, ConfigError, FrameError, OtaError, show } from './errors.js';
 export * from './format/index.js';

@@ -16,13 +16,19 @@ try {
 
 const { error, stderr } = await asc.main([
   source,
-  '--outFile', output,
-  '--optimizeLevel', '3',
-  '--shrinkLevel', '0',
-  '--runtime', 'stub',
+  '--outFile',
+  output,
+  '--optimizeLevel',
+  '3',
+  '--shrinkLevel',
+  '0',
+  '--runtime',
+  'stub',
   '--noAssert',
-  '--enable', 'simd',
-  '--disable', 'relaxed-simd',
+  '--enable',
+  'simd',
+  '--disable',
+  'relaxed-simd',
 ]);
 if (error) {
   console.error(stderr.toString());

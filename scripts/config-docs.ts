@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url';
 import { AGENT_SCHEMA } from '../device-agent/config-schema.js';
 import { markdownTable } from '../device-agent/schema.js';
 
-export const BEGIN = '<!-- config table: generated from device-agent/config-schema.ts by `npm run docs:config`; edit the schema, not this table -->';
+export const BEGIN =
+  '<!-- config table: generated from device-agent/config-schema.ts by `npm run docs:config`; edit the schema, not this table -->';
 export const END = '<!-- end of config table -->';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -23,7 +24,8 @@ export const CONFIG_TABLES: ReadonlyArray<{ readonly file: string; readonly tabl
 export function withTable(text: string, table: string, file: string): string {
   const from = text.indexOf(BEGIN);
   const to = text.indexOf(END);
-  if (from < 0 || to < from) throw new Error(`${file}: expected the config table markers (${BEGIN} ... ${END}), got none`);
+  if (from < 0 || to < from)
+    throw new Error(`${file}: expected the config table markers (${BEGIN} ... ${END}), got none`);
   return `${text.slice(0, from)}${BEGIN}\n${table}\n${text.slice(to)}`;
 }
 
@@ -44,6 +46,9 @@ export function updateConfigTables(write: boolean): string[] {
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const check = process.argv.includes('--check');
   const stale = updateConfigTables(!check);
-  for (const file of stale) console.log(check ? `${file}: config table out of date (run npm run docs:config)` : `${file}: config table rewritten`);
+  for (const file of stale)
+    console.log(
+      check ? `${file}: config table out of date (run npm run docs:config)` : `${file}: config table rewritten`,
+    );
   if (check && stale.length > 0) process.exitCode = 1;
 }

@@ -18,13 +18,23 @@ export async function resolveModelArg(spec: string | undefined): Promise<BwsnnMo
     const { randomModel, FMNIST_BLOCKS } = await import('../runtime/format/random-model.js');
     return randomModel({ seed: Number(m[1]), blocks: FMNIST_BLOCKS, firstChannels: 32 });
   }
-  if (chosen.startsWith('random:')) throw new ConfigError(`--model: expected random:<non-negative integer seed>, got ${JSON.stringify(chosen)}`, 'model');
-  if (!existsSync(chosen)) throw new ConfigError(`--model: expected a .bwsnn file or random:SEED, got ${JSON.stringify(chosen)} (no such file)`, 'model');
+  if (chosen.startsWith('random:'))
+    throw new ConfigError(
+      `--model: expected random:<non-negative integer seed>, got ${JSON.stringify(chosen)}`,
+      'model',
+    );
+  if (!existsSync(chosen))
+    throw new ConfigError(
+      `--model: expected a .bwsnn file or random:SEED, got ${JSON.stringify(chosen)} (no such file)`,
+      'model',
+    );
   return chosen;
 }
 
 /** A `--model` value as a running engine: a file that cannot be read or is not a valid .bwsnn is a ConfigError naming --model. */
 export async function loadModelArg(spec: string | undefined, options: LoadOptions = {}): Promise<Engine> {
   const model = await resolveModelArg(spec);
-  return fromFile('--model', 'a .bwsnn model', typeof model === 'string' ? model : (spec ?? 'random:1'), () => loadModel(model, options));
+  return fromFile('--model', 'a .bwsnn model', typeof model === 'string' ? model : (spec ?? 'random:1'), () =>
+    loadModel(model, options),
+  );
 }

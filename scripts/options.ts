@@ -49,7 +49,12 @@ export function choice<const T extends string>(flag: string, values: readonly T[
 }
 
 /** An option whose value is one of `values`: --help lists them (commander's choices), a bad one is a ConfigError. */
-export function choiceOption<const T extends string>(flags: string, description: string, values: readonly T[], fallback?: NoInfer<T>): Option {
+export function choiceOption<const T extends string>(
+  flags: string,
+  description: string,
+  values: readonly T[],
+  fallback?: NoInfer<T>,
+): Option {
   const option = new Option(flags, description).choices(values);
   option.argParser(choice(option.long ?? flags, values));
   return fallback === undefined ? option : option.default(fallback);
@@ -87,8 +92,15 @@ const MAX_SIDE = 1024;
 export function frameShape(flag: string): Parser<[number, number, number]> {
   return (value) => {
     const m = /^\s*(\d+)\s*[x×]\s*(\d+)\s*[x×]\s*(\d+)\s*$/i.exec(value);
-    const dims = m ? [Number(m[1]), Number(m[2]), Number(m[3])] as [number, number, number] : undefined;
-    if (!dims || dims[0] < 1 || dims[1] < 1 || dims[0] > MAX_SIDE || dims[1] > MAX_SIDE || (dims[2] !== 1 && dims[2] !== 3)) {
+    const dims = m ? ([Number(m[1]), Number(m[2]), Number(m[3])] as [number, number, number]) : undefined;
+    if (
+      !dims ||
+      dims[0] < 1 ||
+      dims[1] < 1 ||
+      dims[0] > MAX_SIDE ||
+      dims[1] > MAX_SIDE ||
+      (dims[2] !== 1 && dims[2] !== 3)
+    ) {
       refuse(flag, `HEIGHTxWIDTHxCHANNELS with sides 1..${MAX_SIDE} and 1 or 3 channels (e.g. 32x32x3)`, value);
     }
     return dims;

@@ -4,4 +4,3 @@
 export function printJson(summary: Record<string, unknown>): void {
   process.stdout.write(JSON.stringify(summary) + '\n');
 }
-

@@ -9,13 +9,20 @@ import { Command, CommanderError } from 'commander';
 import { SeiError } from '../runtime/errors.js';
 
 /** Commander's codes that are not errors in what the user typed. */
-const NOT_USAGE_ERRORS = new Set(['commander.help', 'commander.helpDisplayed', 'commander.version', 'commander.executeSubCommandAsync']);
+const NOT_USAGE_ERRORS = new Set([
+  'commander.help',
+  'commander.helpDisplayed',
+  'commander.version',
+  'commander.executeSubCommandAsync',
+]);
 
 /** The root command; commands registered on it afterwards inherit its error handling. */
 export function createProgram(description: string): Command {
   return new Command('sei')
     .description(description)
-    .configureOutput({ outputError: (str, write) => write(`sei: ${str.trim().replace(/\s*\n\s*/g, ' ')} (add --help for usage)\n`) })
+    .configureOutput({
+      outputError: (str, write) => write(`sei: ${str.trim().replace(/\s*\n\s*/g, ' ')} (add --help for usage)\n`),
+    })
     .exitOverride();
 }
 

@@ -29,7 +29,9 @@ const clients = () => Object.keys((broker.aedes as unknown as { clients: Record<
 describe('start-up errors', () => {
   for (const spec of ['idx:/nope/images.gz', 'images:/nope']) {
     test(`${spec} at start: start rejects with a FrameError naming source.spec, and nothing stays running`, async () => {
-      const agent = new Agent({ config: agentConfig({ dir, model, url: broker.url, extra: { source: { spec }, metrics: { httpPort: 0 } } }) });
+      const agent = new Agent({
+        config: agentConfig({ dir, model, url: broker.url, extra: { source: { spec }, metrics: { httpPort: 0 } } }),
+      });
       const errors: Error[] = [];
       agent.on('error', (e) => errors.push(e));
       await assert.rejects(agent.start(), (e: Error) => {
@@ -43,7 +45,10 @@ describe('start-up errors', () => {
       while (clients() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       assert.equal(clients(), 0, 'the agent left its broker connection open');
       assert.equal(agent.connected, false);
-      await assert.rejects(fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`), 'the metrics endpoint still answers');
+      await assert.rejects(
+        fetch(`http://127.0.0.1:${agent.metricsPort}/metrics`),
+        'the metrics endpoint still answers',
+      );
       assert.deepEqual(errors, []);
     });
   }
@@ -54,7 +59,11 @@ describe('start-up errors', () => {
       [{ mqtt: { url: broker.url, tls: { ca: join(dir, 'nope.pem') } } }, 'mqtt.tls.ca'],
     ] as const) {
       const agent = new Agent({ config: agentConfig({ dir, model, url: broker.url, extra }) });
-      await assert.rejects(agent.start(), (e: Error) => e instanceof ConfigError && e.field === field && e.message.includes('nope.'), field);
+      await assert.rejects(
+        agent.start(),
+        (e: Error) => e instanceof ConfigError && e.field === field && e.message.includes('nope.'),
+        field,
+      );
       assert.equal(agent.connected, false);
       assert.equal(clients(), 0);
     }
@@ -75,7 +84,12 @@ describe('start-up errors', () => {
       assert.equal((await op.command(prefix, 'config')).result.source.spec, 'samples');
       const from = op.messages.length;
       const first = await op.waitFor((m) => m.topic === `${prefix}metrics`, 'metrics', 10_000, from);
-      await op.waitFor((m) => m.topic === `${prefix}metrics` && m.json.frames > first.json.frames, 'frames from the previous source', 10_000, from);
+      await op.waitFor(
+        (m) => m.topic === `${prefix}metrics` && m.json.frames > first.json.frames,
+        'frames from the previous source',
+        10_000,
+        from,
+      );
     } finally {
       await op.close();
       await agent.stop();

@@ -5,10 +5,24 @@ import { Command } from 'commander';
 import { describe, test } from 'node:test';
 import { AGENT_SCHEMA } from '../device-agent/config-schema.js';
 import { ConfigError } from '../runtime/index.js';
-import { choice, choiceOption, configOption, fromFile, int, kernelOption, list, num, positive, positiveInt } from '../scripts/options.js';
+import {
+  choice,
+  choiceOption,
+  configOption,
+  fromFile,
+  int,
+  kernelOption,
+  list,
+  num,
+  positive,
+  positiveInt,
+} from '../scripts/options.js';
 
 function refuses(parse: (v: string) => unknown, value: string, message: string): void {
-  assert.throws(() => parse(value), (e: Error) => e instanceof ConfigError && e.message === message && e.field === message.split(':')[0]);
+  assert.throws(
+    () => parse(value),
+    (e: Error) => e instanceof ConfigError && e.message === message && e.field === message.split(':')[0],
+  );
 }
 
 describe('option parsers', () => {
@@ -30,11 +44,15 @@ describe('option parsers', () => {
     assert.equal(choice('--clock', ['wall', 'cpu'])('cpu'), 'cpu');
     refuses(choice('--clock', ['wall', 'cpu']), 'gpu', '--clock: expected one of wall, cpu, got "gpu"');
     assert.deepEqual(list('--steps', int('--steps', 1, 16))('1, 2,4'), [1, 2, 4]);
-    refuses(list('--steps', int('--steps', 1, 16)), '1,,2', '--steps: expected a comma-separated list without empty items, got "1,,2"');
+    refuses(
+      list('--steps', int('--steps', 1, 16)),
+      '1,,2',
+      '--steps: expected a comma-separated list without empty items, got "1,,2"',
+    );
     refuses(list('--steps', int('--steps', 1, 16)), '1,17', '--steps: expected an integer in [1, 16], got "17"');
   });
 
-  test('a flag that sets a config field reads with that field\'s check, under the flag\'s name', () => {
+  test("a flag that sets a config field reads with that field's check, under the flag's name", () => {
     const fps = configOption('--fps', AGENT_SCHEMA.fields.source.fields.frameRate);
     assert.equal(fps('30'), 30);
     refuses(fps, 'fast', '--fps: expected a number in [0, 100000], got "fast"');
@@ -42,21 +60,42 @@ describe('option parsers', () => {
   });
 
   test('a file a flag names: file-system and format errors become one ConfigError naming the flag', async () => {
-    assert.throws(() => fromFile('--frames', 'a readable IDX file', '/nope', () => { throw Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' }); }), {
-      message: '--frames: expected a readable IDX file, got "/nope" (ENOENT)',
-    });
-    await assert.rejects(fromFile('--model', 'a model', 'm', () => Promise.reject(Object.assign(new Error('x'), { code: 'EISDIR' }))), { message: '--model: expected a model, got "m" (EISDIR)' });
+    assert.throws(
+      () =>
+        fromFile('--frames', 'a readable IDX file', '/nope', () => {
+          throw Object.assign(new Error('ENOENT: no such file'), { code: 'ENOENT' });
+        }),
+      {
+        message: '--frames: expected a readable IDX file, got "/nope" (ENOENT)',
+      },
+    );
+    await assert.rejects(
+      fromFile('--model', 'a model', 'm', () => Promise.reject(Object.assign(new Error('x'), { code: 'EISDIR' }))),
+      { message: '--model: expected a model, got "m" (EISDIR)' },
+    );
     // Anything else is not about the file: it passes through unchanged.
-    assert.throws(() => fromFile('--model', 'a model', 'm', () => { throw new TypeError('a bug'); }), TypeError);
+    assert.throws(
+      () =>
+        fromFile('--model', 'a model', 'm', () => {
+          throw new TypeError('a bug');
+        }),
+      TypeError,
+    );
   });
 
-  test('choice options keep commander\'s choices in --help and default', () => {
-    const program = new Command('t').exitOverride().addOption(kernelOption('kernel')).addOption(choiceOption('--which <name>', 'checkpoint', ['last', 'best'], 'last'));
+  test("choice options keep commander's choices in --help and default", () => {
+    const program = new Command('t')
+      .exitOverride()
+      .addOption(kernelOption('kernel'))
+      .addOption(choiceOption('--which <name>', 'checkpoint', ['last', 'best'], 'last'));
     const help = program.helpInformation().replace(/\s+/g, ' ');
     assert.match(help, /choices: "auto", "wasm", "reference", default: "auto"/);
     assert.match(help, /choices: "last", "best", default: "last"/);
     program.parse(['--kernel', 'wasm'], { from: 'user' });
     assert.deepEqual(program.opts(), { kernel: 'wasm', which: 'last' });
-    assert.throws(() => program.parse(['--kernel', 'gpu'], { from: 'user' }), (e: Error) => e instanceof ConfigError && e.field === '--kernel');
+    assert.throws(
+      () => program.parse(['--kernel', 'gpu'], { from: 'user' }),
+      (e: Error) => e instanceof ConfigError && e.field === '--kernel',
+    );
   });
 });

@@ -33,14 +33,34 @@ describe('config schema', () => {
       model: { path: null, dir: null, kernel: 'auto' },
       source: { spec: { kind: 'fmnist' }, frameRate: 10, loop: true, crop: null, invert: false, queueSize: 8 },
       mqtt: {
-        url: null, protocol: 'auto', clientId: 'sei-default-pi-7', username: null, password: null,
-        tls: { ca: null, cert: null, key: null, rejectUnauthorized: true }, keepalive: 30, reconnectMinMs: 500, reconnectMaxMs: 30_000,
+        url: null,
+        protocol: 'auto',
+        clientId: 'sei-default-pi-7',
+        username: null,
+        password: null,
+        tls: { ca: null, cert: null, key: null, rejectUnauthorized: true },
+        keepalive: 30,
+        reconnectMinMs: 500,
+        reconnectMaxMs: 30_000,
       },
       reporting: { metricsInterval: 10, predictions: true, predictionBatch: 1, predictionMaxRate: 20 },
       metrics: { httpPort: 9464, httpHost: '127.0.0.1', latencyWindow: 1024 },
-      store: { path: 'sei-agent.db', metricsHistory: 1000, predictionRows: 10_000, predictionMaxAge: 86_400, recentFrames: 256, outboxMax: 100_000 },
+      store: {
+        path: 'sei-agent.db',
+        metricsHistory: 1000,
+        predictionRows: 10_000,
+        predictionMaxAge: 86_400,
+        recentFrames: 256,
+        outboxMax: 100_000,
+      },
       ota: {
-        trustedKeys: [], dir: null, maxBytes: 64 * 2 ** 20, reserveBytes: 16 * 2 ** 20, window: 8, requestTimeoutMs: 3000, maxBlockRetries: 3,
+        trustedKeys: [],
+        dir: null,
+        maxBytes: 64 * 2 ** 20,
+        reserveBytes: 16 * 2 ** 20,
+        window: 8,
+        requestTimeoutMs: 3000,
+        maxBlockRetries: 3,
         probation: { frames: 100, seconds: 60, maxErrorRate: 0.05, maxLatencyRatio: 4, minConfidenceRatio: 0.5 },
       },
       finetune: { auto: null },
@@ -55,27 +75,83 @@ describe('config schema', () => {
   });
 
   test('the store retention limits are the store section of the schema', () => {
-    assert.deepEqual(DEFAULT_LIMITS, { metricsHistory: 1000, predictionRows: 10_000, predictionMaxAge: 86_400, outboxMax: 100_000 });
-    assert.deepEqual(retentionLimits(parseConfig({ store: { predictionRows: 7 } }).store), { ...DEFAULT_LIMITS, predictionRows: 7 });
+    assert.deepEqual(DEFAULT_LIMITS, {
+      metricsHistory: 1000,
+      predictionRows: 10_000,
+      predictionMaxAge: 86_400,
+      outboxMax: 100_000,
+    });
+    assert.deepEqual(retentionLimits(parseConfig({ store: { predictionRows: 7 } }).store), {
+      ...DEFAULT_LIMITS,
+      predictionRows: 7,
+    });
   });
 
   test('each kind of field refuses a bad value naming the field, the expected and the actual value', () => {
-    refuses({ store: { metricsHistory: 0 } }, 'store.metricsHistory', 'store.metricsHistory: expected an integer in [1, 10000000], got 0');
-    refuses({ reporting: { metricsInterval: 0.01 } }, 'reporting.metricsInterval', 'reporting.metricsInterval: expected a number in [0.05, 86400], got 0.01');
-    refuses({ metrics: { httpPort: 'on' } }, 'metrics.httpPort', 'metrics.httpPort: expected an integer in [0, 65535] or null, got "on"');
+    refuses(
+      { store: { metricsHistory: 0 } },
+      'store.metricsHistory',
+      'store.metricsHistory: expected an integer in [1, 10000000], got 0',
+    );
+    refuses(
+      { reporting: { metricsInterval: 0.01 } },
+      'reporting.metricsInterval',
+      'reporting.metricsInterval: expected a number in [0.05, 86400], got 0.01',
+    );
+    refuses(
+      { metrics: { httpPort: 'on' } },
+      'metrics.httpPort',
+      'metrics.httpPort: expected an integer in [0, 65535] or null, got "on"',
+    );
     refuses({ source: { loop: 'yes' } }, 'source.loop', 'source.loop: expected true or false, got "yes"');
-    refuses({ model: { kernel: 'gpu' } }, 'model.kernel', 'model.kernel: expected one of "auto", "wasm", "reference", got "gpu"');
+    refuses(
+      { model: { kernel: 'gpu' } },
+      'model.kernel',
+      'model.kernel: expected one of "auto", "wasm", "reference", got "gpu"',
+    );
     refuses({ model: { path: '' } }, 'model.path', 'model.path: expected a non-empty string or null, got ""');
-    refuses({ metrics: { httpHost: null } }, 'metrics.httpHost', 'metrics.httpHost: expected a non-empty string, got null');
+    refuses(
+      { metrics: { httpHost: null } },
+      'metrics.httpHost',
+      'metrics.httpHost: expected a non-empty string, got null',
+    );
     refuses({ device: 'a b' }, 'device', 'device: expected a topic level without "/", "#", "+" or spaces, got "a b"');
-    refuses({ source: { spec: 7 } }, 'source.spec', 'source.spec: expected a source spec string such as "fmnist" or "stdin:yuv420:640x480", got 7');
-    refuses({ source: { crop: 'centre' } }, 'source.crop', 'source.crop: expected null or {x, y, width, height}, got "centre"');
-    refuses({ source: { crop: { width: 10, height: 10, z: 1 } } }, 'source.crop.z', 'source.crop.z: unknown setting (a typo?), got 1');
+    refuses(
+      { source: { spec: 7 } },
+      'source.spec',
+      'source.spec: expected a source spec string such as "fmnist" or "stdin:yuv420:640x480", got 7',
+    );
+    refuses(
+      { source: { crop: 'centre' } },
+      'source.crop',
+      'source.crop: expected null or {x, y, width, height}, got "centre"',
+    );
+    refuses(
+      { source: { crop: { width: 10, height: 10, z: 1 } } },
+      'source.crop.z',
+      'source.crop.z: unknown setting (a typo?), got 1',
+    );
     refuses({ finetune: { auto: 300 } }, 'finetune.auto', 'finetune.auto: expected null or {minLabelled}, got 300');
-    refuses({ finetune: { auto: { minLabelled: 10 } } }, 'finetune.auto.minLabelled', 'finetune.auto.minLabelled: expected an integer in [40, 10000000], got 10');
-    refuses({ ota: { trustedKeys: 'key.pem' } }, 'ota.trustedKeys', 'ota.trustedKeys: expected an array of PEM public keys or PEM file paths, got "key.pem"');
-    refuses({ ota: { probation: { frames: null, seconds: null } } }, 'ota.probation.seconds', 'ota.probation.seconds: expected a number when ota.probation.frames is null (probation must end), got null');
-    refuses({ ota: { probation: { maxErrorRate: 2 } } }, 'ota.probation.maxErrorRate', 'ota.probation.maxErrorRate: expected a number in [0, 1], got 2');
+    refuses(
+      { finetune: { auto: { minLabelled: 10 } } },
+      'finetune.auto.minLabelled',
+      'finetune.auto.minLabelled: expected an integer in [40, 10000000], got 10',
+    );
+    refuses(
+      { ota: { trustedKeys: 'key.pem' } },
+      'ota.trustedKeys',
+      'ota.trustedKeys: expected an array of PEM public keys or PEM file paths, got "key.pem"',
+    );
+    refuses(
+      { ota: { probation: { frames: null, seconds: null } } },
+      'ota.probation.seconds',
+      'ota.probation.seconds: expected a number when ota.probation.frames is null (probation must end), got null',
+    );
+    refuses(
+      { ota: { probation: { maxErrorRate: 2 } } },
+      'ota.probation.maxErrorRate',
+      'ota.probation.maxErrorRate: expected a number in [0, 1], got 2',
+    );
     refuses([], 'config', 'config: expected a mapping, got array(0)');
     refuses({ mqtt: { tls: 'on' } }, 'mqtt.tls', 'mqtt.tls: expected a mapping, got "on"');
   });
@@ -83,21 +159,39 @@ describe('config schema', () => {
   test('a section that null switches off reads null, false or absent as off', () => {
     for (const auto of [undefined, null, false]) assert.equal(parseConfig({ finetune: { auto } }).finetune.auto, null);
     assert.deepEqual(parseConfig({ finetune: { auto: {} } }).finetune.auto, { minLabelled: 300 });
-    assert.deepEqual(parseConfig({ source: { crop: { width: 10, height: 20 } } }).source.crop, { x: 0, y: 0, width: 10, height: 20 });
+    assert.deepEqual(parseConfig({ source: { crop: { width: 10, height: 20 } } }).source.crop, {
+      x: 0,
+      y: 0,
+      width: 10,
+      height: 20,
+    });
   });
 
   test('the ota section parses alone with the same defaults and checks', () => {
     assert.deepEqual(parseOtaConfig({ window: 2 }), { ...parseConfig().ota, window: 2 });
-    assert.throws(() => parseOtaConfig({ window: 0 }), (e: Error) => e instanceof ConfigError && e.field === 'ota.window');
+    assert.throws(
+      () => parseOtaConfig({ window: 0 }),
+      (e: Error) => e instanceof ConfigError && e.field === 'ota.window',
+    );
   });
 
   test('a schema built from the same parts: type, defaults, messages and table from one declaration', () => {
-    const s = section('demo', { name: str({ doc: 'who', default: 'x' }), n: int({ doc: 'how many', min: 1, max: 9 }), rate: num({ doc: 'how fast', default: 0.5, min: 0, max: 1 }) });
+    const s = section('demo', {
+      name: str({ doc: 'who', default: 'x' }),
+      n: int({ doc: 'how many', min: 1, max: 9 }),
+      rate: num({ doc: 'how fast', default: 0.5, min: 0, max: 1 }),
+    });
     assert.deepEqual(s.read({ n: 3 }, '', {}), { name: 'x', n: 3, rate: 0.5 });
     assert.throws(() => s.read({}, '', {}), { message: 'n: expected an integer in [1, 9], got undefined' });
     assert.equal(
       markdownTable(s),
-      ['| key | default | accepted values | meaning |', '|---|---|---|---|', '| `name` | `x` | a non-empty string | who |', '| `n` | required | an integer in [1, 9] | how many |', '| `rate` | `0.5` | a number in [0, 1] | how fast |'].join('\n'),
+      [
+        '| key | default | accepted values | meaning |',
+        '|---|---|---|---|',
+        '| `name` | `x` | a non-empty string | who |',
+        '| `n` | required | an integer in [1, 9] | how many |',
+        '| `rate` | `0.5` | a number in [0, 1] | how fast |',
+      ].join('\n'),
     );
   });
 });
@@ -106,7 +200,11 @@ describe('config tables in the READMEs', () => {
   test('each README holds the table generated from the schema (npm run docs:config rewrites them)', () => {
     for (const { file, table } of CONFIG_TABLES) {
       const text = readFileSync(`${ROOT}${file}`, 'utf8');
-      assert.equal(withTable(text, table, file), text, `${file}: the config table is out of date: run npm run docs:config`);
+      assert.equal(
+        withTable(text, table, file),
+        text,
+        `${file}: the config table is out of date: run npm run docs:config`,
+      );
     }
   });
 
@@ -116,8 +214,13 @@ describe('config tables in the READMEs', () => {
     assert.match(table, /^\| `ota` \| \| \| .*ota\/README\.md/m);
     assert.doesNotMatch(table, /`ota\.window`/);
     const rows = table.split('\n').length - 2;
-    const leaves = (fields: Record<string, { fields?: Record<string, never>; nullable?: boolean; documentedIn?: string }>): number =>
-      Object.values(fields).reduce((n, f) => n + (f.documentedIn !== undefined ? 1 : f.fields ? leaves(f.fields) + (f.nullable ? 1 : 0) : 1), 0);
+    const leaves = (
+      fields: Record<string, { fields?: Record<string, never>; nullable?: boolean; documentedIn?: string }>,
+    ): number =>
+      Object.values(fields).reduce(
+        (n, f) => n + (f.documentedIn !== undefined ? 1 : f.fields ? leaves(f.fields) + (f.nullable ? 1 : 0) : 1),
+        0,
+      );
     assert.equal(rows, leaves(AGENT_SCHEMA.fields as never));
   });
 

@@ -37,7 +37,9 @@ pattern readwrite sei/f/%u/#
 `;
 const USERS = { operator: 'op-secret', viewer: 'view-secret', d1: 'd1-secret', d2: 'd2-secret' };
 
-describe('the console with Mosquitto accounts: viewer and operator', { skip: noChromium || (!mosquittoAvailable && 'no mosquitto') }, () => {
+describe('the console with Mosquitto accounts: viewer and operator', {
+  skip: noChromium || (!mosquittoAvailable && 'no mosquitto'),
+}, () => {
   let dir: string;
   let broker: TestBroker;
   let agents: Agent[] = [];
@@ -55,11 +57,41 @@ describe('the console with Mosquitto accounts: viewer and operator', { skip: noC
     await op.subscribe('sei/#');
     const keys = testKeys(dir);
     await new Promise<void>((resolve, reject) =>
-      execFile(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/cli.ts'), 'sign', '--model', otaModelFile(dir, 2, 2), '--key', keys.privatePath, '--out', join(artifacts, 'v2')], { cwd: ROOT }, (err, _o, stderr) => (err ? reject(new Error(stderr)) : resolve())),
+      execFile(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          join(ROOT, 'scripts/cli.ts'),
+          'sign',
+          '--model',
+          otaModelFile(dir, 2, 2),
+          '--key',
+          keys.privatePath,
+          '--out',
+          join(artifacts, 'v2'),
+        ],
+        { cwd: ROOT },
+        (err, _o, stderr) => (err ? reject(new Error(stderr)) : resolve()),
+      ),
     );
     const model = otaModelFile(dir, 1, 1);
     agents = (['d1', 'd2'] as const).map(
-      (device) => new Agent({ config: agentConfig({ dir, model, url: broker.url, device, protocol: 5, extra: { fleet: 'f', mqtt: { username: device, password: USERS[device], protocol: 5 }, reporting: { metricsInterval: 0.5 } } }) }),
+      (device) =>
+        new Agent({
+          config: agentConfig({
+            dir,
+            model,
+            url: broker.url,
+            device,
+            protocol: 5,
+            extra: {
+              fleet: 'f',
+              mqtt: { username: device, password: USERS[device], protocol: 5 },
+              reporting: { metricsInterval: 0.5 },
+            },
+          }),
+        }),
     );
     for (const a of agents) {
       a.on('error', () => {});
@@ -97,13 +129,19 @@ describe('the console with Mosquitto accounts: viewer and operator', { skip: noC
     await signIn('viewer', 'wrong');
     const alert = page.getByRole('alert');
     await alert.waitFor();
-    assert.match((await alert.textContent())!, /^Could not sign in to ws:\/\/127\.0\.0\.1:\d+: .*(bad user name or password|not authori[sz]ed)/i);
+    assert.match(
+      (await alert.textContent())!,
+      /^Could not sign in to ws:\/\/127\.0\.0\.1:\d+: .*(bad user name or password|not authori[sz]ed)/i,
+    );
   });
 
   test('a viewer signs in with the keyboard and watches the fleet over MQTT 5', async () => {
     await signIn('viewer', USERS.viewer);
     await page.getByRole('status', { name: 'Broker connection' }).getByText('viewer').waitFor();
-    assert.match((await page.getByRole('status', { name: 'Broker connection' }).textContent())!, /connected as viewer · MQTT 5/);
+    assert.match(
+      (await page.getByRole('status', { name: 'Broker connection' }).textContent())!,
+      /connected as viewer · MQTT 5/,
+    );
     for (const d of ['d1', 'd2']) await page.locator(`tr[data-device="f/${d}"] [data-state="online"]`).waitFor();
     await page.locator('tr[data-device="f/d1"] td[data-col="fps"]').filter({ hasText: /\d/ }).waitFor();
   });
@@ -122,22 +160,42 @@ describe('the console with Mosquitto accounts: viewer and operator', { skip: noC
       /^rollout refused: the broker does not let user "viewer" publish device commands \(Publish error: Not authorized\); this account can only watch: sign in with an operator account to deploy$/,
     );
     await browser.screenshot('viewer-rollout-refused');
-    assert.deepEqual(op.messages.slice(from).filter((m) => m.topic.includes('/ota/job')).map((m) => m.topic), []);
-    assert.deepEqual(agents.map((a) => a.modelVersion), ['ota-test@1', 'ota-test@1']);
+    assert.deepEqual(
+      op.messages
+        .slice(from)
+        .filter((m) => m.topic.includes('/ota/job'))
+        .map((m) => m.topic),
+      [],
+    );
+    assert.deepEqual(
+      agents.map((a) => a.modelVersion),
+      ['ota-test@1', 'ota-test@1'],
+    );
   });
 
   test("the viewer's commands are refused by the broker, and the page says so", async () => {
     await page.evaluate("location.hash = '#/device/f/d1'");
     await page.getByRole('heading', { level: 1, name: 'd1' }).waitFor();
     const frames = page.getByRole('region', { name: 'Live frames' });
-    await frames.getByText(/^No frames: refused by the broker: user "viewer" may not publish sei\/f\/d1\/cmd\/preview \(Not authorized\)/).waitFor();
+    await frames
+      .getByText(
+        /^No frames: refused by the broker: user "viewer" may not publish sei\/f\/d1\/cmd\/preview \(Not authorized\)/,
+      )
+      .waitFor();
     await page.getByRole('button', { name: 'Roll back…' }).click();
     await page.getByRole('dialog').getByRole('button', { name: 'Roll back' }).click();
     const entry = page.locator('li[data-action="roll back"]').first();
     await entry.and(page.locator('[data-state="error"]')).waitFor();
-    assert.match((await entry.textContent())!, /refused by the broker: user "viewer" may not publish sei\/f\/d1\/cmd\/activate \(Not authorized\); this account can only watch/);
+    assert.match(
+      (await entry.textContent())!,
+      /refused by the broker: user "viewer" may not publish sei\/f\/d1\/cmd\/activate \(Not authorized\); this account can only watch/,
+    );
     await browser.screenshot('viewer-refused');
-    assert.equal(op.messages.filter((m) => m.topic.startsWith('sei/f/d1/reply/')).length, 0, 'the device never saw a request');
+    assert.equal(
+      op.messages.filter((m) => m.topic.startsWith('sei/f/d1/reply/')).length,
+      0,
+      'the device never saw a request',
+    );
   });
 
   test("an operator's commands go through: live frames, and the device's own reply", async () => {

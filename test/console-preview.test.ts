@@ -28,7 +28,9 @@ before(async () => {
   broker = await aedes();
   op = await Operator.connect(broker.url, 4);
   await op.subscribe(`${PREFIX}#`);
-  agent = new Agent({ config: agentConfig({ dir, model: modelFile(dir, 3, 1), url: broker.url, extra: { source: { frameRate: 100 } } }) });
+  agent = new Agent({
+    config: agentConfig({ dir, model: modelFile(dir, 3, 1), url: broker.url, extra: { source: { frameRate: 100 } } }),
+  });
   agent.on('error', () => {});
   await agent.start();
   await op.waitFor((m) => m.topic === `${PREFIX}metrics`, 'metrics');
@@ -65,7 +67,8 @@ test('a request opens a window of `seconds` at `fps` at most, with the model car
   const got = frames();
   // 100 frames/s inferred, 5 sent per second at most (one more for where the second boundaries fall).
   assert.ok(got.length >= 3 && got.length <= 6, `${got.length} frames in a 1 s window at 5 fps`);
-  for (let i = 1; i < got.length; i++) assert.ok(got[i]!.json.ts - got[i - 1]!.json.ts >= 199, 'at most one frame per 1/fps');
+  for (let i = 1; i < got.length; i++)
+    assert.ok(got[i]!.json.ts - got[i - 1]!.json.ts >= 199, 'at most one frame per 1/fps');
   const f = got[0]!.json as PreviewMessage;
   assert.deepEqual(f.shape, [28, 28, 1]);
   assert.equal(Buffer.from(f.data!, 'base64').length, 784);
@@ -74,7 +77,11 @@ test('a request opens a window of `seconds` at `fps` at most, with the model car
   assert.ok(Math.abs(f.probabilities.reduce((a, b) => a + b, 0) - 1) < 1e-3);
   assert.equal(f.probabilities.indexOf(Math.max(...f.probabilities)), f.class);
   assert.equal(f.confidence, Math.max(...f.probabilities));
-  assert.deepEqual(Object.keys(f.spikeRate), Object.keys(agent.snapshot().spikeRate), 'one rate per spiking layer, named as in metrics');
+  assert.deepEqual(
+    Object.keys(f.spikeRate),
+    Object.keys(agent.snapshot().spikeRate),
+    'one rate per spiking layer, named as in metrics',
+  );
   assert.ok(Object.values(f.spikeRate).every((v) => v >= 0 && v <= 1));
   assert.equal(typeof f.label, 'number', 'the samples carry labels');
 
@@ -97,7 +104,11 @@ test('one stream per device: a second request extends the window and may raise t
 test('out-of-range requests are refused, naming the field', async () => {
   for (const [args, field, message] of [
     [{ fps: MAX_FPS * 10 }, 'fps', `preview: fps: expected a number in [0.1, ${MAX_FPS}], got ${MAX_FPS * 10}`],
-    [{ seconds: MAX_SECONDS + 1 }, 'seconds', `preview: seconds: expected a number in [1, ${MAX_SECONDS}], got ${MAX_SECONDS + 1}`],
+    [
+      { seconds: MAX_SECONDS + 1 },
+      'seconds',
+      `preview: seconds: expected a number in [1, ${MAX_SECONDS}], got ${MAX_SECONDS + 1}`,
+    ],
     [{ seconds: 'long' }, 'seconds', 'preview: seconds: expected a number in [1, 60], got "long"'],
   ] as const) {
     const reply = await op.command(PREFIX, 'preview', args);

@@ -3,13 +3,35 @@
 // input (corrupt, empty, not an image, an empty class, one class) ending in a clear message with nothing lost.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { toModelFrame } from '../device-agent/index.js';
-import { ConfigError, createEngine, FormatError, FrameError, fitFrame, modelFit, readBwsnn, rng, sampleFrames, writeBwsnn } from '../runtime/index.js';
+import {
+  ConfigError,
+  createEngine,
+  FormatError,
+  FrameError,
+  fitFrame,
+  modelFit,
+  readBwsnn,
+  rng,
+  sampleFrames,
+  writeBwsnn,
+} from '../runtime/index.js';
 import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
 import { readImageFolder } from '../trainer/data/images.js';
 import { inspectData, loadData, loadDataset } from '../trainer/data/index.js';
@@ -35,10 +57,15 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 
 function sei(args: readonly string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', TSX, CLI, ...args], { cwd: tmp, timeout: 120_000, env: process.env }, (err, stdout, stderr) => {
-      const e = err as (Error & { code?: number }) | null;
-      resolve({ code: e ? (e.code ?? null) : 0, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['--import', TSX, CLI, ...args],
+      { cwd: tmp, timeout: 120_000, env: process.env },
+      (err, stdout, stderr) => {
+        const e = err as (Error & { code?: number }) | null;
+        resolve({ code: e ? (e.code ?? null) : 0, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -46,17 +73,25 @@ function sei(args: readonly string[]): Promise<{ code: number | null; stdout: st
 function refused(r: { code: number | null; stderr: string }, message: RegExp): void {
   assert.equal(r.code, 2, r.stderr);
   assert.match(r.stderr, message);
-  assert.equal(r.stderr.trim().split('\n').filter((l) => l.startsWith('sei:')).length, 1, r.stderr);
+  assert.equal(
+    r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => l.startsWith('sei:')).length,
+    1,
+    r.stderr,
+  );
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
 }
 
-const sameBytes = (a: Uint8Array, b: Uint8Array, msg?: string) => assert.deepEqual(new Uint8Array(a), new Uint8Array(b), msg);
+const sameBytes = (a: Uint8Array, b: Uint8Array, msg?: string) =>
+  assert.deepEqual(new Uint8Array(a), new Uint8Array(b), msg);
 
 describe('fitFrame: one picture-to-frame function for training, evaluation and the box', () => {
   const real = sampleFrames();
   const frame = real.frame(0);
 
-  test('a picture of the frame\'s shape comes back as it is', () => {
+  test("a picture of the frame's shape comes back as it is", () => {
     assert.equal(fitFrame(frame, [28, 28, 1], [28, 28, 1]), frame);
   });
 
@@ -69,35 +104,79 @@ describe('fitFrame: one picture-to-frame function for training, evaluation and t
     // 28×56 scaled by 1/2 is 14×28, centred: rows 7..20 hold it, the rest is padding.
     sameBytes(boxed.subarray(7 * 28, 21 * 28), inner);
     assert.ok(boxed.subarray(0, 7 * 28).every((v) => v === 0) && boxed.subarray(21 * 28).every((v) => v === 0));
-    assert.ok(inner.some((v) => v > 0), 'the letterboxed content is not blank');
+    assert.ok(
+      inner.some((v) => v > 0),
+      'the letterboxed content is not blank',
+    );
   });
 
   test('channels: gray repeats into RGB, RGB becomes luma', () => {
     const rgb = fitFrame(frame, [28, 28, 1], [28, 28, 3]);
-    for (let i = 0; i < 784; i++) assert.ok(rgb[3 * i] === frame[i] && rgb[3 * i + 1] === frame[i] && rgb[3 * i + 2] === frame[i]);
-    sameBytes(fitFrame(Uint8Array.of(255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30), [2, 2, 3], [2, 2, 1]), Uint8Array.of(76, 150, 29, 18));
+    for (let i = 0; i < 784; i++)
+      assert.ok(rgb[3 * i] === frame[i] && rgb[3 * i + 1] === frame[i] && rgb[3 * i + 2] === frame[i]);
+    sameBytes(
+      fitFrame(Uint8Array.of(255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30), [2, 2, 3], [2, 2, 1]),
+      Uint8Array.of(76, 150, 29, 18),
+    );
   });
 
-  test('the same bytes as the agent\'s sources for a square model input (device-agent/sources toModelFrame)', () => {
+  test("the same bytes as the agent's sources for a square model input (device-agent/sources toModelFrame)", () => {
     const r = rng(7);
     const cases: Array<[readonly [number, number, number], readonly [number, number, number]]> = [
-      [[28, 28, 1], [32, 32, 3]], [[480, 640, 3], [32, 32, 3]], [[480, 640, 3], [64, 64, 1]], [[37, 23, 1], [16, 16, 1]], [[100, 60, 3], [28, 28, 3]],
+      [
+        [28, 28, 1],
+        [32, 32, 3],
+      ],
+      [
+        [480, 640, 3],
+        [32, 32, 3],
+      ],
+      [
+        [480, 640, 3],
+        [64, 64, 1],
+      ],
+      [
+        [37, 23, 1],
+        [16, 16, 1],
+      ],
+      [
+        [100, 60, 3],
+        [28, 28, 3],
+      ],
     ];
     for (const [from, to] of cases) {
-      const src = from[0] === 28 ? frame : Uint8Array.from({ length: from[0] * from[1] * from[2] }, () => Math.floor(r() * 256));
-      const agent = toModelFrame({ height: from[0], width: from[1], channels: from[2] as 1 | 3, data: src }, to, null, false);
+      const src =
+        from[0] === 28 ? frame : Uint8Array.from({ length: from[0] * from[1] * from[2] }, () => Math.floor(r() * 256));
+      const agent = toModelFrame(
+        { height: from[0], width: from[1], channels: from[2] as 1 | 3, data: src },
+        to,
+        null,
+        false,
+      );
       sameBytes(fitFrame(src, from, to, 'crop'), agent, `${from.join('x')} -> ${to.join('x')}`);
     }
   });
 
   test('a bad shape or policy is a FrameError naming it', () => {
-    assert.throws(() => fitFrame(frame, [28, 28, 1], [28, 28, 2]), (e: Error) => e instanceof FrameError && /to: expected \[height, width, 1 or 3 channels\]/.test(e.message));
-    assert.throws(() => fitFrame(frame, [28, 27, 1], [28, 28, 1]), (e: Error) => e instanceof FrameError && /expected 756 bytes/.test(e.message));
-    assert.throws(() => fitFrame(frame, [28, 28, 1], [8, 8, 1], 'stretch' as 'crop'), (e: Error) => e instanceof FrameError && /fit: expected one of crop, letterbox/.test(e.message));
+    assert.throws(
+      () => fitFrame(frame, [28, 28, 1], [28, 28, 2]),
+      (e: Error) => e instanceof FrameError && /to: expected \[height, width, 1 or 3 channels\]/.test(e.message),
+    );
+    assert.throws(
+      () => fitFrame(frame, [28, 27, 1], [28, 28, 1]),
+      (e: Error) => e instanceof FrameError && /expected 756 bytes/.test(e.message),
+    );
+    assert.throws(
+      () => fitFrame(frame, [28, 28, 1], [8, 8, 1], 'stretch' as 'crop'),
+      (e: Error) => e instanceof FrameError && /fit: expected one of crop, letterbox/.test(e.message),
+    );
   });
 
-  test('a model\'s fit: the header\'s (format version 2), meta.fit in a version-1 file, else crop', () => {
-    const model = { ...randomModel({ seed: 3, blocks: FMNIST_BLOCKS, firstChannels: 8, input: [32, 32, 3] }), fit: 'letterbox' as const };
+  test("a model's fit: the header's (format version 2), meta.fit in a version-1 file, else crop", () => {
+    const model = {
+      ...randomModel({ seed: 3, blocks: FMNIST_BLOCKS, firstChannels: 8, input: [32, 32, 3] }),
+      fit: 'letterbox' as const,
+    };
     const v2 = readBwsnn(writeBwsnn(model));
     assert.equal(v2.fit, 'letterbox');
     assert.equal(modelFit(v2), 'letterbox');
@@ -105,36 +184,62 @@ describe('fitFrame: one picture-to-frame function for training, evaluation and t
     assert.deepEqual([v1.fit, v1.meta['fit'], modelFit(v1)], [undefined, 'letterbox', 'letterbox']);
     const { fit: _none, ...plain } = model;
     assert.deepEqual([readBwsnn(writeBwsnn(plain)).fit, modelFit(readBwsnn(writeBwsnn(plain)))], [undefined, 'crop']);
-    assert.throws(() => writeBwsnn({ ...model, fit: 'stretch' as 'crop' }), (e: Error) => e instanceof FormatError && e.message === 'fit: expected one of crop, letterbox, got "stretch"');
+    assert.throws(
+      () => writeBwsnn({ ...model, fit: 'stretch' as 'crop' }),
+      (e: Error) => e instanceof FormatError && e.message === 'fit: expected one of crop, letterbox, got "stretch"',
+    );
   });
 
   test('--input and --holdout parse or refuse naming the flag', () => {
     assert.deepEqual(frameShape('--input')('32x32x3'), [32, 32, 3]);
     assert.deepEqual(frameShape('--input')('48X64x1'), [48, 64, 1]);
     for (const bad of ['32x32', '32x32x2', '0x32x3', '2000x32x3', 'big']) {
-      assert.throws(() => frameShape('--input')(bad), (e: Error) => e instanceof ConfigError && e.message === `--input: expected HEIGHTxWIDTHxCHANNELS with sides 1..1024 and 1 or 3 channels (e.g. 32x32x3), got ${JSON.stringify(bad)}`);
+      assert.throws(
+        () => frameShape('--input')(bad),
+        (e: Error) =>
+          e instanceof ConfigError &&
+          e.message ===
+            `--input: expected HEIGHTxWIDTHxCHANNELS with sides 1..1024 and 1 or 3 channels (e.g. 32x32x3), got ${JSON.stringify(bad)}`,
+      );
     }
     assert.deepEqual(holdout('--holdout')('0.1,0.2'), { val: 0.1, test: 0.2 });
-    for (const bad of ['0.5,0.5', '0.1', '-0.1,0.1', 'a,b']) assert.throws(() => holdout('--holdout')(bad), (e: Error) => e instanceof ConfigError && e.message.startsWith('--holdout: expected VAL,TEST'));
+    for (const bad of ['0.5,0.5', '0.1', '-0.1,0.1', 'a,b'])
+      assert.throws(
+        () => holdout('--holdout')(bad),
+        (e: Error) => e instanceof ConfigError && e.message.startsWith('--holdout: expected VAL,TEST'),
+      );
   });
 });
 
-describe('any input shape through the trainer\'s fold and the format', () => {
+describe("any input shape through the trainer's fold and the format", () => {
   test('a non-square 24×40×1 letterboxed network folds to a .bwsnn that passes verify bit for bit and agrees with the trainer', async () => {
     await initBackend();
     const net = { ...DEFAULT_NET, width: 4, T: 2, input: [24, 40, 1] as const, classes: 3 };
     const params = initParams(net, 5);
-    const model = readBwsnn(writeBwsnn({ ...foldModel(net, params, { name: 'wide', labels: ['a', 'b', 'c'] }), fit: 'letterbox' }));
+    const model = readBwsnn(
+      writeBwsnn({ ...foldModel(net, params, { name: 'wide', labels: ['a', 'b', 'c'] }), fit: 'letterbox' }),
+    );
     disposeParams(params);
     assert.deepEqual([model.input, model.fit, model.first.outShape.slice(0, 2)], [[24, 40, 1], 'letterbox', [24, 40]]);
     const frames = verifyFrames(model.input, 6, 2, modelFit(model));
     const report = await verifyEngine(createEngine(model), frames);
     assert.equal(report.mismatch, undefined, JSON.stringify(report.mismatch));
     assert.equal(report.frames, 12, '6 random and 6 real frames, letterboxed to 24×40');
-    const split = { count: frames.length, shape: model.input, images: concatBytes(frames.map((x) => x.data)), labels: new Uint8Array(frames.length) };
+    const split = {
+      count: frames.length,
+      shape: model.input,
+      images: concatBytes(frames.map((x) => x.data)),
+      labels: new Uint8Array(frames.length),
+    };
     const engine = createEngine(model);
-    assert.ok(engine.infer(frames[6]!.data).spikeRates.every((r) => r > 0), 'every layer spikes: the comparison is not of silent layers');
-    assert.deepEqual(Array.from(evaluateFolded(model, split).predictions), frames.map((x) => engine.infer(x.data).prediction));
+    assert.ok(
+      engine.infer(frames[6]!.data).spikeRates.every((r) => r > 0),
+      'every layer spikes: the comparison is not of silent layers',
+    );
+    assert.deepEqual(
+      Array.from(evaluateFolded(model, split).predictions),
+      frames.map((x) => engine.infer(x.data).prediction),
+    );
   });
 });
 
@@ -149,14 +254,20 @@ describe('the image-folder loader', () => {
       sameBytes(folder[s].images, idx[s].images, `${s} frames`);
       sameBytes(folder[s].labels, idx[s].labels, `${s} labels`);
     }
-    assert.ok(folder.test.files!.every((p, i) => p.includes(`/test/${CLASS_NAMES[folder.test.labels[i]!]}/`)), 'each frame names its file');
+    assert.ok(
+      folder.test.files!.every((p, i) => p.includes(`/test/${CLASS_NAMES[folder.test.labels[i]!]}/`)),
+      'each frame names its file',
+    );
   });
 
   test('an IDX folder is told apart by its contents and fitted on request', async () => {
     const d = await loadData({ dir: f.idx, valSize: 0, input: [32, 32, 3] });
     assert.equal(d.kind, 'idx');
     assert.deepEqual(d.train.shape, [32, 32, 3]);
-    sameBytes(d.test.images.subarray(0, 32 * 32 * 3), fitFrame(loadDataset({ dir: f.idx, valSize: 0 }).test.images.subarray(0, 784), [28, 28, 1], [32, 32, 3]));
+    sameBytes(
+      d.test.images.subarray(0, 32 * 32 * 3),
+      fitFrame(loadDataset({ dir: f.idx, valSize: 0 }).test.images.subarray(0, 784), [28, 28, 1], [32, 32, 3]),
+    );
   });
 
   test('decoded frames are cached by folder listing, shape and fit; a changed file is decoded again', async () => {
@@ -177,7 +288,8 @@ describe('the image-folder loader', () => {
     const dir = join(tmp, 'classes-only');
     for (const c of CLASS_NAMES.slice(0, 3)) {
       mkdirSync(join(dir, c), { recursive: true });
-      for (let i = 0; i < 20; i++) copyFileSync(join(f.png28, 'train', c, readdirFirst(join(f.png28, 'train', c), i)), join(dir, c, `${i}.png`));
+      for (let i = 0; i < 20; i++)
+        copyFileSync(join(f.png28, 'train', c, readdirFirst(join(f.png28, 'train', c), i)), join(dir, c, `${i}.png`));
     }
     // A second copy of one picture: wherever the split puts the first, the copy goes too.
     copyFileSync(join(dir, CLASS_NAMES[1]!, '3.png'), join(dir, CLASS_NAMES[1]!, 'copy-of-3.png'));
@@ -185,10 +297,22 @@ describe('the image-folder loader', () => {
     const a = await loadData({ dir, input: [28, 28, 1], holdout: h });
     const b = await loadData({ dir, input: [28, 28, 1], holdout: h });
     // 20 per class: 10 % and 20 % held out are 2 and 4 frames; the class with a copy holds 21, split by whole groups.
-    assert.deepEqual([0, 2].map((i) => { const c = a.report.classes[i]!; return [c.train, c.val, c.test]; }), [[14, 2, 4], [14, 2, 4]]);
+    assert.deepEqual(
+      [0, 2].map((i) => {
+        const c = a.report.classes[i]!;
+        return [c.train, c.val, c.test];
+      }),
+      [
+        [14, 2, 4],
+        [14, 2, 4],
+      ],
+    );
     assert.equal(a.report.classes[1]!.total, 21);
     assert.deepEqual(a.test.files, b.test.files, 'same split every time');
-    const side = (name: string) => (['train', 'val', 'test'] as const).find((s) => a[s].files!.some((p) => p.endsWith(`/${CLASS_NAMES[1]}/${name}`)));
+    const side = (name: string) =>
+      (['train', 'val', 'test'] as const).find((s) =>
+        a[s].files!.some((p) => p.endsWith(`/${CLASS_NAMES[1]}/${name}`)),
+      );
     assert.equal(side('copy-of-3.png'), side('3.png'));
     assert.equal(a.report.duplicates.groups, 1);
     assert.equal(a.report.duplicates.acrossSplits.length, 0);
@@ -208,8 +332,14 @@ describe('the image-folder loader', () => {
     assert.equal(resumed.report.notInSplit, 1);
     const named = first.train.files![5]!;
     writeFileSync(named, readFileSync(first.train.files![6]!));
-    await assert.rejects(loadData({ dir, input: [28, 28, 1] }, { run, reuse: true }), (e: Error) =>
-      e instanceof ConfigError && e.message.includes('1 changed') && e.message.includes(named.slice(dir.length + 1)) && e.message.includes('split.json'));
+    await assert.rejects(
+      loadData({ dir, input: [28, 28, 1] }, { run, reuse: true }),
+      (e: Error) =>
+        e instanceof ConfigError &&
+        e.message.includes('1 changed') &&
+        e.message.includes(named.slice(dir.length + 1)) &&
+        e.message.includes('split.json'),
+    );
   });
 });
 
@@ -218,11 +348,23 @@ describe('sei data inspect and bad folders', () => {
     const r = await sei(['data', 'inspect', f.bad, '--json']);
     assert.equal(r.code, 0, r.stderr);
     const rep = JSON.parse(r.stdout.trim().split('\n').pop()!) as {
-      classes: Array<{ name: string; total: number }>; frames: { total: number }; skipped: Array<{ path: string; reason: string }>;
-      emptyClasses: string[]; sizes: Array<{ width: number; height: number }>; channels: { gray: number; colour: number }; formats: Record<string, number>; problems: string[];
+      classes: Array<{ name: string; total: number }>;
+      frames: { total: number };
+      skipped: Array<{ path: string; reason: string }>;
+      emptyClasses: string[];
+      sizes: Array<{ width: number; height: number }>;
+      channels: { gray: number; colour: number };
+      formats: Record<string, number>;
+      problems: string[];
     };
-    assert.deepEqual(rep.classes.map((c) => c.name), BAD.classes);
-    assert.deepEqual(Object.fromEntries(rep.classes.filter((c) => c.total).map((c) => [c.name, c.total])), BAD.readable);
+    assert.deepEqual(
+      rep.classes.map((c) => c.name),
+      BAD.classes,
+    );
+    assert.deepEqual(
+      Object.fromEntries(rep.classes.filter((c) => c.total).map((c) => [c.name, c.total])),
+      BAD.readable,
+    );
     assert.deepEqual(rep.skipped.map((s) => s.path).sort(), [...BAD.skipped].sort());
     const reason = (p: string) => rep.skipped.find((s) => s.path === p)!.reason;
     assert.match(reason('bag/corrupt.png'), /^unreadable PNG \(.+\)$/);
@@ -233,8 +375,14 @@ describe('sei data inspect and bad folders', () => {
     assert.equal(rep.sizes.length, 4, 'mixed sizes are counted');
     assert.deepEqual(rep.channels, { gray: 3, colour: 4 });
     assert.deepEqual(rep.formats, { png: 5, jpeg: 2 });
-    assert.ok(rep.problems.some((p) => p.includes('empty/')), rep.problems.join('; '));
-    refused(await sei(['data', 'inspect', join(tmp, 'no-such-folder')]), /ConfigError: <dir>: expected an image folder or an IDX folder, got ".*no-such-folder" \(no such folder\)/);
+    assert.ok(
+      rep.problems.some((p) => p.includes('empty/')),
+      rep.problems.join('; '),
+    );
+    refused(
+      await sei(['data', 'inspect', join(tmp, 'no-such-folder')]),
+      /ConfigError: <dir>: expected an image folder or an IDX folder, got ".*no-such-folder" \(no such folder\)/,
+    );
     const text = await sei(['data', 'inspect', f.bad]);
     assert.match(text.stdout, /skipped 4 files:/);
     assert.match(text.stdout, /sei train would refuse this folder: .*empty\//);
@@ -243,30 +391,52 @@ describe('sei data inspect and bad folders', () => {
   test('an identical picture in train/ and test/ is reported as a duplicate across splits', async () => {
     const dir = join(tmp, 'leaky');
     for (const s of ['train', 'test']) for (const c of ['a', 'b']) mkdirSync(join(dir, s, c), { recursive: true });
-    const src = (i: number) => join(f.png28, 'train', CLASS_NAMES[0]!, readdirFirst(join(f.png28, 'train', CLASS_NAMES[0]!), i));
+    const src = (i: number) =>
+      join(f.png28, 'train', CLASS_NAMES[0]!, readdirFirst(join(f.png28, 'train', CLASS_NAMES[0]!), i));
     copyFileSync(src(0), join(dir, 'train', 'a', 'x.png'));
     copyFileSync(src(0), join(dir, 'test', 'a', 'x-again.png'));
     copyFileSync(src(1), join(dir, 'train', 'b', 'y.png'));
     copyFileSync(src(2), join(dir, 'test', 'b', 'z.png'));
     const rep = await inspectData({ dir });
     assert.equal(rep.duplicates.acrossSplits.length, 1);
-    assert.deepEqual(rep.duplicates.acrossSplits[0]!.files.map((x) => [x.path, x.split]), [['train/a/x.png', 'train'], ['test/a/x-again.png', 'test']]);
+    assert.deepEqual(
+      rep.duplicates.acrossSplits[0]!.files.map((x) => [x.path, x.split]),
+      [
+        ['train/a/x.png', 'train'],
+        ['test/a/x-again.png', 'test'],
+      ],
+    );
   });
 
   test('sei train refuses an empty class, a single class, a file or a bad --input with one line, writing nothing', async () => {
     const out = join(tmp, 'refused-run');
-    refused(await sei(['train', '--out', out, '--data', f.bad, '--epochs', '1']), /ConfigError: --data: .*expected a readable picture in every class folder, got none in empty\//);
+    refused(
+      await sei(['train', '--out', out, '--data', f.bad, '--epochs', '1']),
+      /ConfigError: --data: .*expected a readable picture in every class folder, got none in empty\//,
+    );
     assert.equal(existsSync(join(out, 'split.json')), false, 'a refused run records no split');
     const one = join(tmp, 'one-class');
     mkdirSync(join(one, 'only'), { recursive: true });
     copyFileSync(join(f.bad, 'bag', 'a.png'), join(one, 'only', 'a.png'));
-    refused(await sei(['train', '--out', out, '--data', one, '--epochs', '1']), /ConfigError: --data: .*expected at least 2 classes, got 1 \(only\)/);
-    refused(await sei(['train', '--out', out, '--data', join(f.bad, 'bag', 'a.png')]), /ConfigError: --data: expected a folder .*got the file/);
-    refused(await sei(['train', '--out', out, '--data', f.png28, '--input', '32x32x4']), /ConfigError: --input: expected HEIGHTxWIDTHxCHANNELS/);
+    refused(
+      await sei(['train', '--out', out, '--data', one, '--epochs', '1']),
+      /ConfigError: --data: .*expected at least 2 classes, got 1 \(only\)/,
+    );
+    refused(
+      await sei(['train', '--out', out, '--data', join(f.bad, 'bag', 'a.png')]),
+      /ConfigError: --data: expected a folder .*got the file/,
+    );
+    refused(
+      await sei(['train', '--out', out, '--data', f.png28, '--input', '32x32x4']),
+      /ConfigError: --input: expected HEIGHTxWIDTHxCHANNELS/,
+    );
   });
 
   test('frames for a model whose labels the class folders do not name are refused, naming them', async () => {
-    refused(await sei(['run', '--model', 'random:1', '--frames', f.bad]), /ConfigError: --frames: expected class folders named after the model's labels \(.*\), got "bag", "empty", "shoe"/);
+    refused(
+      await sei(['run', '--model', 'random:1', '--frames', f.bad]),
+      /ConfigError: --frames: expected class folders named after the model's labels \(.*\), got "bag", "empty", "shoe"/,
+    );
   });
 });
 

@@ -6,7 +6,15 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { checkBroker, checkClock, checkDisk, checkNode, checkWasmSimd, CLOCK_FLOOR, runDoctor } from '../scripts/commands/doctor.js';
+import {
+  checkBroker,
+  checkClock,
+  checkDisk,
+  checkNode,
+  checkWasmSimd,
+  CLOCK_FLOOR,
+  runDoctor,
+} from '../scripts/commands/doctor.js';
 
 describe('sei doctor', () => {
   it('node: 18 and later pass, 16 fails with a fix', () => {

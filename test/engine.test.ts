@@ -17,16 +17,40 @@ const KERNELS = ['reference', 'wasm'] as const;
  */
 function tinyModel(): BwsnnModel {
   return {
-    name: 'tiny', version: 1, T: 2, input: [2, 2, 1], labels: ['a', 'b', 'c'],
+    name: 'tiny',
+    version: 1,
+    T: 2,
+    input: [2, 2, 1],
+    labels: ['a', 'b', 'c'],
     first: {
-      kind: 'conv_int8', name: 'conv0', inShape: [2, 2, 1], outShape: [2, 2, 1], kernel: 1, stride: 1, pad: 0,
-      weights: Int8Array.of(2), scale: Float32Array.of(0.5), bias: Float32Array.of(0.25), lif: { beta: 0.5, theta: Float32Array.of(1) },
+      kind: 'conv_int8',
+      name: 'conv0',
+      inShape: [2, 2, 1],
+      outShape: [2, 2, 1],
+      kernel: 1,
+      stride: 1,
+      pad: 0,
+      weights: Int8Array.of(2),
+      scale: Float32Array.of(0.5),
+      bias: Float32Array.of(0.25),
+      lif: { beta: 0.5, theta: Float32Array.of(1) },
     },
-    hidden: [{
-      kind: 'bconv', name: 'bconv1', inShape: [2, 2, 1], outShape: [1, 1, 2], kernel: 3, stride: 2, pad: 1,
-      weightBits: Uint32Array.of(0x1ff, 0, 0, 0, 0, 0, 0, 0), scale: Float32Array.of(1, 1), bias: Float32Array.of(0, 0.5),
-      shortcut: 'avgpool_repeat', lif: { beta: 1, theta: Float32Array.of(1, 1) },
-    }],
+    hidden: [
+      {
+        kind: 'bconv',
+        name: 'bconv1',
+        inShape: [2, 2, 1],
+        outShape: [1, 1, 2],
+        kernel: 3,
+        stride: 2,
+        pad: 1,
+        weightBits: Uint32Array.of(0x1ff, 0, 0, 0, 0, 0, 0, 0),
+        scale: Float32Array.of(1, 1),
+        bias: Float32Array.of(0, 0.5),
+        shortcut: 'avgpool_repeat',
+        lif: { beta: 1, theta: Float32Array.of(1, 1) },
+      },
+    ],
     head: { inFeatures: 2, outFeatures: 3, weight: Float32Array.of(1, 0, 0, 1, 1, 0), bias: new Float32Array(3) },
     meta: {},
   };
@@ -64,7 +88,16 @@ for (const kernel of KERNELS) {
     const theta = f(f(f(0.6) * I) + I);
     assert.equal(I, f(0.8999999761581421));
     assert.ok(f(f(0.6) * I + I) < theta);
-    const model: BwsnnModel = { ...m, first: { ...m.first, weights: Int8Array.of(7), scale: Float32Array.of(0.1), bias: Float32Array.of(0.2), lif: { beta: f(0.6), theta: Float32Array.of(theta) } } };
+    const model: BwsnnModel = {
+      ...m,
+      first: {
+        ...m.first,
+        weights: Int8Array.of(7),
+        scale: Float32Array.of(0.1),
+        bias: Float32Array.of(0.2),
+        lif: { beta: f(0.6), theta: Float32Array.of(theta) },
+      },
+    };
     const r = createEngine(model, { kernel }).infer([1, 1, 1, 1], { record: true });
     assert.deepEqual([...r.trace![0]!.currents], new Array(8).fill(I));
     assert.deepEqual([...r.trace![0]!.spikes], [0, 0, 0, 0, 1, 1, 1, 1]);
@@ -81,7 +114,10 @@ for (const kernel of KERNELS) {
       ['abcd', 'frame', /got "abcd"/],
     ];
     for (const [frame, field, message] of cases) {
-      assert.throws(() => engine.infer(frame as never), (err: unknown) => err instanceof FrameError && err.field === field && message.test(err.message));
+      assert.throws(
+        () => engine.infer(frame as never),
+        (err: unknown) => err instanceof FrameError && err.field === field && message.test(err.message),
+      );
     }
     assert.deepEqual([...engine.infer(Float64Array.of(0, 1, 2, 3)).logits], [1, 0, 1]);
   });
@@ -95,13 +131,23 @@ for (const kernel of KERNELS) {
     }
     const items = [];
     for await (const item of engine.stream(frames())) items.push(item);
-    assert.deepEqual(items.map((i) => [i.index, i.ok]), [[0, true], [1, false], [2, true]]);
+    assert.deepEqual(
+      items.map((i) => [i.index, i.ok]),
+      [
+        [0, true],
+        [1, false],
+        [2, true],
+      ],
+    );
     assert.ok(!items[1]!.ok && items[1]!.error instanceof FrameError);
     assert.ok(items[2]!.ok && items[2]!.result.spikeRates[0] === 0);
   });
 }
 
-for (const [name, spec] of [['conv', { blocks: FMNIST_BLOCKS.slice(0, 3) }], ['linear', { blocks: FMNIST_BLOCKS.slice(0, 2), linear: [40] }]] as const) {
+for (const [name, spec] of [
+  ['conv', { blocks: FMNIST_BLOCKS.slice(0, 3) }],
+  ['linear', { blocks: FMNIST_BLOCKS.slice(0, 2), linear: [40] }],
+] as const) {
   test(`features (${name} last layer): each channel's spikes over space and T / (H*W*T), and the logits are the head on them`, () => {
     const model = randomModel({ seed: 11, firstChannels: 16, ...spec });
     const last = model.hidden[model.hidden.length - 1]!;
@@ -112,8 +158,15 @@ for (const [name, spec] of [['conv', { blocks: FMNIST_BLOCKS.slice(0, 3) }], ['l
       const spikes = r.trace![r.trace!.length - 1]!.spikes;
       const counts = new Float64Array(c);
       spikes.forEach((s, j) => (counts[j % c]! += s));
-      assert.deepEqual(r.features, counts.map((n) => n / (h * w * model.T)), kernel);
-      assert.ok(r.features.some((x) => x > 0), `${kernel}: some channel spikes`);
+      assert.deepEqual(
+        r.features,
+        counts.map((n) => n / (h * w * model.T)),
+        kernel,
+      );
+      assert.ok(
+        r.features.some((x) => x > 0),
+        `${kernel}: some channel spikes`,
+      );
       const { head } = model;
       const logits = Float32Array.from({ length: head.outFeatures }, (_, o) => {
         let sum = head.bias[o]!;
@@ -127,7 +180,10 @@ for (const [name, spec] of [['conv', { blocks: FMNIST_BLOCKS.slice(0, 3) }], ['l
 
 test('kernel choice: auto picks wasm here; an unknown choice is a ConfigError naming the field', () => {
   assert.equal(createEngine(tinyModel()).kernel, 'wasm');
-  assert.throws(() => createEngine(tinyModel(), { kernel: 'gpu' as never }), (err: unknown) => err instanceof ConfigError && err.field === 'kernel');
+  assert.throws(
+    () => createEngine(tinyModel(), { kernel: 'gpu' as never }),
+    (err: unknown) => err instanceof ConfigError && err.field === 'kernel',
+  );
 });
 
 test('loadModel reads .bwsnn bytes and gives the same result as the in-memory model', async () => {
@@ -142,5 +198,8 @@ test('a model past the wasm kernel limits runs on the reference kernel; forcing 
   // A binary linear layer with a fan-in of 2^16: per-channel counts would overflow the kernel's u16 lanes.
   const model = randomModel({ seed: 3, input: [64, 64, 1], firstChannels: 16, linear: [2], classes: 2, T: 1 });
   assert.equal(createEngine(model).kernel, 'reference');
-  assert.throws(() => createEngine(model, { kernel: 'wasm' }), (err: unknown) => err instanceof ConfigError && err.field === 'kernel' && /65535/.test(err.message));
+  assert.throws(
+    () => createEngine(model, { kernel: 'wasm' }),
+    (err: unknown) => err instanceof ConfigError && err.field === 'kernel' && /65535/.test(err.message),
+  );
 });

@@ -53,14 +53,32 @@ function randomLabels(n: number, seed: number): number[] {
  * Sends `cmd/finetune` and collects what comes back on its reply topic: progress messages, then the one reply
  * (the message with `result` or `error`).
  */
-async function finetune(op: Operator, prefix: string, args: Record<string, unknown> = {}): Promise<{ progress: Received[]; reply: any; correlationId: string }> {
+async function finetune(
+  op: Operator,
+  prefix: string,
+  args: Record<string, unknown> = {},
+): Promise<{ progress: Received[]; reply: any; correlationId: string }> {
   const id = randomUUID();
   const replyTopic = `${prefix}reply/ft-${id.slice(0, 8)}`;
   await op.subscribe(replyTopic);
   const from = op.messages.length;
-  if (op.protocol === 5) await op.client.publishAsync(`${prefix}cmd/finetune`, JSON.stringify(args), { qos: 1, properties: { responseTopic: replyTopic, correlationData: Buffer.from(id) } });
-  else await op.client.publishAsync(`${prefix}cmd/finetune`, JSON.stringify({ ...args, replyTo: replyTopic, correlationId: id }), { qos: 1 });
-  const reply = await op.waitFor((m) => m.topic === replyTopic && m.json && ('result' in m.json || 'error' in m.json), 'reply to cmd/finetune', 40_000, from);
+  if (op.protocol === 5)
+    await op.client.publishAsync(`${prefix}cmd/finetune`, JSON.stringify(args), {
+      qos: 1,
+      properties: { responseTopic: replyTopic, correlationData: Buffer.from(id) },
+    });
+  else
+    await op.client.publishAsync(
+      `${prefix}cmd/finetune`,
+      JSON.stringify({ ...args, replyTo: replyTopic, correlationId: id }),
+      { qos: 1 },
+    );
+  const reply = await op.waitFor(
+    (m) => m.topic === replyTopic && m.json && ('result' in m.json || 'error' in m.json),
+    'reply to cmd/finetune',
+    40_000,
+    from,
+  );
   const progress = op.messages.slice(from).filter((m) => m.topic === replyTopic && m.json?.progress);
   return { progress, reply: reply.json, correlationId: id };
 }
@@ -99,7 +117,11 @@ describe('cmd/finetune over MQTT 3.1.1 (Aedes)', { skip: MODEL === null && 'no b
       url: broker.url,
       device: 'ft1',
       // The source ends after its frames, so that they stay in memory for relabelling; the test restarts it for probation.
-      extra: { source: { spec: source.spec, loop: false, frameRate: 1000, queueSize: 4 }, store: { recentFrames: 400 }, ota: { dir: join(dir, 'models-ft1'), probation: { frames: 60, seconds: 60 } } },
+      extra: {
+        source: { spec: source.spec, loop: false, frameRate: 1000, queueSize: 4 },
+        store: { recentFrames: 400 },
+        ota: { dir: join(dir, 'models-ft1'), probation: { frames: 60, seconds: 60 } },
+      },
     });
     const agent = new Agent({ config });
     const prefix = agent.config.topicPrefix;
@@ -109,13 +131,19 @@ describe('cmd/finetune over MQTT 3.1.1 (Aedes)', { skip: MODEL === null && 'no b
     await agent.start();
     try {
       const seen = await frames;
-      assert.deepEqual(seen.map((f) => f.label), source.labels, 'the agent saw the shifted frames in order');
+      assert.deepEqual(
+        seen.map((f) => f.label),
+        source.labels,
+        'the agent saw the shifted frames in order',
+      );
       assert.equal(agent.modelVersion, parentKey);
       const modelsBefore = agent.store.listModels();
 
       // Harmful: every frame labelled at random.
       const wrong = randomLabels(LABELLED, 7);
-      const labelled = await op.command(prefix, 'label', { labels: seen.map((f, i) => ({ frame: f.id, label: wrong[i] })) });
+      const labelled = await op.command(prefix, 'label', {
+        labels: seen.map((f, i) => ({ frame: f.id, label: wrong[i] })),
+      });
       assert.deepEqual(labelled.result, { saved: LABELLED, missing: [], total: LABELLED });
       const harmful = await finetune(op, prefix);
       assert.equal(harmful.reply.ok, true, JSON.stringify(harmful.reply));
@@ -123,16 +151,25 @@ describe('cmd/finetune over MQTT 3.1.1 (Aedes)', { skip: MODEL === null && 'no b
       assert.equal(refused.accepted, false);
       assert.equal(refused.version, null);
       assert.equal(refused.parent, parentKey);
-      assert.ok(refused.reasons.some((r: string) => r.startsWith('FAIL')), refused.reasons.join('\n'));
+      assert.ok(
+        refused.reasons.some((r: string) => r.startsWith('FAIL')),
+        refused.reasons.join('\n'),
+      );
       // The parent's features of the labelled and reference frames, then the adapted backbone's of the labelled
       // frames and of the reference check half.
-      assert.equal(refused.timings.computed, 2 * LABELLED + 1500, 'features computed for the labelled and the reference frames');
+      assert.equal(
+        refused.timings.computed,
+        2 * LABELLED + 1500,
+        'features computed for the labelled and the reference frames',
+      );
       assert.equal(agent.modelVersion, parentKey, 'a refusal leaves the active model alone');
       assert.deepEqual(agent.store.listModels(), modelsBefore, 'a refusal registers nothing');
       assert.ok(!op.messages.some((m) => m.topic === `${prefix}ota/status`), 'a refusal starts no job');
       const phases = new Set(harmful.progress.map((m) => m.json.progress.phase));
       assert.deepEqual([...phases], ['features', 'adapt', 'train', 'gate']);
-      assert.ok(harmful.progress.every((m) => m.json.correlationId === harmful.correlationId && m.json.command === 'finetune'));
+      assert.ok(
+        harmful.progress.every((m) => m.json.correlationId === harmful.correlationId && m.json.command === 'finetune'),
+      );
       const last = harmful.progress.filter((m) => m.json.progress.phase === 'features').at(-1)!.json.progress;
       assert.deepEqual([last.done, last.total], [2 * LABELLED + 1500, 2 * LABELLED + 1500]);
 
@@ -146,14 +183,16 @@ describe('cmd/finetune over MQTT 3.1.1 (Aedes)', { skip: MODEL === null && 'no b
       const r = helpful.reply.result;
       assert.equal(r.accepted, true, r.reasons.join('\n'));
       // The adapted backbone is each run's own (its affines come from the frames): only its features are computed.
-      assert.equal(r.timings.computed, LABELLED + 500, 'the parent\'s features came from the SQLite cache');
+      assert.equal(r.timings.computed, LABELLED + 500, "the parent's features came from the SQLite cache");
       assert.ok(r.holdout.after > r.holdout.before, JSON.stringify(r.holdout));
       const childKey = `${parent.name}@${parent.version + 1}`;
       assert.equal(r.version, childKey);
       assert.match(r.job.jobId, /^finetune-/);
       assert.equal(r.job.step, 'PROBATION');
       assert.equal(agent.modelVersion, childKey, 'swapped in, on probation');
-      assert.ok(helpful.progress.some((m) => m.json.progress.phase === 'activate' && m.json.progress.version === childKey));
+      assert.ok(
+        helpful.progress.some((m) => m.json.progress.phase === 'activate' && m.json.progress.version === childKey),
+      );
 
       // While on probation, another fine-tune (or update) is refused as busy.
       const busy = await finetune(op, prefix);
@@ -170,12 +209,21 @@ describe('cmd/finetune over MQTT 3.1.1 (Aedes)', { skip: MODEL === null && 'no b
 
       // Frames flow again: probation runs on them and the job succeeds, exactly like an OTA update.
       await op.command(prefix, 'config', { source: { loop: true } });
-      const done = await op.waitFor((m) => m.topic === `${prefix}ota/status` && m.json.jobId === r.job.jobId && ['SUCCEEDED', 'FAILED'].includes(m.json.state), 'probation result', 30_000);
+      const done = await op.waitFor(
+        (m) =>
+          m.topic === `${prefix}ota/status` &&
+          m.json.jobId === r.job.jobId &&
+          ['SUCCEEDED', 'FAILED'].includes(m.json.state),
+        'probation result',
+        30_000,
+      );
       assert.equal(done.json.state, 'SUCCEEDED', done.json.reason);
       assert.equal(done.json.version, childKey);
       assert.equal(done.json.previous, parentKey);
       assert.ok(done.json.probation.frames >= 60);
-      const steps = op.messages.filter((m) => m.topic === `${prefix}ota/status` && m.json.jobId === r.job.jobId).map((m) => m.json.step ?? m.json.state);
+      const steps = op.messages
+        .filter((m) => m.topic === `${prefix}ota/status` && m.json.jobId === r.job.jobId)
+        .map((m) => m.json.step ?? m.json.state);
       assert.deepEqual(steps, ['ACTIVATING', 'PROBATION', 'SUCCEEDED']);
       assert.equal(agent.modelVersion, childKey);
       assert.equal(agent.store.getModel(childKey)!.state, 'active');
@@ -191,7 +239,9 @@ describe('cmd/finetune over MQTT 3.1.1 (Aedes)', { skip: MODEL === null && 'no b
   });
 });
 
-describe('finetune.auto and busy over MQTT 5 (Mosquitto)', { skip: (MODEL === null && 'no bundled model') || (!mosquittoAvailable && 'mosquitto not installed') }, () => {
+describe('finetune.auto and busy over MQTT 5 (Mosquitto)', {
+  skip: (MODEL === null && 'no bundled model') || (!mosquittoAvailable && 'mosquitto not installed'),
+}, () => {
   test('enough labelled frames start a run by themselves (reported on reply/finetune); cmd/finetune meanwhile is busy', async () => {
     const broker = await mosquitto();
     const source = shiftedSource(40);
@@ -201,7 +251,12 @@ describe('finetune.auto and busy over MQTT 5 (Mosquitto)', { skip: (MODEL === nu
       url: broker.url,
       device: 'ft2',
       protocol: 5,
-      extra: { source: { spec: source.spec, loop: false, frameRate: 1000 }, store: { recentFrames: 100 }, ota: { dir: join(dir, 'models-ft2') }, finetune: { auto: { minLabelled: 40 } } },
+      extra: {
+        source: { spec: source.spec, loop: false, frameRate: 1000 },
+        store: { recentFrames: 100 },
+        ota: { dir: join(dir, 'models-ft2') },
+        finetune: { auto: { minLabelled: 40 } },
+      },
     });
     const agent = new Agent({ config });
     const prefix = agent.config.topicPrefix;
@@ -218,7 +273,9 @@ describe('finetune.auto and busy over MQTT 5 (Mosquitto)', { skip: (MODEL === nu
       assert.match(bad.reply.error.message, /expected a number for one of holdoutFraction, minGain/);
       // Wrong labels, so that the gate refuses the run and nothing is installed.
       const wrong = randomLabels(40, 11);
-      const first = await op.command(prefix, 'label', { labels: seen.slice(0, 39).map((f, i) => ({ frame: f.id, label: wrong[i] })) });
+      const first = await op.command(prefix, 'label', {
+        labels: seen.slice(0, 39).map((f, i) => ({ frame: f.id, label: wrong[i] })),
+      });
       assert.equal(first.result.total, 39);
       assert.ok(!op.messages.some((m) => m.topic === `${prefix}reply/finetune`), '39 < minLabelled: no run');
       // The 40th label starts the run.
@@ -227,7 +284,11 @@ describe('finetune.auto and busy over MQTT 5 (Mosquitto)', { skip: (MODEL === nu
       assert.equal(busy.reply.ok, false);
       assert.match(busy.reply.error.message, /busy: a fine-tuning run is in progress/);
       assert.equal((busy.reply as { correlationId: string }).correlationId, busy.correlationId);
-      const result = await op.waitFor((m) => m.topic === `${prefix}reply/finetune` && m.json.result !== undefined, 'the automatic run', 40_000);
+      const result = await op.waitFor(
+        (m) => m.topic === `${prefix}reply/finetune` && m.json.result !== undefined,
+        'the automatic run',
+        40_000,
+      );
       assert.equal(result.json.trigger, 'auto');
       assert.equal(result.json.labelled, 40);
       assert.equal(result.json.result.accepted, false, result.json.result.reasons.join('\n'));
@@ -241,4 +302,3 @@ describe('finetune.auto and busy over MQTT 5 (Mosquitto)', { skip: (MODEL === nu
     }
   });
 });
-

@@ -12,7 +12,16 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { sha256 } from '../device-agent/index.js';
-import { accuracy, applyShift, extractFeatures, featureEngine, fineTune, fineTuneAsync, MemoryFeatureCache, SHIFTS } from '../device-agent/finetune/index.js';
+import {
+  accuracy,
+  applyShift,
+  extractFeatures,
+  featureEngine,
+  fineTune,
+  fineTuneAsync,
+  MemoryFeatureCache,
+  SHIFTS,
+} from '../device-agent/finetune/index.js';
 import type { FeatureEngine, TrainingFrame } from '../device-agent/finetune/index.js';
 import { createEngine, encodeIdx, FASHION_MNIST_DIR, readBwsnn, readMnistSplit, writeBwsnn } from '../runtime/index.js';
 import type { BwsnnModel } from '../runtime/index.js';
@@ -23,7 +32,11 @@ const test = readMnistSplit(FASHION_MNIST_DIR, 't10k');
 const shape = [28, 28, 1] as const;
 /** Exposure-shifted test frames from..from+n (never the shipped reference frames 0..999). */
 const shifted = (from: number, n: number, relabel: (label: number, i: number) => number = (l) => l): TrainingFrame[] =>
-  Array.from({ length: n }, (_, i) => ({ id: `exposure#${from + i}`, data: applyShift(SHIFTS.exposure, test.frame(from + i), shape, 1, from + i), label: relabel(test.labels[from + i]!, i) }));
+  Array.from({ length: n }, (_, i) => ({
+    id: `exposure#${from + i}`,
+    data: applyShift(SHIFTS.exposure, test.frame(from + i), shape, 1, from + i),
+    label: relabel(test.labels[from + i]!, i),
+  }));
 
 describe('fine-tuning gate on a shifted camera', () => {
   let parent: BwsnnModel;
@@ -34,7 +47,16 @@ describe('fine-tuning gate on a shifted camera', () => {
   const cache = new MemoryFeatureCache();
   // 300 labelled frames: enough for the gate to tell; each run adapts six layers on them.
   const labelled = shifted(3000, 300);
-  const run = (frames: TrainingFrame[]) => fineTune({ parent, parentSha256: sha256(bytes), frames, reference, cache, features, now: new Date('2026-01-01T00:00:00Z') });
+  const run = (frames: TrainingFrame[]) =>
+    fineTune({
+      parent,
+      parentSha256: sha256(bytes),
+      frames,
+      reference,
+      cache,
+      features,
+      now: new Date('2026-01-01T00:00:00Z'),
+    });
   // The helpful run, once: several tests compare against it.
   let helpful: ReturnType<typeof run> | undefined;
   const helpfulRun = () => (helpful ??= run(labelled));
@@ -50,7 +72,10 @@ describe('fine-tuning gate on a shifted camera', () => {
     const result = helpfulRun();
     const { decision } = result;
     assert.equal(decision.accepted, true, decision.reasons.join('\n'));
-    assert.ok(decision.reasons.some((r) => r.startsWith('info: on the original camera')), decision.reasons.join('\n'));
+    assert.ok(
+      decision.reasons.some((r) => r.startsWith('info: on the original camera')),
+      decision.reasons.join('\n'),
+    );
     assert.ok(decision.holdout.after - decision.holdout.before >= 0.02);
     assert.ok(decision.reference.before - decision.reference.after <= 0.02);
     const model = result.model!;
@@ -63,7 +88,10 @@ describe('fine-tuning gate on a shifted camera', () => {
     assert.equal(finetune.adapted.layers.length, parent.hidden.length + 1);
     assert.notDeepEqual(model.first.scale, parent.first.scale);
     assert.deepEqual(model.first.weights, parent.first.weights);
-    assert.deepEqual(model.hidden.map((l) => l.lif), parent.hidden.map((l) => l.lif));
+    assert.deepEqual(
+      model.hidden.map((l) => l.lif),
+      parent.hidden.map((l) => l.lif),
+    );
     // On shifted frames it never saw, the new version is better than its parent, as measured by the engine itself.
     const evaluation = shifted(1000, 300);
     const engineAccuracy = (m: BwsnnModel) => {
@@ -87,15 +115,25 @@ describe('fine-tuning gate on a shifted camera', () => {
     assert.equal(decision.accepted, false);
     assert.equal(model, null);
     assert.ok(decision.reference.drop > 0.02, `reference drop ${decision.reference.drop}`);
-    assert.ok(decision.reasons.some((r) => r.startsWith('FAIL: reference accuracy')), decision.reasons.join('\n'));
+    assert.ok(
+      decision.reasons.some((r) => r.startsWith('FAIL: reference accuracy')),
+      decision.reasons.join('\n'),
+    );
   });
 
   it('refuses random labels: nothing generalises to the holdout', () => {
     let s = 12345;
-    const { decision } = run(labelled.map((f) => ({ ...f, label: (s = (s * 1103515245 + 12345) % 2 ** 31) % 10 })));
+    const nextLabel = () => {
+      s = (s * 1103515245 + 12345) % 2 ** 31;
+      return s % 10;
+    };
+    const { decision } = run(labelled.map((f) => ({ ...f, label: nextLabel() })));
     assert.equal(decision.accepted, false);
     // Chance may lift the holdout by a few frames; then the sign test says it is chance.
-    assert.ok(decision.reasons.some((r) => r.startsWith('FAIL: holdout')), decision.reasons.join('\n'));
+    assert.ok(
+      decision.reasons.some((r) => r.startsWith('FAIL: holdout')),
+      decision.reasons.join('\n'),
+    );
   });
 
   it('fineTuneAsync gives the same result and lets the event loop run between steps', async () => {
@@ -107,7 +145,19 @@ describe('fine-tuning gate on a shifted camera', () => {
     };
     setImmediate(spin);
     const phases = new Set<string>();
-    const result = await fineTuneAsync({ parent, parentSha256: sha256(bytes), frames: labelled, reference, cache, features, now: new Date('2026-01-01T00:00:00Z'), onProgress: (p) => phases.add(p.phase) }, { sliceMs: 0 });
+    const result = await fineTuneAsync(
+      {
+        parent,
+        parentSha256: sha256(bytes),
+        frames: labelled,
+        reference,
+        cache,
+        features,
+        now: new Date('2026-01-01T00:00:00Z'),
+        onProgress: (p) => phases.add(p.phase),
+      },
+      { sliceMs: 0 },
+    );
     running = false;
     assert.ok(turns > 10, `the event loop turned ${turns} times`);
     assert.deepEqual([...phases], ['features', 'adapt', 'train', 'gate']);
@@ -125,17 +175,37 @@ describe('fine-tuning gate on a shifted camera', () => {
     before(() => (dir = mkdtempSync(join(tmpdir(), 'sei-finetune-test-'))));
     after(() => rmSync(dir, { recursive: true, force: true }));
 
-    it('writes the accepted version with the parent file\'s sha256, and reports the decision as JSON', async () => {
+    it("writes the accepted version with the parent file's sha256, and reports the decision as JSON", async () => {
       const modelPath = join(dir, 'parent.bwsnn');
       writeFileSync(modelPath, bytes);
       const frames = labelled;
       const pixels = new Uint8Array(frames.length * 784);
       frames.forEach((f, i) => pixels.set(f.data as Uint8Array, i * 784));
       writeFileSync(join(dir, 'images.idx'), encodeIdx([frames.length, 28, 28], pixels));
-      writeFileSync(join(dir, 'labels.idx'), encodeIdx([frames.length], Uint8Array.from(frames, (f) => f.label)));
+      writeFileSync(
+        join(dir, 'labels.idx'),
+        encodeIdx(
+          [frames.length],
+          Uint8Array.from(frames, (f) => f.label),
+        ),
+      );
       const out = join(dir, 'child.bwsnn');
       const cli = new URL('../scripts/cli.ts', import.meta.url).pathname;
-      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', cli, 'finetune', '--model', modelPath, '--frames', join(dir, 'images.idx'), '--labels', join(dir, 'labels.idx'), '--out', out, '--json']);
+      const { stdout } = await promisify(execFile)(process.execPath, [
+        '--import',
+        'tsx',
+        cli,
+        'finetune',
+        '--model',
+        modelPath,
+        '--frames',
+        join(dir, 'images.idx'),
+        '--labels',
+        join(dir, 'labels.idx'),
+        '--out',
+        out,
+        '--json',
+      ]);
       const report = JSON.parse(stdout.trim().split('\n').pop()!);
       assert.equal(report.accepted, true, report.reasons?.join('\n'));
       assert.equal(report.written, out);
@@ -147,7 +217,7 @@ describe('fine-tuning gate on a shifted camera', () => {
       assert.deepEqual(child.meta.parent, report.parent);
       // Same frames, same defaults: the process's head is the in-process one.
       assert.deepEqual(child.head, helpfulRun().candidate.head);
-    assert.deepEqual(child.first.scale, helpfulRun().candidate.first.scale);
+      assert.deepEqual(child.first.scale, helpfulRun().candidate.first.scale);
     });
   });
 });

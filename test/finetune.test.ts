@@ -8,24 +8,59 @@ import { describe, it } from 'node:test';
 import { createEngine, FASHION_MNIST_DIR, readBwsnn, readMnistSplit, rng, writeBwsnn } from '../runtime/index.js';
 import type { BwsnnModel, Head } from '../runtime/index.js';
 import {
-  accuracy, applyShift, backboneId, blur, brightnessContrast, childModel, decide, extractFeatures, featureEngine, gateOptions,
-  headParams, lossAndGradient, MemoryFeatureCache, noise, predict, rotate, selectRows, SHIFTS, signTestP, stratifiedSplit, toHead, trainHead,
+  accuracy,
+  applyShift,
+  backboneId,
+  blur,
+  brightnessContrast,
+  childModel,
+  decide,
+  extractFeatures,
+  featureEngine,
+  gateOptions,
+  headParams,
+  lossAndGradient,
+  MemoryFeatureCache,
+  noise,
+  predict,
+  rotate,
+  selectRows,
+  SHIFTS,
+  signTestP,
+  stratifiedSplit,
+  toHead,
+  trainHead,
 } from '../device-agent/finetune/index.js';
 import type { FeatureSet } from '../device-agent/finetune/index.js';
 import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
 
 const test = readMnistSplit(FASHION_MNIST_DIR, 't10k');
-const frames = (from: number, n: number) => Array.from({ length: n }, (_, i) => ({ id: `t10k#${from + i}`, data: test.frame(from + i), label: test.labels[from + i]! }));
+const frames = (from: number, n: number) =>
+  Array.from({ length: n }, (_, i) => ({
+    id: `t10k#${from + i}`,
+    data: test.frame(from + i),
+    label: test.labels[from + i]!,
+  }));
 
 /** A random feature set (rates in [0, 1]) with random labels. */
 function randomSet(seed: number, count: number, dim: number, classes: number): FeatureSet {
   const u = rng(seed);
-  return { count, dim, x: Float64Array.from({ length: count * dim }, u), labels: Int32Array.from({ length: count }, () => Math.floor(u() * classes)) };
+  return {
+    count,
+    dim,
+    x: Float64Array.from({ length: count * dim }, u),
+    labels: Int32Array.from({ length: count }, () => Math.floor(u() * classes)),
+  };
 }
 
 function randomHead(seed: number, inFeatures: number, outFeatures: number): Head {
   const u = rng(seed);
-  return { inFeatures, outFeatures, weight: Float32Array.from({ length: inFeatures * outFeatures }, () => 2 * u() - 1), bias: Float32Array.from({ length: outFeatures }, () => u() - 0.5) };
+  return {
+    inFeatures,
+    outFeatures,
+    weight: Float32Array.from({ length: inFeatures * outFeatures }, () => 2 * u() - 1),
+    bias: Float32Array.from({ length: outFeatures }, () => u() - 0.5),
+  };
 }
 
 describe('features', () => {
@@ -35,7 +70,7 @@ describe('features', () => {
   const sample = frames(0, 40);
   const set = extractFeatures(fe, 10, sample);
 
-  it('are the last layer\'s spike rates of the recorded trace (count over space and T / (H*W*T)), bit for bit', () => {
+  it("are the last layer's spike rates of the recorded trace (count over space and T / (H*W*T)), bit for bit", () => {
     const last = model.hidden[model.hidden.length - 1]!;
     assert.equal(last.kind, 'bconv');
     const [h, w, c] = last.kind === 'bconv' ? last.outShape : [1, 1, 0];
@@ -44,11 +79,12 @@ describe('features', () => {
       const spikes = trace[trace.length - 1]!.spikes;
       const counts = new Float64Array(c);
       spikes.forEach((s, j) => (counts[j % c]! += s));
-      for (let ch = 0; ch < c; ch++) assert.equal(set.x[i * c + ch], counts[ch]! / (h * w * model.T), `frame ${i} channel ${ch}`);
+      for (let ch = 0; ch < c; ch++)
+        assert.equal(set.x[i * c + ch], counts[ch]! / (h * w * model.T), `frame ${i} channel ${ch}`);
     }
   });
 
-  it('reproduce the engine\'s predictions through any head (the gate judges what the device will run)', () => {
+  it("reproduce the engine's predictions through any head (the gate judges what the device will run)", () => {
     const other = { ...model, head: randomHead(9, model.head.inFeatures, 10) };
     for (const m of [model, other]) {
       const expected = sample.map((f) => createEngine(m).infer(f.data).prediction);
@@ -68,13 +104,21 @@ describe('features', () => {
 
   it('backboneId ignores head, version and meta but not a changed threshold', () => {
     const id = backboneId(model);
-    assert.equal(backboneId({ ...model, version: 7, meta: { x: 1 }, head: randomHead(1, model.head.inFeatures, 10) }), id);
-    const hidden = model.hidden.map((l, i) => (i === 0 ? { ...l, lif: { ...l.lif, theta: l.lif.theta.map((t, c) => (c === 0 ? t + 0.25 : t)) } } : l));
+    assert.equal(
+      backboneId({ ...model, version: 7, meta: { x: 1 }, head: randomHead(1, model.head.inFeatures, 10) }),
+      id,
+    );
+    const hidden = model.hidden.map((l, i) =>
+      i === 0 ? { ...l, lif: { ...l.lif, theta: l.lif.theta.map((t, c) => (c === 0 ? t + 0.25 : t)) } } : l,
+    );
     assert.notEqual(backboneId({ ...model, hidden }), id);
   });
 
-  it('refuses a label outside the head\'s classes, naming the frame', () => {
-    assert.throws(() => extractFeatures(fe, 10, [{ id: 'x', data: test.frame(0), label: 10 }]), /frames\[0\]\.label: expected an integer class index 0\.\.9, got 10/);
+  it("refuses a label outside the head's classes, naming the frame", () => {
+    assert.throws(
+      () => extractFeatures(fe, 10, [{ id: 'x', data: test.frame(0), label: 10 }]),
+      /frames\[0\]\.label: expected an integer class index 0\.\.9, got 10/,
+    );
   });
 });
 
@@ -96,7 +140,10 @@ describe('head optimiser', () => {
       const down = lossAndGradient(p, set, rows, anchor, 0.3, scratch);
       p.values[i] = v;
       const numeric = (up - down) / (2 * h);
-      assert.ok(Math.abs(numeric - grad[i]!) <= 1e-7 * Math.max(1, Math.abs(numeric)), `parameter ${i}: analytic ${grad[i]}, numeric ${numeric}`);
+      assert.ok(
+        Math.abs(numeric - grad[i]!) <= 1e-7 * Math.max(1, Math.abs(numeric)),
+        `parameter ${i}: analytic ${grad[i]}, numeric ${numeric}`,
+      );
     }
   });
 
@@ -130,13 +177,22 @@ describe('head optimiser', () => {
     assert.ok(free.losses[free.losses.length - 1]! < free.losses[0]! / 2);
     const distance = (v: Float64Array) => Math.hypot(...v.map((y, i) => y - headParams(start).values[i]!));
     const pulled = trainHead(start, set, { epochs: 200, learningRate: 0.05, decay: 100 });
-    assert.ok(distance(pulled.params.values) < 0.05 * distance(free.params.values), `pulled ${distance(pulled.params.values)} vs free ${distance(free.params.values)}`);
+    assert.ok(
+      distance(pulled.params.values) < 0.05 * distance(free.params.values),
+      `pulled ${distance(pulled.params.values)} vs free ${distance(free.params.values)}`,
+    );
   });
 
   it('refuses bad options, naming them', () => {
     const set = randomSet(1, 4, 2, 2);
-    assert.throws(() => trainHead(randomHead(1, 2, 2), set, { epochs: 0 }), /finetune\.epochs: expected a positive integer, got 0/);
-    assert.throws(() => trainHead(randomHead(1, 2, 2), set, { decay: -1 }), /finetune\.decay: expected a number >= 0, got -1/);
+    assert.throws(
+      () => trainHead(randomHead(1, 2, 2), set, { epochs: 0 }),
+      /finetune\.epochs: expected a positive integer, got 0/,
+    );
+    assert.throws(
+      () => trainHead(randomHead(1, 2, 2), set, { decay: -1 }),
+      /finetune\.decay: expected a number >= 0, got -1/,
+    );
     assert.throws(() => trainHead(randomHead(1, 3, 2), set), /features: expected 3 per frame/);
   });
 });
@@ -145,7 +201,10 @@ describe('split and gate', () => {
   it('stratified split: disjoint, complete, seeded, each class held out in proportion', () => {
     const labels = Int32Array.from({ length: 203 }, (_, i) => (i * 7) % 10);
     const a = stratifiedSplit(labels, 0.25, 1);
-    assert.deepEqual([...a.train, ...a.holdout].sort((x, y) => x - y), Array.from({ length: 203 }, (_, i) => i));
+    assert.deepEqual(
+      [...a.train, ...a.holdout].sort((x, y) => x - y),
+      Array.from({ length: 203 }, (_, i) => i),
+    );
     assert.equal(a.holdout.length, Math.floor(203 * 0.25));
     for (let c = 0; c < 10; c++) {
       const total = labels.filter((l) => l === c).length;
@@ -159,26 +218,83 @@ describe('split and gate', () => {
   it('decide: accepts a significant holdout gain with a small reference fall, refuses each failed rule with its numbers', () => {
     const o = gateOptions({ minGain: 0.02, maxReferenceDrop: 0.02 });
     const train = { frames: 300, before: 0.5, after: 0.9 };
-    const ok = decide(train, { frames: 100, before: 0.5, after: 0.6, fixed: 12, broken: 2 }, { frames: 500, before: 0.8, after: 0.79 }, o, 400);
+    const ok = decide(
+      train,
+      { frames: 100, before: 0.5, after: 0.6, fixed: 12, broken: 2 },
+      { frames: 500, before: 0.8, after: 0.79 },
+      o,
+      400,
+    );
     assert.equal(ok.accepted, true, ok.reasons.join('\n'));
     assert.ok(ok.reasons.every((r) => r.startsWith('pass')));
     assert.ok(Math.abs(ok.holdout.gain - 0.1) < 1e-12 && Math.abs(ok.reference.drop - 0.01) < 1e-12);
-    const flat = decide(train, { frames: 100, before: 0.5, after: 0.51, fixed: 1, broken: 0 }, { frames: 500, before: 0.8, after: 0.8 }, o, 400);
+    const flat = decide(
+      train,
+      { frames: 100, before: 0.5, after: 0.51, fixed: 1, broken: 0 },
+      { frames: 500, before: 0.8, after: 0.8 },
+      o,
+      400,
+    );
     assert.equal(flat.accepted, false);
-    assert.match(flat.reasons.find((r) => r.startsWith('FAIL'))!, /holdout accuracy 50\.0% -> 51\.0% \(\+1\.0 points; at least \+2\.0 points required\)/);
+    assert.match(
+      flat.reasons.find((r) => r.startsWith('FAIL'))!,
+      /holdout accuracy 50\.0% -> 51\.0% \(\+1\.0 points; at least \+2\.0 points required\)/,
+    );
     // +4 points on 25 frames is one frame net: luck, refused by the sign test although above minGain.
-    const lucky = decide(train, { frames: 25, before: 0.64, after: 0.68, fixed: 3, broken: 2 }, { frames: 500, before: 0.8, after: 0.8 }, o, 100);
+    const lucky = decide(
+      train,
+      { frames: 25, before: 0.64, after: 0.68, fixed: 3, broken: 2 },
+      { frames: 500, before: 0.8, after: 0.8 },
+      o,
+      100,
+    );
     assert.equal(lucky.accepted, false);
-    assert.match(lucky.reasons.find((r) => r.startsWith('FAIL'))!, /holdout: the candidate fixes 3 frames and breaks 2 \(sign test p = 0\.50; at most 0\.05 required\)/);
-    assert.equal(decide(train, { frames: 25, before: 0.64, after: 0.68, fixed: 3, broken: 2 }, { frames: 500, before: 0.8, after: 0.8 }, gateOptions({ maxPValue: 1 }), 100).accepted, true);
-    const forgets = decide(train, { frames: 100, before: 0.5, after: 0.7, fixed: 20, broken: 0 }, { frames: 500, before: 0.8, after: 0.7 }, o, 400);
+    assert.match(
+      lucky.reasons.find((r) => r.startsWith('FAIL'))!,
+      /holdout: the candidate fixes 3 frames and breaks 2 \(sign test p = 0\.50; at most 0\.05 required\)/,
+    );
+    assert.equal(
+      decide(
+        train,
+        { frames: 25, before: 0.64, after: 0.68, fixed: 3, broken: 2 },
+        { frames: 500, before: 0.8, after: 0.8 },
+        gateOptions({ maxPValue: 1 }),
+        100,
+      ).accepted,
+      true,
+    );
+    const forgets = decide(
+      train,
+      { frames: 100, before: 0.5, after: 0.7, fixed: 20, broken: 0 },
+      { frames: 500, before: 0.8, after: 0.7 },
+      o,
+      400,
+    );
     assert.equal(forgets.accepted, false);
-    assert.match(forgets.reasons.find((r) => r.startsWith('FAIL'))!, /reference accuracy 80\.0% -> 70\.0% \(-10\.0 points; a fall of at most 2\.0 points allowed\)/);
-    const few = decide(train, { frames: 5, before: 0, after: 1, fixed: 5, broken: 0 }, { frames: 500, before: 0.8, after: 0.8 }, o, 20);
+    assert.match(
+      forgets.reasons.find((r) => r.startsWith('FAIL'))!,
+      /reference accuracy 80\.0% -> 70\.0% \(-10\.0 points; a fall of at most 2\.0 points allowed\)/,
+    );
+    const few = decide(
+      train,
+      { frames: 5, before: 0, after: 1, fixed: 5, broken: 0 },
+      { frames: 500, before: 0.8, after: 0.8 },
+      o,
+      20,
+    );
     assert.equal(few.accepted, false);
     assert.match(few.reasons[0]!, /FAIL: 20 labelled frames \(at least 40 needed\)/);
     // Exactly at the margins passes.
-    assert.equal(decide(train, { frames: 100, before: 0.5, after: 0.52, fixed: 5, broken: 0 }, { frames: 100, before: 0.8, after: 0.78 }, o, 400).accepted, true);
+    assert.equal(
+      decide(
+        train,
+        { frames: 100, before: 0.5, after: 0.52, fixed: 5, broken: 0 },
+        { frames: 100, before: 0.8, after: 0.78 },
+        o,
+        400,
+      ).accepted,
+      true,
+    );
   });
 
   it('sign test: exact one-sided binomial tail', () => {
@@ -191,14 +307,21 @@ describe('split and gate', () => {
   });
 
   it('gate options are validated, naming the field', () => {
-    assert.throws(() => gateOptions({ holdoutFraction: 1 }), /finetune\.gate\.holdoutFraction: expected a number between 0 and 1/);
+    assert.throws(
+      () => gateOptions({ holdoutFraction: 1 }),
+      /finetune\.gate\.holdoutFraction: expected a number between 0 and 1/,
+    );
     assert.throws(() => gateOptions({ maxReferenceDrop: -0.1 }), /finetune\.gate\.maxReferenceDrop/);
   });
 });
 
 describe('new version', () => {
   it('is the parent with a new head and version, its parent recorded, and survives the .bwsnn round trip', () => {
-    const parent: BwsnnModel = { ...randomModel({ seed: 5, blocks: FMNIST_BLOCKS.slice(0, 2) }), version: 3, meta: { producer: 'test', parent: { version: 1 } } };
+    const parent: BwsnnModel = {
+      ...randomModel({ seed: 5, blocks: FMNIST_BLOCKS.slice(0, 2) }),
+      version: 3,
+      meta: { producer: 'test', parent: { version: 1 } },
+    };
     const head = randomHead(6, parent.head.inFeatures, 10);
     const child = readBwsnn(writeBwsnn(childModel(parent, head, 'b'.repeat(64), 4, { accepted: true })));
     assert.equal(child.version, 4);
@@ -234,7 +357,10 @@ describe('simulated camera shifts', () => {
     const dot = new Uint8Array(28 * 28);
     dot[2 * 28 + 13] = 200;
     const r = rotate(dot, shape, 90);
-    assert.equal(r.reduce((a, v) => a + (v > 0 ? 1 : 0), 0), 1);
+    assert.equal(
+      r.reduce((a, v) => a + (v > 0 ? 1 : 0), 0),
+      1,
+    );
     assert.ok(r[13 * 28 + 25] === 200 || r[14 * 28 + 2] === 200 || r[13 * 28 + 2] === 200 || r[14 * 28 + 25] === 200);
   });
 

@@ -6,17 +6,35 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { BwsnnModel } from '../runtime/format/index.js';
-import { dirtyPadding, FORMAT_VERSION, inspectBwsnn, keyFingerprint, packRows, readBwsnn, readBwsnnFile, rowWords, unpackRows, validateModel, writeBwsnn } from '../runtime/format/index.js';
+import {
+  dirtyPadding,
+  FORMAT_VERSION,
+  inspectBwsnn,
+  keyFingerprint,
+  packRows,
+  readBwsnn,
+  readBwsnnFile,
+  rowWords,
+  unpackRows,
+  validateModel,
+  writeBwsnn,
+} from '../runtime/format/index.js';
 import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from '../runtime/format/random-model.js';
 import { arbModel, fixChecksum, mutateHeader, refuses, SMALL } from './helpers/format.js';
 
 const CREATED = '2026-01-01T00:00:00.000Z';
 // This suite takes version-1 files apart byte by byte (version 1 stays readable); test/format-v2.test.ts has version 2.
-const write = (m: BwsnnModel, opts: Parameters<typeof writeBwsnn>[1] = {}) => writeBwsnn(m, { createdAt: CREATED, formatVersion: 1, ...opts });
+const write = (m: BwsnnModel, opts: Parameters<typeof writeBwsnn>[1] = {}) =>
+  writeBwsnn(m, { createdAt: CREATED, formatVersion: 1, ...opts });
 
 // ----- container helpers: take a file apart and put it together again (unsigned, checksum recomputed)
 
-interface Parts { header: Record<string, any>; data: Uint8Array; dataStart: number; dataEnd: number }
+interface Parts {
+  header: Record<string, any>;
+  data: Uint8Array;
+  dataStart: number;
+  dataEnd: number;
+}
 
 function split(bytes: Uint8Array): Parts {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -80,7 +98,17 @@ describe('round trip', () => {
   const specs: Record<string, RandomModelSpec> = {
     'FMNIST_BLOCKS, 32 channels': { seed: 1, blocks: FMNIST_BLOCKS, firstChannels: 32 },
     'with blinear layers (identity and none)': { seed: 2, blocks: FMNIST_BLOCKS.slice(0, 2), linear: [40, 40, 17] },
-    'odd sizes, 5x5 kernels, RGB input': { seed: 3, input: [13, 11, 3], firstKernel: 5, blocks: [{ cout: 7, kernel: 5 }, { cout: 14, stride: 2 }, { cout: 9, kernel: 1 }], classes: 5 },
+    'odd sizes, 5x5 kernels, RGB input': {
+      seed: 3,
+      input: [13, 11, 3],
+      firstKernel: 5,
+      blocks: [
+        { cout: 7, kernel: 5 },
+        { cout: 14, stride: 2 },
+        { cout: 9, kernel: 1 },
+      ],
+      classes: 5,
+    },
     'T = 1, no hidden layers': { seed: 4, T: 1, blocks: [] },
     'T = 16': { seed: 5, T: 16, blocks: FMNIST_BLOCKS.slice(0, 3) },
     'small model with every op': SMALL,
@@ -98,7 +126,10 @@ describe('round trip', () => {
   it('reads from a Buffer at an unaligned offset into a larger pool, and from disk', () => {
     const model = randomModel({ seed: 1, blocks: FMNIST_BLOCKS.slice(0, 2) });
     const bytes = write(model);
-    const pooled = Buffer.concat([Buffer.alloc(7, 0xaa), Buffer.from(bytes), Buffer.alloc(9, 0xbb)]).subarray(7, 7 + bytes.length);
+    const pooled = Buffer.concat([Buffer.alloc(7, 0xaa), Buffer.from(bytes), Buffer.alloc(9, 0xbb)]).subarray(
+      7,
+      7 + bytes.length,
+    );
     assert.deepEqual(readBwsnn(pooled), model);
     const dir = mkdtempSync(join(tmpdir(), 'sei-format-'));
     try {
@@ -135,39 +166,65 @@ describe('bit packing', () => {
   const rowsAndBits = fc.record({ rows: fc.integer({ min: 1, max: 6 }), bits: fc.integer({ min: 1, max: 300 }) });
 
   it('unpack(pack(w)) = sign(w), sign(0) = +1, padding stays zero', () => {
-    fc.assert(fc.property(rowsAndBits.chain(({ rows, bits }) => fc.tuple(fc.constant(rows), fc.constant(bits),
-      fc.array(fc.oneof(fc.constant(0), fc.double({ noNaN: true })), { minLength: rows * bits, maxLength: rows * bits }))), ([rows, bits, w]) => {
-      const packed = packRows(w, rows, bits);
-      assert.equal(packed.length, rows * rowWords(bits));
-      assert.equal(dirtyPadding(packed, rows, bits), null);
-      assert.deepEqual(unpackRows(packed, rows, bits), Int8Array.from(w, (x) => (x >= 0 ? 1 : -1)));
-    }));
+    fc.assert(
+      fc.property(
+        rowsAndBits.chain(({ rows, bits }) =>
+          fc.tuple(
+            fc.constant(rows),
+            fc.constant(bits),
+            fc.array(fc.oneof(fc.constant(0), fc.double({ noNaN: true })), {
+              minLength: rows * bits,
+              maxLength: rows * bits,
+            }),
+          ),
+        ),
+        ([rows, bits, w]) => {
+          const packed = packRows(w, rows, bits);
+          assert.equal(packed.length, rows * rowWords(bits));
+          assert.equal(dirtyPadding(packed, rows, bits), null);
+          assert.deepEqual(
+            unpackRows(packed, rows, bits),
+            Int8Array.from(w, (x) => (x >= 0 ? 1 : -1)),
+          );
+        },
+      ),
+    );
   });
 
   it('pack(unpack(p)) = p for clean packed rows; dirty padding is found', () => {
     const packedRows = rowsAndBits.chain(({ rows, bits }) =>
-      fc.tuple(fc.constant(rows), fc.constant(bits), fc.array(fc.nat(0xffffffff), { minLength: rows * rowWords(bits), maxLength: rows * rowWords(bits) })));
-    fc.assert(fc.property(packedRows, ([rows, bits, raw]) => {
-      const words = Uint32Array.from(raw);
-      const clean = words.slice();
-      let firstDirty: number | null = null;
-      for (let r = 0; r < rows; r++) {
-        for (let j = bits; j < rowWords(bits) * 32; j++) {
-          const at = r * rowWords(bits) + (j >> 5);
-          if ((clean[at]! >>> (j & 31)) & 1) firstDirty ??= r;
-          clean[at]! &= ~(1 << (j & 31));
+      fc.tuple(
+        fc.constant(rows),
+        fc.constant(bits),
+        fc.array(fc.nat(0xffffffff), { minLength: rows * rowWords(bits), maxLength: rows * rowWords(bits) }),
+      ),
+    );
+    fc.assert(
+      fc.property(packedRows, ([rows, bits, raw]) => {
+        const words = Uint32Array.from(raw);
+        const clean = words.slice();
+        let firstDirty: number | null = null;
+        for (let r = 0; r < rows; r++) {
+          for (let j = bits; j < rowWords(bits) * 32; j++) {
+            const at = r * rowWords(bits) + (j >> 5);
+            if ((clean[at]! >>> (j & 31)) & 1) firstDirty ??= r;
+            clean[at]! &= ~(1 << (j & 31));
+          }
         }
-      }
-      assert.deepEqual(packRows(unpackRows(clean, rows, bits), rows, bits), clean);
-      assert.equal(dirtyPadding(clean, rows, bits), null);
-      assert.equal(dirtyPadding(words, rows, bits)?.row ?? null, firstDirty);
-    }));
+        assert.deepEqual(packRows(unpackRows(clean, rows, bits), rows, bits), clean);
+        assert.equal(dirtyPadding(clean, rows, bits), null);
+        assert.equal(dirtyPadding(words, rows, bits)?.row ?? null, firstDirty);
+      }),
+    );
   });
 });
 
 describe('properties', () => {
   it('round trip of arbitrary valid models is the identity', () => {
-    fc.assert(fc.property(arbModel, (m) => assert.deepEqual(readBwsnn(write(m)), m)), { numRuns: 60 });
+    fc.assert(
+      fc.property(arbModel, (m) => assert.deepEqual(readBwsnn(write(m)), m)),
+      { numRuns: 60 },
+    );
   });
 });
 
@@ -188,31 +245,44 @@ describe('fuzzing: only FormatError, never a crash, never a silently wrong model
   });
 
   it('random byte flips, checksum left as is', () => {
-    fc.assert(fc.property(fc.nat({ max: bytes.length - 1 }), fc.integer({ min: 1, max: 255 }), (pos, x) => {
-      const b = bytes.slice();
-      b[pos]! ^= x;
-      refuses(() => readBwsnn(b));
-    }), { numRuns: 300 });
+    fc.assert(
+      fc.property(fc.nat({ max: bytes.length - 1 }), fc.integer({ min: 1, max: 255 }), (pos, x) => {
+        const b = bytes.slice();
+        b[pos]! ^= x;
+        refuses(() => readBwsnn(b));
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('random byte flips behind a recomputed checksum', () => {
-    fc.assert(fc.property(fc.nat({ max: dataEnd - 1 }), fc.integer({ min: 1, max: 255 }), (pos, x) => {
-      const b = bytes.slice();
-      b[pos]! ^= x;
-      fixChecksum(b);
-      inspectNeverCrashes(b);
-      const model = readOrRefuse(b);
-      // The data area is canonical: an accepted flip there is exactly a different tensor value.
-      if (model && pos >= dataStart) assert.deepEqual(write(model, { producer: inspectBwsnn(b).producer }), b);
-    }), { numRuns: 400 });
+    fc.assert(
+      fc.property(fc.nat({ max: dataEnd - 1 }), fc.integer({ min: 1, max: 255 }), (pos, x) => {
+        const b = bytes.slice();
+        b[pos]! ^= x;
+        fixChecksum(b);
+        inspectNeverCrashes(b);
+        const model = readOrRefuse(b);
+        // The data area is canonical: an accepted flip there is exactly a different tensor value.
+        if (model && pos >= dataStart) assert.deepEqual(write(model, { producer: inspectBwsnn(b).producer }), b);
+      }),
+      { numRuns: 400 },
+    );
   });
 
   it('flips in the signature block fail verification', () => {
-    fc.assert(fc.property(fc.integer({ min: signed.length - 100, max: signed.length - 1 }), fc.integer({ min: 1, max: 255 }), (pos, x) => {
-      const b = signed.slice();
-      b[pos]! ^= x;
-      refuses(() => readBwsnn(b, { trustedKeys: [publicKey] }), /^signature/);
-    }), { numRuns: 100 });
+    fc.assert(
+      fc.property(
+        fc.integer({ min: signed.length - 100, max: signed.length - 1 }),
+        fc.integer({ min: 1, max: 255 }),
+        (pos, x) => {
+          const b = signed.slice();
+          b[pos]! ^= x;
+          refuses(() => readBwsnn(b, { trustedKeys: [publicKey] }), /^signature/);
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 
   /** Every path into the header JSON, so a mutation can hit any field at any depth. */
@@ -226,17 +296,38 @@ describe('fuzzing: only FormatError, never a crash, never a silently wrong model
   const replacement = fc.oneof(
     fc.jsonValue({ maxDepth: 2 }),
     fc.integer({ min: -3, max: 40 }),
-    fc.constantFrom(0, -1, 1.5, 1e300, 2 ** 31, 2 ** 32 + 16, 2 ** 53, 'bconv', 'blinear', 'identity', 'avgpool_repeat', 'float32', 'bits', 'int8', null, [], {}),
+    fc.constantFrom(
+      0,
+      -1,
+      1.5,
+      1e300,
+      2 ** 31,
+      2 ** 32 + 16,
+      2 ** 53,
+      'bconv',
+      'blinear',
+      'identity',
+      'avgpool_repeat',
+      'float32',
+      'bits',
+      'int8',
+      null,
+      [],
+      {},
+    ),
     fc.constantFrom([1, 1, 1], [2 ** 20, 2 ** 20, 2 ** 20], [0, 1, 1], [3, 3]),
   );
 
   it('random header JSON mutations (replace, delete, add a field)', () => {
-    fc.assert(fc.property(fc.nat(), replacement, fc.constantFrom('replace', 'delete', 'add'), (which, value, how) => {
-      const path = allPaths[which % allPaths.length]!;
-      const b = withHeader(bytes, (h) => mutateHeader(h, path, value, how));
-      inspectNeverCrashes(b);
-      readOrRefuse(b);
-    }), { numRuns: 500 });
+    fc.assert(
+      fc.property(fc.nat(), replacement, fc.constantFrom('replace', 'delete', 'add'), (which, value, how) => {
+        const path = allPaths[which % allPaths.length]!;
+        const b = withHeader(bytes, (h) => mutateHeader(h, path, value, how));
+        inspectNeverCrashes(b);
+        readOrRefuse(b);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('raw header byte mutations: invalid UTF-8, broken JSON, deep nesting', () => {
@@ -258,8 +349,16 @@ describe('fuzzing: only FormatError, never a crash, never a silently wrong model
 describe('refusals name the field', () => {
   const model = randomModel(SMALL);
   const bytes = write(model);
-  const setU16 = (at: number, v: number) => { const b = bytes.slice(); new DataView(b.buffer).setUint16(at, v, true); return b; };
-  const setU32 = (at: number, v: number) => { const b = bytes.slice(); new DataView(b.buffer).setUint32(at, v, true); return b; };
+  const setU16 = (at: number, v: number) => {
+    const b = bytes.slice();
+    new DataView(b.buffer).setUint16(at, v, true);
+    return b;
+  };
+  const setU32 = (at: number, v: number) => {
+    const b = bytes.slice();
+    new DataView(b.buffer).setUint32(at, v, true);
+    return b;
+  };
 
   it('envelope', () => {
     refuses(() => readBwsnn(new Uint8Array(0)), 'file.length');
@@ -280,36 +379,156 @@ describe('refusals name the field', () => {
 
   it('header schema', () => {
     const cases: [string, (h: Record<string, any>) => void][] = [
-      ['header.hidden[1].op', (h) => { h.hidden[1].op = 'bconv3d'; }],
-      ['header.first.op', (h) => { h.first.op = 'conv_int4'; }],
-      ['header.head.op', (h) => { h.head.op = 'softmax'; }],
-      ['header.first.weights.offset', (h) => { h.first.weights.offset = 1 << 20; }],
-      ['header.first.weights.offset', (h) => { h.first.weights.offset += 1; }],
-      ['header.first.scale.offset', (h) => { h.first.scale.offset = h.first.weights.offset; }],
-      ['header.first.scale.dtype', (h) => { h.first.scale.dtype = 'int8'; }],
-      ['header.first.scale.dtype', (h) => { h.first.scale.dtype = 'float64'; }],
-      ['header.first.scale.length', (h) => { h.first.scale.length += 4; }],
-      ['header.first.scale.shape', (h) => { h.first.scale.shape = [2 ** 16, 2 ** 16]; }],
-      ['header.first.scale.shape', (h) => { h.first.scale.shape = [2 ** 14, 2 ** 14, 2 ** 14]; }],
-      ['header.hidden[0].weightBits.shape', (h) => { const s = h.hidden[0].weightBits.shape; h.hidden[0].weightBits.shape = [s[0], s[1] - 1]; }],
-      ['header.first.weights.shape', (h) => { h.first.weights.shape = [4, 1, 3, 3]; }],
-      ['header.x-extra', (h) => { h['x-extra'] = 1; }],
-      ['header.hidden[0].dilation', (h) => { h.hidden[0].dilation = 2; }],
-      ['header.T', (h) => { h.T = 17; }],
-      ['header.T', (h) => { h.T = 0; }],
-      ['header.hidden[0].lif.beta', (h) => { h.hidden[0].lif.beta = 0.1; }], // not a float32 value
-      ['header.hidden[0].lif.beta', (h) => { h.hidden[0].lif.beta = 1.5; }],
-      ['header.labels', (h) => { h.labels.pop(); }],
-      ['header.meta', (h) => { h.meta = [1]; }],
-      ['header.hidden[1].inShape', (h) => { h.hidden[1].inShape = [6, 6, 5]; }],
-      ['header.hidden[1].outShape[0]', (h) => { h.hidden[1].outShape = [4, 3, 8]; }],
+      [
+        'header.hidden[1].op',
+        (h) => {
+          h.hidden[1].op = 'bconv3d';
+        },
+      ],
+      [
+        'header.first.op',
+        (h) => {
+          h.first.op = 'conv_int4';
+        },
+      ],
+      [
+        'header.head.op',
+        (h) => {
+          h.head.op = 'softmax';
+        },
+      ],
+      [
+        'header.first.weights.offset',
+        (h) => {
+          h.first.weights.offset = 1 << 20;
+        },
+      ],
+      [
+        'header.first.weights.offset',
+        (h) => {
+          h.first.weights.offset += 1;
+        },
+      ],
+      [
+        'header.first.scale.offset',
+        (h) => {
+          h.first.scale.offset = h.first.weights.offset;
+        },
+      ],
+      [
+        'header.first.scale.dtype',
+        (h) => {
+          h.first.scale.dtype = 'int8';
+        },
+      ],
+      [
+        'header.first.scale.dtype',
+        (h) => {
+          h.first.scale.dtype = 'float64';
+        },
+      ],
+      [
+        'header.first.scale.length',
+        (h) => {
+          h.first.scale.length += 4;
+        },
+      ],
+      [
+        'header.first.scale.shape',
+        (h) => {
+          h.first.scale.shape = [2 ** 16, 2 ** 16];
+        },
+      ],
+      [
+        'header.first.scale.shape',
+        (h) => {
+          h.first.scale.shape = [2 ** 14, 2 ** 14, 2 ** 14];
+        },
+      ],
+      [
+        'header.hidden[0].weightBits.shape',
+        (h) => {
+          const s = h.hidden[0].weightBits.shape;
+          h.hidden[0].weightBits.shape = [s[0], s[1] - 1];
+        },
+      ],
+      [
+        'header.first.weights.shape',
+        (h) => {
+          h.first.weights.shape = [4, 1, 3, 3];
+        },
+      ],
+      [
+        'header.x-extra',
+        (h) => {
+          h['x-extra'] = 1;
+        },
+      ],
+      [
+        'header.hidden[0].dilation',
+        (h) => {
+          h.hidden[0].dilation = 2;
+        },
+      ],
+      [
+        'header.T',
+        (h) => {
+          h.T = 17;
+        },
+      ],
+      [
+        'header.T',
+        (h) => {
+          h.T = 0;
+        },
+      ],
+      [
+        'header.hidden[0].lif.beta',
+        (h) => {
+          h.hidden[0].lif.beta = 0.1;
+        },
+      ], // not a float32 value
+      [
+        'header.hidden[0].lif.beta',
+        (h) => {
+          h.hidden[0].lif.beta = 1.5;
+        },
+      ],
+      [
+        'header.labels',
+        (h) => {
+          h.labels.pop();
+        },
+      ],
+      [
+        'header.meta',
+        (h) => {
+          h.meta = [1];
+        },
+      ],
+      [
+        'header.hidden[1].inShape',
+        (h) => {
+          h.hidden[1].inShape = [6, 6, 5];
+        },
+      ],
+      [
+        'header.hidden[1].outShape[0]',
+        (h) => {
+          h.hidden[1].outShape = [4, 3, 8];
+        },
+      ],
     ];
     for (const [field, mutate] of cases) refuses(() => readBwsnn(withHeader(bytes, mutate)), field);
   });
 
   it('tensor contents: NaN, Inf, non-positive theta, dirty row padding', () => {
     const { header, data } = split(bytes);
-    const f32 = (ref: { offset: number }, v: number) => { const d = data.slice(); new DataView(d.buffer).setFloat32(ref.offset, v, true); return build(header, d); };
+    const f32 = (ref: { offset: number }, v: number) => {
+      const d = data.slice();
+      new DataView(d.buffer).setFloat32(ref.offset, v, true);
+      return build(header, d);
+    };
     refuses(() => readBwsnn(f32(header.first.scale, NaN)), 'header.first.scale[0]');
     refuses(() => readBwsnn(f32(header.head.weight, -Infinity)), 'header.head.weight[0]');
     refuses(() => readBwsnn(f32(header.hidden[0].lif.theta, 0)), 'header.hidden[0].lif.theta[0]');
@@ -332,11 +551,26 @@ describe('refusals name the field', () => {
       ['first.kernel', (x) => ({ ...x, input: [28, 28, 64], first: { ...x.first, inShape: [28, 28, 64] } })],
       ['first.lif.beta', (x) => ({ ...x, first: { ...x.first, lif: { ...x.first.lif, beta: 0 } } })],
       ['first.weights.length', (x) => ({ ...x, first: { ...x.first, weights: x.first.weights.subarray(1) } })],
-      ['hidden[0].shortcut', (x) => ({ ...x, hidden: [{ ...x.hidden[0], shortcut: 'identity' }, ...x.hidden.slice(1)] })], // 16 -> 32 channels
-      ['hidden[1].shortcut', (x) => ({ ...x, hidden: [x.hidden[0], { ...x.hidden[1], shortcut: 'identity' }, x.hidden[2]] })],
-      ['hidden[2].shortcut', (x) => ({ ...x, hidden: [x.hidden[0], x.hidden[1], { ...x.hidden[2], shortcut: 'avgpool_repeat' }] })],
-      ['hidden[1].outShape[0]', (x) => ({ ...x, hidden: [x.hidden[0], { ...x.hidden[1], outShape: [13, 14, 32] }, x.hidden[2]] })],
-      ['hidden[2].inFeatures', (x) => ({ ...x, hidden: [x.hidden[0], x.hidden[1], { ...x.hidden[2], inFeatures: 100 }] })],
+      [
+        'hidden[0].shortcut',
+        (x) => ({ ...x, hidden: [{ ...x.hidden[0], shortcut: 'identity' }, ...x.hidden.slice(1)] }),
+      ], // 16 -> 32 channels
+      [
+        'hidden[1].shortcut',
+        (x) => ({ ...x, hidden: [x.hidden[0], { ...x.hidden[1], shortcut: 'identity' }, x.hidden[2]] }),
+      ],
+      [
+        'hidden[2].shortcut',
+        (x) => ({ ...x, hidden: [x.hidden[0], x.hidden[1], { ...x.hidden[2], shortcut: 'avgpool_repeat' }] }),
+      ],
+      [
+        'hidden[1].outShape[0]',
+        (x) => ({ ...x, hidden: [x.hidden[0], { ...x.hidden[1], outShape: [13, 14, 32] }, x.hidden[2]] }),
+      ],
+      [
+        'hidden[2].inFeatures',
+        (x) => ({ ...x, hidden: [x.hidden[0], x.hidden[1], { ...x.hidden[2], inFeatures: 100 }] }),
+      ],
       ['head.inFeatures', (x) => ({ ...x, hidden: x.hidden.slice(0, 2) })],
       ['labels', (x) => ({ ...x, labels: x.labels.slice(1) })],
       ['meta.bad', (x) => ({ ...x, meta: { bad: undefined } })],

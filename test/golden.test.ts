@@ -17,7 +17,9 @@ const noSimd = wasmUnavailable()?.includes('SIMD') ? 'no WebAssembly SIMD on thi
 
 function checkModel(name: string, got: ModelVectors, want: ModelVectors): void {
   assert.equal(got.dots.length, want.dots.length, `${name}: number of dot vectors`);
-  got.dots.forEach((d, i) => assert.deepEqual(d, want.dots[i], `${name}: dots of ${want.dots[i]!.layer} at spike rate ${want.dots[i]!.rate}`));
+  got.dots.forEach((d, i) =>
+    assert.deepEqual(d, want.dots[i], `${name}: dots of ${want.dots[i]!.layer} at spike rate ${want.dots[i]!.rate}`),
+  );
   got.frames.forEach((f, i) => {
     const w = want.frames[i]!;
     f.layers.forEach((l, j) => {
@@ -39,7 +41,7 @@ describe(`golden vectors on ${process.arch} (node ${process.version})`, () => {
     assert.equal(selectKernel('auto'), noSimd ? 'reference' : 'wasm');
   });
   for (const kernel of ['reference', 'wasm'] as Kernel[]) {
-    it(`${kernel} kernel reproduces them bit for bit`, { skip: kernel === 'wasm' ? noSimd ?? false : false }, () => {
+    it(`${kernel} kernel reproduces them bit for bit`, { skip: kernel === 'wasm' ? (noSimd ?? false) : false }, () => {
       const got = computeGolden(kernel);
       for (const name of Object.keys(golden.models)) checkModel(name, got.models[name]!, golden.models[name]!);
     });

@@ -41,11 +41,24 @@ function importsOf(file: string): string[] {
   const sf = ts.createSourceFile(file, readFileSync(join(ROOT, file), 'utf8'), ts.ScriptTarget.Latest, false);
   const specs: string[] = [];
   const visit = (node: ts.Node): void => {
-    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier && ts.isStringLiteral(node.moduleSpecifier)) {
+    if (
+      (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) &&
+      node.moduleSpecifier &&
+      ts.isStringLiteral(node.moduleSpecifier)
+    ) {
       specs.push(node.moduleSpecifier.text);
-    } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && node.arguments[0] && ts.isStringLiteralLike(node.arguments[0])) {
+    } else if (
+      ts.isCallExpression(node) &&
+      node.expression.kind === ts.SyntaxKind.ImportKeyword &&
+      node.arguments[0] &&
+      ts.isStringLiteralLike(node.arguments[0])
+    ) {
       specs.push(node.arguments[0].text);
-    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
+    } else if (
+      ts.isImportTypeNode(node) &&
+      ts.isLiteralTypeNode(node.argument) &&
+      ts.isStringLiteral(node.argument.literal)
+    ) {
       specs.push(node.argument.literal.text);
     }
     ts.forEachChild(node, visit);
@@ -118,7 +131,9 @@ function cycleIn(component: string[]): string[] {
 
 /** Imports of files matching `from` that go to a file for which `allowed` is false, as `a -> b` lines. */
 function violations(from: (f: string) => boolean, allowed: (target: string, file: string) => boolean): string[] {
-  return [...graph].filter(([f]) => from(f)).flatMap(([f, targets]) => targets.filter((t) => !allowed(t, f)).map((t) => `${f} -> ${t}`));
+  return [...graph]
+    .filter(([f]) => from(f))
+    .flatMap(([f, targets]) => targets.filter((t) => !allowed(t, f)).map((t) => `${f} -> ${t}`));
 }
 
 test('the parser sees every kind of relative import (a static, a type-only, a re-export and a lazy one)', () => {
@@ -131,15 +146,29 @@ test('the parser sees every kind of relative import (a static, a type-only, a re
 
 test('no import cycle anywhere in the repository', () => {
   const found = cycles();
-  assert.deepEqual(found.map((c) => c.join(' -> ')), [], `import cycles:\n${found.map((c) => `  ${c.join(' -> ')}`).join('\n')}`);
+  assert.deepEqual(
+    found.map((c) => c.join(' -> ')),
+    [],
+    `import cycles:\n${found.map((c) => `  ${c.join(' -> ')}`).join('\n')}`,
+  );
 });
 
 test('code outside test/ never imports test/', () => {
-  assert.deepEqual(violations((f) => !isTest(f), (t) => !isTest(t)), []);
+  assert.deepEqual(
+    violations(
+      (f) => !isTest(f),
+      (t) => !isTest(t),
+    ),
+    [],
+  );
 });
 
 test('the release build (tsconfig.build.json) compiles no test code, directly or through an import', () => {
-  const config = ts.getParsedCommandLineOfConfigFile(join(ROOT, 'tsconfig.build.json'), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => assert.fail(String(d.messageText)) })!;
+  const config = ts.getParsedCommandLineOfConfigFile(
+    join(ROOT, 'tsconfig.build.json'),
+    {},
+    { ...ts.sys, onUnRecoverableConfigFileDiagnostic: (d) => assert.fail(String(d.messageText)) },
+  )!;
   const reached = new Set<string>();
   const visit = (f: string): void => {
     if (reached.has(f)) return;
@@ -147,19 +176,46 @@ test('the release build (tsconfig.build.json) compiles no test code, directly or
     for (const t of graph.get(f) ?? []) visit(t);
   };
   config.fileNames.map(rel).forEach(visit);
-  assert.ok(reached.has('runtime/index.ts') && reached.has('scripts/cli.ts'), 'the release project lists the runtime and the CLI');
+  assert.ok(
+    reached.has('runtime/index.ts') && reached.has('scripts/cli.ts'),
+    'the release project lists the runtime and the CLI',
+  );
   assert.deepEqual([...reached].filter(isTest), []);
 });
 
 test('runtime/ imports nothing else from the repository; each kernel backend only the format and the Runner contract', () => {
-  assert.deepEqual(violations((f) => f.startsWith('runtime/'), (t) => t.startsWith('runtime/')), []);
+  assert.deepEqual(
+    violations(
+      (f) => f.startsWith('runtime/'),
+      (t) => t.startsWith('runtime/'),
+    ),
+    [],
+  );
   for (const backend of ['runtime/kernels/reference/', 'runtime/kernels/wasm/']) {
-    const allowed = (t: string) => t.startsWith(backend) || t.startsWith('runtime/format/') || t === 'runtime/kernels/runner.ts';
-    assert.deepEqual(violations((f) => f.startsWith(backend), allowed), [], backend);
+    const allowed = (t: string) =>
+      t.startsWith(backend) || t.startsWith('runtime/format/') || t === 'runtime/kernels/runner.ts';
+    assert.deepEqual(
+      violations((f) => f.startsWith(backend), allowed),
+      [],
+      backend,
+    );
   }
-  assert.deepEqual(violations((f) => f.startsWith('runtime/kernels/'), (t) => !t.startsWith('runtime/engine/')), [], 'kernels/ never imports engine/');
+  assert.deepEqual(
+    violations(
+      (f) => f.startsWith('runtime/kernels/'),
+      (t) => !t.startsWith('runtime/engine/'),
+    ),
+    [],
+    'kernels/ never imports engine/',
+  );
 });
 
 test('bench/ may import the CLI, the CLI never imports bench/', () => {
-  assert.deepEqual(violations((f) => !f.startsWith('bench/'), (t) => !t.startsWith('bench/')), []);
+  assert.deepEqual(
+    violations(
+      (f) => !f.startsWith('bench/'),
+      (t) => !t.startsWith('bench/'),
+    ),
+    [],
+  );
 });

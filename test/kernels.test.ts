@@ -32,16 +32,20 @@ test('the descriptor layout the planner writes is the one the compiled kernel ex
 
 test('popcount32 and binaryDot follow 2*popcount(s & w) - popcount(s)', () => {
   fc.assert(
-    fc.property(fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 1, maxLength: 12 }), fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 12, maxLength: 12 }), (s, w) => {
-      const sw = Uint32Array.from(s);
-      const ww = Uint32Array.from(w);
-      let expected = 0;
-      for (let i = 0; i < s.length; i++) {
-        for (let b = 0; b < 32; b++) if ((sw[i]! >>> b) & 1) expected += (ww[i]! >>> b) & 1 ? 1 : -1;
-      }
-      assert.equal(binaryDot(sw, 0, ww, 0, s.length), expected);
-      assert.equal(popcount32(sw[0]!), [...sw[0]!.toString(2)].filter((c) => c === '1').length);
-    }),
+    fc.property(
+      fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 1, maxLength: 12 }),
+      fc.array(fc.integer({ min: 0, max: 0xffffffff }), { minLength: 12, maxLength: 12 }),
+      (s, w) => {
+        const sw = Uint32Array.from(s);
+        const ww = Uint32Array.from(w);
+        let expected = 0;
+        for (let i = 0; i < s.length; i++) {
+          for (let b = 0; b < 32; b++) if ((sw[i]! >>> b) & 1) expected += (ww[i]! >>> b) & 1 ? 1 : -1;
+        }
+        assert.equal(binaryDot(sw, 0, ww, 0, s.length), expected);
+        assert.equal(popcount32(sw[0]!), [...sw[0]!.toString(2)].filter((c) => c === '1').length);
+      },
+    ),
     { seed: SEED, numRuns: 200 },
   );
 });
@@ -80,9 +84,17 @@ test('binary conv dots: wasm (dense popcount, event-driven, auto) equals referen
       const r = rng(c.seed);
       const inShape: Shape3 = [c.h, c.w, c.cin];
       const layer: BinaryConvLayer = {
-        kind: 'bconv', name: 'l', inShape, outShape: [oh, ow, c.cout], kernel: c.kernel, stride: c.stride, pad,
+        kind: 'bconv',
+        name: 'l',
+        inShape,
+        outShape: [oh, ow, c.cout],
+        kernel: c.kernel,
+        stride: c.stride,
+        pad,
         weightBits: randomBitsRows(c.cout, c.kernel * c.kernel * c.cin, r),
-        scale: new Float32Array(c.cout).fill(1), bias: new Float32Array(c.cout), shortcut: 'none',
+        scale: new Float32Array(c.cout).fill(1),
+        bias: new Float32Array(c.cout),
+        shortcut: 'none',
         lif: { beta: 1, theta: new Float32Array(c.cout).fill(1) },
       };
       const spikes = randomSpikes(c.h * c.w * c.cin, c.rate, r);
@@ -94,16 +106,32 @@ test('binary conv dots: wasm (dense popcount, event-driven, auto) equals referen
 
 test('binary linear dots: wasm (every path) equals reference exactly', () => {
   fc.assert(
-    fc.property(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 }), fc.constantFrom(1, 7, 32, 40), fc.constantFrom(1, 3, 10, 64), fc.constantFrom(0, 0.2, 1), fc.integer(), fc.constantFrom(...PATHS), (h, w, c, out, rate, seed, path) => {
-      const r = rng(seed);
-      const inFeatures = h * w * c;
-      const layer: BinaryLinearLayer = {
-        kind: 'blinear', name: 'l', inFeatures, outFeatures: out, weightBits: randomBitsRows(out, inFeatures, r),
-        scale: new Float32Array(out).fill(1), bias: new Float32Array(out), shortcut: 'none', lif: { beta: 1, theta: new Float32Array(out).fill(1) },
-      };
-      const spikes = randomSpikes(inFeatures, rate, r);
-      assert.deepEqual(wasmDots(layer, spikes, [h, w, c], path), blinearDots(layer, spikes));
-    }),
+    fc.property(
+      fc.integer({ min: 1, max: 4 }),
+      fc.integer({ min: 1, max: 4 }),
+      fc.constantFrom(1, 7, 32, 40),
+      fc.constantFrom(1, 3, 10, 64),
+      fc.constantFrom(0, 0.2, 1),
+      fc.integer(),
+      fc.constantFrom(...PATHS),
+      (h, w, c, out, rate, seed, path) => {
+        const r = rng(seed);
+        const inFeatures = h * w * c;
+        const layer: BinaryLinearLayer = {
+          kind: 'blinear',
+          name: 'l',
+          inFeatures,
+          outFeatures: out,
+          weightBits: randomBitsRows(out, inFeatures, r),
+          scale: new Float32Array(out).fill(1),
+          bias: new Float32Array(out),
+          shortcut: 'none',
+          lif: { beta: 1, theta: new Float32Array(out).fill(1) },
+        };
+        const spikes = randomSpikes(inFeatures, rate, r);
+        assert.deepEqual(wasmDots(layer, spikes, [h, w, c], path), blinearDots(layer, spikes));
+      },
+    ),
     { seed: SEED, numRuns: 100 },
   );
 });
@@ -137,12 +165,23 @@ test('whole engine: wasm and reference agree bit for bit (logits, spikes, curren
           channels = cout;
           return { cout, stride: b.stride, kernel: b.kernel };
         });
-        const model = randomModel({ seed: c.seed, input: [c.h, c.h, c.cin], T: c.T, firstChannels: c.first, firstKernel: c.firstKernel, blocks, linear: c.linear, classes: 5 });
+        const model = randomModel({
+          seed: c.seed,
+          input: [c.h, c.h, c.cin],
+          T: c.T,
+          firstChannels: c.first,
+          firstKernel: c.firstKernel,
+          blocks,
+          linear: c.linear,
+          classes: 5,
+        });
         const r = rng(c.seed ^ 0x5eed);
         // One noisy frame, and one with a uniform background around a noisy object (equal windows get reused).
         const size = c.h * c.h * c.cin;
         const noisy = Uint8Array.from({ length: size }, () => Math.floor(r() * 256 * c.brightness));
-        const object = noisy.map((x, i) => (Math.floor(i / c.cin) % c.h > c.h / 2 && Math.floor(i / c.cin / c.h) > c.h / 3 ? x : 0));
+        const object = noisy.map((x, i) =>
+          Math.floor(i / c.cin) % c.h > c.h / 2 && Math.floor(i / c.cin / c.h) > c.h / 3 ? x : 0,
+        );
         const frames = [noisy, object];
         const engines = KERNELS.map((kernel) => createEngine(model, { kernel }));
         for (const frame of frames) {
@@ -155,7 +194,11 @@ test('whole engine: wasm and reference agree bit for bit (logits, spikes, curren
           assert.equal(wasm!.prediction, ref!.prediction);
           ref!.trace!.forEach((layer, i) => {
             assert.deepEqual(wasm!.trace![i]!.spikes, layer.spikes, `spikes of ${layer.name}`);
-            assert.deepEqual(Buffer.from(wasm!.trace![i]!.currents.buffer), Buffer.from(layer.currents.buffer), `currents of ${layer.name}`);
+            assert.deepEqual(
+              Buffer.from(wasm!.trace![i]!.currents.buffer),
+              Buffer.from(layer.currents.buffer),
+              `currents of ${layer.name}`,
+            );
           });
         }
       },
@@ -164,9 +207,17 @@ test('whole engine: wasm and reference agree bit for bit (logits, spikes, curren
   );
 });
 
-test('each layer counts its spikes per step for the next layer\'s path choice: STEP is the popcount of its output map', () => {
+test("each layer counts its spikes per step for the next layer's path choice: STEP is the popcount of its output map", () => {
   // A wrong count would only steer a layer to the other (equally exact) path, which no equality above can see.
-  const model = randomModel({ seed: 11, input: [12, 12, 1], firstChannels: 16, T: 3, blocks: [{ cout: 16 }, { cout: 32, stride: 2 }, { cout: 40 }], linear: [33], classes: 4 });
+  const model = randomModel({
+    seed: 11,
+    input: [12, 12, 1],
+    firstChannels: 16,
+    T: 3,
+    blocks: [{ cout: 16 }, { cout: 32, stride: 2 }, { cout: 40 }],
+    linear: [33],
+    classes: 4,
+  });
   const { kernel, descAt, layers } = planNetwork(model);
   const r = rng(5);
   const frame = Uint8Array.from({ length: 144 }, (_, i) => (i % 12 > 5 ? Math.floor(r() * 256) : 0));
@@ -174,7 +225,13 @@ test('each layer counts its spikes per step for the next layer\'s path choice: S
   kernel.start(descAt, layers.length);
   const ints = () => new Int32Array(kernel.memory.buffer);
   const word = (i: number, field: number) => ints()[(descAt >> 2) + i * DESC_WORDS + field]!;
-  layers.forEach((_, i) => assert.equal(word(i, FIELDS.IN_STEP), i === 0 ? 0 : descAt + ((i - 1) * DESC_WORDS + FIELDS.STEP) * 4, `layer ${i} reads the count of layer ${i - 1}`));
+  layers.forEach((_, i) =>
+    assert.equal(
+      word(i, FIELDS.IN_STEP),
+      i === 0 ? 0 : descAt + ((i - 1) * DESC_WORDS + FIELDS.STEP) * 4,
+      `layer ${i} reads the count of layer ${i - 1}`,
+    ),
+  );
   const counts = new Set<number>();
   for (let t = 0; t < model.T; t++) {
     kernel.step(descAt, layers.length);

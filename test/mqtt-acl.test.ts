@@ -60,7 +60,8 @@ describe('Mosquitto with a password file and an ACL', { skip: !mosquittoAvailabl
       const from = op.messages.length;
       await op.waitFor((m) => m.topic === 'sei/test/dev1/metrics', 'dev1 metrics', 10_000, from);
       // A requester speaks the device's protocol version: response topic on 5, replyTo in the payload on 3.1.1.
-      const requester = protocol === 5 ? op : await Operator.connect(broker.url, 4, { username: 'operator', password: 'op-secret' });
+      const requester =
+        protocol === 5 ? op : await Operator.connect(broker.url, 4, { username: 'operator', password: 'op-secret' });
       const reply = await requester.command('sei/test/dev1/', 'status');
       if (requester !== op) await requester.close();
       assert.equal(reply.ok, true);
@@ -78,19 +79,29 @@ describe('Mosquitto with a password file and an ACL', { skip: !mosquittoAvailabl
       await online;
       if (protocol === 5) {
         // MQTT 5 tells the publisher: the QoS 1 PUBACK carries "Not authorized".
-        const refusedMetrics = (e: Error) => /outbox: broker refused sei\/test\/dev2\/metrics: .*not authori[sz]ed/i.test(e.message);
+        const refusedMetrics = (e: Error) =>
+          /outbox: broker refused sei\/test\/dev2\/metrics: .*not authori[sz]ed/i.test(e.message);
         const deadline = Date.now() + 10_000;
         while (!errors.some(refusedMetrics) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
         await agent.stop();
         assert.ok(errors.some(refusedMetrics), errors.map((e) => e.message).join('; '));
-        assert.ok(errors.some((e) => /publish to sei\/test\/dev2\/status failed: .*not authori[sz]ed/i.test(e.message)), 'the birth is refused too');
+        assert.ok(
+          errors.some((e) => /publish to sei\/test\/dev2\/status failed: .*not authori[sz]ed/i.test(e.message)),
+          'the birth is refused too',
+        );
       } else {
         // 3.1.1 has no refusal reason: the broker acks and drops. Give the agent time to publish several metrics.
         await new Promise((r) => setTimeout(r, 1500));
       }
       assert.ok(agent.metrics.frames > 0);
       await agent.stop();
-      assert.deepEqual(op.messages.slice(from).filter((m) => m.topic.startsWith('sei/test/dev2/')).map((m) => m.topic), []);
+      assert.deepEqual(
+        op.messages
+          .slice(from)
+          .filter((m) => m.topic.startsWith('sei/test/dev2/'))
+          .map((m) => m.topic),
+        [],
+      );
     });
   }
 
@@ -102,9 +113,16 @@ describe('Mosquitto with a password file and an ACL', { skip: !mosquittoAvailabl
     agent.on('online', () => (online = true));
     await agent.start();
     const deadline = Date.now() + 10_000;
-    while (errors.filter((e) => /not authori[sz]ed|bad user ?name or password/i.test(e.message)).length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    while (
+      errors.filter((e) => /not authori[sz]ed|bad user ?name or password/i.test(e.message)).length < 2 &&
+      Date.now() < deadline
+    )
+      await new Promise((r) => setTimeout(r, 50));
     await agent.stop();
     assert.equal(online, false);
-    assert.ok(errors.filter((e) => /not authori[sz]ed|bad user ?name or password/i.test(e.message)).length >= 2, errors.map((e) => e.message).join('; '));
+    assert.ok(
+      errors.filter((e) => /not authori[sz]ed|bad user ?name or password/i.test(e.message)).length >= 2,
+      errors.map((e) => e.message).join('; '),
+    );
   });
 });

@@ -36,8 +36,13 @@ after(async () => {
 });
 
 /** An agent on `spec`, started; resolves once the retained online status shows it subscribed (it is sent after). */
-async function startAgent(device: string, spec: string): Promise<{ agent: Agent; results: AgentResult[]; errors: Error[] }> {
-  const agent = new Agent({ config: agentConfig({ dir, model, url: broker.url, device, extra: { source: { spec } } }) });
+async function startAgent(
+  device: string,
+  spec: string,
+): Promise<{ agent: Agent; results: AgentResult[]; errors: Error[] }> {
+  const agent = new Agent({
+    config: agentConfig({ dir, model, url: broker.url, device, extra: { source: { spec } } }),
+  });
   const results: AgentResult[] = [];
   const errors: Error[] = [];
   agent.on('result', (r) => results.push(r));
@@ -45,13 +50,22 @@ async function startAgent(device: string, spec: string): Promise<{ agent: Agent;
   await op.subscribe(`sei/test/${device}/#`);
   const from = op.messages.length;
   await agent.start();
-  await op.waitFor((m) => m.topic === `sei/test/${device}/status` && m.json.state === 'online', `${device} online`, 10_000, from);
+  await op.waitFor(
+    (m) => m.topic === `sei/test/${device}/status` && m.json.state === 'online',
+    `${device} online`,
+    10_000,
+    from,
+  );
   return { agent, results, errors };
 }
 
 /** Publishes sample frame i to a device's frames/in, labelled `label`. */
 async function send(device: string, i: number, label: number): Promise<void> {
-  await op.client.publishAsync(`sei/test/${device}/frames/in`, JSON.stringify({ data: Buffer.from(samples.frame(i)).toString('base64'), label }), { qos: 1 });
+  await op.client.publishAsync(
+    `sei/test/${device}/frames/in`,
+    JSON.stringify({ data: Buffer.from(samples.frame(i)).toString('base64'), label }),
+    { qos: 1 },
+  );
 }
 
 async function until(what: string, ok: () => boolean, timeoutMs = 10_000): Promise<void> {
@@ -68,7 +82,10 @@ test('an agent on the mqtt source predicts on published frames through its sourc
     assert.equal(agent.snapshot().frames, 0, 'nothing but frames/in feeds it');
     for (let i = 0; i < 5; i++) await send('push', i, SENT + i);
     await until('5 results', () => results.length === 5);
-    assert.deepEqual(results.map((r) => [r.frame, r.label]), [0, 1, 2, 3, 4].map((i) => [i + 1, SENT + i]));
+    assert.deepEqual(
+      results.map((r) => [r.frame, r.label]),
+      [0, 1, 2, 3, 4].map((i) => [i + 1, SENT + i]),
+    );
     // The same picture gives the same prediction as the model gives it directly.
     assert.equal(results[0]!.result.prediction, agent.activeEngine!.infer(samples.frame(0)).prediction);
     // A malformed one is answered on `errors`; the source goes on.
@@ -87,9 +104,15 @@ test('an agent on the mqtt source predicts on published frames through its sourc
     await op.client.publishAsync('sei/test/push/frames/in', Buffer.alloc(10), { qos: 1 });
     const sampled = results.length;
     await until('frames from the samples', () => results.length > sampled + 30);
-    assert.deepEqual(results.filter((r) => r.label !== null && r.label >= SENT).map((r) => r.label), [0, 1, 2, 3, 4, 5].map((i) => SENT + i));
+    assert.deepEqual(
+      results.filter((r) => r.label !== null && r.label >= SENT).map((r) => r.label),
+      [0, 1, 2, 3, 4, 5].map((i) => SENT + i),
+    );
     assert.equal(agent.metrics.frameErrors, 1);
-    assert.deepEqual(errors.map((x) => x.name), ['FrameError']);
+    assert.deepEqual(
+      errors.map((x) => x.name),
+      ['FrameError'],
+    );
   } finally {
     await agent.stop();
   }
@@ -108,11 +131,19 @@ test('an agent on a file source does not take frames/in, while one on the mqtt s
     await op.client.publishAsync('sei/test/beside/frames/in', Buffer.alloc(10), { qos: 1 });
     // Both were published in one order by one client: once the mqtt agent has all of its own, the broker has
     // delivered the file agent's too, had it been subscribed.
-    await op.waitFor((m) => m.topic === 'sei/test/beside/errors', 'the mqtt agent refusing its malformed frame', 10_000, from);
+    await op.waitFor(
+      (m) => m.topic === 'sei/test/beside/errors',
+      'the mqtt agent refusing its malformed frame',
+      10_000,
+      from,
+    );
     await until('the mqtt agent inferring its 3 frames', () => push.results.length === 3);
     await new Promise((r) => setTimeout(r, 300));
     assert.ok(file.results.length > 0, 'the file agent runs its samples');
-    assert.deepEqual(file.results.filter((r) => r.label === SENT), []);
+    assert.deepEqual(
+      file.results.filter((r) => r.label === SENT),
+      [],
+    );
     assert.equal(file.agent.metrics.frameErrors, 0);
     assert.equal(op.messages.filter((m) => m.topic === 'sei/test/file/errors').length, 0);
     assert.deepEqual(file.errors, []);

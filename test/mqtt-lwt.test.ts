@@ -21,7 +21,10 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-const setups: Array<[string, () => Promise<TestBroker>, 4 | 5]> = [['Aedes', aedes, 4], ...(mosquittoAvailable ? [['Mosquitto', () => mosquitto(), 5] as [string, () => Promise<TestBroker>, 5]] : [])];
+const setups: Array<[string, () => Promise<TestBroker>, 4 | 5]> = [
+  ['Aedes', aedes, 4],
+  ...(mosquittoAvailable ? [['Mosquitto', () => mosquitto(), 5] as [string, () => Promise<TestBroker>, 5]] : []),
+];
 
 for (const [name, start, protocol] of setups) {
   test(`${name}: birth "online", then after SIGKILL the Last Will "offline", retained`, async () => {
@@ -31,7 +34,10 @@ for (const [name, start, protocol] of setups) {
       await op.subscribe(`${PREFIX}status`);
       const cfg = join(dir, `${name}.json`);
       writeFileSync(cfg, JSON.stringify(agentConfig({ dir, model, url: broker.url })));
-      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'agent', '--config', cfg], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] });
+      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'agent', '--config', cfg], {
+        cwd: ROOT,
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
       const exited = new Promise<NodeJS.Signals | null>((r) => child.once('exit', (_code, signal) => r(signal)));
       try {
         const birth = await op.waitFor((m) => m.json?.state === 'online', 'birth', 30_000);

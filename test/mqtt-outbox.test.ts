@@ -40,7 +40,11 @@ const setups: Setup[] = [
     skip: !mosquittoAvailable && 'no mosquitto',
     async start() {
       const broker = await mosquitto();
-      const backend = await Operator.connect(broker.url, 5, { clientId: 'backend', clean: false, properties: { sessionExpiryInterval: 3600 } });
+      const backend = await Operator.connect(broker.url, 5, {
+        clientId: 'backend',
+        clean: false,
+        properties: { sessionExpiryInterval: 3600 },
+      });
       return { broker, backend, restart: () => broker.start() };
     },
   },
@@ -65,12 +69,19 @@ const setups: Setup[] = [
 ];
 
 for (const setup of setups) {
-  test(`${setup.name}: metrics written during a broker stop/start and an agent restart all arrive, once each in order`, { skip: setup.skip }, async () => {
+  test(`${setup.name}: metrics written during a broker stop/start and an agent restart all arrive, once each in order`, {
+    skip: setup.skip,
+  }, async () => {
     const { broker, backend, restart } = await setup.start();
     try {
       await backend.subscribe(`${PREFIX}metrics`);
       const store = join(dir, `${setup.name.split(' ')[0]}.db`);
-      const config = agentConfig({ dir, model: modelFile(dir), url: broker.url, extra: { reporting: { metricsInterval: 0.1 }, store: { path: store } } });
+      const config = agentConfig({
+        dir,
+        model: modelFile(dir),
+        url: broker.url,
+        extra: { reporting: { metricsInterval: 0.1 }, store: { path: store } },
+      });
       const sent: number[] = [];
       const start = async () => {
         const agent = new Agent({ config });
@@ -99,13 +110,20 @@ for (const setup of setups) {
       await until(() => agent.store.outboxCount() <= 1, 'the outbox to drain');
       await agent.stop();
       const all = sent.slice();
-      await until(() => new Set(backend.messages.map((m) => m.json.ts)).size >= all.length, `all ${all.length} metrics at the backend`, 20_000);
+      await until(
+        () => new Set(backend.messages.map((m) => m.json.ts)).size >= all.length,
+        `all ${all.length} metrics at the backend`,
+        20_000,
+      );
 
       const received = backend.messages.filter((m) => m.topic === `${PREFIX}metrics`).map((m) => m.json.ts as number);
       // QoS 1 is at-least-once: a message whose ack was cut by the outage may come twice; the first copies keep order.
       const firsts = received.filter((ts, i) => received.indexOf(ts) === i);
       assert.deepEqual(firsts, all, 'every metrics message arrives, in the order it was written');
-      assert.ok(received.length - firsts.length <= 2, `duplicates only at the cut (${received.length - firsts.length})`);
+      assert.ok(
+        received.length - firsts.length <= 2,
+        `duplicates only at the cut (${received.length - firsts.length})`,
+      );
     } finally {
       await backend.close();
       await broker.close();

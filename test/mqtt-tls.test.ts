@@ -20,18 +20,25 @@ describe('Mosquitto over TLS with client certificates', { skip: !mosquittoAvaila
     dir = mkdtempSync(join(tmpdir(), 'sei-tls-'));
     certs = makeCertificates(dir);
     model = modelFile(dir);
-    broker = await mosquitto({ tls: { ca: certs.ca, cert: certs.serverCert, key: certs.serverKey, requireCertificate: true } });
+    broker = await mosquitto({
+      tls: { ca: certs.ca, cert: certs.serverCert, key: certs.serverKey, requireCertificate: true },
+    });
   });
   after(async () => {
     await broker?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const agentWith = (tls: Record<string, unknown>) => new Agent({ config: agentConfig({ dir, model, url: broker.url, extra: { mqtt: { tls } } }) });
+  const agentWith = (tls: Record<string, unknown>) =>
+    new Agent({ config: agentConfig({ dir, model, url: broker.url, extra: { mqtt: { tls } } }) });
 
   test('CA and client certificate from the config: connected, metrics arrive', async () => {
     assert.match(broker.url, /^mqtts:/);
-    const op = await Operator.connect(broker.url, 5, { ca: readFileSync(certs.ca), cert: readFileSync(certs.clientCert), key: readFileSync(certs.clientKey) });
+    const op = await Operator.connect(broker.url, 5, {
+      ca: readFileSync(certs.ca),
+      cert: readFileSync(certs.clientCert),
+      key: readFileSync(certs.clientKey),
+    });
     await op.subscribe('sei/test/dev1/metrics');
     const agent = agentWith({ ca: certs.ca, cert: certs.clientCert, key: certs.clientKey });
     agent.on('error', () => {});
@@ -49,7 +56,11 @@ describe('Mosquitto over TLS with client certificates', { skip: !mosquittoAvaila
 
   for (const [what, tls, expected] of [
     ['without a client certificate', () => ({ ca: certs.ca }), /certificate|handshake|alert|socket|ECONNRESET|closed/i],
-    ['trusting another CA', () => ({ ca: certs.clientCert, cert: certs.clientCert, key: certs.clientKey }), /certificate|self.signed|verify|issuer/i],
+    [
+      'trusting another CA',
+      () => ({ ca: certs.clientCert, cert: certs.clientCert, key: certs.clientKey }),
+      /certificate|self.signed|verify|issuer/i,
+    ],
   ] as const) {
     test(`${what}: refused, reported, never online`, async () => {
       const agent = agentWith(tls());
@@ -63,7 +74,10 @@ describe('Mosquitto over TLS with client certificates', { skip: !mosquittoAvaila
       await new Promise((r) => setTimeout(r, 300));
       await agent.stop();
       assert.equal(online, false);
-      assert.ok(errors.some((e) => expected.test(e.message)), errors.map((e) => e.message).join('; ') || 'no error reported');
+      assert.ok(
+        errors.some((e) => expected.test(e.message)),
+        errors.map((e) => e.message).join('; ') || 'no error reported',
+      );
     });
   }
 });

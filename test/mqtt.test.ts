@@ -42,7 +42,15 @@ for (const setup of setups) {
       broker = await setup.broker();
       op = await Operator.connect(broker.url, setup.expect);
       await op.subscribe(`${PREFIX}#`);
-      agent = new Agent({ config: agentConfig({ dir, model: v1, url: broker.url, protocol: setup.protocol, extra: { model: { path: v1, dir: models, kernel: 'reference' } } }) });
+      agent = new Agent({
+        config: agentConfig({
+          dir,
+          model: v1,
+          url: broker.url,
+          protocol: setup.protocol,
+          extra: { model: { path: v1, dir: models, kernel: 'reference' } },
+        }),
+      });
       agent.on('error', (e) => errors.push(e));
       const online = new Promise<4 | 5>((r) => agent.once('online', r));
       await agent.start();
@@ -72,9 +80,30 @@ for (const setup of setups) {
     test('metrics arrive every interval with the documented figures', async () => {
       const from = op.messages.length;
       await op.waitFor((m) => m.topic === `${PREFIX}metrics` && m.json.frames > 0, 'metrics', 10_000, from);
-      const second = await op.waitFor((m) => m.topic === `${PREFIX}metrics` && m.json.frames > 0, 'a second metrics message', 10_000, op.messages.indexOf(op.messages.slice(from).find((m) => m.topic === `${PREFIX}metrics` && m.json.frames > 0)!) + 1);
+      const second = await op.waitFor(
+        (m) => m.topic === `${PREFIX}metrics` && m.json.frames > 0,
+        'a second metrics message',
+        10_000,
+        op.messages.indexOf(op.messages.slice(from).find((m) => m.topic === `${PREFIX}metrics` && m.json.frames > 0)!) +
+          1,
+      );
       const m = second.json;
-      for (const key of ['ts', 'model', 'frames', 'framesPerSecond', 'latencyMs', 'queueDepth', 'dropped', 'spikeRate', 'synOpsPerFrame', 'accuracy', 'rssBytes', 'cpuTemperatureC', 'outbox']) assert.ok(key in m, key);
+      for (const key of [
+        'ts',
+        'model',
+        'frames',
+        'framesPerSecond',
+        'latencyMs',
+        'queueDepth',
+        'dropped',
+        'spikeRate',
+        'synOpsPerFrame',
+        'accuracy',
+        'rssBytes',
+        'cpuTemperatureC',
+        'outbox',
+      ])
+        assert.ok(key in m, key);
       assert.equal(m.model, 'random-1@1');
       assert.ok(m.latencyMs.p50 > 0 && m.latencyMs.p50 <= m.latencyMs.p90 && m.latencyMs.p90 <= m.latencyMs.p99);
       assert.deepEqual(Object.keys(m.spikeRate), ['conv0', 'bconv1', 'bconv2', 'bconv3', 'bconv4', 'bconv5']);
@@ -87,10 +116,23 @@ for (const setup of setups) {
     test('predictions: frame ids increase, each with class, confidence and the sample label', async () => {
       const from = op.messages.length;
       await op.waitFor((m) => m.topic === `${PREFIX}predictions`, 'predictions', 10_000, from);
-      await op.waitFor((m) => m.topic === `${PREFIX}predictions` && m !== op.messages.slice(from).find((x) => x.topic === `${PREFIX}predictions`), 'more predictions', 10_000, from);
-      const items = op.messages.slice(from).filter((m) => m.topic === `${PREFIX}predictions`).flatMap((m) => m.json.predictions);
+      await op.waitFor(
+        (m) =>
+          m.topic === `${PREFIX}predictions` &&
+          m !== op.messages.slice(from).find((x) => x.topic === `${PREFIX}predictions`),
+        'more predictions',
+        10_000,
+        from,
+      );
+      const items = op.messages
+        .slice(from)
+        .filter((m) => m.topic === `${PREFIX}predictions`)
+        .flatMap((m) => m.json.predictions);
       const frames = items.map((p: { frame: number }) => p.frame);
-      assert.deepEqual(frames, [...frames].sort((a, b) => a - b));
+      assert.deepEqual(
+        frames,
+        [...frames].sort((a, b) => a - b),
+      );
       for (const p of items) {
         assert.ok(Number.isInteger(p.class) && p.class >= 0 && p.class < 10);
         assert.ok(p.confidence > 0 && p.confidence <= 1);
@@ -111,14 +153,26 @@ for (const setup of setups) {
 
     test('cmd/models lists the registry; cmd/activate switches version; an unknown version is refused', async () => {
       const models = await op.command(PREFIX, 'models');
-      assert.deepEqual(models.result.models.map((m: { version: string; state: string }) => [m.version, m.state]), [['random-1@1', 'active'], ['random-2@2', 'available']]);
+      assert.deepEqual(
+        models.result.models.map((m: { version: string; state: string }) => [m.version, m.state]),
+        [
+          ['random-1@1', 'active'],
+          ['random-2@2', 'available'],
+        ],
+      );
       assert.match(models.result.models[0].sha256, /^[0-9a-f]{64}$/);
       const act = await op.command(PREFIX, 'activate', { version: 'random-2@2' });
       assert.equal(act.ok, true);
       assert.equal(act.result.active, 'random-2@2');
       assert.equal(agent.modelVersion, 'random-2@2');
-      await op.waitFor((m) => m.topic === `${PREFIX}status` && m.json.model === 'random-2@2', 'status with the new model');
-      await op.waitFor((m) => m.topic === `${PREFIX}predictions` && m.json.model === 'random-2@2', 'predictions of the new model');
+      await op.waitFor(
+        (m) => m.topic === `${PREFIX}status` && m.json.model === 'random-2@2',
+        'status with the new model',
+      );
+      await op.waitFor(
+        (m) => m.topic === `${PREFIX}predictions` && m.json.model === 'random-2@2',
+        'predictions of the new model',
+      );
       const bad = await op.command(PREFIX, 'activate', { version: 'random-9@9' });
       assert.equal(bad.ok, false);
       assert.equal(bad.error.name, 'ConfigError');
@@ -158,7 +212,12 @@ for (const setup of setups) {
       const from = op.messages.length;
       const msg = await op.waitFor((m) => m.topic === `${PREFIX}predictions`, 'a prediction to label', 10_000, from);
       const frame = msg.json.predictions.at(-1).frame as number;
-      const r = await op.command(PREFIX, 'label', { labels: [{ frame, label: 3 }, { frame: frame + 1_000_000, label: 2 }] });
+      const r = await op.command(PREFIX, 'label', {
+        labels: [
+          { frame, label: 3 },
+          { frame: frame + 1_000_000, label: 2 },
+        ],
+      });
       assert.equal(r.ok, true);
       assert.equal(r.result.saved, 1);
       assert.deepEqual(r.result.missing, [frame + 1_000_000]);
@@ -175,7 +234,10 @@ for (const setup of setups) {
     test('bad commands get a clear error reply and the agent keeps running', async () => {
       const unknown = await op.command(PREFIX, 'reboot');
       assert.equal(unknown.ok, false);
-      assert.match(unknown.error.message, /command: expected one of status, config, models, activate, label, finetune, preview, got "reboot"/);
+      assert.match(
+        unknown.error.message,
+        /command: expected one of status, config, models, activate, label, finetune, preview, got "reboot"/,
+      );
       if (setup.expect === 5) {
         const notObject = await op.command(PREFIX, 'status', {}, '[1, 2]');
         assert.equal(notObject.ok, false);
@@ -184,7 +246,12 @@ for (const setup of setups) {
       // On 3.1.1 a payload that is not JSON carries no reply topic: the reply goes to the device's reply/<name>.
       const from = op.messages.length;
       await op.client.publishAsync(`${PREFIX}cmd/config`, '{not json', { qos: 1 });
-      const r = await op.waitFor((m) => m.topic === `${PREFIX}reply/config`, 'reply on the default topic', 10_000, from);
+      const r = await op.waitFor(
+        (m) => m.topic === `${PREFIX}reply/config`,
+        'reply on the default topic',
+        10_000,
+        from,
+      );
       assert.equal(r.json.ok, false);
       assert.equal(r.json.error.name, 'SyntaxError');
       const frames = agent.metrics.frames;
@@ -202,9 +269,22 @@ for (const setup of setups) {
       const e1 = await op.waitFor((m) => m.topic === `${PREFIX}errors`, 'an error message', 10_000, from);
       assert.equal(e1.json.origin, 'frames/in');
       assert.equal(e1.json.error.name, 'FrameError');
-      assert.match(e1.json.error.message, /frames\/in: expected 784 raw bytes \(28x28x1\) or a PNG\/PGM picture, got 100 bytes/);
-      await op.waitFor((m) => m.topic === `${PREFIX}errors` && /data: expected a base64 string/.test(m.json.error.message), 'JSON error', 10_000, from);
-      await op.waitFor((m) => m.topic === `${PREFIX}errors` && /PGM 28x28 needs 784 sample bytes/.test(m.json.error.message), 'PGM error', 10_000, from);
+      assert.match(
+        e1.json.error.message,
+        /frames\/in: expected 784 raw bytes \(28x28x1\) or a PNG\/PGM picture, got 100 bytes/,
+      );
+      await op.waitFor(
+        (m) => m.topic === `${PREFIX}errors` && /data: expected a base64 string/.test(m.json.error.message),
+        'JSON error',
+        10_000,
+        from,
+      );
+      await op.waitFor(
+        (m) => m.topic === `${PREFIX}errors` && /PGM 28x28 needs 784 sample bytes/.test(m.json.error.message),
+        'PGM error',
+        10_000,
+        from,
+      );
       assert.equal(agent.metrics.frameErrors, errorsBefore + 3);
       // A good frame as JSON with its label is inferred like any other.
       const seen = new Promise<number | null>((resolve) => {
@@ -216,14 +296,21 @@ for (const setup of setups) {
         };
         agent.on('result', on);
       });
-      await op.client.publishAsync(`${PREFIX}frames/in`, JSON.stringify({ data: Buffer.from(samples.frame(0)).toString('base64'), label: 2 }), { qos: 1 });
+      await op.client.publishAsync(
+        `${PREFIX}frames/in`,
+        JSON.stringify({ data: Buffer.from(samples.frame(0)).toString('base64'), label: 2 }),
+        { qos: 1 },
+      );
       assert.equal(await seen, 2);
       await op.command(PREFIX, 'config', { source: { spec: 'samples' } });
     });
 
     test('stop: the retained status becomes "offline" (stopped)', async () => {
       await agent.stop();
-      const last = await op.waitFor((m) => m.topic === `${PREFIX}status` && m.json.state === 'offline', 'offline status');
+      const last = await op.waitFor(
+        (m) => m.topic === `${PREFIX}status` && m.json.state === 'offline',
+        'offline status',
+      );
       assert.equal(last.json.reason, 'stopped');
       assert.equal(last.retain, false, 'a live subscriber receives the message without the retain flag');
       const late = await Operator.connect(broker.url, setup.expect);
@@ -232,7 +319,10 @@ for (const setup of setups) {
       await late.close();
       assert.equal(retained.json.state, 'offline');
       assert.equal(retained.retain, true);
-      assert.deepEqual(errors.filter((e) => !['ConfigError', 'FrameError', 'SyntaxError'].includes(e.name)), []);
+      assert.deepEqual(
+        errors.filter((e) => !['ConfigError', 'FrameError', 'SyntaxError'].includes(e.name)),
+        [],
+      );
     });
   });
 }

@@ -5,7 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { annTwinOnnx, frameToNchw, hwcToNchwIndex, snnTwinOnnx, spikeOutputName, TWIN_OUTPUT } from '../trainer/export/onnx.js';
+import {
+  annTwinOnnx,
+  frameToNchw,
+  hwcToNchwIndex,
+  snnTwinOnnx,
+  spikeOutputName,
+  TWIN_OUTPUT,
+} from '../trainer/export/onnx.js';
 import { openOrt } from '../trainer/export/ort.js';
 import type { BwsnnModel, HiddenLayer, Shape3 } from '../runtime/format/model.js';
 import { rowWords } from '../runtime/format/model.js';
@@ -21,17 +28,24 @@ function simulate(model: BwsnnModel, frame: ArrayLike<number>): { spikes: Uint8A
   const [oh, ow, c0] = first.outShape;
   const cin0 = first.inShape[2];
   const I0 = new Float32Array(oh * ow * c0);
-  for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) for (let o = 0; o < c0; o++) {
-    let acc = 0;
-    for (let ky = 0; ky < first.kernel; ky++) for (let kx = 0; kx < first.kernel; kx++) {
-      const iy = y * first.stride + ky - first.pad;
-      const ix = x * first.stride + kx - first.pad;
-      if (iy < 0 || ix < 0 || iy >= first.inShape[0] || ix >= first.inShape[1]) continue;
-      for (let c = 0; c < cin0; c++) acc += first.weights[((o * first.kernel + ky) * first.kernel + kx) * cin0 + c]! * frame[(iy * first.inShape[1] + ix) * cin0 + c]!;
-    }
-    I0[(y * ow + x) * c0 + o] = f(f(first.scale[o]! * acc) + first.bias[o]!);
-  }
-  const units = (l: HiddenLayer | typeof first) => (l.kind === 'blinear' ? l.outFeatures : l.outShape[0] * l.outShape[1] * l.outShape[2]);
+  for (let y = 0; y < oh; y++)
+    for (let x = 0; x < ow; x++)
+      for (let o = 0; o < c0; o++) {
+        let acc = 0;
+        for (let ky = 0; ky < first.kernel; ky++)
+          for (let kx = 0; kx < first.kernel; kx++) {
+            const iy = y * first.stride + ky - first.pad;
+            const ix = x * first.stride + kx - first.pad;
+            if (iy < 0 || ix < 0 || iy >= first.inShape[0] || ix >= first.inShape[1]) continue;
+            for (let c = 0; c < cin0; c++)
+              acc +=
+                first.weights[((o * first.kernel + ky) * first.kernel + kx) * cin0 + c]! *
+                frame[(iy * first.inShape[1] + ix) * cin0 + c]!;
+          }
+        I0[(y * ow + x) * c0 + o] = f(f(first.scale[o]! * acc) + first.bias[o]!);
+      }
+  const units = (l: HiddenLayer | typeof first) =>
+    l.kind === 'blinear' ? l.outFeatures : l.outShape[0] * l.outShape[1] * l.outShape[2];
   const channelOf = (l: HiddenLayer | typeof first, i: number) => (l.kind === 'blinear' ? i : i % l.outShape[2]);
   const run = (l: HiddenLayer | typeof first, current: (t: number) => Float32Array) => {
     const n = units(l);
@@ -78,12 +92,14 @@ function simulate(model: BwsnnModel, frame: ArrayLike<number>): { spikes: Uint8A
           const x = Math.floor(i / C) % W;
           const y = Math.floor(i / C / W);
           const cin = l.inShape[2];
-          for (let ky = 0; ky < l.kernel; ky++) for (let kx = 0; kx < l.kernel; kx++) {
-            const iy = y * l.stride + ky - l.pad;
-            const ix = x * l.stride + kx - l.pad;
-            if (iy < 0 || ix < 0 || iy >= l.inShape[0] || ix >= l.inShape[1]) continue;
-            for (let c = 0; c < cin; c++) dot += sIn[(iy * l.inShape[1] + ix) * cin + c]! * w(o, (ky * l.kernel + kx) * cin + c);
-          }
+          for (let ky = 0; ky < l.kernel; ky++)
+            for (let kx = 0; kx < l.kernel; kx++) {
+              const iy = y * l.stride + ky - l.pad;
+              const ix = x * l.stride + kx - l.pad;
+              if (iy < 0 || ix < 0 || iy >= l.inShape[0] || ix >= l.inShape[1]) continue;
+              for (let c = 0; c < cin; c++)
+                dot += sIn[(iy * l.inShape[1] + ix) * cin + c]! * w(o, (ky * l.kernel + kx) * cin + c);
+            }
         }
         let v = f(f(l.scale[o]! * dot) + l.bias[o]!);
         if (l.shortcut === 'identity') v = f(v + src[i]!);
@@ -94,7 +110,9 @@ function simulate(model: BwsnnModel, frame: ArrayLike<number>): { spikes: Uint8A
           const y = Math.floor(i / C / W);
           const c = o % ic;
           const at = (yy: number, xx: number) => src[(yy * iw + xx) * ic + c]!;
-          const pooled = f(f(f(f(at(2 * y, 2 * x) + at(2 * y, 2 * x + 1)) + at(2 * y + 1, 2 * x)) + at(2 * y + 1, 2 * x + 1)) * 0.25);
+          const pooled = f(
+            f(f(f(at(2 * y, 2 * x) + at(2 * y, 2 * x + 1)) + at(2 * y + 1, 2 * x)) + at(2 * y + 1, 2 * x + 1)) * 0.25,
+          );
           v = f(v + pooled);
         }
         I[i] = v;
@@ -123,12 +141,25 @@ function simulate(model: BwsnnModel, frame: ArrayLike<number>): { spikes: Uint8A
 const SHAPES: Record<string, RandomModelSpec> = {
   'fmnist T=2': { seed: 11, blocks: FMNIST_BLOCKS, firstChannels: 32 },
   'odd sizes, kernels 1 and 5, T=4': {
-    seed: 12, input: [13, 11, 2], T: 4, firstKernel: 5, firstChannels: 8,
-    blocks: [{ cout: 8, kernel: 1 }, { cout: 12, stride: 2, kernel: 5 }, { cout: 12, kernel: 5 }],
+    seed: 12,
+    input: [13, 11, 2],
+    T: 4,
+    firstKernel: 5,
+    firstChannels: 8,
+    blocks: [
+      { cout: 8, kernel: 1 },
+      { cout: 12, stride: 2, kernel: 5 },
+      { cout: 12, kernel: 5 },
+    ],
   },
   'pool shortcut + binary linear layers, T=1': {
-    seed: 13, input: [16, 16, 1], T: 1, firstChannels: 8,
-    blocks: [{ cout: 16, stride: 2 }, { cout: 16 }], linear: [40, 40], classes: 5,
+    seed: 13,
+    input: [16, 16, 1],
+    T: 1,
+    firstChannels: 8,
+    blocks: [{ cout: 16, stride: 2 }, { cout: 16 }],
+    linear: [40, 40],
+    classes: 5,
   },
 };
 
@@ -143,7 +174,10 @@ describe('snnTwinOnnx on onnxruntime (optimisations disabled)', () => {
       const layers = [model.first, ...model.hidden];
       let compared = 0;
       for (let k = 0; k < 4; k++) {
-        const frame = model.input[0] === 28 && k % 2 === 1 ? samples.data.subarray(k * size, (k + 1) * size) : Uint8Array.from({ length: size }, () => Math.floor(r() * 256));
+        const frame =
+          model.input[0] === 28 && k % 2 === 1
+            ? samples.data.subarray(k * size, (k + 1) * size)
+            : Uint8Array.from({ length: size }, () => Math.floor(r() * 256));
         const sim = simulate(model, frame);
         const out = await ort.run(frameToNchw(frame, model.input), [1, model.input[2], model.input[0], model.input[1]]);
         layers.forEach((layer, li) => {
@@ -152,14 +186,19 @@ describe('snnTwinOnnx on onnxruntime (optimisations disabled)', () => {
             const got = out[spikeOutputName(layer.name, t)]!;
             for (let i = 0; i < n; i++) {
               const j = layer.kind === 'blinear' ? i : hwcToNchwIndex(i, layer.outShape);
-              if (got[j] !== sim.spikes[li]![t * n + i]) assert.fail(`frame ${k} layer ${layer.name} step ${t} neuron ${i}: onnx ${got[j]} vs sim ${sim.spikes[li]![t * n + i]}`);
+              if (got[j] !== sim.spikes[li]![t * n + i])
+                assert.fail(
+                  `frame ${k} layer ${layer.name} step ${t} neuron ${i}: onnx ${got[j]} vs sim ${sim.spikes[li]![t * n + i]}`,
+                );
             }
             compared += n;
           }
         });
         const logits = out[TWIN_OUTPUT]!;
         const scale = Math.max(...Array.from(sim.logits, Math.abs));
-        sim.logits.forEach((v, o) => assert.ok(Math.abs(v - logits[o]!) <= 1e-5 * scale, `logit ${o}: ${logits[o]} vs ${v}`));
+        sim.logits.forEach((v, o) =>
+          assert.ok(Math.abs(v - logits[o]!) <= 1e-5 * scale, `logit ${o}: ${logits[o]} vs ${v}`),
+        );
       }
       assert.ok(compared > 0);
     });
@@ -174,39 +213,65 @@ describe('snnTwinOnnx on onnxruntime (optimisations disabled)', () => {
 
 /** Float64 forward pass of the ANN that annTwinOnnx describes (ReLU for LIF, T = 1, mean over space into the head). */
 function annForward(model: BwsnnModel, frame: ArrayLike<number>): Float64Array {
-  const conv = (x: ArrayLike<number>, [h, w, cin]: Shape3, [oh, ow, cout]: Shape3, k: number, stride: number, pad: number, weight: (o: number, j: number) => number) => {
+  const conv = (
+    x: ArrayLike<number>,
+    [h, w, cin]: Shape3,
+    [oh, ow, cout]: Shape3,
+    k: number,
+    stride: number,
+    pad: number,
+    weight: (o: number, j: number) => number,
+  ) => {
     const y = new Float64Array(oh * ow * cout);
-    for (let oy = 0; oy < oh; oy++) for (let ox = 0; ox < ow; ox++) for (let o = 0; o < cout; o++) {
-      let acc = 0;
-      for (let ky = 0; ky < k; ky++) for (let kx = 0; kx < k; kx++) {
-        const iy = oy * stride + ky - pad;
-        const ix = ox * stride + kx - pad;
-        if (iy < 0 || ix < 0 || iy >= h || ix >= w) continue;
-        for (let c = 0; c < cin; c++) acc += weight(o, (ky * k + kx) * cin + c) * x[(iy * w + ix) * cin + c]!;
-      }
-      y[(oy * ow + ox) * cout + o] = acc;
-    }
+    for (let oy = 0; oy < oh; oy++)
+      for (let ox = 0; ox < ow; ox++)
+        for (let o = 0; o < cout; o++) {
+          let acc = 0;
+          for (let ky = 0; ky < k; ky++)
+            for (let kx = 0; kx < k; kx++) {
+              const iy = oy * stride + ky - pad;
+              const ix = ox * stride + kx - pad;
+              if (iy < 0 || ix < 0 || iy >= h || ix >= w) continue;
+              for (let c = 0; c < cin; c++) acc += weight(o, (ky * k + kx) * cin + c) * x[(iy * w + ix) * cin + c]!;
+            }
+          y[(oy * ow + ox) * cout + o] = acc;
+        }
     return y;
   };
   const { first } = model;
   const fanIn0 = first.kernel * first.kernel * first.inShape[2];
-  let x = conv(frame, first.inShape, first.outShape, first.kernel, first.stride, first.pad, (o, j) => first.weights[o * fanIn0 + j]! * first.scale[o]!);
-  const relu = (v: Float64Array, bias: Float32Array) => v.forEach((a, i) => (v[i] = Math.max(0, a + bias[i % bias.length]!)));
+  let x = conv(
+    frame,
+    first.inShape,
+    first.outShape,
+    first.kernel,
+    first.stride,
+    first.pad,
+    (o, j) => first.weights[o * fanIn0 + j]! * first.scale[o]!,
+  );
+  const relu = (v: Float64Array, bias: Float32Array) =>
+    v.forEach((a, i) => (v[i] = Math.max(0, a + bias[i % bias.length]!)));
   relu(x, first.bias);
   let shape: Shape3 = first.outShape;
   for (const l of model.hidden) {
     const words = rowWords(l.kind === 'blinear' ? l.inFeatures : l.kernel * l.kernel * l.inShape[2]);
-    const w = (o: number, j: number) => ((l.weightBits[o * words + (j >>> 5)]! >>> (j & 31)) & 1 ? 1 : -1) * l.scale[o]!;
+    const w = (o: number, j: number) =>
+      ((l.weightBits[o * words + (j >>> 5)]! >>> (j & 31)) & 1 ? 1 : -1) * l.scale[o]!;
     const outShape: Shape3 = l.kind === 'blinear' ? [1, 1, l.outFeatures] : l.outShape;
-    const y = l.kind === 'blinear' ? conv(x, [1, 1, l.inFeatures], outShape, 1, 1, 0, w) : conv(x, l.inShape, l.outShape, l.kernel, l.stride, l.pad, w);
+    const y =
+      l.kind === 'blinear'
+        ? conv(x, [1, 1, l.inFeatures], outShape, 1, 1, 0, w)
+        : conv(x, l.inShape, l.outShape, l.kernel, l.stride, l.pad, w);
     if (l.shortcut === 'identity') y.forEach((_, i) => (y[i]! += x[i]!));
     if (l.shortcut === 'avgpool_repeat') {
       const [oh, ow, cout] = outShape;
       const [, iw, cin] = shape;
-      for (let oy = 0; oy < oh; oy++) for (let ox = 0; ox < ow; ox++) for (let c = 0; c < cout; c++) {
-        const at = (dy: number, dx: number) => x[((2 * oy + dy) * iw + 2 * ox + dx) * cin + (c % cin)]!;
-        y[(oy * ow + ox) * cout + c]! += (at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4;
-      }
+      for (let oy = 0; oy < oh; oy++)
+        for (let ox = 0; ox < ow; ox++)
+          for (let c = 0; c < cout; c++) {
+            const at = (dy: number, dx: number) => x[((2 * oy + dy) * iw + 2 * ox + dx) * cin + (c % cin)]!;
+            y[(oy * ow + ox) * cout + c]! += (at(0, 0) + at(0, 1) + at(1, 0) + at(1, 1)) / 4;
+          }
     }
     relu(y, l.bias);
     x = y;
@@ -215,7 +280,9 @@ function annForward(model: BwsnnModel, frame: ArrayLike<number>): Float64Array {
   const [h, w, c] = shape;
   const rates = new Float64Array(c);
   x.forEach((v, i) => (rates[i % c]! += v / (h * w)));
-  return Float64Array.from({ length: model.head.outFeatures }, (_, o) => rates.reduce((sum, r, i) => sum + model.head.weight[o * c + i]! * r, model.head.bias[o]!));
+  return Float64Array.from({ length: model.head.outFeatures }, (_, o) =>
+    rates.reduce((sum, r, i) => sum + model.head.weight[o * c + i]! * r, model.head.bias[o]!),
+  );
 }
 
 describe('annTwinOnnx', () => {
@@ -224,11 +291,20 @@ describe('annTwinOnnx', () => {
       const model = randomModel(spec);
       const ort = await openOrt(annTwinOnnx(model), { optimize: true });
       const r = rng(spec.seed + 100);
-      const frame = Uint8Array.from({ length: model.input[0] * model.input[1] * model.input[2] }, () => Math.floor(r() * 256));
-      const { logits } = await ort.run(frameToNchw(frame, model.input), [1, model.input[2], model.input[0], model.input[1]]);
+      const frame = Uint8Array.from({ length: model.input[0] * model.input[1] * model.input[2] }, () =>
+        Math.floor(r() * 256),
+      );
+      const { logits } = await ort.run(frameToNchw(frame, model.input), [
+        1,
+        model.input[2],
+        model.input[0],
+        model.input[1],
+      ]);
       const expected = annForward(model, frame);
       const scale = Math.max(...Array.from(expected, Math.abs));
-      expected.forEach((v, o) => assert.ok(Math.abs(v - logits![o]!) <= 1e-4 * scale, `${spec.seed}: logit ${o}: onnx ${logits![o]} vs ${v}`));
+      expected.forEach((v, o) =>
+        assert.ok(Math.abs(v - logits![o]!) <= 1e-4 * scale, `${spec.seed}: logit ${o}: onnx ${logits![o]} vs ${v}`),
+      );
     }
   });
 

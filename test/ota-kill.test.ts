@@ -52,7 +52,10 @@ interface Child {
 
 function spawnAgent(configPath: string, killAt?: string): Child {
   const env = killAt ? { ...process.env, SEI_TEST_KILL_AT: killAt } : process.env;
-  const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, configPath], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const proc = spawn(process.execPath, ['--import', 'tsx', CHILD, configPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  });
   let out = '';
   let err = '';
   proc.stderr!.on('data', (d: Buffer) => (err += d.toString()));
@@ -64,7 +67,9 @@ function spawnAgent(configPath: string, killAt?: string): Child {
       // Ready and connected: the download can only go on with the broker.
       if (m && out.includes('online\n')) resolve(m[1]!);
     });
-    proc.once('exit', (code, signal) => reject(new Error(`agent exited (${code ?? signal}) before it was ready: ${err}`)));
+    proc.once('exit', (code, signal) =>
+      reject(new Error(`agent exited (${code ?? signal}) before it was ready: ${err}`)),
+    );
   });
   return { proc, ready, exited };
 }
@@ -73,7 +78,11 @@ function spawnAgent(configPath: string, killAt?: string): Child {
 function activeModelIsWhole(db: string): string {
   const conn = new Database(db, { readonly: true, fileMustExist: true });
   try {
-    const row = conn.prepare<[], { version: string; sha256: string; path: string }>(`SELECT version, sha256, path FROM models WHERE state = 'active'`).get();
+    const row = conn
+      .prepare<[], { version: string; sha256: string; path: string }>(
+        `SELECT version, sha256, path FROM models WHERE state = 'active'`,
+      )
+      .get();
     assert.ok(row, 'an active model is registered');
     const bytes = new Uint8Array(readFileSync(row.path));
     assert.equal(sha256(bytes), row.sha256, `${row.path} is the registered file`);
@@ -87,7 +96,9 @@ function activeModelIsWhole(db: string): string {
 function jobStep(db: string, jobId: string): string {
   const conn = new Database(db, { readonly: true, fileMustExist: true });
   try {
-    const r = conn.prepare<[string], { state: string; step: string | null }>('SELECT state, step FROM ota_jobs WHERE job_id = ?').get(jobId);
+    const r = conn
+      .prepare<[string], { state: string; step: string | null }>('SELECT state, step FROM ota_jobs WHERE job_id = ?')
+      .get(jobId);
     return r ? (r.step ?? r.state) : 'NONE';
   } finally {
     conn.close();
@@ -102,7 +113,12 @@ test(`kill -9 at random points of ${TRIALS} updates: the agent always restarts o
     model: otaModelFile(dir, 1, 1),
     url: broker.url,
     device: 'victim',
-    extra: { ota: otaSection(keys.publicPath, { dir: modelDir, probation: { frames: 12, seconds: 20, maxLatencyRatio: 1000, minConfidenceRatio: 0.05 } }) },
+    extra: {
+      ota: otaSection(keys.publicPath, {
+        dir: modelDir,
+        probation: { frames: 12, seconds: 20, maxLatencyRatio: 1000, minConfidenceRatio: 0.05 },
+      }),
+    },
   });
   const db = (config.store as { path: string }).path;
   const configPath = join(dir, 'agent.json');
@@ -120,7 +136,12 @@ test(`kill -9 at random points of ${TRIALS} updates: the agent always restarts o
     else if (topic === `${PREFIX}ota/request` && current && msg.jobId === current.job.jobId) {
       requests.push(msg);
       const { job, artifact } = current;
-      for (const i of msg.blocks) op.publish(`${PREFIX}ota/block/${job.jobId}/${i}`, Buffer.from(artifact.subarray(i * job.blockSize, (i + 1) * job.blockSize)), { qos: 1 });
+      for (const i of msg.blocks)
+        op.publish(
+          `${PREFIX}ota/block/${job.jobId}/${i}`,
+          Buffer.from(artifact.subarray(i * job.blockSize, (i + 1) * job.blockSize)),
+          { qos: 1 },
+        );
     }
     onEvent();
   });
@@ -141,18 +162,32 @@ test(`kill -9 at random points of ${TRIALS} updates: the agent always restarts o
   const random = rng(20261126);
   // Where each trial dies: killed from here by timing (download, probation), or by itself at an exact point
   // of the steps that take a few milliseconds (see agent-child.ts).
-  const plans = ['DOWNLOADING', 'self:VERIFYING', 'self:ACTIVATING', 'self:RENAMED', 'self:PROBATION', 'PROBATION'] as const;
+  const plans = [
+    'DOWNLOADING',
+    'self:VERIFYING',
+    'self:ACTIVATING',
+    'self:RENAMED',
+    'self:PROBATION',
+    'PROBATION',
+  ] as const;
   const killedAt: string[] = [];
   const outcomes: string[] = [];
   // VERIFYING is synchronous: only "at once" lands inside it.
-  const armFor = (plan: string, job: string) => (plan.startsWith('self:') ? `${plan.slice(5)}:${plan === 'self:VERIFYING' ? 0 : Math.floor(random() * 3)}:${job}` : undefined);
+  const armFor = (plan: string, job: string) =>
+    plan.startsWith('self:')
+      ? `${plan.slice(5)}:${plan === 'self:VERIFYING' ? 0 : Math.floor(random() * 3)}:${job}`
+      : undefined;
   let child = spawnAgent(configPath, armFor(plans[0], 'kill-0'));
   let running = await child.ready;
   try {
     for (let trial = 0; trial < TRIALS; trial++) {
       const before = running;
       const plan = plans[trial % plans.length]!;
-      const p = await prepareArtifact(new Uint8Array(readFileSync(otaModelFile(dir, 100 + trial, trial + 2))), keys.privateKey, { canaries: 2 });
+      const p = await prepareArtifact(
+        new Uint8Array(readFileSync(otaModelFile(dir, 100 + trial, trial + 2))),
+        keys.privateKey,
+        { canaries: 2 },
+      );
       const job = makeJob(`kill-${trial}`, p.artifact, p.signed, 64);
       current = { job, artifact: p.artifact };
       const mine = () => statuses.filter((s) => s.jobId === job.jobId);
@@ -160,10 +195,25 @@ test(`kill -9 at random points of ${TRIALS} updates: the agent always restarts o
       const nthRequest = 1 + Math.floor(random() * 8);
       await op.publishAsync(`${PREFIX}ota/job`, JSON.stringify(job), { qos: 1, retain: true });
       if (plan.startsWith('self:')) {
-        await Promise.race([child.exited, new Promise((_, reject) => setTimeout(() => reject(new Error(`trial ${trial}: the agent did not die at ${plan}`)), 15_000))]);
+        await Promise.race([
+          child.exited,
+          new Promise((_, reject) =>
+            setTimeout(() => reject(new Error(`trial ${trial}: the agent did not die at ${plan}`)), 15_000),
+          ),
+        ]);
       } else {
-        if (plan === 'DOWNLOADING') await until(`request ${nthRequest}`, () => requests.length - fromRequest >= nthRequest || mine().some((s) => s.step === 'VERIFYING'), 15_000);
-        else await until(`step ${plan}`, () => mine().some((s) => s.step === plan || s.state === 'SUCCEEDED' || s.state === 'FAILED'), 15_000);
+        if (plan === 'DOWNLOADING')
+          await until(
+            `request ${nthRequest}`,
+            () => requests.length - fromRequest >= nthRequest || mine().some((s) => s.step === 'VERIFYING'),
+            15_000,
+          );
+        else
+          await until(
+            `step ${plan}`,
+            () => mine().some((s) => s.step === plan || s.state === 'SUCCEEDED' || s.state === 'FAILED'),
+            15_000,
+          );
         await new Promise((r) => setTimeout(r, Math.floor(random() * (plan === 'PROBATION' ? 60 : 8))));
         child.proc.kill('SIGKILL');
         await child.exited;
@@ -176,9 +226,17 @@ test(`kill -9 at random points of ${TRIALS} updates: the agent always restarts o
       running = await child.ready;
       // A resumed job may already have moved on since "ready": old or new, but whole.
       const version = activeModelIsWhole(db);
-      for (const v of [running, version]) assert.ok(v === before || v === `ota-test@${trial + 2}`, `trial ${trial}: running ${v}, expected ${before} or the new version`);
+      for (const v of [running, version])
+        assert.ok(
+          v === before || v === `ota-test@${trial + 2}`,
+          `trial ${trial}: running ${v}, expected ${before} or the new version`,
+        );
 
-      await until(`job ${job.jobId} to end`, () => mine().some((s) => s.state === 'SUCCEEDED' || s.state === 'FAILED' || s.state === 'REJECTED'), 20_000);
+      await until(
+        `job ${job.jobId} to end`,
+        () => mine().some((s) => s.state === 'SUCCEEDED' || s.state === 'FAILED' || s.state === 'REJECTED'),
+        20_000,
+      );
       const end = mine().find((s) => s.state === 'SUCCEEDED' || s.state === 'FAILED' || s.state === 'REJECTED')!;
       outcomes.push(end.state);
       await op.publishAsync(`${PREFIX}ota/job`, '', { qos: 1, retain: true });
@@ -188,11 +246,19 @@ test(`kill -9 at random points of ${TRIALS} updates: the agent always restarts o
         assert.equal(running, before);
       } else {
         // Resumed to the end after the restart: the new version runs now.
-        await until('the agent to report the new version', () => mine().some((s) => s.state === 'SUCCEEDED' && s.active === `ota-test@${trial + 2}`), 5000);
+        await until(
+          'the agent to report the new version',
+          () => mine().some((s) => s.state === 'SUCCEEDED' && s.active === `ota-test@${trial + 2}`),
+          5000,
+        );
         running = `ota-test@${trial + 2}`;
       }
       assert.equal(activeModelIsWhole(db), running);
-      assert.deepEqual(readdirSync(modelDir).filter((f) => f.endsWith('.part')), [], 'no partial download left behind');
+      assert.deepEqual(
+        readdirSync(modelDir).filter((f) => f.endsWith('.part')),
+        [],
+        'no partial download left behind',
+      );
     }
   } finally {
     child.proc.kill('SIGKILL');
@@ -200,7 +266,8 @@ test(`kill -9 at random points of ${TRIALS} updates: the agent always restarts o
     await op.endAsync(true);
   }
   // The kills landed in every step, and both outcomes happened.
-  for (const step of ['DOWNLOADING', 'VERIFYING', 'ACTIVATING', 'PROBATION']) assert.ok(killedAt.includes(step), `${step} in ${killedAt.join(' ')}`);
+  for (const step of ['DOWNLOADING', 'VERIFYING', 'ACTIVATING', 'PROBATION'])
+    assert.ok(killedAt.includes(step), `${step} in ${killedAt.join(' ')}`);
   assert.ok(outcomes.includes('SUCCEEDED') && outcomes.includes('FAILED'), outcomes.join(' '));
   console.log(`killed at: ${killedAt.join(' ')}\noutcomes: ${outcomes.join(' ')}`);
 });

@@ -61,7 +61,13 @@ class FakeHost implements OtaHost {
   }
 
   configWith(ota: Record<string, unknown>): AgentConfig {
-    return parseConfig({ device: this.device, fleet: 'test', model: { kernel: 'reference' }, store: { path: join(dir, `${this.device}.db`) }, ota: { ...otaSection(keys.publicPath), dir: join(dir, `${this.device}-models`), ...ota } });
+    return parseConfig({
+      device: this.device,
+      fleet: 'test',
+      model: { kernel: 'reference' },
+      store: { path: join(dir, `${this.device}.db`) },
+      ota: { ...otaSection(keys.publicPath), dir: join(dir, `${this.device}-models`), ...ota },
+    });
   }
 
   config(): AgentConfig {
@@ -124,7 +130,12 @@ async function device(ota: Record<string, unknown> = {}): Promise<FakeHost> {
 }
 
 /** Signs a model file into a job and hands it to the device on `ota/job`. */
-async function deliver(host: FakeHost, jobId: string, modelPath: string, o: { key?: TestKeys; edit?: (m: Manifest) => Manifest; artifact?: Uint8Array } = {}): Promise<Job> {
+async function deliver(
+  host: FakeHost,
+  jobId: string,
+  modelPath: string,
+  o: { key?: TestKeys; edit?: (m: Manifest) => Manifest; artifact?: Uint8Array } = {},
+): Promise<Job> {
   const p = await prepareArtifact(new Uint8Array(readFileSync(modelPath)), (o.key ?? keys).privateKey);
   const signed = o.edit ? signManifest(o.edit(p.manifest), (o.key ?? keys).privateKey) : p.signed;
   const artifact = o.artifact ?? p.artifact;
@@ -182,7 +193,10 @@ describe('OtaManager', () => {
       await deliver(host, 'stranger', otaModelFile(dir, 2, 2), { key: other });
       assert.match((await ended(host, 'stranger')).reason!, /^unknown key: manifest\.keyId/);
       await deliver(host, 'old', otaModelFile(dir, 2, 1));
-      assert.match((await ended(host, 'old')).reason!, /^version not newer: expected > 1 \(the running ota-test@1\), got 1/);
+      assert.match(
+        (await ended(host, 'old')).reason!,
+        /^version not newer: expected > 1 \(the running ota-test@1\), got 1/,
+      );
       host.cfg = host.configWith({ maxBytes: 1000 });
       await deliver(host, 'big', otaModelFile(dir, 2, 2));
       assert.match((await ended(host, 'big')).reason!, /^too large: size \d+ bytes > ota\.maxBytes 1000/);
@@ -195,12 +209,18 @@ describe('OtaManager', () => {
       assert.ok(existsSync(slow.partPath!));
       await deliver(host, 'second', otaModelFile(dir, 3, 3));
       assert.equal((await ended(host, 'second')).reason, 'busy: job slow is DOWNLOADING');
-      host.manager.onMessage('ota/cancel', Buffer.from(JSON.stringify({ jobId: 'slow', state: 'TIMED_OUT', reason: 'no progress' })));
+      host.manager.onMessage(
+        'ota/cancel',
+        Buffer.from(JSON.stringify({ jobId: 'slow', state: 'TIMED_OUT', reason: 'no progress' })),
+      );
       const cancelled = await ended(host, 'slow');
       assert.deepEqual([cancelled.state, cancelled.reason], ['TIMED_OUT', 'no progress']);
       assert.ok(!existsSync(slow.partPath!), 'partial download removed');
       // Every state change went to the outbox; a job id runs once.
-      assert.deepEqual(host.enqueued.filter((s) => s.jobId === 'stranger').map((s) => s.state), ['QUEUED', 'REJECTED']);
+      assert.deepEqual(
+        host.enqueued.filter((s) => s.jobId === 'stranger').map((s) => s.state),
+        ['QUEUED', 'REJECTED'],
+      );
       host.manager.onMessage('ota/job', Buffer.from(JSON.stringify(host.artifacts.get('stranger')!.job)));
       await until('the outcome reported again', () => host.enqueued.filter((s) => s.jobId === 'stranger').length === 3);
       assert.equal(host.manager.jobs(50).filter((j) => j.jobId === 'stranger').length, 1);
@@ -223,7 +243,10 @@ describe('OtaManager', () => {
       await onProbation(host, 'up');
       const probation = row(host, 'up')!;
       assert.equal(host.active().version, 'ota-test@2');
-      assert.ok(host.requests.every((r) => r.blocks.length >= 1 && r.blocks.length <= 4), 'ota.window 4');
+      assert.ok(
+        host.requests.every((r) => r.blocks.length >= 1 && r.blocks.length <= 4),
+        'ota.window 4',
+      );
       assert.ok(host.requests.filter((r) => r.blocks.includes(2)).length >= 2, 'block 2 asked for again');
       assert.equal(probation.received, blocks);
       assert.equal(probation.step, 'PROBATION');
@@ -260,7 +283,10 @@ describe('OtaManager', () => {
       await deliver(host, 'imposter', otaModelFile(dir, 2, 2), { artifact: imposter.artifact });
       const r = await ended(host, 'imposter');
       assert.equal(r.state, 'REJECTED');
-      assert.match(r.reason!, /^sha256 mismatch: expected [0-9a-f]{16}…, got [0-9a-f]{16}… \(the artifact is not the one the manifest signs\)$/);
+      assert.match(
+        r.reason!,
+        /^sha256 mismatch: expected [0-9a-f]{16}…, got [0-9a-f]{16}… \(the artifact is not the one the manifest signs\)$/,
+      );
       assert.deepEqual(host.swaps, ['ota-test@1']);
       assert.equal(host.registry.get('ota-test@2'), undefined, 'nothing registered');
     } finally {
@@ -271,7 +297,10 @@ describe('OtaManager', () => {
   test('install: an artifact that fails its canaries is never swapped in; installLocal takes a version made on the box through probation', async () => {
     const host = await device();
     try {
-      const wrong = (m: Manifest): Manifest => ({ ...m, canaries: m.canaries.map((c) => ({ ...c, prediction: (c.prediction + 1) % 10 })) });
+      const wrong = (m: Manifest): Manifest => ({
+        ...m,
+        canaries: m.canaries.map((c) => ({ ...c, prediction: (c.prediction + 1) % 10 })),
+      });
       await deliver(host, 'canary', otaModelFile(dir, 2, 2), { edit: wrong });
       const r = await ended(host, 'canary');
       assert.equal(r.state, 'FAILED');
@@ -283,7 +312,10 @@ describe('OtaManager', () => {
       assert.match(local.jobId, /^finetune-/);
       assert.deepEqual([local.state, local.step, local.previous], ['IN_PROGRESS', 'PROBATION', 'ota-test@1']);
       assert.equal(host.active().version, 'ota-test@3');
-      await assert.rejects(host.manager.installLocal(writeBwsnn(otaModel(5, 4)), 'finetune'), (e: Error) => e instanceof OtaError && e.message === `busy: job ${local.jobId} is in PROBATION`);
+      await assert.rejects(
+        host.manager.installLocal(writeBwsnn(otaModel(5, 4)), 'finetune'),
+        (e: Error) => e instanceof OtaError && e.message === `busy: job ${local.jobId} is in PROBATION`,
+      );
       host.serveFrames(12, 0.9);
       assert.equal((await ended(host, local.jobId)).state, 'SUCCEEDED');
     } finally {
@@ -299,8 +331,19 @@ describe('OtaManager', () => {
       host.serveFrames(12, 0.1);
       const r = await ended(host, 'weak');
       assert.equal(r.state, 'FAILED');
-      assert.equal(r.reason, 'probation: mean confidence 0.1 < 0.5 × 0.9 of the previous model; rolled back to ota-test@1');
-      assert.deepEqual(r.probation, { frames: 12, errors: 0, confidence: 0.1, latencyMs: 1, baselineConfidence: 0.9, baselineLatencyMs: 1, baselineFrames: 20 });
+      assert.equal(
+        r.reason,
+        'probation: mean confidence 0.1 < 0.5 × 0.9 of the previous model; rolled back to ota-test@1',
+      );
+      assert.deepEqual(r.probation, {
+        frames: 12,
+        errors: 0,
+        confidence: 0.1,
+        latencyMs: 1,
+        baselineConfidence: 0.9,
+        baselineLatencyMs: 1,
+        baselineFrames: 20,
+      });
       assert.deepEqual(host.swaps, ['ota-test@1', 'ota-test@2', 'ota-test@1']);
       assert.equal(host.registry.get('ota-test@2')!.state, 'failed');
       assert.equal(host.registry.get('ota-test@1')!.state, 'active');
@@ -312,7 +355,12 @@ describe('OtaManager', () => {
   test('rollback: back to the version an update replaced, once; a restart during probation boots the previous version', async () => {
     const host = await device();
     try {
-      await assert.rejects(host.manager.rollback(), (e: Error) => e instanceof ConfigError && /^activate: rollback: expected a running version installed by an update, got "ota-test@1"/.test(e.message));
+      await assert.rejects(
+        host.manager.rollback(),
+        (e: Error) =>
+          e instanceof ConfigError &&
+          /^activate: rollback: expected a running version installed by an update, got "ota-test@1"/.test(e.message),
+      );
       await deliver(host, 'up', otaModelFile(dir, 2, 2));
       await onProbation(host, 'up');
       host.serveFrames(12, 0.9);

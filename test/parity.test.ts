@@ -34,18 +34,26 @@ import { accuracy, checkpointTensors, learningRate, predict, trainStep } from '.
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = fileURLToPath(new URL('../bench/train_torch.py', import.meta.url));
 const probe = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
-const skip = probe.status === 0 ? false : `${PYTHON} cannot import torch (Debian's python3-torch): ${(probe.stderr || String(probe.error)).trim().split('\n').pop()}`;
+const skip =
+  probe.status === 0
+    ? false
+    : `${PYTHON} cannot import torch (Debian's python3-torch): ${(probe.stderr || String(probe.error)).trim().split('\n').pop()}`;
 
 /** Largest element difference relative to the largest |expected| (elementwise relative error is noise near 0). */
 function assertClose(what: string, actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-4): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
-  let scale = 0, err = 0, at = 0;
+  let scale = 0,
+    err = 0,
+    at = 0;
   for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]!));
   for (let i = 0; i < expected.length; i++) {
     const d = Math.abs(actual[i]! - expected[i]!);
     if (d > err) [err, at] = [d, i];
   }
-  assert.ok(err <= tol * Math.max(scale, 1e-12), `${what}: max difference ${err} at ${at} (torch ${actual[at]}, TS ${expected[at]}), scale ${scale}`);
+  assert.ok(
+    err <= tol * Math.max(scale, 1e-12),
+    `${what}: max difference ${err} at ${at} (torch ${actual[at]}, TS ${expected[at]}), scale ${scale}`,
+  );
 }
 
 const values = (t: tf.Tensor) => Array.from(t.dataSync());
@@ -58,8 +66,30 @@ interface Case {
   readonly kd?: boolean;
 }
 
-const width = 8, batch = 8, micro = 4, lr = 0.01, latentLr = 0.004, seed = 4;
-const common = ['--epochs', '3', '--warmup', '0.3', '--lr-final', '0.01', '--width', String(width), '--batch', String(batch), '--micro-batch', String(micro), '--lr', String(lr), '--seed', String(seed)];
+const width = 8,
+  batch = 8,
+  micro = 4,
+  lr = 0.01,
+  latentLr = 0.004,
+  seed = 4;
+const common = [
+  '--epochs',
+  '3',
+  '--warmup',
+  '0.3',
+  '--lr-final',
+  '0.01',
+  '--width',
+  String(width),
+  '--batch',
+  String(batch),
+  '--micro-batch',
+  String(micro),
+  '--lr',
+  String(lr),
+  '--seed',
+  String(seed),
+];
 const cases: Case[] = [
   {
     name: 'binary SNN, multi shortcuts, fixed LIF, per-step CE, label smoothing',
@@ -70,13 +100,55 @@ const cases: Case[] = [
   {
     name: 'learned θ/β, θ-wide surrogate, plain shortcuts, KD on the mean and each step, firing-rate term',
     net: { ...DEFAULT_NET, width, T: 2, beta: 0.7, lif: 'learn', surrogate: 'theta', shortcuts: 'plain' },
-    loss: { ...DEFAULT_LOSS, perStep: 0.3, kdWeight: 0.6, kdTemperature: 2, kdPerStep: 0.5, spikePenalty: 0.3, spikeTarget: 0.1 },
-    args: ['--T', '2', '--beta', '0.7', '--lif', 'learn', '--surrogate', 'theta', '--shortcuts', 'plain', '--per-step', '0.3', '--kd-weight', '0.6', '--kd-temperature', '2',
-      '--kd-per-step', '0.5', '--spike-penalty', '0.3', '--spike-target', '0.1', '--latent-lr', String(latentLr)],
+    loss: {
+      ...DEFAULT_LOSS,
+      perStep: 0.3,
+      kdWeight: 0.6,
+      kdTemperature: 2,
+      kdPerStep: 0.5,
+      spikePenalty: 0.3,
+      spikeTarget: 0.1,
+    },
+    args: [
+      '--T',
+      '2',
+      '--beta',
+      '0.7',
+      '--lif',
+      'learn',
+      '--surrogate',
+      'theta',
+      '--shortcuts',
+      'plain',
+      '--per-step',
+      '0.3',
+      '--kd-weight',
+      '0.6',
+      '--kd-temperature',
+      '2',
+      '--kd-per-step',
+      '0.5',
+      '--spike-penalty',
+      '0.3',
+      '--spike-target',
+      '0.1',
+      '--latent-lr',
+      String(latentLr),
+    ],
     kd: true,
   },
-  { name: 'FP-weight SNN, T = 3', net: { ...DEFAULT_NET, width, T: 3, weights: 'float' }, loss: DEFAULT_LOSS, args: ['--T', '3', '--weights', 'float'] },
-  { name: 'ANN twin', net: { ...DEFAULT_NET, width, T: 1, neuron: 'relu', weights: 'float' }, loss: DEFAULT_LOSS, args: ['--neuron', 'relu'] },
+  {
+    name: 'FP-weight SNN, T = 3',
+    net: { ...DEFAULT_NET, width, T: 3, weights: 'float' },
+    loss: DEFAULT_LOSS,
+    args: ['--T', '3', '--weights', 'float'],
+  },
+  {
+    name: 'ANN twin',
+    net: { ...DEFAULT_NET, width, T: 1, neuron: 'relu', weights: 'float' },
+    loss: DEFAULT_LOSS,
+    args: ['--neuron', 'relu'],
+  },
 ];
 
 /** Weights with every part of the state away from its initial value: BN statistics and affine, θ/β, latents past ±1. */
@@ -120,19 +192,52 @@ test('the PyTorch reference computes what the TS trainer computes', { skip }, as
       const updates: BnUpdate[] = [];
       const trainLogits = tf.tidy(() => values(forward(c.net, params, xt, true, updates).stepLogits));
       for (const u of updates) tf.dispose([u.mean, u.variance]);
-      const shard = shardGradients(c.net, params, trainables.map((v) => v.v), { x, y, ...(c.kd ? { soft } : {}) }, [28, 28, 1], c.loss);
+      const shard = shardGradients(
+        c.net,
+        params,
+        trainables.map((v) => v.v),
+        { x, y, ...(c.kd ? { soft } : {}) },
+        [28, 28, 1],
+        c.loss,
+      );
       return { c, file, params, trainables, evalLogits, trainLogits, shard };
     });
     const spec = {
-      x: Array.from(x), y: Array.from(y),
+      x: Array.from(x),
+      y: Array.from(y),
       cases: [
-        ...expected.map((e) => ({ args: [...common, ...e.c.args, '--load-weights', `${e.file}.json`], steps: 2, schedule: scheduleAt, ...(e.c.kd ? { soft: Array.from(soft) } : {}) })),
+        ...expected.map((e) => ({
+          args: [...common, ...e.c.args, '--load-weights', `${e.file}.json`],
+          steps: 2,
+          schedule: scheduleAt,
+          ...(e.c.kd ? { soft: Array.from(soft) } : {}),
+        })),
         { args: ['--width', String(width), '--seed', '9'], params: true },
       ],
-      data: { args: ['--val-size', '1000', '--batch', String(batch), '--recalibrate', '3', '--seed', String(seed), '--width', String(width), '--load-weights', `${expected[0]!.file}.json`] },
+      data: {
+        args: [
+          '--val-size',
+          '1000',
+          '--batch',
+          String(batch),
+          '--recalibrate',
+          '3',
+          '--seed',
+          String(seed),
+          '--width',
+          String(width),
+          '--load-weights',
+          `${expected[0]!.file}.json`,
+        ],
+      },
     };
     writeFileSync(join(tmp, 'spec.json'), JSON.stringify(spec));
-    const out = JSON.parse(execFileSync(PYTHON, [SCRIPT, '--check', join(tmp, 'spec.json')], { encoding: 'utf8', maxBuffer: 1 << 28 }).trim().split('\n').pop()!);
+    const out = JSON.parse(
+      execFileSync(PYTHON, [SCRIPT, '--check', join(tmp, 'spec.json')], { encoding: 'utf8', maxBuffer: 1 << 28 })
+        .trim()
+        .split('\n')
+        .pop()!,
+    );
 
     for (const [k, e] of expected.entries()) {
       const got = out.cases[k];
@@ -146,19 +251,38 @@ test('the PyTorch reference computes what the TS trainer computes', { skip }, as
         assertClose(what(`BN ${i} batch variance`), got.bn[i].variance, s.variance);
         assert.equal(got.bn[i].count, s.count, what(`BN ${i} count`));
       });
-      assert.deepEqual(Object.keys(got.grads).sort(), e.trainables.map((v) => v.name).sort(), what('trainable variables'));
+      assert.deepEqual(
+        Object.keys(got.grads).sort(),
+        e.trainables.map((v) => v.name).sort(),
+        what('trainable variables'),
+      );
       e.trainables.forEach((v, i) => assertClose(what(`gradient of ${v.name}`), got.grads[v.name], e.shard.grads[i]!));
-      assertClose(what('schedule'), got.schedule, scheduleAt.map((t) => learningRate(scheduleCfg, t)), 1e-12);
+      assertClose(
+        what('schedule'),
+        got.schedule,
+        scheduleAt.map((t) => learningRate(scheduleCfg, t)),
+        1e-12,
+      );
 
       // Two optimizer steps on the batch in micro-batches of 4.
       const before = new Map(namedVariables(e.params).map(({ name, v }) => [name, values(v)]));
       const optimizer = new ParamOptimizer(e.c.net, e.params, lr, e.c.net.weights === 'binary' ? latentLr : lr);
       optimizer.setLearningRate(lr);
-      const ctx = { net: e.c.net, params: e.params, trainables: e.trainables.map((v) => v.v), optimizer, frame: [28, 28, 1] as const, loss: e.c.loss, microBatch: micro };
+      const ctx = {
+        net: e.c.net,
+        params: e.params,
+        trainables: e.trainables.map((v) => v.v),
+        optimizer,
+        frame: [28, 28, 1] as const,
+        loss: e.c.loss,
+        microBatch: micro,
+      };
       for (let s = 0; s < 2; s++) await trainStep(ctx, { x, y, ...(e.c.kd ? { soft } : {}) });
       optimizer.dispose();
       for (const { name, v, trainable } of namedVariables(e.params)) {
-        const ts = values(v), py = got.after[name] as number[], was = before.get(name)!;
+        const ts = values(v),
+          py = got.after[name] as number[],
+          was = before.get(name)!;
         if (!trainable) {
           assertClose(what(`${name} after two steps`), py, ts);
           continue;
@@ -173,20 +297,27 @@ test('the PyTorch reference computes what the TS trainer computes', { skip }, as
           assert.ok(d <= bound, what(`${name}[${j}] after two steps: torch ${py[j]}, TS ${ts[j]}`));
           if (d > 1e-3 * lr) off++;
           // The clip: |w| <= 1 after every step (layer 1 started with about half its latents beyond).
-          if (latent && Math.abs(py[j]!) > 1) assert.fail(what(`${name}[${j}] = ${py[j]} after two steps (was ${was[j]}): not clipped`));
+          if (latent && Math.abs(py[j]!) > 1)
+            assert.fail(what(`${name}[${j}] = ${py[j]} after two steps (was ${was[j]}): not clipped`));
         }
-        assert.ok(off <= Math.max(1, 0.01 * ts.length), what(`${name} after two steps: ${off} of ${ts.length} elements differ by > lr/1000`));
+        assert.ok(
+          off <= Math.max(1, 0.01 * ts.length),
+          what(`${name} after two steps: ${off} of ${ts.length} elements differ by > lr/1000`),
+        );
       }
     }
 
     const init = initParams({ ...DEFAULT_NET, width }, 9, 'parity-init/');
-    for (const { name, v } of namedVariables(init)) assertClose(`initialisation from --seed 9: ${name}`, out.cases[cases.length].params[name], values(v), 1e-6);
+    for (const { name, v } of namedVariables(init))
+      assertClose(`initialisation from --seed 9: ${name}`, out.cases[cases.length].params[name], values(v), 1e-6);
 
     // The data pipeline and BN recalibration.
     const d = out.data;
     assert.deepEqual(d.counts, [data.train.count, data.val.count, data.test.count]);
     assert.deepEqual(d.valLabels, Array.from(data.val.labels), 'validation split labels');
-    const sums = Array.from({ length: data.val.count }, (_, i) => data.val.images.subarray(i * 784, (i + 1) * 784).reduce((a, b) => a + b, 0));
+    const sums = Array.from({ length: data.val.count }, (_, i) =>
+      data.val.images.subarray(i * 784, (i + 1) * 784).reduce((a, b) => a + b, 0),
+    );
     assert.deepEqual(d.valPixelSums, sums, 'validation split frames');
     assert.deepEqual(d.trainLabels, Array.from(data.train.labels.subarray(0, 100)), 'training split order');
     const first = epochOrder(data.train.count, batch, seed, 0)[0]!;
@@ -195,7 +326,11 @@ test('the PyTorch reference computes what the TS trainer computes', { skip }, as
     assert.deepEqual(d.augmented, Array.from(aug.x), 'augmented frames (flip, shift, zero fill)');
     assert.deepEqual(d.augmentedLabels, Array.from(aug.y));
     const recal = { batches: 3, batchSize: batch, seed };
-    assert.deepEqual(d.recalibration, recalibrationBatches(data.train.count, recal).map((b) => Array.from(b)), 'recalibration frames');
+    assert.deepEqual(
+      d.recalibration,
+      recalibrationBatches(data.train.count, recal).map((b) => Array.from(b)),
+      'recalibration frames',
+    );
     const net = cases[0]!.net;
     // Case 0's checkpoint: its weights before the optimizer steps, which the Python side loaded too.
     const params = initParams(net, seed, 'parity-recal/');
@@ -207,7 +342,10 @@ test('the PyTorch reference computes what the TS trainer computes', { skip }, as
       assertClose(`recalibrated BN ${i} variance`, d.recalibrated[i].variance, values(l.bn.variance));
     });
     const p = predict(net, rec, data.val);
-    assert.ok(Math.abs(d.valAccuracy - accuracy(p.predictions, data.val.labels)) <= 0.002, `validation accuracy: torch ${d.valAccuracy}, TS ${accuracy(p.predictions, data.val.labels)}`);
+    assert.ok(
+      Math.abs(d.valAccuracy - accuracy(p.predictions, data.val.labels)) <= 0.002,
+      `validation accuracy: torch ${d.valAccuracy}, TS ${accuracy(p.predictions, data.val.labels)}`,
+    );
     assertClose('validation spike rates', d.valSpikeRates, p.spikeRates, 1e-3);
   } finally {
     rmSync(tmp, { recursive: true, force: true });

@@ -28,7 +28,10 @@ describe('sei run', () => {
       const a = fromFile.infer(frame, { record: true });
       const b = direct.infer(frame, { record: true });
       assert.deepEqual(a.logits, b.logits);
-      assert.deepEqual(a.trace!.map((t) => t.spikes), b.trace!.map((t) => t.spikes));
+      assert.deepEqual(
+        a.trace!.map((t) => t.spikes),
+        b.trace!.map((t) => t.spikes),
+      );
     }
   });
 
@@ -37,16 +40,25 @@ describe('sei run', () => {
     const s = await runFrames({ model: file, limit: 12 }, (l) => lines.push(l));
     assert.equal(s.frames, 12);
     assert.equal(lines.length, 12);
-    assert.deepEqual(lines.map((l) => l.index), [...Array(12).keys()]);
+    assert.deepEqual(
+      lines.map((l) => l.index),
+      [...Array(12).keys()],
+    );
     const truth = readIdx(SAMPLE_LABELS).data;
-    assert.deepEqual(lines.map((l) => l.truth), [...truth.subarray(0, 12)].map((t) => model.labels[t]));
+    assert.deepEqual(
+      lines.map((l) => l.truth),
+      [...truth.subarray(0, 12)].map((t) => model.labels[t]),
+    );
     assert.equal(s.correct, lines.filter((l) => l.truth === l.prediction).length);
     assert.equal(s.accuracy, s.correct! / 12);
     assert.ok(s.meanSpikeRate > 0 && s.meanSpikeRate < 1, `spike rate ${s.meanSpikeRate}`);
     const again: FrameLine[] = [];
     await runFrames({ model: 'random:1', limit: 12 }, (l) => again.push(l));
-    assert.deepEqual(again.map((l) => [l.prediction, l.confidence]), lines.map((l) => [l.prediction, l.confidence]));
-    assert.match(formatFrameLine(lines[0]!), /^#0 +\S.* p=0\.\d{3}  true .* ms  spikes \d+\.\d%$/);
+    assert.deepEqual(
+      again.map((l) => [l.prediction, l.confidence]),
+      lines.map((l) => [l.prediction, l.confidence]),
+    );
+    assert.match(formatFrameLine(lines[0]!), /^#0 +\S.* p=0\.\d{3} {2}true .* ms {2}spikes \d+\.\d%$/);
   });
 
   it('custom frames without labels; a bad frame size is a clear ConfigError', async () => {
@@ -59,15 +71,22 @@ describe('sei run', () => {
     assert.equal(s.accuracy, null);
     const small = join(dir, 'small.idx');
     writeFileSync(small, encodeIdx([2, 27, 28], new Uint8Array(2 * 27 * 28)));
-    await assert.rejects(runFrames({ model: file, frames: small }), (e: Error) => e instanceof ConfigError && /\[n, 28, 28, 1\].*\[2, 27, 28\]/.test(e.message));
-    await assert.rejects(runFrames({ model: file, frames, labels: SAMPLE_LABELS }), (e: Error) => e instanceof ConfigError && e.message.startsWith('--labels: expected shape [3]'));
+    await assert.rejects(
+      runFrames({ model: file, frames: small }),
+      (e: Error) => e instanceof ConfigError && /\[n, 28, 28, 1\].*\[2, 27, 28\]/.test(e.message),
+    );
+    await assert.rejects(
+      runFrames({ model: file, frames, labels: SAMPLE_LABELS }),
+      (e: Error) => e instanceof ConfigError && e.message.startsWith('--labels: expected shape [3]'),
+    );
     await assert.rejects(runFrames({ model: file, labels: SAMPLE_LABELS }), ConfigError);
     await assert.rejects(runFrames({ model: 'random:x' }), ConfigError);
   });
 
   it('CLI: --json puts the summary on the last line; bad flags exit non-zero with the flag named', async () => {
     const run = promisify(execFile);
-    const sei = (args: string[]) => run(process.execPath, ['scripts/sei.js', 'run', ...args], { cwd: join(import.meta.dirname, '..') });
+    const sei = (args: string[]) =>
+      run(process.execPath, ['scripts/sei.js', 'run', ...args], { cwd: join(import.meta.dirname, '..') });
     const { stdout } = await sei(['--model', file, '--limit', '4', '--json']);
     const lines = stdout.trim().split('\n');
     assert.equal(lines.length, 6, 'a start line, 4 frame lines, the JSON summary');
@@ -76,12 +95,21 @@ describe('sei run', () => {
     assert.equal(summary.frames, 4);
     assert.equal(summary.model, 'random-1');
     assert.equal(typeof summary.framesPerSecond, 'number');
-    for (const [args, flag] of [[['--model', file, '--limit', '0'], '--limit'], [['--model', file, '--kernel', 'gpu'], '--kernel']] as const) {
-      await assert.rejects(sei([...args]), (e: { code: number; stderr: string }) => e.code === 2 && e.stderr.includes(`ConfigError: ${flag}: expected`));
+    for (const [args, flag] of [
+      [['--model', file, '--limit', '0'], '--limit'],
+      [['--model', file, '--kernel', 'gpu'], '--kernel'],
+    ] as const) {
+      await assert.rejects(
+        sei([...args]),
+        (e: { code: number; stderr: string }) => e.code === 2 && e.stderr.includes(`ConfigError: ${flag}: expected`),
+      );
     }
     // A signed file is fine to run (the signature is checked where keys are configured: the agent's OTA).
     const signed = join(dir, 'signed.bwsnn');
     writeFileSync(signed, writeBwsnn(model, { signingKey: generateKeyPairSync('ed25519').privateKey }));
-    assert.equal(JSON.parse((await sei(['--model', signed, '--limit', '1', '--json'])).stdout.trim().split('\n').pop()!).frames, 1);
+    assert.equal(
+      JSON.parse((await sei(['--model', signed, '--limit', '1', '--json'])).stdout.trim().split('\n').pop()!).frames,
+      1,
+    );
   });
 });

@@ -45,7 +45,12 @@ function dpkgDatabase(installed: readonly string[]): string {
   return dir;
 }
 
-interface SetupRun { status: number | null; stdout: string; stderr: string; ms: number }
+interface SetupRun {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
 
 let copy = '';
 function setup(installed: readonly string[], env: Record<string, string> = {}, args: string[] = []): SetupRun {
@@ -75,7 +80,9 @@ function toInstall(run: SetupRun): string[] {
 
 describe('npm run setup', { skip }, () => {
   let everything: string[] = [];
-  before(() => { everything = toInstall(setup([])); });
+  before(() => {
+    everything = toInstall(setup([]));
+  });
   const arm = ['qemu-user-static', 'debootstrap', 'g++-aarch64-linux-gnu', 'g++-arm-linux-gnueabihf'];
 
   it('with nothing installed and no way to root: names every package with its reason, the command, exit 3', () => {
@@ -83,7 +90,11 @@ describe('npm run setup', { skip }, () => {
     assert.equal(run.status, CANNOT_INSTALL, run.stderr);
     for (const name of ['dataset-fashion-mnist', 'mosquitto', 'ffmpeg', 'strace', ...arm]) {
       assert.ok(everything.includes(name), `${name} missing from ${everything.join(' ')}`);
-      assert.match(run.stderr, new RegExp(`^setup: {3}${name.replace(/\+/g, '\\+')}: \\S`, 'm'), `${name} has no reason`);
+      assert.match(
+        run.stderr,
+        new RegExp(`^setup: {3}${name.replace(/\+/g, '\\+')}: \\S`, 'm'),
+        `${name} has no reason`,
+      );
     }
     assert.match(run.stderr, /needs root or password-less sudo/);
     assert.equal(run.stdout, '');
@@ -97,19 +108,28 @@ describe('npm run setup', { skip }, () => {
     assert.match(run.stderr, /^setup: 2 Debian packages the tests use are missing:$/m);
   });
 
-  it('SEI_SKIP_ARM=1 leaves out the ARM lanes\' packages', () => {
+  it("SEI_SKIP_ARM=1 leaves out the ARM lanes' packages", () => {
     const run = setup([], { SEI_SKIP_ARM: '1' });
     assert.equal(run.status, CANNOT_INSTALL, run.stderr);
     const wanted = toInstall(run);
     for (const name of [...arm, 'g++']) assert.ok(!wanted.includes(name), `${name} wanted with SEI_SKIP_ARM=1`);
     assert.ok(wanted.includes('mosquitto'));
-    assert.equal(setup(everything.filter((p) => !arm.includes(p)), { SEI_SKIP_ARM: '1' }).status, 0);
+    assert.equal(
+      setup(
+        everything.filter((p) => !arm.includes(p)),
+        { SEI_SKIP_ARM: '1' },
+      ).status,
+      0,
+    );
   });
 
   it('with everything installed: exit 0 at once, without root and without apt', () => {
     const run = setup(everything);
     assert.equal(run.status, 0, run.stderr);
-    assert.match(run.stdout, new RegExp(`^setup: all ${everything.length} Debian packages the tests use are installed$`, 'm'));
+    assert.match(
+      run.stdout,
+      new RegExp(`^setup: all ${everything.length} Debian packages the tests use are installed$`, 'm'),
+    );
     assert.equal(run.stderr, '');
     assert.ok(run.ms < 3000, `took ${run.ms.toFixed(0)} ms`);
   });

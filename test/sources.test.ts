@@ -8,7 +8,16 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { PNG } from 'pngjs';
-import { AreaResizer, centredSquare, createSource, decodePgm, decodePicture, DropOldestQueue, parseSourceSpec, toModelFrame } from '../device-agent/index.js';
+import {
+  AreaResizer,
+  centredSquare,
+  createSource,
+  decodePgm,
+  decodePicture,
+  DropOldestQueue,
+  parseSourceSpec,
+  toModelFrame,
+} from '../device-agent/index.js';
 import type { FrameSource, SourceFrame, SourceOptions } from '../device-agent/index.js';
 import { ConfigError, FrameError, sampleFrames } from '../runtime/index.js';
 
@@ -39,12 +48,23 @@ function pgm(width: number, height: number, data: Uint8Array): Uint8Array {
 
 describe('source specs', () => {
   test('every form parses, bad ones name the field and the expected form', () => {
-    assert.deepEqual(parseSourceSpec('stdin:yuv420:640x480'), { kind: 'stdin', format: 'yuv420', width: 640, height: 480 });
+    assert.deepEqual(parseSourceSpec('stdin:yuv420:640x480'), {
+      kind: 'stdin',
+      format: 'yuv420',
+      width: 640,
+      height: 480,
+    });
     assert.deepEqual(parseSourceSpec('idx:/a.gz:/b.gz'), { kind: 'idx', images: '/a.gz', labels: '/b.gz' });
     assert.deepEqual(parseSourceSpec('images:/pics'), { kind: 'images', dir: '/pics' });
     assert.deepEqual(parseSourceSpec('mqtt'), { kind: 'mqtt' });
     for (const bad of ['stdin:rgb:10x10', 'stdin:yuv420:641x480', 'stdin:grey:0x5', 'images:', 'webcam', 'fmnist:x']) {
-      assert.throws(() => parseSourceSpec(bad, '--source'), (e: Error) => e instanceof ConfigError && e.message.startsWith('--source: expected') && e.message.includes(JSON.stringify(bad)));
+      assert.throws(
+        () => parseSourceSpec(bad, '--source'),
+        (e: Error) =>
+          e instanceof ConfigError &&
+          e.message.startsWith('--source: expected') &&
+          e.message.includes(JSON.stringify(bad)),
+      );
     }
   });
 });
@@ -62,61 +82,114 @@ describe('pictures', () => {
   });
 
   test('broken pictures are refused with a FrameError that says what was expected', () => {
-    assert.throws(() => decodePicture(Buffer.from('P5 4 3 255\n\x01\x02'), 'x.pgm'), (e: Error) => e instanceof FrameError && /needs 12 sample bytes, got 2/.test(e.message));
-    assert.throws(() => decodePicture(Buffer.from('GIF89a'), 'x'), (e: Error) => e instanceof FrameError && /expected a PNG or PGM/.test(e.message));
-    assert.throws(() => decodePicture(Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]), 'y.png'), (e: Error) => e instanceof FrameError && /expected a valid PNG/.test(e.message));
+    assert.throws(
+      () => decodePicture(Buffer.from('P5 4 3 255\n\x01\x02'), 'x.pgm'),
+      (e: Error) => e instanceof FrameError && /needs 12 sample bytes, got 2/.test(e.message),
+    );
+    assert.throws(
+      () => decodePicture(Buffer.from('GIF89a'), 'x'),
+      (e: Error) => e instanceof FrameError && /expected a PNG or PGM/.test(e.message),
+    );
+    assert.throws(
+      () => decodePicture(Buffer.from([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]), 'y.png'),
+      (e: Error) => e instanceof FrameError && /expected a valid PNG/.test(e.message),
+    );
   });
 
   test('area resize: a frame scaled up 3x by pixel replication comes back exactly; centred square crop', () => {
     const f = samples.frame(0);
     const big = new Uint8Array(84 * 84);
-    for (let y = 0; y < 84; y++) for (let x = 0; x < 84; x++) big[y * 84 + x] = f[Math.floor(y / 3) * 28 + Math.floor(x / 3)]!;
+    for (let y = 0; y < 84; y++)
+      for (let x = 0; x < 84; x++) big[y * 84 + x] = f[Math.floor(y / 3) * 28 + Math.floor(x / 3)]!;
     sameBytes(toModelFrame({ width: 84, height: 84, channels: 1, data: big }, [28, 28, 1], null, false), f);
     // A 2x2 mean is the area filter's answer for an exact halving.
-    const down = toModelFrame({ width: 4, height: 2, channels: 1, data: Uint8Array.of(0, 10, 100, 200, 20, 30, 100, 100) }, [1, 2, 1], { x: 0, y: 0, width: 4, height: 2 }, false);
+    const down = toModelFrame(
+      { width: 4, height: 2, channels: 1, data: Uint8Array.of(0, 10, 100, 200, 20, 30, 100, 100) },
+      [1, 2, 1],
+      { x: 0, y: 0, width: 4, height: 2 },
+      false,
+    );
     assert.deepEqual([...down], [15, 125]);
     assert.deepEqual(centredSquare(640, 480), { x: 80, y: 0, width: 480, height: 480 });
-    const inv = toModelFrame({ width: 1, height: 1, channels: 3, data: Uint8Array.of(255, 255, 255) }, [1, 1, 1], null, true);
+    const inv = toModelFrame(
+      { width: 1, height: 1, channels: 3, data: Uint8Array.of(255, 255, 255) },
+      [1, 1, 1],
+      null,
+      true,
+    );
     assert.equal(inv[0], 0);
   });
 });
 
 describe('AreaResizer: the planned integer resize equals toModelFrame byte for byte', () => {
   const geometry = fc.record({
-    w: fc.integer({ min: 1, max: 70 }), h: fc.integer({ min: 1, max: 70 }),
-    tw: fc.integer({ min: 1, max: 30 }), th: fc.integer({ min: 1, max: 30 }),
-    inC: fc.constantFrom(1 as const, 3 as const), outC: fc.constantFrom(1, 3), invert: fc.boolean(),
-    crop: fc.option(fc.record({ x: fc.nat({ max: 20 }), y: fc.nat({ max: 20 }), width: fc.integer({ min: 1, max: 50 }), height: fc.integer({ min: 1, max: 50 }) }), { nil: null }),
+    w: fc.integer({ min: 1, max: 70 }),
+    h: fc.integer({ min: 1, max: 70 }),
+    tw: fc.integer({ min: 1, max: 30 }),
+    th: fc.integer({ min: 1, max: 30 }),
+    inC: fc.constantFrom(1 as const, 3 as const),
+    outC: fc.constantFrom(1, 3),
+    invert: fc.boolean(),
+    crop: fc.option(
+      fc.record({
+        x: fc.nat({ max: 20 }),
+        y: fc.nat({ max: 20 }),
+        width: fc.integer({ min: 1, max: 50 }),
+        height: fc.integer({ min: 1, max: 50 }),
+      }),
+      { nil: null },
+    ),
     // Few distinct values make exact .5 means (and grey conversions next to them) common, not rare.
-    levels: fc.constantFrom([0, 1], [0, 255], [7, 8, 9, 10], null), seed: fc.nat(),
+    levels: fc.constantFrom([0, 1], [0, 255], [7, 8, 9, 10], null),
+    seed: fc.nat(),
   });
 
   test('random geometries, crops, channel conversions and contents, ties included', () => {
-    fc.assert(fc.property(geometry, (g) => {
-      const crop = g.crop && g.crop.x + g.crop.width <= g.w && g.crop.y + g.crop.height <= g.h ? g.crop : null;
-      let x = g.seed;
-      const next = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 8;
-      const data = Uint8Array.from({ length: g.w * g.h * g.inC }, () => (g.levels ? g.levels[next() % g.levels.length]! : next() & 255));
-      const img = { width: g.w, height: g.h, channels: g.inC, data };
-      const resizer = new AreaResizer(g.w, g.h, g.inC, [g.th, g.tw, g.outC], crop, g.invert);
-      const out = new Uint8Array(g.th * g.tw * g.outC);
-      assert.equal(resizer.resize(data, out), out, 'writes into the buffer it is given');
-      sameBytes(out, toModelFrame(img, [g.th, g.tw, g.outC], crop, g.invert));
-      sameBytes(resizer.resize(data), out, 'the same again: nothing carried over between frames');
-    }), { numRuns: 400 });
+    fc.assert(
+      fc.property(geometry, (g) => {
+        const crop = g.crop && g.crop.x + g.crop.width <= g.w && g.crop.y + g.crop.height <= g.h ? g.crop : null;
+        let x = g.seed;
+        const next = () => {
+          x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+          return x >>> 8;
+        };
+        const data = Uint8Array.from({ length: g.w * g.h * g.inC }, () =>
+          g.levels ? g.levels[next() % g.levels.length]! : next() & 255,
+        );
+        const img = { width: g.w, height: g.h, channels: g.inC, data };
+        const resizer = new AreaResizer(g.w, g.h, g.inC, [g.th, g.tw, g.outC], crop, g.invert);
+        const out = new Uint8Array(g.th * g.tw * g.outC);
+        assert.equal(resizer.resize(data, out), out, 'writes into the buffer it is given');
+        sameBytes(out, toModelFrame(img, [g.th, g.tw, g.outC], crop, g.invert));
+        sameBytes(resizer.resize(data), out, 'the same again: nothing carried over between frames');
+      }),
+      { numRuns: 400 },
+    );
   });
 
   test('exact ties and the camera geometry', () => {
     // Two pixels 0 and 1 into one: the mean is exactly 0.5, which the reference rounds up.
     const tie = new AreaResizer(2, 1, 1, [1, 1, 1], { x: 0, y: 0, width: 2, height: 1 }, false);
     assert.deepEqual([...tie.resize(Uint8Array.of(0, 1))], [1]);
-    const w = 640, h = 480;
+    const w = 640,
+      h = 480;
     for (let k = 0; k < 4; k++) {
-      const frame = Uint8Array.from({ length: w * h }, (_, i) => (k === 0 ? (i * 7 + (i >> 9)) & 255 : k === 1 ? ((i % w) + (i >> 7)) & 1 : (i * (k + 3)) % 251));
-      sameBytes(new AreaResizer(w, h, 1, [28, 28, 1], null, false).resize(frame), toModelFrame({ width: w, height: h, channels: 1, data: frame }, [28, 28, 1], null, false));
+      const frame = Uint8Array.from({ length: w * h }, (_, i) =>
+        k === 0 ? (i * 7 + (i >> 9)) & 255 : k === 1 ? ((i % w) + (i >> 7)) & 1 : (i * (k + 3)) % 251,
+      );
+      sameBytes(
+        new AreaResizer(w, h, 1, [28, 28, 1], null, false).resize(frame),
+        toModelFrame({ width: w, height: h, channels: 1, data: frame }, [28, 28, 1], null, false),
+      );
     }
-    assert.throws(() => new AreaResizer(64, 48, 1, [28, 28, 1], { x: 40, y: 0, width: 40, height: 40 }, false), (e: Error) => e instanceof FrameError && e.field === 'source.crop');
-    assert.throws(() => new AreaResizer(8, 8, 3, [2, 2, 2], null, false), (e: Error) => e instanceof FrameError && e.field === 'input.channels');
+    assert.throws(
+      () => new AreaResizer(64, 48, 1, [28, 28, 1], { x: 40, y: 0, width: 40, height: 40 }, false),
+      (e: Error) => e instanceof FrameError && e.field === 'source.crop',
+    );
+    assert.throws(
+      () => new AreaResizer(8, 8, 3, [2, 2, 2], null, false),
+      (e: Error) => e instanceof FrameError && e.field === 'input.channels',
+    );
   });
 });
 
@@ -134,7 +207,10 @@ describe('file sources', () => {
     const header = Buffer.from([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28]);
     writeFileSync(path, Buffer.concat([header, samples.frame(0), samples.frame(1)]));
     const frames = await take(createSource(parseSourceSpec(`idx:${path}`), base), 10);
-    assert.deepEqual(frames.map((f) => f.label), [null, null]);
+    assert.deepEqual(
+      frames.map((f) => f.label),
+      [null, null],
+    );
     sameBytes(frames[1]!.data, samples.frame(1));
   });
 
@@ -168,14 +244,33 @@ describe('stdin video (ffmpeg)', () => {
 
   test('yuv420 at 112x112 made from sample frames comes back as the sample frames', async () => {
     const raw = Buffer.concat([0, 1, 2, 3].map((i) => samples.frame(i)));
-    const proc = ffmpeg(['-f', 'rawvideo', '-pix_fmt', 'gray', '-s', '28x28', '-i', '-', '-vf', 'scale=112:112:flags=neighbor', '-f', 'rawvideo', '-pix_fmt', 'yuvj420p', '-']);
+    const proc = ffmpeg([
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'gray',
+      '-s',
+      '28x28',
+      '-i',
+      '-',
+      '-vf',
+      'scale=112:112:flags=neighbor',
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'yuvj420p',
+      '-',
+    ]);
     proc.stdin.end(raw);
-    const frames = await take(createSource(parseSourceSpec('stdin:yuv420:112x112'), { ...base, stdin: proc.stdout }), 100);
+    const frames = await take(
+      createSource(parseSourceSpec('stdin:yuv420:112x112'), { ...base, stdin: proc.stdout }),
+      100,
+    );
     assert.equal(frames.length, 4);
     frames.forEach((f, i) => sameBytes(f.data, samples.frame(i)));
   });
 
-  test('yuv420 in chunks of any size (split anywhere, even inside the chroma) gives each frame\'s resized luma', async () => {
+  test("yuv420 in chunks of any size (split anywhere, even inside the chroma) gives each frame's resized luma", async () => {
     const [w, h] = [64, 48];
     const frames = [0, 1, 2].map((k) => {
       const y = Uint8Array.from({ length: w * h }, (_, i) => (i * (k + 5) + (i >> 6)) & 255);
@@ -194,19 +289,31 @@ describe('stdin video (ffmpeg)', () => {
       input.end();
       const out = await got;
       assert.equal(out.length, 3, `chunks of ${sizes}`);
-      out.forEach((f, k) => sameBytes(f.data, toModelFrame({ width: w, height: h, channels: 1, data: frames[k]!.y }, [28, 28, 1], null, false), `frame ${k}, chunks of ${sizes}`));
-      assert.notEqual(out[0]!.data.buffer, out[1]!.data.buffer, 'each frame handed on is its own (the agent keeps recent ones)');
+      out.forEach((f, k) =>
+        sameBytes(
+          f.data,
+          toModelFrame({ width: w, height: h, channels: 1, data: frames[k]!.y }, [28, 28, 1], null, false),
+          `frame ${k}, chunks of ${sizes}`,
+        ),
+      );
+      assert.notEqual(
+        out[0]!.data.buffer,
+        out[1]!.data.buffer,
+        'each frame handed on is its own (the agent keeps recent ones)',
+      );
     }
   });
 
-  test('the process\'s own stdin as a pipe (no stream given: fd 0 read into one reused buffer) gives the same frames', async () => {
+  test("the process's own stdin as a pipe (no stream given: fd 0 read into one reused buffer) gives the same frames", async () => {
     const [w, h] = [64, 48];
     const lumas = [0, 1, 2, 3].map((k) => Uint8Array.from({ length: w * h }, (_, i) => (i * (k + 3) + (i >> 5)) & 255));
     const url = new URL('../device-agent/index.js', import.meta.url).href;
     const code = `import { createSource, parseSourceSpec } from ${JSON.stringify(url)};
       const source = createSource(parseSourceSpec('stdin:yuv420:${w}x${h}'), { target: [28, 28, 1], frameRate: 0, loop: false, crop: null, invert: false });
       for await (const f of source) process.stdout.write(Buffer.from(f.data).toString('hex') + '\\n');`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     for (const y of lumas) child.stdin.write(Buffer.concat([y, Buffer.alloc((w * h) / 2, 0x80)]));
@@ -214,19 +321,48 @@ describe('stdin video (ffmpeg)', () => {
     assert.equal(await new Promise((r) => child.once('close', r)), 0);
     const lines = out.trim().split('\n');
     assert.equal(lines.length, 4);
-    lines.forEach((line, k) => sameBytes(Buffer.from(line, 'hex'), toModelFrame({ width: w, height: h, channels: 1, data: lumas[k]! }, [28, 28, 1], null, false), `frame ${k}`));
+    lines.forEach((line, k) =>
+      sameBytes(
+        Buffer.from(line, 'hex'),
+        toModelFrame({ width: w, height: h, channels: 1, data: lumas[k]! }, [28, 28, 1], null, false),
+        `frame ${k}`,
+      ),
+    );
   });
 
   test('testsrc 640x480 yuv420 and grey: one frame per input frame, centred square or configured crop', async () => {
-    for (const [fmt, pix] of [['yuv420', 'yuv420p'], ['grey', 'gray']] as const) {
-      const proc = ffmpeg(['-f', 'lavfi', '-i', 'testsrc=size=640x480:rate=30', '-t', '1', '-f', 'rawvideo', '-pix_fmt', pix, '-']);
-      const frames = await take(createSource(parseSourceSpec(`stdin:${fmt}:640x480`), { ...base, stdin: proc.stdout }), 1000);
+    for (const [fmt, pix] of [
+      ['yuv420', 'yuv420p'],
+      ['grey', 'gray'],
+    ] as const) {
+      const proc = ffmpeg([
+        '-f',
+        'lavfi',
+        '-i',
+        'testsrc=size=640x480:rate=30',
+        '-t',
+        '1',
+        '-f',
+        'rawvideo',
+        '-pix_fmt',
+        pix,
+        '-',
+      ]);
+      const frames = await take(
+        createSource(parseSourceSpec(`stdin:${fmt}:640x480`), { ...base, stdin: proc.stdout }),
+        1000,
+      );
       assert.equal(frames.length, 30, fmt);
       assert.equal(frames[0]!.data.length, 784);
       assert.ok(new Set(frames[0]!.data).size > 4, 'the test pattern survives the resize');
     }
     assert.throws(
-      () => createSource(parseSourceSpec('stdin:grey:64x48'), { ...base, crop: { x: 40, y: 0, width: 40, height: 40 }, stdin: process.stdin }),
+      () =>
+        createSource(parseSourceSpec('stdin:grey:64x48'), {
+          ...base,
+          crop: { x: 40, y: 0, width: 40, height: 40 },
+          stdin: process.stdin,
+        }),
       (e: Error) => e instanceof FrameError && e.field === 'source.crop',
     );
   });

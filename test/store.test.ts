@@ -17,7 +17,15 @@ const implementations: Array<[string, (limits?: Partial<RetentionLimits>) => Sta
   ['MemoryStore', (limits) => new MemoryStore(limits)],
 ];
 
-const pred = (frame: number, ts: number): PredictionRecord => ({ frame, ts, model: 'm@1', prediction: frame % 10, confidence: 0.5, label: frame % 3 === 0 ? null : 1, latencyMs: 1.25 });
+const pred = (frame: number, ts: number): PredictionRecord => ({
+  frame,
+  ts,
+  model: 'm@1',
+  prediction: frame % 10,
+  confidence: 0.5,
+  label: frame % 3 === 0 ? null : 1,
+  latencyMs: 1.25,
+});
 
 for (const [name, open] of implementations) {
   describe(name, () => {
@@ -29,7 +37,13 @@ for (const [name, open] of implementations) {
       s.activateModel('a@1', 1000);
       s.activateModel('a@2', 2000);
       const models = s.listModels();
-      assert.deepEqual(models.map((m) => [m.version, m.state]), [['a@1', 'available'], ['a@2', 'active']]);
+      assert.deepEqual(
+        models.map((m) => [m.version, m.state]),
+        [
+          ['a@1', 'available'],
+          ['a@2', 'active'],
+        ],
+      );
       assert.equal(s.getModel('a@1')!.activatedAt, 1000);
       assert.equal(s.getModel('a@2')!.activatedAt, 2000);
       // Same bytes registered again: state kept. Different bytes under the same version: back to available.
@@ -37,7 +51,10 @@ for (const [name, open] of implementations) {
       assert.equal(s.registerModel({ version: 'a@2', sha256: 'cc', path: '/m/a2b' }).state, 'available');
       s.markModelFailed('a@1');
       assert.equal(s.getModel('a@1')!.state, 'failed');
-      assert.throws(() => s.activateModel('nope@0'), (e: Error) => e instanceof ConfigError && /nope@0/.test(e.message));
+      assert.throws(
+        () => s.activateModel('nope@0'),
+        (e: Error) => e instanceof ConfigError && /nope@0/.test(e.message),
+      );
       assert.equal(s.getModel('nope@0'), undefined);
       s.close();
     });
@@ -46,21 +63,36 @@ for (const [name, open] of implementations) {
       const s = open({ metricsHistory: 5 });
       for (let i = 0; i < 12; i++) s.addMetrics(i, { i });
       const recent = s.recentMetrics(100);
-      assert.deepEqual(recent.map((r) => JSON.parse(r.json).i), [7, 8, 9, 10, 11]);
-      assert.deepEqual(s.recentMetrics(2).map((r) => r.ts), [10, 11]);
+      assert.deepEqual(
+        recent.map((r) => JSON.parse(r.json).i),
+        [7, 8, 9, 10, 11],
+      );
+      assert.deepEqual(
+        s.recentMetrics(2).map((r) => r.ts),
+        [10, 11],
+      );
       s.close();
     });
 
     test('prediction log: retention by count and by age', () => {
       const s = open({ predictionRows: 50, predictionMaxAge: 10 });
       const now = 1_000_000;
-      s.logPredictions(Array.from({ length: 80 }, (_, i) => pred(i + 1, now)), now);
+      s.logPredictions(
+        Array.from({ length: 80 }, (_, i) => pred(i + 1, now)),
+        now,
+      );
       assert.equal(s.predictionCount(), 50);
-      assert.deepEqual(s.recentPredictions(2).map((p) => p.frame), [79, 80]);
+      assert.deepEqual(
+        s.recentPredictions(2).map((p) => p.frame),
+        [79, 80],
+      );
       assert.deepEqual(s.recentPredictions(1)[0], pred(80, now));
       // 11 s later, everything logged before is older than the 10 s limit.
       s.logPredictions([pred(81, now + 11_000)], now + 11_000);
-      assert.deepEqual(s.recentPredictions(100).map((p) => p.frame), [81]);
+      assert.deepEqual(
+        s.recentPredictions(100).map((p) => p.frame),
+        [81],
+      );
       s.logPredictions([], now);
       assert.equal(s.predictionCount(), 1);
       s.close();
@@ -69,11 +101,20 @@ for (const [name, open] of implementations) {
     test('labelled frames round-trip their pixels; relabelling replaces', () => {
       const s = open();
       const data = Uint8Array.from({ length: 28 * 28 }, (_, i) => i % 256);
-      s.saveLabelledFrames([{ frame: 7, ts: 1, label: 3, shape: [28, 28, 1], data }, { frame: 2, ts: 1, label: 1, shape: [28, 28, 1], data: data.subarray(0, 784) }]);
+      s.saveLabelledFrames([
+        { frame: 7, ts: 1, label: 3, shape: [28, 28, 1], data },
+        { frame: 2, ts: 1, label: 1, shape: [28, 28, 1], data: data.subarray(0, 784) },
+      ]);
       s.saveLabelledFrames([{ frame: 7, ts: 2, label: 4, shape: [28, 28, 1], data }]);
       const frames = s.labelledFrames();
       assert.equal(s.labelledFrameCount(), 2);
-      assert.deepEqual(frames.map((f) => [f.frame, f.label]), [[2, 1], [7, 4]]);
+      assert.deepEqual(
+        frames.map((f) => [f.frame, f.label]),
+        [
+          [2, 1],
+          [7, 4],
+        ],
+      );
       assert.deepEqual(frames[1]!.data, data);
       assert.deepEqual(frames[1]!.shape, [28, 28, 1]);
       s.close();
@@ -98,16 +139,30 @@ for (const [name, open] of implementations) {
 
     test('outbox: ids increase, peek in order after an id, remove, bound drops the oldest', () => {
       const s = open({ outboxMax: 4 });
-      const ids = [1, 2, 3].map((i) => s.outboxAdd({ topic: `t/${i}`, payload: `{"i":${i}}`, qos: 1, retain: i === 2 }));
+      const ids = [1, 2, 3].map((i) =>
+        s.outboxAdd({ topic: `t/${i}`, payload: `{"i":${i}}`, qos: 1, retain: i === 2 }),
+      );
       assert.ok(ids[0]! < ids[1]! && ids[1]! < ids[2]!);
-      assert.deepEqual(s.outboxPeek(0, 10).map((m) => m.topic), ['t/1', 't/2', 't/3']);
-      assert.deepEqual(s.outboxPeek(ids[0]!, 1).map((m) => [m.topic, m.retain, m.qos]), [['t/2', true, 1]]);
+      assert.deepEqual(
+        s.outboxPeek(0, 10).map((m) => m.topic),
+        ['t/1', 't/2', 't/3'],
+      );
+      assert.deepEqual(
+        s.outboxPeek(ids[0]!, 1).map((m) => [m.topic, m.retain, m.qos]),
+        [['t/2', true, 1]],
+      );
       s.outboxRemove(ids[1]!);
-      assert.deepEqual(s.outboxPeek(0, 10).map((m) => m.payload), ['{"i":1}', '{"i":3}']);
+      assert.deepEqual(
+        s.outboxPeek(0, 10).map((m) => m.payload),
+        ['{"i":1}', '{"i":3}'],
+      );
       for (let i = 4; i <= 7; i++) s.outboxAdd({ topic: `t/${i}`, payload: '{}', qos: 1, retain: false });
       assert.equal(s.outboxCount(), 4);
       assert.equal(s.outboxDropped, 2);
-      assert.deepEqual(s.outboxPeek(0, 10).map((m) => m.topic), ['t/4', 't/5', 't/6', 't/7']);
+      assert.deepEqual(
+        s.outboxPeek(0, 10).map((m) => m.topic),
+        ['t/4', 't/5', 't/6', 't/7'],
+      );
       s.close();
     });
   });
@@ -122,10 +177,16 @@ test('SqliteStore keeps its state across a reopen (WAL file on disk)', () => {
   a.close();
   const b = new SqliteStore(path);
   assert.equal(b.getModel('x@1')!.state, 'active');
-  assert.deepEqual(b.outboxPeek(0, 5).map((m) => m.payload), ['{"n":1}']);
+  assert.deepEqual(
+    b.outboxPeek(0, 5).map((m) => m.payload),
+    ['{"n":1}'],
+  );
   b.close();
 });
 
 test('SqliteStore refuses an unusable path with a ConfigError naming store.path', () => {
-  assert.throws(() => new SqliteStore(join(dir, 'no', 'such', 'dir', 'x.db')), (e: Error) => e instanceof ConfigError && (e as ConfigError).field === 'store.path');
+  assert.throws(
+    () => new SqliteStore(join(dir, 'no', 'such', 'dir', 'x.db')),
+    (e: Error) => e instanceof ConfigError && (e as ConfigError).field === 'store.path',
+  );
 });

@@ -10,34 +10,88 @@ const tmp = mkdtempSync(join(tmpdir(), 'sei-trainer-cli-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
 function sei(...args: string[]): Record<string, unknown> {
-  const out = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   return JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>;
 }
 
 test('train, export and eval agree through the CLI', () => {
   const run = join(tmp, 'run');
-  const trained = sei('train', '--out', run, '--train-limit', '512', '--val-size', '64', '--epochs', '1', '--width', '4', '--batch', '32', '--lr', '0.005', '--json');
+  const trained = sei(
+    'train',
+    '--out',
+    run,
+    '--train-limit',
+    '512',
+    '--val-size',
+    '64',
+    '--epochs',
+    '1',
+    '--width',
+    '4',
+    '--batch',
+    '32',
+    '--lr',
+    '0.005',
+    '--json',
+  );
   assert.equal(trained['interrupted'], false);
   assert.equal(trained['epochs'], 1);
   assert.ok(existsSync(join(run, 'last.json')) && existsSync(join(run, 'best.bin')));
   // --resume keeps the run's own settings (--lr 0.005, width 4) unless a flag is given again; its schedule is fixed,
   // --extend adds a phase; --teacher trains the ANN twin first and distils from it for the rest of the run.
-  assert.throws(() => sei('train', '--out', run, '--resume', '--epochs', '2'), (err: { status: number; stderr: string }) => err.status === 2 && /--extend/.test(err.stderr) && !/\n\s+at /.test(err.stderr));
-  const resumed = sei('train', '--out', run, '--resume', '--extend', '1', '--teacher', '--teacher-epochs', '1', '--json');
+  assert.throws(
+    () => sei('train', '--out', run, '--resume', '--epochs', '2'),
+    (err: { status: number; stderr: string }) =>
+      err.status === 2 && /--extend/.test(err.stderr) && !/\n\s+at /.test(err.stderr),
+  );
+  const resumed = sei(
+    'train',
+    '--out',
+    run,
+    '--resume',
+    '--extend',
+    '1',
+    '--teacher',
+    '--teacher-epochs',
+    '1',
+    '--json',
+  );
   assert.equal(resumed['epochs'], 2);
   assert.equal(typeof resumed['teacherTestAccuracy'], 'number');
-  const stored = JSON.parse(readFileSync(join(run, 'last.json'), 'utf8')) as { config: { lr: number; epochs: number; net: { width: number }; loss: { kdWeight: number } } };
-  assert.deepEqual([stored.config.lr, stored.config.epochs, stored.config.net.width, stored.config.loss.kdWeight], [0.005, 2, 4, 0.7]);
+  const stored = JSON.parse(readFileSync(join(run, 'last.json'), 'utf8')) as {
+    config: { lr: number; epochs: number; net: { width: number }; loss: { kdWeight: number } };
+  };
+  assert.deepEqual(
+    [stored.config.lr, stored.config.epochs, stored.config.net.width, stored.config.loss.kdWeight],
+    [0.005, 2, 4, 0.7],
+  );
   assert.ok(existsSync(join(run, 'teacher', 'last.json')));
   const model = join(tmp, 'tiny.bwsnn');
   const card = join(tmp, 'tiny.md');
-  const exported = sei('export', '--checkpoint', run, '--out', model, '--onnx', join(tmp, 'tiny.onnx'), '--card', card, '--json');
+  const exported = sei(
+    'export',
+    '--checkpoint',
+    run,
+    '--out',
+    model,
+    '--onnx',
+    join(tmp, 'tiny.onnx'),
+    '--card',
+    card,
+    '--json',
+  );
   assert.equal(exported['bytes'], statSync(model).size);
   assert.equal(exported['engineVsTrainerAgreement'], 1);
   const text = readFileSync(card, 'utf8');
   assert.ok(text.includes(`**${(100 * (exported['engineAccuracy'] as number)).toFixed(2)}%**`), text);
   assert.ok(text.includes('sei train --out'), 'the card names the training command');
-  assert.equal(exported['foldedVsUnfoldedAgreement'] !== undefined && (exported['foldedVsUnfoldedAgreement'] as number) > 0.99, true);
+  assert.equal(
+    exported['foldedVsUnfoldedAgreement'] !== undefined && (exported['foldedVsUnfoldedAgreement'] as number) > 0.99,
+    true,
+  );
   const evaluated = sei('eval', '--model', model, '--limit', '500', '--compare', '--json');
   assert.equal(evaluated['n'], 500);
   assert.equal(evaluated['T'], 2);
@@ -47,7 +101,23 @@ test('train, export and eval agree through the CLI', () => {
 
 test('a missing data set names the Debian package and --data', () => {
   assert.throws(
-    () => execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'train', '--out', join(tmp, 'x'), '--data', join(tmp, 'nowhere'), '--epochs', '1'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }),
+    () =>
+      execFileSync(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          'scripts/cli.ts',
+          'train',
+          '--out',
+          join(tmp, 'x'),
+          '--data',
+          join(tmp, 'nowhere'),
+          '--epochs',
+          '1',
+        ],
+        { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] },
+      ),
     (err: { stderr: string }) => /apt-get install dataset-fashion-mnist/.test(err.stderr) && /--data/.test(err.stderr),
   );
 });

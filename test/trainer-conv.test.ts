@@ -9,7 +9,16 @@ import '@tensorflow/tfjs-backend-wasm';
 import { conv2d } from '../trainer/backend/conv.js';
 import { rng } from '../runtime/data/random.js';
 
-interface Case { n: number; h: number; w: number; cin: number; cout: number; k: number; stride: number; pad: number }
+interface Case {
+  n: number;
+  h: number;
+  w: number;
+  cin: number;
+  cout: number;
+  k: number;
+  stride: number;
+  pad: number;
+}
 
 function cases(): Case[] {
   const r = rng(7);
@@ -19,7 +28,16 @@ function cases(): Case[] {
     for (const parity of [0, 1]) {
       for (const k of [1, 3]) {
         const h = 2 * pick(3, 7) + parity;
-        out.push({ n: pick(1, 3), h, w: h + (r() < 0.5 ? 1 : 0), cin: pick(1, 5), cout: pick(1, 6), k, stride, pad: k === 1 ? 0 : pick(0, 1) });
+        out.push({
+          n: pick(1, 3),
+          h,
+          w: h + (r() < 0.5 ? 1 : 0),
+          cin: pick(1, 5),
+          cout: pick(1, 6),
+          k,
+          stride,
+          pad: k === 1 ? 0 : pick(0, 1),
+        });
       }
     }
   }
@@ -47,13 +65,40 @@ test('custom conv gradient on wasm matches tfjs cpu Conv2DBackpropFilter/Input',
       const f = (a: tf.Tensor, b: tf.Tensor) => {
         const y = custom
           ? conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad)
-          : tf.conv2d(tf.pad(a as tf.Tensor4D, [[0, 0], [c.pad, c.pad], [c.pad, c.pad], [0, 0]]), b as tf.Tensor4D, c.stride, 'valid');
+          : tf.conv2d(
+              tf.pad(a as tf.Tensor4D, [
+                [0, 0],
+                [c.pad, c.pad],
+                [c.pad, c.pad],
+                [0, 0],
+              ]),
+              b as tf.Tensor4D,
+              c.stride,
+              'valid',
+            );
         // A non-uniform upstream gradient, so that every position of dy matters.
         return tf.sum(tf.mul(y, tf.sin(tf.range(0, y.size).reshape(y.shape))));
       };
       const [gx, gw] = tf.grads(f)([x, w]);
-      const y = custom ? conv2d(x, w, c.stride, c.pad) : tf.conv2d(tf.pad(x, [[0, 0], [c.pad, c.pad], [c.pad, c.pad], [0, 0]]), w, c.stride, 'valid');
-      return { y: y.dataSync() as Float32Array, gx: gx!.dataSync() as Float32Array, gw: gw!.dataSync() as Float32Array, gwShape: gw!.shape };
+      const y = custom
+        ? conv2d(x, w, c.stride, c.pad)
+        : tf.conv2d(
+            tf.pad(x, [
+              [0, 0],
+              [c.pad, c.pad],
+              [c.pad, c.pad],
+              [0, 0],
+            ]),
+            w,
+            c.stride,
+            'valid',
+          );
+      return {
+        y: y.dataSync() as Float32Array,
+        gx: gx!.dataSync() as Float32Array,
+        gw: gw!.dataSync() as Float32Array,
+        gwShape: gw!.shape,
+      };
     };
     await tf.setBackend('cpu');
     const ref = run(false);

@@ -19,7 +19,8 @@ await initBackend();
 /** The LIF as autodiff sees it: per-step tf ops, a customGrad only for the Heaviside step. */
 function oracleLif(current: tf.Tensor, T: number, theta: tf.Tensor, beta: tf.Tensor, surrogate: Surrogate): tf.Tensor {
   const spike = tf.customGrad((vIn, thIn, save) => {
-    const v = vIn as tf.Tensor, th = thIn as tf.Tensor;
+    const v = vIn as tf.Tensor,
+      th = thIn as tf.Tensor;
     (save as (t: tf.Tensor[]) => void)([v, th]);
     return {
       value: tf.cast(tf.greaterEqual(v, th), 'float32'),
@@ -57,12 +58,23 @@ for (const backend of ['wasm', 'cpu'] as const) {
       await tf.setBackend(backend);
       try {
         const r = rng(backend === 'wasm' ? 21 : 22);
-        const T = 3, n = 4, h = 3, C = 5;
-        const I = tf.tensor4d(Float32Array.from({ length: T * n * h * h * C }, () => r() * 2.6 - 0.5), [T * n, h, h, C]);
+        const T = 3,
+          n = 4,
+          h = 3,
+          C = 5;
+        const I = tf.tensor4d(
+          Float32Array.from({ length: T * n * h * h * C }, () => r() * 2.6 - 0.5),
+          [T * n, h, h, C],
+        );
         const theta = tf.tensor1d(Float32Array.from({ length: C }, () => 0.6 + r()));
         const beta = tf.tensor1d([0.6]);
-        const up = tf.tensor4d(Float32Array.from({ length: I.size }, () => r() * 2 - 1), I.shape);
-        const loss = (f: (x: tf.Tensor, t: tf.Tensor, b: tf.Tensor) => tf.Tensor) => (x: tf.Tensor, t: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(x, t, b), up));
+        const up = tf.tensor4d(
+          Float32Array.from({ length: I.size }, () => r() * 2 - 1),
+          I.shape,
+        );
+        const loss =
+          (f: (x: tf.Tensor, t: tf.Tensor, b: tf.Tensor) => tf.Tensor) => (x: tf.Tensor, t: tf.Tensor, b: tf.Tensor) =>
+            tf.sum(tf.mul(f(x, t, b), up));
         const fused = (x: tf.Tensor, t: tf.Tensor, b: tf.Tensor) => lif(x, T, { theta: t, beta: b }, surrogate);
         const oracle = (x: tf.Tensor, t: tf.Tensor, b: tf.Tensor) => oracleLif(x, T, t, b, surrogate);
         assert.deepEqual(Array.from(fused(I, theta, beta).dataSync()), Array.from(oracle(I, theta, beta).dataSync()));
@@ -83,19 +95,26 @@ for (const backend of ['wasm', 'cpu'] as const) {
     try {
       const r = rng(backend === 'wasm' ? 31 : 32);
       const shape: [number, number, number, number] = [6, 4, 3, 7];
-      const x = tf.tensor4d(Float32Array.from({ length: 6 * 4 * 3 * 7 }, () => r() * 3 + 1), shape);
+      const x = tf.tensor4d(
+        Float32Array.from({ length: 6 * 4 * 3 * 7 }, () => r() * 3 + 1),
+        shape,
+      );
       const params = {
         gamma: tf.variable(tf.tensor1d(Float32Array.from({ length: 7 }, () => 0.5 + r()))),
         beta: tf.variable(tf.tensor1d(Float32Array.from({ length: 7 }, () => r() - 0.5))),
         mean: tf.variable(tf.zeros([7]), false),
         variance: tf.variable(tf.ones([7]), false),
       };
-      const up = tf.tensor4d(Float32Array.from({ length: x.size }, () => r() * 2 - 1), shape);
+      const up = tf.tensor4d(
+        Float32Array.from({ length: x.size }, () => r() * 2 - 1),
+        shape,
+      );
       const oracle = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
         const m = tf.moments(a, [0, 1, 2]);
         return tf.add(tf.mul(tf.sub(a, m.mean), tf.mul(g, tf.rsqrt(tf.add(m.variance, BN_EPSILON)))), b);
       };
-      const fused = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => batchNorm(a, { ...params, gamma: g as tf.Variable, beta: b as tf.Variable }, true);
+      const fused = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+        batchNorm(a, { ...params, gamma: g as tf.Variable, beta: b as tf.Variable }, true);
       close(fused(x, params.gamma, params.beta).dataSync(), oracle(x, params.gamma, params.beta).dataSync(), 1e-5, 'y');
       const loss = (f: typeof oracle) => (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, g, b), up));
       const got = tf.grads(loss(fused))([x, params.gamma, params.beta]);
@@ -116,9 +135,17 @@ test('after a step latent binary weights lie in [-1, 1] and thresholds above THE
   const grads: tf.NamedTensorMap = {};
   for (const { v, trainable } of namedVariables(params)) if (trainable) grads[v.name] = tf.fill(v.shape, 1);
   for (let i = 0; i < 6; i++) opt.applyGradients(grads);
-  assert.ok(params.layers[3]!.w.dataSync().some((w) => w < -1), 'the step left the domain before the constraint');
+  assert.ok(
+    params.layers[3]!.w.dataSync().some((w) => w < -1),
+    'the step left the domain before the constraint',
+  );
   constrainParams(net, params);
-  params.layers.slice(1).forEach((l, i) => assert.ok(l.w.dataSync().every((w) => w >= -1 && w <= 1), `layer ${i + 1}`));
+  params.layers.slice(1).forEach((l, i) =>
+    assert.ok(
+      l.w.dataSync().every((w) => w >= -1 && w <= 1),
+      `layer ${i + 1}`,
+    ),
+  );
   params.layers.forEach((l) => {
     assert.ok(l.theta.dataSync().every((t) => t >= THETA_MIN - 1e-7));
     assert.ok(l.beta.dataSync().every((b) => b > 0 && b <= 1));

@@ -12,7 +12,10 @@ await initBackend();
 
 test('LIF over T steps matches a scalar float32 simulation (v = beta*v + I, v >= theta, soft reset)', () => {
   const r = rng(3);
-  const T = 4, n = 50, beta = 0.75, theta = 1;
+  const T = 4,
+    n = 50,
+    beta = 0.75,
+    theta = 1;
   const I = Float32Array.from({ length: T * n }, () => Math.fround(r() * 2.4 - 0.6));
   const got = lif(tf.tensor2d(I, [T * n, 1]), T, lifConstants(1, theta, beta)).dataSync();
   const f = Math.fround;
@@ -34,14 +37,18 @@ test('spike surrogate gradient is the triangle max(0, 1 - |v - theta|)', () => {
   const theta = 1;
   const v = tf.tensor1d([-0.5, 0, 0.25, 0.5, 0.999, 1, 1.5, 1.9999, 2.5, 3]);
   // One step: the spike of v itself, so the gradient is the surrogate at v.
-  const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(lif(x, 1, lifConstants(1, theta, 0.5)), 2)))(v.reshape([10, 1])).dataSync();
+  const g = tf
+    .grad((x: tf.Tensor) => tf.sum(tf.mul(lif(x, 1, lifConstants(1, theta, 0.5)), 2)))(v.reshape([10, 1]))
+    .dataSync();
   const want = [0, 0, 0.25, 0.5, 0.999, 1, 0.5, 0.0001, 0, 0].map((x) => 2 * x);
   want.forEach((w, i) => assert.ok(Math.abs(g[i]! - w) < 1e-5, `v=${v.dataSync()[i]}: ${g[i]} vs ${w}`));
 });
 
 test('BPTT reaches earlier steps through the membrane (and the reset)', () => {
   const I = tf.tensor2d([0.8, 0.2], [2, 1]);
-  const g = tf.grad((x: tf.Tensor) => tf.sum(lif(x, 2, lifConstants(1, 1, 0.5))))(I).dataSync();
+  const g = tf
+    .grad((x: tf.Tensor) => tf.sum(lif(x, 2, lifConstants(1, 1, 0.5))))(I)
+    .dataSync();
   // step 0: v0 = 0.8, no spike, surrogate 0.8; step 1: v1 = beta*(v0 - theta*s0) + I1 = 0.6, surrogate 0.6.
   // d s1/d I0 = 0.6 * beta * (1 - theta * ds0/dv0) = 0.6 * 0.5 * (1 - 0.8): the reset path counts.
   assert.ok(Math.abs(g[0]! - (0.8 + 0.6 * 0.5 * 0.2)) < 1e-6, `dI0 ${g[0]}`);
@@ -49,18 +56,39 @@ test('BPTT reaches earlier steps through the membrane (and the reset)', () => {
 });
 
 test('binary weights: sign(0) = +1, alpha = mean|w| per output channel, STE passes only |w| <= 1', () => {
-  const w = tf.tensor2d([[0, -2], [-0.5, 0.5], [1, 3]], [3, 2]); // fan-in 3, 2 output channels
+  const w = tf.tensor2d(
+    [
+      [0, -2],
+      [-0.5, 0.5],
+      [1, 3],
+    ],
+    [3, 2],
+  ); // fan-in 3, 2 output channels
   assert.deepEqual(Array.from(signSte(w).dataSync()), [1, -1, -1, 1, 1, 1]);
   const wb = binarize(w).dataSync();
-  const a0 = (0 + 0.5 + 1) / 3, a1 = (2 + 0.5 + 3) / 3;
+  const a0 = (0 + 0.5 + 1) / 3,
+    a1 = (2 + 0.5 + 3) / 3;
   [a0, -a1, -a0, a1, a0, a1].forEach((x, i) => assert.ok(Math.abs(wb[i]! - x) < 1e-6));
-  const up = tf.tensor2d([[1, 2], [3, 4], [5, 6]]);
-  const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(signSte(x), up)))(w).dataSync();
+  const up = tf.tensor2d([
+    [1, 2],
+    [3, 4],
+    [5, 6],
+  ]);
+  const g = tf
+    .grad((x: tf.Tensor) => tf.sum(tf.mul(signSte(x), up)))(w)
+    .dataSync();
   assert.deepEqual(Array.from(g), [1, 0, 3, 4, 5, 0]);
 });
 
 test('int8 first layer: per-channel step max|w|/127, integers in [-127, 127], STE gradient 1', () => {
-  const w = tf.tensor2d([[0.5, -0.011], [-1, 0.02], [0.25, 0.005]], [3, 2]);
+  const w = tf.tensor2d(
+    [
+      [0.5, -0.011],
+      [-1, 0.02],
+      [0.25, 0.005],
+    ],
+    [3, 2],
+  );
   const { step, ints } = int8Parts(w);
   assert.deepEqual(Array.from(ints.dataSync()), [64, -70, -127, 127, 32, 32]);
   assert.ok(Math.abs(step.dataSync()[0]! - 1 / 127) < 1e-8);
@@ -69,13 +97,23 @@ test('int8 first layer: per-channel step max|w|/127, integers in [-127, 127], ST
 });
 
 test('avgpool_repeat shortcut sums ((x00 + x01) + x10) + x11 then * 0.25 and tiles channels c % cin', () => {
-  const x = tf.tensor4d(Float32Array.from({ length: 2 * 4 * 4 * 3 }, (_, i) => Math.fround(Math.sin(i) * 3)), [2, 4, 4, 3]);
+  const x = tf.tensor4d(
+    Float32Array.from({ length: 2 * 4 * 4 * 3 }, (_, i) => Math.fround(Math.sin(i) * 3)),
+    [2, 4, 4, 3],
+  );
   const y = shortcutCurrent('avgpool_repeat', x, 6)!;
   assert.deepEqual(y.shape, [2, 2, 2, 6]);
-  const xs = x.dataSync(), ys = y.dataSync();
+  const xs = x.dataSync(),
+    ys = y.dataSync();
   const f = Math.fround;
-  for (let b = 0; b < 2; b++) for (let oy = 0; oy < 2; oy++) for (let ox = 0; ox < 2; ox++) for (let c = 0; c < 6; c++) {
-    const at = (dy: number, dx: number) => xs[((b * 4 + 2 * oy + dy) * 4 + 2 * ox + dx) * 3 + (c % 3)]!;
-    assert.equal(ys[((b * 2 + oy) * 2 + ox) * 6 + c], f(f(f(f(at(0, 0) + at(0, 1)) + at(1, 0)) + at(1, 1)) * 0.25));
-  }
+  for (let b = 0; b < 2; b++)
+    for (let oy = 0; oy < 2; oy++)
+      for (let ox = 0; ox < 2; ox++)
+        for (let c = 0; c < 6; c++) {
+          const at = (dy: number, dx: number) => xs[((b * 4 + 2 * oy + dy) * 4 + 2 * ox + dx) * 3 + (c % 3)]!;
+          assert.equal(
+            ys[((b * 2 + oy) * 2 + ox) * 6 + c],
+            f(f(f(f(at(0, 0) + at(0, 1)) + at(1, 0)) + at(1, 1)) * 0.25),
+          );
+        }
 });

@@ -14,25 +14,45 @@ const logSoftmax = (z: number[]) => {
   return z.map((v) => v - lse);
 };
 const kl = (teacher: number[], student: number[], tau: number) => {
-  const lt = logSoftmax(teacher.map((v) => v / tau)), ls = logSoftmax(student.map((v) => v / tau));
+  const lt = logSoftmax(teacher.map((v) => v / tau)),
+    ls = logSoftmax(student.map((v) => v / tau));
   return lt.reduce((s, l, k) => s + Math.exp(l) * (l - ls[k]!), 0);
 };
 
 test('seiLoss = (1 − w)·(CE(mean) + p·mean_t CE_t) + w·τ²·(KL(mean) + q·mean_t KL_t)', () => {
-  const T = 2, N = 3, K = 4;
+  const T = 2,
+    N = 3,
+    K = 4;
   const steps = [
-    [[1, 0.5, -1, 2], [0, 0, 1, -0.5], [3, -2, 0.5, 0]],
-    [[0.2, 1.5, -0.3, 1], [1, -1, 0.5, 0], [2, -1, 1.5, 0.5]],
+    [
+      [1, 0.5, -1, 2],
+      [0, 0, 1, -0.5],
+      [3, -2, 0.5, 0],
+    ],
+    [
+      [0.2, 1.5, -0.3, 1],
+      [1, -1, 0.5, 0],
+      [2, -1, 1.5, 0.5],
+    ],
   ];
-  const teacher = [[2, 1, -2, 3], [-1, 0, 2, 0], [4, -3, 0, 1]];
+  const teacher = [
+    [2, 1, -2, 3],
+    [-1, 0, 2, 0],
+    [4, -3, 0, 1],
+  ];
   const labels = [3, 2, 0];
   const opts = { perStep: 0.5, kdWeight: 0.7, kdTemperature: 2, labelSmoothing: 0, kdPerStep: 0.5 };
-  const got = seiLoss(tf.tensor3d(steps, [T, N, K]), tf.tensor1d(labels, 'int32'), opts, tf.tensor2d(teacher)).loss.dataSync()[0]!;
+  const got = seiLoss(
+    tf.tensor3d(steps, [T, N, K]),
+    tf.tensor1d(labels, 'int32'),
+    opts,
+    tf.tensor2d(teacher),
+  ).loss.dataSync()[0]!;
   const mean = steps[0]!.map((row, n) => row.map((v, k) => (v + steps[1]![n]![k]!) / 2));
   const ce = (z: number[][]) => z.reduce((s, row, n) => s - logSoftmax(row)[labels[n]!]!, 0) / N;
   const klm = (z: number[][]) => z.reduce((s, row, n) => s + kl(teacher[n]!, row, 2), 0) / N;
-  const hard = ce(mean) + 0.5 * (ce(steps[0]!) + ce(steps[1]!)) / 2;
-  const soft = klm(mean) + 0.5 * (klm(steps[0]!) + klm(steps[1]!)) / 2;
+  const hard = ce(mean) + (0.5 * (ce(steps[0]!) + ce(steps[1]!))) / 2;
+  const soft = klm(mean) + (0.5 * (klm(steps[0]!) + klm(steps[1]!))) / 2;
   const want = 0.3 * hard + 0.7 * 4 * soft;
   assert.ok(Math.abs(got - want) < 1e-5, `${got} vs ${want}`);
   // Without a teacher only the hard part counts, unweighted.
@@ -48,7 +68,9 @@ test('the firing-rate term is the mean of max(0, rate − target)² and pushes t
   assert.equal(spikeRateTerm(rates, { ...opts, spikePenalty: 0 }), undefined);
   // Through the LIF's surrogate: the gradient on the input current is positive where neurons fire near threshold.
   const I = tf.tensor2d([0.9, 1.2, 1.5, -0.5], [4, 1]);
-  const g = tf.grad((x: tf.Tensor) => spikeRateTerm([tf.mean(lif(x, 1, lifConstants(1, 1, 0.5))) as tf.Scalar], opts)!)(I).dataSync();
+  const g = tf
+    .grad((x: tf.Tensor) => spikeRateTerm([tf.mean(lif(x, 1, lifConstants(1, 1, 0.5))) as tf.Scalar], opts)!)(I)
+    .dataSync();
   assert.ok(g[0]! > 0 && g[1]! > 0 && g[2]! > 0, `${Array.from(g)}`);
   assert.equal(g[3], 0);
 });

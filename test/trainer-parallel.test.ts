@@ -22,24 +22,32 @@ const net = { ...DEFAULT_NET, width: 8, T: 2 };
 const frame = [28, 28, 1] as const;
 const loss = { ...DEFAULT_LOSS, perStep: 0.5 };
 const data = loadDataset({ trainLimit: 2048, valSize: 256, testLimit: 1000 });
-const batch = makeBatch(data.train, Array.from({ length: 24 }, (_, i) => i));
+const batch = makeBatch(
+  data.train,
+  Array.from({ length: 24 }, (_, i) => i),
+);
 const tmp = mkdtempSync(join(tmpdir(), 'sei-parallel-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
 function network(prefix: string) {
   const params = initParams(net, 3, prefix);
-  const trainables = namedVariables(params).filter((v) => v.trainable).map((v) => v.v);
+  const trainables = namedVariables(params)
+    .filter((v) => v.trainable)
+    .map((v) => v.v);
   return { params, trainables };
 }
 
 test('splitBatch covers the batch in contiguous near-equal shards', () => {
   const shards = splitBatch({ x: batch.x, y: batch.y }, 784, 10, 5);
-  assert.deepEqual(shards.map((s) => s.y.length), [5, 5, 5, 5, 4]);
+  assert.deepEqual(
+    shards.map((s) => s.y.length),
+    [5, 5, 5, 5, 4],
+  );
   assert.deepEqual(Array.from(shards.flatMap((s) => Array.from(s.y))), Array.from(batch.y));
   assert.equal(shards[4]!.x[0], batch.x[20 * 784]);
 });
 
-test('a 2-thread step takes batch norm over the whole batch: its gradient and statistics equal one thread\'s', async () => {
+test("a 2-thread step takes batch norm over the whole batch: its gradient and statistics equal one thread's", async () => {
   const a = network('pa/');
   const b = network('pb/');
   const whole = shardGradients(net, a.params, a.trainables, { x: batch.x, y: batch.y }, frame, loss);
@@ -53,14 +61,22 @@ test('a 2-thread step takes batch norm over the whole batch: its gradient and st
     const local = shardGradients(net, b.params, b.trainables, shards[0]!, frame, loss, pool.group.join(0));
     const [other] = await remote;
     // Every thread holds the same whole-batch statistics, equal to one thread's over the whole batch.
-    assert.deepEqual(other!.bn.map((s) => Array.from(s.mean)), local.bn.map((s) => Array.from(s.mean)));
+    assert.deepEqual(
+      other!.bn.map((s) => Array.from(s.mean)),
+      local.bn.map((s) => Array.from(s.mean)),
+    );
     local.bn.forEach((s, i) => {
       assert.equal(s.count, whole.bn[i]!.count);
-      s.mean.forEach((m, c) => assert.ok(Math.abs(m - whole.bn[i]!.mean[c]!) < 1e-5, `layer ${i} mean ${c}: ${m} vs ${whole.bn[i]!.mean[c]}`));
-      s.variance.forEach((v, c) => assert.ok(Math.abs(v - whole.bn[i]!.variance[c]!) < 1e-5 * Math.max(1, v), `layer ${i} variance ${c}`));
+      s.mean.forEach((m, c) =>
+        assert.ok(Math.abs(m - whole.bn[i]!.mean[c]!) < 1e-5, `layer ${i} mean ${c}: ${m} vs ${whole.bn[i]!.mean[c]}`),
+      );
+      s.variance.forEach((v, c) =>
+        assert.ok(Math.abs(v - whole.bn[i]!.variance[c]!) < 1e-5 * Math.max(1, v), `layer ${i} variance ${c}`),
+      );
     });
     // The size-weighted mean of the shard gradients is the whole batch's gradient.
-    const w0 = local.frames / whole.frames, w1 = other!.frames / whole.frames;
+    const w0 = local.frames / whole.frames,
+      w1 = other!.frames / whole.frames;
     assert.ok(Math.abs(w0 * local.loss + w1 * other!.loss - whole.loss) < 1e-5, 'loss');
     whole.grads.forEach((g, i) => {
       const scale = g.reduce((m, x) => Math.max(m, Math.abs(x)), 1e-12);
@@ -71,17 +87,28 @@ test('a 2-thread step takes batch norm over the whole batch: its gradient and st
     });
 
     // A whole step through the pool: same loss and running statistics as one thread's.
-    const optA = tf.train.adam(1e-2), optB = tf.train.adam(1e-2);
-    const [lossA] = await trainStep({ net, params: a.params, trainables: a.trainables, optimizer: optA, frame, loss }, { x: batch.x, y: batch.y });
-    const [lossB] = await trainStep({ net, params: b.params, trainables: b.trainables, optimizer: optB, frame, loss, pool }, { x: batch.x, y: batch.y });
+    const optA = tf.train.adam(1e-2),
+      optB = tf.train.adam(1e-2);
+    const [lossA] = await trainStep(
+      { net, params: a.params, trainables: a.trainables, optimizer: optA, frame, loss },
+      { x: batch.x, y: batch.y },
+    );
+    const [lossB] = await trainStep(
+      { net, params: b.params, trainables: b.trainables, optimizer: optB, frame, loss, pool },
+      { x: batch.x, y: batch.y },
+    );
     assert.ok(Math.abs(lossA - lossB) < 1e-5, `${lossA} vs ${lossB}`);
-    const mA = a.params.layers[2]!.bn.mean.dataSync(), mB = b.params.layers[2]!.bn.mean.dataSync();
+    const mA = a.params.layers[2]!.bn.mean.dataSync(),
+      mB = b.params.layers[2]!.bn.mean.dataSync();
     mA.forEach((m, c) => assert.ok(Math.abs(m - mB[c]!) < 1e-5));
 
     // A thread that fails releases the others instead of leaving them waiting at the barrier.
     pool.group.reset(2);
     const bad = pool.run([{ x: new Float32Array(5), y: Int32Array.of(1) }], values);
-    assert.throws(() => shardGradients(net, b.params, b.trainables, shards[0]!, frame, loss, pool.group.join(0)), /another training thread failed/);
+    assert.throws(
+      () => shardGradients(net, b.params, b.trainables, shards[0]!, frame, loss, pool.group.join(0)),
+      /another training thread failed/,
+    );
     await assert.rejects(bad, /training worker/);
   } finally {
     await pool.close();
@@ -90,12 +117,29 @@ test('a 2-thread step takes batch norm over the whole batch: its gradient and st
 
 test('a short 2-thread run on 2k Fashion-MNIST frames beats chance by a wide margin', async () => {
   const cfg: TrainConfig = {
-    net, epochs: 1, batchSize: 32, lr: 5e-3, lrFinal: 0.1, warmupEpochs: 0.05, seed: 5,
-    data: {}, augment: null, loss, teacher: null,
+    net,
+    epochs: 1,
+    batchSize: 32,
+    lr: 5e-3,
+    lrFinal: 0.1,
+    warmupEpochs: 0.05,
+    seed: 5,
+    data: {},
+    augment: null,
+    loss,
+    teacher: null,
   };
   const info: string[] = [];
-  const r = await fit('student', cfg, data, join(tmp, 'two'), { resume: false, engine: backend.engine, threads: 2, hooks: { onInfo: (l) => info.push(l) } });
-  assert.ok(info.some((l) => l.includes('data-parallel over 2 threads')), info.join('\n'));
+  const r = await fit('student', cfg, data, join(tmp, 'two'), {
+    resume: false,
+    engine: backend.engine,
+    threads: 2,
+    hooks: { onInfo: (l) => info.push(l) },
+  });
+  assert.ok(
+    info.some((l) => l.includes('data-parallel over 2 threads')),
+    info.join('\n'),
+  );
   const acc = accuracy(predict(net, r.params, data.test).predictions, data.test.labels);
   assert.ok(acc > 0.4, `test accuracy ${acc}`);
 });

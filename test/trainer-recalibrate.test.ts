@@ -25,7 +25,8 @@ const net: NetConfig = { ...DEFAULT_NET, width: 2, T: 2, input: [8, 8, 1], class
 const r = rng(11);
 const count = 40;
 const split: Split = {
-  count, shape: [8, 8, 1],
+  count,
+  shape: [8, 8, 1],
   images: Uint8Array.from({ length: count * 64 }, () => Math.floor(r() * 256)),
   labels: new Uint8Array(count),
 };
@@ -34,8 +35,14 @@ const split: Split = {
 function bnInputs(p: NetParams, raw: tf.Tensor4D): tf.Tensor[] {
   const layers = plan(net);
   const seen: tf.Tensor[] = [];
-  const bn = (x: tf.Tensor, i: number) => { seen.push(tf.keep(tf.reshape(x, [-1, x.shape[3]!]))); return batchNorm(x, p.layers[i]!.bn, true); };
-  let current = bn(conv2d(tf.div(raw, 255) as tf.Tensor4D, quantizeInt8(p.layers[0]!.w) as tf.Tensor4D, 1, 1), 0) as tf.Tensor4D;
+  const bn = (x: tf.Tensor, i: number) => {
+    seen.push(tf.keep(tf.reshape(x, [-1, x.shape[3]!])));
+    return batchNorm(x, p.layers[i]!.bn, true);
+  };
+  let current = bn(
+    conv2d(tf.div(raw, 255) as tf.Tensor4D, quantizeInt8(p.layers[0]!.w) as tf.Tensor4D, 1, 1),
+    0,
+  ) as tf.Tensor4D;
   current = tf.concat([current, current], 0);
   let act = lif(current, net.T, lifConstants(current.shape[3]!, net.theta, net.beta)) as tf.Tensor4D;
   for (let i = 1; i < layers.length; i++) {
@@ -68,13 +75,23 @@ test('recalibration sets each BN running mean/variance to the population statist
       return [m.mean.dataSync(), m.variance.dataSync()];
     });
     perLayer[i]!.forEach((t) => t.dispose());
-    const gotMean = rec.layers[i]!.bn.mean.dataSync(), gotVar = rec.layers[i]!.bn.variance.dataSync();
+    const gotMean = rec.layers[i]!.bn.mean.dataSync(),
+      gotVar = rec.layers[i]!.bn.variance.dataSync();
     for (let c = 0; c < mean!.length; c++) {
-      assert.ok(Math.abs(gotMean[c]! - mean![c]!) <= 1e-5 * (1 + Math.abs(mean![c]!)), `layer ${i} channel ${c}: mean ${gotMean[c]} vs ${mean![c]}`);
-      assert.ok(Math.abs(gotVar[c]! - variance![c]!) <= 1e-4 * variance![c]! + 1e-7, `layer ${i} channel ${c}: variance ${gotVar[c]} vs ${variance![c]}`);
+      assert.ok(
+        Math.abs(gotMean[c]! - mean![c]!) <= 1e-5 * (1 + Math.abs(mean![c]!)),
+        `layer ${i} channel ${c}: mean ${gotMean[c]} vs ${mean![c]}`,
+      );
+      assert.ok(
+        Math.abs(gotVar[c]! - variance![c]!) <= 1e-4 * variance![c]! + 1e-7,
+        `layer ${i} channel ${c}: variance ${gotVar[c]} vs ${variance![c]}`,
+      );
     }
     // Layers past the first see batch-normalised spikes, so the statistics must really have moved off the init.
-    assert.ok(gotVar.some((v) => Math.abs(v - 1) > 1e-3), `layer ${i}: variance still the initial 1`);
+    assert.ok(
+      gotVar.some((v) => Math.abs(v - 1) > 1e-3),
+      `layer ${i}: variance still the initial 1`,
+    );
     // The trained parameters are shared, the input's running statistics untouched.
     assert.equal(rec.layers[i]!.w, l.w);
     assert.equal(rec.layers[i]!.bn.gamma, l.bn.gamma);
@@ -82,5 +99,9 @@ test('recalibration sets each BN running mean/variance to the population statist
     assert.deepEqual([...l.bn.variance.dataSync()], new Array(l.bn.variance.size).fill(1));
   });
   disposeBnStatistics(rec, params);
-  assert.equal(recalibrateBn(net, params, split, { ...opts, batches: 0 }), params, '0 batches: the running averages stay');
+  assert.equal(
+    recalibrateBn(net, params, split, { ...opts, batches: 0 }),
+    params,
+    '0 batches: the running averages stay',
+  );
 });

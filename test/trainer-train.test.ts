@@ -26,8 +26,16 @@ process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
 const base: TrainConfig = {
   net: { ...DEFAULT_NET, width: 8, T: 2 },
-  epochs: 1, batchSize: 32, lr: 5e-3, lrFinal: 0.1, warmupEpochs: 0.05, seed: 5,
-  data: {}, augment: null, loss: { ...DEFAULT_LOSS, perStep: 0.5 }, teacher: null,
+  epochs: 1,
+  batchSize: 32,
+  lr: 5e-3,
+  lrFinal: 0.1,
+  warmupEpochs: 0.05,
+  seed: 5,
+  data: {},
+  augment: null,
+  loss: { ...DEFAULT_LOSS, perStep: 0.5 },
+  teacher: null,
 };
 
 test('a 2k-frame SEI run beats chance (10%) by a wide margin; export agrees with the runtime engine', async () => {
@@ -47,7 +55,8 @@ test('a 2k-frame SEI run beats chance (10%) by a wide margin; export agrees with
     const frame = data.test.images.subarray(i * 784, (i + 1) * 784);
     const res = engine.infer(frame);
     if (res.prediction === folded.predictions[i]) agree++;
-    for (let k = 0; k < 10; k++) assert.ok(Math.abs(res.logits[k]! - folded.logits[i * 10 + k]!) < 1e-5, `frame ${i} logit ${k}`);
+    for (let k = 0; k < 10; k++)
+      assert.ok(Math.abs(res.logits[k]! - folded.logits[i * 10 + k]!) < 1e-5, `frame ${i} logit ${k}`);
   }
   assert.equal(agree, n);
 });
@@ -57,28 +66,57 @@ test('an interrupted run resumed from its checkpoint ends with the same weights 
   const cfg: TrainConfig = { ...base, net: { ...base.net, width: 4 }, epochs: 2, augment: { flip: 0.5, shift: 2 } };
   const a = await fit('student', cfg, small, join(tmp, 'a'), { resume: false, engine: backend.engine });
   let batches = 0;
-  const stopped = await fit('student', cfg, small, join(tmp, 'b'), { resume: false, engine: backend.engine, hooks: { shouldStop: () => ++batches === 11 } });
+  const stopped = await fit('student', cfg, small, join(tmp, 'b'), {
+    resume: false,
+    engine: backend.engine,
+    hooks: { shouldStop: () => ++batches === 11 },
+  });
   assert.equal(stopped.interrupted, true);
   const b = await fit('student', cfg, small, join(tmp, 'b'), { resume: true, engine: backend.engine });
   assert.equal(b.state.epoch, 2);
-  const va = namedVariables(a.params), vb = namedVariables(b.params);
+  const va = namedVariables(a.params),
+    vb = namedVariables(b.params);
   va.forEach((x, i) => assert.deepEqual(Array.from(vb[i]!.v.dataSync()), Array.from(x.v.dataSync()), x.name));
   // The schedule is fixed when a run starts: a different budget on resume is refused, in either direction.
-  await assert.rejects(fit('student', { ...cfg, epochs: 1 }, small, join(tmp, 'b'), { resume: true, engine: backend.engine }), /--epochs: a run's schedule is fixed/);
-  await assert.rejects(fit('student', { ...cfg, epochs: 3 }, small, join(tmp, 'b'), { resume: true, engine: backend.engine }), /add epochs with --extend/);
+  await assert.rejects(
+    fit('student', { ...cfg, epochs: 1 }, small, join(tmp, 'b'), { resume: true, engine: backend.engine }),
+    /--epochs: a run's schedule is fixed/,
+  );
+  await assert.rejects(
+    fit('student', { ...cfg, epochs: 3 }, small, join(tmp, 'b'), { resume: true, engine: backend.engine }),
+    /add epochs with --extend/,
+  );
 });
 
 test('resuming keeps the schedule; --extend adds a phase with its own warm-up; the rate is what the schedule says', async () => {
   const small = loadDataset({ trainLimit: 256, valSize: 64, testLimit: 10 });
-  const cfg: TrainConfig = { ...base, net: { ...base.net, width: 4 }, epochs: 2, lr: 4e-3, lrFinal: 0.01, warmupEpochs: 0.5 };
+  const cfg: TrainConfig = {
+    ...base,
+    net: { ...base.net, width: 4 },
+    epochs: 2,
+    lr: 4e-3,
+    lrFinal: 0.01,
+    warmupEpochs: 0.5,
+  };
   const rates: number[] = [];
   const dir = join(tmp, 'sched');
   let batches = 0;
   // 192 training frames: 6 batches an epoch, so the run stops in the middle of its second epoch.
-  await fit('student', cfg, small, dir, { resume: false, engine: backend.engine, hooks: { shouldStop: () => ++batches === 9, onEpoch: (_role, e) => rates.push(e.lr!) } });
-  const r = await fit('student', cfg, small, dir, { resume: true, engine: backend.engine, hooks: { onEpoch: (_role, e) => rates.push(e.lr!) } });
+  await fit('student', cfg, small, dir, {
+    resume: false,
+    engine: backend.engine,
+    hooks: { shouldStop: () => ++batches === 9, onEpoch: (_role, e) => rates.push(e.lr!) },
+  });
+  const r = await fit('student', cfg, small, dir, {
+    resume: true,
+    engine: backend.engine,
+    hooks: { onEpoch: (_role, e) => rates.push(e.lr!) },
+  });
   // The rate at each epoch's end is the uninterrupted schedule's, whatever the interruption.
-  assert.deepEqual(rates.map((x) => x.toPrecision(6)), [learningRate(cfg, 1 - 1e-9), learningRate(cfg, 2 - 1e-9)].map((x) => x.toPrecision(6)));
+  assert.deepEqual(
+    rates.map((x) => x.toPrecision(6)),
+    [learningRate(cfg, 1 - 1e-9), learningRate(cfg, 2 - 1e-9)].map((x) => x.toPrecision(6)),
+  );
   assert.ok(Math.abs(rates[1]! - 4e-5) < 1e-6, `a finished phase ends at lr * lrFinal, got ${rates[1]}`);
   const longer = extendSchedule(r.state.config, 1, { lr: 1e-3, lrFinal: 0.1, warmupEpochs: 0.25 });
   assert.equal(longer.epochs, 3);
@@ -94,14 +132,25 @@ test('resuming keeps the schedule; --extend adds a phase with its own warm-up; t
 });
 
 test('learned LIF thresholds and leaks fold into the file: the engine equals the trainer on every frame', async () => {
-  const cfg: TrainConfig = { ...base, net: { ...base.net, lif: 'learn', surrogate: 'theta' }, latentLr: 1e-3, microBatch: 16 };
+  const cfg: TrainConfig = {
+    ...base,
+    net: { ...base.net, lif: 'learn', surrogate: 'theta' },
+    latentLr: 1e-3,
+    microBatch: 16,
+  };
   const small = loadDataset({ trainLimit: 1024, valSize: 128, testLimit: 200 });
   const dir = join(tmp, 'learned');
   const r = await fit('student', cfg, small, dir, { resume: false, engine: backend.engine });
   const layers = r.params.layers;
   const thetas = layers.flatMap((l) => Array.from(l.theta.dataSync()));
-  assert.ok(thetas.some((t) => Math.abs(t - 1) > 1e-3), 'thresholds moved from 1');
-  assert.ok(layers.some((l) => Math.abs(l.beta.dataSync()[0]! - 0.5) > 1e-4), 'some leak moved from 0.5');
+  assert.ok(
+    thetas.some((t) => Math.abs(t - 1) > 1e-3),
+    'thresholds moved from 1',
+  );
+  assert.ok(
+    layers.some((l) => Math.abs(l.beta.dataSync()[0]! - 0.5) > 1e-4),
+    'some leak moved from 0.5',
+  );
   // Latent binary weights stay where the STE passes gradient.
   layers.slice(1).forEach((l) => assert.ok(tf.tidy(() => tf.max(tf.abs(l.w)).dataSync()[0]!) <= 1));
   const history = r.state.history[0]!;
@@ -115,6 +164,7 @@ test('learned LIF thresholds and leaks fold into the file: the engine equals the
   for (let i = 0; i < small.test.count; i++) {
     const res = engine.infer(small.test.images.subarray(i * 784, (i + 1) * 784));
     assert.equal(res.prediction, folded.predictions[i], `frame ${i}`);
-    for (let k = 0; k < 10; k++) assert.ok(Math.abs(res.logits[k]! - folded.logits[i * 10 + k]!) < 1e-5, `frame ${i} logit ${k}`);
+    for (let k = 0; k < 10; k++)
+      assert.ok(Math.abs(res.logits[k]! - folded.logits[i * 10 + k]!) < 1e-5, `frame ${i} logit ${k}`);
   }
 });

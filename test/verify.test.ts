@@ -18,14 +18,35 @@ import { FMNIST_BLOCKS, randomModel, type RandomModelSpec } from '../runtime/for
 const SHAPES: Record<string, RandomModelSpec> = {
   'Fashion-MNIST layout, T=2': { seed: 21, blocks: FMNIST_BLOCKS, firstChannels: 32 },
   'odd sizes, 2 input channels, kernels 1 and 5, T=4': {
-    seed: 22, input: [13, 11, 2], T: 4, firstKernel: 5, firstChannels: 8,
-    blocks: [{ cout: 8, kernel: 1 }, { cout: 12, stride: 2, kernel: 5 }, { cout: 12, kernel: 5 }, { cout: 24, stride: 2, kernel: 1 }],
+    seed: 22,
+    input: [13, 11, 2],
+    T: 4,
+    firstKernel: 5,
+    firstChannels: 8,
+    blocks: [
+      { cout: 8, kernel: 1 },
+      { cout: 12, stride: 2, kernel: 5 },
+      { cout: 12, kernel: 5 },
+      { cout: 24, stride: 2, kernel: 1 },
+    ],
   },
   'pool shortcuts and binary linear layers, T=1': {
-    seed: 23, input: [16, 16, 1], T: 1, firstChannels: 8, blocks: [{ cout: 16, stride: 2 }, { cout: 16 }], linear: [40, 40], classes: 5,
+    seed: 23,
+    input: [16, 16, 1],
+    T: 1,
+    firstChannels: 8,
+    blocks: [{ cout: 16, stride: 2 }, { cout: 16 }],
+    linear: [40, 40],
+    classes: 5,
   },
   'binary linear with identity shortcut on a conv map, T=2': {
-    seed: 24, input: [8, 8, 3], T: 2, firstChannels: 4, blocks: [{ cout: 4, stride: 2 }], linear: [64, 30], classes: 3,
+    seed: 24,
+    input: [8, 8, 3],
+    T: 2,
+    firstChannels: 4,
+    blocks: [{ cout: 4, stride: 2 }],
+    linear: [64, 30],
+    classes: 3,
   },
 };
 
@@ -50,12 +71,18 @@ function nudgedTheta(model: BwsnnModel, index: number, frame: Uint8Array): Bwsnn
   const channels = theta.length;
   let best = -1;
   for (let i = 0; i < layerUnits(layer); i++) {
-    if (trace.spikes[i] && (best < 0 || trace.currents[i]! - theta[i % channels]! < trace.currents[best]! - theta[best % channels]!)) best = i;
+    if (
+      trace.spikes[i] &&
+      (best < 0 || trace.currents[i]! - theta[i % channels]! < trace.currents[best]! - theta[best % channels]!)
+    )
+      best = i;
   }
   assert.ok(best >= 0, `layer ${layer.name} has no spike at step 0`);
   theta[best % channels] = nextUp(trace.currents[best]!);
   const nudged = { ...layer, lif: { ...layer.lif, theta } };
-  return index === 0 ? { ...model, first: nudged as BwsnnModel['first'] } : { ...model, hidden: model.hidden.map((l, i) => (i === index - 1 ? (nudged as typeof l) : l)) };
+  return index === 0
+    ? { ...model, first: nudged as BwsnnModel['first'] }
+    : { ...model, hidden: model.hidden.map((l, i) => (i === index - 1 ? (nudged as typeof l) : l)) };
 }
 
 describe('verify: runtime engine vs ONNX twin', () => {
@@ -77,7 +104,10 @@ describe('verify: runtime engine vs ONNX twin', () => {
 
   it('compares real Fashion-MNIST frames as well as random ones for 28×28×1 models', () => {
     const frames = verifyFrames([28, 28, 1], 4);
-    assert.deepEqual(frames.map((f) => f.id.split('#')[0]), ['random', 'random', 'random', 'random', 'fashion-mnist', 'fashion-mnist', 'fashion-mnist', 'fashion-mnist']);
+    assert.deepEqual(
+      frames.map((f) => f.id.split('#')[0]),
+      ['random', 'random', 'random', 'random', 'fashion-mnist', 'fashion-mnist', 'fashion-mnist', 'fashion-mnist'],
+    );
   });
 
   for (const which of ['first', 'last'] as const) {
@@ -99,7 +129,11 @@ describe('verify: runtime engine vs ONNX twin', () => {
 
 describe('sei verify (CLI)', () => {
   it('passes on random:1 and prints the JSON summary last', () => {
-    const out = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'verify', '--model', 'random:1', '--frames', '2', '--json'], { encoding: 'utf8' });
+    const out = execFileSync(
+      process.execPath,
+      ['--import', 'tsx', 'scripts/cli.ts', 'verify', '--model', 'random:1', '--frames', '2', '--json'],
+      { encoding: 'utf8' },
+    );
     const summary = JSON.parse(out.trim().split('\n').at(-1)!);
     assert.equal(summary.ok, true);
     assert.equal(summary.frames, 4);
@@ -112,7 +146,23 @@ describe('sei verify (CLI)', () => {
     const file = join(dir, 'odd.bwsnn');
     writeFileSync(file, writeBwsnn(randomModel(SHAPES['odd sizes, 2 input channels, kernels 1 and 5, T=4']!)));
     try {
-      const out = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'verify', '--model', file, '--frames', '3', '--kernel', 'reference', '--json'], { encoding: 'utf8' });
+      const out = execFileSync(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          'scripts/cli.ts',
+          'verify',
+          '--model',
+          file,
+          '--frames',
+          '3',
+          '--kernel',
+          'reference',
+          '--json',
+        ],
+        { encoding: 'utf8' },
+      );
       const summary = JSON.parse(out.trim().split('\n').at(-1)!);
       assert.equal(summary.ok, true);
       assert.equal(summary.kernel, 'reference');
@@ -125,7 +175,9 @@ describe('sei verify (CLI)', () => {
   });
 
   it('refuses a malformed --model, naming the flag', () => {
-    const run = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'verify', '--model', 'random:x'], { encoding: 'utf8' });
+    const run = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'verify', '--model', 'random:x'], {
+      encoding: 'utf8',
+    });
     assert.equal(run.status, 2);
     assert.match(run.stderr, /--model/);
   });

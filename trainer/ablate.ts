@@ -31,19 +31,41 @@ export async function runAblation(
   base: TrainConfig,
   data: Dataset,
   dir: string,
-  opts: { Ts: readonly number[]; variants: readonly Variant[]; engine: string; threads?: number; hooks?: FitHooks; onRow?: (r: AblationRow) => void },
+  opts: {
+    Ts: readonly number[];
+    variants: readonly Variant[];
+    engine: string;
+    threads?: number;
+    hooks?: FitHooks;
+    onRow?: (r: AblationRow) => void;
+  },
 ): Promise<AblationRow[]> {
   const rows: AblationRow[] = [];
-  const emit = (r: AblationRow) => { rows.push(r); opts.onRow?.(r); };
+  const emit = (r: AblationRow) => {
+    rows.push(r);
+    opts.onRow?.(r);
+  };
   const needTeacher = opts.variants.some((v) => v === 'ann' || v === 'kd' || v === 'sei');
   const hooks = opts.hooks ?? {};
   let teacher: Awaited<ReturnType<typeof fit>> | undefined;
   if (needTeacher) {
     const t0 = performance.now();
-    teacher = await fit('teacher', { ...base, teacher: { kind: 'ann', epochs: base.epochs } }, data, join(dir, 'ann'), { resume: true, engine: opts.engine, threads: opts.threads ?? 1, hooks });
+    teacher = await fit('teacher', { ...base, teacher: { kind: 'ann', epochs: base.epochs } }, data, join(dir, 'ann'), {
+      resume: true,
+      engine: opts.engine,
+      threads: opts.threads ?? 1,
+      hooks,
+    });
     const net = teacherNet(base.net);
     if (opts.variants.includes('ann')) {
-      emit({ variant: 'ann', T: 1, testAccuracy: accuracy(predict(net, teacher.params, data.test).predictions, data.test.labels), epochs: base.epochs, wallSeconds: (performance.now() - t0) / 1000, megaMacPerFrame: macsPerFrame(net) / 1e6 });
+      emit({
+        variant: 'ann',
+        T: 1,
+        testAccuracy: accuracy(predict(net, teacher.params, data.test).predictions, data.test.labels),
+        epochs: base.epochs,
+        wallSeconds: (performance.now() - t0) / 1000,
+        megaMacPerFrame: macsPerFrame(net) / 1e6,
+      });
     }
   }
   for (const T of opts.Ts) {
@@ -52,22 +74,42 @@ export async function runAblation(
       const kd = variant === 'kd' || variant === 'sei';
       const cfg: TrainConfig = {
         ...base,
-        net: { ...base.net, T, weights: variant === 'fp-snn' ? 'float' : 'binary', shortcuts: variant === 'plain' || variant === 'kd' ? 'plain' : 'multi' },
+        net: {
+          ...base.net,
+          T,
+          weights: variant === 'fp-snn' ? 'float' : 'binary',
+          shortcuts: variant === 'plain' || variant === 'kd' ? 'plain' : 'multi',
+        },
         loss: { ...base.loss, kdWeight: kd ? base.loss.kdWeight : 0 },
         teacher: kd ? { kind: 'ann', epochs: base.epochs } : null,
       };
       const t0 = performance.now();
       const r = await fit('student', cfg, data, join(dir, `${variant}-t${T}`), {
-        resume: true, engine: opts.engine, threads: opts.threads ?? 1, hooks,
+        resume: true,
+        engine: opts.engine,
+        threads: opts.threads ?? 1,
+        hooks,
         ...(kd && teacher ? { teacherLogits: annTeacher(teacherNet(base.net), teacher.params) } : {}),
       });
       // BN recalibrated as `sei export` does by default, so a binary row scores what would ship.
-      const rec = recalibrateBn(cfg.net, r.params, data.train, { batches: RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed });
-      const predictions = cfg.net.weights === 'binary'
-        ? evaluateFolded(foldModel(cfg.net, rec, { name: variant, labels: data.labels }), data.test).predictions
-        : predict(cfg.net, rec, data.test).predictions;
+      const rec = recalibrateBn(cfg.net, r.params, data.train, {
+        batches: RECALIBRATE_BATCHES,
+        batchSize: cfg.batchSize,
+        seed: cfg.seed,
+      });
+      const predictions =
+        cfg.net.weights === 'binary'
+          ? evaluateFolded(foldModel(cfg.net, rec, { name: variant, labels: data.labels }), data.test).predictions
+          : predict(cfg.net, rec, data.test).predictions;
       disposeBnStatistics(rec, r.params);
-      emit({ variant, T, testAccuracy: accuracy(predictions, data.test.labels), epochs: cfg.epochs, wallSeconds: (performance.now() - t0) / 1000, megaMacPerFrame: macsPerFrame(cfg.net) / 1e6 });
+      emit({
+        variant,
+        T,
+        testAccuracy: accuracy(predictions, data.test.labels),
+        epochs: cfg.epochs,
+        wallSeconds: (performance.now() - t0) / 1000,
+        megaMacPerFrame: macsPerFrame(cfg.net) / 1e6,
+      });
       disposeParams(r.params);
     }
   }
@@ -75,10 +117,25 @@ export async function runAblation(
   return rows;
 }
 
-export function ablationMarkdown(rows: readonly AblationRow[], info: { command: string; engine: string; machine: string; date: string; frames: number; testFrames: number; note?: string }): string {
+export function ablationMarkdown(
+  rows: readonly AblationRow[],
+  info: {
+    command: string;
+    engine: string;
+    machine: string;
+    date: string;
+    frames: number;
+    testFrames: number;
+    note?: string;
+  },
+): string {
   const names: Record<string, string> = {
-    ann: 'ANN teacher (ReLU, float weights)', 'fp-snn': 'FP-weight SNN (multiple shortcuts)', plain: 'plain BWSNN (shortcut every 2nd conv, no KD)',
-    multi: 'BWSNN + multiple shortcuts', kd: 'BWSNN + KD (plain shortcuts)', sei: 'BWSNN + multiple shortcuts + KD (SEI)',
+    ann: 'ANN teacher (ReLU, float weights)',
+    'fp-snn': 'FP-weight SNN (multiple shortcuts)',
+    plain: 'plain BWSNN (shortcut every 2nd conv, no KD)',
+    multi: 'BWSNN + multiple shortcuts',
+    kd: 'BWSNN + KD (plain shortcuts)',
+    sei: 'BWSNN + multiple shortcuts + KD (SEI)',
   };
   const lines = [
     '# Ablation (Fashion-MNIST)',
@@ -90,7 +147,10 @@ export function ablationMarkdown(rows: readonly AblationRow[], info: { command: 
     '',
     '| variant | T | test accuracy | epochs | wall time (s) | M MAC / frame |',
     '|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${names[r.variant] ?? r.variant} | ${r.T} | ${(100 * r.testAccuracy).toFixed(2)}% | ${r.epochs} | ${r.wallSeconds.toFixed(0)} | ${r.megaMacPerFrame.toFixed(1)} |`),
+    ...rows.map(
+      (r) =>
+        `| ${names[r.variant] ?? r.variant} | ${r.T} | ${(100 * r.testAccuracy).toFixed(2)}% | ${r.epochs} | ${r.wallSeconds.toFixed(0)} | ${r.megaMacPerFrame.toFixed(1)} |`,
+    ),
     '',
   ];
   if (info.note) lines.push(info.note, '');

@@ -19,7 +19,12 @@ export interface CheckpointFile<M> {
   readonly tensors: Map<string, tf.Tensor>;
 }
 
-export function saveCheckpoint<M extends object>(dir: string, name: string, meta: M, tensors: ReadonlyArray<{ name: string; tensor: tf.Tensor }>): void {
+export function saveCheckpoint<M extends object>(
+  dir: string,
+  name: string,
+  meta: M,
+  tensors: ReadonlyArray<{ name: string; tensor: tf.Tensor }>,
+): void {
   mkdirSync(dir, { recursive: true });
   const entries: TensorEntry[] = [];
   let total = 0;
@@ -44,7 +49,8 @@ export function hasCheckpoint(dir: string, name: string): boolean {
 /** A checkpoint's JSON (config, progress, history) without its tensors. */
 export function loadCheckpointMeta<M>(dir: string, name: string): M & { tensors: TensorEntry[] } {
   const json = join(dir, `${name}.json`);
-  if (!hasCheckpoint(dir, name)) throw new ConfigError(`checkpoint: expected ${json} and ${name}.bin in ${dir}, not found`, 'checkpoint');
+  if (!hasCheckpoint(dir, name))
+    throw new ConfigError(`checkpoint: expected ${json} and ${name}.bin in ${dir}, not found`, 'checkpoint');
   return JSON.parse(readFileSync(json, 'utf8')) as M & { tensors: TensorEntry[] };
 }
 

@@ -56,7 +56,15 @@ export interface NetConfig {
 }
 
 export const DEFAULT_NET: NetConfig = {
-  width: 32, T: 2, beta: 0.5, theta: 1, neuron: 'lif', weights: 'binary', shortcuts: 'multi', classes: 10, input: [28, 28, 1],
+  width: 32,
+  T: 2,
+  beta: 0.5,
+  theta: 1,
+  neuron: 'lif',
+  weights: 'binary',
+  shortcuts: 'multi',
+  classes: 10,
+  input: [28, 28, 1],
 };
 
 export interface LayerPlan {
@@ -74,7 +82,14 @@ export interface LayerPlan {
 /** Layer-by-layer plan: index 0 is the int8 first conv, 1.. the binary convs. */
 export function plan(cfg: NetConfig): LayerPlan[] {
   const w = cfg.width;
-  const specs: Array<[number, 1 | 2]> = [[w, 1], [w, 1], [2 * w, 2], [2 * w, 1], [4 * w, 2], [4 * w, 1]];
+  const specs: Array<[number, 1 | 2]> = [
+    [w, 1],
+    [w, 1],
+    [2 * w, 2],
+    [2 * w, 1],
+    [4 * w, 2],
+    [4 * w, 1],
+  ];
   const out: LayerPlan[] = [];
   let [h, wd, cin] = cfg.input;
   specs.forEach(([cout, stride], i) => {
@@ -85,7 +100,17 @@ export function plan(cfg: NetConfig): LayerPlan[] {
       shortcut = stride === 1 ? 'identity' : 'avgpool_repeat';
       if (stride === 2 && (h % 2 !== 0 || wd % 2 !== 0 || cout % cin !== 0)) shortcut = 'none';
     }
-    out.push({ name: i === 0 ? 'conv0' : `bconv${i}`, cin, cout, stride, kernel: 3, pad: 1, shortcut, inSize: [h, wd], outSize: [oh, ow] });
+    out.push({
+      name: i === 0 ? 'conv0' : `bconv${i}`,
+      cin,
+      cout,
+      stride,
+      kernel: 3,
+      pad: 1,
+      shortcut,
+      inSize: [h, wd],
+      outSize: [oh, ow],
+    });
     [h, wd, cin] = [oh, ow, cout];
   });
   return out;
@@ -148,14 +173,21 @@ export function initParams(cfg: NetConfig, seed: number, prefix = ''): NetParams
     const std = Math.sqrt(2 / fanIn);
     const c = l.cout;
     return {
-      w: variable(Float32Array.from({ length: fanIn * c }, () => std * normal()), [3, 3, l.cin, c]),
+      w: variable(
+        Float32Array.from({ length: fanIn * c }, () => std * normal()),
+        [3, 3, l.cin, c],
+      ),
       bn: {
         gamma: variable(new Float32Array(c).fill(1), [c]),
         beta: variable(new Float32Array(c), [c]),
         mean: variable(new Float32Array(c), [c], false),
         variance: variable(new Float32Array(c).fill(1), [c], false),
       },
-      theta: variable(new Float32Array(c).fill(cfg.thetaInit === 'depth' ? cfg.theta * Math.sqrt(summed[i]!) : cfg.theta), [c], learnLif),
+      theta: variable(
+        new Float32Array(c).fill(cfg.thetaInit === 'depth' ? cfg.theta * Math.sqrt(summed[i]!) : cfg.theta),
+        [c],
+        learnLif,
+      ),
       beta: variable(Float32Array.of(cfg.beta), [1], learnLif),
     };
   });
@@ -163,7 +195,10 @@ export function initParams(cfg: NetConfig, seed: number, prefix = ''): NetParams
   const hs = Math.sqrt(1 / last);
   return {
     layers,
-    headW: variable(Float32Array.from({ length: last * cfg.classes }, () => hs * normal()), [last, cfg.classes]),
+    headW: variable(
+      Float32Array.from({ length: last * cfg.classes }, () => hs * normal()),
+      [last, cfg.classes],
+    ),
     headB: variable(new Float32Array(cfg.classes), [cfg.classes]),
   };
 }
@@ -183,12 +218,20 @@ export interface ForwardOut {
  * Forward pass on raw pixel values ([N, H, W, C] float32 in 0..255). In training mode the BN batch statistics
  * are pushed to `updates`, for the caller to apply after the optimizer step.
  */
-export function forward(cfg: NetConfig, p: NetParams, raw: tf.Tensor4D, training: boolean, updates?: BnUpdate[], sync?: Collective): ForwardOut {
+export function forward(
+  cfg: NetConfig,
+  p: NetParams,
+  raw: tf.Tensor4D,
+  training: boolean,
+  updates?: BnUpdate[],
+  sync?: Collective,
+): ForwardOut {
   const layers = plan(cfg);
   const spiking = cfg.neuron === 'lif';
   const T = spiking ? cfg.T : 1;
   const n = raw.shape[0];
-  const fire = (current: tf.Tensor, i: number) => (spiking ? lif(current, T, p.layers[i]!, cfg.surrogate) : tf.relu(current));
+  const fire = (current: tf.Tensor, i: number) =>
+    spiking ? lif(current, T, p.layers[i]!, cfg.surrogate) : tf.relu(current);
   const norm = (x: tf.Tensor, i: number) => batchNorm(x, p.layers[i]!.bn, training, updates, sync) as tf.Tensor4D;
   const weightOf = (i: number) => {
     const w = p.layers[i]!.w;
@@ -198,7 +241,11 @@ export function forward(cfg: NetConfig, p: NetParams, raw: tf.Tensor4D, training
   const x = tf.div(raw, 255) as tf.Tensor4D;
   let current = norm(conv2d(x, weightOf(0) as tf.Tensor4D, 1, 1, false), 0);
   // concat, not tile: tfjs's Tile gradient is a loop of slices, concat's is one split.
-  if (T > 1) current = tf.concat(Array.from({ length: T }, () => current), 0);
+  if (T > 1)
+    current = tf.concat(
+      Array.from({ length: T }, () => current),
+      0,
+    );
   let act = fire(current, 0) as tf.Tensor4D;
   const layerRates = [tf.mean(act) as tf.Scalar];
   for (let i = 1; i < layers.length; i++) {

@@ -26,7 +26,11 @@ export class ParamOptimizer {
 
   constructor(net: NetConfig, params: NetParams, lr: number, latentLr = lr) {
     const latent = new Set(binaryLayers(net, params).map((i) => params.layers[i]!.w.name));
-    const rest = new Set(namedVariables(params).filter((v) => v.trainable && !latent.has(v.v.name)).map((v) => v.v.name));
+    const rest = new Set(
+      namedVariables(params)
+        .filter((v) => v.trainable && !latent.has(v.v.name))
+        .map((v) => v.v.name),
+    );
     this.groups = [
       { key: 'opt', vars: rest, optimizer: tf.train.adam(lr), scale: 1 },
       ...(latent.size ? [{ key: 'optw', vars: latent, optimizer: tf.train.adam(latentLr), scale: latentLr / lr }] : []),
@@ -44,14 +48,16 @@ export class ParamOptimizer {
       const mine: tf.NamedTensorMap = {};
       for (const [name, t] of named) if (g.vars.has(name)) mine[name] = t;
       // Adam takes tensors, though its declaration says variables.
-      if (Object.keys(mine).length) g.optimizer.applyGradients(mine as Parameters<tf.AdamOptimizer['applyGradients']>[0]);
+      if (Object.keys(mine).length)
+        g.optimizer.applyGradients(mine as Parameters<tf.AdamOptimizer['applyGradients']>[0]);
     }
   }
 
   /** Adam's state, named `<group>/<index>` (tfjs keys it by position, not by variable name). */
   async getWeights(): Promise<Array<{ name: string; tensor: tf.Tensor }>> {
     const out: Array<{ name: string; tensor: tf.Tensor }> = [];
-    for (const g of this.groups) for (const w of await g.optimizer.getWeights()) out.push({ name: `${g.key}/${w.name}`, tensor: w.tensor });
+    for (const g of this.groups)
+      for (const w of await g.optimizer.getWeights()) out.push({ name: `${g.key}/${w.name}`, tensor: w.tensor });
     return out;
   }
 
@@ -59,7 +65,9 @@ export class ParamOptimizer {
   async setWeights(tensors: Map<string, tf.Tensor>): Promise<void> {
     for (const g of this.groups) {
       const prefix = `${g.key}/`;
-      const mine = [...tensors].filter(([n]) => n.startsWith(prefix)).map(([n, tensor]) => ({ name: n.slice(prefix.length), tensor }));
+      const mine = [...tensors]
+        .filter(([n]) => n.startsWith(prefix))
+        .map(([n, tensor]) => ({ name: n.slice(prefix.length), tensor }));
       if (mine.length) await g.optimizer.setWeights(mine);
     }
   }

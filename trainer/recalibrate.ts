@@ -44,11 +44,17 @@ export function recalibrateBn(net: NetConfig, params: NetParams, split: Split, o
   if (!batches.length) return params;
   const bns = params.layers.map((l) => l.bn);
   // Per BN layer: the batch means and variances (float64), and the values per channel behind each.
-  const stats = bns.map(() => ({ means: [] as Float64Array[], variances: [] as Float64Array[], counts: [] as number[] }));
+  const stats = bns.map(() => ({
+    means: [] as Float64Array[],
+    variances: [] as Float64Array[],
+    counts: [] as number[],
+  }));
   const updates: BnUpdate[] = [];
   for (const idx of batches) {
     const { x } = makeBatch(split, idx);
-    tf.tidy(() => { forward(net, params, tf.tensor4d(x, [idx.length, ...split.shape]), true, updates); });
+    tf.tidy(() => {
+      forward(net, params, tf.tensor4d(x, [idx.length, ...split.shape]), true, updates);
+    });
     for (const u of updates) {
       const s = stats[bns.indexOf(u.bn)]!;
       s.means.push(Float64Array.from(u.mean.dataSync()));
@@ -63,8 +69,11 @@ export function recalibrateBn(net: NetConfig, params: NetParams, split: Split, o
     const s = stats[i]!;
     const c = l.bn.mean.shape[0]!;
     const total = s.counts.reduce((a, b) => a + b, 0);
-    const mean = new Float64Array(c), variance = new Float64Array(c);
-    s.means.forEach((m, b) => { for (let k = 0; k < c; k++) mean[k]! += (s.counts[b]! / total) * m[k]!; });
+    const mean = new Float64Array(c),
+      variance = new Float64Array(c);
+    s.means.forEach((m, b) => {
+      for (let k = 0; k < c; k++) mean[k]! += (s.counts[b]! / total) * m[k]!;
+    });
     s.means.forEach((m, b) => {
       const w = s.counts[b]! / total;
       for (let k = 0; k < c; k++) variance[k]! += w * (s.variances[b]![k]! + (m[k]! - mean[k]!) ** 2);

@@ -18,7 +18,10 @@ import { loadParams, teacherNet } from './train.js';
 /** The teacher checkpoint of a run folder: `dir/teacher/` (a run trained with --teacher) or `dir` itself. */
 export function teacherCheckpoint(dir: string): string {
   for (const d of [join(dir, 'teacher'), dir]) if (hasCheckpoint(d, 'best') || hasCheckpoint(d, 'last')) return d;
-  throw new ConfigError(`--teacher-from: expected a run folder with a teacher checkpoint (teacher/last.json or last.json), found none in ${dir}`, '--teacher-from');
+  throw new ConfigError(
+    `--teacher-from: expected a run folder with a teacher checkpoint (teacher/last.json or last.json), found none in ${dir}`,
+    '--teacher-from',
+  );
 }
 
 export interface RunResult {
@@ -28,7 +31,20 @@ export interface RunResult {
 }
 
 /** `teacherOnly`: stop after the ANN teacher (a teacher for other runs' `--teacher-from`). */
-export async function runTraining(cfg: TrainConfig, data: Dataset, dir: string, opts: { resume: boolean; engine: string; hooks: FitHooks; saveEvery?: number; command?: string; threads?: number; teacherOnly?: boolean }): Promise<RunResult> {
+export async function runTraining(
+  cfg: TrainConfig,
+  data: Dataset,
+  dir: string,
+  opts: {
+    resume: boolean;
+    engine: string;
+    hooks: FitHooks;
+    saveEvery?: number;
+    command?: string;
+    threads?: number;
+    teacherOnly?: boolean;
+  },
+): Promise<RunResult> {
   let teacherFn: TeacherFn | undefined;
   let teacher: FitResult | undefined;
   // A teacher distils (and is scored) with BN statistics recalibrated on training frames, as its validation and
@@ -44,8 +60,14 @@ export async function runTraining(cfg: TrainConfig, data: Dataset, dir: string, 
   } else if (cfg.teacher?.kind === 'run' && cfg.teacher.dir) {
     const from = teacherCheckpoint(cfg.teacher.dir);
     const loaded = loadParams(from, hasCheckpoint(from, 'best') ? 'best' : 'last', 'teacher-from/');
-    if (loaded.state.role !== 'teacher') throw new ConfigError(`--teacher-from: ${from} holds a ${loaded.state.role}, expected an ANN teacher`, '--teacher-from');
-    opts.hooks.onInfo?.(`teacher: ${from} (${loaded.state.epoch} epochs, val ${(100 * (loaded.state.history.at(-1)?.valAccuracy ?? NaN)).toFixed(2)}%)`);
+    if (loaded.state.role !== 'teacher')
+      throw new ConfigError(
+        `--teacher-from: ${from} holds a ${loaded.state.role}, expected an ANN teacher`,
+        '--teacher-from',
+      );
+    opts.hooks.onInfo?.(
+      `teacher: ${from} (${loaded.state.epoch} epochs, val ${(100 * (loaded.state.history.at(-1)?.valAccuracy ?? NaN)).toFixed(2)}%)`,
+    );
     const net = teacherNet(loaded.state.config.net);
     teacherFn = annTeacher(net, settle(net, loaded.params, loaded.state.config.batchSize, loaded.state.config.seed));
   } else if (cfg.teacher?.kind === 'onnx' && cfg.teacher.file) {

@@ -143,11 +143,19 @@ export interface FitResult {
 
 /** The run's schedule: its phases, or for older runs the one phase its fields describe. */
 export function schedule(cfg: TrainConfig): readonly SchedulePhase[] {
-  return cfg.schedule ?? [{ startEpoch: 0, epochs: cfg.epochs, lr: cfg.lr, lrFinal: cfg.lrFinal, warmupEpochs: cfg.warmupEpochs }];
+  return (
+    cfg.schedule ?? [
+      { startEpoch: 0, epochs: cfg.epochs, lr: cfg.lr, lrFinal: cfg.lrFinal, warmupEpochs: cfg.warmupEpochs },
+    ]
+  );
 }
 
 /** `cfg` with a phase of `epochs` more epochs appended (peak `lr`, decay to `lr * lrFinal`, its own warm-up). */
-export function extendSchedule(cfg: TrainConfig, epochs: number, phase: { lr: number; lrFinal: number; warmupEpochs: number }): TrainConfig {
+export function extendSchedule(
+  cfg: TrainConfig,
+  epochs: number,
+  phase: { lr: number; lrFinal: number; warmupEpochs: number },
+): TrainConfig {
   const phases = schedule(cfg);
   return { ...cfg, epochs: cfg.epochs + epochs, schedule: [...phases, { startEpoch: cfg.epochs, epochs, ...phase }] };
 }
@@ -171,7 +179,12 @@ function samePhases(a: readonly SchedulePhase[], b: readonly SchedulePhase[]): b
 }
 
 /** Predictions of the (unfolded, eval-mode) network on a split, and each layer's spike rate over it. */
-export function predict(net: NetConfig, params: NetParams, split: Split, batchSize = 500): { predictions: Uint8Array; logits: Float32Array; spikeRates: number[] } {
+export function predict(
+  net: NetConfig,
+  params: NetParams,
+  split: Split,
+  batchSize = 500,
+): { predictions: Uint8Array; logits: Float32Array; spikeRates: number[] } {
   const predictions = new Uint8Array(split.count);
   const logits = new Float32Array(split.count * net.classes);
   const rateSums = new Float64Array(params.layers.length);
@@ -183,7 +196,9 @@ export function predict(net: NetConfig, params: NetParams, split: Split, batchSi
       const mean = tf.mean(out.stepLogits, 0);
       logits.set(mean.dataSync() as Float32Array, i * net.classes);
       predictions.set(tf.argMax(mean, 1).dataSync() as Int32Array, i);
-      out.layerRates.forEach((r, l) => { rateSums[l]! += r.dataSync()[0]! * idx.length; });
+      out.layerRates.forEach((r, l) => {
+        rateSums[l]! += r.dataSync()[0]! * idx.length;
+      });
     });
   }
   return { predictions, logits, spikeRates: Array.from(rateSums, (r) => r / Math.max(1, split.count)) };
@@ -213,7 +228,8 @@ function assignParams(params: NetParams, tensors: Map<string, tf.Tensor>, what: 
       if (OPTIONAL_PARAM.test(name)) continue;
       throw new ConfigError(`${what}: tensor param/${name} missing (different network?)`, field);
     }
-    if (t.shape.join() !== v.shape.join()) throw new ConfigError(`${what}: ${name} has shape [${t.shape}], expected [${v.shape}]`, field);
+    if (t.shape.join() !== v.shape.join())
+      throw new ConfigError(`${what}: ${name} has shape [${t.shape}], expected [${v.shape}]`, field);
     v.assign(t);
   }
 }
@@ -273,20 +289,34 @@ export async function trainStep(ctx: StepContext, batch: Shard): Promise<[number
     }
     results.push([local, ...(await remote)]);
   }
-  const out = applyShards(ctx.optimizer, trainables, params.layers.map((l) => l.bn), results);
+  const out = applyShards(
+    ctx.optimizer,
+    trainables,
+    params.layers.map((l) => l.bn),
+    results,
+  );
   constrainParams(net, params);
   return out;
 }
 
 /** Worker threads for data-parallel steps: `threads` cores in all (this one included); undefined for one. */
-export async function startPool(threads: number, engine: string, setup: WorkerSetup): Promise<GradientPool | undefined> {
+export async function startPool(
+  threads: number,
+  engine: string,
+  setup: WorkerSetup,
+): Promise<GradientPool | undefined> {
   // Native TensorFlow already computes on every core.
   if (threads <= 1 || engine !== 'wasm') return undefined;
   return GradientPool.start(threads - 1, setup);
 }
 
 /** Validation accuracy and spike rates with recalibrated BN statistics; `params` keeps its running averages (they are what training resumes from). */
-function validate(net: NetConfig, params: NetParams, data: Dataset, recalibrate: RecalibrateOptions): { accuracy: number; spikeRates: number[] } {
+function validate(
+  net: NetConfig,
+  params: NetParams,
+  data: Dataset,
+  recalibrate: RecalibrateOptions,
+): { accuracy: number; spikeRates: number[] } {
   const rec = recalibrateBn(net, params, data.train, recalibrate);
   try {
     const p = predict(net, rec, data.val);
@@ -305,18 +335,42 @@ export async function fit(
   cfg: TrainConfig,
   data: Dataset,
   dir: string,
-  opts: { resume: boolean; engine: string; hooks?: FitHooks; saveEvery?: number; command?: string; threads?: number; teacherLogits?: (idx: Uint32Array, x: tf.Tensor4D) => tf.Tensor2D },
+  opts: {
+    resume: boolean;
+    engine: string;
+    hooks?: FitHooks;
+    saveEvery?: number;
+    command?: string;
+    threads?: number;
+    teacherLogits?: (idx: Uint32Array, x: tf.Tensor4D) => tf.Tensor2D;
+  },
 ): Promise<FitResult> {
   const net = role === 'teacher' ? teacherNet(cfg.net) : cfg.net;
   const epochs = role === 'teacher' ? (cfg.teacher?.epochs ?? cfg.epochs) : cfg.epochs;
   // The teacher's own schedule: one phase over its epochs, no distillation, no latent weights.
   const { schedule: _studentSchedule, latentLr: _latent, initFrom: _init, ...shared } = cfg;
-  const runCfg: TrainConfig = role === 'teacher' ? { ...shared, epochs, loss: { ...cfg.loss, kdWeight: 0, perStep: 0 } } : { ...cfg, schedule: schedule(cfg) };
+  const runCfg: TrainConfig =
+    role === 'teacher'
+      ? { ...shared, epochs, loss: { ...cfg.loss, kdWeight: 0, perStep: 0 } }
+      : { ...cfg, schedule: schedule(cfg) };
   const hooks = opts.hooks ?? {};
   const params = initParams(net, cfg.seed, `${role}/`);
-  const trainables = namedVariables(params).filter((v) => v.trainable).map((v) => v.v);
+  const trainables = namedVariables(params)
+    .filter((v) => v.trainable)
+    .map((v) => v.v);
   const optimizer = new ParamOptimizer(net, params, runCfg.lr, runCfg.latentLr);
-  let state: RunState = { format: 'sei-checkpoint-1', role, config: runCfg, runConfig: cfg, epoch: 0, batchInEpoch: 0, history: [], wallSeconds: 0, engine: opts.engine, ...(opts.command ? { command: opts.command } : {}) };
+  let state: RunState = {
+    format: 'sei-checkpoint-1',
+    role,
+    config: runCfg,
+    runConfig: cfg,
+    epoch: 0,
+    batchInEpoch: 0,
+    history: [],
+    wallSeconds: 0,
+    engine: opts.engine,
+    ...(opts.command ? { command: opts.command } : {}),
+  };
   if (opts.resume && hasCheckpoint(dir, 'last')) {
     const ck = loadCheckpoint<RunState>(dir, 'last');
     assignParams(params, ck.tensors, `checkpoint ${dir}`, 'resume');
@@ -327,23 +381,44 @@ export async function fit(
     const wanted = role === 'teacher' ? stored : schedule(runCfg);
     if (!samePhases(stored, wanted) || (role === 'teacher' && epochs !== ck.meta.config.epochs)) {
       const flag = role === 'teacher' ? '--teacher-epochs' : '--epochs';
-      throw new ConfigError(`${flag}: a run's schedule is fixed when it starts (the ${role} in ${dir} has ${ck.meta.config.epochs} epochs: ${JSON.stringify(stored)}); add epochs with --extend N`, flag);
+      throw new ConfigError(
+        `${flag}: a run's schedule is fixed when it starts (the ${role} in ${dir} has ${ck.meta.config.epochs} epochs: ${JSON.stringify(stored)}); add epochs with --extend N`,
+        flag,
+      );
     }
     state = { ...ck.meta, config: role === 'teacher' ? ck.meta.config : runCfg, runConfig: cfg };
-    hooks.onInfo?.(`${role}: resumed from ${dir} at epoch ${state.epoch}${state.batchInEpoch ? ` + ${state.batchInEpoch} batches` : ''}`);
+    hooks.onInfo?.(
+      `${role}: resumed from ${dir} at epoch ${state.epoch}${state.batchInEpoch ? ` + ${state.batchInEpoch} batches` : ''}`,
+    );
   } else if (role === 'student' && cfg.initFrom) {
     const ck = loadCheckpoint<RunState>(cfg.initFrom, hasCheckpoint(cfg.initFrom, 'best') ? 'best' : 'last');
     assignParams(params, ck.tensors, `--init-from ${cfg.initFrom}`, '--init-from');
     ck.tensors.forEach((t) => t.dispose());
-    hooks.onInfo?.(`student: initialised from ${cfg.initFrom} (${ck.meta.config.net.weights} weights, ${ck.meta.epoch} epochs)`);
+    hooks.onInfo?.(
+      `student: initialised from ${cfg.initFrom} (${ck.meta.config.net.weights} weights, ${ck.meta.epoch} epochs)`,
+    );
   }
   const total = state.config.epochs;
   const save = async (name: string) => {
     saveCheckpoint(dir, name, state, [...checkpointTensors(params), ...(await optimizer.getWeights())]);
   };
-  const pool = await startPool(opts.threads ?? 1, opts.engine, { net, seed: cfg.seed, frame: data.train.shape, loss: runCfg.loss });
+  const pool = await startPool(opts.threads ?? 1, opts.engine, {
+    net,
+    seed: cfg.seed,
+    frame: data.train.shape,
+    loss: runCfg.loss,
+  });
   if (pool) hooks.onInfo?.(`${role}: data-parallel over ${pool.size + 1} threads (one wasm backend each)`);
-  const ctx: StepContext = { net, params, trainables, optimizer, frame: data.train.shape, loss: runCfg.loss, ...(pool ? { pool } : {}), ...(cfg.microBatch ? { microBatch: cfg.microBatch } : {}) };
+  const ctx: StepContext = {
+    net,
+    params,
+    trainables,
+    optimizer,
+    frame: data.train.shape,
+    loss: runCfg.loss,
+    ...(pool ? { pool } : {}),
+    ...(cfg.microBatch ? { microBatch: cfg.microBatch } : {}),
+  };
   let interrupted = false;
   try {
     let bestVal = state.history.reduce((m, h) => Math.max(m, h.valAccuracy), -1);
@@ -353,7 +428,10 @@ export async function fit(
       const start = performance.now();
       const wallBase = state.wallSeconds;
       const signs = signSnapshot(net, params);
-      let seen = 0, lossSum = 0, correct = 0, done = 0;
+      let seen = 0,
+        lossSum = 0,
+        correct = 0,
+        done = 0;
       for (let b = 0; b < batches.length; b++) {
         const idx = batches[b]!;
         // Draw augmentation for skipped batches too, so a resumed epoch sees the same frames.
@@ -361,14 +439,27 @@ export async function fit(
         if (b < state.batchInEpoch) continue;
         optimizer.setLearningRate(learningRate(state.config, epoch + b / batches.length));
         const teacher = role === 'student' ? opts.teacherLogits : undefined;
-        const soft = teacher ? tf.tidy(() => (teacher(idx, tf.tensor4d(x, [idx.length, ...data.train.shape])).dataSync() as Float32Array).slice()) : undefined;
+        const soft = teacher
+          ? tf.tidy(() =>
+              (teacher(idx, tf.tensor4d(x, [idx.length, ...data.train.shape])).dataSync() as Float32Array).slice(),
+            )
+          : undefined;
         const [lossV, okV] = await trainStep(ctx, { x, y, ...(soft ? { soft } : {}) });
         seen += idx.length;
         done++;
         lossSum += lossV;
         correct += okV;
         const secs = (performance.now() - start) / 1000;
-        hooks.onBatch?.({ role, epoch, epochs: total, batch: b + 1, batches: batches.length, loss: lossSum / done, accuracy: correct / seen, imagesPerSecond: seen / secs });
+        hooks.onBatch?.({
+          role,
+          epoch,
+          epochs: total,
+          batch: b + 1,
+          batches: batches.length,
+          loss: lossSum / done,
+          accuracy: correct / seen,
+          imagesPerSecond: seen / secs,
+        });
         if (opts.saveEvery && (b + 1) % opts.saveEvery === 0 && b + 1 < batches.length) {
           state = { ...state, batchInEpoch: b + 1, wallSeconds: wallBase + secs };
           await save('last');
@@ -380,21 +471,42 @@ export async function fit(
           if (interrupted) {
             state = { ...state, batchInEpoch: b + 1, wallSeconds: wallBase + secs };
             await save('last');
-            hooks.onInfo?.(`${role}: interrupted; checkpoint saved to ${join(dir, 'last.json')} (epoch ${epoch} batch ${b + 1}); --resume continues`);
+            hooks.onInfo?.(
+              `${role}: interrupted; checkpoint saved to ${join(dir, 'last.json')} (epoch ${epoch} batch ${b + 1}); --resume continues`,
+            );
           }
           break;
         }
       }
       if (interrupted) break;
       const secs = (performance.now() - start) / 1000;
-      const val = data.val.count ? validate(net, params, data, { batches: cfg.valRecalibrate ?? RECALIBRATE_BATCHES, batchSize: cfg.batchSize, seed: cfg.seed }) : undefined;
+      const val = data.val.count
+        ? validate(net, params, data, {
+            batches: cfg.valRecalibrate ?? RECALIBRATE_BATCHES,
+            batchSize: cfg.batchSize,
+            seed: cfg.seed,
+          })
+        : undefined;
       const valAccuracy = val?.accuracy ?? NaN;
       const flips = signFlips(net, params, signs);
       const record: EpochRecord = {
-        epoch: epoch + 1, loss: lossSum / Math.max(1, done), trainAccuracy: correct / Math.max(1, seen), valAccuracy, seconds: secs, imagesPerSecond: seen / secs,
-        lr: learningRate(state.config, epoch + 1 - 1e-9), ...(flips.length ? { signFlips: flips } : {}), ...(val && net.neuron === 'lif' ? { spikeRates: val.spikeRates } : {}),
+        epoch: epoch + 1,
+        loss: lossSum / Math.max(1, done),
+        trainAccuracy: correct / Math.max(1, seen),
+        valAccuracy,
+        seconds: secs,
+        imagesPerSecond: seen / secs,
+        lr: learningRate(state.config, epoch + 1 - 1e-9),
+        ...(flips.length ? { signFlips: flips } : {}),
+        ...(val && net.neuron === 'lif' ? { spikeRates: val.spikeRates } : {}),
       };
-      state = { ...state, epoch: epoch + 1, batchInEpoch: 0, history: [...state.history, record], wallSeconds: wallBase + secs };
+      state = {
+        ...state,
+        epoch: epoch + 1,
+        batchInEpoch: 0,
+        history: [...state.history, record],
+        wallSeconds: wallBase + secs,
+      };
       await save('last');
       if (valAccuracy > bestVal) {
         bestVal = valAccuracy;

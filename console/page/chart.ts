@@ -14,7 +14,19 @@ export const PALETTE = ['#4cc9f0', '#f9c74f', '#f3722c', '#90be6d', '#c77dff', '
 
 const AXIS = { stroke: '#8b98a9', grid: { stroke: '#233044', width: 1 }, ticks: { stroke: '#233044', width: 1 } };
 
-export function Chart({ title, series, data, unit, format }: { title: string; series: readonly Series[]; data: uPlot.AlignedData; unit: string; format: (v: number) => string }): VNode {
+export function Chart({
+  title,
+  series,
+  data,
+  unit,
+  format,
+}: {
+  title: string;
+  series: readonly Series[];
+  data: uPlot.AlignedData;
+  unit: string;
+  format: (v: number) => string;
+}): VNode {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   const key = series.map((s) => s.label).join('|');
@@ -34,7 +46,9 @@ export function Chart({ title, series, data, unit, format }: { title: string; se
       series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 1.5, points: { show: false } }))],
     };
     plot.current = new uPlot(opts, data, el);
-    const resize = new ResizeObserver(() => plot.current?.setSize({ width: Math.max(200, el.clientWidth), height: 170 }));
+    const resize = new ResizeObserver(() =>
+      plot.current?.setSize({ width: Math.max(200, el.clientWidth), height: 170 }),
+    );
     resize.observe(el);
     return () => {
       resize.disconnect();

@@ -6,10 +6,17 @@
 import { html } from 'htm/preact';
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { VNode } from 'preact';
-import type { ActivateResult, LabelResult, ModelCard, ModelRecord, ModelsResult, PreviewMessage } from '../../device-agent/messages.js';
+import type {
+  ActivateResult,
+  LabelResult,
+  ModelCard,
+  ModelRecord,
+  ModelsResult,
+  PreviewMessage,
+} from '../../device-agent/messages.js';
 import { Chart, PALETTE } from './chart.js';
 import type { Device, Link } from './link.js';
-import { CommandError } from './link.js';
+import type { CommandError } from './link.js';
 import { ActivityLog, fmt, perform, StateBadge } from './ui.js';
 import type { Ops } from './ui.js';
 
@@ -47,9 +54,11 @@ export function DeviceView({ link, device: d, ops }: { link: Link; device: Devic
       <${Operations} link=${link} device=${d} ops=${ops} frame=${frame} />
       <${ActivityLog} activity=${ops.activity} target=${d.key} />
     </div>
-    ${d.errors.length > 0
-      ? html`<section class="card" aria-labelledby="errors-title"><h2 id="errors-title">Frames the device could not use</h2><ul class="errors">${d.errors.map((e) => html`<li><span class="when">${fmt.time(e.ts)}</span> ${e.origin}: ${e.error.message}</li>`)}</ul></section>`
-      : null}
+    ${
+      d.errors.length > 0
+        ? html`<section class="card" aria-labelledby="errors-title"><h2 id="errors-title">Frames the device could not use</h2><ul class="errors">${d.errors.map((e) => html`<li><span class="when">${fmt.time(e.ts)}</span> ${e.origin}: ${e.error.message}</li>`)}</ul></section>`
+        : null
+    }
   </section>`;
 }
 
@@ -103,7 +112,15 @@ function FrameImage({ frame }: { frame: PreviewMessage }): VNode {
   return html`<canvas ref=${ref} width=${frame.shape[1]} height=${frame.shape[0]} role="img" aria-label=${`frame ${frame.frame}: ${frame.name ?? frame.class} ${fmt.pct(frame.confidence, 0)}${truth}`}></canvas>`;
 }
 
-function LiveFrames({ device: d, picked, pick }: { device: Device; picked: number | null; pick: (frame: PreviewMessage) => void }): VNode {
+function LiveFrames({
+  device: d,
+  picked,
+  pick,
+}: {
+  device: Device;
+  picked: number | null;
+  pick: (frame: PreviewMessage) => void;
+}): VNode {
   const newest = d.frames[0];
   const labels = d.preview?.model.labels ?? [];
   const mean = d.metrics?.spikeRate ?? {};
@@ -111,9 +128,10 @@ function LiveFrames({ device: d, picked, pick }: { device: Device; picked: numbe
   const scale = Math.max(0.1, ...rates.map(([, v]) => v), ...Object.values(mean)) * 1.1;
   return html`<section class="card" aria-labelledby="frames-title">
     <h2 id="frames-title">Live frames</h2>
-    ${d.frames.length === 0
-      ? html`<p class="muted" role="status">${d.previewProblem ? `No frames: ${d.previewProblem}` : d.status?.state === 'online' ? 'Asking the device for a preview…' : 'The device is offline.'}</p>`
-      : html`<ol class="frames" aria-label="Newest frames first">
+    ${
+      d.frames.length === 0
+        ? html`<p class="muted" role="status">${d.previewProblem ? `No frames: ${d.previewProblem}` : d.status?.state === 'online' ? 'Asking the device for a preview…' : 'The device is offline.'}</p>`
+        : html`<ol class="frames" aria-label="Newest frames first">
           ${d.frames.map((f) => {
             const ok = f.label === null ? null : f.label === f.class;
             return html`<li key=${f.frame} class=${ok === null ? '' : ok ? 'right' : 'wrong'}>
@@ -124,9 +142,11 @@ function LiveFrames({ device: d, picked, pick }: { device: Device; picked: numbe
               </button>
             </li>`;
           })}
-        </ol>`}
-    ${newest
-      ? html`<h3>Firing rate per layer, frame ${newest.frame}</h3>
+        </ol>`
+    }
+    ${
+      newest
+        ? html`<h3>Firing rate per layer, frame ${newest.frame}</h3>
           <ul class="bars" aria-label=${`Firing rate per layer for frame ${newest.frame}`}>
             ${rates.map(
               ([layer, v]) => html`<li>
@@ -147,16 +167,18 @@ function LiveFrames({ device: d, picked, pick }: { device: Device; picked: numbe
               </li>`,
             )}
           </ul>`
-      : null}
+        : null
+    }
   </section>`;
 }
 
 function Card({ card, problem }: { card: ModelCard | null; problem: string | null }): VNode {
   return html`<section class="card" aria-labelledby="card-title">
     <h2 id="card-title">Model card</h2>
-    ${!card
-      ? html`<p class="muted">${problem ? `The card comes with the preview: ${problem}` : 'Waiting for the device…'}</p>`
-      : html`<dl class="kv">
+    ${
+      !card
+        ? html`<p class="muted">${problem ? `The card comes with the preview: ${problem}` : 'Waiting for the device…'}</p>`
+        : html`<dl class="kv">
             <dt>Model</dt><dd>${card.key}</dd>
             <dt>Time steps T</dt><dd>${card.T}</dd>
             <dt>Input</dt><dd>${card.input.join(' × ')}</dd>
@@ -172,11 +194,22 @@ function Card({ card, problem }: { card: ModelCard | null; problem: string | nul
             <caption>Layers</caption>
             <thead><tr><th scope="col">Layer</th><th scope="col">Op</th><th scope="col">Output</th><th scope="col" class="num">Bytes</th></tr></thead>
             <tbody>${card.layers.map((l) => html`<tr><td>${l.name}${l.shortcut ? html` <span class="muted">+ ${l.shortcut}</span>` : ''}</td><td class="mono">${l.op}</td><td>${l.outShape.join('×')}</td><td class="num">${fmt.bytes(l.bytes)}</td></tr>`)}</tbody>
-          </table>`}
+          </table>`
+    }
   </section>`;
 }
 
-function Operations({ link, device: d, ops, frame }: { link: Link; device: Device; ops: Ops; frame: PreviewMessage | null }): VNode {
+function Operations({
+  link,
+  device: d,
+  ops,
+  frame,
+}: {
+  link: Link;
+  device: Device;
+  ops: Ops;
+  frame: PreviewMessage | null;
+}): VNode {
   const [versions, setVersions] = useState<readonly ModelRecord[] | null>(null);
   const [truth, setTruth] = useState('0');
   const labels = d.preview?.model.labels ?? [];
@@ -198,28 +231,83 @@ function Operations({ link, device: d, ops, frame }: { link: Link; device: Devic
   }, [link, d, active, online]);
 
   const activate = () =>
-    perform(ops, d.key, 'activate', { title: `Activate ${chosen} on ${d.device}?`, body: `The device switches from ${active ?? 'its model'} to ${chosen} between two frames; frames queued for the old one are dropped.`, confirm: 'Activate' },
-      () => link.command<ActivateResult>(d, 'activate', { version: chosen }), (r) => `now running ${r.active}`);
+    perform(
+      ops,
+      d.key,
+      'activate',
+      {
+        title: `Activate ${chosen} on ${d.device}?`,
+        body: `The device switches from ${active ?? 'its model'} to ${chosen} between two frames; frames queued for the old one are dropped.`,
+        confirm: 'Activate',
+      },
+      () => link.command<ActivateResult>(d, 'activate', { version: chosen }),
+      (r) => `now running ${r.active}`,
+    );
   const rollback = () =>
-    perform(ops, d.key, 'roll back', { title: `Roll ${d.device} back?`, body: `The device goes back to the version its last update replaced (it now runs ${active ?? 'an unknown model'}).`, confirm: 'Roll back', danger: true },
-      () => link.command<ActivateResult>(d, 'activate', { rollback: true }), (r) => ('rolledBackFrom' in r ? `rolled back from ${r.rolledBackFrom} to ${r.active}` : `now running ${r.active}`));
+    perform(
+      ops,
+      d.key,
+      'roll back',
+      {
+        title: `Roll ${d.device} back?`,
+        body: `The device goes back to the version its last update replaced (it now runs ${active ?? 'an unknown model'}).`,
+        confirm: 'Roll back',
+        danger: true,
+      },
+      () => link.command<ActivateResult>(d, 'activate', { rollback: true }),
+      (r) =>
+        'rolledBackFrom' in r ? `rolled back from ${r.rolledBackFrom} to ${r.active}` : `now running ${r.active}`,
+    );
   const finetune = () =>
-    perform(ops, d.key, 'fine-tune', { title: `Fine-tune ${d.device}?`, body: 'The device retrains its model\'s head on the frames labelled so far, gated by a holdout and the reference frames; an accepted head becomes a new version on probation.', confirm: 'Start fine-tuning' },
-      () => link.command<{ accepted?: boolean; version?: string | null; reasons?: string[] }>(d, 'finetune', {}, { timeoutMs: 60_000 }),
-      (r) => (r.accepted ? `accepted: ${r.version} runs on probation` : `refused by the gate: ${(r.reasons ?? []).filter((x) => x.startsWith('fail')).join('; ') || 'see the reply'}`));
+    perform(
+      ops,
+      d.key,
+      'fine-tune',
+      {
+        title: `Fine-tune ${d.device}?`,
+        body: "The device retrains its model's head on the frames labelled so far, gated by a holdout and the reference frames; an accepted head becomes a new version on probation.",
+        confirm: 'Start fine-tuning',
+      },
+      () =>
+        link.command<{ accepted?: boolean; version?: string | null; reasons?: string[] }>(
+          d,
+          'finetune',
+          {},
+          { timeoutMs: 60_000 },
+        ),
+      (r) =>
+        r.accepted
+          ? `accepted: ${r.version} runs on probation`
+          : `refused by the gate: ${(r.reasons ?? []).filter((x) => x.startsWith('fail')).join('; ') || 'see the reply'}`,
+    );
 
   const label = () => {
     if (!frame) return;
     const name = labels[Number(truth)] ?? truth;
-    void perform(ops, d.key, 'label', { title: `Label frame ${frame.frame} as ${name}?`, body: `The device stores the frame with this class for fine-tuning (it predicted ${frame.name ?? frame.class}).`, confirm: 'Label' },
+    void perform(
+      ops,
+      d.key,
+      'label',
+      {
+        title: `Label frame ${frame.frame} as ${name}?`,
+        body: `The device stores the frame with this class for fine-tuning (it predicted ${frame.name ?? frame.class}).`,
+        confirm: 'Label',
+      },
       () => link.command<LabelResult>(d, 'label', { frame: frame.frame, label: Number(truth) }),
-      (r) => (r.saved ? `frame ${frame.frame} stored as ${name}; the device holds ${r.total} labelled frames` : `frame ${frame.frame} is no longer held by the device (it keeps only its most recent frames): nothing stored`));
+      (r) =>
+        r.saved
+          ? `frame ${frame.frame} stored as ${name}; the device holds ${r.total} labelled frames`
+          : `frame ${frame.frame} is no longer held by the device (it keeps only its most recent frames): nothing stored`,
+    );
   };
 
   return html`<section class="card" aria-labelledby="ops-title">
     <h2 id="ops-title">Operations</h2>
     ${!online ? html`<p class="muted">The device is offline: commands would not be answered.</p>` : null}
-    <form class="ops" onSubmit=${(e: Event) => (e.preventDefault(), void activate())}>
+    <form class="ops" onSubmit=${(e: Event) => {
+      e.preventDefault();
+      void activate();
+    }}>
       <label>Stored version
         <select value=${chosen} onChange=${(e: Event) => setChosen((e.target as HTMLSelectElement).value)} disabled=${!versions || !online}>
           ${(versions ?? []).map((v) => html`<option value=${v.version}>${v.version}${v.version === active ? ' (running)' : v.state === 'failed' ? ' (failed)' : ''}</option>`)}
@@ -228,7 +316,10 @@ function Operations({ link, device: d, ops, frame }: { link: Link; device: Devic
       <button type="submit" disabled=${!online || !chosen || chosen === active}>Activate…</button>
     </form>
     ${problem ? html`<p class="problem" role="status">Stored versions unavailable: ${problem}</p>` : null}
-    <form class="ops" onSubmit=${(e: Event) => (e.preventDefault(), label())}>
+    <form class="ops" onSubmit=${(e: Event) => {
+      e.preventDefault();
+      label();
+    }}>
       <label>True class of frame ${frame?.frame ?? '—'}
         <select value=${truth} onChange=${(e: Event) => setTruth((e.target as HTMLSelectElement).value)} disabled=${!frame || !online}>
           ${labels.map((l, i) => html`<option value=${String(i)}>${l}</option>`)}

@@ -16,16 +16,78 @@ interface Column {
 const m = (d: Device) => (d.status?.state === 'online' ? d.metrics : null);
 
 const COLUMNS: readonly Column[] = [
-  { key: 'device', label: 'Device', numeric: false, value: (d) => d.key, show: (d) => html`<a href=${`#/device/${encodeURIComponent(d.fleet)}/${encodeURIComponent(d.device)}`}>${d.device}</a><span class="fleet">${d.fleet}</span>` },
-  { key: 'state', label: 'State', numeric: false, value: (d) => stateOf(d).state, show: (d) => html`<${StateBadge} device=${d} />` },
-  { key: 'model', label: 'Model', numeric: false, value: (d) => (d.status?.state === 'online' ? d.status.model : d.metrics?.model) ?? null, show: (d) => (d.status?.state === 'online' ? d.status.model : d.metrics?.model) ?? '—' },
-  { key: 'fps', label: 'Frames/s', numeric: true, value: (d) => m(d)?.framesPerSecond ?? null, show: (d) => fmt.num(m(d)?.framesPerSecond, 1) },
-  { key: 'p50', label: 'Latency p50', numeric: true, value: (d) => m(d)?.latencyMs.p50 ?? null, show: (d) => fmt.ms(m(d)?.latencyMs.p50) },
-  { key: 'p99', label: 'Latency p99', numeric: true, value: (d) => m(d)?.latencyMs.p99 ?? null, show: (d) => fmt.ms(m(d)?.latencyMs.p99) },
-  { key: 'accuracy', label: 'Accuracy', numeric: true, value: (d) => m(d)?.accuracy?.ratio ?? null, show: (d) => (!m(d) ? '—' : m(d)!.accuracy ? fmt.pct(m(d)!.accuracy!.ratio) : html`<span class="muted">no labels</span>`) },
-  { key: 'rss', label: 'RSS', numeric: true, value: (d) => m(d)?.rssBytes ?? null, show: (d) => fmt.mb(m(d)?.rssBytes) },
-  { key: 'outbox', label: 'Outbox', numeric: true, value: (d) => m(d)?.outbox ?? null, show: (d) => fmt.num(m(d)?.outbox, 0) },
-  { key: 'seen', label: 'Last metrics', numeric: true, value: (d) => d.metrics?.ts ?? null, show: (d) => (d.metrics ? fmt.ago(d.metrics.ts) : '—') },
+  {
+    key: 'device',
+    label: 'Device',
+    numeric: false,
+    value: (d) => d.key,
+    show: (d) =>
+      html`<a href=${`#/device/${encodeURIComponent(d.fleet)}/${encodeURIComponent(d.device)}`}>${d.device}</a><span class="fleet">${d.fleet}</span>`,
+  },
+  {
+    key: 'state',
+    label: 'State',
+    numeric: false,
+    value: (d) => stateOf(d).state,
+    show: (d) => html`<${StateBadge} device=${d} />`,
+  },
+  {
+    key: 'model',
+    label: 'Model',
+    numeric: false,
+    value: (d) => (d.status?.state === 'online' ? d.status.model : d.metrics?.model) ?? null,
+    show: (d) => (d.status?.state === 'online' ? d.status.model : d.metrics?.model) ?? '—',
+  },
+  {
+    key: 'fps',
+    label: 'Frames/s',
+    numeric: true,
+    value: (d) => m(d)?.framesPerSecond ?? null,
+    show: (d) => fmt.num(m(d)?.framesPerSecond, 1),
+  },
+  {
+    key: 'p50',
+    label: 'Latency p50',
+    numeric: true,
+    value: (d) => m(d)?.latencyMs.p50 ?? null,
+    show: (d) => fmt.ms(m(d)?.latencyMs.p50),
+  },
+  {
+    key: 'p99',
+    label: 'Latency p99',
+    numeric: true,
+    value: (d) => m(d)?.latencyMs.p99 ?? null,
+    show: (d) => fmt.ms(m(d)?.latencyMs.p99),
+  },
+  {
+    key: 'accuracy',
+    label: 'Accuracy',
+    numeric: true,
+    value: (d) => m(d)?.accuracy?.ratio ?? null,
+    show: (d) =>
+      !m(d) ? '—' : m(d)!.accuracy ? fmt.pct(m(d)!.accuracy!.ratio) : html`<span class="muted">no labels</span>`,
+  },
+  {
+    key: 'rss',
+    label: 'RSS',
+    numeric: true,
+    value: (d) => m(d)?.rssBytes ?? null,
+    show: (d) => fmt.mb(m(d)?.rssBytes),
+  },
+  {
+    key: 'outbox',
+    label: 'Outbox',
+    numeric: true,
+    value: (d) => m(d)?.outbox ?? null,
+    show: (d) => fmt.num(m(d)?.outbox, 0),
+  },
+  {
+    key: 'seen',
+    label: 'Last metrics',
+    numeric: true,
+    value: (d) => d.metrics?.ts ?? null,
+    show: (d) => (d.metrics ? fmt.ago(d.metrics.ts) : '—'),
+  },
 ];
 
 export function FleetView({ devices }: { devices: readonly Device[] }): VNode {
@@ -53,7 +115,9 @@ export function FleetView({ devices }: { devices: readonly Device[] }): VNode {
   const totalFps = online.reduce((a, d) => a + (d.metrics?.framesPerSecond ?? 0), 0);
   const worstP99 = Math.max(0, ...online.map((d) => d.metrics?.latencyMs.p99 ?? 0));
   const labelled = online.map((d) => d.metrics?.accuracy).filter((a) => a);
-  const accuracy = labelled.length ? labelled.reduce((a, x) => a + x!.correct, 0) / labelled.reduce((a, x) => a + x!.labelled, 0) : null;
+  const accuracy = labelled.length
+    ? labelled.reduce((a, x) => a + x!.correct, 0) / labelled.reduce((a, x) => a + x!.labelled, 0)
+    : null;
 
   return html`<section aria-labelledby="fleet-title">
     <div class="title-row"><h1 id="fleet-title">Fleet</h1></div>
@@ -77,7 +141,9 @@ export function FleetView({ devices }: { devices: readonly Device[] }): VNode {
         <caption class="sr-only">Devices, sorted by ${column.label} ${sort.dir === 1 ? 'ascending' : 'descending'}</caption>
         <thead><tr>
           ${COLUMNS.map(
-            (c) => html`<th scope="col" class=${c.numeric ? 'num' : ''} aria-sort=${c.key === sort.key ? (sort.dir === 1 ? 'ascending' : 'descending') : 'none'}>
+            (
+              c,
+            ) => html`<th scope="col" class=${c.numeric ? 'num' : ''} aria-sort=${c.key === sort.key ? (sort.dir === 1 ? 'ascending' : 'descending') : 'none'}>
               <button type="button" onClick=${() => setSort({ key: c.key, dir: c.key === sort.key ? (-sort.dir as 1 | -1) : c.numeric ? -1 : 1 })}>
                 ${c.label}<span class="arrow" aria-hidden="true">${c.key === sort.key ? (sort.dir === 1 ? '▲' : '▼') : ''}</span>
               </button>

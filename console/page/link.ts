@@ -5,7 +5,18 @@
  */
 import mqtt from 'mqtt';
 import type { IClientOptions, MqttClient } from 'mqtt';
-import type { CommandReply, ErrorBody, ErrorMessage, JobStatus, MetricsMessage, PredictionsMessage, PreviewArgs, PreviewMessage, PreviewResult, StatusMessage } from '../../device-agent/messages.js';
+import type {
+  CommandReply,
+  ErrorBody,
+  ErrorMessage,
+  JobStatus,
+  MetricsMessage,
+  PredictionsMessage,
+  PreviewArgs,
+  PreviewMessage,
+  PreviewResult,
+  StatusMessage,
+} from '../../device-agent/messages.js';
 
 /** One point of a device's history, seconds since the epoch first (uPlot's x). */
 export interface Point {
@@ -86,7 +97,22 @@ export class Fleet {
     const key = `${fleet}/${device}`;
     let d = this.devices.get(key);
     if (!d) {
-      d = { key, fleet, device, prefix: `${root}/${fleet}/${device}/`, status: null, since: null, metrics: null, history: [], confidence: [], frames: [], preview: null, previewProblem: null, jobs: new Map(), errors: [] };
+      d = {
+        key,
+        fleet,
+        device,
+        prefix: `${root}/${fleet}/${device}/`,
+        status: null,
+        since: null,
+        metrics: null,
+        history: [],
+        confidence: [],
+        frames: [],
+        preview: null,
+        previewProblem: null,
+        jobs: new Map(),
+        errors: [],
+      };
       this.devices.set(key, d);
     }
     return d;
@@ -149,7 +175,13 @@ export class Link {
   static async connect(identity: Identity, root: string): Promise<Link> {
     const attempt = (protocolVersion: 4 | 5) =>
       new Promise<MqttClient>((resolve, reject) => {
-        const options: IClientOptions = { protocolVersion, clientId: `sei-console-${Math.random().toString(36).slice(2, 10)}`, reconnectPeriod: 0, connectTimeout: 8000, clean: true };
+        const options: IClientOptions = {
+          protocolVersion,
+          clientId: `sei-console-${Math.random().toString(36).slice(2, 10)}`,
+          reconnectPeriod: 0,
+          connectTimeout: 8000,
+          clean: true,
+        };
         if (identity.username) options.username = identity.username;
         if (identity.password) options.password = identity.password;
         const client = mqtt.connect(identity.url, options);
@@ -157,7 +189,10 @@ export class Link {
           client.end(true);
           reject(err);
         };
-        const closed = () => reject(new Error(`the broker at ${identity.url} closed the connection (is it an MQTT-over-WebSocket listener?)`));
+        const closed = () =>
+          reject(
+            new Error(`the broker at ${identity.url} closed the connection (is it an MQTT-over-WebSocket listener?)`),
+          );
         client.once('error', failed);
         client.once('close', closed);
         // Once connected, a later error or close is a reconnect's business, not a failed sign-in.
@@ -179,7 +214,10 @@ export class Link {
     // Reconnect from now on: a broker restart must not sign the operator out.
     client.options.reconnectPeriod = 2000;
     const link = new Link(client, identity, protocol, root);
-    await client.subscribeAsync(['status', 'metrics', 'ota/status', 'errors', `reply/${link.me}`].map((s) => `${root}/+/+/${s}`), { qos: 1 });
+    await client.subscribeAsync(
+      ['status', 'metrics', 'ota/status', 'errors', `reply/${link.me}`].map((s) => `${root}/+/+/${s}`),
+      { qos: 1 },
+    );
     return link;
   }
 
@@ -207,7 +245,13 @@ export class Link {
       const m = parse<MetricsMessage>(payload);
       if (!m) return;
       d.metrics = m;
-      d.history.push({ t: m.ts / 1000, fps: m.framesPerSecond, p50: m.latencyMs.p50, p99: m.latencyMs.p99, spike: m.spikeRate });
+      d.history.push({
+        t: m.ts / 1000,
+        fps: m.framesPerSecond,
+        p50: m.latencyMs.p50,
+        p99: m.latencyMs.p99,
+        spike: m.spikeRate,
+      });
       trim(d.history, (p) => p.t, m.ts / 1000);
     } else if (suffix === 'predictions') {
       const p = parse<PredictionsMessage>(payload);
@@ -278,20 +322,35 @@ export class Link {
    * Sends `cmd/<name>` to a device and resolves to the reply's result. The reply topic and correlation id ride
    * in the payload, which the agent honours on both MQTT versions.
    */
-  command<R>(d: Device, name: string, args: Record<string, unknown> = {}, opts: { timeoutMs?: number; progress?: (body: unknown) => void } = {}): Promise<R> {
+  command<R>(
+    d: Device,
+    name: string,
+    args: Record<string, unknown> = {},
+    opts: { timeoutMs?: number; progress?: (body: unknown) => void } = {},
+  ): Promise<R> {
     const id = `${this.me}-${++this.seq}`;
     const timeoutMs = opts.timeoutMs ?? 15_000;
     return new Promise<R>((resolve, reject) => {
-      const p: Pending = { resolve: resolve as (r: unknown) => void, reject, timer: setTimeout(() => this.expire(id), timeoutMs), timeoutMs };
+      const p: Pending = {
+        resolve: resolve as (r: unknown) => void,
+        reject,
+        timer: setTimeout(() => this.expire(id), timeoutMs),
+        timeoutMs,
+      };
       if (opts.progress) p.progress = opts.progress;
       this.pending.set(id, p);
       const topic = `${d.prefix}cmd/${name}`;
-      this.client.publish(topic, JSON.stringify({ ...args, replyTo: `${d.prefix}reply/${this.me}`, correlationId: id }), { qos: 1 }, (err) => {
-        if (!err) return;
-        this.pending.delete(id);
-        clearTimeout(p.timer);
-        reject(refused(err, topic, this.identity.username));
-      });
+      this.client.publish(
+        topic,
+        JSON.stringify({ ...args, replyTo: `${d.prefix}reply/${this.me}`, correlationId: id }),
+        { qos: 1 },
+        (err) => {
+          if (!err) return;
+          this.pending.delete(id);
+          clearTimeout(p.timer);
+          reject(refused(err, topic, this.identity.username));
+        },
+      );
     });
   }
 
@@ -331,6 +390,10 @@ function trim<T>(points: T[], t: (p: T) => number, now: number): void {
 export function refused(err: Error, topic: string, username: string | null): CommandError {
   const code = (err as { code?: unknown }).code;
   const who = username ? `user "${username}"` : 'this anonymous client';
-  if (code === 135) return new CommandError(`refused by the broker: ${who} may not publish ${topic} (Not authorized); this account can only watch: sign in with an operator account to act`, 'refused');
+  if (code === 135)
+    return new CommandError(
+      `refused by the broker: ${who} may not publish ${topic} (Not authorized); this account can only watch: sign in with an operator account to act`,
+      'refused',
+    );
   return new CommandError(`${topic}: ${err.message}`, 'refused');
 }

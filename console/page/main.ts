@@ -74,7 +74,9 @@ function App({ config }: { config: ConsoleConfig }): VNode {
   useEffect(() => {
     if (config.signIn !== 'auto') return;
     const identity: Identity = { url: config.mqtt, username: config.username, password: config.password };
-    Link.connect(identity, config.topicRoot).then(setLink, (err: Error) => setProblem(`Could not sign in to ${config.mqtt} as ${config.username ?? 'an anonymous client'}: ${err.message}`));
+    Link.connect(identity, config.topicRoot).then(setLink, (err: Error) =>
+      setProblem(`Could not sign in to ${config.mqtt} as ${config.username ?? 'an anonymous client'}: ${err.message}`),
+    );
   }, []);
   useEffect(() => (link ? link.fleet.subscribe(() => redraw(0)) : undefined), [link]);
   // "3 s ago" must age without a message.
@@ -84,7 +86,8 @@ function App({ config }: { config: ConsoleConfig }): VNode {
   }, []);
 
   if (!link) {
-    if (config.signIn === 'auto' && !problem) return html`<main class="signin"><p role="status">Signing in to ${config.mqtt}…</p></main>`;
+    if (config.signIn === 'auto' && !problem)
+      return html`<main class="signin"><p role="status">Signing in to ${config.mqtt}…</p></main>`;
     return html`${problem ? html`<p class="problem banner" role="alert">${problem}</p>` : null}<${SignIn} config=${config} onLink=${setLink} />`;
   }
   const ops: Ops = { activity, confirm: (ask) => new Promise((resolve) => setAsking({ ...ask, resolve })) };
@@ -95,7 +98,8 @@ function App({ config }: { config: ConsoleConfig }): VNode {
     setLink(null);
     location.hash = '#/';
   };
-  const current = (v: Route['view']) => (where.view === v || (v === 'fleet' && where.view === 'device') ? 'page' : undefined);
+  const current = (v: Route['view']) =>
+    where.view === v || (v === 'fleet' && where.view === 'device') ? 'page' : undefined;
   return html`<header class="top">
       <a class="brand" href="#/"><span class="logo" aria-hidden="true">◆</span> sei-edge <span>fleet console</span></a>
       <nav aria-label="Views">

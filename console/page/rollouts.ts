@@ -46,7 +46,17 @@ async function api<T>(path: string, init?: RequestInit): Promise<T> {
 
 const STEPS = ['QUEUED', 'DOWNLOADING', 'VERIFYING', 'ACTIVATING', 'PROBATION'] as const;
 
-export function RolloutsView({ link, devices, log, ops }: { link: Link; devices: readonly Device[]; log: RolloutLog; ops: Ops }): VNode {
+export function RolloutsView({
+  link,
+  devices,
+  log,
+  ops,
+}: {
+  link: Link;
+  devices: readonly Device[];
+  log: RolloutLog;
+  ops: Ops;
+}): VNode {
   const [list, setList] = useState<ArtifactList | null>(null);
   const [listProblem, setListProblem] = useState<string | null>(null);
   const fleets = [...new Set(devices.map((d) => d.fleet))].sort();
@@ -92,9 +102,18 @@ export function RolloutsView({ link, devices, log, ops }: { link: Link; devices:
       ops,
       `${theFleet} (${devicesList.length} devices)`,
       'rollout',
-      { title: `Roll ${chosen?.model ?? artifact} out to ${devicesList.length} device(s)?`, body: `${devicesList.join(', ')} in ${waves} wave(s); the rollout stops when more than ${threshold}% of a wave does not succeed. Each device checks the signature, runs the canaries and keeps the new model only if it passes probation.`, confirm: 'Start rollout', danger: true },
+      {
+        title: `Roll ${chosen?.model ?? artifact} out to ${devicesList.length} device(s)?`,
+        body: `${devicesList.join(', ')} in ${waves} wave(s); the rollout stops when more than ${threshold}% of a wave does not succeed. Each device checks the signature, runs the canaries and keeps the new model only if it passes probation.`,
+        confirm: 'Start rollout',
+        danger: true,
+      },
       async () => {
-        const started = await api<RolloutStarted>('api/rollouts', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(req) });
+        const started = await api<RolloutStarted>('api/rollouts', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(req),
+        });
         log.follow(started);
         return started;
       },
@@ -105,7 +124,10 @@ export function RolloutsView({ link, devices, log, ops }: { link: Link; devices:
   return html`<section aria-labelledby="rollouts-title">
     <div class="title-row"><h1 id="rollouts-title">Rollouts</h1></div>
     <div class="grid two">
-      <form class="card rollout-form" onSubmit=${(e: Event) => (e.preventDefault(), void start())} aria-labelledby="new-rollout">
+      <form class="card rollout-form" onSubmit=${(e: Event) => {
+        e.preventDefault();
+        void start();
+      }} aria-labelledby="new-rollout">
         <h2 id="new-rollout">New rollout</h2>
         <p class="hint">Ships a model signed with <code>sei sign</code> from ${list ? html`<code>${list.dir}</code>` : 'the artifacts folder'}: the page holds no key.</p>
         ${listProblem ? html`<p class="problem" role="alert">Artifacts unavailable: ${listProblem}</p>` : null}
@@ -115,11 +137,16 @@ export function RolloutsView({ link, devices, log, ops }: { link: Link; devices:
             ${(list?.artifacts ?? []).map((a) => html`<option value=${a.id} disabled=${a.problem !== null}>${a.model} — ${a.id}${a.problem ? ' (unusable)' : ''}</option>`)}
           </select>
         </label>
-        ${chosen
-          ? html`<p class="hint">${fmt.bytes(chosen.size)}, sha256 <span class="mono">${chosen.sha256.slice(0, 12)}…</span>, signed by key <span class="mono">${chosen.keyId.slice(0, 12)}…</span>, ${chosen.canaries} canary frames${chosen.problem ? html` — <strong>${chosen.problem}</strong>` : ''}</p>`
-          : null}
+        ${
+          chosen
+            ? html`<p class="hint">${fmt.bytes(chosen.size)}, sha256 <span class="mono">${chosen.sha256.slice(0, 12)}…</span>, signed by key <span class="mono">${chosen.keyId.slice(0, 12)}…</span>, ${chosen.canaries} canary frames${chosen.problem ? html` — <strong>${chosen.problem}</strong>` : ''}</p>`
+            : null
+        }
         <label>Fleet
-          <select value=${theFleet} onChange=${(e: Event) => (setFleet((e.target as HTMLSelectElement).value), setPicked(null))}>
+          <select value=${theFleet} onChange=${(e: Event) => {
+            setFleet((e.target as HTMLSelectElement).value);
+            setPicked(null);
+          }}>
             ${fleets.map((f) => html`<option value=${f}>${f}</option>`)}
           </select>
         </label>
@@ -156,7 +183,15 @@ export function RolloutsView({ link, devices, log, ops }: { link: Link; devices:
 
 function Progress({ rollout: r, devices }: { rollout: Rollout; devices: readonly Device[] }): VNode {
   const end = r.events.find((e) => e.type !== 'log');
-  const state = !end ? 'running' : end.type === 'failed' ? 'failed' : end.outcome.ok ? 'succeeded' : end.outcome.aborted ? 'aborted' : 'incomplete';
+  const state = !end
+    ? 'running'
+    : end.type === 'failed'
+      ? 'failed'
+      : end.outcome.ok
+        ? 'succeeded'
+        : end.outcome.aborted
+          ? 'aborted'
+          : 'incomplete';
   return html`<section class="card rollout" data-job=${r.started.id} data-state=${state} aria-labelledby=${`job-${r.started.id}`}>
     <h2 id=${`job-${r.started.id}`}>${r.started.model} <span class="muted">job ${r.started.id}</span> <span class=${`badge ${state}`}>${state}</span></h2>
     ${end?.type === 'failed' ? html`<p class="problem" role="alert">${end.error.message}</p>` : null}
@@ -176,7 +211,12 @@ function Progress({ rollout: r, devices }: { rollout: Rollout; devices: readonly
             ${STEPS.map((s) => {
               const here = last && !isTerminal(last.state) && (last.step ?? last.state) === s;
               const done = steps.has(s) || (s === 'QUEUED' && seen.length > 0);
-              const text = s === 'DOWNLOADING' && seen.some((x) => x.step === 'DOWNLOADING') ? `${Math.max(...seen.map((x) => x.received))}/${last!.blocks}` : done ? '✓' : '';
+              const text =
+                s === 'DOWNLOADING' && seen.some((x) => x.step === 'DOWNLOADING')
+                  ? `${Math.max(...seen.map((x) => x.received))}/${last!.blocks}`
+                  : done
+                    ? '✓'
+                    : '';
               return html`<td class=${`step ${here ? 'here' : done ? 'done' : ''}`} data-step=${s} data-seen=${done ? 'yes' : 'no'}>${text}</td>`;
             })}
             <td class=${`outcome ${outcome?.state ?? final?.state ?? ''}`} data-outcome=${outcome?.state ?? final?.state ?? ''}>

@@ -6,11 +6,17 @@ import { CommandError } from './link.js';
 import type { Device } from './link.js';
 
 export const fmt = {
-  num: (v: number | null | undefined, digits = 1) => (v === null || v === undefined || !Number.isFinite(v) ? '—' : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })),
-  ms: (v: number | null | undefined) => (v === null || v === undefined ? '—' : `${v < 10 ? v.toFixed(2) : v.toFixed(1)} ms`),
-  pct: (v: number | null | undefined, digits = 1) => (v === null || v === undefined ? '—' : `${(100 * v).toFixed(digits)}%`),
+  num: (v: number | null | undefined, digits = 1) =>
+    v === null || v === undefined || !Number.isFinite(v)
+      ? '—'
+      : v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits }),
+  ms: (v: number | null | undefined) =>
+    v === null || v === undefined ? '—' : `${v < 10 ? v.toFixed(2) : v.toFixed(1)} ms`,
+  pct: (v: number | null | undefined, digits = 1) =>
+    v === null || v === undefined ? '—' : `${(100 * v).toFixed(digits)}%`,
   mb: (v: number | null | undefined) => (v === null || v === undefined ? '—' : `${(v / 2 ** 20).toFixed(0)} MB`),
-  bytes: (v: number) => (v < 1024 ? `${v} B` : v < 2 ** 20 ? `${(v / 1024).toFixed(1)} KiB` : `${(v / 2 ** 20).toFixed(2)} MiB`),
+  bytes: (v: number) =>
+    v < 1024 ? `${v} B` : v < 2 ** 20 ? `${(v / 1024).toFixed(1)} KiB` : `${(v / 2 ** 20).toFixed(2)} MiB`,
   time: (ts: number) => new Date(ts).toLocaleTimeString('en-GB', { hour12: false }),
   ago: (ts: number, now = Date.now()) => {
     const s = Math.max(0, Math.round((now - ts) / 1000));
@@ -22,7 +28,11 @@ export const fmt = {
 export function stateOf(d: Device): { state: 'online' | 'offline' | 'unknown'; text: string } {
   const s = d.status;
   if (!s) return { state: 'unknown', text: 'no status yet' };
-  if (s.state === 'online') return { state: 'online', text: d.since ? `online since ${fmt.time(d.since)}` : `online since ${fmt.time(s.startedAt)}` };
+  if (s.state === 'online')
+    return {
+      state: 'online',
+      text: d.since ? `online since ${fmt.time(d.since)}` : `online since ${fmt.time(s.startedAt)}`,
+    };
   const reason = s.reason === 'stopped' ? 'stopped' : 'connection lost';
   const since = d.since ?? (d.metrics ? d.metrics.ts : null);
   return { state: 'offline', text: since ? `offline since ${fmt.time(since)} (${reason})` : `offline (${reason})` };
@@ -51,7 +61,15 @@ export class Activity {
   constructor(private readonly changed: () => void) {}
 
   add(target: string, action: string): Entry {
-    const e: Entry = { id: ++this.seq, ts: Date.now(), target, action, state: 'pending', text: 'sent, waiting for the reply…', detail: null };
+    const e: Entry = {
+      id: ++this.seq,
+      ts: Date.now(),
+      target,
+      action,
+      state: 'pending',
+      text: 'sent, waiting for the reply…',
+      detail: null,
+    };
     this.entries.unshift(e);
     this.entries.length = Math.min(this.entries.length, 50);
     this.changed();
@@ -107,9 +125,18 @@ export function ConfirmDialog({ request, done }: { request: ConfirmRequest | nul
     request?.resolve(ok);
     done();
   };
-  return html`<dialog ref=${ref} aria-labelledby="confirm-title" aria-describedby="confirm-body" onCancel=${(e: Event) => (e.preventDefault(), answer(false))}>
-    ${request
-      ? html`<form method="dialog" onSubmit=${(e: Event) => (e.preventDefault(), answer(true))}>
+  return html`<dialog ref=${ref} aria-labelledby="confirm-title" aria-describedby="confirm-body" onCancel=${(
+    e: Event,
+  ) => {
+    e.preventDefault();
+    answer(false);
+  }}>
+    ${
+      request
+        ? html`<form method="dialog" onSubmit=${(e: Event) => {
+            e.preventDefault();
+            answer(true);
+          }}>
           <h2 id="confirm-title">${request.title}</h2>
           <p id="confirm-body">${request.body}</p>
           <div class="buttons">
@@ -117,7 +144,8 @@ export function ConfirmDialog({ request, done }: { request: ConfirmRequest | nul
             <button type="submit" class=${request.danger ? 'danger' : 'primary'} autofocus>${request.confirm}</button>
           </div>
         </form>`
-      : null}
+        : null
+    }
   </dialog>`;
 }
 
@@ -133,7 +161,14 @@ export interface Ops {
  * One action: confirmation, then the request, then its outcome in the activity log — the reply's summary, or the
  * device's error, the broker's refusal or the time-out, in words.
  */
-export async function perform<R>(ops: Ops, target: string, action: string, ask: Omit<ConfirmRequest, 'resolve'>, run: () => Promise<R>, say: (result: R) => string): Promise<R | null> {
+export async function perform<R>(
+  ops: Ops,
+  target: string,
+  action: string,
+  ask: Omit<ConfirmRequest, 'resolve'>,
+  run: () => Promise<R>,
+  say: (result: R) => string,
+): Promise<R | null> {
   if (!(await ops.confirm(ask))) return null;
   const entry = ops.activity.add(target, action);
   try {

@@ -8,7 +8,11 @@ const CHANGEABLE = ['source', 'reporting'];
 
 export const config: CommandHandler = async (args, ctx) => {
   for (const key of Object.keys(args)) {
-    if (!CHANGEABLE.includes(key)) throw new ConfigError(`config: ${key}: expected one of ${CHANGEABLE.join(', ')} (the settings a command may change), got ${show(args[key])}`, key);
+    if (!CHANGEABLE.includes(key))
+      throw new ConfigError(
+        `config: ${key}: expected one of ${CHANGEABLE.join(', ')} (the settings a command may change), got ${show(args[key])}`,
+        key,
+      );
   }
   if (Object.keys(args).length === 0) return configToJson(ctx.config().parsed);
   return configToJson(await ctx.reconfigure(mergeDeep(ctx.config().raw, args)));

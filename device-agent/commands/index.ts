@@ -16,12 +16,28 @@ import type { CommandContext, CommandHandler } from './types.js';
 export type { CommandContext, CommandHandler, FrameResult } from './types.js';
 
 /** Name → handler, in the order the refusal of an unknown command lists them. */
-export const COMMANDS: Readonly<Record<string, CommandHandler>> = { status, config, models, activate, label, finetune, preview };
+export const COMMANDS: Readonly<Record<string, CommandHandler>> = {
+  status,
+  config,
+  models,
+  activate,
+  label,
+  finetune,
+  preview,
+};
 
 /** Runs one command: resolves to the reply's result, rejects with the error to reply with. */
-export async function runCommand(cmd: Command, ctx: CommandContext, progress: (body: unknown) => void): Promise<unknown> {
+export async function runCommand(
+  cmd: Command,
+  ctx: CommandContext,
+  progress: (body: unknown) => void,
+): Promise<unknown> {
   if (cmd.parseError) throw cmd.parseError;
   const handler = Object.hasOwn(COMMANDS, cmd.name) ? COMMANDS[cmd.name] : undefined;
-  if (!handler) throw new ConfigError(`command: expected one of ${Object.keys(COMMANDS).join(', ')}, got ${show(cmd.name)}`, 'command');
+  if (!handler)
+    throw new ConfigError(
+      `command: expected one of ${Object.keys(COMMANDS).join(', ')}, got ${show(cmd.name)}`,
+      'command',
+    );
   return handler(cmd.args, ctx, progress);
 }

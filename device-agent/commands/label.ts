@@ -16,9 +16,14 @@ export const label: CommandHandler = (args, ctx): LabelResult => {
   for (const [i, item] of items.entries()) {
     const it = item as Json;
     const field = Array.isArray(args.labels) ? `labels[${i}]` : '';
-    if (typeof it !== 'object' || it === null) throw new ConfigError(`label: ${field}: expected {frame, label}, got ${show(it)}`, field);
+    if (typeof it !== 'object' || it === null)
+      throw new ConfigError(`label: ${field}: expected {frame, label}, got ${show(it)}`, field);
     const frame = it.frame;
-    if (typeof frame !== 'number' || !Number.isInteger(frame) || frame < 1) throw new ConfigError(`label: ${field}${field ? '.' : ''}frame: expected a frame id (integer >= 1), got ${show(frame)}`, `${field}frame`);
+    if (typeof frame !== 'number' || !Number.isInteger(frame) || frame < 1)
+      throw new ConfigError(
+        `label: ${field}${field ? '.' : ''}frame: expected a frame id (integer >= 1), got ${show(frame)}`,
+        `${field}frame`,
+      );
     const label = parseLabel(it.label, `label: ${field}${field ? '.' : ''}label`, classes);
     const held = ctx.held(frame);
     if (!held) missing.push(frame);

@@ -65,7 +65,10 @@ function close(ctx: CommandContext, w: Window): void {
 
 function send(ctx: CommandContext, w: Window, r: FrameResult): void {
   const now = Date.now();
-  if (now >= w.until) return close(ctx, w);
+  if (now >= w.until) {
+    close(ctx, w);
+    return;
+  }
   if (now - w.last < 1000 / w.fps) return;
   w.last = now;
   const { engine } = ctx.active();
@@ -105,6 +108,21 @@ function card(ctx: CommandContext, w: Window): ModelCard {
   if (w.card?.key === version) return w.card;
   const rec = ctx.registry.get(version)!;
   const s = inspectBwsnn(new Uint8Array(readFileSync(rec.path)));
-  w.card = { key: version, sha256: rec.sha256, formatVersion: s.formatVersion, name: s.name, version: s.version, T: s.T, input: s.input, labels: s.labels, producer: s.producer, createdAt: s.createdAt, layers: s.layers, sizes: s.sizes, signed: s.signed, keyId: s.keyId };
+  w.card = {
+    key: version,
+    sha256: rec.sha256,
+    formatVersion: s.formatVersion,
+    name: s.name,
+    version: s.version,
+    T: s.T,
+    input: s.input,
+    labels: s.labels,
+    producer: s.producer,
+    createdAt: s.createdAt,
+    layers: s.layers,
+    sizes: s.sizes,
+    signed: s.signed,
+    keyId: s.keyId,
+  };
   return w.card;
 }

@@ -38,7 +38,12 @@ export function spread<T>(frames: readonly T[], count: number): T[] {
 function prefix(model: BwsnnModel, count: number): BwsnnModel {
   const hidden = model.hidden.slice(0, count - 1);
   const channels = layerChannels(hidden[hidden.length - 1] ?? model.first);
-  return { ...model, hidden, labels: ['probe'], head: { inFeatures: channels, outFeatures: 1, weight: new Float32Array(channels), bias: new Float32Array(1) } };
+  return {
+    ...model,
+    hidden,
+    labels: ['probe'],
+    head: { inFeatures: channels, outFeatures: 1, weight: new Float32Array(channels), bias: new Float32Array(1) },
+  };
 }
 
 /**
@@ -46,11 +51,21 @@ function prefix(model: BwsnnModel, count: number): BwsnnModel {
  * (so a caller can hand the event loop back). The layers' own part is the recorded current minus the recorded
  * shortcut.
  */
-export function* statsSteps(model: BwsnnModel, frames: readonly Frame[], count: number, from = 0): Generator<number, ChannelStats[]> {
-  if (frames.length === 0) throw new ConfigError('frames: expected at least one frame to measure the layer statistics on, got none', 'frames');
+export function* statsSteps(
+  model: BwsnnModel,
+  frames: readonly Frame[],
+  count: number,
+  from = 0,
+): Generator<number, ChannelStats[]> {
+  if (frames.length === 0)
+    throw new ConfigError('frames: expected at least one frame to measure the layer statistics on, got none', 'frames');
   const engine = createEngine(prefix(model, count));
   const layers = [model.first, ...model.hidden].slice(from, count);
-  const sums = layers.map((l) => ({ s: new Float64Array(layerChannels(l)), q: new Float64Array(layerChannels(l)), n: 0 }));
+  const sums = layers.map((l) => ({
+    s: new Float64Array(layerChannels(l)),
+    q: new Float64Array(layerChannels(l)),
+    n: 0,
+  }));
   for (let f = 0; f < frames.length; f++) {
     const trace = engine.infer(frames[f]!, { record: true }).trace!.slice(from);
     trace.forEach(({ currents, shortcut }, i) => {
@@ -80,7 +95,11 @@ export function layerStats(model: BwsnnModel, frames: readonly Frame[]): Channel
  * The affine `a * x + d` per channel that maps statistics `from` onto `to`, folded into a layer's scale and bias
  * (float32, as the format stores them).
  */
-export function matchedAffine(layer: { readonly scale: Float32Array; readonly bias: Float32Array }, from: ChannelStats, to: ChannelStats): { scale: Float32Array; bias: Float32Array } {
+export function matchedAffine(
+  layer: { readonly scale: Float32Array; readonly bias: Float32Array },
+  from: ChannelStats,
+  to: ChannelStats,
+): { scale: Float32Array; bias: Float32Array } {
   const scale = new Float32Array(layer.scale.length);
   const bias = new Float32Array(layer.bias.length);
   for (let c = 0; c < scale.length; c++) {
@@ -93,7 +112,11 @@ export function matchedAffine(layer: { readonly scale: Float32Array; readonly bi
 }
 
 /** The model with layer `index` (0 = the first layer) given a new scale and bias. */
-export function withAffine(model: BwsnnModel, index: number, affine: { scale: Float32Array; bias: Float32Array }): BwsnnModel {
+export function withAffine(
+  model: BwsnnModel,
+  index: number,
+  affine: { scale: Float32Array; bias: Float32Array },
+): BwsnnModel {
   if (index === 0) return { ...model, first: { ...model.first, ...affine } };
   const hidden = model.hidden.map((l, h) => (h === index - 1 ? ({ ...l, ...affine } as HiddenLayer) : l));
   return { ...model, hidden };
@@ -105,9 +128,14 @@ export function withAffine(model: BwsnnModel, index: number, affine: { scale: Fl
  * frames measured so far (each layer measures every frame once); returns the adapted model (same weights,
  * thresholds, head, version and meta).
  */
-export function* adaptSteps(model: BwsnnModel, frames: readonly Frame[], reference: readonly ChannelStats[]): Generator<number, BwsnnModel> {
+export function* adaptSteps(
+  model: BwsnnModel,
+  frames: readonly Frame[],
+  reference: readonly ChannelStats[],
+): Generator<number, BwsnnModel> {
   const layers = model.hidden.length + 1;
-  if (reference.length !== layers) throw new ConfigError(`reference: expected statistics of ${layers} layers, got ${reference.length}`, 'reference');
+  if (reference.length !== layers)
+    throw new ConfigError(`reference: expected statistics of ${layers} layers, got ${reference.length}`, 'reference');
   let adapted = model;
   for (let i = 0; i < layers; i++) {
     const steps = statsSteps(adapted, frames, i + 1, i);
@@ -120,7 +148,11 @@ export function* adaptSteps(model: BwsnnModel, frames: readonly Frame[], referen
 }
 
 /** Runs adaptSteps to the end. */
-export function adaptAffines(model: BwsnnModel, frames: readonly Frame[], reference: readonly ChannelStats[]): BwsnnModel {
+export function adaptAffines(
+  model: BwsnnModel,
+  frames: readonly Frame[],
+  reference: readonly ChannelStats[],
+): BwsnnModel {
   return runSteps(adaptSteps(model, frames, reference));
 }
 
@@ -147,10 +179,26 @@ export function homeModel(model: BwsnnModel): BwsnnModel {
   const layers = [model.first, ...model.hidden];
   const fits = (a: unknown, channels: number) => {
     const r = a as Partial<AffineRecord> | null;
-    return Array.isArray(r?.scale) && Array.isArray(r?.bias) && r.scale.length === channels && r.bias.length === channels && [...r.scale, ...r.bias].every((x) => typeof x === 'number' && Number.isFinite(x));
+    return (
+      Array.isArray(r?.scale) &&
+      Array.isArray(r?.bias) &&
+      r.scale.length === channels &&
+      r.bias.length === channels &&
+      [...r.scale, ...r.bias].every((x) => typeof x === 'number' && Number.isFinite(x))
+    );
   };
-  if (!Array.isArray(home) || home.length !== layers.length || !home.every((a, i) => fits(a, layerChannels(layers[i]!)))) {
-    throw new ConfigError(`meta.finetune.home: expected ${layers.length} layers of finite {scale, bias} per channel, got ${show(home)}`, 'meta.finetune.home');
+  if (
+    !Array.isArray(home) ||
+    home.length !== layers.length ||
+    !home.every((a, i) => fits(a, layerChannels(layers[i]!)))
+  ) {
+    throw new ConfigError(
+      `meta.finetune.home: expected ${layers.length} layers of finite {scale, bias} per channel, got ${show(home)}`,
+      'meta.finetune.home',
+    );
   }
-  return (home as AffineRecord[]).reduce((m, a, i) => withAffine(m, i, { scale: Float32Array.from(a.scale), bias: Float32Array.from(a.bias) }), model);
+  return (home as AffineRecord[]).reduce(
+    (m, a, i) => withAffine(m, i, { scale: Float32Array.from(a.scale), bias: Float32Array.from(a.bias) }),
+    model,
+  );
 }

@@ -83,12 +83,24 @@ export interface ExtractOptions {
 }
 
 /** Features for labelled frames, from the cache where present, computed (and cached) otherwise. */
-export function extractFeatures(engine: FeatureEngine, classes: number, frames: readonly TrainingFrame[], options: ExtractOptions = {}): FeatureSet & { readonly computed: number } {
-  return runSteps(featureSteps(engine, classes, frames, options.cache), (done) => options.onFrame?.(done, frames.length));
+export function extractFeatures(
+  engine: FeatureEngine,
+  classes: number,
+  frames: readonly TrainingFrame[],
+  options: ExtractOptions = {},
+): FeatureSet & { readonly computed: number } {
+  return runSteps(featureSteps(engine, classes, frames, options.cache), (done) =>
+    options.onFrame?.(done, frames.length),
+  );
 }
 
 /** extractFeatures one frame at a time: yields the number of frames done, returns the set. */
-export function* featureSteps(engine: FeatureEngine, classes: number, frames: readonly TrainingFrame[], cache?: FeatureCache): Generator<number, FeatureSet & { readonly computed: number }> {
+export function* featureSteps(
+  engine: FeatureEngine,
+  classes: number,
+  frames: readonly TrainingFrame[],
+  cache?: FeatureCache,
+): Generator<number, FeatureSet & { readonly computed: number }> {
   const { dim, backbone } = engine;
   const x = new Float64Array(frames.length * dim);
   const labels = new Int32Array(frames.length);
@@ -96,7 +108,10 @@ export function* featureSteps(engine: FeatureEngine, classes: number, frames: re
   for (let i = 0; i < frames.length; i++) {
     const f = frames[i]!;
     if (!Number.isInteger(f.label) || f.label < 0 || f.label >= classes) {
-      throw new FrameError(`frames[${i}].label: expected an integer class index 0..${classes - 1}, got ${JSON.stringify(f.label)}`, `frames[${i}].label`);
+      throw new FrameError(
+        `frames[${i}].label: expected an integer class index 0..${classes - 1}, got ${JSON.stringify(f.label)}`,
+        `frames[${i}].label`,
+      );
     }
     let features = cache?.get(backbone, f.id);
     if (!features || features.length !== dim) {
@@ -124,7 +139,8 @@ export function selectRows(set: FeatureSet, indices: readonly number[]): Feature
 
 /** The rows of `a` followed by those of `b`. */
 export function joinRows(a: FeatureSet, b: FeatureSet): FeatureSet {
-  if (a.dim !== b.dim) throw new ConfigError(`features: expected sets of equal width, got ${a.dim} and ${b.dim}`, 'features');
+  if (a.dim !== b.dim)
+    throw new ConfigError(`features: expected sets of equal width, got ${a.dim} and ${b.dim}`, 'features');
   const x = new Float64Array(a.x.length + b.x.length);
   x.set(a.x);
   x.set(b.x, a.x.length);

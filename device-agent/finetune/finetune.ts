@@ -72,14 +72,26 @@ export interface FineTuneResult {
    * Wall time of each phase, milliseconds; `computed` frames were not in the cache. Reference features depend only
    * on the backbone, so a cache makes them free after the first run.
    */
-  readonly timings: { readonly adaptMs: number; readonly labelledFeaturesMs: number; readonly referenceFeaturesMs: number; readonly trainMs: number; readonly gateMs: number; readonly computed: number };
+  readonly timings: {
+    readonly adaptMs: number;
+    readonly labelledFeaturesMs: number;
+    readonly referenceFeaturesMs: number;
+    readonly trainMs: number;
+    readonly gateMs: number;
+    readonly computed: number;
+  };
 }
 
 /**
  * Frames the candidate gets right and the parent wrong (fixed), and the reverse (broken): the same frames, each
  * model on its own backbone's features.
  */
-function disagreements(parent: Head, parentSet: FeatureSet, candidate: Head, candidateSet: FeatureSet): { fixed: number; broken: number } {
+function disagreements(
+  parent: Head,
+  parentSet: FeatureSet,
+  candidate: Head,
+  candidateSet: FeatureSet,
+): { fixed: number; broken: number } {
   const a = predict(parent, parentSet);
   const b = predict(candidate, candidateSet);
   let fixed = 0;
@@ -96,9 +108,20 @@ function disagreements(parent: Head, parentSet: FeatureSet, candidate: Head, can
  * `backbone` (the parent, or the parent with adapted affines) with a new head and version, its parent recorded in
  * meta.
  */
-export function childModel(backbone: BwsnnModel, head: Head, parentSha256: string, version: number, finetune: Record<string, unknown>): BwsnnModel {
+export function childModel(
+  backbone: BwsnnModel,
+  head: Head,
+  parentSha256: string,
+  version: number,
+  finetune: Record<string, unknown>,
+): BwsnnModel {
   const { parent: _grandparent, finetune: _previous, ...meta } = backbone.meta;
-  return { ...backbone, version, head, meta: { ...meta, parent: { name: backbone.name, version: backbone.version, sha256: parentSha256 }, finetune } };
+  return {
+    ...backbone,
+    version,
+    head,
+    meta: { ...meta, parent: { name: backbone.name, version: backbone.version, sha256: parentSha256 }, finetune },
+  };
 }
 
 /** Runs a fine-tuning request to the end in one go (blocking: about a second of CPU per few hundred frames). */
@@ -110,7 +133,10 @@ export function fineTune(request: FineTuneRequest): FineTuneResult {
  * Runs a fine-tuning request, handing the event loop back every `sliceMs` of work (default 20) so that an agent
  * keeps serving MQTT, metrics and progress reports meanwhile. Phase timings then include the time given away.
  */
-export async function fineTuneAsync(request: FineTuneRequest, options: { readonly sliceMs?: number } = {}): Promise<FineTuneResult> {
+export async function fineTuneAsync(
+  request: FineTuneRequest,
+  options: { readonly sliceMs?: number } = {},
+): Promise<FineTuneResult> {
   const sliceMs = options.sliceMs ?? 20;
   const steps = fineTuneSteps(request);
   let since = performance.now();
@@ -139,7 +165,10 @@ export const ADAPT_FRAMES = { reference: 250, labelled: 500 } as const;
 export const MIN_REHEARSED = 250;
 
 /** Relays a generator that counts frames done as progress steps, and returns its result. */
-function* relay<R>(steps: Generator<number, R>, progress: (done: number) => FineTuneProgress): Generator<FineTuneProgress, R> {
+function* relay<R>(
+  steps: Generator<number, R>,
+  progress: (done: number) => FineTuneProgress,
+): Generator<FineTuneProgress, R> {
   for (;;) {
     const step = steps.next();
     if (step.done) return step.value;
@@ -151,21 +180,33 @@ function* relay<R>(steps: Generator<number, R>, progress: (done: number) => Fine
 function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, FineTuneResult> {
   const { parent, frames, reference } = request;
   if (!/^[0-9a-f]{64}$/.test(request.parentSha256)) {
-    throw new ConfigError(`parentSha256: expected 64 lowercase hex digits, got ${JSON.stringify(request.parentSha256)}`, 'parentSha256');
+    throw new ConfigError(
+      `parentSha256: expected 64 lowercase hex digits, got ${JSON.stringify(request.parentSha256)}`,
+      'parentSha256',
+    );
   }
   const version = request.version ?? parent.version + 1;
   if (!Number.isSafeInteger(version) || version <= parent.version) {
-    throw new ConfigError(`version: expected an integer above the parent's ${parent.version}, got ${JSON.stringify(version)}`, 'version');
+    throw new ConfigError(
+      `version: expected an integer above the parent's ${parent.version}, got ${JSON.stringify(version)}`,
+      'version',
+    );
   }
   const gate = gateOptions(request.gate);
   const rehearsal = request.rehearsal ?? 1;
-  if (!(Number.isFinite(rehearsal) && rehearsal >= 0)) throw new ConfigError(`rehearsal: expected a number >= 0, got ${JSON.stringify(rehearsal)}`, 'rehearsal');
+  if (!(Number.isFinite(rehearsal) && rehearsal >= 0))
+    throw new ConfigError(`rehearsal: expected a number >= 0, got ${JSON.stringify(rehearsal)}`, 'rehearsal');
   const adapt = request.adapt ?? true;
-  if (typeof adapt !== 'boolean') throw new ConfigError(`adapt: expected true or false, got ${JSON.stringify(adapt)}`, 'adapt');
+  if (typeof adapt !== 'boolean')
+    throw new ConfigError(`adapt: expected true or false, got ${JSON.stringify(adapt)}`, 'adapt');
   const trainOptions = { ...TRAIN_DEFAULTS, ...request.train };
   const classes = parent.head.outFeatures;
   const engine = request.features ?? featureEngine(parent);
-  if (engine.backbone !== backboneId(parent)) throw new ConfigError('features: expected a feature engine built from the parent model, got one for another backbone', 'features');
+  if (engine.backbone !== backboneId(parent))
+    throw new ConfigError(
+      'features: expected a feature engine built from the parent model, got one for another backbone',
+      'features',
+    );
 
   // The parent's features (cached per backbone): "before" on the labelled frames. The reference frames (rehearsal,
   // reference check) are the original camera: seen through the affines of the parent's lineage before any
@@ -177,10 +218,18 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
   // The reference check half is floor(n / 2) frames (stratifiedSplit), all of them without rehearsal.
   const checkCount = rehearsal > 0 ? Math.floor(reference.length / 2) : reference.length;
   const total = frames.length + reference.length + (adapt ? frames.length + checkCount : 0);
-  const parentLabelled = yield* relay(featureSteps(engine, classes, frames, request.cache), (done) => ({ phase: 'features', done, total }));
+  const parentLabelled = yield* relay(featureSteps(engine, classes, frames, request.cache), (done) => ({
+    phase: 'features',
+    done,
+    total,
+  }));
   let labelledFeaturesMs = performance.now() - t;
   t = performance.now();
-  const ref = yield* relay(featureSteps(homeEngine, classes, reference, request.cache), (done) => ({ phase: 'features', done: frames.length + done, total }));
+  const ref = yield* relay(featureSteps(homeEngine, classes, reference, request.cache), (done) => ({
+    phase: 'features',
+    done: frames.length + done,
+    total,
+  }));
   let referenceFeaturesMs = performance.now() - t;
 
   // Adaptation, then the adapted backbone's features: the candidate's, on its new camera. Not cached: the
@@ -190,27 +239,50 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
   let labelled = parentLabelled;
   if (adapt) {
     const layers = parent.hidden.length + 1;
-    const [referenceSample, labelledSample] = [spread(reference, ADAPT_FRAMES.reference), spread(frames, ADAPT_FRAMES.labelled)].map((set) => set.map((f) => f.data));
+    const [referenceSample, labelledSample] = [
+      spread(reference, ADAPT_FRAMES.reference),
+      spread(frames, ADAPT_FRAMES.labelled),
+    ].map((set) => set.map((f) => f.data));
     const adaptTotal = referenceSample!.length + layers * labelledSample!.length;
-    const referenceStats = yield* relay(statsSteps(home, referenceSample!, layers), (done) => ({ phase: 'adapt', done, total: adaptTotal }));
-    backbone = yield* relay(adaptSteps(parent, labelledSample!, referenceStats), (done) => ({ phase: 'adapt', done: referenceSample!.length + done, total: adaptTotal }));
+    const referenceStats = yield* relay(statsSteps(home, referenceSample!, layers), (done) => ({
+      phase: 'adapt',
+      done,
+      total: adaptTotal,
+    }));
+    backbone = yield* relay(adaptSteps(parent, labelledSample!, referenceStats), (done) => ({
+      phase: 'adapt',
+      done: referenceSample!.length + done,
+      total: adaptTotal,
+    }));
   }
   const adaptMs = performance.now() - t;
   const candidateEngine = adapt ? featureEngine(backbone, kernel) : engine;
   t = performance.now();
-  if (adapt) labelled = yield* relay(featureSteps(candidateEngine, classes, frames), (done) => ({ phase: 'features', done: frames.length + reference.length + done, total }));
+  if (adapt)
+    labelled = yield* relay(featureSteps(candidateEngine, classes, frames), (done) => ({
+      phase: 'features',
+      done: frames.length + reference.length + done,
+      total,
+    }));
   labelledFeaturesMs += performance.now() - t;
 
   t = performance.now();
   const split = stratifiedSplit(labelled.labels, gate.holdoutFraction, gate.seed);
   const trainSet = selectRows(labelled, split.train);
   const holdoutSet = selectRows(labelled, split.holdout);
-  const refSplit = rehearsal > 0 ? stratifiedSplit(ref.labels, 0.5, gate.seed) : { train: [], holdout: Array.from({ length: ref.count }, (_, i) => i) };
+  const refSplit =
+    rehearsal > 0
+      ? stratifiedSplit(ref.labels, 0.5, gate.seed)
+      : { train: [], holdout: Array.from({ length: ref.count }, (_, i) => i) };
   const checkSet = selectRows(ref, refSplit.holdout);
-  const rehearsed = selectRows(ref, refSplit.train.slice(0, Math.max(Math.round(rehearsal * trainSet.count), rehearsal > 0 ? MIN_REHEARSED : 0)));
+  const rehearsed = selectRows(
+    ref,
+    refSplit.train.slice(0, Math.max(Math.round(rehearsal * trainSet.count), rehearsal > 0 ? MIN_REHEARSED : 0)),
+  );
   const training = trainSteps(parent.head, joinRows(trainSet, rehearsed), trainOptions);
   let epoch = training.next();
-  for (; !epoch.done; epoch = training.next()) yield { phase: 'train', epoch: epoch.value.epoch, epochs: trainOptions.epochs, loss: epoch.value.loss };
+  for (; !epoch.done; epoch = training.next())
+    yield { phase: 'train', epoch: epoch.value.epoch, epochs: trainOptions.epochs, loss: epoch.value.loss };
   const { params, losses } = epoch.value;
   const head = toHead(params);
   const trainMs = performance.now() - t;
@@ -220,15 +292,37 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
   // (the reference frames through the adapted affines) is reported, not gated: the way back is the parent.
   t = performance.now();
   const checkFrames = refSplit.holdout.map((i) => reference[i]!);
-  const asIs = adapt ? yield* relay(featureSteps(candidateEngine, classes, checkFrames), (done) => ({ phase: 'features', done: 2 * frames.length + reference.length + done, total })) : checkSet;
+  const asIs = adapt
+    ? yield* relay(featureSteps(candidateEngine, classes, checkFrames), (done) => ({
+        phase: 'features',
+        done: 2 * frames.length + reference.length + done,
+        total,
+      }))
+    : checkSet;
   referenceFeaturesMs += performance.now() - t;
   t = performance.now();
   yield { phase: 'gate' };
-  const compare = (parentSet: FeatureSet, candidateSet: FeatureSet) => ({ frames: parentSet.count, before: accuracy(parent.head, parentSet), after: accuracy(head, candidateSet) });
-  const holdout = { ...compare(selectRows(parentLabelled, split.holdout), holdoutSet), ...disagreements(parent.head, selectRows(parentLabelled, split.holdout), head, holdoutSet) };
-  const decision = decide(compare(selectRows(parentLabelled, split.train), trainSet), holdout, compare(checkSet, checkSet), gate, frames.length);
+  const compare = (parentSet: FeatureSet, candidateSet: FeatureSet) => ({
+    frames: parentSet.count,
+    before: accuracy(parent.head, parentSet),
+    after: accuracy(head, candidateSet),
+  });
+  const holdout = {
+    ...compare(selectRows(parentLabelled, split.holdout), holdoutSet),
+    ...disagreements(parent.head, selectRows(parentLabelled, split.holdout), head, holdoutSet),
+  };
+  const decision = decide(
+    compare(selectRows(parentLabelled, split.train), trainSet),
+    holdout,
+    compare(checkSet, checkSet),
+    gate,
+    frames.length,
+  );
   const referenceAsIs = compare(checkSet, asIs);
-  if (adapt) decision.reasons.push(`info: on the original camera (reference frames through the adapted affines) ${(100 * referenceAsIs.before).toFixed(1)}% -> ${(100 * referenceAsIs.after).toFixed(1)}%; not gated (the parent is the way back)`);
+  if (adapt)
+    decision.reasons.push(
+      `info: on the original camera (reference frames through the adapted affines) ${(100 * referenceAsIs.before).toFixed(1)}% -> ${(100 * referenceAsIs.after).toFixed(1)}%; not gated (the parent is the way back)`,
+    );
   const gateMs = performance.now() - t;
 
   const candidate = childModel(backbone, head, request.parentSha256, version, {
@@ -237,10 +331,25 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
     labelledFrames: frames.length,
     trainFrames: decision.train.frames,
     rehearsalFrames: rehearsed.count,
-    holdout: { frames: decision.holdout.frames, before: decision.holdout.before, after: decision.holdout.after, pValue: decision.holdout.pValue },
-    reference: { frames: decision.reference.frames, before: decision.reference.before, after: decision.reference.after },
+    holdout: {
+      frames: decision.holdout.frames,
+      before: decision.holdout.before,
+      after: decision.holdout.after,
+      pValue: decision.holdout.pValue,
+    },
+    reference: {
+      frames: decision.reference.frames,
+      before: decision.reference.before,
+      after: decision.reference.after,
+    },
     adapted: adapt
-      ? { method: 'batch-norm re-estimation', layers: [parent.first, ...parent.hidden].map((l) => l.name), frames: frames.length, referenceFrames: reference.length, referenceAsIs }
+      ? {
+          method: 'batch-norm re-estimation',
+          layers: [parent.first, ...parent.hidden].map((l) => l.name),
+          frames: frames.length,
+          referenceFrames: reference.length,
+          referenceAsIs,
+        }
       : null,
     // The original camera's affines, handed down the lineage (homeModel): the lab's, whatever was adapted since.
     home: affinesOf(home),
@@ -249,7 +358,17 @@ function* fineTuneSteps(request: FineTuneRequest): Generator<FineTuneProgress, F
     gate,
   });
   return {
-    decision, model: decision.accepted ? candidate : null, candidate, adaptation: adapt ? { referenceAsIs } : null,
-    timings: { adaptMs, labelledFeaturesMs, referenceFeaturesMs, trainMs, gateMs, computed: parentLabelled.computed + ref.computed + (adapt ? labelled.computed + asIs.count : 0) },
+    decision,
+    model: decision.accepted ? candidate : null,
+    candidate,
+    adaptation: adapt ? { referenceAsIs } : null,
+    timings: {
+      adaptMs,
+      labelledFeaturesMs,
+      referenceFeaturesMs,
+      trainMs,
+      gateMs,
+      computed: parentLabelled.computed + ref.computed + (adapt ? labelled.computed + asIs.count : 0),
+    },
   };
 }

@@ -23,16 +23,31 @@ export interface GateOptions {
   readonly seed?: number;
 }
 
-export const GATE_DEFAULTS = { holdoutFraction: 0.25, minGain: 0.02, maxReferenceDrop: 0.02, maxPValue: 0.05, minFrames: 40, seed: 1 } as const;
+export const GATE_DEFAULTS = {
+  holdoutFraction: 0.25,
+  minGain: 0.02,
+  maxReferenceDrop: 0.02,
+  maxPValue: 0.05,
+  minFrames: 40,
+  seed: 1,
+} as const;
 
 export function gateOptions(options: GateOptions = {}): Required<GateOptions> {
   const o = { ...GATE_DEFAULTS, ...options };
   const check = (name: keyof GateOptions, ok: boolean, expected: string) => {
-    if (!ok) throw new ConfigError(`finetune.gate.${name}: expected ${expected}, got ${JSON.stringify(o[name])}`, `finetune.gate.${name}`);
+    if (!ok)
+      throw new ConfigError(
+        `finetune.gate.${name}: expected ${expected}, got ${JSON.stringify(o[name])}`,
+        `finetune.gate.${name}`,
+      );
   };
   check('holdoutFraction', o.holdoutFraction > 0 && o.holdoutFraction < 1, 'a number between 0 and 1 (exclusive)');
   check('minGain', Number.isFinite(o.minGain) && o.minGain >= -1 && o.minGain <= 1, 'a number in -1..1');
-  check('maxReferenceDrop', Number.isFinite(o.maxReferenceDrop) && o.maxReferenceDrop >= 0 && o.maxReferenceDrop <= 1, 'a number in 0..1');
+  check(
+    'maxReferenceDrop',
+    Number.isFinite(o.maxReferenceDrop) && o.maxReferenceDrop >= 0 && o.maxReferenceDrop <= 1,
+    'a number in 0..1',
+  );
   check('maxPValue', o.maxPValue > 0 && o.maxPValue <= 1, 'a number in (0, 1]');
   check('minFrames', Number.isInteger(o.minFrames) && o.minFrames >= 2, 'an integer >= 2');
   check('seed', Number.isInteger(o.seed), 'an integer');
@@ -43,13 +58,22 @@ export function gateOptions(options: GateOptions = {}): Required<GateOptions> {
  * Seeded stratified split: frames are shuffled, grouped by label, and every 1/fraction-th one of that ordering is
  * held out, so each class lands in the holdout in proportion (within one frame) and the total is floor(n*f).
  */
-export function stratifiedSplit(labels: ArrayLike<number>, holdoutFraction: number, seed: number): { readonly train: number[]; readonly holdout: number[] } {
-  const order = shuffle(Array.from({ length: labels.length }, (_, i) => i), rng(seed));
+export function stratifiedSplit(
+  labels: ArrayLike<number>,
+  holdoutFraction: number,
+  seed: number,
+): { readonly train: number[]; readonly holdout: number[] } {
+  const order = shuffle(
+    Array.from({ length: labels.length }, (_, i) => i),
+    rng(seed),
+  );
   // Stable sort by label keeps the shuffled order within each class.
   order.sort((a, b) => labels[a]! - labels[b]!);
   const train: number[] = [];
   const holdout: number[] = [];
-  order.forEach((row, i) => (Math.floor((i + 1) * holdoutFraction) > Math.floor(i * holdoutFraction) ? holdout : train).push(row));
+  order.forEach((row, i) =>
+    (Math.floor((i + 1) * holdoutFraction) > Math.floor(i * holdoutFraction) ? holdout : train).push(row),
+  );
   return { train: train.sort((a, b) => a - b), holdout: holdout.sort((a, b) => a - b) };
 }
 
@@ -94,7 +118,13 @@ const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 const points = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)} points`;
 
 /** Judges a candidate from its accuracies; the numbers in, a decision with its reasons out. */
-export function decide(train: Comparison, holdout: HoldoutComparison, reference: Comparison, options: Required<GateOptions>, labelled: number): GateDecision {
+export function decide(
+  train: Comparison,
+  holdout: HoldoutComparison,
+  reference: Comparison,
+  options: Required<GateOptions>,
+  labelled: number,
+): GateDecision {
   const reasons: string[] = [];
   let accepted = true;
   const check = (ok: boolean, line: string) => {
@@ -109,8 +139,24 @@ export function decide(train: Comparison, holdout: HoldoutComparison, reference:
   check(reference.frames > 0, `${reference.frames} reference frames (at least 1 needed)`);
   // Compare in whole frames so that float noise cannot flip a decision at the boundary.
   const eps = 1e-9;
-  check(gain >= options.minGain - eps, `holdout accuracy ${pct(holdout.before)} -> ${pct(holdout.after)} (${points(gain)}; at least ${points(options.minGain)} required)`);
-  check(pValue <= options.maxPValue, `holdout: the candidate fixes ${holdout.fixed} frames and breaks ${holdout.broken} (sign test p = ${pValue.toPrecision(2)}; at most ${options.maxPValue} required)`);
-  check(drop <= options.maxReferenceDrop + eps, `reference accuracy ${pct(reference.before)} -> ${pct(reference.after)} (${points(-drop)}; a fall of at most ${(100 * options.maxReferenceDrop).toFixed(1)} points allowed)`);
-  return { accepted, reasons, train, holdout: { ...holdout, gain, pValue }, reference: { ...reference, drop }, options };
+  check(
+    gain >= options.minGain - eps,
+    `holdout accuracy ${pct(holdout.before)} -> ${pct(holdout.after)} (${points(gain)}; at least ${points(options.minGain)} required)`,
+  );
+  check(
+    pValue <= options.maxPValue,
+    `holdout: the candidate fixes ${holdout.fixed} frames and breaks ${holdout.broken} (sign test p = ${pValue.toPrecision(2)}; at most ${options.maxPValue} required)`,
+  );
+  check(
+    drop <= options.maxReferenceDrop + eps,
+    `reference accuracy ${pct(reference.before)} -> ${pct(reference.after)} (${points(-drop)}; a fall of at most ${(100 * options.maxReferenceDrop).toFixed(1)} points allowed)`,
+  );
+  return {
+    accepted,
+    reasons,
+    train,
+    holdout: { ...holdout, gain, pValue },
+    reference: { ...reference, drop },
+    options,
+  };
 }

@@ -37,7 +37,14 @@ export function toHead(p: HeadParams): Head {
  * Mean softmax cross-entropy over `rows` of `set` plus `decay/2 * |values - anchor|^2`; writes the gradient into
  * `grad` (same layout as values) and returns the loss.
  */
-export function lossAndGradient(p: HeadParams, set: FeatureSet, rows: ArrayLike<number>, anchor: Float64Array, decay: number, grad: Float64Array): number {
+export function lossAndGradient(
+  p: HeadParams,
+  set: FeatureSet,
+  rows: ArrayLike<number>,
+  anchor: Float64Array,
+  decay: number,
+  grad: Float64Array,
+): number {
   const { inFeatures: nin, outFeatures: nout, values } = p;
   const wEnd = nout * nin;
   grad.fill(0);
@@ -60,7 +67,7 @@ export function lossAndGradient(p: HeadParams, set: FeatureSet, rows: ArrayLike<
     loss += (Math.log(sum) + max - z[label]!) * scale;
     for (let o = 0; o < nout; o++) {
       // d(CE)/dz_o = softmax_o - [o == label]
-      const dz = ((Math.exp(z[o]! - max) / sum) - (o === label ? 1 : 0)) * scale;
+      const dz = (Math.exp(z[o]! - max) / sum - (o === label ? 1 : 0)) * scale;
       grad[wEnd + o]! += dz;
       for (let c = 0; c < nin; c++) grad[o * nin + c]! += dz * x[c]!;
     }
@@ -96,23 +103,42 @@ export const TRAIN_DEFAULTS = { epochs: 60, batchSize: 32, learningRate: 0.01, d
 
 function checkPositive(name: string, value: number, integer: boolean): void {
   if (!(Number.isFinite(value) && value > 0 && (!integer || Number.isInteger(value)))) {
-    throw new ConfigError(`finetune.${name}: expected a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`, `finetune.${name}`);
+    throw new ConfigError(
+      `finetune.${name}: expected a positive ${integer ? 'integer' : 'number'}, got ${JSON.stringify(value)}`,
+      `finetune.${name}`,
+    );
   }
 }
 
 /** Trains from `start` (the parent head) with Adam; returns the new parameters and the per-epoch losses. */
-export function trainHead(start: Head, set: FeatureSet, options: TrainOptions = {}): { readonly params: HeadParams; readonly losses: number[] } {
+export function trainHead(
+  start: Head,
+  set: FeatureSet,
+  options: TrainOptions = {},
+): { readonly params: HeadParams; readonly losses: number[] } {
   return runSteps(trainSteps(start, set, options), ({ epoch, loss }) => options.onEpoch?.(epoch, loss));
 }
 
 /** trainHead one epoch at a time: yields each epoch's mean loss, returns the result. */
-export function* trainSteps(start: Head, set: FeatureSet, options: Omit<TrainOptions, 'onEpoch'> = {}): Generator<{ readonly epoch: number; readonly loss: number }, { readonly params: HeadParams; readonly losses: number[] }> {
+export function* trainSteps(
+  start: Head,
+  set: FeatureSet,
+  options: Omit<TrainOptions, 'onEpoch'> = {},
+): Generator<
+  { readonly epoch: number; readonly loss: number },
+  { readonly params: HeadParams; readonly losses: number[] }
+> {
   const o = { ...TRAIN_DEFAULTS, ...options };
   checkPositive('epochs', o.epochs, true);
   checkPositive('batchSize', o.batchSize, true);
   checkPositive('learningRate', o.learningRate, false);
-  if (!(Number.isFinite(o.decay) && o.decay >= 0)) throw new ConfigError(`finetune.decay: expected a number >= 0, got ${JSON.stringify(o.decay)}`, 'finetune.decay');
-  if (set.dim !== start.inFeatures) throw new ConfigError(`features: expected ${start.inFeatures} per frame (the head's inFeatures), got ${set.dim}`, 'features');
+  if (!(Number.isFinite(o.decay) && o.decay >= 0))
+    throw new ConfigError(`finetune.decay: expected a number >= 0, got ${JSON.stringify(o.decay)}`, 'finetune.decay');
+  if (set.dim !== start.inFeatures)
+    throw new ConfigError(
+      `features: expected ${start.inFeatures} per frame (the head's inFeatures), got ${set.dim}`,
+      'features',
+    );
   const anchor = headParams(start).values;
   const p = headParams(start);
   const n = p.values.length;

@@ -47,7 +47,8 @@ export function rotate(frame: Uint8Array, [h, w, c]: Shape, degrees: number): Ui
   const [cos, sin] = [Math.cos(a), Math.sin(a)];
   const [cy, cx] = [(h - 1) / 2, (w - 1) / 2];
   const out = new Uint8Array(frame.length);
-  const at = (y: number, x: number, ch: number) => (y < 0 || y >= h || x < 0 || x >= w ? 0 : frame[(y * w + x) * c + ch]!);
+  const at = (y: number, x: number, ch: number) =>
+    y < 0 || y >= h || x < 0 || x >= w ? 0 : frame[(y * w + x) * c + ch]!;
   for (let y = 0; y < h; y++) {
     for (let x = 0; x < w; x++) {
       // Inverse mapping: where in the source does this output pixel come from.

@@ -44,7 +44,11 @@ export class MetricsCollector {
     this.correct = 0;
   }
 
-  record(r: { latencyMs: number; spikeRates: Float32Array; synOps: number; prediction: number }, label: number | null, now = performance.now()): void {
+  record(
+    r: { latencyMs: number; spikeRates: Float32Array; synOps: number; prediction: number },
+    label: number | null,
+    now = performance.now(),
+  ): void {
     this.frames++;
     this.latencies[this.latencyCount++ % this.latencies.length] = r.latencyMs;
     this.times[this.timesCount++ % this.times.length] = now;
@@ -63,7 +67,10 @@ export class MetricsCollector {
     }
   }
 
-  snapshot(extra: { model: string | null; queueDepth: number; dropped: number; outbox: number }, now = Date.now()): MetricsSnapshot {
+  snapshot(
+    extra: { model: string | null; queueDepth: number; dropped: number; outbox: number },
+    now = Date.now(),
+  ): MetricsSnapshot {
     const n = Math.min(this.spikeCount, SPIKE_WINDOW);
     const spikeRate: Record<string, number> = {};
     this.layerNames.forEach((name, l) => (spikeRate[name] = n ? round(this.spikeSums[l]! / n, 6) : 0));
@@ -73,13 +80,19 @@ export class MetricsCollector {
       model: extra.model,
       frames: this.frames,
       framesPerSecond: round(this.rate(), 2),
-      latencyMs: { p50: round(quantile(lat, 0.5), 4), p90: round(quantile(lat, 0.9), 4), p99: round(quantile(lat, 0.99), 4) },
+      latencyMs: {
+        p50: round(quantile(lat, 0.5), 4),
+        p90: round(quantile(lat, 0.9), 4),
+        p99: round(quantile(lat, 0.99), 4),
+      },
       queueDepth: extra.queueDepth,
       dropped: extra.dropped,
       frameErrors: this.frameErrors,
       spikeRate,
       synOpsPerFrame: n ? Math.round(this.synSum / n) : 0,
-      accuracy: this.labelled ? { labelled: this.labelled, correct: this.correct, ratio: round(this.correct / this.labelled, 6) } : null,
+      accuracy: this.labelled
+        ? { labelled: this.labelled, correct: this.correct, ratio: round(this.correct / this.labelled, 6) }
+        : null,
       rssBytes: residentBytes(),
       cpuTemperatureC: cpuTemperature(),
       outbox: extra.outbox,
@@ -123,7 +136,9 @@ export function cpuTemperature(): number | null {
   if (thermalZone === undefined) {
     thermalZone = null;
     try {
-      const zones = readdirSync('/sys/class/thermal').filter((z) => z.startsWith('thermal_zone')).sort();
+      const zones = readdirSync('/sys/class/thermal')
+        .filter((z) => z.startsWith('thermal_zone'))
+        .sort();
       const typed = zones.map((z) => ({ z, type: safeRead(`/sys/class/thermal/${z}/type`) ?? '' }));
       const cpu = typed.find((t) => /cpu|soc|x86_pkg|core/i.test(t.type)) ?? typed[0];
       if (cpu) thermalZone = `/sys/class/thermal/${cpu.z}/temp`;

@@ -17,7 +17,10 @@ export class PrometheusExporter {
   private server: Server | null = null;
   private current: MetricsSnapshot | null = null;
 
-  constructor(private readonly snapshot: () => MetricsSnapshot, labels: Record<string, string> = {}) {
+  constructor(
+    private readonly snapshot: () => MetricsSnapshot,
+    labels: Record<string, string> = {},
+  ) {
     const { Counter, Gauge, Registry, collectDefaultMetrics } = require('prom-client') as typeof import('prom-client');
     this.registry = new Registry();
     this.registry.setDefaultLabels(labels);
@@ -26,7 +29,12 @@ export class PrometheusExporter {
     const reg = [this.registry];
     // The first collect of a scrape takes the snapshot; the others reuse it.
     const snap = (): MetricsSnapshot => (this.current ??= this.snapshot());
-    const gauge = (name: string, help: string, read: (s: MetricsSnapshot) => number | null, labelNames: string[] = []) =>
+    const gauge = (
+      name: string,
+      help: string,
+      read: (s: MetricsSnapshot) => number | null,
+      labelNames: string[] = [],
+    ) =>
       new Gauge({
         name,
         help,
@@ -50,13 +58,25 @@ export class PrometheusExporter {
     counter('sei_agent_frames_total', 'Frames inferred since start.', (s) => s.frames);
     counter('sei_agent_frames_dropped_total', 'Frames dropped by the full source queue.', (s) => s.dropped);
     counter('sei_agent_frame_errors_total', 'Frames refused as malformed.', (s) => s.frameErrors);
-    counter('sei_agent_labelled_frames_total', 'Frames that came with a ground-truth label (current model).', (s) => s.accuracy?.labelled ?? 0);
-    counter('sei_agent_correct_predictions_total', 'Labelled frames predicted correctly (current model).', (s) => s.accuracy?.correct ?? 0);
+    counter(
+      'sei_agent_labelled_frames_total',
+      'Frames that came with a ground-truth label (current model).',
+      (s) => s.accuracy?.labelled ?? 0,
+    );
+    counter(
+      'sei_agent_correct_predictions_total',
+      'Labelled frames predicted correctly (current model).',
+      (s) => s.accuracy?.correct ?? 0,
+    );
     gauge('sei_agent_frames_per_second', 'Inference throughput over the last seconds.', (s) => s.framesPerSecond);
     gauge('sei_agent_queue_depth', 'Frames waiting between source and engine.', (s) => s.queueDepth);
     gauge('sei_agent_outbox_messages', 'Messages waiting in the outbox for a broker acknowledgement.', (s) => s.outbox);
     gauge('sei_agent_synaptic_ops_per_frame', 'Synaptic operations per frame (recent mean).', (s) => s.synOpsPerFrame);
-    gauge('sei_agent_accuracy_ratio', 'Accuracy against known labels (current model).', (s) => s.accuracy?.ratio ?? null);
+    gauge(
+      'sei_agent_accuracy_ratio',
+      'Accuracy against known labels (current model).',
+      (s) => s.accuracy?.ratio ?? null,
+    );
     gauge('sei_agent_cpu_temperature_celsius', 'CPU temperature from /sys/class/thermal.', (s) => s.cpuTemperatureC);
     new Gauge({
       name: 'sei_agent_inference_latency_seconds',

@@ -43,7 +43,11 @@ export interface LinkEvents {
   online: [protocol: 4 | 5];
   offline: [];
   /** `progress` sends an interim `{ok: true, command, correlationId, progress}` to the reply topic (QoS 0) before the one reply. */
-  command: [command: Command, reply: (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => void, progress: (body: unknown) => void];
+  command: [
+    command: Command,
+    reply: (outcome: { ok: true; result: unknown } | { ok: false; error: Error }) => void,
+    progress: (body: unknown) => void,
+  ];
   /** A message on one of `subscribe` (topic relative to the prefix). */
   message: [suffix: string, payload: Buffer];
   error: [error: Error];
@@ -106,11 +110,17 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: 10_000,
-      will: { topic: this.topic('status'), payload: Buffer.from(JSON.stringify({ state: 'offline', reason: 'connection lost' } satisfies StatusMessage)), qos: 1, retain: true },
+      will: {
+        topic: this.topic('status'),
+        payload: Buffer.from(JSON.stringify({ state: 'offline', reason: 'connection lost' } satisfies StatusMessage)),
+        qos: 1,
+        retain: true,
+      },
     };
     if (m.username !== null) options.username = m.username;
     if (m.password !== null) options.password = m.password;
-    const pem = (key: 'ca' | 'cert' | 'key', path: string) => fromFile(`mqtt.tls.${key}`, 'a readable PEM file', path, () => readFileSync(path));
+    const pem = (key: 'ca' | 'cert' | 'key', path: string) =>
+      fromFile(`mqtt.tls.${key}`, 'a readable PEM file', path, () => readFileSync(path));
     if (m.tls.ca) options.ca = pem('ca', m.tls.ca);
     if (m.tls.cert) options.cert = pem('cert', m.tls.cert);
     if (m.tls.key) options.key = pem('key', m.tls.key);
@@ -124,11 +134,18 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
       this.attempts = 0;
       this.lastHanded = 0;
       this.inflight = 0;
-      const subs = [this.topic('cmd/+'), ...(this.onFrame ? [this.topic('frames/in')] : []), ...(this.opts.subscribe ?? []).map((s) => this.topic(s))];
+      const subs = [
+        this.topic('cmd/+'),
+        ...(this.onFrame ? [this.topic('frames/in')] : []),
+        ...(this.opts.subscribe ?? []).map((s) => this.topic(s)),
+      ];
       client.subscribe(subs, { qos: 1 }, (err) => {
         if (err && this.client === client) this.emit('error', err);
       });
-      const birth: StatusMessage = Object.assign({ state: 'online' as const, protocol: this.protocol }, this.opts.birth());
+      const birth: StatusMessage = Object.assign(
+        { state: 'online' as const, protocol: this.protocol },
+        this.opts.birth(),
+      );
       void this.publish('status', birth, { qos: 1, retain: true });
       this.emit('online', this.protocol);
       this.pump();
@@ -137,7 +154,11 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
     client.on('error', (err) => {
       if (this.client !== client) return;
       // Aedes and other 3.1.1-only brokers answer an MQTT 5 CONNECT with "unacceptable protocol version".
-      if (this.opts.mqtt.protocol === 'auto' && this.protocol === 5 && /unacceptable protocol version|unsupported protocol version/i.test(err.message)) {
+      if (
+        this.opts.mqtt.protocol === 'auto' &&
+        this.protocol === 5 &&
+        /unacceptable protocol version|unsupported protocol version/i.test(err.message)
+      ) {
         refusedVersion = true;
         this.protocol = 4;
         return;
@@ -186,7 +207,8 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
     if (payload.length > 0) {
       try {
         const parsed: unknown = JSON.parse(payload.toString('utf8'));
-        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error(`expected a JSON object, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`);
+        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+          throw new Error(`expected a JSON object, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`);
         args = parsed as Json;
       } catch (err) {
         parseError = new SyntaxError(`cmd/${name}: payload: ${(err as Error).message}`);
@@ -194,12 +216,18 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
     }
     const { replyTo, correlationId, ...rest } = args;
     const props = packet.properties;
-    const replyTopic = props?.responseTopic ?? (typeof replyTo === 'string' && replyTo.length > 0 ? replyTo : this.topic(`reply/${name}`));
+    const replyTopic =
+      props?.responseTopic ??
+      (typeof replyTo === 'string' && replyTo.length > 0 ? replyTo : this.topic(`reply/${name}`));
     const correlation = props?.correlationData;
     const echoed = correlationId !== undefined ? correlationId : correlation?.toString('utf8');
     const send = (fields: ReplyOutcome, qos: 0 | 1) => {
       // `ok` first, then `command` and `correlationId`: the order the README's examples show.
-      const body: CommandReply = Object.assign({ ok: fields.ok, command: name }, echoed !== undefined ? { correlationId: echoed } : {}, fields);
+      const body: CommandReply = Object.assign(
+        { ok: fields.ok, command: name },
+        echoed !== undefined ? { correlationId: echoed } : {},
+        fields,
+      );
       const opts: IClientPublishOptions = { qos };
       if (correlation && this.protocol === 5) opts.properties = { correlationData: correlation };
       void this.publishTopic(replyTopic, body, opts);
@@ -309,7 +337,10 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
     if (!client) return;
     if (this.connected) {
       await Promise.race([
-        this.publish('status', { state: 'offline', reason: 'stopped' } satisfies StatusMessage, { qos: 1, retain: true }),
+        this.publish('status', { state: 'offline', reason: 'stopped' } satisfies StatusMessage, {
+          qos: 1,
+          retain: true,
+        }),
         new Promise((r) => setTimeout(r, 2000)),
       ]);
     }

@@ -19,8 +19,16 @@ export function parseJob(payload: Buffer): Job {
   } catch (err) {
     throw new OtaError(`ota/job: expected a JSON job, got ${(err as Error).message}`, 'ota/job');
   }
-  if (typeof job !== 'object' || job === null || typeof job.jobId !== 'string' || !/^[A-Za-z0-9_.-]{1,64}$/.test(job.jobId)) {
-    throw new OtaError(`ota/job: jobId: expected 1-64 of [A-Za-z0-9_.-], got ${show((job as { jobId?: unknown } | null)?.jobId)}`, 'jobId');
+  if (
+    typeof job !== 'object' ||
+    job === null ||
+    typeof job.jobId !== 'string' ||
+    !/^[A-Za-z0-9_.-]{1,64}$/.test(job.jobId)
+  ) {
+    throw new OtaError(
+      `ota/job: jobId: expected 1-64 of [A-Za-z0-9_.-], got ${show((job as { jobId?: unknown } | null)?.jobId)}`,
+      'jobId',
+    );
   }
   return job;
 }
@@ -48,19 +56,27 @@ export interface Device {
 /** Why a job with a verified manifest is refused before its download, or null. */
 export function admissionProblem(job: Job, m: Manifest, device: Device): string | null {
   const { ota, dir, engine, running } = device;
-  if (!Number.isInteger(job.blockSize) || job.blockSize < 1) return `job.blockSize: expected an integer >= 1, got ${show(job.blockSize)}`;
+  if (!Number.isInteger(job.blockSize) || job.blockSize < 1)
+    return `job.blockSize: expected an integer >= 1, got ${show(job.blockSize)}`;
   const blocks = blockCount(m.size, job.blockSize);
-  if (!Array.isArray(job.blockSha256) || job.blockSha256.length !== blocks || !job.blockSha256.every((h) => typeof h === 'string' && /^[0-9a-f]{64}$/.test(h))) {
+  if (
+    !Array.isArray(job.blockSha256) ||
+    job.blockSha256.length !== blocks ||
+    !job.blockSha256.every((h) => typeof h === 'string' && /^[0-9a-f]{64}$/.test(h))
+  ) {
     return `job.blockSha256: expected ${blocks} hex SHA-256 digests (size ${m.size} / block ${job.blockSize}), got ${show(job.blockSha256)}`;
   }
   if (m.size > ota.maxBytes) return `too large: size ${m.size} bytes > ota.maxBytes ${ota.maxBytes}`;
   const free = freeBytes(dir);
-  if (free !== null && free < m.size + ota.reserveBytes) return `too large for the free disk: ${m.size} bytes + ota.reserveBytes ${ota.reserveBytes} > ${free} bytes free in ${dir}`;
+  if (free !== null && free < m.size + ota.reserveBytes)
+    return `too large for the free disk: ${m.size} bytes + ota.reserveBytes ${ota.reserveBytes} > ${free} bytes free in ${dir}`;
   const arch = architectureProblem(m, engine ? engine.model.input : m.architecture.input);
   if (arch) return arch;
   const current = engine?.model.version ?? -1;
-  if (m.version <= current && job.allowDowngrade !== true) return `version not newer: expected > ${current} (the running ${running}), got ${m.version} (set allowDowngrade to install it)`;
+  if (m.version <= current && job.allowDowngrade !== true)
+    return `version not newer: expected > ${current} (the running ${running}), got ${m.version} (set allowDowngrade to install it)`;
   // The registry is keyed by name@version: other bytes under the running key would leave no version to roll back to.
-  if (m.model === running) return `version ${m.model}: expected a version other than the running one, got the running one${job.allowDowngrade === true ? ' again (allowDowngrade does not reinstall it)' : ''}`;
+  if (m.model === running)
+    return `version ${m.model}: expected a version other than the running one, got the running one${job.allowDowngrade === true ? ' again (allowDowngrade does not reinstall it)' : ''}`;
   return null;
 }

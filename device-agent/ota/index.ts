@@ -1,7 +1,18 @@
 /** Remote model update (OTA): device side, operator side, the signed manifest and the wire protocol. Re-exports only. */
 export { parseOtaConfig } from './config.js';
 export type { OtaConfig } from './config.js';
-export { architectureProblem, buildManifest, canaryFrames, canaryProblem, prepareArtifact, readPrivateKey, readPublicKey, signManifest, verifyManifest, SUPPORTED_OPS } from './manifest.js';
+export {
+  architectureProblem,
+  buildManifest,
+  canaryFrames,
+  canaryProblem,
+  prepareArtifact,
+  readPrivateKey,
+  readPublicKey,
+  signManifest,
+  verifyManifest,
+  SUPPORTED_OPS,
+} from './manifest.js';
 export type { Canary, Manifest, ManifestOptions, SignedManifest } from './manifest.js';
 export { OtaManager } from './manager.js';
 export type { OtaEvents, OtaHost } from './host.js';

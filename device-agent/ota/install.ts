@@ -26,11 +26,18 @@ export function installedPath(dir: string, m: Manifest): string {
 }
 
 /** VERIFYING: the artifact's bytes if they are exactly what the (verified) manifest signs and a valid container. */
-export function verifyArtifact(path: string, m: Manifest, trusted: readonly KeyObject[]): { readonly bytes: Uint8Array } | { readonly problem: string } {
+export function verifyArtifact(
+  path: string,
+  m: Manifest,
+  trusted: readonly KeyObject[],
+): { readonly bytes: Uint8Array } | { readonly problem: string } {
   const bytes = new Uint8Array(readFileSync(path));
   const digest = sha256(bytes);
   if (bytes.length !== m.size) return { problem: `size mismatch: expected ${m.size} bytes, got ${bytes.length}` };
-  if (digest !== m.sha256) return { problem: `sha256 mismatch: expected ${m.sha256.slice(0, 16)}…, got ${digest.slice(0, 16)}… (the artifact is not the one the manifest signs)` };
+  if (digest !== m.sha256)
+    return {
+      problem: `sha256 mismatch: expected ${m.sha256.slice(0, 16)}…, got ${digest.slice(0, 16)}… (the artifact is not the one the manifest signs)`,
+    };
   try {
     // The container's own checks, and its Ed25519 signature when it carries one.
     readBwsnn(bytes, { trustedKeys: trusted });
@@ -53,7 +60,12 @@ export function placeArtifact(part: string, dir: string, m: Manifest): string {
  * Loads the artifact and runs the manifest's canaries: null when it passes, else why not. A failed file is removed
  * durably: with model.dir as the OTA folder, one that came back after a cut would be registered at the next boot.
  */
-export async function trialRun(path: string, bytes: Uint8Array, m: Manifest, kernel: KernelChoice): Promise<string | null> {
+export async function trialRun(
+  path: string,
+  bytes: Uint8Array,
+  m: Manifest,
+  kernel: KernelChoice,
+): Promise<string | null> {
   let engine: Engine;
   try {
     engine = await loadModel(bytes, { kernel });

@@ -56,7 +56,9 @@ export class OtaManager extends EventEmitter<OtaEvents> {
     if (cfg.ota.dir) return resolve(cfg.ota.dir);
     if (cfg.model.dir) return resolve(cfg.model.dir);
     // Per device: several agents of a fleet on one box may share the store's folder.
-    return cfg.store.path === ':memory:' ? join(tmpdir(), `sei-ota-${cfg.device}`) : join(dirname(resolve(cfg.store.path)), 'sei-models', cfg.device);
+    return cfg.store.path === ':memory:'
+      ? join(tmpdir(), `sei-ota-${cfg.device}`)
+      : join(dirname(resolve(cfg.store.path)), 'sei-models', cfg.device);
   }
 
   /** Recent jobs, newest first. */
@@ -155,11 +157,18 @@ export class OtaManager extends EventEmitter<OtaEvents> {
     const p = this.probation;
     const row = p?.row ?? this.db.lastSucceeded();
     const from = this.host.active().version;
-    if (!row || !row.previous || from !== row.version) {
-      throw new ConfigError(`activate: rollback: expected a running version installed by an update, got ${show(from)} (use {"version": ...} to pick one)`, 'rollback');
+    if (!row?.previous || from !== row.version) {
+      throw new ConfigError(
+        `activate: rollback: expected a running version installed by an update, got ${show(from)} (use {"version": ...} to pick one)`,
+        'rollback',
+      );
     }
     const prev = this.host.registry.get(row.previous);
-    if (!prev) throw new ConfigError(`activate: rollback: expected the previous version ${row.previous} in the registry, got none`, 'rollback');
+    if (!prev)
+      throw new ConfigError(
+        `activate: rollback: expected the previous version ${row.previous} in the registry, got none`,
+        'rollback',
+      );
     const rec = await this.host.swap(prev);
     if (p) this.endProbationWith(p, `rolled back by hand (cmd/activate) during probation to ${rec.version}`);
     return { active: rec.version, rolledBackFrom: row.version };
@@ -187,18 +196,30 @@ export class OtaManager extends EventEmitter<OtaEvents> {
     const busy = this.busy();
     if (busy) throw new OtaError(`busy: ${busy}`, 'job');
     const m = await buildManifest(bytes);
-    if (this.host.registry.get(m.model)) throw new OtaError(`version ${m.model}: expected a version not yet registered, got a registered one`, 'version');
+    if (this.host.registry.get(m.model))
+      throw new OtaError(`version ${m.model}: expected a version not yet registered, got a registered one`, 'version');
     const arch = architectureProblem(m, this.host.active().engine?.model.input ?? m.architecture.input);
     if (arch) throw new OtaError(arch, 'job');
     const jobId = `${origin}-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-    const job: Job = { jobId, manifest: { manifest: JSON.stringify(m), keyId: 'local', signature: '' }, blockSize: bytes.length, blockSha256: [sha256(bytes)], allowDowngrade: false };
+    const job: Job = {
+      jobId,
+      manifest: { manifest: JSON.stringify(m), keyId: 'local', signature: '' },
+      blockSize: bytes.length,
+      blockSha256: [sha256(bytes)],
+      allowDowngrade: false,
+    };
     this.db.add(job, 1, m.model);
     // Nothing to download: the one block is here.
     this.db.markBlock(jobId, new Uint8Array(1), 1);
     // Verified here already (the bytes never left the box): straight to its installed path, durably.
     const final = installedPath(this.ensureDir(), m);
     writeFileDurable(final, bytes);
-    const row = this.transition(this.db.get(jobId)!, { state: 'IN_PROGRESS', step: 'ACTIVATING', partPath: final, previous: this.host.active().version });
+    const row = this.transition(this.db.get(jobId)!, {
+      state: 'IN_PROGRESS',
+      step: 'ACTIVATING',
+      partPath: final,
+      previous: this.host.active().version,
+    });
     await this.install(row, m, bytes);
     return this.db.get(jobId)!;
   }
@@ -236,12 +257,19 @@ export class OtaManager extends EventEmitter<OtaEvents> {
     return next;
   }
 
-  private finish(row: JobRow, state: JobState, reason: string | null, probation: Record<string, number> | null = row.probation): JobRow {
+  private finish(
+    row: JobRow,
+    state: JobState,
+    reason: string | null,
+    probation: Record<string, number> | null = row.probation,
+  ): JobRow {
     if (this.download?.jobId === row.jobId) this.closeDownload();
     // The outcome first, then the clean-up: the other order, cut in between, leaves an open job without its file.
     const done = this.transition(row, { state, step: null, reason, probation });
     // A QUEUED row names no part yet, but admission may have created it before a restart.
-    removeDurable(row.partPath?.endsWith('.part') ? row.partPath : partPath(this.dir, row.jobId, this.host.config().device));
+    removeDurable(
+      row.partPath?.endsWith('.part') ? row.partPath : partPath(this.dir, row.jobId, this.host.config().device),
+    );
     return done;
   }
 
@@ -287,7 +315,12 @@ export class OtaManager extends EventEmitter<OtaEvents> {
     const active = this.host.active();
     try {
       manifest = verifyManifest(row.job.manifest, this.trusted);
-      const problem = admissionProblem(row.job, manifest, { ota: this.host.config().ota, dir: this.ensureDir(), engine: active.engine, running: active.version });
+      const problem = admissionProblem(row.job, manifest, {
+        ota: this.host.config().ota,
+        dir: this.ensureDir(),
+        engine: active.engine,
+        running: active.version,
+      });
       if (problem) throw new OtaError(problem, 'job');
     } catch (err) {
       if (!(err instanceof OtaError)) throw err;
@@ -302,7 +335,10 @@ export class OtaManager extends EventEmitter<OtaEvents> {
     const part = partPath(this.ensureDir(), row.jobId, this.host.config().device);
     // Durable before the row names it: a resumed download opens this file.
     createFileDurable(part, manifest.size);
-    this.startDownload(this.transition(row, { state: 'IN_PROGRESS', step: 'DOWNLOADING', partPath: part, previous: active.version }), manifest);
+    this.startDownload(
+      this.transition(row, { state: 'IN_PROGRESS', step: 'DOWNLOADING', partPath: part, previous: active.version }),
+      manifest,
+    );
   }
 
   private async onCancel(payload: Buffer): Promise<void> {
@@ -364,7 +400,8 @@ export class OtaManager extends EventEmitter<OtaEvents> {
 
   private async install(row: JobRow, m: Manifest, bytes: Uint8Array): Promise<void> {
     // A download is moved into place now; a version made on the box was written there (installLocal).
-    if (row.partPath!.endsWith('.part')) row = this.db.update(row.jobId, { partPath: placeArtifact(row.partPath!, this.dir, m) });
+    if (row.partPath!.endsWith('.part'))
+      row = this.db.update(row.jobId, { partPath: placeArtifact(row.partPath!, this.dir, m) });
     const final = row.partPath!;
     const problem = await trialRun(final, bytes, m, this.host.config().model.kernel);
     if (problem) {
@@ -375,14 +412,16 @@ export class OtaManager extends EventEmitter<OtaEvents> {
     const baseline = this.recent.baseline(this.host.active().version);
     row = this.transition(row, { step: 'PROBATION' });
     await this.host.swap(rec);
-    this.probation = new OnProbation(row, this.host.config().ota.probation, baseline, () => this.run(() => this.endProbation()));
+    this.probation = new OnProbation(row, this.host.config().ota.probation, baseline, () =>
+      this.run(() => this.endProbation()),
+    );
   }
 
   // ------------------------------------------------------------------------------------------- probation
 
   private async endProbation(): Promise<void> {
     const p = this.probation;
-    if (!p || !p.gate.done()) return;
+    if (!p?.gate.done()) return;
     const running = this.host.active().version;
     if (running !== p.row.version) {
       // Someone picked another version (cmd/activate) during probation: the new one was not proven.

@@ -8,7 +8,18 @@
 import { createPrivateKey, createPublicKey, sign, verify } from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { ConfigError, FORMAT_VERSION, inspectBwsnn, keyFingerprint, loadModel, OP_NAMES, OtaError, readBwsnn, show, writeBwsnn } from '../../runtime/index.js';
+import {
+  ConfigError,
+  FORMAT_VERSION,
+  inspectBwsnn,
+  keyFingerprint,
+  loadModel,
+  OP_NAMES,
+  OtaError,
+  readBwsnn,
+  show,
+  writeBwsnn,
+} from '../../runtime/index.js';
 import type { Engine } from '../../runtime/index.js';
 import { modelKey, sha256 } from '../models.js';
 import { sampleFrames } from '../../runtime/index.js';
@@ -59,12 +70,20 @@ const CANARY_LOGIT_TOLERANCE = 1e-4;
 /** A PEM key given as text or as a file path. */
 function pemText(keyOrPath: string, field: string): string {
   if (keyOrPath.includes('-----BEGIN')) return keyOrPath;
-  if (!existsSync(keyOrPath)) throw new ConfigError(`${field}: expected a PEM key or the path of a PEM file, got ${show(keyOrPath)} (no such file)`, field);
+  if (!existsSync(keyOrPath))
+    throw new ConfigError(
+      `${field}: expected a PEM key or the path of a PEM file, got ${show(keyOrPath)} (no such file)`,
+      field,
+    );
   return readFileSync(keyOrPath, 'utf8');
 }
 
 function checkEd25519(key: KeyObject, kind: 'private' | 'public', field: string): KeyObject {
-  if (key.asymmetricKeyType !== 'ed25519') throw new ConfigError(`${field}: expected an Ed25519 ${kind} key, got a ${key.asymmetricKeyType ?? 'symmetric'} key`, field);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new ConfigError(
+      `${field}: expected an Ed25519 ${kind} key, got a ${key.asymmetricKeyType ?? 'symmetric'} key`,
+      field,
+    );
   return key;
 }
 
@@ -75,7 +94,10 @@ export function readPrivateKey(keyOrPath: string, field = '--key'): KeyObject {
     return checkEd25519(createPrivateKey(pem), 'private', field);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw new ConfigError(`${field}: expected a PEM Ed25519 private key, got one node:crypto cannot parse (${(err as Error).message})`, field);
+    throw new ConfigError(
+      `${field}: expected a PEM Ed25519 private key, got one node:crypto cannot parse (${(err as Error).message})`,
+      field,
+    );
   }
 }
 
@@ -86,7 +108,10 @@ export function readPublicKey(keyOrPath: string, field = 'ota.trustedKeys'): Key
     return checkEd25519(createPublicKey(pem), 'public', field);
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw new ConfigError(`${field}: expected a PEM Ed25519 public key, got one node:crypto cannot parse (${(err as Error).message})`, field);
+    throw new ConfigError(
+      `${field}: expected a PEM Ed25519 public key, got one node:crypto cannot parse (${(err as Error).message})`,
+      field,
+    );
   }
 }
 
@@ -137,7 +162,13 @@ export async function buildManifest(bytes: Uint8Array, opts: ManifestOptions = {
     model: modelKey(info),
     size: bytes.length,
     sha256: sha256(bytes),
-    architecture: { formatVersion: info.formatVersion, T: info.T, input: [input[0], input[1], input[2]], ops: [...new Set(info.layers.map((l) => l.op))], classes: info.labels.length },
+    architecture: {
+      formatVersion: info.formatVersion,
+      T: info.T,
+      input: [input[0], input[1], input[2]],
+      ops: [...new Set(info.layers.map((l) => l.op))],
+      classes: info.labels.length,
+    },
     canaries,
     createdAt: opts.createdAt ?? new Date().toISOString(),
   };
@@ -145,7 +176,11 @@ export async function buildManifest(bytes: Uint8Array, opts: ManifestOptions = {
 
 export function signManifest(manifest: Manifest, key: KeyObject): SignedManifest {
   const text = JSON.stringify(manifest);
-  return { manifest: text, keyId: keyFingerprint(key), signature: sign(null, Buffer.from(text, 'utf8'), key).toString('base64') };
+  return {
+    manifest: text,
+    keyId: keyFingerprint(key),
+    signature: sign(null, Buffer.from(text, 'utf8'), key).toString('base64'),
+  };
 }
 
 /**
@@ -154,9 +189,21 @@ export function signManifest(manifest: Manifest, key: KeyObject): SignedManifest
  * `key` is shipped as it is; otherwise it is re-written with the same header, producer, creation time and format
  * version (a box with an older runtime may read only version 1).
  */
-export async function prepareArtifact(bytes: Uint8Array, key: KeyObject, opts: ManifestOptions = {}): Promise<{ artifact: Uint8Array; manifest: Manifest; signed: SignedManifest }> {
+export async function prepareArtifact(
+  bytes: Uint8Array,
+  key: KeyObject,
+  opts: ManifestOptions = {},
+): Promise<{ artifact: Uint8Array; manifest: Manifest; signed: SignedManifest }> {
   const info = inspectBwsnn(bytes);
-  const artifact = info.keyId === keyFingerprint(key) ? bytes : writeBwsnn(readBwsnn(bytes), { signingKey: key, producer: info.producer, createdAt: info.createdAt, formatVersion: info.formatVersion === 1 ? 1 : 2 });
+  const artifact =
+    info.keyId === keyFingerprint(key)
+      ? bytes
+      : writeBwsnn(readBwsnn(bytes), {
+          signingKey: key,
+          producer: info.producer,
+          createdAt: info.createdAt,
+          formatVersion: info.formatVersion === 1 ? 1 : 2,
+        });
   const manifest = await buildManifest(artifact, opts);
   return { artifact, manifest, signed: signManifest(manifest, key) };
 }
@@ -173,16 +220,31 @@ const isInt = (v: unknown, min = 0): v is number => typeof v === 'number' && Num
  */
 export function verifyManifest(signed: unknown, trusted: readonly KeyObject[]): Manifest {
   const s = signed as Partial<SignedManifest> | null;
-  if (typeof s !== 'object' || s === null || typeof s.manifest !== 'string' || typeof s.keyId !== 'string' || typeof s.signature !== 'string') {
-    throw new OtaError(`manifest: expected {manifest: string, keyId: string, signature: string}, got ${show(signed)}`, 'manifest');
+  if (
+    typeof s !== 'object' ||
+    s === null ||
+    typeof s.manifest !== 'string' ||
+    typeof s.keyId !== 'string' ||
+    typeof s.signature !== 'string'
+  ) {
+    throw new OtaError(
+      `manifest: expected {manifest: string, keyId: string, signature: string}, got ${show(signed)}`,
+      'manifest',
+    );
   }
   const key = trusted.find((k) => keyFingerprint(k) === s.keyId);
   if (!key) {
     const known = trusted.map((k) => keyFingerprint(k).slice(0, 16)).join(', ') || 'none configured';
-    throw new OtaError(`unknown key: manifest.keyId: expected one of the trusted keys (${known}), got ${s.keyId.slice(0, 16)}`, 'manifest.keyId');
+    throw new OtaError(
+      `unknown key: manifest.keyId: expected one of the trusted keys (${known}), got ${s.keyId.slice(0, 16)}`,
+      'manifest.keyId',
+    );
   }
   if (!verify(null, Buffer.from(s.manifest, 'utf8'), key, Buffer.from(s.signature, 'base64'))) {
-    throw new OtaError(`bad signature: manifest.signature: expected a valid Ed25519 signature by key ${s.keyId.slice(0, 16)}, got one that does not verify (tampered manifest or wrong key)`, 'manifest.signature');
+    throw new OtaError(
+      `bad signature: manifest.signature: expected a valid Ed25519 signature by key ${s.keyId.slice(0, 16)}, got one that does not verify (tampered manifest or wrong key)`,
+      'manifest.signature',
+    );
   }
   let m: Manifest;
   try {
@@ -200,14 +262,34 @@ export function verifyManifest(signed: unknown, trusted: readonly KeyObject[]): 
   field(typeof a === 'object' && a !== null, 'architecture', 'an object', a);
   field(isInt(a.formatVersion, 1), 'architecture.formatVersion', 'an integer >= 1', a.formatVersion);
   field(isInt(a.T, 1), 'architecture.T', 'an integer >= 1', a.T);
-  field(Array.isArray(a.input) && a.input.length === 3 && a.input.every((d) => isInt(d, 1)), 'architecture.input', '[height, width, channels]', a.input);
-  field(Array.isArray(a.ops) && a.ops.every((o) => typeof o === 'string'), 'architecture.ops', 'an array of op names', a.ops);
+  field(
+    Array.isArray(a.input) && a.input.length === 3 && a.input.every((d) => isInt(d, 1)),
+    'architecture.input',
+    '[height, width, channels]',
+    a.input,
+  );
+  field(
+    Array.isArray(a.ops) && a.ops.every((o) => typeof o === 'string'),
+    'architecture.ops',
+    'an array of op names',
+    a.ops,
+  );
   field(isInt(a.classes, 1), 'architecture.classes', 'an integer >= 1', a.classes);
   field(Array.isArray(m.canaries), 'canaries', 'an array', m.canaries);
   m.canaries.forEach((c, i) => {
-    field(typeof c === 'object' && c !== null && typeof c.frame === 'string', `canaries[${i}].frame`, 'base64 frame bytes', c?.frame);
+    field(
+      typeof c === 'object' && c !== null && typeof c.frame === 'string',
+      `canaries[${i}].frame`,
+      'base64 frame bytes',
+      c?.frame,
+    );
     field(isInt(c.prediction), `canaries[${i}].prediction`, 'a class index', c.prediction);
-    field(Array.isArray(c.logits) && (c.logits as unknown[]).every((x) => typeof x === 'number'), `canaries[${i}].logits`, 'an array of numbers', c.logits);
+    field(
+      Array.isArray(c.logits) && (c.logits as unknown[]).every((x) => typeof x === 'number'),
+      `canaries[${i}].logits`,
+      'an array of numbers',
+      c.logits,
+    );
   });
   return m;
 }
@@ -215,10 +297,13 @@ export function verifyManifest(signed: unknown, trusted: readonly KeyObject[]): 
 /** What the device can run: the refusal reason, or null. `input` is the frame shape its source produces. */
 export function architectureProblem(m: Manifest, input: readonly number[]): string | null {
   const a = m.architecture;
-  if (a.formatVersion > FORMAT_VERSION) return `architecture: .bwsnn format version: expected <= ${FORMAT_VERSION}, got ${a.formatVersion}`;
+  if (a.formatVersion > FORMAT_VERSION)
+    return `architecture: .bwsnn format version: expected <= ${FORMAT_VERSION}, got ${a.formatVersion}`;
   const unknown = a.ops.filter((o) => !SUPPORTED_OPS.includes(o));
-  if (unknown.length > 0) return `architecture: ops: expected only ${SUPPORTED_OPS.join(', ')}, got ${unknown.join(', ')}`;
-  if (a.input.join('x') !== input.join('x')) return `input shape: expected ${input.join('x')} (what this device's source delivers), got ${a.input.join('x')}`;
+  if (unknown.length > 0)
+    return `architecture: ops: expected only ${SUPPORTED_OPS.join(', ')}, got ${unknown.join(', ')}`;
+  if (a.input.join('x') !== input.join('x'))
+    return `input shape: expected ${input.join('x')} (what this device's source delivers), got ${a.input.join('x')}`;
   return null;
 }
 
@@ -229,7 +314,8 @@ export function canaryProblem(engine: Engine, m: Manifest): string | null {
     if (r.prediction !== c.prediction) return `canary ${i}: expected class ${c.prediction}, got ${r.prediction}`;
     for (const [j, x] of c.logits.entries()) {
       const y = r.logits[j];
-      if (y === undefined || Math.abs(y - x) > CANARY_LOGIT_TOLERANCE * Math.max(1, Math.abs(x))) return `canary ${i}: logit ${j}: expected ${x}, got ${y}`;
+      if (y === undefined || Math.abs(y - x) > CANARY_LOGIT_TOLERANCE * Math.max(1, Math.abs(x)))
+        return `canary ${i}: logit ${j}: expected ${x}, got ${y}`;
     }
   }
   return null;

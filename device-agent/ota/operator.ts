@@ -81,15 +81,28 @@ export interface DeployResult {
 }
 
 /** The job a device receives for an artifact. */
-export function makeJob(jobId: string, artifact: Uint8Array, signed: SignedManifest, blockSize: number, allowDowngrade = false): Job {
+export function makeJob(
+  jobId: string,
+  artifact: Uint8Array,
+  signed: SignedManifest,
+  blockSize: number,
+  allowDowngrade = false,
+): Job {
   const blocks = blockCount(artifact.length, blockSize);
-  const blockSha256 = Array.from({ length: blocks }, (_, i) => sha256(artifact.subarray(i * blockSize, (i + 1) * blockSize)));
+  const blockSha256 = Array.from({ length: blocks }, (_, i) =>
+    sha256(artifact.subarray(i * blockSize, (i + 1) * blockSize)),
+  );
   return { jobId, manifest: signed, blockSize, blockSha256, allowDowngrade };
 }
 
 /** Connects with MQTT 5, falling back to 3.1.1 when the broker refuses it (the embedded Aedes does). */
 export async function connectOperator(url: string, extra: IClientOptions = {}): Promise<MqttClient> {
-  const base: IClientOptions = { clientId: `sei-deploy-${randomUUID().slice(0, 8)}`, reconnectPeriod: 300, connectTimeout: 10_000, ...extra };
+  const base: IClientOptions = {
+    clientId: `sei-deploy-${randomUUID().slice(0, 8)}`,
+    reconnectPeriod: 300,
+    connectTimeout: 10_000,
+    ...extra,
+  };
   try {
     return await mqtt.connectAsync(url, { ...base, protocolVersion: 5 }, false);
   } catch (err) {
@@ -99,12 +112,18 @@ export async function connectOperator(url: string, extra: IClientOptions = {}): 
 }
 
 /** Devices of a fleet, from their retained `status` messages. */
-export async function discoverFleet(client: MqttClient, root: string, fleet: string, waitMs: number): Promise<string[]> {
+export async function discoverFleet(
+  client: MqttClient,
+  root: string,
+  fleet: string,
+  waitMs: number,
+): Promise<string[]> {
   const found = new Map<string, string>();
   const filter = `${root}/${fleet}/+/status`;
   const on = (topic: string, payload: Buffer) => {
     const parts = topic.split('/');
-    if (parts.length !== 4 || parts[0] !== root || parts[1] !== fleet || parts[3] !== 'status' || payload.length === 0) return;
+    if (parts.length !== 4 || parts[0] !== root || parts[1] !== fleet || parts[3] !== 'status' || payload.length === 0)
+      return;
     try {
       found.set(parts[2]!, String((JSON.parse(payload.toString('utf8')) as { state?: unknown }).state));
     } catch {
@@ -116,7 +135,10 @@ export async function discoverFleet(client: MqttClient, root: string, fleet: str
   await new Promise((r) => setTimeout(r, waitMs));
   client.off('message', on);
   await client.unsubscribeAsync(filter);
-  return [...found].filter(([, state]) => state === 'online').map(([device]) => device).sort();
+  return [...found]
+    .filter(([, state]) => state === 'online')
+    .map(([device]) => device)
+    .sort();
 }
 
 export async function deploy(opts: DeployOptions): Promise<DeployResult> {
@@ -133,13 +155,40 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
   if (opts.password !== undefined) auth.password = opts.password;
   const client = await connectOperator(opts.url, auth);
   try {
-    const targets = opts.devices ? [...opts.devices] : await discoverFleet(client, root, opts.fleet, opts.discoverMs ?? 1500);
-    if (targets.length === 0) throw new ConfigError(`--fleet: expected online devices in fleet ${JSON.stringify(opts.fleet)} (retained ${root}/${opts.fleet}/+/status), got none`, 'fleet');
-    const waveSize = Math.max(1, opts.ratePerMinute ? Math.ceil(opts.ratePerMinute) : (opts.waveSize ?? targets.length));
+    const targets = opts.devices
+      ? [...opts.devices]
+      : await discoverFleet(client, root, opts.fleet, opts.discoverMs ?? 1500);
+    if (targets.length === 0)
+      throw new ConfigError(
+        `--fleet: expected online devices in fleet ${JSON.stringify(opts.fleet)} (retained ${root}/${opts.fleet}/+/status), got none`,
+        'fleet',
+      );
+    const waveSize = Math.max(
+      1,
+      opts.ratePerMinute ? Math.ceil(opts.ratePerMinute) : (opts.waveSize ?? targets.length),
+    );
     const minWaveMs = opts.ratePerMinute ? 60_000 : 0;
     const prefix = (d: string) => `${root}/${opts.fleet}/${d}/`;
-    const outcomes = new Map<string, DeviceOutcome>(targets.map((d, i) => [d, { device: d, wave: Math.floor(i / waveSize) + 1, state: 'NOT_STARTED', step: null, received: 0, blocks, reason: null, active: null, probation: null, served: 0 }]));
-    log(`job ${jobId}: ${opts.manifest.model} (${opts.artifact.length} bytes, sha256 ${opts.manifest.sha256.slice(0, 16)}…, ${blocks} blocks of ${blockSize}) to ${targets.length} device(s) of fleet ${opts.fleet}, waves of ${waveSize}`);
+    const outcomes = new Map<string, DeviceOutcome>(
+      targets.map((d, i) => [
+        d,
+        {
+          device: d,
+          wave: Math.floor(i / waveSize) + 1,
+          state: 'NOT_STARTED',
+          step: null,
+          received: 0,
+          blocks,
+          reason: null,
+          active: null,
+          probation: null,
+          served: 0,
+        },
+      ]),
+    );
+    log(
+      `job ${jobId}: ${opts.manifest.model} (${opts.artifact.length} bytes, sha256 ${opts.manifest.sha256.slice(0, 16)}…, ${blocks} blocks of ${blockSize}) to ${targets.length} device(s) of fleet ${opts.fleet}, waves of ${waveSize}`,
+    );
 
     const waiters = new Set<() => void>();
     const changed = () => waiters.forEach((w) => w());
@@ -161,7 +210,11 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
         for (const i of req.blocks) {
           if (!Number.isInteger(i) || i < 0 || i >= blocks) continue;
           const bytes = opts.artifact.subarray(i * blockSize, (i + 1) * blockSize);
-          client.publish(`${prefix(device!)}${TOPIC.block}${jobId}/${i}`, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { qos: 1 });
+          client.publish(
+            `${prefix(device!)}${TOPIC.block}${jobId}/${i}`,
+            Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+            { qos: 1 },
+          );
         }
       } else if (suffix === TOPIC.status && payload.length > 0) {
         let s: JobStatus;
@@ -174,7 +227,14 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
         const before = `${o.state}/${o.step}`;
         const pct = (n: number) => Math.floor((4 * n) / Math.max(1, blocks));
         const progressed = pct(s.received) > pct(o.received);
-        Object.assign(o, { state: s.state, step: s.step, received: Math.max(o.received, s.received), reason: s.reason, active: s.active, probation: s.probation });
+        Object.assign(o, {
+          state: s.state,
+          step: s.step,
+          received: Math.max(o.received, s.received),
+          reason: s.reason,
+          active: s.active,
+          probation: s.probation,
+        });
         if (`${o.state}/${o.step}` !== before || progressed) log(deviceLine(o));
         changed();
       }
@@ -199,8 +259,15 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
           const o = outcomes.get(d)!;
           if (finished.has(d)) continue;
           if (!isTerminal(o.state) && Date.now() >= deadline) {
-            Object.assign(o, { state: 'TIMED_OUT', reason: `no outcome within ${timeoutMs / 1000} s (last seen ${o.step ?? o.state})` });
-            await client.publishAsync(`${prefix(d)}${TOPIC.cancel}`, JSON.stringify({ jobId, state: 'TIMED_OUT', reason: o.reason }), { qos: 1 });
+            Object.assign(o, {
+              state: 'TIMED_OUT',
+              reason: `no outcome within ${timeoutMs / 1000} s (last seen ${o.step ?? o.state})`,
+            });
+            await client.publishAsync(
+              `${prefix(d)}${TOPIC.cancel}`,
+              JSON.stringify({ jobId, state: 'TIMED_OUT', reason: o.reason }),
+              { qos: 1 },
+            );
             log(deviceLine(o));
           }
           if (isTerminal(o.state)) {
@@ -209,22 +276,39 @@ export async function deploy(opts: DeployOptions): Promise<DeployResult> {
             await client.publishAsync(`${prefix(d)}${TOPIC.job}`, '', { qos: 1, retain: true });
           }
         }
-        if (finished.size < devices.length) await waitChange(waiters, Math.max(10, Math.min(1000, deadline - Date.now())));
+        if (finished.size < devices.length)
+          await waitChange(waiters, Math.max(10, Math.min(1000, deadline - Date.now())));
       }
       const counts: Record<string, number> = {};
       for (const d of devices) counts[outcomes.get(d)!.state] = (counts[outcomes.get(d)!.state] ?? 0) + 1;
       const failedPct = (100 * (devices.length - (counts.SUCCEEDED ?? 0))) / devices.length;
       aborted = failedPct > threshold && w < waveCount;
       waves.push({ wave: w, devices, counts, failedPct, aborted });
-      log(`wave ${w}/${waveCount} done: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(', ')} (${failedPct.toFixed(0)}% not succeeded, abort threshold ${threshold}%)`);
+      log(
+        `wave ${w}/${waveCount} done: ${Object.entries(counts)
+          .map(([k, v]) => `${v} ${k}`)
+          .join(', ')} (${failedPct.toFixed(0)}% not succeeded, abort threshold ${threshold}%)`,
+      );
       if (aborted) {
         log(`rollout aborted: ${targets.length - w * waveSize} device(s) not started`);
         break;
       }
-      if (w < waveCount && Date.now() - started < minWaveMs) await new Promise((r) => setTimeout(r, minWaveMs - (Date.now() - started)));
+      if (w < waveCount && Date.now() - started < minWaveMs)
+        await new Promise((r) => setTimeout(r, minWaveMs - (Date.now() - started)));
     }
     const devices = [...outcomes.values()];
-    return { jobId, model: opts.manifest.model, sha256: opts.manifest.sha256, size: opts.artifact.length, blocks, blockSize, devices, waves, aborted, ok: !aborted && devices.every((d) => d.state === 'SUCCEEDED') };
+    return {
+      jobId,
+      model: opts.manifest.model,
+      sha256: opts.manifest.sha256,
+      size: opts.artifact.length,
+      blocks,
+      blockSize,
+      devices,
+      waves,
+      aborted,
+      ok: !aborted && devices.every((d) => d.state === 'SUCCEEDED'),
+    };
   } finally {
     await client.endAsync();
   }
@@ -246,6 +330,8 @@ function waitChange(waiters: Set<() => void>, ms: number): Promise<void> {
 export function deviceLine(o: DeviceOutcome): string {
   const where = o.step ? `${o.state}/${o.step}` : o.state;
   const progress = o.step === 'DOWNLOADING' || o.received > 0 ? ` ${o.received}/${o.blocks} blocks` : '';
-  const probation = o.probation ? ` probation ${o.probation.frames} frames, confidence ${o.probation.confidence}${o.probation.baselineConfidence !== undefined ? ` vs ${o.probation.baselineConfidence}` : ''}` : '';
+  const probation = o.probation
+    ? ` probation ${o.probation.frames} frames, confidence ${o.probation.confidence}${o.probation.baselineConfidence !== undefined ? ` vs ${o.probation.baselineConfidence}` : ''}`
+    : '';
   return `  ${o.device.padEnd(12)} ${where.padEnd(24)}${progress}${o.state === 'SUCCEEDED' ? ` now ${o.active}` : ''}${probation}${o.reason ? ` — ${o.reason}` : ''}`;
 }

@@ -24,7 +24,11 @@ export class RecentResults {
   baseline(model: string | null): { confidence: number; latencyMs: number; frames: number } | null {
     const mine = this.items.filter((i) => i.model === model);
     if (mine.length === 0) return null;
-    return { confidence: mean(mine.map((i) => i.confidence)), latencyMs: median(mine.map((i) => i.latencyMs)), frames: mine.length };
+    return {
+      confidence: mean(mine.map((i) => i.confidence)),
+      latencyMs: median(mine.map((i) => i.latencyMs)),
+      frames: mine.length,
+    };
   }
 }
 
@@ -50,7 +54,10 @@ export class Probation {
   }
 
   done(now = Date.now()): boolean {
-    return (this.cfg.frames !== null && this.results.length >= this.cfg.frames) || (this.cfg.seconds !== null && now - this.startedAt >= this.cfg.seconds * 1000);
+    return (
+      (this.cfg.frames !== null && this.results.length >= this.cfg.frames) ||
+      (this.cfg.seconds !== null && now - this.startedAt >= this.cfg.seconds * 1000)
+    );
   }
 
   figures(): Record<string, number> {
@@ -72,12 +79,15 @@ export class Probation {
   verdict(): string | null {
     const f = this.figures();
     const errorRate = this.frames === 0 ? 0 : f.errors! / this.frames;
-    if (errorRate > this.cfg.maxErrorRate) return `probation: error rate ${round(errorRate, 4)} > ${this.cfg.maxErrorRate} (${f.errors} of ${this.frames} frames failed)`;
+    if (errorRate > this.cfg.maxErrorRate)
+      return `probation: error rate ${round(errorRate, 4)} > ${this.cfg.maxErrorRate} (${f.errors} of ${this.frames} frames failed)`;
     if (!this.base || this.results.length === 0) return null;
     const maxLatency = this.cfg.maxLatencyRatio * this.base.latencyMs + 1;
-    if (f.latencyMs! > maxLatency) return `probation: median latency ${f.latencyMs} ms > ${this.cfg.maxLatencyRatio} × ${round(this.base.latencyMs, 4)} ms of the previous model (+1 ms)`;
+    if (f.latencyMs! > maxLatency)
+      return `probation: median latency ${f.latencyMs} ms > ${this.cfg.maxLatencyRatio} × ${round(this.base.latencyMs, 4)} ms of the previous model (+1 ms)`;
     const minConfidence = this.cfg.minConfidenceRatio * this.base.confidence;
-    if (f.confidence! < minConfidence) return `probation: mean confidence ${f.confidence} < ${this.cfg.minConfidenceRatio} × ${round(this.base.confidence, 4)} of the previous model`;
+    if (f.confidence! < minConfidence)
+      return `probation: mean confidence ${f.confidence} < ${this.cfg.minConfidenceRatio} × ${round(this.base.confidence, 4)} of the previous model`;
     return null;
   }
 }

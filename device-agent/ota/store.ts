@@ -3,7 +3,7 @@
  * bitmap of blocks still missing. Every state change is one transaction, so that a kill -9 at any instant
  * leaves a row that says exactly what to do next.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { ConfigError } from '../../runtime/index.js';
 import type { Job, JobState, JobStep } from './protocol.js';
 import { migrate } from '../store/migrate.js';
@@ -48,8 +48,20 @@ export interface JobRow {
 }
 
 interface RawRow {
-  job_id: string; state: JobState; step: JobStep | null; job: string; blocks: number; missing: Buffer; received: number;
-  part_path: string | null; version: string; previous: string | null; reason: string | null; probation: string | null; created_at: number; updated_at: number;
+  job_id: string;
+  state: JobState;
+  step: JobStep | null;
+  job: string;
+  blocks: number;
+  missing: Buffer;
+  received: number;
+  part_path: string | null;
+  version: string;
+  previous: string | null;
+  reason: string | null;
+  probation: string | null;
+  created_at: number;
+  updated_at: number;
 }
 
 export function fullBitmap(blocks: number): Uint8Array {
@@ -87,11 +99,17 @@ export class OtaStore {
          VALUES (?, 'QUEUED', NULL, ?, ?, ?, 0, ?, ?, ?)`,
       ),
       get: db.prepare<[string], RawRow>('SELECT * FROM ota_jobs WHERE job_id = ?'),
-      open: db.prepare<[], RawRow>(`SELECT * FROM ota_jobs WHERE state IN ('QUEUED', 'IN_PROGRESS') ORDER BY created_at`),
+      open: db.prepare<[], RawRow>(
+        `SELECT * FROM ota_jobs WHERE state IN ('QUEUED', 'IN_PROGRESS') ORDER BY created_at`,
+      ),
       list: db.prepare<[number], RawRow>('SELECT * FROM ota_jobs ORDER BY created_at DESC, rowid DESC LIMIT ?'),
-      lastSucceeded: db.prepare<[], RawRow>(`SELECT * FROM ota_jobs WHERE state = 'SUCCEEDED' ORDER BY updated_at DESC, rowid DESC LIMIT 1`),
+      lastSucceeded: db.prepare<[], RawRow>(
+        `SELECT * FROM ota_jobs WHERE state = 'SUCCEEDED' ORDER BY updated_at DESC, rowid DESC LIMIT 1`,
+      ),
       block: db.prepare('UPDATE ota_jobs SET missing = ?, received = ?, updated_at = ? WHERE job_id = ?'),
-      set: db.prepare('UPDATE ota_jobs SET state = ?, step = ?, part_path = ?, previous = ?, reason = ?, probation = ?, updated_at = ? WHERE job_id = ?'),
+      set: db.prepare(
+        'UPDATE ota_jobs SET state = ?, step = ?, part_path = ?, previous = ?, reason = ?, probation = ?, updated_at = ? WHERE job_id = ?',
+      ),
     };
     const s = this.s;
     this.tx = {
@@ -99,7 +117,16 @@ export class OtaStore {
         const cur = s.get.get(jobId);
         if (!cur) throw new ConfigError(`jobId: expected a known OTA job, got ${JSON.stringify(jobId)}`, 'jobId');
         const next = { ...jobRow(cur), ...u };
-        s.set.run(next.state, next.step, next.partPath, next.previous, next.reason, next.probation === null ? null : JSON.stringify(next.probation), now, jobId);
+        s.set.run(
+          next.state,
+          next.step,
+          next.partPath,
+          next.previous,
+          next.reason,
+          next.probation === null ? null : JSON.stringify(next.probation),
+          now,
+          jobId,
+        );
       }),
     };
   }

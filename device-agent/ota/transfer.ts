@@ -77,10 +77,12 @@ export class Transfer {
     const { blockSize } = row.job;
     const expected = i === row.blocks - 1 ? this.manifest.size - i * blockSize : blockSize;
     let problem: string | null = null;
-    if (payload.length !== expected) problem = `truncated block ${i}: expected ${expected} bytes, got ${payload.length}`;
+    if (payload.length !== expected)
+      problem = `truncated block ${i}: expected ${expected} bytes, got ${payload.length}`;
     else {
       const digest = sha256(payload);
-      if (digest !== row.job.blockSha256[i]) problem = `corrupt block ${i}: expected sha256 ${row.job.blockSha256[i]!.slice(0, 16)}…, got ${digest.slice(0, 16)}…`;
+      if (digest !== row.job.blockSha256[i])
+        problem = `corrupt block ${i}: expected sha256 ${row.job.blockSha256[i]!.slice(0, 16)}…, got ${digest.slice(0, 16)}…`;
     }
     if (problem) {
       const n = (this.retries.get(i) ?? 0) + 1;

@@ -34,7 +34,9 @@ export function decodePicture(bytes: Uint8Array, what = 'image'): Image {
   if (isPng(bytes)) {
     let png: PNG;
     try {
-      png = (require('pngjs') as typeof import('pngjs')).PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+      png = (require('pngjs') as typeof import('pngjs')).PNG.sync.read(
+        Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+      );
     } catch (err) {
       throw new FrameError(`${what}: expected a valid PNG, got a broken one (${(err as Error).message})`, what);
     }
@@ -58,7 +60,8 @@ export function decodePicture(bytes: Uint8Array, what = 'image'): Image {
 /** PGM: "P5" or "P2", width, height, maxval (whitespace separated, # comments), then the samples. */
 export function decodePgm(bytes: Uint8Array, what = 'image'): Image {
   const magic = String.fromCharCode(bytes[0] ?? 0, bytes[1] ?? 0);
-  if (magic !== 'P5' && magic !== 'P2') throw new FrameError(`${what}: expected a PNG or PGM (P5/P2) picture, got bytes starting ${show(magic)}`, what);
+  if (magic !== 'P5' && magic !== 'P2')
+    throw new FrameError(`${what}: expected a PNG or PGM (P5/P2) picture, got bytes starting ${show(magic)}`, what);
   let pos = 2;
   const token = (): number => {
     for (;;) {
@@ -75,7 +78,10 @@ export function decodePgm(bytes: Uint8Array, what = 'image'): Image {
   const height = token();
   const maxval = token();
   if (width < 1 || height < 1 || maxval < 1 || maxval > 65535) {
-    throw new FrameError(`${what}: PGM header expected width, height >= 1 and maxval 1..65535, got ${width}x${height} maxval ${maxval}`, what);
+    throw new FrameError(
+      `${what}: PGM header expected width, height >= 1 and maxval 1..65535, got ${width}x${height} maxval ${maxval}`,
+      what,
+    );
   }
   const n = width * height;
   const data = new Uint8Array(n);
@@ -84,7 +90,11 @@ export function decodePgm(bytes: Uint8Array, what = 'image'): Image {
     pos++; // the single whitespace byte after maxval
     const wide = maxval > 255;
     const need = n * (wide ? 2 : 1);
-    if (bytes.length - pos < need) throw new FrameError(`${what}: PGM ${width}x${height} needs ${need} sample bytes, got ${bytes.length - pos}`, what);
+    if (bytes.length - pos < need)
+      throw new FrameError(
+        `${what}: PGM ${width}x${height} needs ${need} sample bytes, got ${bytes.length - pos}`,
+        what,
+      );
     for (let i = 0; i < n; i++) {
       const v = wide ? (bytes[pos + 2 * i]! << 8) | bytes[pos + 2 * i + 1]! : bytes[pos + i]!;
       data[i] = Math.round(v * scale);
@@ -103,22 +113,40 @@ export function centredSquare(width: number, height: number): Crop {
 
 /** The crop a frame of `width`×`height` is resized from: `crop`, the whole frame when it has the target size, else the centred square. */
 function cropBox(width: number, height: number, target: Shape3, crop: Crop | null): Crop {
-  const box = crop ?? (width === target[1] && height === target[0] ? { x: 0, y: 0, width, height } : centredSquare(width, height));
+  const box =
+    crop ??
+    (width === target[1] && height === target[0] ? { x: 0, y: 0, width, height } : centredSquare(width, height));
   if (box.x + box.width > width || box.y + box.height > height) {
-    throw new FrameError(`source.crop: expected a box inside the ${width}x${height} frame, got ${box.width}x${box.height} at (${box.x}, ${box.y})`, 'source.crop');
+    throw new FrameError(
+      `source.crop: expected a box inside the ${width}x${height} frame, got ${box.width}x${box.height} at (${box.x}, ${box.y})`,
+      'source.crop',
+    );
   }
   return box;
 }
 
 function checkChannels(inC: number, outC: number): void {
-  if (outC !== inC && inC !== 1 && outC !== 1) throw new FrameError(`model input: expected 1 or 3 channels, got ${outC}`, 'input.channels');
+  if (outC !== inC && inC !== 1 && outC !== 1)
+    throw new FrameError(`model input: expected 1 or 3 channels, got ${outC}`, 'input.channels');
 }
 
 /**
  * One output pixel of the float area filter (the reference): every source pixel the destination pixel covers,
  * weighted by the covered fraction, summed in float64 (rows outer, columns inner), channels converted, rounded.
  */
-function areaPixel(img: Image, box: Crop, xs: AreaCells, ys: AreaCells, ox: number, oy: number, out: Uint8Array, o: number, outC: number, invert: boolean, acc: Float64Array): void {
+function areaPixel(
+  img: Image,
+  box: Crop,
+  xs: AreaCells,
+  ys: AreaCells,
+  ox: number,
+  oy: number,
+  out: Uint8Array,
+  o: number,
+  outC: number,
+  invert: boolean,
+  acc: Float64Array,
+): void {
   const inC = img.channels;
   acc.fill(0);
   for (const [sy, wy] of ys[oy]!) {
@@ -149,7 +177,9 @@ export function toModelFrame(img: Image, target: Shape3, crop: Crop | null, inve
   const ys = areaWeights(box.height, outH);
   const out = new Uint8Array(outH * outW * outC);
   const acc = new Float64Array(img.channels);
-  for (let oy = 0; oy < outH; oy++) for (let ox = 0; ox < outW; ox++) areaPixel(img, box, xs, ys, ox, oy, out, (oy * outW + ox) * outC, outC, invert, acc);
+  for (let oy = 0; oy < outH; oy++)
+    for (let ox = 0; ox < outW; ox++)
+      areaPixel(img, box, xs, ys, ox, oy, out, (oy * outW + ox) * outC, outC, invert, acc);
   return out;
 }
 
@@ -198,10 +228,18 @@ interface AxisPlan {
 }
 
 function axisPlan(n: number, m: number): AxisPlan {
-  const plan = { first: new Int32Array(m), last: new Int32Array(m), firstCover: new Float64Array(m), lastCover: new Float64Array(m), full: m };
+  const plan = {
+    first: new Int32Array(m),
+    last: new Int32Array(m),
+    firstCover: new Float64Array(m),
+    lastCover: new Float64Array(m),
+    full: m,
+  };
   for (let o = 0; o < m; o++) {
-    const lo = o * n, hi = (o + 1) * n;
-    const a = Math.floor(lo / m), b = Math.ceil(hi / m) - 1;
+    const lo = o * n,
+      hi = (o + 1) * n;
+    const a = Math.floor(lo / m),
+      b = Math.ceil(hi / m) - 1;
     const cover = (i: number) => Math.min(hi, (i + 1) * m) - Math.max(lo, i * m);
     plan.first[o] = a;
     plan.last[o] = b;
@@ -229,7 +267,14 @@ export class AreaResizer {
   private readonly acc: Float64Array;
   private readonly area: number;
 
-  constructor(readonly width: number, readonly height: number, readonly channels: 1 | 3, readonly target: Shape3, crop: Crop | null, readonly invert: boolean) {
+  constructor(
+    readonly width: number,
+    readonly height: number,
+    readonly channels: 1 | 3,
+    readonly target: Shape3,
+    crop: Crop | null,
+    readonly invert: boolean,
+  ) {
     this.box = cropBox(width, height, target, crop);
     checkChannels(channels, target[2]);
     this.xs = axisPlan(this.box.width, target[1]);
@@ -241,7 +286,10 @@ export class AreaResizer {
   }
 
   /** The model frame of one `width`×`height`×`channels` image (HWC bytes). */
-  resize(data: Uint8Array, out: Uint8Array = new Uint8Array(this.target[0] * this.target[1] * this.target[2])): Uint8Array {
+  resize(
+    data: Uint8Array,
+    out: Uint8Array = new Uint8Array(this.target[0] * this.target[1] * this.target[2]),
+  ): Uint8Array {
     const { box, xs, ys, rows, channels: inC } = this;
     const [outH, outW, outC] = this.target;
     const stride = this.width * inC;
@@ -249,15 +297,20 @@ export class AreaResizer {
       const src = (box.y + y) * stride + box.x * inC;
       const at = y * outW * inC;
       for (let ox = 0; ox < outW; ox++) {
-        const a = xs.first[ox]!, b = xs.last[ox]!;
+        const a = xs.first[ox]!,
+          b = xs.last[ox]!;
         for (let c = 0; c < inC; c++) {
           let s: number;
           if (a === b) s = xs.firstCover[ox]! * data[src + a * inC + c]!;
           else {
             // Small integers: int32 adds (at most 255 per pixel of a row).
             let inner = 0;
-            for (let i = src + (a + 1) * inC + c, end = src + b * inC + c; i < end; i += inC) inner = (inner + data[i]!) | 0;
-            s = xs.firstCover[ox]! * data[src + a * inC + c]! + xs.full * inner + xs.lastCover[ox]! * data[src + b * inC + c]!;
+            for (let i = src + (a + 1) * inC + c, end = src + b * inC + c; i < end; i += inC)
+              inner = (inner + data[i]!) | 0;
+            s =
+              xs.firstCover[ox]! * data[src + a * inC + c]! +
+              xs.full * inner +
+              xs.lastCover[ox]! * data[src + b * inC + c]!;
           }
           rows[at + ox * inC + c] = s;
         }
@@ -266,7 +319,8 @@ export class AreaResizer {
     const sums = this.sums;
     const rowStride = outW * inC;
     for (let oy = 0; oy < outH; oy++) {
-      const a = ys.first[oy]!, b = ys.last[oy]!;
+      const a = ys.first[oy]!,
+        b = ys.last[oy]!;
       for (let ox = 0; ox < outW; ox++) {
         for (let c = 0; c < inC; c++) {
           const col = ox * inC + c;
@@ -299,6 +353,18 @@ export class AreaResizer {
 
   private reference(data: Uint8Array, ox: number, oy: number, out: Uint8Array, o: number): void {
     const img: Image = { width: this.width, height: this.height, channels: this.channels, data };
-    areaPixel(img, this.box, areaWeights(this.box.width, this.target[1]), areaWeights(this.box.height, this.target[0]), ox, oy, out, o, this.target[2], this.invert, this.acc);
+    areaPixel(
+      img,
+      this.box,
+      areaWeights(this.box.width, this.target[1]),
+      areaWeights(this.box.height, this.target[0]),
+      ox,
+      oy,
+      out,
+      o,
+      this.target[2],
+      this.invert,
+      this.acc,
+    );
   }
 }

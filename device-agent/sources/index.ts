@@ -7,7 +7,14 @@ import { existsSync, fstatSync, readdirSync, readFileSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { FASHION_MNIST_DIR, FrameError, labelledFrames, readIdx, readMnistSplit, sampleFrames } from '../../runtime/index.js';
+import {
+  FASHION_MNIST_DIR,
+  FrameError,
+  labelledFrames,
+  readIdx,
+  readMnistSplit,
+  sampleFrames,
+} from '../../runtime/index.js';
 import type { LabelledFrames } from '../../runtime/index.js';
 import type { SourceSpec } from '../config.js';
 import { AreaResizer, decodePicture, toModelFrame } from './image.js';
@@ -21,7 +28,10 @@ export type { FrameFeed, FrameProperties, FrameSource, SourceFrame, SourceOption
 /** The Fashion-MNIST test set if installed, else the shipped samples. */
 export function defaultFrames(): { frames: LabelledFrames; description: string } {
   if (existsSync(join(FASHION_MNIST_DIR, 't10k-images-idx3-ubyte.gz'))) {
-    return { frames: readMnistSplit(FASHION_MNIST_DIR, 't10k'), description: `Fashion-MNIST test set (${FASHION_MNIST_DIR})` };
+    return {
+      frames: readMnistSplit(FASHION_MNIST_DIR, 't10k'),
+      description: `Fashion-MNIST test set (${FASHION_MNIST_DIR})`,
+    };
   }
   return { frames: sampleFrames(), description: 'Fashion-MNIST samples (models/samples)' };
 }
@@ -38,11 +48,16 @@ export function createSource(spec: SourceSpec, opts: SourceOptions): FrameSource
       let frames: LabelledFrames;
       try {
         const images = readIdx(spec.images);
-        const labels = spec.labels ? readIdx(spec.labels) : { shape: [images.shape[0]!], data: new Uint8Array(images.shape[0]!).fill(255) };
+        const labels = spec.labels
+          ? readIdx(spec.labels)
+          : { shape: [images.shape[0]!], data: new Uint8Array(images.shape[0]!).fill(255) };
         frames = labelledFrames(images, labels);
       } catch (err) {
         // Like a missing folder: a named field, not a stack trace (the agent refuses to start on it).
-        throw new FrameError(`source: expected readable IDX ${spec.labels ? 'images and labels' : 'images'}, got ${JSON.stringify(spec.labels ? `${spec.images}:${spec.labels}` : spec.images)} (${(err as Error).message})`, 'source.spec');
+        throw new FrameError(
+          `source: expected readable IDX ${spec.labels ? 'images and labels' : 'images'}, got ${JSON.stringify(spec.labels ? `${spec.images}:${spec.labels}` : spec.images)} (${(err as Error).message})`,
+          'source.spec',
+        );
       }
       return labelledSource(frames, spec.images, opts, spec.labels !== null);
     }
@@ -51,7 +66,8 @@ export function createSource(spec: SourceSpec, opts: SourceOptions): FrameSource
     case 'stdin':
       return videoSource(opts.stdin, spec.format, spec.width, spec.height, opts);
     case 'mqtt':
-      if (!opts.mqtt) throw new FrameError('source: the "mqtt" source needs an MQTT connection (mqtt.url)', 'source.spec');
+      if (!opts.mqtt)
+        throw new FrameError('source: the "mqtt" source needs an MQTT connection (mqtt.url)', 'source.spec');
       return mqttSource(opts.mqtt.feed, opts, opts.mqtt.badFrame);
   }
 }
@@ -72,13 +88,20 @@ function pacer(frameRate: number): () => Promise<void> {
 }
 
 /** A pulled, paced, looping source over an indexable set of pictures. */
-function pulledSource(count: number, get: (i: number) => SourceFrame, description: string, opts: SourceOptions): FrameSource {
+function pulledSource(
+  count: number,
+  get: (i: number) => SourceFrame,
+  description: string,
+  opts: SourceOptions,
+): FrameSource {
   let closed = false;
   return {
     description,
     live: false,
     length: count,
-    close: () => void (closed = true),
+    close: () => {
+      closed = true;
+    },
     async *[Symbol.asyncIterator]() {
       const pace = pacer(opts.frameRate);
       do {
@@ -91,7 +114,12 @@ function pulledSource(count: number, get: (i: number) => SourceFrame, descriptio
   };
 }
 
-function labelledSource(frames: LabelledFrames, description: string, opts: SourceOptions, hasLabels = true): FrameSource {
+function labelledSource(
+  frames: LabelledFrames,
+  description: string,
+  opts: SourceOptions,
+  hasLabels = true,
+): FrameSource {
   const [h, w, c] = frames.frameShape;
   const same = h === opts.target[0] && w === opts.target[1] && c === opts.target[2] && !opts.invert && !opts.crop;
   const resize = same ? null : new AreaResizer(w, h, c as 1 | 3, opts.target, opts.crop, opts.invert);
@@ -109,9 +137,14 @@ const LABEL_PREFIX = /^(\d+)[_-]/;
 function folderSource(dir: string, opts: SourceOptions): FrameSource {
   let names: string[];
   try {
-    names = readdirSync(dir).filter((n) => PICTURE.test(n)).sort();
+    names = readdirSync(dir)
+      .filter((n) => PICTURE.test(n))
+      .sort();
   } catch (err) {
-    throw new FrameError(`source: expected a readable folder of PNG/PGM images, got ${JSON.stringify(dir)} (${(err as Error).message})`, 'source.spec');
+    throw new FrameError(
+      `source: expected a readable folder of PNG/PGM images, got ${JSON.stringify(dir)} (${(err as Error).message})`,
+      'source.spec',
+    );
   }
   if (names.length === 0) throw new FrameError(`source: expected PNG or PGM files in ${dir}, got none`, 'source.spec');
   const get = (i: number): SourceFrame => {
@@ -132,7 +165,13 @@ function folderSource(dir: string, opts: SourceOptions): FrameSource {
  * (what a camera pipeline is): a stream's 'data' events would allocate a chunk per read, ten per VGA frame, and
  * their garbage collection cost more CPU than the resize.
  */
-function videoSource(stream: Readable | undefined, format: 'grey' | 'yuv420', width: number, height: number, opts: SourceOptions): FrameSource {
+function videoSource(
+  stream: Readable | undefined,
+  format: 'grey' | 'yuv420',
+  width: number,
+  height: number,
+  opts: SourceOptions,
+): FrameSource {
   const lumaBytes = width * height;
   const frameBytes = format === 'grey' ? lumaBytes : (lumaBytes * 3) / 2;
   const resizer = new AreaResizer(width, height, 1, opts.target, opts.crop, opts.invert);
@@ -141,7 +180,7 @@ function videoSource(stream: Readable | undefined, format: 'grey' | 'yuv420', wi
   /** Bytes of the current frame seen so far. */
   let filled = 0;
   const consume = (chunk: Uint8Array, length = chunk.length) => {
-    for (let off = 0; off < length;) {
+    for (let off = 0; off < length; ) {
       const take = Math.min(frameBytes - filled, length - off);
       if (filled < lumaBytes) luma.set(chunk.subarray(off, off + Math.min(take, lumaBytes - filled)), filled);
       filled += take;
@@ -173,7 +212,7 @@ function videoSource(stream: Readable | undefined, format: 'grey' | 'yuv420', wi
 
 /** fd 0 as a socket that reads into one reused buffer and hands each read to `consume`; null when fd 0 is no pipe. */
 function stdinPipe(consume: (chunk: Uint8Array, length: number) => void): Socket | null {
-  let stat;
+  let stat: ReturnType<typeof fstatSync>;
   try {
     stat = fstatSync(0);
   } catch {
@@ -182,6 +221,17 @@ function stdinPipe(consume: (chunk: Uint8Array, length: number) => void): Socket
   if (!stat.isFIFO() && !stat.isSocket()) return null;
   const buffer = Buffer.allocUnsafe(64 * 1024);
   // `onread` (Node >= 12) is missing from @types/node's constructor options, not from Node.
-  const options = { fd: 0, readable: true, writable: false, onread: { buffer, callback: (n: number) => (consume(buffer, n), true) } };
+  const options = {
+    fd: 0,
+    readable: true,
+    writable: false,
+    onread: {
+      buffer,
+      callback: (n: number) => {
+        consume(buffer, n);
+        return true;
+      },
+    },
+  };
   return new Socket(options);
 }

@@ -8,7 +8,11 @@ import { PushSource } from './push.js';
 import type { FrameFeed, FrameProperties, FrameSource, SourceFrame, SourceOptions } from './types.js';
 
 /** A live source of `feed`'s frames; a message that is no usable frame goes to `badFrame` and the source goes on. */
-export function mqttSource(feed: FrameFeed, opts: Pick<SourceOptions, 'target' | 'crop' | 'invert'>, badFrame: (err: Error) => void): FrameSource {
+export function mqttSource(
+  feed: FrameFeed,
+  opts: Pick<SourceOptions, 'target' | 'crop' | 'invert'>,
+  badFrame: (err: Error) => void,
+): FrameSource {
   const live = new PushSource('MQTT frames/in');
   const sub = feed.frames((payload, props) => {
     let frame: SourceFrame;
@@ -31,31 +35,45 @@ export function mqttSource(feed: FrameFeed, opts: Pick<SourceOptions, 'target' |
 }
 
 /** A `frames/in` payload: raw HWC bytes of the model's input size, a PNG/PGM picture, or JSON {data: base64, label}. */
-export function decodeFrame(payload: Buffer, props: FrameProperties, opts: Pick<SourceOptions, 'target' | 'crop' | 'invert'>): SourceFrame {
+export function decodeFrame(
+  payload: Buffer,
+  props: FrameProperties,
+  opts: Pick<SourceOptions, 'target' | 'crop' | 'invert'>,
+): SourceFrame {
   let bytes: Uint8Array = payload;
   let label: number | null = null;
   const userLabel = props?.userProperties?.label;
-  if (userLabel !== undefined) label = parseLabel(Array.isArray(userLabel) ? userLabel[0] : userLabel, 'label (user property)');
+  if (userLabel !== undefined)
+    label = parseLabel(Array.isArray(userLabel) ? userLabel[0] : userLabel, 'label (user property)');
   if (payload[0] === 0x7b) {
     let msg: { data?: unknown; label?: unknown };
     try {
       msg = JSON.parse(payload.toString('utf8')) as typeof msg;
     } catch (err) {
-      throw new FrameError(`frames/in: expected raw bytes, a PNG/PGM or JSON {data, label}, got broken JSON (${(err as Error).message})`, 'frames/in');
+      throw new FrameError(
+        `frames/in: expected raw bytes, a PNG/PGM or JSON {data, label}, got broken JSON (${(err as Error).message})`,
+        'frames/in',
+      );
     }
-    if (typeof msg.data !== 'string') throw new FrameError(`frames/in: data: expected a base64 string, got ${show(msg.data)}`, 'frames/in.data');
+    if (typeof msg.data !== 'string')
+      throw new FrameError(`frames/in: data: expected a base64 string, got ${show(msg.data)}`, 'frames/in.data');
     bytes = Buffer.from(msg.data, 'base64');
     if (msg.label !== undefined && msg.label !== null) label = parseLabel(msg.label, 'frames/in.label');
   }
   const [h, w, c] = opts.target;
   if (bytes.length === h * w * c) return { data: Uint8Array.from(bytes), label };
-  if (isPicture(bytes)) return { data: toModelFrame(decodePicture(bytes, 'frames/in'), opts.target, opts.crop, opts.invert), label };
-  throw new FrameError(`frames/in: expected ${h * w * c} raw bytes (${h}x${w}x${c}) or a PNG/PGM picture, got ${bytes.length} bytes`, 'frames/in');
+  if (isPicture(bytes))
+    return { data: toModelFrame(decodePicture(bytes, 'frames/in'), opts.target, opts.crop, opts.invert), label };
+  throw new FrameError(
+    `frames/in: expected ${h * w * c} raw bytes (${h}x${w}x${c}) or a PNG/PGM picture, got ${bytes.length} bytes`,
+    'frames/in',
+  );
 }
 
 /** A class index from a message (a number, or digits in a string); `classes` bounds it when the model is known. */
 export function parseLabel(v: unknown, field: string, classes = 65536): number {
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n >= classes) throw new ConfigError(`${field}: expected a class index 0..${classes - 1}, got ${show(v)}`, field);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n >= classes)
+    throw new ConfigError(`${field}: expected a class index 0..${classes - 1}, got ${show(v)}`, field);
   return n;
 }

@@ -6,7 +6,17 @@
  * changes what boots: write → fsync(file) → rename → fsync(directory), and only then record the step (SQLite,
  * synchronous=FULL: store/sqlite.ts). ota/README.md ("Power loss") lists the points and what a cut leaves.
  */
-import { closeSync, fdatasyncSync, fsyncSync, ftruncateSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  fdatasyncSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 /** Flushes a file's data and metadata to the disk. */

@@ -1,6 +1,15 @@
 /** StateStore in memory: same behaviour as the SQLite store (one shared test suite), nothing survives the process. */
 import { ConfigError } from '../../runtime/index.js';
-import type { FeatureCache, LabelledFrame, MetricsRecord, ModelRecord, OutboxMessage, PredictionRecord, RetentionLimits, StateStore } from './types.js';
+import type {
+  FeatureCache,
+  LabelledFrame,
+  MetricsRecord,
+  ModelRecord,
+  OutboxMessage,
+  PredictionRecord,
+  RetentionLimits,
+  StateStore,
+} from './types.js';
 import { DEFAULT_LIMITS } from './types.js';
 
 /** A FeatureCache in a Map (the in-memory store's, and the one fine-tuning uses without a store). */
@@ -35,7 +44,11 @@ export class MemoryStore implements StateStore {
   registerModel(model: { version: string; sha256: string; path: string }): ModelRecord {
     const prev = this.models.get(model.version);
     const keep = prev !== undefined && prev.sha256 === model.sha256;
-    const rec: ModelRecord = { ...model, state: keep ? prev.state : 'available', activatedAt: prev?.activatedAt ?? null };
+    const rec: ModelRecord = {
+      ...model,
+      state: keep ? prev.state : 'available',
+      activatedAt: prev?.activatedAt ?? null,
+    };
     this.models.set(model.version, rec);
     return rec;
   }
@@ -47,7 +60,8 @@ export class MemoryStore implements StateStore {
   }
   activateModel(version: string, now = Date.now()): ModelRecord {
     const target = this.models.get(version);
-    if (!target) throw new ConfigError(`model version: expected a registered version, got ${JSON.stringify(version)}`, 'version');
+    if (!target)
+      throw new ConfigError(`model version: expected a registered version, got ${JSON.stringify(version)}`, 'version');
     for (const [k, m] of this.models) if (m.state === 'active') this.models.set(k, { ...m, state: 'available' });
     const rec: ModelRecord = { ...target, state: 'active', activatedAt: now };
     this.models.set(version, rec);
@@ -60,7 +74,8 @@ export class MemoryStore implements StateStore {
 
   addMetrics(ts: number, snapshot: unknown): void {
     this.metrics.push({ ts, json: JSON.stringify(snapshot) });
-    if (this.metrics.length > this.limits.metricsHistory) this.metrics = this.metrics.slice(-this.limits.metricsHistory);
+    if (this.metrics.length > this.limits.metricsHistory)
+      this.metrics = this.metrics.slice(-this.limits.metricsHistory);
   }
   recentMetrics(limit: number): MetricsRecord[] {
     return this.metrics.slice(-limit);
@@ -69,7 +84,10 @@ export class MemoryStore implements StateStore {
   logPredictions(rows: readonly PredictionRecord[], now = Date.now()): void {
     if (rows.length === 0) return;
     const cutoff = now - this.limits.predictionMaxAge * 1000;
-    this.predictions = this.predictions.concat(rows).slice(-this.limits.predictionRows).filter((p) => p.ts >= cutoff);
+    this.predictions = this.predictions
+      .concat(rows)
+      .slice(-this.limits.predictionRows)
+      .filter((p) => p.ts >= cutoff);
   }
   recentPredictions(limit: number): PredictionRecord[] {
     return this.predictions.slice(-limit);

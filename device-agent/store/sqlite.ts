@@ -5,7 +5,17 @@
 import Database from 'better-sqlite3';
 import { ConfigError } from '../../runtime/index.js';
 import { migrate } from './migrate.js';
-import type { FeatureCache, LabelledFrame, MetricsRecord, ModelRecord, ModelState, OutboxMessage, PredictionRecord, RetentionLimits, StateStore } from './types.js';
+import type {
+  FeatureCache,
+  LabelledFrame,
+  MetricsRecord,
+  ModelRecord,
+  ModelState,
+  OutboxMessage,
+  PredictionRecord,
+  RetentionLimits,
+  StateStore,
+} from './types.js';
 import { DEFAULT_LIMITS } from './types.js';
 
 /**
@@ -33,10 +43,38 @@ CREATE TABLE IF NOT EXISTS outbox (
 `,
 ];
 
-interface ModelRow { version: string; sha256: string; path: string; state: ModelState; activated_at: number | null }
-interface PredictionRow { frame: number; ts: number; model: string; prediction: number; confidence: number; label: number | null; latency_ms: number }
-interface FrameRow { frame: number; ts: number; label: number; height: number; width: number; channels: number; data: Buffer }
-interface OutboxRow { id: number; topic: string; payload: string; qos: number; retain: number }
+interface ModelRow {
+  version: string;
+  sha256: string;
+  path: string;
+  state: ModelState;
+  activated_at: number | null;
+}
+interface PredictionRow {
+  frame: number;
+  ts: number;
+  model: string;
+  prediction: number;
+  confidence: number;
+  label: number | null;
+  latency_ms: number;
+}
+interface FrameRow {
+  frame: number;
+  ts: number;
+  label: number;
+  height: number;
+  width: number;
+  channels: number;
+  data: Buffer;
+}
+interface OutboxRow {
+  id: number;
+  topic: string;
+  payload: string;
+  qos: number;
+  retain: number;
+}
 
 /** Opens the agent's SQLite file as every connection to it must be opened (the store's and OTA's share it). */
 export function openDatabase(path: string): Database.Database {
@@ -44,7 +82,10 @@ export function openDatabase(path: string): Database.Database {
   try {
     db = new Database(path);
   } catch (err) {
-    throw new ConfigError(`store.path: expected a writable SQLite file, got ${JSON.stringify(path)} (${(err as Error).message})`, 'store.path');
+    throw new ConfigError(
+      `store.path: expected a writable SQLite file, got ${JSON.stringify(path)} (${(err as Error).message})`,
+      'store.path',
+    );
   }
   // WAL: a commit is one append, and readers never wait for it (the store's and OTA's connections share this file).
   db.pragma('journal_mode = WAL');
@@ -86,15 +127,21 @@ export class SqliteStore implements StateStore {
       metricsAdd: db.prepare('INSERT INTO metrics (ts, json) VALUES (?, ?)'),
       metricsTrim: db.prepare('DELETE FROM metrics WHERE id <= (SELECT MAX(id) FROM metrics) - ?'),
       metricsRecent: db.prepare<[number], MetricsRecord>('SELECT ts, json FROM metrics ORDER BY id DESC LIMIT ?'),
-      predAdd: db.prepare('INSERT INTO predictions (frame, ts, model, prediction, confidence, label, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      predAdd: db.prepare(
+        'INSERT INTO predictions (frame, ts, model, prediction, confidence, label, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
       predTrimCount: db.prepare('DELETE FROM predictions WHERE id <= (SELECT MAX(id) FROM predictions) - ?'),
       predTrimAge: db.prepare('DELETE FROM predictions WHERE ts < ?'),
       predRecent: db.prepare<[number], PredictionRow>('SELECT * FROM predictions ORDER BY id DESC LIMIT ?'),
       predCount: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM predictions'),
-      frameSave: db.prepare('INSERT OR REPLACE INTO labelled_frames (frame, ts, label, height, width, channels, data) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      frameSave: db.prepare(
+        'INSERT OR REPLACE INTO labelled_frames (frame, ts, label, height, width, channels, data) VALUES (?, ?, ?, ?, ?, ?, ?)',
+      ),
       frameList: db.prepare<[number], FrameRow>('SELECT * FROM labelled_frames ORDER BY frame LIMIT ?'),
       frameCount: db.prepare<[], { n: number }>('SELECT COUNT(*) AS n FROM labelled_frames'),
-      featureGet: db.prepare<[string, string], { features: Buffer }>('SELECT features FROM features WHERE backbone = ? AND frame_id = ?'),
+      featureGet: db.prepare<[string, string], { features: Buffer }>(
+        'SELECT features FROM features WHERE backbone = ? AND frame_id = ?',
+      ),
       featureSet: db.prepare('INSERT OR REPLACE INTO features (backbone, frame_id, features) VALUES (?, ?, ?)'),
       outAdd: db.prepare('INSERT INTO outbox (topic, payload, qos, retain) VALUES (?, ?, ?, ?)'),
       outPeek: db.prepare<[number, number], OutboxRow>('SELECT * FROM outbox WHERE id > ? ORDER BY id LIMIT ?'),
@@ -109,7 +156,12 @@ export class SqliteStore implements StateStore {
         // A copy: the Float64Array needs its own 8-byte aligned buffer.
         return row && row.features.length % 8 === 0 ? new Float64Array(new Uint8Array(row.features).buffer) : undefined;
       },
-      set: (backbone, frameId, features) => void s.featureSet.run(backbone, frameId, Buffer.from(features.buffer, features.byteOffset, features.byteLength)),
+      set: (backbone, frameId, features) =>
+        void s.featureSet.run(
+          backbone,
+          frameId,
+          Buffer.from(features.buffer, features.byteOffset, features.byteLength),
+        ),
     };
     this.tx = {
       activate: db.transaction((version: string, now: number) => {
@@ -126,7 +178,16 @@ export class SqliteStore implements StateStore {
         s.predTrimAge.run(now - this.limits.predictionMaxAge * 1000);
       }),
       frames: db.transaction((frames: readonly LabelledFrame[]) => {
-        for (const f of frames) s.frameSave.run(f.frame, f.ts, f.label, f.shape[0], f.shape[1], f.shape[2], Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength));
+        for (const f of frames)
+          s.frameSave.run(
+            f.frame,
+            f.ts,
+            f.label,
+            f.shape[0],
+            f.shape[1],
+            f.shape[2],
+            Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength),
+          );
       }),
       outbox: db.transaction((m: Omit<OutboxMessage, 'id'>): number => {
         const over = s.outCount.get()!.n + 1 - this.limits.outboxMax;
@@ -151,7 +212,8 @@ export class SqliteStore implements StateStore {
     return row && modelRecord(row);
   }
   activateModel(version: string, now = Date.now()): ModelRecord {
-    if (!this.s.modelGet.get(version)) throw new ConfigError(`model version: expected a registered version, got ${JSON.stringify(version)}`, 'version');
+    if (!this.s.modelGet.get(version))
+      throw new ConfigError(`model version: expected a registered version, got ${JSON.stringify(version)}`, 'version');
     this.tx.activate(version, now);
     return this.getModel(version)!;
   }
@@ -173,7 +235,15 @@ export class SqliteStore implements StateStore {
     return this.s.predRecent
       .all(limit)
       .reverse()
-      .map((r) => ({ frame: r.frame, ts: r.ts, model: r.model, prediction: r.prediction, confidence: r.confidence, label: r.label, latencyMs: r.latency_ms }));
+      .map((r) => ({
+        frame: r.frame,
+        ts: r.ts,
+        model: r.model,
+        prediction: r.prediction,
+        confidence: r.confidence,
+        label: r.label,
+        latencyMs: r.latency_ms,
+      }));
   }
   predictionCount(): number {
     return this.s.predCount.get()!.n;
@@ -183,7 +253,13 @@ export class SqliteStore implements StateStore {
     if (frames.length > 0) this.tx.frames(frames);
   }
   labelledFrames(limit = Number.MAX_SAFE_INTEGER): LabelledFrame[] {
-    return this.s.frameList.all(limit).map((r) => ({ frame: r.frame, ts: r.ts, label: r.label, shape: [r.height, r.width, r.channels], data: new Uint8Array(r.data) }));
+    return this.s.frameList.all(limit).map((r) => ({
+      frame: r.frame,
+      ts: r.ts,
+      label: r.label,
+      shape: [r.height, r.width, r.channels],
+      data: new Uint8Array(r.data),
+    }));
   }
   labelledFrameCount(): number {
     return this.s.frameCount.get()!.n;
@@ -193,7 +269,9 @@ export class SqliteStore implements StateStore {
     return this.tx.outbox(msg);
   }
   outboxPeek(afterId: number, limit: number): OutboxMessage[] {
-    return this.s.outPeek.all(afterId, limit).map((r) => ({ id: r.id, topic: r.topic, payload: r.payload, qos: r.qos as 0 | 1 | 2, retain: r.retain === 1 }));
+    return this.s.outPeek
+      .all(afterId, limit)
+      .map((r) => ({ id: r.id, topic: r.topic, payload: r.payload, qos: r.qos as 0 | 1 | 2, retain: r.retain === 1 }));
   }
   outboxRemove(id: number): void {
     this.s.outRemove.run(id);

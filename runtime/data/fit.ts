@@ -43,7 +43,9 @@ function areaWeights(n: number, m: number): AreaCells {
   if (hit) return hit;
   const step = n / m;
   const stride = Math.ceil(step) + 1;
-  const first = new Int32Array(m), count = new Int32Array(m), weight = new Float64Array(m * stride);
+  const first = new Int32Array(m),
+    count = new Int32Array(m),
+    weight = new Float64Array(m * stride);
   for (let o = 0; o < m; o++) {
     const lo = o * step;
     const hi = lo + step;
@@ -70,14 +72,33 @@ const level = (v: number) => Math.min(255, Math.max(0, Math.round(v)));
  * Area-resizes box (bx, by, bw, bh) of an HWC picture of width `w` with `inC` channels into an ow × oh region of
  * `out` (row stride `outW` pixels, origin (ox0, oy0)) with `outC` channels.
  */
-function areaResize(src: Uint8Array, w: number, inC: number, bx: number, by: number, bw: number, bh: number,
-  out: Uint8Array, outW: number, outC: number, ox0: number, oy0: number, ow: number, oh: number): void {
-  const xs = areaWeights(bw, ow), ys = areaWeights(bh, oh);
+function areaResize(
+  src: Uint8Array,
+  w: number,
+  inC: number,
+  bx: number,
+  by: number,
+  bw: number,
+  bh: number,
+  out: Uint8Array,
+  outW: number,
+  outC: number,
+  ox0: number,
+  oy0: number,
+  ow: number,
+  oh: number,
+): void {
+  const xs = areaWeights(bw, ow),
+    ys = areaWeights(bh, oh);
   const acc = new Float64Array(inC);
   for (let oy = 0; oy < oh; oy++) {
-    const fy = ys.first[oy]!, ny = ys.count[oy]!, wyBase = oy * ys.stride;
+    const fy = ys.first[oy]!,
+      ny = ys.count[oy]!,
+      wyBase = oy * ys.stride;
     for (let ox = 0; ox < ow; ox++) {
-      const fx = xs.first[ox]!, nx = xs.count[ox]!, wxBase = ox * xs.stride;
+      const fx = xs.first[ox]!,
+        nx = xs.count[ox]!,
+        wxBase = ox * xs.stride;
       acc.fill(0);
       for (let ky = 0; ky < ny; ky++) {
         const wy = ys.weight[wyBase + ky]!;
@@ -97,8 +118,13 @@ function areaResize(src: Uint8Array, w: number, inC: number, bx: number, by: num
 }
 
 function checkShape(shape: FrameShape, name: string): void {
-  const ok = shape.length === 3 && shape.every((d) => Number.isInteger(d) && d >= 1) && (shape[2] === 1 || shape[2] === 3);
-  if (!ok) throw new FrameError(`fitFrame: ${name}: expected [height, width, 1 or 3 channels] of positive integers, got [${shape.join(', ')}]`, name);
+  const ok =
+    shape.length === 3 && shape.every((d) => Number.isInteger(d) && d >= 1) && (shape[2] === 1 || shape[2] === 3);
+  if (!ok)
+    throw new FrameError(
+      `fitFrame: ${name}: expected [height, width, 1 or 3 channels] of positive integers, got [${shape.join(', ')}]`,
+      name,
+    );
 }
 
 /**
@@ -108,10 +134,15 @@ function checkShape(shape: FrameShape, name: string): void {
 export function fitFrame(src: Uint8Array, from: FrameShape, to: FrameShape, fit: Fit = DEFAULT_FIT): Uint8Array {
   checkShape(from, 'from');
   checkShape(to, 'to');
-  if (!FITS.includes(fit)) throw new FrameError(`fitFrame: fit: expected one of ${FITS.join(', ')}, got ${JSON.stringify(fit)}`, 'fit');
+  if (!FITS.includes(fit))
+    throw new FrameError(`fitFrame: fit: expected one of ${FITS.join(', ')}, got ${JSON.stringify(fit)}`, 'fit');
   const [h, w, c] = from;
   const [th, tw, tc] = to;
-  if (src.length !== h * w * c) throw new FrameError(`fitFrame: expected ${h * w * c} bytes for a ${h}×${w}×${c} picture, got ${src.length}`, 'frame');
+  if (src.length !== h * w * c)
+    throw new FrameError(
+      `fitFrame: expected ${h * w * c} bytes for a ${h}×${w}×${c} picture, got ${src.length}`,
+      'frame',
+    );
   if (h === th && w === tw && c === tc) return src;
   const out = new Uint8Array(th * tw * tc);
   if (h === th && w === tw) {
@@ -119,11 +150,13 @@ export function fitFrame(src: Uint8Array, from: FrameShape, to: FrameShape, fit:
   } else if (fit === 'crop') {
     // Wider than the frame: full height, the centred columns; else full width, the centred rows.
     const wide = w * th > h * tw;
-    const bw = wide ? Math.max(1, Math.round((h * tw) / th)) : w, bh = wide ? h : Math.max(1, Math.round((w * th) / tw));
+    const bw = wide ? Math.max(1, Math.round((h * tw) / th)) : w,
+      bh = wide ? h : Math.max(1, Math.round((w * th) / tw));
     areaResize(src, w, c, (w - bw) >> 1, (h - bh) >> 1, bw, bh, out, tw, tc, 0, 0, tw, th);
   } else {
     const scale = Math.min(th / h, tw / w);
-    const ih = Math.min(th, Math.max(1, Math.round(h * scale))), iw = Math.min(tw, Math.max(1, Math.round(w * scale)));
+    const ih = Math.min(th, Math.max(1, Math.round(h * scale))),
+      iw = Math.min(tw, Math.max(1, Math.round(w * scale)));
     areaResize(src, w, c, 0, 0, w, h, out, tw, tc, (tw - iw) >> 1, (th - ih) >> 1, iw, ih);
   }
   return out;

@@ -15,11 +15,15 @@ const UBYTE = 0x08;
 /** Parses an IDX buffer (gzip-compressed or not). Only the unsigned-byte element type is accepted. */
 export function parseIdx(buffer: Uint8Array, what = 'idx'): IdxArray {
   const raw = buffer[0] === 0x1f && buffer[1] === 0x8b ? new Uint8Array(gunzipSync(buffer)) : buffer;
-  if (raw.length < 4) throw new FormatError(`${what}: file of ${raw.length} bytes is shorter than the 4-byte IDX magic`, 'magic');
-  if (raw[0] !== 0 || raw[1] !== 0) throw new FormatError(`${what}: IDX magic must start with two zero bytes, got ${raw[0]}, ${raw[1]}`, 'magic');
-  if (raw[2] !== UBYTE) throw new FormatError(`${what}: IDX element type must be 0x08 (ubyte), got 0x${raw[2]!.toString(16)}`, 'type');
+  if (raw.length < 4)
+    throw new FormatError(`${what}: file of ${raw.length} bytes is shorter than the 4-byte IDX magic`, 'magic');
+  if (raw[0] !== 0 || raw[1] !== 0)
+    throw new FormatError(`${what}: IDX magic must start with two zero bytes, got ${raw[0]}, ${raw[1]}`, 'magic');
+  if (raw[2] !== UBYTE)
+    throw new FormatError(`${what}: IDX element type must be 0x08 (ubyte), got 0x${raw[2]!.toString(16)}`, 'type');
   const dims = raw[3]!;
-  if (dims < 1 || raw.length < 4 + 4 * dims) throw new FormatError(`${what}: IDX header with ${dims} dimensions is truncated`, 'dims');
+  if (dims < 1 || raw.length < 4 + 4 * dims)
+    throw new FormatError(`${what}: IDX header with ${dims} dimensions is truncated`, 'dims');
   const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   const shape: number[] = [];
   let count = 1;
@@ -30,7 +34,10 @@ export function parseIdx(buffer: Uint8Array, what = 'idx'): IdxArray {
   }
   const start = 4 + 4 * dims;
   if (raw.length - start !== count) {
-    throw new FormatError(`${what}: IDX shape [${shape.join(', ')}] needs ${count} data bytes, file has ${raw.length - start}`, 'data');
+    throw new FormatError(
+      `${what}: IDX shape [${shape.join(', ')}] needs ${count} data bytes, file has ${raw.length - start}`,
+      'data',
+    );
   }
   return { shape, data: raw.subarray(start) };
 }
@@ -62,9 +69,13 @@ export interface LabelledFrames {
 
 export function labelledFrames(images: IdxArray, labels: IdxArray): LabelledFrames {
   const [n, h, w, c = 1] = images.shape as [number, number, number, number?];
-  if (images.shape.length < 3) throw new FormatError(`images: expected [n, h, w(, c)], got [${images.shape.join(', ')}]`, 'images.shape');
+  if (images.shape.length < 3)
+    throw new FormatError(`images: expected [n, h, w(, c)], got [${images.shape.join(', ')}]`, 'images.shape');
   if (labels.shape.length !== 1 || labels.shape[0] !== n) {
-    throw new FormatError(`labels: expected shape [${n}] to match the images, got [${labels.shape.join(', ')}]`, 'labels.shape');
+    throw new FormatError(
+      `labels: expected shape [${n}] to match the images, got [${labels.shape.join(', ')}]`,
+      'labels.shape',
+    );
   }
   const size = h * w * c;
   return {
@@ -80,7 +91,16 @@ export function labelledFrames(images: IdxArray, labels: IdxArray): LabelledFram
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 
 export const FASHION_MNIST_LABELS = [
-  'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
 ] as const;
 
 /** The first 1000 Fashion-MNIST test frames and their labels, shipped in models/samples/ (no download needed). */

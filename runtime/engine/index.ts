@@ -21,7 +21,12 @@ export interface LoadOptions extends EngineOptions, ReadOptions {}
 
 /** Reads a model (a .bwsnn path, its bytes, or an in-memory model) and builds an engine for it. */
 export async function loadModel(source: string | Uint8Array | BwsnnModel, options: LoadOptions = {}): Promise<Engine> {
-  const model = typeof source === 'string' ? readBwsnnFile(source, options) : source instanceof Uint8Array ? readBwsnn(source, options) : source;
+  const model =
+    typeof source === 'string'
+      ? readBwsnnFile(source, options)
+      : source instanceof Uint8Array
+        ? readBwsnn(source, options)
+        : source;
   return createEngine(model, options);
 }
 
@@ -81,7 +86,10 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
       const [units, prevUnits] = [entry.currents.length / model.T, prev.length / model.T];
       const shortcut = new Float32Array(entry.currents.length);
       for (let t = 0; t < model.T; t++) {
-        shortcut.set(shortcutCurrent(layer, prev.subarray(t * prevUnits, (t + 1) * prevUnits), mapShape(layers[i - 1]!))!, t * units);
+        shortcut.set(
+          shortcutCurrent(layer, prev.subarray(t * prevUnits, (t + 1) * prevUnits), mapShape(layers[i - 1]!))!,
+          t * units,
+        );
       }
       return { ...entry, shortcut };
     });
@@ -108,7 +116,10 @@ export function validateFrame(frame: Frame, shape: readonly [number, number, num
     throw new FrameError(`frame: expected an array of ${expected} values 0..255, got ${show(frame)}`, 'frame');
   }
   if (frame.length !== expected) {
-    throw new FrameError(`frame.length: expected ${expected} (${shape.join('×')} HWC), got ${frame.length}`, 'frame.length');
+    throw new FrameError(
+      `frame.length: expected ${expected} (${shape.join('×')} HWC), got ${frame.length}`,
+      'frame.length',
+    );
   }
   if (frame instanceof Uint8Array) return frame;
   if (frame instanceof Uint8ClampedArray) return new Uint8Array(frame.buffer, frame.byteOffset, frame.length);

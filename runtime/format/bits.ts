@@ -9,7 +9,8 @@ import { rowWords } from './model.js';
  * 0 for w < 0. NaN packs as 0; callers validate their floats first.
  */
 export function packRows(weights: ArrayLike<number>, rows: number, bits: number): Uint32Array {
-  if (weights.length !== rows * bits) throw new RangeError(`packRows: expected ${rows * bits} weights, got ${weights.length}`);
+  if (weights.length !== rows * bits)
+    throw new RangeError(`packRows: expected ${rows * bits} weights, got ${weights.length}`);
   const words = rowWords(bits);
   const out = new Uint32Array(rows * words);
   for (let r = 0; r < rows; r++) {
@@ -22,7 +23,8 @@ export function packRows(weights: ArrayLike<number>, rows: number, bits: number)
 /** The inverse of packRows: ±1 per weight, row-major, padding dropped. */
 export function unpackRows(packed: Uint32Array, rows: number, bits: number): Int8Array {
   const words = rowWords(bits);
-  if (packed.length !== rows * words) throw new RangeError(`unpackRows: expected ${rows * words} words, got ${packed.length}`);
+  if (packed.length !== rows * words)
+    throw new RangeError(`unpackRows: expected ${rows * words} words, got ${packed.length}`);
   const out = new Int8Array(rows * bits);
   for (let r = 0; r < rows; r++) {
     const base = r * words;
@@ -35,7 +37,11 @@ export function unpackRows(packed: Uint32Array, rows: number, bits: number): Int
  * First row whose padding bits (positions >= `bits`) are not all zero, with the offending word; null when
  * every row is clean. Kernels popcount whole words, so a stray padding bit would silently change every dot.
  */
-export function dirtyPadding(packed: Uint32Array, rows: number, bits: number): { row: number; word: number; value: number } | null {
+export function dirtyPadding(
+  packed: Uint32Array,
+  rows: number,
+  bits: number,
+): { row: number; word: number; value: number } | null {
   const words = rowWords(bits);
   const full = bits >>> 5;
   const tailMask = bits & 31 ? ~((1 << (bits & 31)) - 1) >>> 0 : 0xffffffff;
@@ -60,7 +66,8 @@ export function packStream(packed: Uint32Array, rows: number, bits: number): Uin
   const out = new Uint8Array(Math.ceil((rows * bits) / 8));
   let at = 0;
   for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < bits; j++, at++) if ((packed[r * words + (j >>> 5)]! >>> (j & 31)) & 1) out[at >>> 3]! |= 1 << (at & 7);
+    for (let j = 0; j < bits; j++, at++)
+      if ((packed[r * words + (j >>> 5)]! >>> (j & 31)) & 1) out[at >>> 3]! |= 1 << (at & 7);
   }
   return out;
 }
@@ -71,7 +78,8 @@ export function unpackStream(stream: Uint8Array, rows: number, bits: number): Ui
   const out = new Uint32Array(rows * words);
   let at = 0;
   for (let r = 0; r < rows; r++) {
-    for (let j = 0; j < bits; j++, at++) if ((stream[at >>> 3]! >>> (at & 7)) & 1) out[r * words + (j >>> 5)]! |= 1 << (j & 31);
+    for (let j = 0; j < bits; j++, at++)
+      if ((stream[at >>> 3]! >>> (at & 7)) & 1) out[r * words + (j >>> 5)]! |= 1 << (j & 31);
   }
   return out;
 }

@@ -74,7 +74,8 @@ type Put = (array: Int8Array | Uint32Array | Float32Array, kind: TensorKind, dim
 export function writeBwsnn(model: BwsnnModel, opts: WriteOptions = {}): Uint8Array {
   validateModel(model);
   const version = opts.formatVersion ?? FORMAT_VERSION;
-  if (version !== 1 && version !== 2) throw new ConfigError(`formatVersion: expected 1 or 2, got ${show(version)}`, 'formatVersion');
+  if (version !== 1 && version !== 2)
+    throw new ConfigError(`formatVersion: expected 1 or 2, got ${show(version)}`, 'formatVersion');
   const key = opts.signingKey === undefined ? null : privateKey(opts.signingKey);
   const tensors: TensorWriter = version === 1 ? new AlignedWriter() : new PackedWriter();
   const put: Put = (array, kind, dims) => tensors.put(array, kind, dims);
@@ -85,32 +86,56 @@ export function writeBwsnn(model: BwsnnModel, opts: WriteOptions = {}): Uint8Arr
   });
   const f: ConvInt8Layer = model.first;
   const first = {
-    op: f.kind, name: f.name, inShape: [...f.inShape], outShape: [...f.outShape], kernel: f.kernel, stride: f.stride, pad: f.pad,
+    op: f.kind,
+    name: f.name,
+    inShape: [...f.inShape],
+    outShape: [...f.outShape],
+    kernel: f.kernel,
+    stride: f.stride,
+    pad: f.pad,
     weights: put(f.weights, 'int8', [f.outShape[2], f.kernel, f.kernel, f.inShape[2]]),
-    ...affine(f), lif: lif(f.lif),
+    ...affine(f),
+    lif: lif(f.lif),
   };
   const hidden = model.hidden.map((l: HiddenLayer) => ({
-    op: l.kind, name: l.name, ...(HIDDEN_CODECS[l.kind] as HiddenCodec<HiddenLayer>).write(l, put), ...affine(l), shortcut: l.shortcut, lif: lif(l.lif),
+    op: l.kind,
+    name: l.name,
+    ...(HIDDEN_CODECS[l.kind] as HiddenCodec<HiddenLayer>).write(l, put),
+    ...affine(l),
+    shortcut: l.shortcut,
+    lif: lif(l.lif),
   }));
   const h = model.head;
   const head = {
-    op: HEAD_OPS[0], inFeatures: h.inFeatures, outFeatures: h.outFeatures,
-    weight: put(h.weight, 'float', [h.outFeatures, h.inFeatures]), bias: put(h.bias, 'float', [h.outFeatures]),
+    op: HEAD_OPS[0],
+    inFeatures: h.inFeatures,
+    outFeatures: h.outFeatures,
+    weight: put(h.weight, 'float', [h.outFeatures, h.inFeatures]),
+    bias: put(h.bias, 'float', [h.outFeatures]),
   };
   const producer = opts.producer ?? (typeof model.meta.producer === 'string' ? model.meta.producer : 'sei-edge');
   const header = {
-    name: model.name, version: model.version, T: model.T, input: [...model.input], labels: [...model.labels],
+    name: model.name,
+    version: model.version,
+    T: model.T,
+    input: [...model.input],
+    labels: [...model.labels],
     producer: checkString(producer, 'producer'),
     createdAt: checkString(opts.createdAt ?? new Date().toISOString(), 'createdAt'),
     // `fit` is a version-2 field: a version-1 reader refuses unknown header fields, so there it rides in meta.
-    meta: version === 1 && model.fit ? { ...model.meta, fit: model.fit } : model.meta, ...(version === 2 && model.fit ? { fit: model.fit } : {}),
-    first, hidden, head,
+    meta: version === 1 && model.fit ? { ...model.meta, fit: model.fit } : model.meta,
+    ...(version === 2 && model.fit ? { fit: model.fit } : {}),
+    first,
+    hidden,
+    head,
   };
   const json = new TextEncoder().encode(JSON.stringify(header));
-  if (json.length > MAX_HEADER_BYTES) fail('header', `at most ${MAX_HEADER_BYTES} bytes of JSON`, `${json.length} bytes`);
+  if (json.length > MAX_HEADER_BYTES)
+    fail('header', `at most ${MAX_HEADER_BYTES} bytes of JSON`, `${json.length} bytes`);
   const stored = version === 1 ? json : new Uint8Array(deflateRawSync(json, { level: 9 }));
   const data = tensors.data();
-  if (data.length > MAX_DATA_BYTES) fail('dataLength', `at most ${MAX_DATA_BYTES} bytes of tensors`, `${data.length} bytes`);
+  if (data.length > MAX_DATA_BYTES)
+    fail('dataLength', `at most ${MAX_DATA_BYTES} bytes of tensors`, `${data.length} bytes`);
 
   const dataStart = version === 1 ? alignV1(PREFIX_BYTES + stored.length) : PREFIX_BYTES + stored.length;
   const dataEnd = dataStart + data.length;
@@ -148,39 +173,60 @@ interface Envelope {
 /** Everything outside the header: prefix, lengths, checksum, signature block. Nothing inside is parsed yet. */
 function parseEnvelope(bytes: Uint8Array): Envelope {
   if (!(bytes instanceof Uint8Array)) fail('file', 'a Uint8Array', show(bytes));
-  if (bytes.length < PREFIX_BYTES) fail('file.length', `at least ${PREFIX_BYTES} bytes (the fixed prefix)`, `${bytes.length} bytes (truncated)`);
-  if (!equalBytes(bytes.subarray(0, 4), MAGIC)) fail('magic', '"BWSN" (42 57 53 4e)', hex(bytes.subarray(0, 4)).replace(/(..)(?!$)/g, '$1 '));
+  if (bytes.length < PREFIX_BYTES)
+    fail('file.length', `at least ${PREFIX_BYTES} bytes (the fixed prefix)`, `${bytes.length} bytes (truncated)`);
+  if (!equalBytes(bytes.subarray(0, 4), MAGIC))
+    fail('magic', '"BWSN" (42 57 53 4e)', hex(bytes.subarray(0, 4)).replace(/(..)(?!$)/g, '$1 '));
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const formatVersion = view.getUint16(4, true);
   if (formatVersion > FORMAT_VERSION) {
-    throw new FormatError(`formatVersion: expected at most ${FORMAT_VERSION} (this reader), got ${formatVersion}: the file needs a newer sei-edge runtime`, 'formatVersion');
+    throw new FormatError(
+      `formatVersion: expected at most ${FORMAT_VERSION} (this reader), got ${formatVersion}: the file needs a newer sei-edge runtime`,
+      'formatVersion',
+    );
   }
   if (formatVersion < 1) fail('formatVersion', `1..${FORMAT_VERSION}`, String(formatVersion));
   const flags = view.getUint16(6, true);
-  if ((flags & ~FLAG_SIGNED) !== 0) fail('flags', `only bit 0 (signed) set, 0x0000 or 0x0001`, `0x${flags.toString(16).padStart(4, '0')}`);
+  if ((flags & ~FLAG_SIGNED) !== 0)
+    fail('flags', `only bit 0 (signed) set, 0x0000 or 0x0001`, `0x${flags.toString(16).padStart(4, '0')}`);
   const headerLength = view.getUint32(8, true);
   const maxHeader = Math.min(MAX_HEADER_BYTES, bytes.length - PREFIX_BYTES);
-  if (headerLength < 2 || headerLength > maxHeader) fail('headerLength', `2..${maxHeader} bytes (file of ${bytes.length} bytes)`, String(headerLength));
+  if (headerLength < 2 || headerLength > maxHeader)
+    fail('headerLength', `2..${maxHeader} bytes (file of ${bytes.length} bytes)`, String(headerLength));
   const dataLength = view.getUint32(12, true);
-  if (formatVersion === 1 && dataLength % ALIGN_V1 !== 0) fail('dataLength', `a multiple of ${ALIGN_V1} (format version 1)`, String(dataLength));
+  if (formatVersion === 1 && dataLength % ALIGN_V1 !== 0)
+    fail('dataLength', `a multiple of ${ALIGN_V1} (format version 1)`, String(dataLength));
   const dataStart = formatVersion === 1 ? alignV1(PREFIX_BYTES + headerLength) : PREFIX_BYTES + headerLength;
   const dataEnd = dataStart + dataLength;
   const signed = (flags & FLAG_SIGNED) !== 0;
   const total = dataEnd + CHECKSUM_BYTES + (signed ? SIGNATURE_BLOCK_BYTES : 0);
   if (bytes.length !== total) {
     const parts = `header ${headerLength}, data ${dataLength}, checksum ${CHECKSUM_BYTES}${signed ? `, signature ${SIGNATURE_BLOCK_BYTES}` : ''}`;
-    fail('file.length', `${total} bytes (${parts})`, `${bytes.length} bytes (${bytes.length < total ? 'truncated' : 'trailing bytes'})`);
+    fail(
+      'file.length',
+      `${total} bytes (${parts})`,
+      `${bytes.length} bytes (${bytes.length < total ? 'truncated' : 'trailing bytes'})`,
+    );
   }
   const checksum = bytes.subarray(dataEnd, dataEnd + CHECKSUM_BYTES);
   const actual = sha256(bytes.subarray(0, dataEnd));
-  if (!equalBytes(actual, checksum)) fail('checksum', `SHA-256 ${hex(actual)} of the preceding ${dataEnd} bytes`, `${hex(checksum)} stored (corrupted or tampered)`);
+  if (!equalBytes(actual, checksum))
+    fail(
+      'checksum',
+      `SHA-256 ${hex(actual)} of the preceding ${dataEnd} bytes`,
+      `${hex(checksum)} stored (corrupted or tampered)`,
+    );
   let signature: Envelope['signature'] = null;
   if (signed) {
     const at = dataEnd + CHECKSUM_BYTES;
     const tag = bytes.subarray(at, at + SIGNATURE_TAG.length);
-    if (!equalBytes(tag, SIGNATURE_TAG)) fail('signature.algorithm', '"ED25" (Ed25519)', JSON.stringify(Buffer.from(tag).toString('latin1')));
+    if (!equalBytes(tag, SIGNATURE_TAG))
+      fail('signature.algorithm', '"ED25" (Ed25519)', JSON.stringify(Buffer.from(tag).toString('latin1')));
     const k = at + SIGNATURE_TAG.length;
-    signature = { keyId: copyBytes(bytes, k, k + KEY_ID_BYTES), bytes: copyBytes(bytes, k + KEY_ID_BYTES, k + KEY_ID_BYTES + SIGNATURE_BYTES) };
+    signature = {
+      keyId: copyBytes(bytes, k, k + KEY_ID_BYTES),
+      bytes: copyBytes(bytes, k + KEY_ID_BYTES, k + KEY_ID_BYTES + SIGNATURE_BYTES),
+    };
   }
   return { formatVersion, headerLength, dataStart, dataLength, checksum: copyBytes(checksum), signature };
 }
@@ -188,7 +234,11 @@ function parseEnvelope(bytes: Uint8Array): Envelope {
 function checkSignature(env: Envelope, opts: ReadOptions): void {
   const require = opts.requireSignature === true;
   const keys = (opts.trustedKeys ?? []).map((k, i) => publicKey(k, `trustedKeys[${i}]`));
-  if (require && keys.length === 0) throw new ConfigError('trustedKeys: expected at least one key when requireSignature is set, got none', 'trustedKeys');
+  if (require && keys.length === 0)
+    throw new ConfigError(
+      'trustedKeys: expected at least one key when requireSignature is set, got none',
+      'trustedKeys',
+    );
   if (!env.signature) {
     if (require) fail('signature', 'a signed file (requireSignature is set)', 'an unsigned file');
     return;
@@ -197,22 +247,36 @@ function checkSignature(env: Envelope, opts: ReadOptions): void {
   if (keys.length === 0) return;
   const id = env.signature.keyId;
   const key = keys.find((k) => equalBytes(keyId(k), id));
-  if (!key) fail('signature.keyId', `one of the trusted keys (${keys.map((k) => hex(keyId(k)).slice(0, 16)).join(', ')})`, `${hex(id).slice(0, 16)} (untrusted key)`);
+  if (!key)
+    fail(
+      'signature.keyId',
+      `one of the trusted keys (${keys.map((k) => hex(keyId(k)).slice(0, 16)).join(', ')})`,
+      `${hex(id).slice(0, 16)} (untrusted key)`,
+    );
   if (!verifyDigest(env.checksum, env.signature.bytes, key)) {
-    fail('signature', `a valid Ed25519 signature by key ${hex(id).slice(0, 16)}`, 'a signature that does not verify (tampered)');
+    fail(
+      'signature',
+      `a valid Ed25519 signature by key ${hex(id).slice(0, 16)}`,
+      'a signature that does not verify (tampered)',
+    );
   }
 }
 
 /** The header JSON: as stored (version 1, zero padding up to the aligned data area) or raw-deflate compressed (version 2). */
 function parseHeaderJson(bytes: Uint8Array, env: Envelope): Record<string, unknown> {
   const end = PREFIX_BYTES + env.headerLength;
-  for (let i = end; i < env.dataStart; i++) if (bytes[i] !== 0) fail('header.padding', `zero bytes ${end}..${env.dataStart - 1}`, `byte ${i} = ${bytes[i]}`);
+  for (let i = end; i < env.dataStart; i++)
+    if (bytes[i] !== 0) fail('header.padding', `zero bytes ${end}..${env.dataStart - 1}`, `byte ${i} = ${bytes[i]}`);
   let json = bytes.subarray(PREFIX_BYTES, end);
   if (env.formatVersion >= 2) {
     try {
       json = inflateRawSync(json, { maxOutputLength: MAX_HEADER_BYTES });
     } catch (err) {
-      return fail('header', `raw-deflate compressed JSON of at most ${MAX_HEADER_BYTES} bytes (format version ${env.formatVersion})`, `bytes that do not inflate (${(err as Error).message})`);
+      return fail(
+        'header',
+        `raw-deflate compressed JSON of at most ${MAX_HEADER_BYTES} bytes (format version ${env.formatVersion})`,
+        `bytes that do not inflate (${(err as Error).message})`,
+      );
     }
   }
   let text: string;
@@ -233,7 +297,13 @@ function parseHeaderJson(bytes: Uint8Array, env: Envelope): Record<string, unkno
 
 /** Refuses keys the file's format version does not know: any addition to the schema bumps the format version. */
 function onlyKeys(obj: Record<string, unknown>, allowed: readonly string[], field: string, version: number): void {
-  for (const key of Object.keys(obj)) if (!allowed.includes(key)) fail(`${field}.${key}`, `one of the fields ${allowed.join(', ')} (format version ${version})`, 'an unknown field');
+  for (const key of Object.keys(obj))
+    if (!allowed.includes(key))
+      fail(
+        `${field}.${key}`,
+        `one of the fields ${allowed.join(', ')} (format version ${version})`,
+        'an unknown field',
+      );
 }
 
 function record(v: unknown, field: string): Record<string, unknown> {
@@ -241,7 +311,19 @@ function record(v: unknown, field: string): Record<string, unknown> {
   return v;
 }
 
-const TOP_KEYS_V1 = ['name', 'version', 'T', 'input', 'labels', 'producer', 'createdAt', 'meta', 'first', 'hidden', 'head'];
+const TOP_KEYS_V1 = [
+  'name',
+  'version',
+  'T',
+  'input',
+  'labels',
+  'producer',
+  'createdAt',
+  'meta',
+  'first',
+  'hidden',
+  'head',
+];
 const TOP_KEYS = [...TOP_KEYS_V1, 'fit'];
 
 /** What reading a header needs besides the header: the tensor reader of the file's version, and that version. */
@@ -269,9 +351,14 @@ function lifFrom(v: unknown, field: string, c: ReadContext, channels: () => numb
  */
 const cout = (l: Record<string, unknown>, field: string) => () => checkShape3(l.outShape, `${field}.outShape`)[2];
 const cin = (l: Record<string, unknown>, field: string) => checkShape3(l.inShape, `${field}.inShape`)[2];
-const kernel = (l: Record<string, unknown>, field: string) => checkInt(l.kernel, `${field}.kernel`, 1, LIMITS.maxKernel);
-const features = (l: Record<string, unknown>, key: 'inFeatures' | 'outFeatures', field: string, max: number = LIMITS.maxElements) =>
-  checkInt(l[key], `${field}.${key}`, 1, max);
+const kernel = (l: Record<string, unknown>, field: string) =>
+  checkInt(l.kernel, `${field}.kernel`, 1, LIMITS.maxKernel);
+const features = (
+  l: Record<string, unknown>,
+  key: 'inFeatures' | 'outFeatures',
+  field: string,
+  max: number = LIMITS.maxElements,
+) => checkInt(l[key], `${field}.${key}`, 1, max);
 
 /**
  * Each hidden op's own header fields (its shapes and its weight tensor; name, affine, shortcut and LIF are common
@@ -281,20 +368,35 @@ const features = (l: Record<string, unknown>, key: 'inFeatures' | 'outFeatures',
 interface HiddenCodec<L extends HiddenLayer> {
   readonly keys: readonly string[];
   write(layer: L, put: Put): Record<string, unknown>;
-  read(l: Record<string, unknown>, field: string, c: ReadContext): { readonly fields: Record<string, unknown>; readonly channels: () => number };
+  read(
+    l: Record<string, unknown>,
+    field: string,
+    c: ReadContext,
+  ): { readonly fields: Record<string, unknown>; readonly channels: () => number };
 }
 
 const HIDDEN_CODECS: { readonly [K in HiddenLayer['kind']]: HiddenCodec<Extract<HiddenLayer, { kind: K }>> } = {
   bconv: {
     keys: ['inShape', 'outShape', 'kernel', 'stride', 'pad'],
     write: (l: BinaryConvLayer, put) => ({
-      inShape: [...l.inShape], outShape: [...l.outShape], kernel: l.kernel, stride: l.stride, pad: l.pad,
+      inShape: [...l.inShape],
+      outShape: [...l.outShape],
+      kernel: l.kernel,
+      stride: l.stride,
+      pad: l.pad,
       weightBits: put(l.weightBits, 'bits', [l.outShape[2], l.kernel * l.kernel * l.inShape[2]]),
     }),
     read: (l, field, c) => ({
       fields: {
-        inShape: l.inShape, outShape: l.outShape, kernel: l.kernel, stride: l.stride, pad: l.pad,
-        weightBits: c.t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [cout(l, field)(), kernel(l, field) ** 2 * cin(l, field)]),
+        inShape: l.inShape,
+        outShape: l.outShape,
+        kernel: l.kernel,
+        stride: l.stride,
+        pad: l.pad,
+        weightBits: c.t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [
+          cout(l, field)(),
+          kernel(l, field) ** 2 * cin(l, field),
+        ]),
       },
       channels: cout(l, field),
     }),
@@ -302,14 +404,20 @@ const HIDDEN_CODECS: { readonly [K in HiddenLayer['kind']]: HiddenCodec<Extract<
   blinear: {
     keys: ['inFeatures', 'outFeatures'],
     write: (l: BinaryLinearLayer, put) => ({
-      inFeatures: l.inFeatures, outFeatures: l.outFeatures, weightBits: put(l.weightBits, 'bits', [l.outFeatures, l.inFeatures]),
+      inFeatures: l.inFeatures,
+      outFeatures: l.outFeatures,
+      weightBits: put(l.weightBits, 'bits', [l.outFeatures, l.inFeatures]),
     }),
     read: (l, field, c) => {
       const outF = () => features(l, 'outFeatures', field);
       return {
         fields: {
-          inFeatures: l.inFeatures, outFeatures: l.outFeatures,
-          weightBits: c.t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [outF(), features(l, 'inFeatures', field)]),
+          inFeatures: l.inFeatures,
+          outFeatures: l.outFeatures,
+          weightBits: c.t.read(l.weightBits, `${field}.weightBits`, 'bits', () => [
+            outF(),
+            features(l, 'inFeatures', field),
+          ]),
         },
         channels: outF,
       };
@@ -328,16 +436,33 @@ function modelFromHeader(h: Record<string, unknown>, c: ReadContext): BwsnnModel
   const field = 'header.first';
   const f = record(h.first, field);
   checkOp(f, field, FIRST_OPS, version);
-  onlyKeys(f, ['op', 'name', 'inShape', 'outShape', 'kernel', 'stride', 'pad', 'weights', 'scale', 'bias', 'lif'], field, version);
+  onlyKeys(
+    f,
+    ['op', 'name', 'inShape', 'outShape', 'kernel', 'stride', 'pad', 'weights', 'scale', 'bias', 'lif'],
+    field,
+    version,
+  );
   const first = {
-    kind: 'conv_int8', name: f.name, inShape: f.inShape, outShape: f.outShape, kernel: f.kernel, stride: f.stride, pad: f.pad,
-    weights: t.read(f.weights, `${field}.weights`, 'int8', () => [cout(f, field)(), kernel(f, field), kernel(f, field), cin(f, field)]),
+    kind: 'conv_int8',
+    name: f.name,
+    inShape: f.inShape,
+    outShape: f.outShape,
+    kernel: f.kernel,
+    stride: f.stride,
+    pad: f.pad,
+    weights: t.read(f.weights, `${field}.weights`, 'int8', () => [
+      cout(f, field)(),
+      kernel(f, field),
+      kernel(f, field),
+      cin(f, field),
+    ]),
     scale: t.read(f.scale, `${field}.scale`, 'float', () => [cout(f, field)()]),
     bias: t.read(f.bias, `${field}.bias`, 'float', () => [cout(f, field)()]),
     lif: lifFrom(f.lif, `${field}.lif`, c, cout(f, field)),
   } as unknown as ConvInt8Layer;
 
-  if (!Array.isArray(h.hidden) || h.hidden.length > LIMITS.maxHidden) fail('header.hidden', `an array of at most ${LIMITS.maxHidden} layers`, show(h.hidden));
+  if (!Array.isArray(h.hidden) || h.hidden.length > LIMITS.maxHidden)
+    fail('header.hidden', `an array of at most ${LIMITS.maxHidden} layers`, show(h.hidden));
   const hidden = h.hidden.map((v: unknown, i: number): HiddenLayer => {
     const field = `header.hidden[${i}]`;
     const l = record(v, field);
@@ -346,10 +471,13 @@ function modelFromHeader(h: Record<string, unknown>, c: ReadContext): BwsnnModel
     onlyKeys(l, ['op', 'name', 'weightBits', 'scale', 'bias', 'shortcut', 'lif', ...codec.keys], field, version);
     const own = codec.read(l, field, c);
     return {
-      kind: op, name: l.name, ...own.fields,
+      kind: op,
+      name: l.name,
+      ...own.fields,
       scale: t.read(l.scale, `${field}.scale`, 'float', () => [own.channels()]),
       bias: t.read(l.bias, `${field}.bias`, 'float', () => [own.channels()]),
-      shortcut: l.shortcut, lif: lifFrom(l.lif, `${field}.lif`, c, own.channels),
+      shortcut: l.shortcut,
+      lif: lifFrom(l.lif, `${field}.lif`, c, own.channels),
     } as unknown as HiddenLayer;
   });
 
@@ -358,11 +486,23 @@ function modelFromHeader(h: Record<string, unknown>, c: ReadContext): BwsnnModel
   onlyKeys(hd, ['op', 'inFeatures', 'outFeatures', 'weight', 'bias'], 'header.head', version);
   const outF = () => features(hd, 'outFeatures', 'header.head', LIMITS.maxClasses);
   const head = {
-    inFeatures: hd.inFeatures, outFeatures: hd.outFeatures,
+    inFeatures: hd.inFeatures,
+    outFeatures: hd.outFeatures,
     weight: t.read(hd.weight, 'header.head.weight', 'float', () => [outF(), features(hd, 'inFeatures', 'header.head')]),
     bias: t.read(hd.bias, 'header.head.bias', 'float', () => [outF()]),
   };
-  return { name: h.name, version: h.version, T: h.T, input: h.input, labels: h.labels, first, hidden, head, meta: h.meta, ...(h.fit !== undefined ? { fit: h.fit } : {}) } as unknown as BwsnnModel;
+  return {
+    name: h.name,
+    version: h.version,
+    T: h.T,
+    input: h.input,
+    labels: h.labels,
+    first,
+    hidden,
+    head,
+    meta: h.meta,
+    ...(h.fit !== undefined ? { fit: h.fit } : {}),
+  } as unknown as BwsnnModel;
 }
 
 /** The tensor reader of a file's version over its data area. */
@@ -398,7 +538,10 @@ export function readBwsnnFile(path: string, opts: ReadOptions = {}): BwsnnModel 
   try {
     bytes = readFileSync(path);
   } catch (err) {
-    throw new FormatError(`path: expected a readable .bwsnn file, got ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, 'path');
+    throw new FormatError(
+      `path: expected a readable .bwsnn file, got ${JSON.stringify(path)} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      'path',
+    );
   }
   return readBwsnn(bytes, opts);
 }
@@ -412,7 +555,10 @@ function guarded<T>(fn: () => T): T {
     return fn();
   } catch (err) {
     if (err instanceof SeiError) throw err;
-    throw new FormatError(`file: expected a readable .bwsnn file, got an unexpected ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)} while parsing`, 'internal');
+    throw new FormatError(
+      `file: expected a readable .bwsnn file, got an unexpected ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)} while parsing`,
+      'internal',
+    );
   }
 }
 
@@ -458,7 +604,11 @@ function referencedBytes(layer: Record<string, unknown>): number {
 }
 
 /** Bytes of each layer's tensors (by header field prefix): version 2 has to measure them against the geometry. */
-function layerBytes(bytes: Uint8Array, env: Envelope, h: Record<string, unknown>): (field: string, layer: Record<string, unknown>) => number {
+function layerBytes(
+  bytes: Uint8Array,
+  env: Envelope,
+  h: Record<string, unknown>,
+): (field: string, layer: Record<string, unknown>) => number {
   if (env.formatVersion === 1) return (_, layer) => referencedBytes(layer);
   const t = tensorReader(bytes, env, false);
   modelFromHeader(h, { t, version: env.formatVersion });
@@ -469,7 +619,13 @@ function layerBytes(bytes: Uint8Array, env: Envelope, h: Record<string, unknown>
   };
 }
 
-function layerSummary(v: unknown, field: string, ops: readonly string[], version: number, sized: (field: string, layer: Record<string, unknown>) => number): LayerSummary {
+function layerSummary(
+  v: unknown,
+  field: string,
+  ops: readonly string[],
+  version: number,
+  sized: (field: string, layer: Record<string, unknown>) => number,
+): LayerSummary {
   const l = record(v, field);
   const op = checkOp(l, field, ops, version) as Op;
   const shape = (s: unknown, f: string) => {
@@ -480,8 +636,12 @@ function layerSummary(v: unknown, field: string, ops: readonly string[], version
   return {
     op,
     name: OPS[op].role === 'head' ? 'head' : checkString(l.name, `${field}.name`),
-    inShape: conv ? shape(l.inShape, `${field}.inShape`) : [checkInt(l.inFeatures, `${field}.inFeatures`, 1, LIMITS.maxElements)],
-    outShape: conv ? shape(l.outShape, `${field}.outShape`) : [checkInt(l.outFeatures, `${field}.outFeatures`, 1, LIMITS.maxElements)],
+    inShape: conv
+      ? shape(l.inShape, `${field}.inShape`)
+      : [checkInt(l.inFeatures, `${field}.inFeatures`, 1, LIMITS.maxElements)],
+    outShape: conv
+      ? shape(l.outShape, `${field}.outShape`)
+      : [checkInt(l.outFeatures, `${field}.outFeatures`, 1, LIMITS.maxElements)],
     ...(typeof l.shortcut === 'string' ? { shortcut: l.shortcut } : {}),
     bytes: sized(field, l),
   };

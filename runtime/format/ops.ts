@@ -35,10 +35,16 @@ export const HEAD_OPS = opsFor('head');
 export type Layer = ConvInt8Layer | HiddenLayer;
 
 /** One implementation per op of the layers `L`, each typed with its own layer. */
-export type PerOp<L extends Layer, A extends unknown[], R> = { readonly [K in L['kind']]: (layer: Extract<L, { kind: K }>, ...args: A) => R };
+export type PerOp<L extends Layer, A extends unknown[], R> = {
+  readonly [K in L['kind']]: (layer: Extract<L, { kind: K }>, ...args: A) => R;
+};
 
 /** Calls `layer`'s entry of `table`; undefined for a kind the table has not (a malformed in-memory model). */
-export function perOp<L extends Layer, A extends unknown[], R>(table: PerOp<L, A, R>, layer: L, ...args: A): R | undefined {
+export function perOp<L extends Layer, A extends unknown[], R>(
+  table: PerOp<L, A, R>,
+  layer: L,
+  ...args: A
+): R | undefined {
   const kind: unknown = (layer as { kind?: unknown }).kind;
   if (typeof kind !== 'string' || !Object.hasOwn(table, kind)) return undefined;
   return (table[kind as L['kind']] as (layer: L, ...args: A) => R)(layer, ...args);

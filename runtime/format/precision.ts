@@ -39,7 +39,7 @@ export function float16Bits(x: number): number {
   const kept = Math.floor(m / 2 ** shift);
   const rest = m - kept * 2 ** shift;
   const half = 2 ** (shift - 1);
-  const rounded = kept + (rest > half || (rest === half && (kept & 1)) ? 1 : 0);
+  const rounded = kept + (rest > half || (rest === half && kept & 1) ? 1 : 0);
   return sign | ((e > 0 ? e << 10 : 0) + rounded);
 }
 
@@ -125,8 +125,18 @@ export function compactModel(model: BwsnnModel): BwsnnModel {
   const compactHead: Head = { ...head, weight, bias: roundVector(head.bias) };
   return {
     ...model,
-    first: { ...model.first, scale: roundVector(model.first.scale), bias: roundVector(model.first.bias), lif: lif(model.first.lif) },
-    hidden: model.hidden.map((l) => ({ ...l, scale: roundVector(l.scale), bias: roundVector(l.bias), lif: lif(l.lif) })),
+    first: {
+      ...model.first,
+      scale: roundVector(model.first.scale),
+      bias: roundVector(model.first.bias),
+      lif: lif(model.first.lif),
+    },
+    hidden: model.hidden.map((l) => ({
+      ...l,
+      scale: roundVector(l.scale),
+      bias: roundVector(l.bias),
+      lif: lif(l.lif),
+    })),
     head: compactHead,
   };
 }

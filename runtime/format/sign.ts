@@ -16,10 +16,16 @@ function asKey(key: KeyObject | string, kind: 'private' | 'public', field: strin
     if (typeof key === 'string') obj = kind === 'private' ? createPrivateKey(key) : createPublicKey(key);
     else obj = kind === 'public' && key.type === 'private' ? createPublicKey(key) : key;
   } catch (err) {
-    throw new ConfigError(`${field}: expected a PEM-encoded Ed25519 ${kind} key, got one node:crypto cannot parse (${(err as Error).message})`, field);
+    throw new ConfigError(
+      `${field}: expected a PEM-encoded Ed25519 ${kind} key, got one node:crypto cannot parse (${(err as Error).message})`,
+      field,
+    );
   }
   if (obj.asymmetricKeyType !== 'ed25519' || (kind === 'private' && obj.type !== 'private')) {
-    throw new ConfigError(`${field}: expected an Ed25519 ${kind} key, got a ${obj.asymmetricKeyType ?? obj.type} ${obj.type} key`, field);
+    throw new ConfigError(
+      `${field}: expected an Ed25519 ${kind} key, got a ${obj.asymmetricKeyType ?? obj.type} ${obj.type} key`,
+      field,
+    );
   }
   return obj;
 }
@@ -39,7 +45,11 @@ function rawPublic(key: KeyObject): Uint8Array {
 
 /** Key id: SHA-256 of the raw 32-byte Ed25519 public key (a private key gives its public key's id). */
 export function keyId(key: KeyObject | string): Uint8Array {
-  return new Uint8Array(createHash('sha256').update(rawPublic(publicKey(key, 'key'))).digest());
+  return new Uint8Array(
+    createHash('sha256')
+      .update(rawPublic(publicKey(key, 'key')))
+      .digest(),
+  );
 }
 
 /** The key id as lowercase hex, as `sei` commands and the OTA print it. */

@@ -95,7 +95,8 @@ const q8Rows = (dims: readonly number[]) => (dims.length === 2 ? dims[0]! : 1);
 /** One encoded float tensor: its header entry and its bytes. */
 function encodeFloats(v: Float32Array, rows: number): { entry: DType | number; bytes: Uint8Array } {
   // A JSON number cannot be -0, so a tensor of -0s takes a section.
-  if (v.length > 0 && !Object.is(v[0], -0) && v.every((x) => Object.is(x, v[0]))) return { entry: v[0]!, bytes: new Uint8Array(0) };
+  if (v.length > 0 && !Object.is(v[0], -0) && v.every((x) => Object.is(x, v[0])))
+    return { entry: v[0]!, bytes: new Uint8Array(0) };
   const cols = v.length / rows;
   const scales: number[] = [];
   for (let r = 0; r < rows && scales.length === r; r++) {
@@ -181,22 +182,39 @@ export class AlignedReader implements TensorReader {
   read<K extends TensorKind>(ref: unknown, field: string, kind: K, expected: () => number[]): ArrayOf<K> {
     const dtype = V1_DTYPE[kind];
     const r = record(ref, field);
-    for (const key of Object.keys(r)) if (!['offset', 'length', 'dtype', 'shape'].includes(key)) fail(`${field}.${key}`, 'one of the fields offset, length, dtype, shape (format version 1)', 'an unknown field');
-    if (typeof r.dtype !== 'string' || !V1_DTYPES.includes(r.dtype as DType)) fail(`${field}.dtype`, `one of ${V1_DTYPES.join(', ')}`, show(r.dtype));
+    for (const key of Object.keys(r))
+      if (!['offset', 'length', 'dtype', 'shape'].includes(key))
+        fail(
+          `${field}.${key}`,
+          'one of the fields offset, length, dtype, shape (format version 1)',
+          'an unknown field',
+        );
+    if (typeof r.dtype !== 'string' || !V1_DTYPES.includes(r.dtype as DType))
+      fail(`${field}.dtype`, `one of ${V1_DTYPES.join(', ')}`, show(r.dtype));
     if (r.dtype !== dtype) fail(`${field}.dtype`, JSON.stringify(dtype), show(r.dtype));
     const shape = r.shape;
     const rank = dtype === 'bits' ? '2' : '1..4';
-    if (!Array.isArray(shape) || shape.length < 1 || shape.length > 4 || (dtype === 'bits' && shape.length !== 2)) fail(`${field}.shape`, `an array of ${rank} dims`, show(shape));
+    if (!Array.isArray(shape) || shape.length < 1 || shape.length > 4 || (dtype === 'bits' && shape.length !== 2))
+      fail(`${field}.shape`, `an array of ${rank} dims`, show(shape));
     shape.forEach((d, i) => checkInt(d, `${field}.shape[${i}]`, 1, LIMITS.maxElements));
     const dims = shape as number[];
-    const elements = dtype === 'bits' ? checkElements([dims[0]!, rowWords(dims[1]!)], `${field}.shape`) : checkElements(dims, `${field}.shape`);
+    const elements =
+      dtype === 'bits'
+        ? checkElements([dims[0]!, rowWords(dims[1]!)], `${field}.shape`)
+        : checkElements(dims, `${field}.shape`);
     const length = elements * BYTES_PER_V1[dtype]!;
     const what = dtype === 'bits' ? `${dims[0]} rows of ${rowWords(dims[1]!)} u32 words` : `${elements} × ${dtype}`;
     checkInt(r.length, `${field}.length`, 0, Number.MAX_SAFE_INTEGER);
-    if (r.length !== length) fail(`${field}.length`, `${length} bytes (${what} for shape [${dims.join(', ')}])`, String(r.length));
+    if (r.length !== length)
+      fail(`${field}.length`, `${length} bytes (${what} for shape [${dims.join(', ')}])`, String(r.length));
     const offset = checkInt(r.offset, `${field}.offset`, 0, Number.MAX_SAFE_INTEGER);
     if (offset % ALIGN_V1 !== 0) fail(`${field}.offset`, `a multiple of ${ALIGN_V1} (aligned)`, String(offset));
-    if (offset + length > this.data.length) fail(`${field}.offset`, `offset + length <= ${this.data.length} (the data area)`, `${offset} + ${length} (out of bounds)`);
+    if (offset + length > this.data.length)
+      fail(
+        `${field}.offset`,
+        `offset + length <= ${this.data.length} (the data area)`,
+        `${offset} + ${length} (out of bounds)`,
+      );
     this.regions.push({ start: offset, end: offset + length, field });
     this.shapes.push({ field: `${field}.shape`, shape: dims, expected });
     this.sizes.set(field, length);
@@ -212,14 +230,24 @@ export class AlignedReader implements TensorReader {
     let covered = 0;
     sorted.forEach((r, i) => {
       const prev = sorted[i - 1];
-      if (prev && r.start < prev.end) fail(`${r.field}.offset`, `>= ${prev.end} (the end of ${prev.field}): sections must not overlap`, String(r.start));
-      for (let i = covered; i < r.start; i++) if (this.data[i] !== 0) fail('data', `zero bytes between tensor sections`, `byte ${i} of the data area = ${this.data[i]}`);
+      if (prev && r.start < prev.end)
+        fail(
+          `${r.field}.offset`,
+          `>= ${prev.end} (the end of ${prev.field}): sections must not overlap`,
+          String(r.start),
+        );
+      for (let i = covered; i < r.start; i++)
+        if (this.data[i] !== 0)
+          fail('data', `zero bytes between tensor sections`, `byte ${i} of the data area = ${this.data[i]}`);
       covered = r.end;
     });
-    for (let i = covered; i < this.data.length; i++) if (this.data[i] !== 0) fail('data', `zero bytes after the last tensor section`, `byte ${i} of the data area = ${this.data[i]}`);
+    for (let i = covered; i < this.data.length; i++)
+      if (this.data[i] !== 0)
+        fail('data', `zero bytes after the last tensor section`, `byte ${i} of the data area = ${this.data[i]}`);
     for (const s of this.shapes) {
       const want = s.expected();
-      if (want.length !== s.shape.length || want.some((d, i) => d !== s.shape[i])) fail(s.field, `[${want.join(', ')}]`, `[${s.shape.join(', ')}]`);
+      if (want.length !== s.shape.length || want.some((d, i) => d !== s.shape[i]))
+        fail(s.field, `[${want.join(', ')}]`, `[${s.shape.join(', ')}]`);
     }
   }
 }
@@ -231,11 +259,19 @@ export class AlignedReader implements TensorReader {
 export class PackedReader implements TensorReader {
   private at = 0;
   readonly sizes = new Map<string, number>();
-  constructor(private readonly data: Uint8Array, private readonly decode = true) {}
+  constructor(
+    private readonly data: Uint8Array,
+    private readonly decode = true,
+  ) {}
 
   private take(field: string, bytes: number): Uint8Array {
     const left = this.data.length - this.at;
-    if (bytes > left) fail(field, `${bytes} bytes at offset ${this.at} of the ${this.data.length}-byte data area`, `${left} bytes left (truncated data area, or a header that does not match it)`);
+    if (bytes > left)
+      fail(
+        field,
+        `${bytes} bytes at offset ${this.at} of the ${this.data.length}-byte data area`,
+        `${left} bytes left (truncated data area, or a header that does not match it)`,
+      );
     const out = this.data.subarray(this.at, this.at + bytes);
     this.at += bytes;
     this.sizes.set(field, bytes);
@@ -255,16 +291,27 @@ export class PackedReader implements TensorReader {
       const n = checkElements([rows, bits], field);
       const bytes = this.take(field, Math.ceil(n / 8));
       const tail = n & 7 ? bytes[bytes.length - 1]! >>> (n & 7) : 0;
-      if (tail !== 0) fail(field, `zero bits after bit ${n} of the stream (${rows} rows of ${bits} bits)`, `last byte 0x${bytes[bytes.length - 1]!.toString(16)}`);
+      if (tail !== 0)
+        fail(
+          field,
+          `zero bits after bit ${n} of the stream (${rows} rows of ${bits} bits)`,
+          `last byte 0x${bytes[bytes.length - 1]!.toString(16)}`,
+        );
       return (this.decode ? unpackStream(bytes, rows, bits) : new Uint32Array(0)) as ArrayOf<K>;
     }
     const n = checkElements(shape, field);
     if (typeof entry === 'number') {
-      if (Math.fround(entry) !== entry) fail(field, `a float32 value for a constant tensor (Math.fround = ${Math.fround(entry)})`, String(entry));
+      if (Math.fround(entry) !== entry)
+        fail(field, `a float32 value for a constant tensor (Math.fround = ${Math.fround(entry)})`, String(entry));
       this.sizes.set(field, 0);
       return new Float32Array(this.decode ? n : 0).fill(entry) as ArrayOf<K>;
     }
-    if (typeof entry !== 'string' || !FLOAT_DTYPES.includes(entry as DType)) fail(field, `one of ${FLOAT_DTYPES.map((d) => JSON.stringify(d)).join(', ')} or a number (every element)`, show(entry));
+    if (typeof entry !== 'string' || !FLOAT_DTYPES.includes(entry as DType))
+      fail(
+        field,
+        `one of ${FLOAT_DTYPES.map((d) => JSON.stringify(d)).join(', ')} or a number (every element)`,
+        show(entry),
+      );
     const rows = q8Rows(shape);
     const bytes = this.take(field, entry === 'float32' ? 4 * n : entry === 'float16' ? 2 * n : 2 * rows + n);
     const out = new Float32Array(this.decode ? n : 0);
@@ -286,6 +333,7 @@ export class PackedReader implements TensorReader {
 
   /** The tensors must fill the data area exactly. */
   finish(): void {
-    if (this.at !== this.data.length) fail('dataLength', `${this.at} bytes (the tensors the header describes)`, `${this.data.length} (trailing bytes)`);
+    if (this.at !== this.data.length)
+      fail('dataLength', `${this.at} bytes (the tensors the header describes)`, `${this.data.length} (trailing bytes)`);
   }
 }

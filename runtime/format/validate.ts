@@ -6,7 +6,15 @@
 import { FormatError, show } from '../errors.js';
 import { FITS } from '../data/fit.js';
 import { dirtyPadding } from './bits.js';
-import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Lif, Shape3 } from './model.js';
+import type {
+  BinaryConvLayer,
+  BinaryLinearLayer,
+  BwsnnModel,
+  ConvInt8Layer,
+  HiddenLayer,
+  Lif,
+  Shape3,
+} from './model.js';
 import { convOut, rowWords } from './model.js';
 import { HIDDEN_OPS, layerChannels, perOp } from './ops.js';
 import type { PerOp } from './ops.js';
@@ -39,7 +47,8 @@ export function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 export function checkInt(v: unknown, field: string, lo: number, hi: number): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) fail(field, `an integer in ${lo}..${hi}`, show(v));
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi)
+    fail(field, `an integer in ${lo}..${hi}`, show(v));
   return v;
 }
 
@@ -78,7 +87,8 @@ function checkFloats(v: unknown, field: string, length: number, positive = false
   if (v.length !== length) fail(`${field}.length`, String(length), String(v.length));
   for (let i = 0; i < v.length; i++) {
     const x = v[i]!;
-    if (!Number.isFinite(x) || (positive && !(x > 0))) fail(`${field}[${i}]`, positive ? 'a finite value > 0' : 'a finite value', String(x));
+    if (!Number.isFinite(x) || (positive && !(x > 0)))
+      fail(`${field}[${i}]`, positive ? 'a finite value > 0' : 'a finite value', String(x));
   }
 }
 
@@ -87,7 +97,8 @@ function checkLif(lif: Lif, field: string, channels: number): void {
   const beta = lif.beta;
   if (typeof beta !== 'number' || !(beta > 0 && beta <= 1)) fail(`${field}.beta`, 'a number in (0, 1]', show(beta));
   // The engine computes in float32; a beta that is not a float32 value would mean different things to different readers.
-  if (Math.fround(beta) !== beta) fail(`${field}.beta`, `a float32 value (Math.fround(beta) = ${Math.fround(beta)})`, String(beta));
+  if (Math.fround(beta) !== beta)
+    fail(`${field}.beta`, `a float32 value (Math.fround(beta) = ${Math.fround(beta)})`, String(beta));
   checkFloats(lif.theta, `${field}.theta`, channels, true);
 }
 
@@ -103,7 +114,8 @@ function checkConvGeometry(
   inShape: Shape3,
 ): { k: number; outShape: Shape3 } {
   const given = checkShape3(layer.inShape, `${field}.inShape`);
-  if (!sameShape(given, inShape)) fail(`${field}.inShape`, `${fmt(inShape)} (the output of the layer before)`, fmt(given));
+  if (!sameShape(given, inShape))
+    fail(`${field}.inShape`, `${fmt(inShape)} (the output of the layer before)`, fmt(given));
   const k = checkInt(layer.kernel, `${field}.kernel`, 1, LIMITS.maxKernel);
   const s = checkInt(layer.stride, `${field}.stride`, 1, LIMITS.maxStride);
   const p = checkInt(layer.pad, `${field}.pad`, 0, k - 1);
@@ -111,7 +123,12 @@ function checkConvGeometry(
   for (const axis of [0, 1] as const) {
     const want = convOut(inShape[axis], k, s, p);
     if (want < 1) fail(`${field}.kernel`, `a kernel that fits the padded input (${inShape[axis]} + 2*${p})`, String(k));
-    if (outShape[axis] !== want) fail(`${field}.outShape[${axis}]`, `${want} (floor((${inShape[axis]} + 2*${p} - ${k}) / ${s}) + 1)`, String(outShape[axis]));
+    if (outShape[axis] !== want)
+      fail(
+        `${field}.outShape[${axis}]`,
+        `${want} (floor((${inShape[axis]} + 2*${p} - ${k}) / ${s}) + 1)`,
+        String(outShape[axis]),
+      );
   }
   return { k, outShape };
 }
@@ -119,21 +136,34 @@ function checkConvGeometry(
 function checkBits(v: unknown, field: string, rows: number, bits: number): void {
   if (!(v instanceof Uint32Array)) fail(field, 'a Uint32Array', show(v));
   const words = checkElements([rows, rowWords(bits)], field);
-  if (v.length !== words) fail(`${field}.length`, `${words} (${rows} rows of ${rowWords(bits)} words)`, String(v.length));
+  if (v.length !== words)
+    fail(`${field}.length`, `${words} (${rows} rows of ${rowWords(bits)} words)`, String(v.length));
   const dirty = dirtyPadding(v, rows, bits);
-  if (dirty) fail(`${field}[${dirty.row * rowWords(bits) + dirty.word}]`, `zero padding bits past bit ${bits} of row ${dirty.row}`, `0x${(dirty.value >>> 0).toString(16)}`);
+  if (dirty)
+    fail(
+      `${field}[${dirty.row * rowWords(bits) + dirty.word}]`,
+      `zero padding bits past bit ${bits} of row ${dirty.row}`,
+      `0x${(dirty.value >>> 0).toString(16)}`,
+    );
 }
 
 function checkFirst(first: ConvInt8Layer, field: string, input: Shape3): Shape3 {
-  if (!isRecord(first) || first.kind !== 'conv_int8') fail(`${field}.kind`, '"conv_int8"', show(isRecord(first) ? first.kind : first));
+  if (!isRecord(first) || first.kind !== 'conv_int8')
+    fail(`${field}.kind`, '"conv_int8"', show(isRecord(first) ? first.kind : first));
   checkString(first.name, `${field}.name`);
   const { k, outShape } = checkConvGeometry(first, field, input);
   const fanIn = k * k * input[2];
-  if (fanIn > LIMITS.maxFirstFanIn) fail(`${field}.kernel`, `kernel*kernel*cin <= ${LIMITS.maxFirstFanIn} (exact integer accumulation)`, `${k}*${k}*${input[2]} = ${fanIn}`);
+  if (fanIn > LIMITS.maxFirstFanIn)
+    fail(
+      `${field}.kernel`,
+      `kernel*kernel*cin <= ${LIMITS.maxFirstFanIn} (exact integer accumulation)`,
+      `${k}*${k}*${input[2]} = ${fanIn}`,
+    );
   const cout = outShape[2];
   if (!(first.weights instanceof Int8Array)) fail(`${field}.weights`, 'an Int8Array', show(first.weights));
   const n = checkElements([cout, fanIn], `${field}.weights`);
-  if (first.weights.length !== n) fail(`${field}.weights.length`, `${n} ([${cout}][${k}][${k}][${input[2]}])`, String(first.weights.length));
+  if (first.weights.length !== n)
+    fail(`${field}.weights.length`, `${n} ([${cout}][${k}][${k}][${input[2]}])`, String(first.weights.length));
   checkAffine(first, field, cout);
   checkLif(first.lif, `${field}.lif`, cout);
   return outShape;
@@ -143,7 +173,8 @@ function checkFirst(first: ConvInt8Layer, field: string, input: Shape3): Shape3 
 type Incoming = { shape: Shape3; features: number } | { shape: null; features: number };
 
 function checkBconv(layer: BinaryConvLayer, field: string, incoming: Incoming): Incoming {
-  if (!incoming.shape) fail(`${field}.kind`, 'a layer on a flat vector (blinear): a bconv cannot follow a blinear', '"bconv"');
+  if (!incoming.shape)
+    fail(`${field}.kind`, 'a layer on a flat vector (blinear): a bconv cannot follow a blinear', '"bconv"');
   const inShape = incoming.shape;
   const { k, outShape } = checkConvGeometry(layer, field, inShape);
   const [h, w, cin] = inShape;
@@ -151,12 +182,22 @@ function checkBconv(layer: BinaryConvLayer, field: string, incoming: Incoming): 
   checkBits(layer.weightBits, `${field}.weightBits`, cout, k * k * cin);
   checkAffine(layer, field, cout);
   if (layer.shortcut === 'identity') {
-    if (!sameShape(inShape, outShape)) fail(`${field}.shortcut`, `equal in and out shapes for identity (in ${fmt(inShape)})`, `out ${fmt(outShape)}`);
+    if (!sameShape(inShape, outShape))
+      fail(`${field}.shortcut`, `equal in and out shapes for identity (in ${fmt(inShape)})`, `out ${fmt(outShape)}`);
   } else if (layer.shortcut === 'avgpool_repeat') {
-    const ok = layer.stride === 2 && h % 2 === 0 && w % 2 === 0 && outShape[0] === h / 2 && outShape[1] === w / 2 && cout % cin === 0;
+    const ok =
+      layer.stride === 2 &&
+      h % 2 === 0 &&
+      w % 2 === 0 &&
+      outShape[0] === h / 2 &&
+      outShape[1] === w / 2 &&
+      cout % cin === 0;
     if (!ok) {
-      fail(`${field}.shortcut`, 'avgpool_repeat only with stride 2, even input size, out = in/2 and cout a multiple of cin',
-        `stride ${String(layer.stride)}, in ${fmt(inShape)}, out ${fmt(outShape)}`);
+      fail(
+        `${field}.shortcut`,
+        'avgpool_repeat only with stride 2, even input size, out = in/2 and cout a multiple of cin',
+        `stride ${String(layer.stride)}, in ${fmt(inShape)}, out ${fmt(outShape)}`,
+      );
     }
   } else if (layer.shortcut !== 'none') {
     fail(`${field}.shortcut`, '"none", "identity" or "avgpool_repeat"', show(layer.shortcut));
@@ -167,7 +208,8 @@ function checkBconv(layer: BinaryConvLayer, field: string, incoming: Incoming): 
 
 function checkBlinear(layer: BinaryLinearLayer, field: string, incoming: Incoming): Incoming {
   const inF = checkInt(layer.inFeatures, `${field}.inFeatures`, 1, LIMITS.maxElements);
-  if (inF !== incoming.features) fail(`${field}.inFeatures`, `${incoming.features} (the units of the layer before)`, String(inF));
+  if (inF !== incoming.features)
+    fail(`${field}.inFeatures`, `${incoming.features} (the units of the layer before)`, String(inF));
   const outF = checkInt(layer.outFeatures, `${field}.outFeatures`, 1, LIMITS.maxElements);
   checkBits(layer.weightBits, `${field}.weightBits`, outF, inF);
   checkAffine(layer, field, outF);
@@ -181,12 +223,22 @@ function checkBlinear(layer: BinaryLinearLayer, field: string, incoming: Incomin
 }
 
 /** Each hidden op's checks: given what the layer before hands on, what this one hands on. */
-const HIDDEN_CHECKS: PerOp<HiddenLayer, [field: string, incoming: Incoming], Incoming> = { bconv: checkBconv, blinear: checkBlinear };
+const HIDDEN_CHECKS: PerOp<HiddenLayer, [field: string, incoming: Incoming], Incoming> = {
+  bconv: checkBconv,
+  blinear: checkBlinear,
+};
 
 function checkHidden(layer: HiddenLayer, field: string, incoming: Incoming): Incoming {
   if (!isRecord(layer)) fail(field, 'a layer object', show(layer));
   checkString(layer.name, `${field}.name`);
-  return perOp(HIDDEN_CHECKS, layer, field, incoming) ?? fail(`${field}.kind`, HIDDEN_OPS.map((op) => JSON.stringify(op)).join(' or '), show((layer as { kind: unknown }).kind));
+  return (
+    perOp(HIDDEN_CHECKS, layer, field, incoming) ??
+    fail(
+      `${field}.kind`,
+      HIDDEN_OPS.map((op) => JSON.stringify(op)).join(' or '),
+      show((layer as { kind: unknown }).kind),
+    )
+  );
 }
 
 /** `meta` must survive JSON unchanged: plain objects, arrays, strings, finite numbers, booleans, null. */
@@ -220,7 +272,8 @@ export function validateModel(model: BwsnnModel, prefix = ''): void {
   const input = checkShape3(model.input, `${prefix}input`);
   const firstOut = checkFirst(model.first, `${prefix}first`, input);
   let incoming: Incoming = { shape: firstOut, features: firstOut[0] * firstOut[1] * firstOut[2] };
-  if (!Array.isArray(model.hidden) || model.hidden.length > LIMITS.maxHidden) fail(`${prefix}hidden`, `an array of at most ${LIMITS.maxHidden} layers`, show(model.hidden));
+  if (!Array.isArray(model.hidden) || model.hidden.length > LIMITS.maxHidden)
+    fail(`${prefix}hidden`, `an array of at most ${LIMITS.maxHidden} layers`, show(model.hidden));
   model.hidden.forEach((layer, i) => {
     incoming = checkHidden(layer, `${prefix}hidden[${i}]`, incoming);
   });
@@ -228,7 +281,8 @@ export function validateModel(model: BwsnnModel, prefix = ''): void {
   if (!isRecord(head)) fail(`${prefix}head`, 'an object', show(head));
   const last = model.hidden.length ? model.hidden[model.hidden.length - 1]! : model.first;
   const inF = checkInt(head.inFeatures, `${prefix}head.inFeatures`, 1, LIMITS.maxElements);
-  if (inF !== layerChannels(last)) fail(`${prefix}head.inFeatures`, `${layerChannels(last)} (the channels of ${last.name})`, String(inF));
+  if (inF !== layerChannels(last))
+    fail(`${prefix}head.inFeatures`, `${layerChannels(last)} (the channels of ${last.name})`, String(inF));
   const outF = checkInt(head.outFeatures, `${prefix}head.outFeatures`, 1, LIMITS.maxClasses);
   checkFloats(head.weight, `${prefix}head.weight`, checkElements([outF, inF], `${prefix}head.weight`));
   checkFloats(head.bias, `${prefix}head.bias`, outF);
@@ -238,5 +292,6 @@ export function validateModel(model: BwsnnModel, prefix = ''): void {
   model.labels.forEach((l, i) => checkString(l, `${prefix}labels[${i}]`));
   if (!isRecord(model.meta)) fail(`${prefix}meta`, 'a plain object', show(model.meta));
   checkJson(model.meta, `${prefix}meta`);
-  if (model.fit !== undefined && !FITS.includes(model.fit)) fail(`${prefix}fit`, `one of ${FITS.join(', ')}`, show(model.fit));
+  if (model.fit !== undefined && !FITS.includes(model.fit))
+    fail(`${prefix}fit`, `one of ${FITS.join(', ')}`, show(model.fit));
 }

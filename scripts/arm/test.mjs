@@ -34,7 +34,8 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
 });
 const arches = values.arch.split(',').filter(Boolean);
-for (const a of arches) if (!(a in LANES)) fail(`--arch: expected some of ${Object.keys(LANES).join(', ')}, got '${a}'`);
+for (const a of arches)
+  if (!(a in LANES)) fail(`--arch: expected some of ${Object.keys(LANES).join(', ')}, got '${a}'`);
 const wanted = positionals.length > 0 ? positionals : RUNTIME_SUITES;
 
 function fail(message) {
@@ -49,14 +50,20 @@ const compiled = readdirSync(distTest).filter((f) => f.endsWith('.test.js'));
 function suiteEntry(suites) {
   const files = [];
   for (const suite of suites) {
-    const matches = compiled.filter((f) => f === `${suite}.test.js` || f.startsWith(`${suite}-`) || f.startsWith(`${suite}.`));
-    if (matches.length === 0) console.warn(`test:arm: no compiled suite for '${suite}' in dist/test (test/${suite}*.test.ts absent?)`);
+    const matches = compiled.filter(
+      (f) => f === `${suite}.test.js` || f.startsWith(`${suite}-`) || f.startsWith(`${suite}.`),
+    );
+    if (matches.length === 0)
+      console.warn(`test:arm: no compiled suite for '${suite}' in dist/test (test/${suite}*.test.ts absent?)`);
     files.push(...matches.sort());
   }
   if (files.length === 0) fail(`none of the suites ${suites.join(', ')} exists in dist/test`);
   // Imported in order, the suites register on node:test's one root, which runs them and prints one summary.
   const entry = join(distTest, `arm-suites-${suites.join('-')}.mjs`);
-  writeFileSync(entry, files.map((f) => `await import(${JSON.stringify(pathToFileURL(join(distTest, f)).href)});\n`).join(''));
+  writeFileSync(
+    entry,
+    files.map((f) => `await import(${JSON.stringify(pathToFileURL(join(distTest, f)).href)});\n`).join(''),
+  );
   return { files, entry };
 }
 
@@ -67,14 +74,29 @@ function which(cmd) {
 /** Runs the suites under one emulator; resolves to the node:test summary lines and the exit status. */
 function runArch(arch) {
   const lane = LANES[arch];
-  const built = spawnSync(join(root, 'scripts/arm/rootfs.sh'), [lane.root], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  if (built.status !== 0) return Promise.resolve({ arch, status: 1, summary: [`root filesystem build failed (exit ${built.status})`] });
+  const built = spawnSync(join(root, 'scripts/arm/rootfs.sh'), [lane.root], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  if (built.status !== 0)
+    return Promise.resolve({ arch, status: 1, summary: [`root filesystem build failed (exit ${built.status})`] });
   const rootfs = built.stdout.trim().split('\n').pop();
   const qemu = which(lane.qemu);
-  if (!qemu) return Promise.resolve({ arch, status: 1, summary: [`${lane.qemu} is missing: apt-get install qemu-user-static`] });
+  if (!qemu)
+    return Promise.resolve({ arch, status: 1, summary: [`${lane.qemu} is missing: apt-get install qemu-user-static`] });
   // An explicit suite list on the command line applies to every lane; else each lane runs its own set.
   const { files, entry } = suiteEntry(positionals.length > 0 || !lane.suites ? wanted : lane.suites);
-  const args = ['-n', '10', qemu, '-L', rootfs, join(rootfs, 'usr/bin/node'), ...lane.node, '--test-reporter=spec', entry];
+  const args = [
+    '-n',
+    '10',
+    qemu,
+    '-L',
+    rootfs,
+    join(rootfs, 'usr/bin/node'),
+    ...lane.node,
+    '--test-reporter=spec',
+    entry,
+  ];
   console.log(`\n=== ${arch}: ${lane.qemu} -L ${rootfs} node ${lane.node.join(' ')} (${files.join(', ')})`);
   return new Promise((resolve) => {
     // Started from a test file (test/arm.test.ts), this process inherits NODE_TEST_CONTEXT, which would make the
@@ -88,7 +110,9 @@ function runArch(arch) {
       tail = (tail + chunk.toString()).slice(-4000);
     });
     child.on('close', (code, signal) => {
-      const summary = tail.split('\n').filter((l) => /^[ℹ#] (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) /.test(l));
+      const summary = tail
+        .split('\n')
+        .filter((l) => /^[ℹ#] (tests|suites|pass|fail|cancelled|skipped|todo|duration_ms) /.test(l));
       resolve({ arch, status: code ?? 1, summary: signal ? [`killed by ${signal}`, ...summary] : summary });
     });
   });
@@ -99,6 +123,8 @@ for (const arch of arches) results.push(await runArch(arch));
 
 console.log('\n=== test:arm summary');
 for (const r of results) {
-  console.log(`${r.arch}: ${r.status === 0 ? 'PASS' : `FAIL (exit ${r.status})`}  ${r.summary.map((l) => l.slice(2)).join(' · ')}`);
+  console.log(
+    `${r.arch}: ${r.status === 0 ? 'PASS' : `FAIL (exit ${r.status})`}  ${r.summary.map((l) => l.slice(2)).join(' · ')}`,
+  );
 }
 process.exitCode = results.every((r) => r.status === 0) ? 0 : 1;

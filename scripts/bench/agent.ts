@@ -37,7 +37,11 @@ export async function benchAgent(model: BwsnnModel, opts: AgentBenchOptions = {}
   const broker = await startBroker({ port: 0 });
   const sub = await mqtt.connectAsync(broker.url, { protocolVersion: 4, clientId: 'sei-bench-sub' });
   let predictionsReceived = 0;
-  sub.on('message', (_t, payload) => (predictionsReceived += (JSON.parse(payload.toString()) as { predictions: unknown[] }).predictions.length));
+  sub.on(
+    'message',
+    (_t, payload) =>
+      (predictionsReceived += (JSON.parse(payload.toString()) as { predictions: unknown[] }).predictions.length),
+  );
   await sub.subscribeAsync('sei/bench/agent/predictions');
   try {
     const path = join(dir, 'model.bwsnn');
@@ -85,6 +89,12 @@ export function benchEngineFps(model: BwsnnModel, seconds = 3, kernel: KernelCho
 }
 
 /** The two fields `sei bench --json` reports for the agent. */
-export function agentBenchFields(engineFps: number, agent: AgentBenchResult): { agent_fps: number; agent_vs_engine: number } {
-  return { agent_fps: Number(agent.agentFps.toFixed(1)), agent_vs_engine: Number((agent.agentFps / engineFps).toFixed(3)) };
+export function agentBenchFields(
+  engineFps: number,
+  agent: AgentBenchResult,
+): { agent_fps: number; agent_vs_engine: number } {
+  return {
+    agent_fps: Number(agent.agentFps.toFixed(1)),
+    agent_vs_engine: Number((agent.agentFps / engineFps).toFixed(3)),
+  };
 }

@@ -39,20 +39,26 @@ const WARMUP_SECONDS = 3;
  * A data: URL preload for the agent: marks its CPU time (user + system, all threads) once the warm-up is over and
  * again at exit, and prints both with the time between and the peak RSS, for the bench to read from stderr.
  */
-const USAGE_PROBE = 'data:text/javascript,' + encodeURIComponent(
-  `let m;setTimeout(()=>{m={t:performance.now(),u:process.cpuUsage()}},${WARMUP_SECONDS * 1000}).unref();` +
-  "process.on('exit',()=>{const u=process.cpuUsage(m&&m.u),r=process.resourceUsage();" +
-  "process.stderr.write('\\nsei-bench-usage '+JSON.stringify({cpuUs:m?u.user+u.system:null,seconds:m?(performance.now()-m.t)/1000:null,maxRssKb:r.maxRSS})+'\\n')})",
-);
+const USAGE_PROBE =
+  'data:text/javascript,' +
+  encodeURIComponent(
+    `let m;setTimeout(()=>{m={t:performance.now(),u:process.cpuUsage()}},${WARMUP_SECONDS * 1000}).unref();` +
+      "process.on('exit',()=>{const u=process.cpuUsage(m&&m.u),r=process.resourceUsage();" +
+      "process.stderr.write('\\nsei-bench-usage '+JSON.stringify({cpuUs:m?u.user+u.system:null,seconds:m?(performance.now()-m.t)/1000:null,maxRssKb:r.maxRSS})+'\\n')})",
+  );
 
 /** The agent as this checkout can run it: compiled when dist/ exists (or when this file is compiled), else via tsx. */
 function agentEntry(): { args: string[]; entry: 'dist' | 'tsx' } {
   const self = fileURLToPath(import.meta.url);
-  if (self.endsWith('.js')) return { args: [fileURLToPath(new URL('../sei-device.js', import.meta.url))], entry: 'dist' };
+  if (self.endsWith('.js'))
+    return { args: [fileURLToPath(new URL('../sei-device.js', import.meta.url))], entry: 'dist' };
   const dist = fileURLToPath(new URL('../../dist/scripts/sei-device.js', import.meta.url));
   if (existsSync(dist)) return { args: [dist], entry: 'dist' };
   // The agent runs in a scratch folder, where `tsx` would not resolve: hand Node the loader's own URL.
-  return { args: ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../sei-device.ts', import.meta.url))], entry: 'tsx' };
+  return {
+    args: ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../sei-device.ts', import.meta.url))],
+    entry: 'tsx',
+  };
 }
 
 /** Why the camera bench cannot run here (no ffmpeg), or undefined. */
@@ -75,10 +81,46 @@ async function run(modelPath: string, dir: string, seconds: number): Promise<Run
   const config = join(dir, 'agent.json');
   // As the unit runs it but for the broker (none) and the Prometheus port (off: no clash with a running agent).
   writeFileSync(config, JSON.stringify({ metrics: { httpPort: null }, store: { path: join(dir, 'state.db') } }));
-  const ffmpeg = spawn('ffmpeg', ['-loglevel', 'error', '-re', '-f', 'lavfi', '-i', `testsrc=size=${WIDTH}x${HEIGHT}:rate=${RATE}`,
-    '-t', String(seconds + 3), '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-'], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const agent = spawn(process.execPath, [...UNIT_FLAGS, '--import', USAGE_PROBE, ...args, 'agent', '--config', config, '--model', modelPath,
-    '--source', `stdin:yuv420:${WIDTH}x${HEIGHT}`, '--duration', String(seconds), '--json'], { cwd: dir, stdio: [ffmpeg.stdout, 'pipe', 'pipe'] });
+  const ffmpeg = spawn(
+    'ffmpeg',
+    [
+      '-loglevel',
+      'error',
+      '-re',
+      '-f',
+      'lavfi',
+      '-i',
+      `testsrc=size=${WIDTH}x${HEIGHT}:rate=${RATE}`,
+      '-t',
+      String(seconds + 3),
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'yuv420p',
+      '-',
+    ],
+    { stdio: ['ignore', 'pipe', 'ignore'] },
+  );
+  const agent = spawn(
+    process.execPath,
+    [
+      ...UNIT_FLAGS,
+      '--import',
+      USAGE_PROBE,
+      ...args,
+      'agent',
+      '--config',
+      config,
+      '--model',
+      modelPath,
+      '--source',
+      `stdin:yuv420:${WIDTH}x${HEIGHT}`,
+      '--duration',
+      String(seconds),
+      '--json',
+    ],
+    { cwd: dir, stdio: [ffmpeg.stdout, 'pipe', 'pipe'] },
+  );
   let out = '';
   let err = '';
   agent.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -89,11 +131,20 @@ async function run(modelPath: string, dir: string, seconds: number): Promise<Run
   ffmpeg.kill('SIGKILL');
   const usage = /sei-bench-usage (\{.*\})/.exec(err);
   const last = out.trim().split('\n').pop() ?? '';
-  if (code !== 0 || !usage || !last.startsWith('{')) throw new Error(`camera bench: the agent exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`);
+  if (code !== 0 || !usage || !last.startsWith('{'))
+    throw new Error(`camera bench: the agent exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`);
   const u = JSON.parse(usage[1]!) as { cpuUs: number | null; seconds: number | null; maxRssKb: number };
-  if (u.cpuUs === null || u.seconds === null) throw new Error(`camera bench: the agent ran less than the ${WARMUP_SECONDS} s warm-up`);
+  if (u.cpuUs === null || u.seconds === null)
+    throw new Error(`camera bench: the agent ran less than the ${WARMUP_SECONDS} s warm-up`);
   const m = JSON.parse(last) as { framesPerSecond: number; dropped: number; latencyMs: { p50: number } };
-  return { cpuUs: u.cpuUs, seconds: u.seconds, maxRssKb: u.maxRssKb, fps: m.framesPerSecond, p50: m.latencyMs.p50, dropped: m.dropped };
+  return {
+    cpuUs: u.cpuUs,
+    seconds: u.seconds,
+    maxRssKb: u.maxRssKb,
+    fps: m.framesPerSecond,
+    p50: m.latencyMs.p50,
+    dropped: m.dropped,
+  };
 }
 
 /**

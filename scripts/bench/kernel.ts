@@ -42,9 +42,17 @@ export async function benchKernel(opts: KernelBenchOptions = {}): Promise<Kernel
   const fanIn = k * k * c;
   const words = rowWords(fanIn);
   const layer: BinaryConvLayer = {
-    kind: 'bconv', name: 'bconv 64→64 14×14 3×3', inShape: [h, w, c], outShape: [h, w, c], kernel: k, stride: 1, pad: 1,
+    kind: 'bconv',
+    name: 'bconv 64→64 14×14 3×3',
+    inShape: [h, w, c],
+    outShape: [h, w, c],
+    kernel: k,
+    stride: 1,
+    pad: 1,
     weightBits: Uint32Array.from({ length: c * words }, (_, i) => (i % words < fanIn / 32 ? (r() * 2 ** 32) >>> 0 : 0)),
-    scale: new Float32Array(c).fill(0.05), bias: new Float32Array(c).fill(0.1), shortcut: 'none',
+    scale: new Float32Array(c).fill(0.05),
+    bias: new Float32Array(c).fill(0.1),
+    shortcut: 'none',
     lif: { beta: 0.5, theta: new Float32Array(c).fill(1) },
   };
   const spikes = Uint8Array.from({ length: h * w * c }, () => (r() < rate ? 1 : 0));
@@ -79,7 +87,12 @@ export interface EngineBenchResult {
 }
 
 /** Whole-model frames per second on one thread, cycling through `frames`. */
-export async function benchEngine(model: BwsnnModel, frames: readonly Uint8Array[], seconds: number, kernel: KernelChoice = 'auto'): Promise<EngineBenchResult> {
+export async function benchEngine(
+  model: BwsnnModel,
+  frames: readonly Uint8Array[],
+  seconds: number,
+  kernel: KernelChoice = 'auto',
+): Promise<EngineBenchResult> {
   const engine = createEngine(model, { kernel });
   const rates = new Array<number>(model.hidden.length + 1).fill(0);
   for (const f of frames) engine.infer(f).spikeRates.forEach((x, i) => (rates[i]! += x / frames.length));

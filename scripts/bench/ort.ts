@@ -25,8 +25,16 @@ export function convMacs(s: ConvShape): number {
 export function convOnnx(s: ConvShape, seed = 7): Uint8Array {
   const r = rng(seed);
   const g = new Graph();
-  const w = g.floats('w', [s.cout, s.cin, s.k, s.k], Float32Array.from({ length: s.cout * s.cin * s.k * s.k }, () => r() - 0.5));
-  const b = g.floats('b', [s.cout], Float32Array.from({ length: s.cout }, () => r() - 0.5));
+  const w = g.floats(
+    'w',
+    [s.cout, s.cin, s.k, s.k],
+    Float32Array.from({ length: s.cout * s.cin * s.k * s.k }, () => r() - 0.5),
+  );
+  const b = g.floats(
+    'b',
+    [s.cout],
+    Float32Array.from({ length: s.cout }, () => r() - 0.5),
+  );
   g.op('Conv', ['frame', w, b], convAttrs(s.k, 1, s.k >> 1), TWIN_OUTPUT);
   g.output(TWIN_OUTPUT, [1, s.cout, s.h, s.w]);
   return g.encode('conv-bench', [1, s.cin, s.h, s.w], `FP32 conv ${s.cin}->${s.cout}, ${s.h}x${s.w}, ${s.k}x${s.k}`);
@@ -51,7 +59,12 @@ export async function ortConv(s: ConvShape, rate: number): Promise<Rounds> {
 }
 
 /** An ONNX twin on onnxruntime, cycling through `frames` (NCHW float32 data of shape `input`); rounds give frames/s. */
-export async function ortFrames(bytes: Uint8Array, optimize: boolean, input: Shape3, frames: readonly Float32Array[]): Promise<Rounds> {
+export async function ortFrames(
+  bytes: Uint8Array,
+  optimize: boolean,
+  input: Shape3,
+  frames: readonly Float32Array[],
+): Promise<Rounds> {
   const ort = await openOrt(bytes, { optimize });
   const dims = [1, input[2], input[0], input[1]];
   let i = 0;

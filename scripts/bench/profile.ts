@@ -54,7 +54,11 @@ async function us(fn: () => void, seconds: number): Promise<number> {
  * `rounds` alternating rounds of every measurement, each keeping its fastest (so that load from other processes
  * hits every stage alike and a stage is never charged for a round in which the machine was busy).
  */
-export async function profileFrame(model: BwsnnModel, frames: readonly Uint8Array[], opts: { seconds?: number; rounds?: number } = {}): Promise<FrameProfile> {
+export async function profileFrame(
+  model: BwsnnModel,
+  frames: readonly Uint8Array[],
+  opts: { seconds?: number; rounds?: number } = {},
+): Promise<FrameProfile> {
   const seconds = opts.seconds ?? 0.2;
   const rounds = opts.rounds ?? 3;
   const { kernel, descAt, layers } = planNetwork(model);
@@ -96,28 +100,51 @@ export async function profileFrame(model: BwsnnModel, frames: readonly Uint8Arra
   const best = new Map<string, number>();
   const keep = (key: string, v: number) => best.set(key, Math.min(best.get(key) ?? Infinity, v));
   for (let r = 0; r < rounds; r++) {
-    keep('frame', await us(() => (load(), kernel.frame(descAt, L, T)), seconds));
-    keep('first', await us(() => (load(), kernel.start(descAt, L)), seconds));
+    keep(
+      'frame',
+      await us(() => {
+        load();
+        kernel.frame(descAt, L, T);
+      }, seconds),
+    );
+    keep(
+      'first',
+      await us(() => {
+        load();
+        kernel.start(descAt, L);
+      }, seconds),
+    );
     // The first layer's LIF alone: `step` over the first layer only, on the current of the last frame started.
     keep('firstLif', await us(() => kernel.step(descAt, 1), seconds));
     keep('infer', await us(() => engine.infer(frames[e++ % frames.length]!), seconds));
     for (let i = 1; i < L; i++) {
       keep(`step${i}`, await layerUs(i, () => {}));
       keep(`kernel${i}`, await layerUs(i, (d, b) => (d[b + F.DOTS] = dotsAt)));
-      if (model.hidden[i - 1]!.shortcut === 'avgpool_repeat') keep(`nopool${i}`, await layerUs(i, (d, b) => (d[b + F.SC_KIND] = 0)));
+      if (model.hidden[i - 1]!.shortcut === 'avgpool_repeat')
+        keep(`nopool${i}`, await layerUs(i, (d, b) => (d[b + F.SC_KIND] = 0)));
     }
   }
   const get = (key: string) => best.get(key)!;
   const profiles: LayerProfile[] = model.hidden.map((layer, h) => {
     const stepUs = get(`step${h + 1}`);
     const kernelUs = get(`kernel${h + 1}`);
-    return { name: layer.name, stepUs, kernelUs, outputUs: stepUs - kernelUs, poolingUs: best.has(`nopool${h + 1}`) ? stepUs - get(`nopool${h + 1}`) : 0 };
+    return {
+      name: layer.name,
+      stepUs,
+      kernelUs,
+      outputUs: stepUs - kernelUs,
+      poolingUs: best.has(`nopool${h + 1}`) ? stepUs - get(`nopool${h + 1}`) : 0,
+    };
   });
   const binaryUs = profiles.reduce((s, p) => s + p.stepUs, 0);
   const frameUs = get('frame');
   const firstLifUs = T * get('firstLif');
   return {
-    frameUs, firstConvUs: get('first'), firstLifUs, layers: profiles, headAndGlueUs: get('infer') - frameUs,
+    frameUs,
+    firstConvUs: get('first'),
+    firstLifUs,
+    layers: profiles,
+    headAndGlueUs: get('infer') - frameUs,
     unattributedUs: frameUs - get('first') - firstLifUs - binaryUs,
   };
 }

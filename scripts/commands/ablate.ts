@@ -20,10 +20,19 @@ interface AblateFlags extends TrainFlags {
 }
 
 export function register(program: Command): void {
-  runOptions(program.command('ablate').description('ablation: ANN, FP-weight SNN, plain BWSNN, + multiple shortcuts, + KD, SEI — same budget and seed'))
+  runOptions(
+    program
+      .command('ablate')
+      .description('ablation: ANN, FP-weight SNN, plain BWSNN, + multiple shortcuts, + KD, SEI — same budget and seed'),
+  )
     .requiredOption('--out <dir>', 'folder for the runs (each resumable)')
     .option('--steps <list>', 'time steps to test, comma-separated', list('--steps', int('--steps', 1, 16)), [1, 2, 4])
-    .option('--variants <list>', `comma-separated subset of ${VARIANTS.join(',')}`, list('--variants', choice('--variants', VARIANTS)), [...VARIANTS])
+    .option(
+      '--variants <list>',
+      `comma-separated subset of ${VARIANTS.join(',')}`,
+      list('--variants', choice('--variants', VARIANTS)),
+      [...VARIANTS],
+    )
     .option('--test-limit <n>', 'first N test frames only', positiveInt('--test-limit'))
     .option('--markdown <file>', 'write the table (e.g. models/ABLATION.md)')
     .option('--note <text>', 'a paragraph appended to the markdown')
@@ -35,12 +44,28 @@ export function register(program: Command): void {
       process.stderr.write(describeBackend(backend) + '\n');
       const log = (l: string) => process.stderr.write(l + '\n');
       // One split for every variant (an image folder's is recorded in --out, so a resumed ablation sees it again).
-      const data = await loadData({ ...flags.data, ...(f.testLimit ? { testLimit: f.testLimit } : {}) }, { run: f.out, reuse: true, write: true, trainable: true, onInfo: log, onReport: (r) => formatReport(r, 10).forEach(log) });
+      const data = await loadData(
+        { ...flags.data, ...(f.testLimit ? { testLimit: f.testLimit } : {}) },
+        {
+          run: f.out,
+          reuse: true,
+          write: true,
+          trainable: true,
+          onInfo: log,
+          onReport: (r) => formatReport(r, 10).forEach(log),
+        },
+      );
       const base = withData(flags, data);
       const rows = await runAblation({ ...base, loss: { ...base.loss, kdWeight: f.kdWeight } }, data, f.out, {
-        Ts, variants, engine: backend.engine, threads: f.threads,
+        Ts,
+        variants,
+        engine: backend.engine,
+        threads: f.threads,
         hooks: { onInfo: (l) => process.stderr.write(l + '\n') },
-        onRow: (r) => process.stderr.write(`${r.variant} T=${r.T}: ${(100 * r.testAccuracy).toFixed(2)}% (${r.wallSeconds.toFixed(0)} s)\n`),
+        onRow: (r) =>
+          process.stderr.write(
+            `${r.variant} T=${r.T}: ${(100 * r.testAccuracy).toFixed(2)}% (${r.wallSeconds.toFixed(0)} s)\n`,
+          ),
       });
       if (f.markdown) {
         const md = ablationMarkdown(rows, {

@@ -57,38 +57,71 @@ export function untilSignal(): Promise<NodeJS.Signals> {
 export function register(program: Command): void {
   program
     .command('agent')
-    .description('run the device agent: frames from a source through the model, results and metrics over MQTT, state in SQLite')
+    .description(
+      'run the device agent: frames from a source through the model, results and metrics over MQTT, state in SQLite',
+    )
     .option('--config <file>', 'agent config, JSON or YAML (see device-agent/README.md); every field has a default')
-    .option('--source <spec>', 'frame source: fmnist | samples | idx:IMAGES[:LABELS] | images:DIR | stdin:grey|yuv420:WxH | mqtt')
+    .option(
+      '--source <spec>',
+      'frame source: fmnist | samples | idx:IMAGES[:LABELS] | images:DIR | stdin:grey|yuv420:WxH | mqtt',
+    )
     .option('--model <file>', '.bwsnn model to run, or random:SEED (default: the config, else the bundled model)')
-    .option('--mqtt <url>', 'broker URL, e.g. mqtt://localhost:1883 (overrides mqtt.url)', configOption('--mqtt', AGENT_SCHEMA.fields.mqtt.fields.url))
+    .option(
+      '--mqtt <url>',
+      'broker URL, e.g. mqtt://localhost:1883 (overrides mqtt.url)',
+      configOption('--mqtt', AGENT_SCHEMA.fields.mqtt.fields.url),
+    )
     .option('--fps <n>', 'source frame rate, 0 = as fast as the engine goes (overrides source.frameRate)', fpsOption)
     .option('--duration <s>', 'stop after this many seconds (default: run until Ctrl+C)', positive('--duration'))
     .option('--json', 'print the final metrics as one JSON object on the last line')
-    .action(async (opts: { config?: string; source?: string; model?: string; mqtt?: string; fps?: number; duration?: number; json?: boolean }) => {
-      const overrides: Record<string, unknown> = {};
-      const set = (section: string, key: string, value: unknown) => (overrides[section] = { ...(overrides[section] as object), [key]: value });
-      if (opts.source !== undefined) set('source', 'spec', (parseSourceSpec(opts.source, '--source'), opts.source));
-      if (opts.fps !== undefined) set('source', 'frameRate', opts.fps);
-      if (opts.mqtt !== undefined) set('mqtt', 'url', opts.mqtt);
-      let raw = mergeDeep(opts.config ? readConfigFile(opts.config) : {}, overrides);
-      const base = parseConfig(raw);
-      // The config file may name the model; otherwise --model, the bundled model, or random:1.
-      if (opts.model !== undefined || (base.model.path === null && base.model.dir === null)) {
-        const dir = join(base.store.path === ':memory:' ? tmpdir() : dirname(resolve(base.store.path)), 'sei-models');
-        raw = mergeDeep(raw, { model: { path: await modelFileFor(opts.model, dir) } });
-      }
-      const agent = new Agent({ config: raw });
-      agent.on('error', (err) => process.stderr.write(`sei agent: ${err.name}: ${err.message}\n`));
-      agent.on('metrics', (s) => console.log(metricsLine(s)));
-      agent.on('online', (p) => console.log(`connected to ${agent.config.mqtt.url} (MQTT ${p === 5 ? '5' : '3.1.1'}), topics under ${agent.config.topicPrefix}`));
-      agent.on('offline', () => console.log('broker connection lost; reconnecting (metrics wait in the outbox)'));
-      await agent.start();
-      console.log(`agent ${agent.config.device}: model ${agent.modelVersion}, source ${opts.source ?? 'from config'}` + (agent.metricsPort ? `, Prometheus on http://${agent.config.metrics.httpHost}:${agent.metricsPort}/metrics` : ''));
-      await (opts.duration ? Promise.race([untilSignal(), new Promise((r) => setTimeout(r, opts.duration! * 1000))]) : untilSignal());
-      const final = agent.snapshot();
-      await agent.stop();
-      if (opts.json) printJson({ ...final });
-    });
+    .action(
+      async (opts: {
+        config?: string;
+        source?: string;
+        model?: string;
+        mqtt?: string;
+        fps?: number;
+        duration?: number;
+        json?: boolean;
+      }) => {
+        const overrides: Record<string, unknown> = {};
+        const set = (section: string, key: string, value: unknown) =>
+          (overrides[section] = { ...(overrides[section] as object), [key]: value });
+        if (opts.source !== undefined) {
+          parseSourceSpec(opts.source, '--source');
+          set('source', 'spec', opts.source);
+        }
+        if (opts.fps !== undefined) set('source', 'frameRate', opts.fps);
+        if (opts.mqtt !== undefined) set('mqtt', 'url', opts.mqtt);
+        let raw = mergeDeep(opts.config ? readConfigFile(opts.config) : {}, overrides);
+        const base = parseConfig(raw);
+        // The config file may name the model; otherwise --model, the bundled model, or random:1.
+        if (opts.model !== undefined || (base.model.path === null && base.model.dir === null)) {
+          const dir = join(base.store.path === ':memory:' ? tmpdir() : dirname(resolve(base.store.path)), 'sei-models');
+          raw = mergeDeep(raw, { model: { path: await modelFileFor(opts.model, dir) } });
+        }
+        const agent = new Agent({ config: raw });
+        agent.on('error', (err) => process.stderr.write(`sei agent: ${err.name}: ${err.message}\n`));
+        agent.on('metrics', (s) => console.log(metricsLine(s)));
+        agent.on('online', (p) =>
+          console.log(
+            `connected to ${agent.config.mqtt.url} (MQTT ${p === 5 ? '5' : '3.1.1'}), topics under ${agent.config.topicPrefix}`,
+          ),
+        );
+        agent.on('offline', () => console.log('broker connection lost; reconnecting (metrics wait in the outbox)'));
+        await agent.start();
+        console.log(
+          `agent ${agent.config.device}: model ${agent.modelVersion}, source ${opts.source ?? 'from config'}` +
+            (agent.metricsPort
+              ? `, Prometheus on http://${agent.config.metrics.httpHost}:${agent.metricsPort}/metrics`
+              : ''),
+        );
+        await (opts.duration
+          ? Promise.race([untilSignal(), new Promise((r) => setTimeout(r, opts.duration! * 1000))])
+          : untilSignal());
+        const final = agent.snapshot();
+        await agent.stop();
+        if (opts.json) printJson({ ...final });
+      },
+    );
 }
-

@@ -37,7 +37,12 @@ export const KERNEL_SHAPE: ConvShape = { cin: 64, cout: 64, h: 14, w: 14, k: 3 }
 /** The model of the whole-model comparison: --model, else the bundled model, else random:1. */
 async function benchModel(spec: string | undefined): Promise<{ model: BwsnnModel; source: string; bytes: number }> {
   const resolved = await resolveModelArg(spec);
-  if (typeof resolved === 'string') return { model: fromFile('--model', 'a .bwsnn model', resolved, () => readBwsnnFile(resolved)), source: resolved, bytes: statSync(resolved).size };
+  if (typeof resolved === 'string')
+    return {
+      model: fromFile('--model', 'a .bwsnn model', resolved, () => readBwsnnFile(resolved)),
+      source: resolved,
+      bytes: statSync(resolved).size,
+    };
   return { model: resolved, source: spec ?? 'random:1', bytes: writeBwsnn(resolved).length };
 }
 
@@ -61,113 +66,159 @@ export function register(program: Command): void {
     .command('bench')
     .description('WASM binary kernel and engine vs onnxruntime-node (one thread each), and file sizes')
     .option('--seconds <s>', 'measuring time per item (after a short warm-up)', positive('--seconds', 600), 2)
-    .option('--model <file|random:SEED>', 'model for the whole-model comparison (default: the bundled model, else random:1)')
-    .addOption(choiceOption('--clock <wall|cpu>', 'time on the wall clock, or on this process\'s CPU time (fairer on a machine shared with other jobs)', ['wall', 'cpu'], 'wall'))
-    .option('--no-agent', 'skip the device-agent measurements (end to end, always wall-clock; the camera path, CPU time)')
+    .option(
+      '--model <file|random:SEED>',
+      'model for the whole-model comparison (default: the bundled model, else random:1)',
+    )
+    .addOption(
+      choiceOption(
+        '--clock <wall|cpu>',
+        "time on the wall clock, or on this process's CPU time (fairer on a machine shared with other jobs)",
+        ['wall', 'cpu'],
+        'wall',
+      ),
+    )
+    .option(
+      '--no-agent',
+      'skip the device-agent measurements (end to end, always wall-clock; the camera path, CPU time)',
+    )
     .option('--json', 'print a JSON summary on the last line')
-    .action(async (opts: { seconds: number; model?: string; clock: 'wall' | 'cpu'; agent: boolean; json?: boolean }) => {
-      setClock(opts.clock);
-      const machine = machineInfo();
-      console.log(`machine: ${machine.cpu}, ${machine.cores} cores [${machine.simdFlags.join(' ')}], node ${machine.node}, onnxruntime-node ${machine.onnxruntime}`);
-      console.log(`every measurement runs on one thread, timed on the ${opts.clock === 'cpu' ? 'process CPU-time' : 'wall'} clock; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')} before the run`);
-
-      const { model, source, bytes: bwsnnBytes } = await benchModel(opts.model);
-      const frames = verifyFrames(model.input, 16).slice(-16).map((f) => f.data);
-      const nchw = frames.map((f) => frameToNchw(f, model.input));
-      // Every contender runs in the same alternating short rounds and keeps its best, so that load from other
-      // processes on the machine hits all of them alike.
-      const rounds = Math.max(1, Math.round(opts.seconds / ROUND_SECONDS));
-      const ann = annTwinOnnx(model);
-      const annRounds = await ortFrames(ann, true, model.input, nchw);
-      const snnRounds = await ortFrames(snnTwinOnnx(model), false, model.input, nchw);
-      let engineFps = 0;
-      let annFps = 0;
-      let snnFps = 0;
-      let spikeRates: readonly number[] = [];
-      let engineKernel = '';
-      for (let r = 0; r < rounds; r++) {
-        const e = await benchEngine(model, frames, ROUND_SECONDS, 'wasm');
-        if (e.fps > engineFps) [engineFps, spikeRates, engineKernel] = [e.fps, e.spikeRates, e.kernel];
-        annFps = await annRounds(ROUND_SECONDS);
-        snnFps = await snnRounds(ROUND_SECONDS);
-      }
-      const rate = realisticRate(model, spikeRates);
-
-      const s = KERNEL_SHAPE;
-      const convRounds = await ortConv(s, rate);
-      let binmacs = 0;
-      let ceiling = 0;
-      let ortMacs = 0;
-      for (let r = 0; r < rounds; r++) {
-        const k = await benchKernel({ rate, seconds: ROUND_SECONDS });
-        binmacs = Math.max(binmacs, k.binmacs_per_s);
-        ceiling = Math.max(ceiling, k.ceiling_binmacs_per_s);
-        ortMacs = await convRounds(ROUND_SECONDS);
-      }
-      console.log(`\nkernel: binary conv ${s.cin}→${s.cout}, ${s.h}×${s.w}, ${s.k}×${s.k}, input spike rate ${(rate * 100).toFixed(1)}% (${(convMacs(s) / 1e6).toFixed(2)} M MACs per call)`);
-      console.log(`  wasm binary conv        ${(binmacs / 1e9).toFixed(2)} G binary MAC/s`);
-      console.log(`  AND/popcount ceiling    ${(ceiling / 1e9).toFixed(2)} G binary MAC/s  → kernel at ${((100 * binmacs) / ceiling).toFixed(0)}%`);
-      console.log(`  onnxruntime FP32 conv   ${(ortMacs / 1e9).toFixed(2)} G MAC/s (graph optimisation: all)  → kernel ${ratio(binmacs, ortMacs)}×`);
-
-      console.log(`\nmodel: ${model.name} from ${source} (T=${model.T}, input ${model.input.join('×')}), ${frames.length} frames in turn`);
-      console.log(`  engine (${engineKernel})                        ${engineFps.toFixed(0)} frames/s`);
-      console.log(`  onnxruntime, ANN twin (optim. all)   ${annFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, annFps)}×`);
-      console.log(`  onnxruntime, SNN twin (optim. off)   ${snnFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, snnFps)}×`);
-      const split = profileSplit(await profileFrame(model, frames, { seconds: ROUND_SECONDS / 2, rounds: Math.max(2, rounds) }));
-      const pct = (k: string) => `${(100 * split[k]!).toFixed(0)}%`;
-      console.log(`  per frame (${split.infer_us} µs): first layer conv ${pct('first_layer_conv')}, its LIF ${pct('first_layer_lif')}, binary kernel ${pct('binary_kernel')}, ` +
-        `affine + shortcut + LIF + packing ${pct('affine_shortcut_lif_packing')}, pooling ${pct('pooling')}, head + JS ${pct('head_and_js_glue')}, unattributed ${pct('unattributed')}`);
-      let agentFields: Record<string, number | string> | undefined;
-      if (opts.agent) {
-        // The whole device path (source → queue → engine → SQLite → MQTT to an embedded broker) on the same model.
-        // The agent (broker and subscriber in this process too) can only be timed on the wall clock, so it is
-        // compared with a wall-clock engine figure taken just before it.
-        setClock('wall');
-        const wallEngineFps = opts.clock === 'wall' ? engineFps : (await benchEngine(model, frames, opts.seconds, 'wasm')).fps;
+    .action(
+      async (opts: { seconds: number; model?: string; clock: 'wall' | 'cpu'; agent: boolean; json?: boolean }) => {
         setClock(opts.clock);
-        const agentRun = await benchAgent(model, { seconds: opts.seconds, warmupSeconds: 0.5, kernel: 'wasm' });
-        agentFields = agentBenchFields(wallEngineFps, agentRun);
-        console.log(`  device agent (engine + SQLite + MQTT) ${agentRun.agentFps.toFixed(0)} frames/s wall clock → ${agentFields.agent_vs_engine}× the bare engine's ${wallEngineFps.toFixed(0)} (${agentRun.predictionsReceived} predictions received)`);
-        const noCamera = cameraUnavailable();
-        if (noCamera) console.log(`  camera path: skipped, ${noCamera}`);
-        else {
-          const cam = cameraBenchFields(await benchCamera(model, 4 * opts.seconds));
-          agentFields = { ...agentFields, ...cam };
-          console.log(`  camera path (640×480 yuv420p at 30/s into the agent, ${cam.agent_camera_entry}) ${cam.agent_camera_cpu_per_frame_ms} ms CPU per frame = ${cam.agent_camera_vs_infer}× the engine's ${cam.agent_camera_infer_ms} ms per frame; peak RSS ${cam.agent_camera_rss_mb} MB`);
-        }
-      }
-      console.log(`\nsize: .bwsnn ${bwsnnBytes} bytes, ANN .onnx ${ann.length} bytes → ${ratio(ann.length, bwsnnBytes)}× smaller`);
+        const machine = machineInfo();
+        console.log(
+          `machine: ${machine.cpu}, ${machine.cores} cores [${machine.simdFlags.join(' ')}], node ${machine.node}, onnxruntime-node ${machine.onnxruntime}`,
+        );
+        console.log(
+          `every measurement runs on one thread, timed on the ${opts.clock === 'cpu' ? 'process CPU-time' : 'wall'} clock; load average ${loadavg()
+            .map((x) => x.toFixed(2))
+            .join(' ')} before the run`,
+        );
 
-      if (opts.json) {
-        printJson({
-          kernel_shape: s,
-          spike_rate: Number(rate.toFixed(4)),
-          kernel_binmacs_per_s: Math.round(binmacs),
-          kernel_ceiling_binmacs_per_s: Math.round(ceiling),
-          ort_conv_macs_per_s: Math.round(ortMacs),
-          kernel_vs_ort: ratio(binmacs, ortMacs),
-          kernel_vs_ceiling: ratio(binmacs, ceiling),
-          model: model.name,
-          model_source: source,
-          T: model.T,
-          model_fps: Number(engineFps.toFixed(1)),
-          ort_ann_fps: Number(annFps.toFixed(1)),
-          ort_snn_fps: Number(snnFps.toFixed(1)),
-          ort_ann_optimization: 'all',
-          ort_snn_optimization: 'disabled',
-          model_vs_ort_ann: ratio(engineFps, annFps),
-          model_vs_ort_snn: ratio(engineFps, snnFps),
-          profile_split: split,
-          bwsnn_bytes: bwsnnBytes,
-          onnx_ann_bytes: ann.length,
-          bwsnn_vs_onnx_size: ratio(ann.length, bwsnnBytes),
-          threads: 1,
-          clock: opts.clock,
-          seconds_per_item: opts.seconds,
-          ...(agentFields ?? {}),
-          load_average_1m: Number(loadavg()[0]!.toFixed(2)),
-          ...machine,
-        });
-      }
-    });
+        const { model, source, bytes: bwsnnBytes } = await benchModel(opts.model);
+        const frames = verifyFrames(model.input, 16)
+          .slice(-16)
+          .map((f) => f.data);
+        const nchw = frames.map((f) => frameToNchw(f, model.input));
+        // Every contender runs in the same alternating short rounds and keeps its best, so that load from other
+        // processes on the machine hits all of them alike.
+        const rounds = Math.max(1, Math.round(opts.seconds / ROUND_SECONDS));
+        const ann = annTwinOnnx(model);
+        const annRounds = await ortFrames(ann, true, model.input, nchw);
+        const snnRounds = await ortFrames(snnTwinOnnx(model), false, model.input, nchw);
+        let engineFps = 0;
+        let annFps = 0;
+        let snnFps = 0;
+        let spikeRates: readonly number[] = [];
+        let engineKernel = '';
+        for (let r = 0; r < rounds; r++) {
+          const e = await benchEngine(model, frames, ROUND_SECONDS, 'wasm');
+          if (e.fps > engineFps) [engineFps, spikeRates, engineKernel] = [e.fps, e.spikeRates, e.kernel];
+          annFps = await annRounds(ROUND_SECONDS);
+          snnFps = await snnRounds(ROUND_SECONDS);
+        }
+        const rate = realisticRate(model, spikeRates);
+
+        const s = KERNEL_SHAPE;
+        const convRounds = await ortConv(s, rate);
+        let binmacs = 0;
+        let ceiling = 0;
+        let ortMacs = 0;
+        for (let r = 0; r < rounds; r++) {
+          const k = await benchKernel({ rate, seconds: ROUND_SECONDS });
+          binmacs = Math.max(binmacs, k.binmacs_per_s);
+          ceiling = Math.max(ceiling, k.ceiling_binmacs_per_s);
+          ortMacs = await convRounds(ROUND_SECONDS);
+        }
+        console.log(
+          `\nkernel: binary conv ${s.cin}→${s.cout}, ${s.h}×${s.w}, ${s.k}×${s.k}, input spike rate ${(rate * 100).toFixed(1)}% (${(convMacs(s) / 1e6).toFixed(2)} M MACs per call)`,
+        );
+        console.log(`  wasm binary conv        ${(binmacs / 1e9).toFixed(2)} G binary MAC/s`);
+        console.log(
+          `  AND/popcount ceiling    ${(ceiling / 1e9).toFixed(2)} G binary MAC/s  → kernel at ${((100 * binmacs) / ceiling).toFixed(0)}%`,
+        );
+        console.log(
+          `  onnxruntime FP32 conv   ${(ortMacs / 1e9).toFixed(2)} G MAC/s (graph optimisation: all)  → kernel ${ratio(binmacs, ortMacs)}×`,
+        );
+
+        console.log(
+          `\nmodel: ${model.name} from ${source} (T=${model.T}, input ${model.input.join('×')}), ${frames.length} frames in turn`,
+        );
+        console.log(`  engine (${engineKernel})                        ${engineFps.toFixed(0)} frames/s`);
+        console.log(
+          `  onnxruntime, ANN twin (optim. all)   ${annFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, annFps)}×`,
+        );
+        console.log(
+          `  onnxruntime, SNN twin (optim. off)   ${snnFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, snnFps)}×`,
+        );
+        const split = profileSplit(
+          await profileFrame(model, frames, { seconds: ROUND_SECONDS / 2, rounds: Math.max(2, rounds) }),
+        );
+        const pct = (k: string) => `${(100 * split[k]!).toFixed(0)}%`;
+        console.log(
+          `  per frame (${split.infer_us} µs): first layer conv ${pct('first_layer_conv')}, its LIF ${pct('first_layer_lif')}, binary kernel ${pct('binary_kernel')}, ` +
+            `affine + shortcut + LIF + packing ${pct('affine_shortcut_lif_packing')}, pooling ${pct('pooling')}, head + JS ${pct('head_and_js_glue')}, unattributed ${pct('unattributed')}`,
+        );
+        let agentFields: Record<string, number | string> | undefined;
+        if (opts.agent) {
+          // The whole device path (source → queue → engine → SQLite → MQTT to an embedded broker) on the same model.
+          // The agent (broker and subscriber in this process too) can only be timed on the wall clock, so it is
+          // compared with a wall-clock engine figure taken just before it.
+          setClock('wall');
+          const wallEngineFps =
+            opts.clock === 'wall' ? engineFps : (await benchEngine(model, frames, opts.seconds, 'wasm')).fps;
+          setClock(opts.clock);
+          const agentRun = await benchAgent(model, { seconds: opts.seconds, warmupSeconds: 0.5, kernel: 'wasm' });
+          agentFields = agentBenchFields(wallEngineFps, agentRun);
+          console.log(
+            `  device agent (engine + SQLite + MQTT) ${agentRun.agentFps.toFixed(0)} frames/s wall clock → ${agentFields.agent_vs_engine}× the bare engine's ${wallEngineFps.toFixed(0)} (${agentRun.predictionsReceived} predictions received)`,
+          );
+          const noCamera = cameraUnavailable();
+          if (noCamera) console.log(`  camera path: skipped, ${noCamera}`);
+          else {
+            const cam = cameraBenchFields(await benchCamera(model, 4 * opts.seconds));
+            agentFields = { ...agentFields, ...cam };
+            console.log(
+              `  camera path (640×480 yuv420p at 30/s into the agent, ${cam.agent_camera_entry}) ${cam.agent_camera_cpu_per_frame_ms} ms CPU per frame = ${cam.agent_camera_vs_infer}× the engine's ${cam.agent_camera_infer_ms} ms per frame; peak RSS ${cam.agent_camera_rss_mb} MB`,
+            );
+          }
+        }
+        console.log(
+          `\nsize: .bwsnn ${bwsnnBytes} bytes, ANN .onnx ${ann.length} bytes → ${ratio(ann.length, bwsnnBytes)}× smaller`,
+        );
+
+        if (opts.json) {
+          printJson({
+            kernel_shape: s,
+            spike_rate: Number(rate.toFixed(4)),
+            kernel_binmacs_per_s: Math.round(binmacs),
+            kernel_ceiling_binmacs_per_s: Math.round(ceiling),
+            ort_conv_macs_per_s: Math.round(ortMacs),
+            kernel_vs_ort: ratio(binmacs, ortMacs),
+            kernel_vs_ceiling: ratio(binmacs, ceiling),
+            model: model.name,
+            model_source: source,
+            T: model.T,
+            model_fps: Number(engineFps.toFixed(1)),
+            ort_ann_fps: Number(annFps.toFixed(1)),
+            ort_snn_fps: Number(snnFps.toFixed(1)),
+            ort_ann_optimization: 'all',
+            ort_snn_optimization: 'disabled',
+            model_vs_ort_ann: ratio(engineFps, annFps),
+            model_vs_ort_snn: ratio(engineFps, snnFps),
+            profile_split: split,
+            bwsnn_bytes: bwsnnBytes,
+            onnx_ann_bytes: ann.length,
+            bwsnn_vs_onnx_size: ratio(ann.length, bwsnnBytes),
+            threads: 1,
+            clock: opts.clock,
+            seconds_per_item: opts.seconds,
+            ...(agentFields ?? {}),
+            load_average_1m: Number(loadavg()[0]!.toFixed(2)),
+            ...machine,
+          });
+        }
+      },
+    );
 }

@@ -33,7 +33,9 @@ interface Opts {
 export function register(program: Command): void {
   program
     .command('deploy')
-    .description('push a signed model to one device or a fleet over MQTT: waves, resumable block transfer, health-gated activation with rollback')
+    .description(
+      'push a signed model to one device or a fleet over MQTT: waves, resumable block transfer, health-gated activation with rollback',
+    )
     .requiredOption('--model <file>', '.bwsnn model to install')
     .requiredOption('--key <file>', 'Ed25519 private key (PEM) whose public key the agents trust')
     .option('--device <ids>', 'device id(s), comma-separated (in --fleet, default fleet "default")')
@@ -41,21 +43,30 @@ export function register(program: Command): void {
     .option('--block-size <n>', 'bytes per block', positiveInt('--block-size'), 16384)
     .option('--wave-size <n>', 'devices per wave (default: all at once)', positiveInt('--wave-size'))
     .option('--rate <r>', 'devices started per minute at most (waves of that size, a minute apart)', positive('--rate'))
-    .option('--abort-threshold <pct>', 'stop the rollout when more than this % of a wave does not succeed', num('--abort-threshold', 0, 100), 50)
+    .option(
+      '--abort-threshold <pct>',
+      'stop the rollout when more than this % of a wave does not succeed',
+      num('--abort-threshold', 0, 100),
+      50,
+    )
     .option('--broker <url>', 'broker URL', 'mqtt://127.0.0.1:1883')
     .option('--allow-downgrade', 'install even if the version is not newer than the running one')
     .option('--timeout <s>', 'seconds a device may take before its job is TIMED_OUT', positive('--timeout'), 600)
-    .option('--discover <ms>', 'time to collect the fleet\'s retained status messages', positiveInt('--discover'), 1500)
+    .option('--discover <ms>', "time to collect the fleet's retained status messages", positiveInt('--discover'), 1500)
     .option('--canaries <n>', 'canary frames in the manifest', positiveInt('--canaries'), 4)
     .option('--topic-root <root>', 'first topic level', 'sei')
     .option('--username <u>', 'broker username')
     .option('--password <p>', 'broker password')
     .option('--json', 'print the outcome as one JSON object on the last line')
     .action(async (opts: Opts) => {
-      if (opts.device === undefined && opts.fleet === undefined) throw new ConfigError('--device / --fleet: expected one of them, got neither', '--device');
-      if (opts.waveSize !== undefined && opts.rate !== undefined) throw new ConfigError('--wave-size / --rate: expected one of them, got both', '--rate');
+      if (opts.device === undefined && opts.fleet === undefined)
+        throw new ConfigError('--device / --fleet: expected one of them, got neither', '--device');
+      if (opts.waveSize !== undefined && opts.rate !== undefined)
+        throw new ConfigError('--wave-size / --rate: expected one of them, got both', '--rate');
       const key = readPrivateKey(opts.key);
-      const { artifact, manifest, signed } = await fromFile('--model', 'a .bwsnn model', opts.model, () => prepareArtifact(new Uint8Array(readFileSync(opts.model)), key, { canaries: opts.canaries }));
+      const { artifact, manifest, signed } = await fromFile('--model', 'a .bwsnn model', opts.model, () =>
+        prepareArtifact(new Uint8Array(readFileSync(opts.model)), key, { canaries: opts.canaries }),
+      );
       const result = await deploy({
         url: opts.broker,
         artifact,
@@ -75,7 +86,9 @@ export function register(program: Command): void {
         ...(opts.password !== undefined ? { password: opts.password } : {}),
         log: (line) => console.log(line),
       });
-      console.log(`job ${result.jobId}: ${result.ok ? 'every device updated' : result.aborted ? 'rollout aborted' : 'not every device updated'}`);
+      console.log(
+        `job ${result.jobId}: ${result.ok ? 'every device updated' : result.aborted ? 'rollout aborted' : 'not every device updated'}`,
+      );
       for (const d of result.devices) console.log(deviceLine(d));
       if (opts.json) printJson({ ...result });
       process.exitCode = result.ok ? 0 : 1;

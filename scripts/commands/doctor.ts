@@ -37,12 +37,22 @@ export interface Check {
 }
 
 const ok = (name: string, detail: string): Check => ({ name, status: 'ok', detail });
-const bad = (name: string, status: 'warn' | 'fail', detail: string, fix: string): Check => ({ name, status, detail, fix });
+const bad = (name: string, status: 'warn' | 'fail', detail: string, fix: string): Check => ({
+  name,
+  status,
+  detail,
+  fix,
+});
 
 export function checkNode(version = process.versions.node): Check {
   const major = Number(version.split('.')[0]);
   if (major >= MIN_NODE_MAJOR) return ok('node', `Node ${version} (>= ${MIN_NODE_MAJOR})`);
-  return bad('node', 'fail', `Node ${version} is older than ${MIN_NODE_MAJOR}`, 'install Node 18 or newer (Debian bookworm / Raspberry Pi OS: `sudo apt-get install nodejs`)');
+  return bad(
+    'node',
+    'fail',
+    `Node ${version} is older than ${MIN_NODE_MAJOR}`,
+    'install Node 18 or newer (Debian bookworm / Raspberry Pi OS: `sudo apt-get install nodejs`)',
+  );
 }
 
 // (module (func (export "f") (param i32) (result i32)
@@ -67,9 +77,21 @@ export function checkWasmSimd(): Check {
     return bad(name, 'warn', `an i8x16.popcnt module does not compile: ${(err as Error).message}`, noSimdFix);
   }
   const got = [0x00, 0xb7, 0xff].map(f);
-  if (got.join() !== '0,6,8') return bad(name, 'fail', `i8x16.popcnt of 0x00, 0xb7, 0xff gave ${got.join(', ')}, expected 0, 6, 8`, 'this JavaScript engine miscomputes WebAssembly SIMD: run the agent with model.kernel "reference" and upgrade Node');
+  if (got.join() !== '0,6,8')
+    return bad(
+      name,
+      'fail',
+      `i8x16.popcnt of 0x00, 0xb7, 0xff gave ${got.join(', ')}, expected 0, 6, 8`,
+      'this JavaScript engine miscomputes WebAssembly SIMD: run the agent with model.kernel "reference" and upgrade Node',
+    );
   const missing = wasmUnavailable();
-  if (missing !== undefined) return bad(name, 'warn', `SIMD works, but the kernel cannot load: ${missing}`, 'rebuild the kernel with `npm run build:wasm` (or reinstall the package); until then the reference kernel runs');
+  if (missing !== undefined)
+    return bad(
+      name,
+      'warn',
+      `SIMD works, but the kernel cannot load: ${missing}`,
+      'rebuild the kernel with `npm run build:wasm` (or reinstall the package); until then the reference kernel runs',
+    );
   return ok(name, 'i8x16.popcnt runs correctly; the WASM SIMD kernel is in use');
 }
 
@@ -81,7 +103,16 @@ export async function checkSqlite(): Promise<Check> {
     db.close();
     return ok('sqlite', `better-sqlite3 loads (SQLite ${row.v})`);
   } catch (err) {
-    return bad('sqlite', 'fail', `better-sqlite3 does not load: ${(err as Error).message.split('\n').map((l) => l.trim()).filter(Boolean).join(' ')}`, `rebuild the native addon for this machine (${process.arch}, Node ABI ${process.versions.modules}): \`sudo apt-get install build-essential python3 && npm rebuild better-sqlite3\` in the package folder`);
+    return bad(
+      'sqlite',
+      'fail',
+      `better-sqlite3 does not load: ${(err as Error).message
+        .split('\n')
+        .map((l) => l.trim())
+        .filter(Boolean)
+        .join(' ')}`,
+      `rebuild the native addon for this machine (${process.arch}, Node ABI ${process.versions.modules}): \`sudo apt-get install build-essential python3 && npm rebuild better-sqlite3\` in the package folder`,
+    );
   }
 }
 
@@ -101,7 +132,11 @@ export function checkDisk(dir: string): Check {
 /** `timedatectl`'s view of NTP, or undefined where there is no systemd. */
 function ntpSynchronized(): boolean | undefined {
   try {
-    const out = execFileSync('timedatectl', ['show', '--property=NTPSynchronized', '--value'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 2000 });
+    const out = execFileSync('timedatectl', ['show', '--property=NTPSynchronized', '--value'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+      timeout: 2000,
+    });
     return out.trim() === 'yes';
   } catch {
     return undefined;
@@ -111,10 +146,24 @@ function ntpSynchronized(): boolean | undefined {
 export function checkClock(now = Date.now(), synced: boolean | undefined = ntpSynchronized()): Check {
   const iso = new Date(now).toISOString();
   if (now < CLOCK_FLOOR) {
-    return bad('clock', 'fail', `system time ${iso} is before ${new Date(CLOCK_FLOOR).toISOString().slice(0, 10)}: the clock was never set`, 'TLS certificates, OTA job times and metrics timestamps need the real time: connect the box to a network with NTP (`sudo timedatectl set-ntp true`) or add an RTC');
+    return bad(
+      'clock',
+      'fail',
+      `system time ${iso} is before ${new Date(CLOCK_FLOOR).toISOString().slice(0, 10)}: the clock was never set`,
+      'TLS certificates, OTA job times and metrics timestamps need the real time: connect the box to a network with NTP (`sudo timedatectl set-ntp true`) or add an RTC',
+    );
   }
-  if (synced === false) return bad('clock', 'warn', `system time ${iso}, not NTP-synchronised`, 'enable time synchronisation: `sudo timedatectl set-ntp true` (systemd-timesyncd) and let the box reach an NTP server');
-  return ok('clock', `system time ${iso}${synced === undefined ? ' (NTP state unknown: no timedatectl)' : ', NTP-synchronised'}`);
+  if (synced === false)
+    return bad(
+      'clock',
+      'warn',
+      `system time ${iso}, not NTP-synchronised`,
+      'enable time synchronisation: `sudo timedatectl set-ntp true` (systemd-timesyncd) and let the box reach an NTP server',
+    );
+  return ok(
+    'clock',
+    `system time ${iso}${synced === undefined ? ' (NTP state unknown: no timedatectl)' : ', NTP-synchronised'}`,
+  );
 }
 
 /** TCP reachability of an MQTT broker URL (mqtt, mqtts, ws, wss); authentication is the agent's own log's business. */
@@ -124,11 +173,34 @@ export function checkBroker(url: string, timeoutMs = BROKER_TIMEOUT_MS): Promise
   try {
     u = new URL(url);
   } catch {
-    return Promise.resolve(bad(name, 'fail', `broker URL ${JSON.stringify(url)} does not parse`, 'set mqtt.url to a URL such as mqtt://broker.local:1883 or mqtts://broker.local:8883'));
+    return Promise.resolve(
+      bad(
+        name,
+        'fail',
+        `broker URL ${JSON.stringify(url)} does not parse`,
+        'set mqtt.url to a URL such as mqtt://broker.local:1883 or mqtts://broker.local:8883',
+      ),
+    );
   }
-  const defaults: Record<string, number> = { 'mqtt:': 1883, 'tcp:': 1883, 'mqtts:': 8883, 'ssl:': 8883, 'tls:': 8883, 'ws:': 80, 'wss:': 443 };
+  const defaults: Record<string, number> = {
+    'mqtt:': 1883,
+    'tcp:': 1883,
+    'mqtts:': 8883,
+    'ssl:': 8883,
+    'tls:': 8883,
+    'ws:': 80,
+    'wss:': 443,
+  };
   const port = u.port ? Number(u.port) : defaults[u.protocol];
-  if (port === undefined) return Promise.resolve(bad(name, 'fail', `broker URL scheme ${u.protocol} is not one of mqtt, mqtts, ws, wss`, 'set mqtt.url to an mqtt:// or mqtts:// URL'));
+  if (port === undefined)
+    return Promise.resolve(
+      bad(
+        name,
+        'fail',
+        `broker URL scheme ${u.protocol} is not one of mqtt, mqtts, ws, wss`,
+        'set mqtt.url to an mqtt:// or mqtts:// URL',
+      ),
+    );
   const host = u.hostname.replace(/^\[|\]$/g, '');
   return new Promise((done) => {
     const socket = connect({ host, port });
@@ -136,9 +208,27 @@ export function checkBroker(url: string, timeoutMs = BROKER_TIMEOUT_MS): Promise
       socket.destroy();
       done(check);
     };
-    socket.setTimeout(timeoutMs, () => finish(bad(name, 'fail', `no answer from ${host}:${port} within ${timeoutMs} ms`, `check that the broker runs and that a firewall lets this box reach ${host}:${port}`)));
+    socket.setTimeout(timeoutMs, () =>
+      finish(
+        bad(
+          name,
+          'fail',
+          `no answer from ${host}:${port} within ${timeoutMs} ms`,
+          `check that the broker runs and that a firewall lets this box reach ${host}:${port}`,
+        ),
+      ),
+    );
     socket.on('connect', () => finish(ok(name, `TCP connection to ${host}:${port} (${url}) succeeded`)));
-    socket.on('error', (err: NodeJS.ErrnoException) => finish(bad(name, 'fail', `cannot reach ${host}:${port}: ${err.code ?? err.message}`, `check mqtt.url in the config, that the broker runs, and DNS/network from this box to ${host}:${port}`)));
+    socket.on('error', (err: NodeJS.ErrnoException) =>
+      finish(
+        bad(
+          name,
+          'fail',
+          `cannot reach ${host}:${port}: ${err.code ?? err.message}`,
+          `check mqtt.url in the config, that the broker runs, and DNS/network from this box to ${host}:${port}`,
+        ),
+      ),
+    );
   });
 }
 
@@ -152,7 +242,13 @@ export interface DoctorOptions {
 }
 
 export async function runDoctor(opts: DoctorOptions = {}): Promise<Check[]> {
-  const checks: Check[] = [checkNode(), checkWasmSimd(), await checkSqlite(), checkDisk(opts.stateDir ?? DEFAULT_STATE_DIR), checkClock()];
+  const checks: Check[] = [
+    checkNode(),
+    checkWasmSimd(),
+    await checkSqlite(),
+    checkDisk(opts.stateDir ?? DEFAULT_STATE_DIR),
+    checkClock(),
+  ];
   const configPath = opts.config ?? (existsSync(DEFAULT_CONFIG) ? DEFAULT_CONFIG : undefined);
   let broker = opts.broker;
   if (configPath === undefined) {
@@ -165,7 +261,14 @@ export async function runDoctor(opts: DoctorOptions = {}): Promise<Check[]> {
       broker ??= config.mqtt.url ?? undefined;
       checks.push(ok('config', `${configPath} is valid (device ${config.device}, fleet ${config.fleet})`));
     } catch (err) {
-      checks.push(bad('config', 'fail', `${configPath}: ${(err as Error).message}`, `edit ${configPath} (fields and defaults: device-agent/README.md), then run \`sei doctor --config ${configPath}\` again`));
+      checks.push(
+        bad(
+          'config',
+          'fail',
+          `${configPath}: ${(err as Error).message}`,
+          `edit ${configPath} (fields and defaults: device-agent/README.md), then run \`sei doctor --config ${configPath}\` again`,
+        ),
+      );
     }
   }
   if (broker !== undefined) checks.push(await checkBroker(broker));
@@ -177,7 +280,9 @@ const MARK: Record<Status, string> = { ok: 'ok  ', warn: 'WARN', fail: 'FAIL' };
 export function register(program: Command): void {
   program
     .command('doctor')
-    .description('check that this box can run the agent (Node, WASM SIMD, SQLite, disk, clock, config, broker) and say what to fix')
+    .description(
+      'check that this box can run the agent (Node, WASM SIMD, SQLite, disk, clock, config, broker) and say what to fix',
+    )
     .option('--config <file>', `agent config to validate (default ${DEFAULT_CONFIG} when present)`)
     .option('--broker <url>', "broker to probe (default: the config's mqtt.url)")
     .option('--state-dir <dir>', 'state folder whose free disk is checked', DEFAULT_STATE_DIR)
@@ -194,8 +299,18 @@ export function register(program: Command): void {
         console.log(`${MARK[c.status]}  ${c.name.padEnd(9)} ${c.detail}`);
         if (c.fix !== undefined) console.log(`      ${' '.repeat(9)} fix: ${c.fix}`);
       }
-      console.log(failed === 0 ? `ready to run the agent${warned ? ` (${warned} warning(s))` : ''}` : `${failed} check(s) failed`);
-      if (opts.json) printJson({ ok: failed === 0, failed, warnings: warned, node: process.versions.node, arch: process.arch, checks });
+      console.log(
+        failed === 0 ? `ready to run the agent${warned ? ` (${warned} warning(s))` : ''}` : `${failed} check(s) failed`,
+      );
+      if (opts.json)
+        printJson({
+          ok: failed === 0,
+          failed,
+          warnings: warned,
+          node: process.versions.node,
+          arch: process.arch,
+          checks,
+        });
       if (failed > 0) process.exitCode = 1;
     });
 }

@@ -42,7 +42,10 @@ interface ExportFlags {
 /** The card's words for an image-folder run: the folder, its classes, the test frames and how they were fitted. */
 function folderCard(data: LoadedData, test: Split): { name: string; test: string } {
   const classes = data.labels.length <= 12 ? `: ${data.labels.join(', ')}` : '';
-  return { name: `the image folder ${data.dir} (${data.labels.length} classes${classes})`, test: `${test.count} test frames of the run's split, fitted to ${data.input.join('×')} by ${data.fit}` };
+  return {
+    name: `the image folder ${data.dir} (${data.labels.length} classes${classes})`,
+    test: `${test.count} test frames of the run's split, fitted to ${data.input.join('×')} by ${data.fit}`,
+  };
 }
 
 export function register(program: Command): void {
@@ -55,9 +58,17 @@ export function register(program: Command): void {
     .option('--onnx <file>', 'also write the unrolled float SNN twin (ONNX)')
     .option('--name <name>', 'model name (default: the file name without .bwsnn)')
     .option('--version <n>', 'model version (OTA refuses downgrades)', int('--version', 0), 1)
-    .option('--data <dir>', 'the run\'s data folder, when it is no longer where the run found it (an image folder: the frames its split.json names)')
+    .option(
+      '--data <dir>',
+      "the run's data folder, when it is no longer where the run found it (an image folder: the frames its split.json names)",
+    )
     .option('--no-evaluate', 'skip the test-set evaluation')
-    .option('--recalibrate <batches>', `BN recalibration: training batches (of the run's batch size) whose population statistics replace the running averages; 0 keeps the running averages`, int('--recalibrate', 0), RECALIBRATE_BATCHES)
+    .option(
+      '--recalibrate <batches>',
+      `BN recalibration: training batches (of the run's batch size) whose population statistics replace the running averages; 0 keeps the running averages`,
+      int('--recalibrate', 0),
+      RECALIBRATE_BATCHES,
+    )
     .option('--card <file>', 'write a model card (markdown; runs the runtime engine on the test set too)')
     .option('--train-command <text>', 'training command for the card (default: the one stored in the checkpoint)')
     .option('--notes <text>', 'a notes paragraph for the card')
@@ -68,22 +79,44 @@ export function register(program: Command): void {
       const { params: trained, state } = loadParams(f.checkpoint, f.which);
       const net = state.config.net;
       // The run's own splits (same validation hold-out), so recalibration sees only training frames.
-      const data = await loadData({ ...state.config.data, ...(f.data ? { dir: f.data } : {}) }, { run: f.checkpoint, reuse: true });
+      const data = await loadData(
+        { ...state.config.data, ...(f.data ? { dir: f.data } : {}) },
+        { run: f.checkpoint, reuse: true },
+      );
       const t0 = performance.now();
-      const params = recalibrateBn(net, trained, data.train, { batches: f.recalibrate, batchSize: state.config.batchSize, seed: state.config.seed });
-      if (f.recalibrate > 0) process.stderr.write(`BN recalibrated on ${f.recalibrate} batches of ${state.config.batchSize} training frames (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`);
+      const params = recalibrateBn(net, trained, data.train, {
+        batches: f.recalibrate,
+        batchSize: state.config.batchSize,
+        seed: state.config.seed,
+      });
+      if (f.recalibrate > 0)
+        process.stderr.write(
+          `BN recalibrated on ${f.recalibrate} batches of ${state.config.batchSize} training frames (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
+        );
       const name = f.name ?? basename(f.out).replace(/\.bwsnn$/, '');
-      const summary: Record<string, unknown> = { out: f.out, name, T: net.T, epochs: state.epoch, batchInEpoch: state.batchInEpoch, trainWallSeconds: state.wallSeconds, recalibrateBatches: f.recalibrate };
+      const summary: Record<string, unknown> = {
+        out: f.out,
+        name,
+        T: net.T,
+        epochs: state.epoch,
+        batchInEpoch: state.batchInEpoch,
+        trainWallSeconds: state.wallSeconds,
+        recalibrateBatches: f.recalibrate,
+      };
       // A short provenance: the recipe (the run's whole config) goes into the model card, not into every file.
       const meta: Record<string, unknown> = {
         producer: 'sei-edge trainer',
         epochs: state.epoch + state.batchInEpoch / Math.max(1, Math.floor(data.train.count / state.config.batchSize)),
         trainWallSeconds: Math.round(state.wallSeconds),
         engine: state.engine,
-        bnRecalibration: f.recalibrate > 0 ? { batches: f.recalibrate, batchSize: state.config.batchSize } : 'running averages',
+        bnRecalibration:
+          f.recalibrate > 0 ? { batches: f.recalibrate, batchSize: state.config.batchSize } : 'running averages',
       };
       // The fit policy rides in the header: the box fits its camera's pictures as training fitted these (modelFit).
-      let model: BwsnnModel = { ...foldModel(net, params, { name, version: f.version, labels: data.labels, meta }), fit: data.fit };
+      let model: BwsnnModel = {
+        ...foldModel(net, params, { name, version: f.version, labels: data.labels, meta }),
+        fit: data.fit,
+      };
       let folded: Uint8Array | undefined;
       let test: Split | undefined;
       if (f.evaluate || f.card) {
@@ -91,9 +124,13 @@ export function register(program: Command): void {
         folded = evaluateFolded(model, test).predictions;
         // The fold is checked at float32 against the unfolded network; what the compact storage (float16 vectors,
         // q8 head) then changes is measured on its own.
-        const exact = evaluateFolded(foldModel(net, params, { name, labels: data.labels }, 'float32'), test).predictions;
+        const exact = evaluateFolded(
+          foldModel(net, params, { name, labels: data.labels }, 'float32'),
+          test,
+        ).predictions;
         const unfolded = predict(net, params, test).predictions;
-        const agreement = (a: Uint8Array, b: Uint8Array) => a.reduce((n, p, i) => n + (p === b[i] ? 1 : 0), 0) / test!.count;
+        const agreement = (a: Uint8Array, b: Uint8Array) =>
+          a.reduce((n, p, i) => n + (p === b[i] ? 1 : 0), 0) / test!.count;
         const agree = agreement(exact, unfolded) * test.count;
         const acc = accuracy(folded, test.labels);
         Object.assign(summary, {
@@ -105,8 +142,10 @@ export function register(program: Command): void {
           compactVsFloat32Agreement: agreement(folded, exact),
         });
         model = { ...model, meta: { ...model.meta, testAccuracy: acc, testFrames: test.count } };
-        process.stderr.write(`test accuracy (folded, runtime arithmetic) ${(100 * acc).toFixed(2)}%; unfolded network ${(100 * (summary['unfoldedTestAccuracy'] as number)).toFixed(2)}%; ` +
-          `fold agreement (float32) ${(100 * agree / test.count).toFixed(2)}%; compact storage vs float32 ${(100 * (summary['compactVsFloat32Agreement'] as number)).toFixed(2)}% of predictions, accuracy ${(100 * (summary['float32TestAccuracy'] as number)).toFixed(2)}% at float32\n`);
+        process.stderr.write(
+          `test accuracy (folded, runtime arithmetic) ${(100 * acc).toFixed(2)}%; unfolded network ${(100 * (summary['unfoldedTestAccuracy'] as number)).toFixed(2)}%; ` +
+            `fold agreement (float32) ${((100 * agree) / test.count).toFixed(2)}%; compact storage vs float32 ${(100 * (summary['compactVsFloat32Agreement'] as number)).toFixed(2)}% of predictions, accuracy ${(100 * (summary['float32TestAccuracy'] as number)).toFixed(2)}% at float32\n`,
+        );
       }
       const bytes = writeBwsnn(model);
       mkdirSync(dirname(f.out), { recursive: true });
@@ -122,26 +161,53 @@ export function register(program: Command): void {
       if (f.card && folded && test) {
         // The card's headline number is the runtime engine's, on the file just written.
         const engine = createEngine(model);
-        let correct = 0, agree = 0;
+        let correct = 0,
+          agree = 0;
         const rates = new Float64Array(model.hidden.length + 1);
         const frameSize = model.input[0] * model.input[1] * model.input[2];
         for (let i = 0; i < test.count; i++) {
           const r = engine.infer(test.images.subarray(i * frameSize, (i + 1) * frameSize));
           if (r.prediction === test.labels[i]) correct++;
           if (r.prediction === folded[i]) agree++;
-          r.spikeRates.forEach((x, l) => { rates[l]! += x / test!.count; });
+          r.spikeRates.forEach((x, l) => {
+            rates[l]! += x / test!.count;
+          });
         }
         const teacherDir = join(f.checkpoint, 'teacher');
-        const teacherHistory = hasCheckpoint(teacherDir, 'last') ? loadCheckpointMeta<RunState>(teacherDir, 'last').history : undefined;
+        const teacherHistory = hasCheckpoint(teacherDir, 'last')
+          ? loadCheckpointMeta<RunState>(teacherDir, 'last').history
+          : undefined;
         const command = f.trainCommand ?? state.command ?? '(not recorded)';
-        writeFileSync(f.card, modelCard(model, {
-          file: f.out, bytes: summary['bytes'] as number, engineAccuracy: correct / test.count, trainerAccuracy: summary['testAccuracy'] as number,
-          agreement: agree / test.count, testFrames: test.count, epochs: meta['epochs'] as number, wallSeconds: state.wallSeconds,
-          trainEngine: state.engine, command, ...(data.kind === 'image-folder' ? { dataset: folderCard(data, test) } : {}), recipe: state.config, ...(f.notes ? { notes: f.notes } : {}),
-          schedule: schedule(state.config), history: state.history, engineSpikeRates: Array.from(rates), ...(teacherHistory ? { teacherHistory } : {}),
-        }));
-        Object.assign(summary, { engineAccuracy: correct / test.count, engineVsTrainerAgreement: agree / test.count, card: f.card });
-        process.stderr.write(`runtime engine ${(100 * correct / test.count).toFixed(2)}%, agreement with the trainer ${(100 * agree / test.count).toFixed(3)}%; wrote ${f.card}\n`);
+        writeFileSync(
+          f.card,
+          modelCard(model, {
+            file: f.out,
+            bytes: summary['bytes'] as number,
+            engineAccuracy: correct / test.count,
+            trainerAccuracy: summary['testAccuracy'] as number,
+            agreement: agree / test.count,
+            testFrames: test.count,
+            epochs: meta['epochs'] as number,
+            wallSeconds: state.wallSeconds,
+            trainEngine: state.engine,
+            command,
+            ...(data.kind === 'image-folder' ? { dataset: folderCard(data, test) } : {}),
+            recipe: state.config,
+            ...(f.notes ? { notes: f.notes } : {}),
+            schedule: schedule(state.config),
+            history: state.history,
+            engineSpikeRates: Array.from(rates),
+            ...(teacherHistory ? { teacherHistory } : {}),
+          }),
+        );
+        Object.assign(summary, {
+          engineAccuracy: correct / test.count,
+          engineVsTrainerAgreement: agree / test.count,
+          card: f.card,
+        });
+        process.stderr.write(
+          `runtime engine ${((100 * correct) / test.count).toFixed(2)}%, agreement with the trainer ${((100 * agree) / test.count).toFixed(3)}%; wrote ${f.card}\n`,
+        );
       }
       if (f.json) printJson(summary);
     });

@@ -9,7 +9,9 @@ import { fromFile } from '../options.js';
 import { printJson } from '../output.js';
 
 export function register(program: Command): void {
-  const keys = program.command('keys').description('Ed25519 keys that sign model updates (the agent trusts the public ones: ota.trustedKeys)');
+  const keys = program
+    .command('keys')
+    .description('Ed25519 keys that sign model updates (the agent trusts the public ones: ota.trustedKeys)');
   keys
     .command('gen')
     .description('generate a key pair: NAME.key (private, PKCS#8 PEM, mode 0600) and NAME.pub (public, SPKI PEM)')
@@ -22,14 +24,20 @@ export function register(program: Command): void {
       const priv = join(dir, `${opts.name}.key`);
       const pub = join(dir, `${opts.name}.pub`);
       for (const f of [priv, pub]) {
-        if (existsSync(f) && !opts.force) throw new ConfigError(`--out: expected a folder without ${opts.name}.key/.pub (or --force), got existing ${f}`, '--out');
+        if (existsSync(f) && !opts.force)
+          throw new ConfigError(
+            `--out: expected a folder without ${opts.name}.key/.pub (or --force), got existing ${f}`,
+            '--out',
+          );
       }
       fromFile('--out', 'a folder it can create and write to', opts.out, () => mkdirSync(dir, { recursive: true }));
       const { privateKey, publicKey } = generateKeyPairSync('ed25519');
       writeFileSync(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
       writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
       const keyId = keyFingerprint(publicKey);
-      console.log(`private key ${priv} (keep it off the devices)\npublic key  ${pub} (list it in the agents' ota.trustedKeys)\nkey id      ${keyId}`);
+      console.log(
+        `private key ${priv} (keep it off the devices)\npublic key  ${pub} (list it in the agents' ota.trustedKeys)\nkey id      ${keyId}`,
+      );
       if (opts.json) printJson({ private: priv, public: pub, keyId });
     });
   keys

@@ -63,11 +63,17 @@ function frameSource(images: IdxArray, engine: Engine, path: string, fit: boolea
   const want = engine.model.input;
   const rank = images.shape.length === 3 || images.shape.length === 4;
   if (!rank || (!fit && (h !== want[0] || w !== want[1] || c !== want[2])) || (fit && c !== 1 && c !== 3)) {
-    throw new ConfigError(`--frames: expected IDX images of shape [n, ${want.join(', ')}] for model ${engine.model.name}, got [${images.shape.join(', ')}] in ${path} (an image folder is fitted to the model; IDX frames are taken as they are)`, 'frames');
+    throw new ConfigError(
+      `--frames: expected IDX images of shape [n, ${want.join(', ')}] for model ${engine.model.name}, got [${images.shape.join(', ')}] in ${path} (an image folder is fitted to the model; IDX frames are taken as they are)`,
+      'frames',
+    );
   }
   const size = h * w * c;
   const policy = modelFit(engine.model);
-  return { count: n, frame: (i: number) => fitFrame(images.data.subarray(i * size, (i + 1) * size), [h, w, c], want, policy) };
+  return {
+    count: n,
+    frame: (i: number) => fitFrame(images.data.subarray(i * size, (i + 1) * size), [h, w, c], want, policy),
+  };
 }
 
 const isFolder = (path: string) => {
@@ -94,9 +100,16 @@ export interface RunStart {
 }
 
 /** Runs the stream, calling `onFrame` for each frame in order; returns the summary. */
-export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => void = () => {}, onStart: (start: RunStart) => void = () => {}): Promise<RunSummary> {
+export async function runFrames(
+  opts: RunOptions,
+  onFrame: (line: FrameLine) => void = () => {},
+  onStart: (start: RunStart) => void = () => {},
+): Promise<RunSummary> {
   if (opts.labels !== undefined && opts.frames === undefined) {
-    throw new ConfigError('--labels: expected together with --frames (the default frames bring their own labels), got --labels alone', 'labels');
+    throw new ConfigError(
+      '--labels: expected together with --frames (the default frames bring their own labels), got --labels alone',
+      'labels',
+    );
   }
   const engine = await loadModelArg(opts.model, { kernel: opts.kernel ?? 'auto' });
   const imagesPath = opts.frames ?? SAMPLE_IMAGES;
@@ -105,11 +118,19 @@ export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => 
   const folder = isFolder(imagesPath);
   const labelsPath = opts.frames === undefined ? SAMPLE_LABELS : opts.labels;
   if (folder) {
-    if (opts.labels !== undefined) throw new ConfigError('--labels: an image folder is labelled by its class folders; expected --labels only with IDX --frames', 'labels');
+    if (opts.labels !== undefined)
+      throw new ConfigError(
+        '--labels: an image folder is labelled by its class folders; expected --labels only with IDX --frames',
+        'labels',
+      );
     // The image-folder reader (and its decoder, a server-side package) loads only for a folder.
     const { folderFramesForModel } = await import('../../trainer/data/index.js');
     const m = engine.model;
-    const { split } = await folderFramesForModel(imagesPath, { input: m.input, labels: m.labels, fit: modelFit(m) }, { subset: 'all', flag: '--frames' });
+    const { split } = await folderFramesForModel(
+      imagesPath,
+      { input: m.input, labels: m.labels, fit: modelFit(m) },
+      { subset: 'all', flag: '--frames' },
+    );
     const size = m.input[0] * m.input[1] * m.input[2];
     source = { count: split.count, frame: (i) => split.images.subarray(i * size, (i + 1) * size) };
     labels = split.labels;
@@ -117,7 +138,10 @@ export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => 
   if (labelsPath !== undefined && !folder) {
     const l = readIdxArg(labelsPath, '--labels');
     if (l.shape.length !== 1 || l.shape[0] !== source.count) {
-      throw new ConfigError(`--labels: expected shape [${source.count}] (one label per frame), got [${l.shape.join(', ')}] in ${labelsPath}`, 'labels');
+      throw new ConfigError(
+        `--labels: expected shape [${source.count}] (one label per frame), got [${l.shape.join(', ')}] in ${labelsPath}`,
+        'labels',
+      );
     }
     labels = l.data;
   }
@@ -128,7 +152,15 @@ export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => 
   const units = layers.map(layerUnits);
   const totalUnits = units.reduce((a, b) => a + b, 0);
 
-  onStart({ model: engine.model.name, T: engine.model.T, layers: layers.length, kernel: engine.kernel, frames: count, source: imagesPath, labelled: labels !== null });
+  onStart({
+    model: engine.model.name,
+    T: engine.model.T,
+    layers: layers.length,
+    kernel: engine.kernel,
+    frames: count,
+    source: imagesPath,
+    labelled: labels !== null,
+  });
   function* frames() {
     for (let i = 0; i < count; i++) yield source.frame(i);
   }
@@ -154,8 +186,12 @@ export async function runFrames(opts: RunOptions, onFrame: (line: FrameLine) => 
     const truth = labels ? labels[item.index]! : undefined;
     if (truth !== undefined && truth === r.prediction) correct++;
     onFrame({
-      index: item.index, prediction: labelName(r.prediction), confidence: r.confidence,
-      ...(truth !== undefined ? { truth: labelName(truth) } : {}), latencyMs: r.latencyMs, spikeRate: rate,
+      index: item.index,
+      prediction: labelName(r.prediction),
+      confidence: r.confidence,
+      ...(truth !== undefined ? { truth: labelName(truth) } : {}),
+      latencyMs: r.latencyMs,
+      spikeRate: rate,
     });
   }
   const seconds = (performance.now() - started) / 1000;
@@ -186,31 +222,59 @@ export function formatFrameLine(l: FrameLine): string {
 export function register(program: Command): void {
   program
     .command('run')
-    .description('stream frames through a model, one line per frame (index, prediction, confidence, true label, latency, spike rate), then a summary')
-    .requiredOption('--model <file|random:SEED>', 'a .bwsnn file, or random:SEED for a random model of the Fashion-MNIST layout')
-    .option('--frames <idx|dir>', 'IDX images (gzip or not) of the model\'s input shape, [n, h, w] or [n, h, w, c], or an image folder (class folders named after the model\'s labels; pictures fitted to the model\'s input) (default: the first 1000 Fashion-MNIST test frames in models/samples/, fitted likewise)')
-    .option('--labels <idx>', 'IDX labels for --frames, one per frame (default: the samples\' labels when --frames is not given)')
+    .description(
+      'stream frames through a model, one line per frame (index, prediction, confidence, true label, latency, spike rate), then a summary',
+    )
+    .requiredOption(
+      '--model <file|random:SEED>',
+      'a .bwsnn file, or random:SEED for a random model of the Fashion-MNIST layout',
+    )
+    .option(
+      '--frames <idx|dir>',
+      "IDX images (gzip or not) of the model's input shape, [n, h, w] or [n, h, w, c], or an image folder (class folders named after the model's labels; pictures fitted to the model's input) (default: the first 1000 Fashion-MNIST test frames in models/samples/, fitted likewise)",
+    )
+    .option(
+      '--labels <idx>',
+      "IDX labels for --frames, one per frame (default: the samples' labels when --frames is not given)",
+    )
     .option('--limit <n>', 'stop after n frames (default: all)', positiveInt('--limit'))
     .addOption(kernelOption('binary kernel: wasm SIMD, the TypeScript reference, or auto (wasm when available)'))
     .option('--json', 'print the summary as one JSON object on the last line')
-    .action(async (opts: { model: string; frames?: string; labels?: string; limit?: number; kernel: KernelChoice; json?: boolean }) => {
-      const summary = await runFrames(
-        {
-          model: opts.model, kernel: opts.kernel,
-          ...(opts.frames !== undefined ? { frames: opts.frames } : {}),
-          ...(opts.labels !== undefined ? { labels: opts.labels } : {}),
-          ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
-        },
-        (line) => process.stdout.write(formatFrameLine(line) + '\n'),
-        (st) => console.log(`model ${st.model} (T=${st.T}, ${st.layers} layers), kernel ${st.kernel}, ${st.frames} frames from ${st.source}${st.labelled ? ' with labels' : ''}`),
-      );
-      if (opts.json) {
-        printJson({ ...summary });
-        return;
-      }
-      const s = summary;
-      console.log(`\nmodel ${s.model} (T=${s.T}), kernel ${s.kernel}: ${s.frames} frames${s.errors ? ` (${s.errors} refused)` : ''}`);
-      if (s.accuracy !== null) console.log(`accuracy ${(100 * s.accuracy).toFixed(2)}% (${s.correct}/${s.frames})`);
-      console.log(`${s.framesPerSecond.toFixed(1)} frames/s, mean latency ${s.meanLatencyMs.toFixed(3)} ms, mean spike rate ${(100 * s.meanSpikeRate).toFixed(1)}%, ${Math.round(s.meanSynOps)} synaptic ops per frame`);
-    });
+    .action(
+      async (opts: {
+        model: string;
+        frames?: string;
+        labels?: string;
+        limit?: number;
+        kernel: KernelChoice;
+        json?: boolean;
+      }) => {
+        const summary = await runFrames(
+          {
+            model: opts.model,
+            kernel: opts.kernel,
+            ...(opts.frames !== undefined ? { frames: opts.frames } : {}),
+            ...(opts.labels !== undefined ? { labels: opts.labels } : {}),
+            ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+          },
+          (line) => process.stdout.write(formatFrameLine(line) + '\n'),
+          (st) =>
+            console.log(
+              `model ${st.model} (T=${st.T}, ${st.layers} layers), kernel ${st.kernel}, ${st.frames} frames from ${st.source}${st.labelled ? ' with labels' : ''}`,
+            ),
+        );
+        if (opts.json) {
+          printJson({ ...summary });
+          return;
+        }
+        const s = summary;
+        console.log(
+          `\nmodel ${s.model} (T=${s.T}), kernel ${s.kernel}: ${s.frames} frames${s.errors ? ` (${s.errors} refused)` : ''}`,
+        );
+        if (s.accuracy !== null) console.log(`accuracy ${(100 * s.accuracy).toFixed(2)}% (${s.correct}/${s.frames})`);
+        console.log(
+          `${s.framesPerSecond.toFixed(1)} frames/s, mean latency ${s.meanLatencyMs.toFixed(3)} ms, mean spike rate ${(100 * s.meanSpikeRate).toFixed(1)}%, ${Math.round(s.meanSynOps)} synaptic ops per frame`,
+        );
+      },
+    );
 }

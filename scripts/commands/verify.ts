@@ -37,13 +37,15 @@ export interface VerifyFrame {
 export function verifyFrames(input: Shape3, n: number, seed = 1, fit: Fit = DEFAULT_FIT): VerifyFrame[] {
   const size = input[0] * input[1] * input[2];
   const r = rng(seed);
-  const frames: VerifyFrame[] = Array.from({ length: n }, (_, i) => ({ id: `random#${i}`, data: Uint8Array.from({ length: size }, () => Math.floor(r() * 256)) }));
+  const frames: VerifyFrame[] = Array.from({ length: n }, (_, i) => ({
+    id: `random#${i}`,
+    data: Uint8Array.from({ length: size }, () => Math.floor(r() * 256)),
+  }));
   // Pictures have 1 or 3 channels; a model of another count (a random one) is verified on random frames alone.
   if (input[2] !== 1 && input[2] !== 3) return frames;
-  const real = n <= 1000
-    ? sampleFrames()
-    : readMnistSplit(FASHION_MNIST_DIR, 't10k');
-  for (let i = 0; i < Math.min(n, real.count); i++) frames.push({ id: `fashion-mnist#${i}`, data: fitFrame(real.frame(i), real.frameShape, input, fit) });
+  const real = n <= 1000 ? sampleFrames() : readMnistSplit(FASHION_MNIST_DIR, 't10k');
+  for (let i = 0; i < Math.min(n, real.count); i++)
+    frames.push({ id: `fashion-mnist#${i}`, data: fitFrame(real.frame(i), real.frameShape, input, fit) });
   return frames;
 }
 
@@ -78,7 +80,11 @@ export interface VerifyOptions {
 }
 
 /** Compares `engine` with the ONNX twin on every frame; stops at the first mismatch. */
-export async function verifyEngine(engine: Engine, frames: readonly VerifyFrame[], opts: VerifyOptions = {}): Promise<VerifyReport> {
+export async function verifyEngine(
+  engine: Engine,
+  frames: readonly VerifyFrame[],
+  opts: VerifyOptions = {},
+): Promise<VerifyReport> {
   const model = engine.model;
   const ort = await openOrt(opts.twin ?? snnTwinOnnx(model, { exposeSpikes: true }), { optimize: false });
   const layers = [model.first, ...model.hidden];
@@ -87,12 +93,18 @@ export async function verifyEngine(engine: Engine, frames: readonly VerifyFrame[
   let maxLogitRelError = 0;
   let done = 0;
   const report = (mismatch?: Mismatch): VerifyReport => ({
-    frames: done, layers: layers.length, spikesCompared, maxLogitRelError, ok: mismatch === undefined, ...(mismatch ? { mismatch } : {}),
+    frames: done,
+    layers: layers.length,
+    spikesCompared,
+    maxLogitRelError,
+    ok: mismatch === undefined,
+    ...(mismatch ? { mismatch } : {}),
   });
   for (const frame of frames) {
     const result = engine.infer(frame.data, { record: true });
     const twin = await ort.run(frameToNchw(frame.data, model.input), dims);
-    if (!result.trace || result.trace.length !== layers.length) throw new Error(`engine returned ${result.trace?.length ?? 'no'} layer traces for ${layers.length} layers`);
+    if (!result.trace || result.trace.length !== layers.length)
+      throw new Error(`engine returned ${result.trace?.length ?? 'no'} layer traces for ${layers.length} layers`);
     for (let li = 0; li < layers.length; li++) {
       const layer = layers[li]!;
       const units = layerUnits(layer);
@@ -118,7 +130,15 @@ export async function verifyEngine(engine: Engine, frames: readonly VerifyFrame[
       const rel = Math.abs(result.logits[o]! - logits[o]!) / scale;
       maxLogitRelError = Math.max(maxLogitRelError, rel);
       if (!(rel <= LOGIT_TOLERANCE)) {
-        return report({ frame: frame.id, layer: TWIN_OUTPUT, step: -1, neuron: o, where: `logit ${o} (relative error ${rel.toExponential(2)})`, engine: result.logits[o]!, twin: logits[o]! });
+        return report({
+          frame: frame.id,
+          layer: TWIN_OUTPUT,
+          step: -1,
+          neuron: o,
+          where: `logit ${o} (relative error ${rel.toExponential(2)})`,
+          engine: result.logits[o]!,
+          twin: logits[o]!,
+        });
       }
     }
     done++;
@@ -140,9 +160,19 @@ export function describeMismatch(m: Mismatch): string {
 export function register(program: Command): void {
   program
     .command('verify')
-    .description('compare the runtime with its float ONNX twin on onnxruntime-node: every spike bit for bit, logits within 1e-5')
-    .requiredOption('--model <file|random:SEED>', 'a .bwsnn file, or random:SEED for a random model of the Fashion-MNIST layout')
-    .option('--frames <n>', 'random frames, and as many real Fashion-MNIST test frames (fitted to the model\'s input)', positiveInt('--frames'), 20)
+    .description(
+      'compare the runtime with its float ONNX twin on onnxruntime-node: every spike bit for bit, logits within 1e-5',
+    )
+    .requiredOption(
+      '--model <file|random:SEED>',
+      'a .bwsnn file, or random:SEED for a random model of the Fashion-MNIST layout',
+    )
+    .option(
+      '--frames <n>',
+      "random frames, and as many real Fashion-MNIST test frames (fitted to the model's input)",
+      positiveInt('--frames'),
+      20,
+    )
     .addOption(kernelOption('runtime kernel to verify'))
     .option('--json', 'print a JSON summary on the last line')
     .action(async (opts: { model: string; frames: number; kernel: KernelChoice; json?: boolean }) => {
@@ -153,10 +183,16 @@ export function register(program: Command): void {
       const report = await verifyEngine(engine, frames);
       const seconds = (performance.now() - started) / 1000;
       const m = engine.model;
-      console.log(`model ${m.name} (T=${m.T}, ${report.layers} layers), kernel ${engine.kernel}, twin on onnxruntime-node (graph optimisations disabled, 1 thread)`);
+      console.log(
+        `model ${m.name} (T=${m.T}, ${report.layers} layers), kernel ${engine.kernel}, twin on onnxruntime-node (graph optimisations disabled, 1 thread)`,
+      );
       const fitted = m.input.join('x') === '28x28x1' ? '' : ` (fitted to ${m.input.join('×')}, ${modelFit(m)})`;
-      console.log(`frames: ${frames.length - real} random + ${real} Fashion-MNIST${fitted}; compared ${report.frames} frames, ${report.spikesCompared} spikes in ${seconds.toFixed(1)} s`);
-      console.log(`max logit relative error ${report.maxLogitRelError.toExponential(2)} (tolerance ${LOGIT_TOLERANCE})`);
+      console.log(
+        `frames: ${frames.length - real} random + ${real} Fashion-MNIST${fitted}; compared ${report.frames} frames, ${report.spikesCompared} spikes in ${seconds.toFixed(1)} s`,
+      );
+      console.log(
+        `max logit relative error ${report.maxLogitRelError.toExponential(2)} (tolerance ${LOGIT_TOLERANCE})`,
+      );
       if (report.mismatch) {
         console.log(`FAIL: ${describeMismatch(report.mismatch)}`);
         process.exitCode = 1;
@@ -165,8 +201,16 @@ export function register(program: Command): void {
       }
       if (opts.json) {
         printJson({
-          model: m.name, kernel: engine.kernel, frames: report.frames, random_frames: frames.length - real, real_frames: real, layers: report.layers,
-          spikes_compared: report.spikesCompared, max_logit_rel_error: report.maxLogitRelError, ok: report.ok, ...(report.mismatch ? { mismatch: report.mismatch } : {}),
+          model: m.name,
+          kernel: engine.kernel,
+          frames: report.frames,
+          random_frames: frames.length - real,
+          real_frames: real,
+          layers: report.layers,
+          spikes_compared: report.spikesCompared,
+          max_logit_rel_error: report.maxLogitRelError,
+          ok: report.ok,
+          ...(report.mismatch ? { mismatch: report.mismatch } : {}),
         });
       }
     });

@@ -20,18 +20,32 @@ export function modelFile(dir: string, seed = 1, version = 0): string {
 }
 
 /** A config for a test agent: small intervals, fast reconnects, no Prometheus port unless asked. */
-export function agentConfig(o: { dir: string; model: string; url: string | null; device?: string; protocol?: 'auto' | 4 | 5; extra?: Record<string, unknown> }): Record<string, unknown> {
+export function agentConfig(o: {
+  dir: string;
+  model: string;
+  url: string | null;
+  device?: string;
+  protocol?: 'auto' | 4 | 5;
+  extra?: Record<string, unknown>;
+}): Record<string, unknown> {
   const base: Record<string, unknown> = {
     fleet: 'test',
     device: o.device ?? 'dev1',
     model: { path: o.model },
     source: { spec: 'samples', frameRate: 100, queueSize: 4 },
-    mqtt: { url: o.url, protocol: o.protocol ?? 'auto', reconnectMinMs: 100, reconnectMaxMs: 400, clientId: `sei-test-${randomUUID().slice(0, 8)}` },
+    mqtt: {
+      url: o.url,
+      protocol: o.protocol ?? 'auto',
+      reconnectMinMs: 100,
+      reconnectMaxMs: 400,
+      clientId: `sei-test-${randomUUID().slice(0, 8)}`,
+    },
     reporting: { metricsInterval: 0.2, predictionMaxRate: 20 },
     metrics: { httpPort: null },
     store: { path: join(o.dir, `${randomUUID()}.db`) },
   };
-  for (const [k, v] of Object.entries(o.extra ?? {})) base[k] = typeof v === 'object' && v !== null && !Array.isArray(v) ? { ...(base[k] as object), ...v } : v;
+  for (const [k, v] of Object.entries(o.extra ?? {}))
+    base[k] = typeof v === 'object' && v !== null && !Array.isArray(v) ? { ...(base[k] as object), ...v } : v;
   return base;
 }
 
@@ -47,7 +61,10 @@ export interface Received {
 export class Operator {
   readonly messages: Received[] = [];
   private waiters: Array<() => void> = [];
-  private constructor(readonly client: MqttClient, readonly protocol: 4 | 5) {
+  private constructor(
+    readonly client: MqttClient,
+    readonly protocol: 4 | 5,
+  ) {
     client.on('message', (topic, payload, packet) => {
       let json: unknown = null;
       try {
@@ -55,13 +72,24 @@ export class Operator {
       } catch {
         // binary payloads stay in .payload
       }
-      this.messages.push({ topic, payload, json, retain: packet.retain, properties: packet.properties as Record<string, unknown> | undefined });
+      this.messages.push({
+        topic,
+        payload,
+        json,
+        retain: packet.retain,
+        properties: packet.properties as Record<string, unknown> | undefined,
+      });
       for (const w of this.waiters.splice(0)) w();
     });
   }
 
   static async connect(url: string, protocol: 4 | 5, opts: IClientOptions = {}): Promise<Operator> {
-    const client = await mqtt.connectAsync(url, { protocolVersion: protocol, reconnectPeriod: 100, clientId: `op-${randomUUID().slice(0, 8)}`, ...opts });
+    const client = await mqtt.connectAsync(url, {
+      protocolVersion: protocol,
+      reconnectPeriod: 100,
+      clientId: `op-${randomUUID().slice(0, 8)}`,
+      ...opts,
+    });
     return new Operator(client, protocol);
   }
 
@@ -76,7 +104,13 @@ export class Operator {
       const found = this.messages.slice(from).find(match);
       if (found) return found;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}; got ${this.messages.length} messages: ${this.messages.slice(-5).map((m) => m.topic).join(', ')}`);
+      if (left <= 0)
+        throw new Error(
+          `timed out waiting for ${what}; got ${this.messages.length} messages: ${this.messages
+            .slice(-5)
+            .map((m) => m.topic)
+            .join(', ')}`,
+        );
       await new Promise<void>((r) => {
         const t = setTimeout(r, left);
         this.waiters.push(() => {
@@ -97,13 +131,24 @@ export class Operator {
     await this.subscribe(replyTopic);
     const from = this.messages.length;
     if (this.protocol === 5) {
-      await this.client.publishAsync(`${prefix}cmd/${name}`, payload ?? JSON.stringify(args), { qos: 1, properties: { responseTopic: replyTopic, correlationData: Buffer.from(id) } });
+      await this.client.publishAsync(`${prefix}cmd/${name}`, payload ?? JSON.stringify(args), {
+        qos: 1,
+        properties: { responseTopic: replyTopic, correlationData: Buffer.from(id) },
+      });
     } else {
-      await this.client.publishAsync(`${prefix}cmd/${name}`, payload ?? JSON.stringify({ ...args, replyTo: replyTopic, correlationId: id }), { qos: 1 });
+      await this.client.publishAsync(
+        `${prefix}cmd/${name}`,
+        payload ?? JSON.stringify({ ...args, replyTo: replyTopic, correlationId: id }),
+        { qos: 1 },
+      );
     }
     const reply = await this.waitFor((m) => m.topic === replyTopic, `reply to cmd/${name}`, 10_000, from);
-    const correlation = this.protocol === 5 ? (reply.properties?.correlationData as Buffer | undefined)?.toString() : reply.json.correlationId;
-    if (payload === undefined && correlation !== id) throw new Error(`reply to cmd/${name} carries correlation ${correlation}, expected ${id}`);
+    const correlation =
+      this.protocol === 5
+        ? (reply.properties?.correlationData as Buffer | undefined)?.toString()
+        : reply.json.correlationId;
+    if (payload === undefined && correlation !== id)
+      throw new Error(`reply to cmd/${name} carries correlation ${correlation}, expected ${id}`);
     return reply.json;
   }
 

@@ -56,7 +56,9 @@ async function waitForPort(port: number, timeoutMs = 5000): Promise<void> {
 }
 
 /** The embedded Aedes broker (`ws` adds its websocket listener). Its state lives in memory: a restart starts empty. */
-export async function aedes(o: { readonly ws?: boolean } = {}): Promise<TestBroker & { readonly broker: () => EmbeddedBroker }> {
+export async function aedes(
+  o: { readonly ws?: boolean } = {},
+): Promise<TestBroker & { readonly broker: () => EmbeddedBroker }> {
   let broker = await startBroker({ port: 0, ...(o.ws ? { wsPort: 0 } : {}) });
   const port = broker.port;
   const listeners: BrokerOptions = { port, ...(broker.wsPort !== null ? { wsPort: broker.wsPort } : {}) };
@@ -86,7 +88,12 @@ export interface MosquittoOptions {
   /** ACL file contents (Mosquitto syntax). */
   readonly acl?: string;
   /** Serve TLS (mqtts) with these PEM files; `requireCertificate` refuses clients without a certificate signed by `ca`. */
-  readonly tls?: { readonly ca: string; readonly cert: string; readonly key: string; readonly requireCertificate: boolean };
+  readonly tls?: {
+    readonly ca: string;
+    readonly cert: string;
+    readonly key: string;
+    readonly requireCertificate: boolean;
+  };
   /**
    * Add an MQTT-over-WebSocket listener (for the console's browser tests). Mosquitto 2.0.11 binds it to every
    * interface whatever address it is given, so pair it with `users`.
@@ -98,16 +105,64 @@ export interface MosquittoOptions {
  * A throwaway PKI made with openssl: a CA, a server certificate for 127.0.0.1 and a client certificate, all PEM,
  * in `dir`. Returns the file paths.
  */
-export function makeCertificates(dir: string): { ca: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string } {
+export function makeCertificates(dir: string): {
+  ca: string;
+  serverCert: string;
+  serverKey: string;
+  clientCert: string;
+  clientKey: string;
+} {
   const f = (name: string) => join(dir, name);
   const ssl = (...args: string[]) => execFileSync('openssl', args, { stdio: 'ignore' });
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', f('ca.key'), '-out', f('ca.pem'), '-days', '2', '-subj', '/CN=sei-test-ca');
-  for (const [who, subject] of [['server', '/CN=127.0.0.1'], ['client', '/CN=dev1']] as const) {
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    f('ca.key'),
+    '-out',
+    f('ca.pem'),
+    '-days',
+    '2',
+    '-subj',
+    '/CN=sei-test-ca',
+  );
+  for (const [who, subject] of [
+    ['server', '/CN=127.0.0.1'],
+    ['client', '/CN=dev1'],
+  ] as const) {
     ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', f(`${who}.key`), '-out', f(`${who}.csr`), '-subj', subject);
-    writeFileSync(f(`${who}.ext`), who === 'server' ? 'subjectAltName=IP:127.0.0.1\n' : 'extendedKeyUsage=clientAuth\n');
-    ssl('x509', '-req', '-in', f(`${who}.csr`), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${who}.pem`), '-days', '2', '-extfile', f(`${who}.ext`));
+    writeFileSync(
+      f(`${who}.ext`),
+      who === 'server' ? 'subjectAltName=IP:127.0.0.1\n' : 'extendedKeyUsage=clientAuth\n',
+    );
+    ssl(
+      'x509',
+      '-req',
+      '-in',
+      f(`${who}.csr`),
+      '-CA',
+      f('ca.pem'),
+      '-CAkey',
+      f('ca.key'),
+      '-CAcreateserial',
+      '-out',
+      f(`${who}.pem`),
+      '-days',
+      '2',
+      '-extfile',
+      f(`${who}.ext`),
+    );
   }
-  return { ca: f('ca.pem'), serverCert: f('server.pem'), serverKey: f('server.key'), clientCert: f('client.pem'), clientKey: f('client.key') };
+  return {
+    ca: f('ca.pem'),
+    serverCert: f('server.pem'),
+    serverKey: f('server.key'),
+    clientCert: f('client.pem'),
+    clientKey: f('client.key'),
+  };
 }
 
 /** Mosquitto 2 with a generated config, on a free port, persistence on so that a restart keeps sessions. */
@@ -115,17 +170,29 @@ export async function mosquitto(opts: MosquittoOptions = {}): Promise<TestBroker
   const dir = mkdtempSync(join(tmpdir(), 'sei-mosquitto-'));
   const port = await freePort();
   const wsPort = opts.websockets ? await freePort() : null;
-  const lines = [`listener ${port} 127.0.0.1`, 'persistence true', `persistence_location ${dir}/`, 'log_dest stderr', 'log_type error'];
+  const lines = [
+    `listener ${port} 127.0.0.1`,
+    'persistence true',
+    `persistence_location ${dir}/`,
+    'log_dest stderr',
+    'log_type error',
+  ];
   // Started as root, Mosquitto drops to the "mosquitto" user, which cannot read a private temp folder.
   if (process.getuid?.() === 0) lines.push('user root');
   if (opts.users) {
     const pw = join(dir, 'passwd');
     writeFileSync(pw, '');
-    for (const [user, password] of Object.entries(opts.users)) execFileSync('mosquitto_passwd', ['-b', pw, user, password]);
+    for (const [user, password] of Object.entries(opts.users))
+      execFileSync('mosquitto_passwd', ['-b', pw, user, password]);
     lines.push('allow_anonymous false', `password_file ${pw}`);
   } else lines.push('allow_anonymous true');
   if (opts.tls) {
-    lines.push(`cafile ${opts.tls.ca}`, `certfile ${opts.tls.cert}`, `keyfile ${opts.tls.key}`, `require_certificate ${opts.tls.requireCertificate}`);
+    lines.push(
+      `cafile ${opts.tls.ca}`,
+      `certfile ${opts.tls.cert}`,
+      `keyfile ${opts.tls.key}`,
+      `require_certificate ${opts.tls.requireCertificate}`,
+    );
   }
   if (opts.acl) {
     writeFileSync(join(dir, 'acl'), opts.acl);

@@ -13,7 +13,9 @@ import type { BrowserContext, Page } from 'playwright-core';
 
 export const CHROMIUM = '/usr/bin/chromium';
 /** The reason the browser tests skip, or false when they run. */
-export const noChromium: string | false = existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent (Debian package "chromium"): the console's browser tests need it`;
+export const noChromium: string | false = existsSync(CHROMIUM)
+  ? false
+  : `${CHROMIUM} is absent (Debian package "chromium"): the console's browser tests need it`;
 
 export const SCREENSHOTS = fileURLToPath(new URL('../../test-output/console/', import.meta.url));
 
@@ -22,7 +24,9 @@ export const SCREENSHOTS = fileURLToPath(new URL('../../test-output/console/', i
  * payload types, then the bundle), so that a test never drives a stale bundle; returns the build's report line.
  */
 export function buildPage(): string {
-  const r = spawnSync(process.execPath, [fileURLToPath(new URL('../../console/build.mjs', import.meta.url))], { encoding: 'utf8' });
+  const r = spawnSync(process.execPath, [fileURLToPath(new URL('../../console/build.mjs', import.meta.url))], {
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`npm run build:console failed:\n${r.stdout}${r.stderr}`);
   return r.stdout.trim();
 }
@@ -43,7 +47,16 @@ export async function launchBrowser(): Promise<Browser> {
     executablePath: CHROMIUM,
     headless: true,
     viewport: { width: 1400, height: 900 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   const errors: string[] = [];
   const watch = (p: Page) => {

@@ -48,13 +48,23 @@ function pick(split: 'train' | 't10k', perClass: number): Array<{ index: number;
 export async function makeFashionFolders(root: string, perClass = { train: 100, test: 30 }): Promise<FashionFolders> {
   const train = pick('train', perClass.train);
   const test = pick('t10k', perClass.test);
-  const png28 = join(root, 'fmnist-png28'), rgb32 = join(root, 'fmnist-rgb32'), idx = join(root, 'fmnist-idx'), bad = join(root, 'bad');
-  for (const [split, frames] of [['train', train], ['test', test]] as const) {
+  const png28 = join(root, 'fmnist-png28'),
+    rgb32 = join(root, 'fmnist-rgb32'),
+    idx = join(root, 'fmnist-idx'),
+    bad = join(root, 'bad');
+  for (const [split, frames] of [
+    ['train', train],
+    ['test', test],
+  ] as const) {
     for (const f of frames) {
       const name = `${String(f.index).padStart(5, '0')}.png`;
       for (const dir of [png28, rgb32]) mkdirSync(join(dir, split, CLASS_NAMES[f.label]!), { recursive: true });
       writeFileSync(join(png28, split, CLASS_NAMES[f.label]!, name), await png(f.data, 28, 28, 1));
-      const resized = await sharp(Buffer.from(f.data), { raw: { width: 28, height: 28, channels: 1 } }).resize(32, 32).toColourspace('srgb').raw().toBuffer();
+      const resized = await sharp(Buffer.from(f.data), { raw: { width: 28, height: 28, channels: 1 } })
+        .resize(32, 32)
+        .toColourspace('srgb')
+        .raw()
+        .toBuffer();
       writeFileSync(join(rgb32, split, CLASS_NAMES[f.label]!, name), await png(new Uint8Array(resized), 32, 32, 3));
     }
   }
@@ -62,7 +72,8 @@ export async function makeFashionFolders(root: string, perClass = { train: 100, 
   // frame k at order[k] makes that split the folder's frames in the folder's order.
   mkdirSync(idx, { recursive: true });
   const order = permutation(train.length, stream(0, 'validation-split'));
-  const images = new Uint8Array(train.length * 784), labels = new Uint8Array(train.length);
+  const images = new Uint8Array(train.length * 784),
+    labels = new Uint8Array(train.length);
   train.forEach((f, k) => {
     images.set(f.data, order[k]! * 784);
     labels[order[k]!] = f.label;
@@ -73,7 +84,15 @@ export async function makeFashionFolders(root: string, perClass = { train: 100, 
   const testImages = new Uint8Array(test.length * 784);
   test.forEach((f, k) => testImages.set(f.data, k * 784));
   writeFileSync(join(idx, 't10k-images-idx3-ubyte.gz'), gzipSync(encodeIdx([test.length, 28, 28], testImages)));
-  writeFileSync(join(idx, 't10k-labels-idx1-ubyte.gz'), gzipSync(encodeIdx([test.length], Uint8Array.from(test, (f) => f.label))));
+  writeFileSync(
+    join(idx, 't10k-labels-idx1-ubyte.gz'),
+    gzipSync(
+      encodeIdx(
+        [test.length],
+        Uint8Array.from(test, (f) => f.label),
+      ),
+    ),
+  );
   await makeBadFolder(bad, train);
   return { png28, rgb32, idx, bad, counts: { train: train.length, test: test.length } };
 }
@@ -91,20 +110,52 @@ async function makeBadFolder(dir: string, frames: ReadonlyArray<{ data: Uint8Arr
   const gray = (i: number) => sharp(Buffer.from(frames[i]!.data), { raw: { width: 28, height: 28, channels: 1 } });
   // bag: a 28×28 gray PNG, a 40×60 gray PNG, a 50×30 colour PNG (the frame tinted), a 64×64 colour JPEG.
   writeFileSync(join(dir, 'bag', 'a.png'), await gray(0).toColourspace('b-w').png().toBuffer());
-  writeFileSync(join(dir, 'bag', 'b.png'), await gray(1).resize(60, 40, { fit: 'fill' }).toColourspace('b-w').png().toBuffer());
+  writeFileSync(
+    join(dir, 'bag', 'b.png'),
+    await gray(1).resize(60, 40, { fit: 'fill' }).toColourspace('b-w').png().toBuffer(),
+  );
   const tinted = Buffer.alloc(28 * 28 * 3);
-  frames[2]!.data.forEach((v, i) => { tinted[3 * i] = v; tinted[3 * i + 1] = v >> 1; tinted[3 * i + 2] = 255 - v; });
-  writeFileSync(join(dir, 'bag', 'c.png'), await sharp(tinted, { raw: { width: 28, height: 28, channels: 3 } }).resize(30, 50, { fit: 'fill' }).png().toBuffer());
-  writeFileSync(join(dir, 'bag', 'd.jpg'), await sharp(tinted, { raw: { width: 28, height: 28, channels: 3 } }).resize(64, 64).jpeg().toBuffer());
+  frames[2]!.data.forEach((v, i) => {
+    tinted[3 * i] = v;
+    tinted[3 * i + 1] = v >> 1;
+    tinted[3 * i + 2] = 255 - v;
+  });
+  writeFileSync(
+    join(dir, 'bag', 'c.png'),
+    await sharp(tinted, { raw: { width: 28, height: 28, channels: 3 } })
+      .resize(30, 50, { fit: 'fill' })
+      .png()
+      .toBuffer(),
+  );
+  writeFileSync(
+    join(dir, 'bag', 'd.jpg'),
+    await sharp(tinted, { raw: { width: 28, height: 28, channels: 3 } })
+      .resize(64, 64)
+      .jpeg()
+      .toBuffer(),
+  );
   const good = await gray(3).toColourspace('b-w').png().toBuffer();
   writeFileSync(join(dir, 'bag', 'corrupt.png'), good.subarray(0, Math.floor(good.length / 2)));
   writeFileSync(join(dir, 'bag', 'notes.txt'), 'photos taken on line 3, Tuesday\n');
   // shoe: gray JPEG, a colour PNG, a PNG with transparency, and an empty file.
   writeFileSync(join(dir, 'shoe', 'a.jpg'), await gray(4).toColourspace('b-w').jpeg().toBuffer());
-  writeFileSync(join(dir, 'shoe', 'b.png'), await sharp(tinted, { raw: { width: 28, height: 28, channels: 3 } }).png().toBuffer());
+  writeFileSync(
+    join(dir, 'shoe', 'b.png'),
+    await sharp(tinted, { raw: { width: 28, height: 28, channels: 3 } })
+      .png()
+      .toBuffer(),
+  );
   const rgba = Buffer.alloc(28 * 28 * 4);
-  frames[5]!.data.forEach((v, i) => { rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = v; rgba[4 * i + 3] = v ? 255 : 0; });
-  writeFileSync(join(dir, 'shoe', 'c.png'), await sharp(rgba, { raw: { width: 28, height: 28, channels: 4 } }).png().toBuffer());
+  frames[5]!.data.forEach((v, i) => {
+    rgba[4 * i] = rgba[4 * i + 1] = rgba[4 * i + 2] = v;
+    rgba[4 * i + 3] = v ? 255 : 0;
+  });
+  writeFileSync(
+    join(dir, 'shoe', 'c.png'),
+    await sharp(rgba, { raw: { width: 28, height: 28, channels: 4 } })
+      .png()
+      .toBuffer(),
+  );
   writeFileSync(join(dir, 'shoe', 'zero.png'), new Uint8Array(0));
   writeFileSync(join(dir, 'README.txt'), 'class folders below\n');
 }

@@ -24,14 +24,24 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: numb
   const f = tf.customGrad((xIn, wIn, save) => {
     const xv = xIn as tf.Tensor4D;
     const wv = wIn as tf.Tensor4D;
-    const xp = pad > 0 ? tf.pad(xv, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) : xv;
+    const xp =
+      pad > 0
+        ? tf.pad(xv, [
+            [0, 0],
+            [pad, pad],
+            [pad, pad],
+            [0, 0],
+          ])
+        : xv;
     (save as (tensors: tf.Tensor[]) => void)([xp, wv]);
     const value = tf.conv2d(xp, wv, stride, 'valid');
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
       const dy4 = dy as tf.Tensor4D;
       const [n, hp, wp, cin] = xs.shape;
-      const dx = inputGrad ? phaseInputGrad(dy4, ws, hp - 2 * pad, wp - 2 * pad, stride, pad) : tf.zeros([n, hp - 2 * pad, wp - 2 * pad, cin]);
+      const dx = inputGrad
+        ? phaseInputGrad(dy4, ws, hp - 2 * pad, wp - 2 * pad, stride, pad)
+        : tf.zeros([n, hp - 2 * pad, wp - 2 * pad, cin]);
       return [dx, filterGrad(xs, dy4, ws.shape, stride)];
     };
     return { value, gradFunc };
@@ -44,7 +54,8 @@ function filterGrad(xp: tf.Tensor4D, dy: tf.Tensor4D, wShape: number[], stride: 
   const [kh, kw, cin] = wShape as [number, number, number, number];
   const [n, hp, wp] = xp.shape;
   const [, oh, ow] = dy.shape;
-  const hUsed = (oh - 1) * stride + kh, wUsed = (ow - 1) * stride + kw;
+  const hUsed = (oh - 1) * stride + kh,
+    wUsed = (ow - 1) * stride + kw;
   const used = hUsed === hp && wUsed === wp ? xp : tf.slice(xp, [0, 0, 0, 0], [n, hUsed, wUsed, cin]);
   const xt = tf.transpose(used, [3, 1, 2, 0]);
   const dyt = tf.transpose(dy, [1, 2, 0, 3]) as tf.Tensor4D;
@@ -80,7 +91,13 @@ function padOrCut(t: tf.Tensor4D, top: number, bottom: number, left: number, rig
   const [ct, cb, cl, cr] = [top, bottom, left, right].map((v) => Math.max(0, -v)) as [number, number, number, number];
   let out = ct || cb || cl || cr ? tf.slice(t, [0, ct, cl, 0], [n, h - ct - cb, w - cl - cr, c]) : t;
   const [pt, pb, pl, pr] = [top, bottom, left, right].map((v) => Math.max(0, v)) as [number, number, number, number];
-  if (pt || pb || pl || pr) out = tf.pad(out, [[0, 0], [pt, pb], [pl, pr], [0, 0]]);
+  if (pt || pb || pl || pr)
+    out = tf.pad(out, [
+      [0, 0],
+      [pt, pb],
+      [pl, pr],
+      [0, 0],
+    ]);
   return out;
 }
 
@@ -92,12 +109,18 @@ function phaseInputGrad(dy: tf.Tensor4D, w: tf.Tensor4D, h: number, wd: number, 
     if (!py.rows || !px.rows) return tf.zeros([n, py.rows, px.rows, cin]);
     if (!py.taps.length || !px.taps.length) return tf.zeros([n, py.rows, px.rows, cin]);
     const sub = s === 1 ? tf.reverse(w, [0, 1]) : tf.gather(tf.gather(w, py.taps, 0), px.taps, 1);
-    return tf.conv2d(padOrCut(dy, py.padBefore, py.padAfter, px.padBefore, px.padAfter), tf.transpose(sub, [0, 1, 3, 2]) as tf.Tensor4D, 1, 'valid');
+    return tf.conv2d(
+      padOrCut(dy, py.padBefore, py.padAfter, px.padBefore, px.padAfter),
+      tf.transpose(sub, [0, 1, 3, 2]) as tf.Tensor4D,
+      1,
+      'valid',
+    );
   };
   if (s === 1) return part(phase(h, oh, kh, 1, pad, 0), phase(wd, ow, kw, 1, pad, 0));
   // Input row residue q = y mod s comes from phase r = (q + pad) mod s; every phase is padded to ⌈h/s⌉ rows so the
   // s² parts interleave by a stack and a reshape.
-  const hq = Math.ceil(h / s), wq = Math.ceil(wd / s);
+  const hq = Math.ceil(h / s),
+    wq = Math.ceil(wd / s);
   const bands: tf.Tensor[] = [];
   for (let qy = 0; qy < s; qy++) {
     const py = phase(h, oh, kh, s, pad, (qy + pad) % s);

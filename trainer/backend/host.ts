@@ -20,17 +20,28 @@ function wasmBackend(): WasmBackend | undefined {
  * Runs `fn(inputs, outputs)` on float32 views of `inputs` and of fresh outputs of `shapes`, and returns the outputs
  * as tensors. `fn` must write every element of every output (outputs start uninitialised on wasm).
  */
-export function hostOp(inputs: readonly tf.Tensor[], shapes: readonly (readonly number[])[], fn: (ins: Float32Array[], outs: Float32Array[]) => void): tf.Tensor[] {
-  for (const t of inputs) if (t.dtype !== 'float32') throw new TypeError(`hostOp: expected float32 inputs, got ${t.dtype}`);
+export function hostOp(
+  inputs: readonly tf.Tensor[],
+  shapes: readonly (readonly number[])[],
+  fn: (ins: Float32Array[], outs: Float32Array[]) => void,
+): tf.Tensor[] {
+  for (const t of inputs)
+    if (t.dtype !== 'float32') throw new TypeError(`hostOp: expected float32 inputs, got ${t.dtype}`);
   const wasm = wasmBackend();
   if (!wasm) {
     const outs = shapes.map((s) => new Float32Array(s.reduce((a, b) => a * b, 1)));
-    fn(inputs.map((t) => t.dataSync() as Float32Array), outs);
+    fn(
+      inputs.map((t) => t.dataSync() as Float32Array),
+      outs,
+    );
     return outs.map((o, i) => tf.tensor(o, shapes[i] as number[], 'float32'));
   }
   // Allocate first: an allocation may grow the heap, which detaches every view taken before it.
   const infos = shapes.map((s) => wasm.makeOutput([...s], 'float32'));
   const tensors = infos.map((info) => tf.engine().makeTensorFromTensorInfo(info));
-  fn(inputs.map((t) => wasm.typedArrayFromHeap(t)), infos.map((info) => wasm.typedArrayFromHeap(info)));
+  fn(
+    inputs.map((t) => wasm.typedArrayFromHeap(t)),
+    infos.map((info) => wasm.typedArrayFromHeap(info)),
+  );
   return tensors;
 }

@@ -36,7 +36,8 @@ export async function initBackend(opts: { preferWasm?: boolean } = {}): Promise<
   }
   // Multi-threaded wasm needs web workers; in Node the single-threaded SIMD build is what loads.
   setThreadsCount(1);
-  if (!(await tf.setBackend('wasm'))) throw new Error('neither tfjs-node nor the tfjs wasm backend could be initialised');
+  if (!(await tf.setBackend('wasm')))
+    throw new Error('neither tfjs-node nor the tfjs wasm backend could be initialised');
   await tf.ready();
   shareIdentity();
   active = { engine: 'wasm', threads: 1 };
@@ -64,5 +65,7 @@ function shareIdentity(): void {
 
 /** One line for logs: which engine trains. */
 export function describeBackend(info: BackendInfo): string {
-  return info.engine === 'tfjs-node' ? 'engine: tfjs-node (native TensorFlow)' : `engine: tfjs wasm (SIMD, ${info.threads} thread per process)`;
+  return info.engine === 'tfjs-node'
+    ? 'engine: tfjs-node (native TensorFlow)'
+    : `engine: tfjs wasm (SIMD, ${info.threads} thread per process)`;
 }

@@ -9,7 +9,17 @@
  * skipped and listed with its reason.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../../runtime/errors.js';
@@ -76,8 +86,16 @@ const sortKey = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 /** Lists `dir`; a path that is not a folder, or a folder without a single class folder, is a ConfigError. */
 export function listFolder(dir: string, flag = '--data'): FolderListing {
   const root = resolve(dir);
-  if (!existsSync(root)) throw new ConfigError(`${flag}: expected an image folder (one subfolder per class) or IDX files, got ${JSON.stringify(dir)} (no such folder)`, flag);
-  if (!statSync(root).isDirectory()) throw new ConfigError(`${flag}: expected a folder (one subfolder per class, or IDX files), got the file ${JSON.stringify(dir)}`, flag);
+  if (!existsSync(root))
+    throw new ConfigError(
+      `${flag}: expected an image folder (one subfolder per class) or IDX files, got ${JSON.stringify(dir)} (no such folder)`,
+      flag,
+    );
+  if (!statSync(root).isDirectory())
+    throw new ConfigError(
+      `${flag}: expected a folder (one subfolder per class, or IDX files), got the file ${JSON.stringify(dir)}`,
+      flag,
+    );
   const skipped: Skipped[] = [];
   const files: ListedFile[] = [];
   const classFolders: Array<{ className: string; split?: SplitName }> = [];
@@ -95,12 +113,20 @@ export function listFolder(dir: string, flag = '--data'): FolderListing {
     }
   };
   const readClasses = (rel: string, split: SplitName | undefined) => {
-    const entries = rel ? readdirSync(join(root, rel), { withFileTypes: true }).sort((a, b) => sortKey(a.name, b.name)) : top;
+    const entries = rel
+      ? readdirSync(join(root, rel), { withFileTypes: true }).sort((a, b) => sortKey(a.name, b.name))
+      : top;
     for (const e of entries) {
       const path = rel ? `${rel}/${e.name}` : e.name;
-      if (!rel && layout === 'splits' && e.isDirectory() && (SPLIT_NAMES as readonly string[]).includes(e.name)) continue;
+      if (!rel && layout === 'splits' && e.isDirectory() && (SPLIT_NAMES as readonly string[]).includes(e.name))
+        continue;
       if (!e.isDirectory()) {
-        skipped.push({ path, reason: rel ? `a file directly in ${rel}/: pictures go in its class folders` : 'a file at the top level: pictures go in class folders' });
+        skipped.push({
+          path,
+          reason: rel
+            ? `a file directly in ${rel}/: pictures go in its class folders`
+            : 'a file at the top level: pictures go in class folders',
+        });
         continue;
       }
       if (!rel && layout === 'splits') {
@@ -120,7 +146,10 @@ export function listFolder(dir: string, flag = '--data'): FolderListing {
   if (layout === 'splits') readClasses('', undefined);
   const classes = [...new Set(classFolders.map((c) => c.className))].sort(sortKey);
   if (!classes.length) {
-    throw new ConfigError(`${flag}: expected one subfolder per class in ${dir} (optionally under train/, val/, test/), or Fashion-MNIST IDX files; found no class folder`, flag);
+    throw new ConfigError(
+      `${flag}: expected one subfolder per class in ${dir} (optionally under train/, val/, test/), or Fashion-MNIST IDX files; found no class folder`,
+      flag,
+    );
   }
   const order = (f: ListedFile) => `${SPLIT_NAMES.indexOf(f.split ?? 'train')}\u0000${f.className}\u0000${f.path}`;
   files.sort((a, b) => sortKey(order(a), order(b)));
@@ -136,12 +165,19 @@ async function loadSharp(flag: string): Promise<SharpModule> {
     return await sharpModule;
   } catch (err) {
     sharpModule = undefined;
-    throw new ConfigError(`${flag}: reading an image folder needs the server-side package sharp (npm install sharp), which did not load: ${(err as Error).message.split('\n')[0]}. The device package reads IDX files only.`, flag);
+    throw new ConfigError(
+      `${flag}: reading an image folder needs the server-side package sharp (npm install sharp), which did not load: ${(err as Error).message.split('\n')[0]}. The device package reads IDX files only.`,
+      flag,
+    );
   }
 }
 
 /** One line of a decoder's complaint. */
-const firstLine = (err: unknown) => String((err as Error).message ?? err).split('\n')[0]!.trim().replace(/:$/, '');
+const firstLine = (err: unknown) =>
+  String((err as Error).message ?? err)
+    .split('\n')[0]!
+    .trim()
+    .replace(/:$/, '');
 
 interface Decoded {
   readonly pixels: Uint8Array;
@@ -157,21 +193,31 @@ interface Decoded {
  */
 async function decode(sharp: SharpModule, bytes: Buffer): Promise<Decoded> {
   if (bytes.length === 0) throw new Error('empty file (0 bytes)');
-  let meta;
+  let meta: Awaited<ReturnType<ReturnType<SharpModule>['metadata']>>;
   try {
     meta = await sharp(bytes).metadata();
   } catch (err) {
     throw new Error(`not a picture sharp can read (${firstLine(err)})`);
   }
-  if (meta.format !== 'png' && meta.format !== 'jpeg') throw new Error(`a ${meta.format} picture: PNG and JPEG are read`);
+  if (meta.format !== 'png' && meta.format !== 'jpeg')
+    throw new Error(`a ${meta.format} picture: PNG and JPEG are read`);
   // Gray stays one channel (a gray model then reads it as it is); everything else is sRGB.
   const gray = (meta.channels ?? 3) <= 2 && (meta.space === 'b-w' || meta.space === 'grey16');
   try {
     let p = sharp(bytes, { failOn: 'error' }).rotate();
     if (meta.hasAlpha) p = p.flatten({ background: '#000000' });
-    const { data, info } = await p.toColourspace(gray ? 'b-w' : 'srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+    const { data, info } = await p
+      .toColourspace(gray ? 'b-w' : 'srgb')
+      .raw({ depth: 'uchar' })
+      .toBuffer({ resolveWithObject: true });
     if (info.channels !== 1 && info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
-    return { pixels: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: info.channels, format: meta.format };
+    return {
+      pixels: new Uint8Array(data.buffer, data.byteOffset, data.length),
+      width: info.width,
+      height: info.height,
+      channels: info.channels,
+      format: meta.format,
+    };
   } catch (err) {
     throw new Error(`unreadable ${meta.format === 'png' ? 'PNG' : 'JPEG'} (${firstLine(err)})`);
   }
@@ -191,7 +237,12 @@ export function cacheDir(): string {
 /** The cache key: the folder's listing (paths, sizes, modification times), the frame shape and the fit. */
 function cacheKey(listing: FolderListing, shape: FrameShape | undefined, fit: Fit): string {
   const files = listing.files.map((f) => [f.path, f.size, f.mtimeMs]);
-  return createHash('sha256').update(JSON.stringify({ v: CACHE_VERSION, dir: listing.dir, files, shape: shape ?? null, fit: shape ? fit : null })).digest('hex').slice(0, 32);
+  return createHash('sha256')
+    .update(
+      JSON.stringify({ v: CACHE_VERSION, dir: listing.dir, files, shape: shape ?? null, fit: shape ? fit : null }),
+    )
+    .digest('hex')
+    .slice(0, 32);
 }
 
 interface CacheBody {
@@ -227,7 +278,10 @@ function writeCache(file: string, body: CacheBody, frames: Uint8Array): void {
     writeFileSync(tmp, Buffer.concat([head, json, frames]));
     renameSync(tmp, file);
     const dir = join(file, '..');
-    const entries = readdirSync(dir).filter((n) => n.endsWith('.frames')).map((n) => ({ n, t: statSync(join(dir, n)).mtimeMs })).sort((a, b) => b.t - a.t);
+    const entries = readdirSync(dir)
+      .filter((n) => n.endsWith('.frames'))
+      .map((n) => ({ n, t: statSync(join(dir, n)).mtimeMs }))
+      .sort((a, b) => b.t - a.t);
     for (const e of entries.slice(CACHE_ENTRIES)) rmSync(join(dir, e.n), { force: true });
   } catch {
     // A cache that cannot be written (read-only home, full disk) only costs the next run a decode.
@@ -250,7 +304,14 @@ export async function readImageFolder(dir: string, opts: ReadOptions): Promise<D
   const listing = listFolder(dir, flag);
   const file = join(cacheDir(), 'frames', `${cacheKey(listing, opts.shape, opts.fit)}.frames`);
   const hit = readCache(file);
-  if (hit) return { listing, images: hit.body.images, skipped: [...listing.skipped, ...hit.body.unreadable], ...(opts.shape ? { frames: hit.frames } : {}), cached: true };
+  if (hit)
+    return {
+      listing,
+      images: hit.body.images,
+      skipped: [...listing.skipped, ...hit.body.unreadable],
+      ...(opts.shape ? { frames: hit.frames } : {}),
+      cached: true,
+    };
   const sharp = await loadSharp(flag);
   sharp.cache(false);
   const size = opts.shape ? opts.shape[0] * opts.shape[1] * opts.shape[2] : 0;
@@ -261,13 +322,28 @@ export async function readImageFolder(dir: string, opts: ReadOptions): Promise<D
     try {
       bytes = readFileSync(join(listing.dir, f.path));
     } catch (err) {
-      results[i] = { path: f.path, reason: `cannot be read (${(err as NodeJS.ErrnoException).code ?? firstLine(err)})` };
+      results[i] = {
+        path: f.path,
+        reason: `cannot be read (${(err as NodeJS.ErrnoException).code ?? firstLine(err)})`,
+      };
       return;
     }
     try {
       const d = await decode(sharp, bytes);
-      const entry: ImageEntry = { ...f, sha256: createHash('sha256').update(bytes).digest('hex'), width: d.width, height: d.height, channels: d.channels, format: d.format };
-      results[i] = { entry, frame: opts.shape ? fitFrame(d.pixels, [d.height, d.width, d.channels], opts.shape, opts.fit) : new Uint8Array(0) };
+      const entry: ImageEntry = {
+        ...f,
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        width: d.width,
+        height: d.height,
+        channels: d.channels,
+        format: d.format,
+      };
+      results[i] = {
+        entry,
+        frame: opts.shape
+          ? fitFrame(d.pixels, [d.height, d.width, d.channels], opts.shape, opts.fit)
+          : new Uint8Array(0),
+      };
     } catch (err) {
       results[i] = { path: f.path, reason: firstLine(err) };
     }
@@ -282,17 +358,31 @@ export async function readImageFolder(dir: string, opts: ReadOptions): Promise<D
   for (let i = 0; i < results.length; i++) if (!('entry' in results[i]!)) await one(i);
   const images: ImageEntry[] = [];
   const unreadable: Skipped[] = [];
-  for (const r of results) if ('entry' in r) images.push(r.entry); else unreadable.push(r);
+  for (const r of results)
+    if ('entry' in r) images.push(r.entry);
+    else unreadable.push(r);
   const frames = new Uint8Array(images.length * size);
   let k = 0;
   for (const r of results) if ('entry' in r) frames.set(r.frame, size * k++);
   writeCache(file, { images, unreadable }, frames);
-  return { listing, images, skipped: [...listing.skipped, ...unreadable], ...(opts.shape ? { frames } : {}), cached: false };
+  return {
+    listing,
+    images,
+    skipped: [...listing.skipped, ...unreadable],
+    ...(opts.shape ? { frames } : {}),
+    cached: false,
+  };
 }
 
 /** HWC pixels (1 or 3 channels) as a PNG file's bytes. */
-export async function encodePng(pixels: Uint8Array, [height, width, channels]: FrameShape, flag = '--errors'): Promise<Uint8Array> {
+export async function encodePng(
+  pixels: Uint8Array,
+  [height, width, channels]: FrameShape,
+  flag = '--errors',
+): Promise<Uint8Array> {
   const sharp = await loadSharp(flag);
-  const img = sharp(Buffer.from(pixels.buffer, pixels.byteOffset, pixels.length), { raw: { width, height, channels: channels as 1 | 3 } });
+  const img = sharp(Buffer.from(pixels.buffer, pixels.byteOffset, pixels.length), {
+    raw: { width, height, channels: channels as 1 | 3 },
+  });
   return new Uint8Array(await (channels === 1 ? img.toColourspace('b-w') : img).png().toBuffer());
 }

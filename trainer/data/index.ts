@@ -60,16 +60,25 @@ export function dataKind(dir: string): 'idx' | 'image-folder' {
 /** Fashion-MNIST from IDX files: the training file less a fixed validation hold-out, and the test file. */
 export function loadDataset(opts: DataOptions = {}): Dataset {
   const dir = opts.dir ?? FASHION_MNIST_DIR;
-  if (dataKind(dir) === 'image-folder') throw new ConfigError(`--data: ${dir} is an image folder; it is read by loadData, not loadDataset`, '--data');
+  if (dataKind(dir) === 'image-folder')
+    throw new ConfigError(`--data: ${dir} is an image folder; it is read by loadData, not loadDataset`, '--data');
   const all = toSplit(dir, 'train');
   const valSize = opts.valSize ?? 5000;
   const order = permutation(all.count, stream(0, 'validation-split'));
-  const trainIdx = order.subarray(valSize, opts.trainLimit ? Math.min(all.count, valSize + opts.trainLimit) : all.count);
+  const trainIdx = order.subarray(
+    valSize,
+    opts.trainLimit ? Math.min(all.count, valSize + opts.trainLimit) : all.count,
+  );
   const test = toSplit(dir, 't10k');
   const ds: Dataset = {
     train: subset(all, trainIdx),
     val: subset(all, order.subarray(0, valSize)),
-    test: opts.testLimit ? subset(test, Array.from({ length: Math.min(test.count, opts.testLimit) }, (_, i) => i)) : test,
+    test: opts.testLimit
+      ? subset(
+          test,
+          Array.from({ length: Math.min(test.count, opts.testLimit) }, (_, i) => i),
+        )
+      : test,
     labels: FASHION_MNIST_LABELS,
   };
   return opts.input ? fitDataset(ds, opts.input, opts.fit ?? DEFAULT_FIT) : ds;
@@ -79,9 +88,11 @@ export function loadDataset(opts: DataOptions = {}): Dataset {
 export function fitSplit(s: Split, shape: FrameShape, fit: Fit = DEFAULT_FIT): Split {
   const [h, w, c] = s.shape;
   if (h === shape[0] && w === shape[1] && c === shape[2]) return s;
-  const from = h * w * c, to = shape[0] * shape[1] * shape[2];
+  const from = h * w * c,
+    to = shape[0] * shape[1] * shape[2];
   const images = new Uint8Array(s.count * to);
-  for (let i = 0; i < s.count; i++) images.set(fitFrame(s.images.subarray(i * from, (i + 1) * from), s.shape, shape, fit), i * to);
+  for (let i = 0; i < s.count; i++)
+    images.set(fitFrame(s.images.subarray(i * from, (i + 1) * from), s.shape, shape, fit), i * to);
   return { ...s, shape: [shape[0], shape[1], shape[2]], images };
 }
 
@@ -117,21 +128,37 @@ function idxReport(dir: string, ds: Dataset, valSize: number): DataReport {
   const frames = (s: Split, name: string): ReportFrame[] => {
     const size = s.shape[0] * s.shape[1] * s.shape[2];
     return Array.from({ length: s.count }, (_, i) => ({
-      path: `${name}#${i}`, className: ds.labels[s.labels[i]!] ?? `#${s.labels[i]}`, sha256: sha(s.images.subarray(i * size, (i + 1) * size)),
-      width: s.shape[1], height: s.shape[0], channels: s.shape[2], format: 'idx',
+      path: `${name}#${i}`,
+      className: ds.labels[s.labels[i]!] ?? `#${s.labels[i]}`,
+      sha256: sha(s.images.subarray(i * size, (i + 1) * size)),
+      width: s.shape[1],
+      height: s.shape[0],
+      channels: s.shape[2],
+      format: 'idx',
     }));
   };
   const split = { train: frames(ds.train, 'train'), val: frames(ds.val, 'val'), test: frames(ds.test, 'test') };
   return buildReport({
-    dir, kind: 'idx', splitRule: `validation: ${valSize} training frames held out (fixed); test: the t10k files`, classes: ds.labels, split,
-    classFolders: [], all: [...split.train, ...split.val, ...split.test], skipped: [],
+    dir,
+    kind: 'idx',
+    splitRule: `validation: ${valSize} training frames held out (fixed); test: the t10k files`,
+    classes: ds.labels,
+    split,
+    classFolders: [],
+    all: [...split.train, ...split.val, ...split.test],
+    skipped: [],
   });
 }
 
 const holdoutText = (h: Holdout) => `${Math.round(100 * h.val)}% val, ${Math.round(100 * h.test)}% test`;
 
 /** An image folder's split (the run's record, or made here) and its report. */
-function splitAndReport(dir: string, decoded: DecodedFolder, holdout: Holdout, ctx: LoadContext): { split: FolderSplit; report: DataReport } {
+function splitAndReport(
+  dir: string,
+  decoded: DecodedFolder,
+  holdout: Holdout,
+  ctx: LoadContext,
+): { split: FolderSplit; report: DataReport } {
   const record = ctx.run && ctx.reuse ? readSplitRecord(ctx.run) : undefined;
   let split: FolderSplit;
   let splitRule: string;
@@ -142,13 +169,20 @@ function splitAndReport(dir: string, decoded: DecodedFolder, holdout: Holdout, c
     split = splitFolder(decoded.listing, decoded.images, holdout);
     const given = decoded.listing.splits;
     const carved = (['val', 'test'] as const).filter((s) => !given.includes(s));
-    splitRule = decoded.listing.layout === 'splits'
-      ? `split: ${given.map((s) => `${s}/`).join(' ')}${carved.length ? `; ${carved.map((s) => `${s} (${Math.round(100 * holdout[s])}%)`).join(' and ')} carved from train/ per class` : ''}`
-      : `split: seeded per class, ${holdoutText(holdout)}`;
+    splitRule =
+      decoded.listing.layout === 'splits'
+        ? `split: ${given.map((s) => `${s}/`).join(' ')}${carved.length ? `; ${carved.map((s) => `${s} (${Math.round(100 * holdout[s])}%)`).join(' and ')} carved from train/ per class` : ''}`
+        : `split: seeded per class, ${holdoutText(holdout)}`;
   }
   const report = buildReport({
-    dir, kind: 'image-folder', splitRule, classes: split.classes, split: { train: split.train, val: split.val, test: split.test },
-    classFolders: decoded.listing.classFolders, all: decoded.images, skipped: decoded.skipped,
+    dir,
+    kind: 'image-folder',
+    splitRule,
+    classes: split.classes,
+    split: { train: split.train, val: split.val, test: split.test },
+    classFolders: decoded.listing.classFolders,
+    all: decoded.images,
+    skipped: decoded.skipped,
   });
   checkReport(report, ctx);
   if (!record && ctx.run && ctx.write) writeSplitRecord(ctx.run, splitRecord(split, dir, holdout));
@@ -158,7 +192,8 @@ function splitAndReport(dir: string, decoded: DecodedFolder, holdout: Holdout, c
 /** The report of the data set `opts` names, without fitting any frame (`sei data inspect`); `flag` names the folder in errors. */
 export async function inspectData(opts: DataOptions = {}, flag = '--data'): Promise<DataReport> {
   const dir = opts.dir ?? FASHION_MNIST_DIR;
-  if (dataKind(dir) === 'idx') return idxReport(dir, loadDataset({ ...opts, valSize: opts.valSize ?? 5000 }), opts.valSize ?? 5000);
+  if (dataKind(dir) === 'idx')
+    return idxReport(dir, loadDataset({ ...opts, valSize: opts.valSize ?? 5000 }), opts.valSize ?? 5000);
   const decoded = await readImageFolder(dir, { fit: DEFAULT_FIT, flag });
   return splitAndReport(dir, decoded, opts.holdout ?? DEFAULT_HOLDOUT, {}).report;
 }
@@ -183,11 +218,14 @@ export async function loadData(opts: DataOptions = {}, ctx: LoadContext = {}): P
   const t0 = performance.now();
   const flag = ctx.flag ?? '--data';
   const decoded = await readImageFolder(dir, { shape: input, fit, flag });
-  ctx.onInfo?.(decoded.cached
-    ? `data: ${decoded.images.length} pictures of ${dir} from the frame cache`
-    : `data: decoded ${decoded.images.length} pictures of ${dir} to ${input.join('×')} (fit ${fit}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; cached`);
+  ctx.onInfo?.(
+    decoded.cached
+      ? `data: ${decoded.images.length} pictures of ${dir} from the frame cache`
+      : `data: decoded ${decoded.images.length} pictures of ${dir} to ${input.join('×')} (fit ${fit}) in ${((performance.now() - t0) / 1000).toFixed(1)} s; cached`,
+  );
   const { split, report } = splitAndReport(dir, decoded, opts.holdout ?? DEFAULT_HOLDOUT, ctx);
-  if (split.classes.length > 256) throw new ConfigError(`${flag}: expected at most 256 classes, got ${split.classes.length}`, flag);
+  if (split.classes.length > 256)
+    throw new ConfigError(`${flag}: expected at most 256 classes, got ${split.classes.length}`, flag);
   const size = input[0] * input[1] * input[2];
   const index = new Map(decoded.images.map((e, i) => [e.path, i]));
   const toFrames = (list: FolderSplit['train']): Split => {
@@ -198,21 +236,48 @@ export async function loadData(opts: DataOptions = {}, ctx: LoadContext = {}): P
       images.set(decoded.frames!.subarray(j * size, (j + 1) * size), i * size);
       labels[i] = split.classes.indexOf(e.className);
     });
-    return { count: list.length, shape: [input[0], input[1], input[2]], images, labels, files: list.map((e) => join(decoded.listing.dir, e.path)) };
+    return {
+      count: list.length,
+      shape: [input[0], input[1], input[2]],
+      images,
+      labels,
+      files: list.map((e) => join(decoded.listing.dir, e.path)),
+    };
   };
   let train = toFrames(split.train);
   let test = toFrames(split.test);
   if (opts.trainLimit && opts.trainLimit < train.count) {
     // A seeded sample in frame order: the first N would be the first classes only.
-    const keep = Array.from(permutation(train.count, stream(0, 'train-limit')).subarray(0, opts.trainLimit)).sort((a, b) => a - b);
+    const keep = Array.from(permutation(train.count, stream(0, 'train-limit')).subarray(0, opts.trainLimit)).sort(
+      (a, b) => a - b,
+    );
     train = subset(train, keep);
   }
-  if (opts.testLimit && opts.testLimit < test.count) test = subset(test, Array.from({ length: opts.testLimit }, (_, i) => i));
-  return { train, val: toFrames(split.val), test, labels: split.classes, kind: 'image-folder', dir, input, fit, report };
+  if (opts.testLimit && opts.testLimit < test.count)
+    test = subset(
+      test,
+      Array.from({ length: opts.testLimit }, (_, i) => i),
+    );
+  return {
+    train,
+    val: toFrames(split.val),
+    test,
+    labels: split.classes,
+    kind: 'image-folder',
+    dir,
+    input,
+    fit,
+    report,
+  };
 }
 
 function fitDataset(ds: Dataset, input: FrameShape, fit: Fit): Dataset {
-  return { ...ds, train: fitSplit(ds.train, input, fit), val: fitSplit(ds.val, input, fit), test: fitSplit(ds.test, input, fit) };
+  return {
+    ...ds,
+    train: fitSplit(ds.train, input, fit),
+    val: fitSplit(ds.val, input, fit),
+    test: fitSplit(ds.test, input, fit),
+  };
 }
 
 export type Subset = 'train' | 'val' | 'test' | 'all';
@@ -223,7 +288,8 @@ export function concatSplits(parts: readonly Split[]): Split {
   const shape = parts[0]!.shape;
   const size = shape[0] * shape[1] * shape[2];
   const count = parts.reduce((a, p) => a + p.count, 0);
-  const images = new Uint8Array(count * size), labels = new Uint8Array(count);
+  const images = new Uint8Array(count * size),
+    labels = new Uint8Array(count);
   let at = 0;
   for (const p of parts) {
     images.set(p.images, at * size);
@@ -245,11 +311,17 @@ export async function folderFramesForModel(
   opts: { readonly subset: Subset; readonly holdout?: Holdout; readonly run?: string; readonly flag?: string },
 ): Promise<{ readonly split: Split; readonly data: LoadedData }> {
   const flag = opts.flag ?? '--data';
-  const data = await loadData({ dir, input: model.input, fit: model.fit, ...(opts.holdout ? { holdout: opts.holdout } : {}) }, { flag, ...(opts.run ? { run: opts.run, reuse: true } : {}) });
+  const data = await loadData(
+    { dir, input: model.input, fit: model.fit, ...(opts.holdout ? { holdout: opts.holdout } : {}) },
+    { flag, ...(opts.run ? { run: opts.run, reuse: true } : {}) },
+  );
   const toModel = data.labels.map((name) => model.labels.indexOf(name));
   const unknown = data.labels.filter((_, i) => toModel[i]! < 0);
   if (unknown.length) {
-    throw new ConfigError(`${flag}: expected class folders named after the model's labels (${model.labels.join(', ')}), got ${unknown.map((u) => JSON.stringify(u)).join(', ')}`, flag);
+    throw new ConfigError(
+      `${flag}: expected class folders named after the model's labels (${model.labels.join(', ')}), got ${unknown.map((u) => JSON.stringify(u)).join(', ')}`,
+      flag,
+    );
   }
   const picked = opts.subset === 'all' ? concatSplits([data.train, data.val, data.test]) : data[opts.subset];
   return { split: { ...picked, labels: picked.labels.map((l) => toModel[l]!) }, data };
@@ -273,7 +345,12 @@ export interface Augment {
 export const DEFAULT_AUGMENT: Augment = { flip: 0.5, shift: 2 };
 
 /** Copies frames `idx` into a float32 batch [n, h, w, c] of raw values, augmenting with `r` when given. */
-export function makeBatch(s: Split, idx: ArrayLike<number>, augment?: Augment, r?: () => number): { x: Float32Array; y: Int32Array } {
+export function makeBatch(
+  s: Split,
+  idx: ArrayLike<number>,
+  augment?: Augment,
+  r?: () => number,
+): { x: Float32Array; y: Int32Array } {
   const [h, w, c] = s.shape;
   const size = h * w * c;
   const x = new Float32Array(idx.length * size);

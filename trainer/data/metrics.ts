@@ -30,7 +30,11 @@ export interface Classification {
 }
 
 /** Metrics of `predictions` against `truth` (label indices into `labels`). */
-export function classify(truth: ArrayLike<number>, predictions: ArrayLike<number>, labels: readonly string[]): Classification {
+export function classify(
+  truth: ArrayLike<number>,
+  predictions: ArrayLike<number>,
+  labels: readonly string[],
+): Classification {
   const k = labels.length;
   const confusion = Array.from({ length: k }, () => new Array<number>(k).fill(0));
   let correct = 0;
@@ -42,7 +46,13 @@ export function classify(truth: ArrayLike<number>, predictions: ArrayLike<number
     const support = confusion[c]!.reduce((a, b) => a + b, 0);
     const predicted = confusion.reduce((a, row) => a + row[c]!, 0);
     const tp = confusion[c]![c]!;
-    return { label, support, predicted, precision: predicted ? tp / predicted : null, recall: support ? tp / support : null };
+    return {
+      label,
+      support,
+      predicted,
+      precision: predicted ? tp / predicted : null,
+      recall: support ? tp / support : null,
+    };
   });
   return { accuracy: truth.length ? correct / truth.length : 0, n: truth.length, labels, perClass, confusion };
 }
@@ -60,13 +70,17 @@ export function classificationMarkdown(c: Classification, title: string, notes: 
     '',
     '| class | frames | predicted as it | precision | recall |',
     '|---|---:|---:|---:|---:|',
-    ...c.perClass.map((m) => `| ${cell(m.label)} | ${m.support} | ${m.predicted} | ${pct(m.precision)} | ${pct(m.recall)} |`),
+    ...c.perClass.map(
+      (m) => `| ${cell(m.label)} | ${m.support} | ${m.predicted} | ${pct(m.precision)} | ${pct(m.recall)} |`,
+    ),
     '',
     'Confusion matrix: rows are the true class, columns the predicted one.',
     '',
     `| true \\ predicted | ${c.labels.map(cell).join(' | ')} |`,
     `|---|${c.labels.map(() => '---:').join('|')}|`,
-    ...c.confusion.map((row, t) => `| ${cell(c.labels[t]!)} | ${row.map((v, p) => (p === t ? `**${v}**` : String(v))).join(' | ')} |`),
+    ...c.confusion.map(
+      (row, t) => `| ${cell(c.labels[t]!)} | ${row.map((v, p) => (p === t ? `**${v}**` : String(v))).join(' | ')} |`,
+    ),
     '',
   ];
   return lines.join('\n');
@@ -74,6 +88,8 @@ export function classificationMarkdown(c: Classification, title: string, notes: 
 
 /** A label as a folder name: path separators and other unsafe characters become `-`. */
 export function folderName(label: string): string {
+  // Control characters are what must go: they are not allowed in file names on every file system.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: matching them is the point
   const safe = label.replace(/[/\\:*?"<>|\u0000-\u001f]/g, '-').trim();
   return safe === '' || safe === '.' || safe === '..' ? '_' : safe;
 }
@@ -92,7 +108,12 @@ export interface ErrorFrame {
  * Copies (or writes) every misclassified frame into `dir/<true>__<predicted>/`; returns the count per folder.
  * Names that would collide get a numeric prefix, so nothing is overwritten.
  */
-export async function writeErrors(dir: string, frames: readonly ErrorFrame[], labels: readonly string[], shape: FrameShape): Promise<Record<string, number>> {
+export async function writeErrors(
+  dir: string,
+  frames: readonly ErrorFrame[],
+  labels: readonly string[],
+  shape: FrameShape,
+): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
   for (const f of frames) {
     if (f.truth === f.prediction) continue;

@@ -15,5 +15,8 @@ export function stream(seed: number, purpose: string, index = 0): () => number {
 
 /** Fisher–Yates permutation of 0..n-1. */
 export function permutation(n: number, r: () => number): Uint32Array {
-  return shuffle(Uint32Array.from({ length: n }, (_, i) => i), r);
+  return shuffle(
+    Uint32Array.from({ length: n }, (_, i) => i),
+    r,
+  );
 }

@@ -44,7 +44,8 @@ const SPLIT_SEED = 0;
 
 /** Hold-out counts for `n` frames: each fraction rounded, at least one frame left for training. */
 function quotas(n: number, h: { val: number; test: number }): { val: number; test: number } {
-  let test = Math.round(n * h.test), val = Math.round(n * h.val);
+  let test = Math.round(n * h.test),
+    val = Math.round(n * h.val);
   while (n - val - test < 1 && test + val > 0) {
     if (test >= val && test > 0) test--;
     else val--;
@@ -53,7 +54,11 @@ function quotas(n: number, h: { val: number; test: number }): { val: number; tes
 }
 
 /** Splits one class's pool into test, val and train by whole groups of identical files. */
-function carve(pool: readonly ImageEntry[], className: string, h: { val: number; test: number }): Record<SplitName, ImageEntry[]> {
+function carve(
+  pool: readonly ImageEntry[],
+  className: string,
+  h: { val: number; test: number },
+): Record<SplitName, ImageEntry[]> {
   const groups = new Map<string, ImageEntry[]>();
   for (const e of pool) groups.set(e.sha256, [...(groups.get(e.sha256) ?? []), e]);
   const order = shuffle([...groups.values()], stream(SPLIT_SEED, `folder-split/${className}`));
@@ -78,7 +83,8 @@ export function splitFolder(listing: FolderListing, images: readonly ImageEntry[
     const pool = listing.layout === 'classes' ? mine : mine.filter((e) => e.split === 'train');
     const carved = carve(pool, className, { val: has('val') ? 0 : holdout.val, test: has('test') ? 0 : holdout.test });
     for (const s of ['train', 'val', 'test'] as const) {
-      const given = listing.layout === 'splits' && s !== 'train' && has(s) ? mine.filter((e) => e.split === s) : carved[s];
+      const given =
+        listing.layout === 'splits' && s !== 'train' && has(s) ? mine.filter((e) => e.split === s) : carved[s];
       out[s].push(...[...given].sort(byPath));
     }
   }
@@ -87,7 +93,15 @@ export function splitFolder(listing: FolderListing, images: readonly ImageEntry[
 
 export function splitRecord(split: FolderSplit, dir: string, holdout: Holdout): SplitRecord {
   const refs = (list: readonly ImageEntry[]) => list.map((e) => [e.path, e.sha256] as const);
-  return { format: 'sei-split-1', dir, classes: split.classes, holdout, train: refs(split.train), val: refs(split.val), test: refs(split.test) };
+  return {
+    format: 'sei-split-1',
+    dir,
+    classes: split.classes,
+    holdout,
+    train: refs(split.train),
+    val: refs(split.val),
+    test: refs(split.test),
+  };
 }
 
 export function readSplitRecord(run: string): SplitRecord | undefined {
@@ -97,10 +111,16 @@ export function readSplitRecord(run: string): SplitRecord | undefined {
   try {
     rec = JSON.parse(readFileSync(file, 'utf8')) as SplitRecord;
   } catch (err) {
-    throw new ConfigError(`${file}: expected the run's split record (JSON), got unreadable content (${(err as Error).message})`, 'split');
+    throw new ConfigError(
+      `${file}: expected the run's split record (JSON), got unreadable content (${(err as Error).message})`,
+      'split',
+    );
   }
   if (rec.format !== 'sei-split-1' || !Array.isArray(rec.classes) || !Array.isArray(rec.train)) {
-    throw new ConfigError(`${file}: expected a split record of format sei-split-1, got format ${JSON.stringify(rec.format)}`, 'split');
+    throw new ConfigError(
+      `${file}: expected a split record of format sei-split-1, got format ${JSON.stringify(rec.format)}`,
+      'split',
+    );
   }
   return rec;
 }
@@ -114,20 +134,27 @@ export function writeSplitRecord(run: string, rec: SplitRecord): void {
  * The split a record names, found in the decoded folder: every named frame must still be there with the same
  * content (else a ConfigError listing them); pictures the record does not name are left out.
  */
-export function applySplitRecord(rec: SplitRecord, images: readonly ImageEntry[], where: string, flag = '--data'): FolderSplit {
+export function applySplitRecord(
+  rec: SplitRecord,
+  images: readonly ImageEntry[],
+  where: string,
+  flag = '--data',
+): FolderSplit {
   const byName = new Map(images.map((e) => [e.path, e]));
   const missing: string[] = [];
   const changed: string[] = [];
-  const pick = (refs: SplitRecord['train']) => refs.flatMap(([path, sha]) => {
-    const e = byName.get(path);
-    if (!e) missing.push(path);
-    else if (e.sha256 !== sha) changed.push(path);
-    else return [e];
-    return [];
-  });
+  const pick = (refs: SplitRecord['train']) =>
+    refs.flatMap(([path, sha]) => {
+      const e = byName.get(path);
+      if (!e) missing.push(path);
+      else if (e.sha256 !== sha) changed.push(path);
+      else return [e];
+      return [];
+    });
   const split = { classes: rec.classes, train: pick(rec.train), val: pick(rec.val), test: pick(rec.test) };
   if (missing.length || changed.length) {
-    const list = (what: string, l: string[]) => (l.length ? `${l.length} ${what} (${l.slice(0, 5).join(', ')}${l.length > 5 ? ', …' : ''})` : '');
+    const list = (what: string, l: string[]) =>
+      l.length ? `${l.length} ${what} (${l.slice(0, 5).join(', ')}${l.length > 5 ? ', …' : ''})` : '';
     throw new ConfigError(
       `${flag}: expected the ${rec.train.length + rec.val.length + rec.test.length} pictures recorded in ${where} unchanged, ` +
         `got ${[list('missing or unreadable', missing), list('changed', changed)].filter(Boolean).join(' and ')}; ` +
@@ -136,6 +163,10 @@ export function applySplitRecord(rec: SplitRecord, images: readonly ImageEntry[]
     );
   }
   const unknown = split.train.concat(split.val, split.test).find((e) => !rec.classes.includes(e.className));
-  if (unknown) throw new ConfigError(`${where}: expected classes ${rec.classes.join(', ')}, got ${unknown.path} in class ${JSON.stringify(unknown.className)}`, 'split');
+  if (unknown)
+    throw new ConfigError(
+      `${where}: expected classes ${rec.classes.join(', ')}, got ${unknown.path} in class ${JSON.stringify(unknown.className)}`,
+      'split',
+    );
   return split;
 }

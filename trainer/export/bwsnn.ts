@@ -19,10 +19,17 @@ import { binaryScale, int8Parts } from '../layers/binary.js';
 import type { NetConfig, NetParams } from '../model.js';
 import { plan } from '../model.js';
 
-function bnFold(p: NetParams['layers'][number], perChannel: Float32Array | Float64Array): { scale: Float32Array; bias: Float32Array } {
-  const gamma = p.bn.gamma.dataSync(), beta = p.bn.beta.dataSync(), mean = p.bn.mean.dataSync(), variance = p.bn.variance.dataSync();
+function bnFold(
+  p: NetParams['layers'][number],
+  perChannel: Float32Array | Float64Array,
+): { scale: Float32Array; bias: Float32Array } {
+  const gamma = p.bn.gamma.dataSync(),
+    beta = p.bn.beta.dataSync(),
+    mean = p.bn.mean.dataSync(),
+    variance = p.bn.variance.dataSync();
   const c = gamma.length;
-  const scale = new Float32Array(c), bias = new Float32Array(c);
+  const scale = new Float32Array(c),
+    bias = new Float32Array(c);
   for (let i = 0; i < c; i++) {
     const sd = Math.sqrt(variance[i]! + BN_EPSILON);
     scale[i] = (gamma[i]! * perChannel[i]!) / sd;
@@ -40,13 +47,24 @@ function rows(w: tf.Tensor): Float32Array {
  * `precision: 'float32'` stops after the float32 rounding (the fold's own arithmetic, what `sei export` checks the
  * fold against the unfolded network with); the default is the compact model a file stores.
  */
-export function foldModel(net: NetConfig, params: NetParams, info: { name: string; labels: readonly string[]; version?: number; meta?: Record<string, unknown> }, precision: 'compact' | 'float32' = 'compact'): BwsnnModel {
+export function foldModel(
+  net: NetConfig,
+  params: NetParams,
+  info: { name: string; labels: readonly string[]; version?: number; meta?: Record<string, unknown> },
+  precision: 'compact' | 'float32' = 'compact',
+): BwsnnModel {
   if (net.neuron !== 'lif' || net.weights !== 'binary') {
-    throw new ConfigError(`export: only binary-weight SNNs have a .bwsnn form; this network is neuron=${net.neuron}, weights=${net.weights}`, 'weights');
+    throw new ConfigError(
+      `export: only binary-weight SNNs have a .bwsnn form; this network is neuron=${net.neuron}, weights=${net.weights}`,
+      'weights',
+    );
   }
   const layers = plan(net);
   // θ and β are variables (constants of the config unless learned): what the network trained with is what ships.
-  const lif = (i: number): Lif => ({ beta: Math.fround(params.layers[i]!.beta.dataSync()[0]!), theta: Float32Array.from(params.layers[i]!.theta.dataSync()) });
+  const lif = (i: number): Lif => ({
+    beta: Math.fround(params.layers[i]!.beta.dataSync()[0]!),
+    theta: Float32Array.from(params.layers[i]!.theta.dataSync()),
+  });
   const l0 = layers[0]!;
   const p0 = params.layers[0]!;
   const [stepT, intsT] = tf.tidy(() => {

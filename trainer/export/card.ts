@@ -34,7 +34,10 @@ function scheduleTable(phases: readonly SchedulePhase[]): string[] {
   return [
     '| phase | epochs | peak lr | warm-up (epochs) | final lr |',
     '|---|---|---|---|---|',
-    ...phases.map((p, i) => `| ${i + 1} | ${p.startEpoch}–${p.startEpoch + p.epochs} | ${p.lr} | ${p.warmupEpochs} | ${p.lr * p.lrFinal} |`),
+    ...phases.map(
+      (p, i) =>
+        `| ${i + 1} | ${p.startEpoch}–${p.startEpoch + p.epochs} | ${p.lr} | ${p.warmupEpochs} | ${p.lr * p.lrFinal} |`,
+    ),
   ];
 }
 
@@ -46,17 +49,22 @@ function historyTable(history: readonly EpochRecord[]): string[] {
   return [
     `| epoch | loss | train | val | lr at end | img/s |${rateHead}${flipHead}`,
     `|---|---|---|---|---|---|${layers ? '---|' : ''}${flips ? '---|' : ''}`,
-    ...history.map((h) => `| ${h.epoch} | ${h.loss.toFixed(4)} | ${pct(h.trainAccuracy)} | ${pct(h.valAccuracy)} | ${h.lr?.toExponential(2) ?? '–'} | ${h.imagesPerSecond.toFixed(1)} |` +
-      `${layers ? ` ${h.spikeRates?.map((r) => r.toFixed(3)).join(' / ') ?? '–'} |` : ''}${flips ? ` ${h.signFlips?.map((r) => (100 * r).toFixed(2) + '%').join(' / ') ?? '–'} |` : ''}`),
+    ...history.map(
+      (h) =>
+        `| ${h.epoch} | ${h.loss.toFixed(4)} | ${pct(h.trainAccuracy)} | ${pct(h.valAccuracy)} | ${h.lr?.toExponential(2) ?? '–'} | ${h.imagesPerSecond.toFixed(1)} |` +
+        `${layers ? ` ${h.spikeRates?.map((r) => r.toFixed(3)).join(' / ') ?? '–'} |` : ''}${flips ? ` ${h.signFlips?.map((r) => (100 * r).toFixed(2) + '%').join(' / ') ?? '–'} |` : ''}`,
+    ),
   ];
 }
 
 export function modelCard(model: BwsnnModel, f: CardFacts): string {
   const layerRows = [
     `| ${model.first.name} | int8 conv ${model.first.kernel}×${model.first.kernel}/${model.first.stride} on raw uint8 | ${model.first.inShape.join('×')} → ${model.first.outShape.join('×')} | – |`,
-    ...model.hidden.map((l) => l.kind === 'bconv'
-      ? `| ${l.name} | binary conv ${l.kernel}×${l.kernel}/${l.stride} | ${l.inShape.join('×')} → ${l.outShape.join('×')} | ${l.shortcut} |`
-      : `| ${l.name} | binary linear | ${l.inFeatures} → ${l.outFeatures} | ${l.shortcut} |`),
+    ...model.hidden.map((l) =>
+      l.kind === 'bconv'
+        ? `| ${l.name} | binary conv ${l.kernel}×${l.kernel}/${l.stride} | ${l.inShape.join('×')} → ${l.outShape.join('×')} | ${l.shortcut} |`
+        : `| ${l.name} | binary linear | ${l.inFeatures} → ${l.outFeatures} | ${l.shortcut} |`,
+    ),
     `| head | float linear on spike rates | ${model.head.inFeatures} → ${model.head.outFeatures} | – |`,
   ];
   return [
@@ -70,7 +78,11 @@ export function modelCard(model: BwsnnModel, f: CardFacts): string {
     `| test accuracy (${f.dataset?.test ?? '10k Fashion-MNIST test set'}, runtime engine) | **${pct(f.engineAccuracy)}** (n = ${f.testFrames}) |`,
     `| trainer's folded evaluation / per-frame agreement with the engine | ${pct(f.trainerAccuracy)} / ${pct(f.agreement)} |`,
     `| time steps T | ${model.T} (LIF β per layer ${[model.first, ...model.hidden].map((l) => l.lif.beta.toFixed(3)).join(' / ')}; θ per channel, mean ${[model.first, ...model.hidden].map((l) => (l.lif.theta.reduce((a, b) => a + b, 0) / l.lif.theta.length).toFixed(3)).join(' / ')}) |`,
-    ...(f.engineSpikeRates ? [`| spike rate per layer (runtime engine, test frames) | ${f.engineSpikeRates.map((r) => r.toFixed(3)).join(' / ')} |`] : []),
+    ...(f.engineSpikeRates
+      ? [
+          `| spike rate per layer (runtime engine, test frames) | ${f.engineSpikeRates.map((r) => r.toFixed(3)).join(' / ')} |`,
+        ]
+      : []),
     `| file | \`${f.file}\`, ${f.bytes} bytes (${(f.bytes / 1024).toFixed(1)} KiB) |`,
     `| training | ${f.epochs.toFixed(2)} epochs, ${(f.wallSeconds / 3600).toFixed(2)} h training wall time, engine ${f.trainEngine} |`,
     `| machine | ${cpus().length}× ${cpus()[0]?.model ?? 'cpu'}, shared with other jobs during training |`,
@@ -83,7 +95,7 @@ export function modelCard(model: BwsnnModel, f: CardFacts): string {
     '|---|---|---|---|',
     ...layerRows,
     '',
-    'Every binary conv adds the previous layer\'s LIF input current (identity, or 2×2 average pool + channel repeat',
+    "Every binary conv adds the previous layer's LIF input current (identity, or 2×2 average pool + channel repeat",
     'at stride 2) before its LIF; BN, alpha = mean|w|, the /255 input scaling and the int8 step are folded into',
     'per-channel scale/bias. Logits = head(mean spike rate over space and T) = mean of the per-step logits.',
     '',
@@ -96,7 +108,16 @@ export function modelCard(model: BwsnnModel, f: CardFacts): string {
     ...(f.recipe !== undefined ? ['## Recipe', '', '```json', JSON.stringify(f.recipe, null, 2), '```', ''] : []),
     ...(f.schedule ? ['## Schedule', '', ...scheduleTable(f.schedule), ''] : []),
     ...(f.teacherHistory?.length ? ['## ANN teacher, per epoch', '', ...historyTable(f.teacherHistory), ''] : []),
-    ...(f.history?.length ? ['## Per epoch', '', 'Validation with BN recalibrated as `sei export` ships it.', '', ...historyTable(f.history), ''] : []),
+    ...(f.history?.length
+      ? [
+          '## Per epoch',
+          '',
+          'Validation with BN recalibrated as `sei export` ships it.',
+          '',
+          ...historyTable(f.history),
+          '',
+        ]
+      : []),
     ...(f.notes ? ['## Notes', '', f.notes, ''] : []),
   ].join('\n');
 }

@@ -5,11 +5,16 @@ import type { Split } from '../data/index.js';
 import { evaluateFolded } from './evaluate.js';
 
 /** `frames`: the frames the engine predicted, in the model's input shape and label indices. */
-export async function compareWithTrainer(file: string, runtimePredictions: Uint8Array, frames: Split): Promise<{ trainerAccuracy: number; agreement: number }> {
+export async function compareWithTrainer(
+  file: string,
+  runtimePredictions: Uint8Array,
+  frames: Split,
+): Promise<{ trainerAccuracy: number; agreement: number }> {
   await initBackend();
   const model = readBwsnnFile(file);
   const { predictions } = evaluateFolded(model, frames);
-  let agree = 0, correct = 0;
+  let agree = 0,
+    correct = 0;
   for (let i = 0; i < predictions.length; i++) {
     if (predictions[i] === runtimePredictions[i]) agree++;
     if (predictions[i] === frames.labels[i]) correct++;

@@ -24,12 +24,18 @@ function prepare(model: BwsnnModel): Prepared {
   const [k, , cin] = [f.kernel, f.kernel, f.inShape[2]];
   const cout = f.outShape[2];
   // [cout][ky][kx][cin] → HWIO
-  const w0 = tf.tidy(() => tf.transpose(tf.tensor4d(Float32Array.from(f.weights), [cout, k, k, cin]), [1, 2, 3, 0]) as tf.Tensor4D);
+  const w0 = tf.tidy(
+    () => tf.transpose(tf.tensor4d(Float32Array.from(f.weights), [cout, k, k, cin]), [1, 2, 3, 0]) as tf.Tensor4D,
+  );
   const hidden = model.hidden.map((layer) => {
     if (layer.kind !== 'bconv') throw new Error(`evaluate: only bconv hidden layers are supported, got ${layer.kind}`);
-    const lk = layer.kernel, ci = layer.inShape[2], co = layer.outShape[2];
+    const lk = layer.kernel,
+      ci = layer.inShape[2],
+      co = layer.outShape[2];
     const pm = unpackRows(layer.weightBits, co, lk * lk * ci);
-    const w = tf.tidy(() => tf.transpose(tf.tensor4d(Float32Array.from(pm), [co, lk, lk, ci]), [1, 2, 3, 0]) as tf.Tensor4D);
+    const w = tf.tidy(
+      () => tf.transpose(tf.tensor4d(Float32Array.from(pm), [co, lk, lk, ci]), [1, 2, 3, 0]) as tf.Tensor4D,
+    );
     return { w, layer };
   });
   return { w0, hidden };
@@ -51,11 +57,27 @@ function lifSteps(current: tf.Tensor[], beta: number, theta: Float32Array): tf.T
 }
 
 function conv(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number): tf.Tensor4D {
-  return tf.conv2d(pad > 0 ? tf.pad(x, [[0, 0], [pad, pad], [pad, pad], [0, 0]]) : x, w, stride as 1 | 2, 'valid');
+  return tf.conv2d(
+    pad > 0
+      ? tf.pad(x, [
+          [0, 0],
+          [pad, pad],
+          [pad, pad],
+          [0, 0],
+        ])
+      : x,
+    w,
+    stride as 1 | 2,
+    'valid',
+  );
 }
 
 /** Logits (engine formula: mean rates through the head) and predictions of `model` on `split`. */
-export function evaluateFolded(model: BwsnnModel, split: Split, batchSize = 250): { predictions: Uint8Array; logits: Float32Array } {
+export function evaluateFolded(
+  model: BwsnnModel,
+  split: Split,
+  batchSize = 250,
+): { predictions: Uint8Array; logits: Float32Array } {
   const prep = prepare(model);
   const T = model.T;
   const K = model.head.outFeatures;
@@ -65,10 +87,17 @@ export function evaluateFolded(model: BwsnnModel, split: Split, batchSize = 250)
   const [lh, lw, lc] = last.kind === 'bconv' ? last.outShape : [1, 1, last.outFeatures];
   for (let i = 0; i < split.count; i += batchSize) {
     const n = Math.min(batchSize, split.count - i);
-    const { x } = makeBatch(split, Array.from({ length: n }, (_, j) => i + j));
+    const { x } = makeBatch(
+      split,
+      Array.from({ length: n }, (_, j) => i + j),
+    );
     const counts = tf.tidy(() => {
       const f = model.first;
-      const I0 = affine(conv(tf.tensor4d(x, [n, ...split.shape]), prep.w0, f.stride, f.pad), f.scale, f.bias) as tf.Tensor4D;
+      const I0 = affine(
+        conv(tf.tensor4d(x, [n, ...split.shape]), prep.w0, f.stride, f.pad),
+        f.scale,
+        f.bias,
+      ) as tf.Tensor4D;
       let currents: tf.Tensor4D[] = Array.from({ length: T }, () => I0);
       let spikes = lifSteps(currents, Math.fround(f.lif.beta), f.lif.theta);
       for (const { w, layer } of prep.hidden) {

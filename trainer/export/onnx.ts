@@ -39,7 +39,8 @@ export const TWIN_OUTPUT = 'logits';
 export function frameToNchw(frame: ArrayLike<number>, shape: Shape3): Float32Array {
   const [h, w, c] = shape;
   const out = new Float32Array(h * w * c);
-  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) for (let ch = 0; ch < c; ch++) out[(ch * h + y) * w + x] = frame[(y * w + x) * c + ch]!;
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) for (let ch = 0; ch < c; ch++) out[(ch * h + y) * w + x] = frame[(y * w + x) * c + ch]!;
   return out;
 }
 
@@ -64,27 +65,55 @@ export class Graph {
   floats(hint: string, dims: readonly number[], values: ArrayLike<number>): string {
     const name = this.fresh(hint);
     const data = Float32Array.from(values);
-    this.initializers.push(onnx.TensorProto.create({ name, dims: [...dims], dataType: FLOAT, rawData: new Uint8Array(data.buffer) }));
+    this.initializers.push(
+      onnx.TensorProto.create({ name, dims: [...dims], dataType: FLOAT, rawData: new Uint8Array(data.buffer) }),
+    );
     return name;
   }
 
   int64s(hint: string, values: readonly number[]): string {
     const name = this.fresh(hint);
-    this.initializers.push(onnx.TensorProto.create({ name, dims: [values.length], dataType: INT64, int64Data: [...values] }));
+    this.initializers.push(
+      onnx.TensorProto.create({ name, dims: [values.length], dataType: INT64, int64Data: [...values] }),
+    );
     return name;
   }
 
   /** Adds one node; returns its (first) output name. `out` names it, else a fresh name is used. */
-  op(opType: string, inputs: readonly string[], attrs: Record<string, number | readonly number[]> = {}, out?: string): string {
+  op(
+    opType: string,
+    inputs: readonly string[],
+    attrs: Record<string, number | readonly number[]> = {},
+    out?: string,
+  ): string {
     const output = out ?? this.fresh(opType.toLowerCase());
-    this.nodes.push(onnx.NodeProto.create({ opType, input: [...inputs], output: [output], attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)) }));
+    this.nodes.push(
+      onnx.NodeProto.create({
+        opType,
+        input: [...inputs],
+        output: [output],
+        attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+      }),
+    );
     return output;
   }
 
   /** A node with several outputs. */
-  multi(opType: string, inputs: readonly string[], count: number, attrs: Record<string, number | readonly number[]> = {}): string[] {
+  multi(
+    opType: string,
+    inputs: readonly string[],
+    count: number,
+    attrs: Record<string, number | readonly number[]> = {},
+  ): string[] {
     const outputs = Array.from({ length: count }, () => this.fresh(opType.toLowerCase()));
-    this.nodes.push(onnx.NodeProto.create({ opType, input: [...inputs], output: outputs, attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)) }));
+    this.nodes.push(
+      onnx.NodeProto.create({
+        opType,
+        input: [...inputs],
+        output: outputs,
+        attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+      }),
+    );
     return outputs;
   }
 
@@ -114,7 +143,9 @@ export class Graph {
 function attribute(name: string, value: number | readonly number[]) {
   // Every attribute these graphs use (axis, keepdims, to, perm, kernel_shape, strides, pads) is an integer.
   const A = onnx.AttributeProto.AttributeType;
-  return typeof value === 'number' ? onnx.AttributeProto.create({ name, type: A.INT, i: value }) : onnx.AttributeProto.create({ name, type: A.INTS, ints: [...value] });
+  return typeof value === 'number'
+    ? onnx.AttributeProto.create({ name, type: A.INT, i: value })
+    : onnx.AttributeProto.create({ name, type: A.INTS, ints: [...value] });
 }
 
 function valueInfo(name: string, dims: readonly number[]) {
@@ -136,9 +167,11 @@ function firstWeightsOihw(layer: ConvInt8Layer, mul: (o: number) => number): Flo
   const cout = layer.outShape[2];
   const out = new Float32Array(cout * cin * k * k);
   for (let o = 0; o < cout; o++) {
-    for (let ky = 0; ky < k; ky++) for (let kx = 0; kx < k; kx++) for (let c = 0; c < cin; c++) {
-      out[((o * cin + c) * k + ky) * k + kx] = layer.weights[((o * k + ky) * k + kx) * cin + c]! * mul(o);
-    }
+    for (let ky = 0; ky < k; ky++)
+      for (let kx = 0; kx < k; kx++)
+        for (let c = 0; c < cin; c++) {
+          out[((o * cin + c) * k + ky) * k + kx] = layer.weights[((o * k + ky) * k + kx) * cin + c]! * mul(o);
+        }
   }
   return out;
 }
@@ -151,9 +184,11 @@ function binaryConvOihw(layer: Extract<HiddenLayer, { kind: 'bconv' }>, mul: (o:
   const words = rowWords(k * k * cin);
   const out = new Float32Array(cout * cin * k * k);
   for (let o = 0; o < cout; o++) {
-    for (let ky = 0; ky < k; ky++) for (let kx = 0; kx < k; kx++) for (let c = 0; c < cin; c++) {
-      out[((o * cin + c) * k + ky) * k + kx] = bit(layer.weightBits, words, o, (ky * k + kx) * cin + c) * mul(o);
-    }
+    for (let ky = 0; ky < k; ky++)
+      for (let kx = 0; kx < k; kx++)
+        for (let c = 0; c < cin; c++) {
+          out[((o * cin + c) * k + ky) * k + kx] = bit(layer.weightBits, words, o, (ky * k + kx) * cin + c) * mul(o);
+        }
   }
   return out;
 }
@@ -162,7 +197,9 @@ function binaryConvOihw(layer: Extract<HiddenLayer, { kind: 'bconv' }>, mul: (o:
 function binaryLinearInOut(layer: Extract<HiddenLayer, { kind: 'blinear' }>, mul: (o: number) => number): Float32Array {
   const words = rowWords(layer.inFeatures);
   const out = new Float32Array(layer.inFeatures * layer.outFeatures);
-  for (let o = 0; o < layer.outFeatures; o++) for (let j = 0; j < layer.inFeatures; j++) out[j * layer.outFeatures + o] = bit(layer.weightBits, words, o, j) * mul(o);
+  for (let o = 0; o < layer.outFeatures; o++)
+    for (let j = 0; j < layer.inFeatures; j++)
+      out[j * layer.outFeatures + o] = bit(layer.weightBits, words, o, j) * mul(o);
   return out;
 }
 
@@ -170,7 +207,9 @@ function binaryLinearInOut(layer: Extract<HiddenLayer, { kind: 'blinear' }>, mul
 type Geometry = { readonly kind: 'map'; readonly shape: Shape3 } | { readonly kind: 'flat'; readonly features: number };
 
 function geometryOf(layer: ConvInt8Layer | HiddenLayer): Geometry {
-  return layer.kind === 'blinear' ? { kind: 'flat', features: layer.outFeatures } : { kind: 'map', shape: layer.outShape };
+  return layer.kind === 'blinear'
+    ? { kind: 'flat', features: layer.outFeatures }
+    : { kind: 'map', shape: layer.outShape };
 }
 
 /** Per-channel broadcast dims for a tensor of this geometry. */
@@ -192,16 +231,30 @@ function flattenHwc(g: Graph, x: string, features: number): string {
 function avgpoolRepeat(g: Graph, x: string, inShape: Shape3, cout: number): string {
   const [h, w, cin] = inShape;
   const corner = (dy: number, dx: number) =>
-    g.op('Slice', [x, g.int64s('starts', [dy, dx]), g.int64s('ends', [h, w]), g.int64s('axes', [2, 3]), g.int64s('steps', [2, 2])]);
+    g.op('Slice', [
+      x,
+      g.int64s('starts', [dy, dx]),
+      g.int64s('ends', [h, w]),
+      g.int64s('axes', [2, 3]),
+      g.int64s('steps', [2, 2]),
+    ]);
   const sum = g.op('Add', [g.op('Add', [g.op('Add', [corner(0, 0), corner(0, 1)]), corner(1, 0)]), corner(1, 1)]);
   return tile(g, g.op('Mul', [sum, g.floats('quarter', [], [0.25])]), cin, cout);
 }
 
 /** The shortcut term of `layer` computed from the previous layer's current `src` (geometry `srcGeom`). */
-function shortcutTerm(g: Graph, shortcut: Shortcut, src: string, srcGeom: Geometry, layer: HiddenLayer): string | undefined {
+function shortcutTerm(
+  g: Graph,
+  shortcut: Shortcut,
+  src: string,
+  srcGeom: Geometry,
+  layer: HiddenLayer,
+): string | undefined {
   if (shortcut === 'none') return undefined;
-  if (shortcut === 'identity') return layer.kind === 'blinear' && srcGeom.kind === 'map' ? flattenHwc(g, src, layer.inFeatures) : src;
-  if (layer.kind !== 'bconv' || srcGeom.kind !== 'map') throw new Error(`layer ${layer.name}: avgpool_repeat needs a conv layer after a conv layer`);
+  if (shortcut === 'identity')
+    return layer.kind === 'blinear' && srcGeom.kind === 'map' ? flattenHwc(g, src, layer.inFeatures) : src;
+  if (layer.kind !== 'bconv' || srcGeom.kind !== 'map')
+    throw new Error(`layer ${layer.name}: avgpool_repeat needs a conv layer after a conv layer`);
   return avgpoolRepeat(g, src, srcGeom.shape, layer.outShape[2]);
 }
 
@@ -209,11 +262,24 @@ function shortcutTerm(g: Graph, shortcut: Shortcut, src: string, srcGeom: Geomet
  * LIF over T steps on current `current` ([1, ...] when constant over time, else [T, ...]). Returns the spikes
  * as [T, ...] (0/1 floats). `v = beta*v + I; s = v >= theta; v = v - theta*s`, v = 0 before step 0.
  */
-function lif(g: Graph, current: string, constant: boolean, T: number, beta: number, theta: Float32Array, geom: Geometry, name: string, expose: boolean): string {
+function lif(
+  g: Graph,
+  current: string,
+  constant: boolean,
+  T: number,
+  beta: number,
+  theta: Float32Array,
+  geom: Geometry,
+  name: string,
+  expose: boolean,
+): string {
   const dims = channelDims(geom, theta.length);
   const betaName = T > 1 ? g.floats(`${name}_beta`, [], [Math.fround(beta)]) : '';
   const thetaName = g.floats(`${name}_theta`, dims, theta);
-  const steps = constant || T === 1 ? Array.from({ length: T }, () => current) : g.multi('Split', [current, g.int64s('split', Array(T).fill(1))], T, { axis: 0 });
+  const steps =
+    constant || T === 1
+      ? Array.from({ length: T }, () => current)
+      : g.multi('Split', [current, g.int64s('split', Array(T).fill(1))], T, { axis: 0 });
   const spikes: string[] = [];
   const outDims = geom.kind === 'map' ? [1, geom.shape[2], geom.shape[0], geom.shape[1]] : [1, geom.features];
   let v = '';
@@ -246,7 +312,11 @@ export function snnTwinOnnx(model: BwsnnModel, opts: SnnTwinOptions = {}): Uint8
   const { T, first } = model;
 
   // First layer, once per frame: exact integer conv, then scale and bias as separate roundings.
-  const w0 = g.floats(`${first.name}_w`, [first.outShape[2], first.inShape[2], first.kernel, first.kernel], firstWeightsOihw(first, () => 1));
+  const w0 = g.floats(
+    `${first.name}_w`,
+    [first.outShape[2], first.inShape[2], first.kernel, first.kernel],
+    firstWeightsOihw(first, () => 1),
+  );
   const acc0 = g.op('Conv', [TWIN_INPUT, w0], convAttrs(first.kernel, first.stride, first.pad));
   let geom = geometryOf(first);
   let current = affine(g, acc0, first.scale, first.bias, geom, first.name);
@@ -256,11 +326,22 @@ export function snnTwinOnnx(model: BwsnnModel, opts: SnnTwinOptions = {}): Uint8
     const layerGeom = geometryOf(layer);
     let dot: string;
     if (layer.kind === 'bconv') {
-      const w = g.floats(`${layer.name}_w`, [layer.outShape[2], layer.inShape[2], layer.kernel, layer.kernel], binaryConvOihw(layer, () => 1));
+      const w = g.floats(
+        `${layer.name}_w`,
+        [layer.outShape[2], layer.inShape[2], layer.kernel, layer.kernel],
+        binaryConvOihw(layer, () => 1),
+      );
       dot = g.op('Conv', [spikes, w], convAttrs(layer.kernel, layer.stride, layer.pad));
     } else {
       const flat = geom.kind === 'map' ? flattenHwc(g, spikes, layer.inFeatures) : spikes;
-      dot = g.op('MatMul', [flat, g.floats(`${layer.name}_w`, [layer.inFeatures, layer.outFeatures], binaryLinearInOut(layer, () => 1))]);
+      dot = g.op('MatMul', [
+        flat,
+        g.floats(
+          `${layer.name}_w`,
+          [layer.inFeatures, layer.outFeatures],
+          binaryLinearInOut(layer, () => 1),
+        ),
+      ]);
     }
     let next = affine(g, dot, layer.scale, layer.bias, layerGeom, layer.name);
     const sc = shortcutTerm(g, layer.shortcut, current, geom, layer);
@@ -277,13 +358,18 @@ export function snnTwinOnnx(model: BwsnnModel, opts: SnnTwinOptions = {}): Uint8
   const counts = g.op('ReduceSum', [spikes, g.int64s('axes', geom.kind === 'map' ? [0, 2, 3] : [0])], { keepdims: 0 });
   const rates = g.op('Div', [counts, g.floats('steps_units', [], [units * T])]);
   logitsHead(g, g.op('Reshape', [rates, g.int64s('shape', [1, channels])]), model);
-  return g.encode(`${model.name}-snn-twin`, [1, model.input[2], model.input[0], model.input[1]], `unrolled float SNN twin of ${model.name}, T=${T}`);
+  return g.encode(
+    `${model.name}-snn-twin`,
+    [1, model.input[2], model.input[0], model.input[1]],
+    `unrolled float SNN twin of ${model.name}, T=${T}`,
+  );
 }
 
 function logitsHead(g: Graph, rates: string, model: BwsnnModel): void {
   const { head } = model;
   const wt = new Float32Array(head.inFeatures * head.outFeatures);
-  for (let o = 0; o < head.outFeatures; o++) for (let i = 0; i < head.inFeatures; i++) wt[i * head.outFeatures + o] = head.weight[o * head.inFeatures + i]!;
+  for (let o = 0; o < head.outFeatures; o++)
+    for (let i = 0; i < head.inFeatures; i++) wt[i * head.outFeatures + o] = head.weight[o * head.inFeatures + i]!;
   const mm = g.op('MatMul', [rates, g.floats('head_w', [head.inFeatures, head.outFeatures], wt)]);
   g.op('Add', [mm, g.floats('head_b', [1, head.outFeatures], head.bias)], {}, TWIN_OUTPUT);
   g.output(TWIN_OUTPUT, [1, head.outFeatures]);
@@ -297,24 +383,72 @@ function logitsHead(g: Graph, rates: string, model: BwsnnModel): void {
 export function annTwinOnnx(model: BwsnnModel): Uint8Array {
   const g = new Graph();
   const { first } = model;
-  const conv = (name: string, x: string, w: Float32Array, bias: Float32Array, cout: number, cin: number, k: number, s: number, p: number) =>
-    g.op('Conv', [x, g.floats(`${name}_w`, [cout, cin, k, k], w), g.floats(`${name}_b`, [cout], bias)], convAttrs(k, s, p));
-  let x = g.op('Relu', [conv(first.name, TWIN_INPUT, firstWeightsOihw(first, (o) => first.scale[o]!), first.bias, first.outShape[2], first.inShape[2], first.kernel, first.stride, first.pad)]);
+  const conv = (
+    name: string,
+    x: string,
+    w: Float32Array,
+    bias: Float32Array,
+    cout: number,
+    cin: number,
+    k: number,
+    s: number,
+    p: number,
+  ) =>
+    g.op(
+      'Conv',
+      [x, g.floats(`${name}_w`, [cout, cin, k, k], w), g.floats(`${name}_b`, [cout], bias)],
+      convAttrs(k, s, p),
+    );
+  let x = g.op('Relu', [
+    conv(
+      first.name,
+      TWIN_INPUT,
+      firstWeightsOihw(first, (o) => first.scale[o]!),
+      first.bias,
+      first.outShape[2],
+      first.inShape[2],
+      first.kernel,
+      first.stride,
+      first.pad,
+    ),
+  ]);
   let geom = geometryOf(first);
   for (const layer of model.hidden) {
     const layerGeom = geometryOf(layer);
     let y: string;
     if (layer.kind === 'bconv') {
-      y = conv(layer.name, x, binaryConvOihw(layer, (o) => layer.scale[o]!), layer.bias, layer.outShape[2], layer.inShape[2], layer.kernel, layer.stride, layer.pad);
+      y = conv(
+        layer.name,
+        x,
+        binaryConvOihw(layer, (o) => layer.scale[o]!),
+        layer.bias,
+        layer.outShape[2],
+        layer.inShape[2],
+        layer.kernel,
+        layer.stride,
+        layer.pad,
+      );
     } else {
       const flat = geom.kind === 'map' ? flattenHwc(g, x, layer.inFeatures) : x;
-      const w = g.floats(`${layer.name}_w`, [layer.inFeatures, layer.outFeatures], binaryLinearInOut(layer, (o) => layer.scale[o]!));
+      const w = g.floats(
+        `${layer.name}_w`,
+        [layer.inFeatures, layer.outFeatures],
+        binaryLinearInOut(layer, (o) => layer.scale[o]!),
+      );
       y = g.op('Gemm', [flat, w, g.floats(`${layer.name}_b`, [layer.outFeatures], layer.bias)]);
     }
     if (layer.shortcut !== 'none') {
-      const sc = layer.shortcut === 'avgpool_repeat' && geom.kind === 'map' && layer.kind === 'bconv'
-        ? tile(g, g.op('AveragePool', [x], { kernel_shape: [2, 2], strides: [2, 2] }), geom.shape[2], layer.outShape[2])
-        : layer.kind === 'blinear' && geom.kind === 'map' ? flattenHwc(g, x, layer.inFeatures) : x;
+      const sc =
+        layer.shortcut === 'avgpool_repeat' && geom.kind === 'map' && layer.kind === 'bconv'
+          ? tile(
+              g,
+              g.op('AveragePool', [x], { kernel_shape: [2, 2], strides: [2, 2] }),
+              geom.shape[2],
+              layer.outShape[2],
+            )
+          : layer.kind === 'blinear' && geom.kind === 'map'
+            ? flattenHwc(g, x, layer.inFeatures)
+            : x;
       y = g.op('Add', [y, sc]);
     }
     x = g.op('Relu', [y]);
@@ -322,9 +456,19 @@ export function annTwinOnnx(model: BwsnnModel): Uint8Array {
   }
   const pooled = geom.kind === 'map' ? g.op('Flatten', [g.op('GlobalAveragePool', [x])], { axis: 1 }) : x;
   logitsHead(g, pooled, model);
-  return g.encode(`${model.name}-ann-twin`, [1, model.input[2], model.input[0], model.input[1]], `float ANN twin of ${model.name} (ReLU, T=1)`);
+  return g.encode(
+    `${model.name}-ann-twin`,
+    [1, model.input[2], model.input[0], model.input[1]],
+    `float ANN twin of ${model.name} (ReLU, T=1)`,
+  );
 }
 
 function tile(g: Graph, x: string, cin: number, cout: number): string {
-  return cout === cin ? x : g.op('Concat', Array.from({ length: cout / cin }, () => x), { axis: 1 });
+  return cout === cin
+    ? x
+    : g.op(
+        'Concat',
+        Array.from({ length: cout / cin }, () => x),
+        { axis: 1 },
+      );
 }

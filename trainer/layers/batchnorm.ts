@@ -38,8 +38,13 @@ export interface BnUpdate {
 }
 
 /** Per-channel sums of x and x² over the rows, and the row count, reduced over all threads. */
-function statistics(x: Float32Array, C: number, sync: Collective): { mean: Float64Array; variance: Float64Array; rows: number; localRows: number } {
-  const s1 = new Float64Array(C), s2 = new Float64Array(C);
+function statistics(
+  x: Float32Array,
+  C: number,
+  sync: Collective,
+): { mean: Float64Array; variance: Float64Array; rows: number; localRows: number } {
+  const s1 = new Float64Array(C),
+    s2 = new Float64Array(C);
   const n = x.length;
   for (let i = 0; i < n; i += C) {
     for (let c = 0; c < C; c++) {
@@ -55,7 +60,8 @@ function statistics(x: Float32Array, C: number, sync: Collective): { mean: Float
   sums[2 * C] = localRows;
   const all = sync.allReduce(sums);
   const rows = all[2 * C]!;
-  const mean = new Float64Array(C), variance = new Float64Array(C);
+  const mean = new Float64Array(C),
+    variance = new Float64Array(C);
   for (let c = 0; c < C; c++) {
     mean[c] = all[c]! / rows;
     variance[c] = Math.max(0, all[C + c]! / rows - mean[c]! ** 2);
@@ -65,14 +71,22 @@ function statistics(x: Float32Array, C: number, sync: Collective): { mean: Float
 
 /** y = x·scale_c + shift_c. */
 function affine(x: Float32Array, scale: Float32Array, shift: Float32Array, y: Float32Array): void {
-  const C = scale.length, n = x.length;
+  const C = scale.length,
+    n = x.length;
   for (let i = 0; i < n; i += C) for (let c = 0; c < C; c++) y[i + c] = x[i + c]! * scale[c]! + shift[c]!;
 }
 
 /** Per channel Σ dy and Σ dy·x̂ (x̂ = (x − mean)·inv). */
-function gradientSums(dy: Float32Array, x: Float32Array, mean: Float64Array, inv: Float64Array): { dBeta: Float64Array; dGamma: Float64Array } {
-  const C = mean.length, n = x.length;
-  const dBeta = new Float64Array(C), dGamma = new Float64Array(C);
+function gradientSums(
+  dy: Float32Array,
+  x: Float32Array,
+  mean: Float64Array,
+  inv: Float64Array,
+): { dBeta: Float64Array; dGamma: Float64Array } {
+  const C = mean.length,
+    n = x.length;
+  const dBeta = new Float64Array(C),
+    dGamma = new Float64Array(C);
   for (let i = 0; i < n; i += C) {
     for (let c = 0; c < C; c++) {
       const d = dy[i + c]!;
@@ -85,9 +99,21 @@ function gradientSums(dy: Float32Array, x: Float32Array, mean: Float64Array, inv
 }
 
 /** dx = inv·(γ·dy − a − x̂·k), folded into dx = p·dy + q·x + r per channel. */
-function inputGradient(dy: Float32Array, x: Float32Array, mean: Float64Array, inv: Float64Array, gamma: Float32Array, a: Float64Array, k: Float64Array, dx: Float32Array): void {
-  const C = mean.length, n = x.length;
-  const p = new Float64Array(C), q = new Float64Array(C), r = new Float64Array(C);
+function inputGradient(
+  dy: Float32Array,
+  x: Float32Array,
+  mean: Float64Array,
+  inv: Float64Array,
+  gamma: Float32Array,
+  a: Float64Array,
+  k: Float64Array,
+  dx: Float32Array,
+): void {
+  const C = mean.length,
+    n = x.length;
+  const p = new Float64Array(C),
+    q = new Float64Array(C),
+    r = new Float64Array(C);
   for (let c = 0; c < C; c++) {
     p[c] = inv[c]! * gamma[c]!;
     q[c] = -inv[c]! * inv[c]! * k[c]!;
@@ -99,14 +125,18 @@ function inputGradient(dy: Float32Array, x: Float32Array, mean: Float64Array, in
 function trainingBatchNorm(x: tf.Tensor, bn: BnParams, sync: Collective, updates?: BnUpdate[]): tf.Tensor {
   const C = x.shape[x.rank - 1]!;
   const f = tf.customGrad((xIn, gammaIn, betaIn, save) => {
-    const xt = xIn as tf.Tensor, gamma = gammaIn as tf.Tensor, beta = betaIn as tf.Tensor;
-    const g = gamma.dataSync() as Float32Array, b = beta.dataSync() as Float32Array;
+    const xt = xIn as tf.Tensor,
+      gamma = gammaIn as tf.Tensor,
+      beta = betaIn as tf.Tensor;
+    const g = gamma.dataSync() as Float32Array,
+      b = beta.dataSync() as Float32Array;
     const stats: Array<ReturnType<typeof statistics>> = [];
     const inv = new Float64Array(C);
     const [y] = hostOp([xt], [xt.shape], ([xv], [yv]) => {
       const st = statistics(xv!, C, sync);
       stats.push(st);
-      const scale = new Float32Array(C), shift = new Float32Array(C);
+      const scale = new Float32Array(C),
+        shift = new Float32Array(C);
       for (let c = 0; c < C; c++) {
         inv[c] = 1 / Math.sqrt(st.variance[c]! + BN_EPSILON);
         scale[c] = g[c]! * inv[c]!;
@@ -115,7 +145,12 @@ function trainingBatchNorm(x: tf.Tensor, bn: BnParams, sync: Collective, updates
       affine(xv!, scale, shift, yv!);
     });
     const { mean, variance, rows, localRows } = stats[0]!;
-    updates?.push({ bn, mean: tf.keep(tf.tensor1d(Float32Array.from(mean))), variance: tf.keep(tf.tensor1d(Float32Array.from(variance))), count: rows });
+    updates?.push({
+      bn,
+      mean: tf.keep(tf.tensor1d(Float32Array.from(mean))),
+      variance: tf.keep(tf.tensor1d(Float32Array.from(variance))),
+      count: rows,
+    });
     (save as (tensors: tf.Tensor[]) => void)([xt]);
     const share = localRows / rows;
     return {
@@ -132,7 +167,8 @@ function trainingBatchNorm(x: tf.Tensor, bn: BnParams, sync: Collective, updates
           }
           // dx = (γ·dy − (Σ w·γ·dy)/(rows·w_k) − x̂ · (Σ w·γ·dy·x̂)/(rows·w_k)) / σ, the sums taken over every thread.
           const all = sync.allReduce(local);
-          const a = new Float64Array(C), k = new Float64Array(C);
+          const a = new Float64Array(C),
+            k = new Float64Array(C);
           for (let c = 0; c < C; c++) {
             a[c] = all[c]! / (rows * share);
             k[c] = all[C + c]! / (rows * share);
@@ -151,7 +187,13 @@ function trainingBatchNorm(x: tf.Tensor, bn: BnParams, sync: Collective, updates
  * `training`: normalise with the batch statistics (over every thread of `sync`) and push them to `updates`;
  * otherwise with the running statistics.
  */
-export function batchNorm(x: tf.Tensor, bn: BnParams, training: boolean, updates?: BnUpdate[], sync: Collective = SOLO): tf.Tensor {
+export function batchNorm(
+  x: tf.Tensor,
+  bn: BnParams,
+  training: boolean,
+  updates?: BnUpdate[],
+  sync: Collective = SOLO,
+): tf.Tensor {
   if (training) return trainingBatchNorm(x, bn, sync, updates);
   const inv = tf.mul(bn.gamma, tf.rsqrt(tf.add(bn.variance, BN_EPSILON)));
   return tf.add(tf.mul(tf.sub(x, bn.mean), inv), bn.beta);

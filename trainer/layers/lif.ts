@@ -28,7 +28,14 @@ export interface LifParams {
 }
 
 /** Membrane values (before reset) and spikes of every step; rows time-major, channels last. */
-function lifForward(I: Float32Array, theta: Float32Array, beta: number, T: number, u: Float32Array, s: Float32Array): void {
+function lifForward(
+  I: Float32Array,
+  theta: Float32Array,
+  beta: number,
+  T: number,
+  u: Float32Array,
+  s: Float32Array,
+): void {
   const M = I.length / T;
   const C = theta.length;
   const fr = Math.fround;
@@ -55,7 +62,15 @@ function lifForward(I: Float32Array, theta: Float32Array, beta: number, T: numbe
  * step): dL/dv_t = g_t·σ_t + δ_t·(1 − θ σ_t), δ_{t−1} = β·dL/dv_t, dθ += −g_t σ_t + δ_t (θ σ_t − s_t),
  * dβ += dL/dv_t · v'_{t−1}.
  */
-function lifBackward(g: Float32Array, u: Float32Array, theta: Float32Array, beta: number, T: number, surrogate: Surrogate, dI: Float32Array): { dTheta: Float64Array; dBeta: number } {
+function lifBackward(
+  g: Float32Array,
+  u: Float32Array,
+  theta: Float32Array,
+  beta: number,
+  T: number,
+  surrogate: Surrogate,
+  dI: Float32Array,
+): { dTheta: Float64Array; dBeta: number } {
   const M = u.length / T;
   const C = theta.length;
   const dTheta = new Float64Array(C);
@@ -65,7 +80,8 @@ function lifBackward(g: Float32Array, u: Float32Array, theta: Float32Array, beta
     for (let c = 0; c < C; c++) {
       const th = theta[c]!;
       const iw = invW[c]!;
-      let delta = 0, dth = 0;
+      let delta = 0,
+        dth = 0;
       for (let t = T - 1, k = row + c + (T - 1) * M; t >= 0; t--, k -= M) {
         const v = u[k]!;
         const x = 1 - Math.abs(v - th) * iw;
@@ -92,7 +108,9 @@ function lifBackward(g: Float32Array, u: Float32Array, theta: Float32Array, beta
  */
 export function lif(current: tf.Tensor, T: number, p: LifParams, surrogate: Surrogate = 'fixed'): tf.Tensor {
   const f = tf.customGrad((iIn, thetaIn, betaIn, save) => {
-    const I = iIn as tf.Tensor, theta = thetaIn as tf.Tensor, beta = betaIn as tf.Tensor;
+    const I = iIn as tf.Tensor,
+      theta = thetaIn as tf.Tensor,
+      beta = betaIn as tf.Tensor;
     const b = beta.dataSync()[0]!;
     const [u, s] = hostOp([I, theta], [I.shape, I.shape], ([iv, tv], [uv, sv]) => lifForward(iv!, tv!, b, T, uv!, sv!));
     (save as (tensors: tf.Tensor[]) => void)([u!, theta]);
@@ -101,7 +119,9 @@ export function lif(current: tf.Tensor, T: number, p: LifParams, surrogate: Surr
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [us, ts] = saved as [tf.Tensor, tf.Tensor];
         let grads: { dTheta: Float64Array; dBeta: number } | undefined;
-        const [dI] = hostOp([dy, us, ts], [us.shape], ([gv, uv, tv], [dv]) => { grads = lifBackward(gv!, uv!, tv!, b, T, surrogate, dv!); });
+        const [dI] = hostOp([dy, us, ts], [us.shape], ([gv, uv, tv], [dv]) => {
+          grads = lifBackward(gv!, uv!, tv!, b, T, surrogate, dv!);
+        });
         return [dI!, tf.tensor1d(Float32Array.from(grads!.dTheta)), tf.tensor1d([grads!.dBeta])];
       },
     };

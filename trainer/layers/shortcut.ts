@@ -14,7 +14,13 @@ export function shortcutCurrent(kind: Shortcut, prev: tf.Tensor4D, cout: number)
   // Rows in pairs, and each pair of columns side by side on the channel axis: every tap is a 4-D slice
   // (the wasm backend's Slice is slow beyond rank 4).
   const x = tf.reshape(prev, [b * (h / 2), 2, w / 2, 2 * cin]);
-  const at = (dy: number, dx: number) => tf.reshape(tf.slice(x, [0, dy, 0, dx * cin], [b * (h / 2), 1, w / 2, cin]), [b, h / 2, w / 2, cin]);
+  const at = (dy: number, dx: number) =>
+    tf.reshape(tf.slice(x, [0, dy, 0, dx * cin], [b * (h / 2), 1, w / 2, cin]), [b, h / 2, w / 2, cin]);
   const pooled = tf.mul(tf.add(tf.add(tf.add(at(0, 0), at(0, 1)), at(1, 0)), at(1, 1)), 0.25) as tf.Tensor4D;
-  return cout === cin ? pooled : tf.concat(Array.from({ length: cout / cin }, () => pooled), 3);
+  return cout === cin
+    ? pooled
+    : tf.concat(
+        Array.from({ length: cout / cin }, () => pooled),
+        3,
+      );
 }

@@ -10,7 +10,11 @@
  * that fails calls `abort()`, which wakes the others with an error instead of leaving them waiting.
  */
 
-const GEN = 0, ARRIVED = 1, ABORT = 2, SIZE = 3, CONTROL = 4;
+const GEN = 0,
+  ARRIVED = 1,
+  ABORT = 2,
+  SIZE = 3,
+  CONTROL = 4;
 
 export class CollectiveError extends Error {}
 
@@ -47,7 +51,8 @@ export class CollectiveGroup {
 
   /** Starts a step with `size` participants. Only call while no participant is inside `allReduce`. */
   reset(size: number): void {
-    if (size < 1 || size > this.capacity) throw new RangeError(`collective: expected 1..${this.capacity} participants, got ${size}`);
+    if (size < 1 || size > this.capacity)
+      throw new RangeError(`collective: expected 1..${this.capacity} participants, got ${size}`);
     Atomics.store(this.control, ARRIVED, 0);
     Atomics.store(this.control, ABORT, 0);
     Atomics.store(this.control, SIZE, size);
@@ -68,7 +73,8 @@ export class CollectiveGroup {
       rank,
       abort,
       allReduce(local: Float64Array): Float64Array {
-        if (local.length > maxLength) throw new RangeError(`collective: vector of ${local.length} exceeds ${maxLength}`);
+        if (local.length > maxLength)
+          throw new RangeError(`collective: vector of ${local.length} exceeds ${maxLength}`);
         if (size === 1) return local;
         const base = (calls++ % 2) * capacity * maxLength;
         slots.set(local, base + rank * maxLength);

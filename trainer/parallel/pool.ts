@@ -21,9 +21,16 @@ export interface WorkerSetup {
 }
 
 export type WorkerRequest =
-  | { kind: 'setup'; setup: WorkerSetup; collective: { buffer: SharedArrayBuffer; capacity: number; maxLength: number } }
+  | {
+      kind: 'setup';
+      setup: WorkerSetup;
+      collective: { buffer: SharedArrayBuffer; capacity: number; maxLength: number };
+    }
   | { kind: 'step'; values: Float32Array[]; shard: Shard; rank: number };
-export type WorkerReply = { kind: 'ready' } | { kind: 'result'; result: ShardResult } | { kind: 'error'; message: string };
+export type WorkerReply =
+  | { kind: 'ready' }
+  | { kind: 'result'; result: ShardResult }
+  | { kind: 'error'; message: string };
 
 /** A group for `threads` participants, sized for the widest BN layer of `net` (its forward sums: 2·C + 1). */
 export function collectiveFor(net: WorkerSetup['net'], threads: number): CollectiveGroup {
@@ -32,7 +39,10 @@ export function collectiveFor(net: WorkerSetup['net'], threads: number): Collect
 }
 
 export class GradientPool {
-  private constructor(private readonly workers: Worker[], readonly group: CollectiveGroup) {}
+  private constructor(
+    private readonly workers: Worker[],
+    readonly group: CollectiveGroup,
+  ) {}
 
   /** Starts `count` workers and waits until each has its backend and network. */
   static async start(count: number, setup: WorkerSetup): Promise<GradientPool> {
@@ -58,7 +68,11 @@ export class GradientPool {
    * (trainables order). The caller has reset the group for the step and computes rank 0 itself.
    */
   run(shards: Shard[], values: Float32Array[]): Promise<ShardResult[]> {
-    return Promise.all(shards.map((shard, k) => this.call(this.workers[k]!, { kind: 'step', values, shard, rank: k + 1 }).then((r) => r as ShardResult)));
+    return Promise.all(
+      shards.map((shard, k) =>
+        this.call(this.workers[k]!, { kind: 'step', values, shard, rank: k + 1 }).then((r) => r as ShardResult),
+      ),
+    );
   }
 
   async close(): Promise<void> {
@@ -77,8 +91,14 @@ export class GradientPool {
         if (reply.kind === 'error') reject(new Error(`training worker: ${reply.message}`));
         else resolve(reply.kind === 'result' ? reply.result : undefined);
       };
-      const onError = (err: Error) => { cleanup(); reject(err); };
-      const onExit = (code: number) => { cleanup(); reject(new Error(`training worker exited with code ${code}`)); };
+      const onError = (err: Error) => {
+        cleanup();
+        reject(err);
+      };
+      const onExit = (code: number) => {
+        cleanup();
+        reject(new Error(`training worker exited with code ${code}`));
+      };
       worker.on('message', onMessage);
       worker.on('error', onError);
       worker.on('exit', onExit);

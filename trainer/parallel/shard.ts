@@ -64,7 +64,15 @@ export function splitBatch(batch: Shard, frameSize: number, classes: number, par
  * Forward over T steps, SEI loss, backward on one shard; the parameters are not touched. `sync` joins the other
  * shards of the step for batch norm; a failure aborts it, so the others stop waiting.
  */
-export function shardGradients(net: NetConfig, params: NetParams, trainables: tf.Variable[], shard: Shard, frame: readonly [number, number, number], loss: LossOptions, sync: Collective = SOLO): ShardResult {
+export function shardGradients(
+  net: NetConfig,
+  params: NetParams,
+  trainables: tf.Variable[],
+  shard: Shard,
+  frame: readonly [number, number, number],
+  loss: LossOptions,
+  sync: Collective = SOLO,
+): ShardResult {
   try {
     return computeShard(net, params, trainables, shard, frame, loss, sync);
   } catch (err) {
@@ -73,7 +81,15 @@ export function shardGradients(net: NetConfig, params: NetParams, trainables: tf
   }
 }
 
-function computeShard(net: NetConfig, params: NetParams, trainables: tf.Variable[], shard: Shard, frame: readonly [number, number, number], loss: LossOptions, sync: Collective): ShardResult {
+function computeShard(
+  net: NetConfig,
+  params: NetParams,
+  trainables: tf.Variable[],
+  shard: Shard,
+  frame: readonly [number, number, number],
+  loss: LossOptions,
+  sync: Collective,
+): ShardResult {
   const n = shard.y.length;
   const updates: BnUpdate[] = [];
   // The gradients are read out after the tidy: a tidy walks every element of the typed arrays its callback returns.
@@ -88,15 +104,23 @@ function computeShard(net: NetConfig, params: NetParams, trainables: tf.Variable
       const { loss: l, logits } = seiLoss(res.stepLogits, yt, loss, soft);
       ok = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(logits, 1), yt), 'float32')));
       const rate = net.neuron === 'lif' ? spikeRateTerm(res.layerRates, loss) : undefined;
-      return rate ? tf.add(l, rate) as tf.Scalar : l;
+      return rate ? (tf.add(l, rate) as tf.Scalar) : l;
     }, trainables);
     const correct = ok!.dataSync()[0]!;
     ok!.dispose();
-    result = { loss: value.dataSync()[0]!, correct, grads: trainables.map((v) => (grads[v.name]!.dataSync() as Float32Array).slice()) };
+    result = {
+      loss: value.dataSync()[0]!,
+      correct,
+      grads: trainables.map((v) => (grads[v.name]!.dataSync() as Float32Array).slice()),
+    };
   });
   const out = result;
   const bn = updates.map((u) => {
-    const s = { mean: (u.mean.dataSync() as Float32Array).slice(), variance: (u.variance.dataSync() as Float32Array).slice(), count: u.count };
+    const s = {
+      mean: (u.mean.dataSync() as Float32Array).slice(),
+      variance: (u.variance.dataSync() as Float32Array).slice(),
+      count: u.count,
+    };
     u.mean.dispose();
     u.variance.dispose();
     return s;
@@ -108,7 +132,12 @@ function computeShard(net: NetConfig, params: NetParams, trainables: tf.Variable
  * Applies the shards' combined gradient with `optimizer` and moves the BN running statistics (`bnParams`, in the
  * order of ShardResult.bn) toward the batch statistics. Returns [mean loss, correct predictions].
  */
-export function applyShards(optimizer: Pick<tf.Optimizer, 'applyGradients'>, trainables: tf.Variable[], bnParams: BnParams[], micro: ShardResult[] | ShardResult[][]): [number, number] {
+export function applyShards(
+  optimizer: Pick<tf.Optimizer, 'applyGradients'>,
+  trainables: tf.Variable[],
+  bnParams: BnParams[],
+  micro: ShardResult[] | ShardResult[][],
+): [number, number] {
   // One micro-batch or several (accumulated): the gradient is the frame-weighted mean over every shard of all.
   const groups = (Array.isArray(micro[0]) ? micro : [micro]) as ShardResult[][];
   const shards = groups.flat();
@@ -118,7 +147,8 @@ export function applyShards(optimizer: Pick<tf.Optimizer, 'applyGradients'>, tra
   trainables.forEach((v, i) => {
     const sum = new Float32Array(v.size);
     shards.forEach((r, k) => {
-      const g = r.grads[i]!, w = weights[k]!;
+      const g = r.grads[i]!,
+        w = weights[k]!;
       for (let j = 0; j < sum.length; j++) sum[j]! += w * g[j]!;
     });
     grads[v.name] = tf.tensor(sum, v.shape);
@@ -128,10 +158,12 @@ export function applyShards(optimizer: Pick<tf.Optimizer, 'applyGradients'>, tra
   // Every shard of a micro-batch holds the same whole-micro-batch statistics: the running averages take each
   // micro-batch's once, in order.
   for (const group of groups) {
-    applyBnUpdates(bnParams.map((bn, i) => {
-      const st = group[0]!.bn[i]!;
-      return { bn, mean: tf.tensor1d(st.mean), variance: tf.tensor1d(st.variance), count: st.count };
-    }));
+    applyBnUpdates(
+      bnParams.map((bn, i) => {
+        const st = group[0]!.bn[i]!;
+        return { bn, mean: tf.tensor1d(st.mean), variance: tf.tensor1d(st.variance), count: st.count };
+      }),
+    );
   }
   return [shards.reduce((s, r, k) => s + weights[k]! * r.loss, 0), shards.reduce((s, r) => s + r.correct, 0)];
 }

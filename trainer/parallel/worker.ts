@@ -17,16 +17,37 @@ port.on('message', async (request: WorkerRequest) => {
       await initBackend({ preferWasm: true });
       const params = initParams(request.setup.net, request.setup.seed, 'worker/');
       const { buffer, capacity, maxLength } = request.collective;
-      state = { setup: request.setup, params, trainables: namedVariables(params).filter((v) => v.trainable).map((v) => v.v), group: new CollectiveGroup(capacity, maxLength, buffer) };
+      state = {
+        setup: request.setup,
+        params,
+        trainables: namedVariables(params)
+          .filter((v) => v.trainable)
+          .map((v) => v.v),
+        group: new CollectiveGroup(capacity, maxLength, buffer),
+      };
       port.postMessage({ kind: 'ready' } satisfies WorkerReply);
       return;
     }
     if (!state) throw new Error('step before setup');
     const { setup, params, trainables, group } = state;
     tf.tidy(() => trainables.forEach((v, i) => v.assign(tf.tensor(request.values[i]!, v.shape))));
-    const result = shardGradients(setup.net, params, trainables, request.shard, setup.frame, setup.loss, group.join(request.rank));
-    port.postMessage({ kind: 'result', result } satisfies WorkerReply, [...result.grads.map((g) => g.buffer), ...result.bn.flatMap((b) => [b.mean.buffer, b.variance.buffer])] as ArrayBuffer[]);
+    const result = shardGradients(
+      setup.net,
+      params,
+      trainables,
+      request.shard,
+      setup.frame,
+      setup.loss,
+      group.join(request.rank),
+    );
+    port.postMessage({ kind: 'result', result } satisfies WorkerReply, [
+      ...result.grads.map((g) => g.buffer),
+      ...result.bn.flatMap((b) => [b.mean.buffer, b.variance.buffer]),
+    ] as ArrayBuffer[]);
   } catch (err) {
-    port.postMessage({ kind: 'error', message: err instanceof Error ? err.stack ?? err.message : String(err) } satisfies WorkerReply);
+    port.postMessage({
+      kind: 'error',
+      message: err instanceof Error ? (err.stack ?? err.message) : String(err),
+    } satisfies WorkerReply);
   }
 });

@@ -22,7 +22,13 @@ export function annTeacher(net: NetConfig, params: NetParams): TeacherFn {
 }
 
 /** Logits of an ONNX classifier for every frame of `split`, computed once and cached in `cacheDir`. */
-export async function onnxTeacherLogits(file: string, split: Split, classes: number, cacheDir: string, onInfo?: (line: string) => void): Promise<Float32Array> {
+export async function onnxTeacherLogits(
+  file: string,
+  split: Split,
+  classes: number,
+  cacheDir: string,
+  onInfo?: (line: string) => void,
+): Promise<Float32Array> {
   const bytes = readFileSync(file);
   const key = createHash('sha256').update(bytes).update(split.images).digest('hex').slice(0, 16);
   const cache = join(cacheDir, `teacher-onnx-${key}.f32`);

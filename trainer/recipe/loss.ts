@@ -40,11 +40,17 @@ export function spikeRateTerm(rates: readonly tf.Scalar[], opts: LossOptions): t
 
 export const DEFAULT_LOSS: LossOptions = { perStep: 0, kdWeight: 0, kdTemperature: 1, labelSmoothing: 0 };
 
-export function seiLoss(stepLogits: tf.Tensor3D, labels: tf.Tensor1D, opts: LossOptions, teacherLogits?: tf.Tensor2D): { loss: tf.Scalar; logits: tf.Tensor2D } {
+export function seiLoss(
+  stepLogits: tf.Tensor3D,
+  labels: tf.Tensor1D,
+  opts: LossOptions,
+  teacherLogits?: tf.Tensor2D,
+): { loss: tf.Scalar; logits: tf.Tensor2D } {
   const [T, , K] = stepLogits.shape;
   const logits = tf.mean(stepLogits, 0) as tf.Tensor2D;
   const oneHot = tf.oneHot(labels, K);
-  const ce = (l: tf.Tensor) => tf.losses.softmaxCrossEntropy(oneHot, l as tf.Tensor2D, undefined, opts.labelSmoothing) as tf.Scalar;
+  const ce = (l: tf.Tensor) =>
+    tf.losses.softmaxCrossEntropy(oneHot, l as tf.Tensor2D, undefined, opts.labelSmoothing) as tf.Scalar;
   let hard: tf.Scalar = ce(logits);
   if (opts.perStep > 0 && T > 1) {
     const steps = tf.unstack(stepLogits, 0).map((l) => ce(l));

@@ -69,7 +69,8 @@ export function bconvDots(layer: BinaryConvLayer, spikes: Uint8Array): Int32Arra
   });
   const dots = new Int32Array(oh * ow * cout);
   for (let pos = 0; pos < oh * ow; pos++) {
-    for (let c = 0; c < cout; c++) dots[pos * cout + c] = binaryDot(patches, pos * words, layer.weightBits, c * words, words);
+    for (let c = 0; c < cout; c++)
+      dots[pos * cout + c] = binaryDot(patches, pos * words, layer.weightBits, c * words, words);
   }
   return dots;
 }
@@ -128,7 +129,9 @@ export function shortcutCurrent(layer: HiddenLayer, prev: Float32Array, from: Sh
   for (let oy = 0, y = 0; oy < oh; oy++, y += 2) {
     for (let ox = 0, x = 0; ox < ow; ox++, x += 2) {
       for (let c = 0; c < cout; c++) {
-        out[(oy * ow + ox) * cout + c] = f(f(f(f(at(y, x, c) + at(y, x + 1, c)) + at(y + 1, x, c)) + at(y + 1, x + 1, c)) * 0.25);
+        out[(oy * ow + ox) * cout + c] = f(
+          f(f(f(at(y, x, c) + at(y, x + 1, c)) + at(y + 1, x, c)) + at(y + 1, x + 1, c)) * 0.25,
+        );
       }
     }
   }
@@ -136,7 +139,13 @@ export function shortcutCurrent(layer: HiddenLayer, prev: Float32Array, from: Sh
 }
 
 /** One LIF update of a whole layer: `v = fround(fround(beta*v) + I)`, spike when `v >= theta_c`, soft reset. */
-export function lifStep(current: Float32Array, v: Float32Array, beta: number, theta: Float32Array, spikes: Uint8Array): void {
+export function lifStep(
+  current: Float32Array,
+  v: Float32Array,
+  beta: number,
+  theta: Float32Array,
+  spikes: Uint8Array,
+): void {
   const channels = theta.length;
   for (let i = 0; i < v.length; i++) {
     const th = theta[i % channels]!;

@@ -19,7 +19,11 @@ function referenceRunner(model: BwsnnModel): Runner {
       const lastChannels = layerChannels(layers[last]!);
       const lastCounts = new Float64Array(lastChannels);
       const trace = record
-        ? layers.map((l, i) => ({ name: l.name, spikes: new Uint8Array(T * units[i]!), currents: new Float32Array(T * units[i]!) }))
+        ? layers.map((l, i) => ({
+            name: l.name,
+            spikes: new Uint8Array(T * units[i]!),
+            currents: new Float32Array(T * units[i]!),
+          }))
         : undefined;
       const first = firstLayerCurrents(model.first, frame);
       for (let t = 0; t < T; t++) {
@@ -28,8 +32,9 @@ function referenceRunner(model: BwsnnModel): Runner {
         lifStep(current, v[0]!, Math.fround(model.first.lif.beta), model.first.lif.theta, spikes);
         const settle = (i: number) => {
           for (let u = 0; u < spikes.length; u++) layerSpikes[i]! += spikes[u]!;
-          trace?.[i]!.spikes.set(spikes, t * units[i]!);
-          trace?.[i]!.currents.set(current, t * units[i]!);
+          const at = trace?.[i];
+          at?.spikes.set(spikes, t * units[i]!);
+          at?.currents.set(current, t * units[i]!);
         };
         settle(0);
         model.hidden.forEach((layer, h) => {

@@ -13,11 +13,50 @@ export const WASM_URL = new URL('./assembly/simd-kernel.wasm', import.meta.url);
  * and values (`moduleLayout`); test/kernels.test.ts holds the two equal.
  */
 export const FIELDS = {
-  KIND: 0, IN: 1, IH: 2, IW: 3, ICW: 4, OH: 5, OW: 6, COUT: 7, OCW: 8, K: 9, STRIDE: 10, PAD: 11,
-  WGT: 12, SCALE: 13, BIAS: 14, THETA: 15, BETA: 16, V: 17, CUR: 18, OUT: 19,
-  SC_KIND: 20, SC_PTR: 21, SC_CIN: 22, SC_W: 23, COUNTS: 24, I0: 25, SPIKES: 26, DOTS: 27,
-  LIST: 28, START: 29, SCTMP: 30, GROUPS: 31, ICB: 32, SAME: 33, SAVE: 34, WEV: 35, PATH: 36,
-  EVENTS: 37, ZERO: 38, SPIKED: 39, CLONE: 40, SC_CLONE: 41, STEP: 42, IN_STEP: 43,
+  KIND: 0,
+  IN: 1,
+  IH: 2,
+  IW: 3,
+  ICW: 4,
+  OH: 5,
+  OW: 6,
+  COUT: 7,
+  OCW: 8,
+  K: 9,
+  STRIDE: 10,
+  PAD: 11,
+  WGT: 12,
+  SCALE: 13,
+  BIAS: 14,
+  THETA: 15,
+  BETA: 16,
+  V: 17,
+  CUR: 18,
+  OUT: 19,
+  SC_KIND: 20,
+  SC_PTR: 21,
+  SC_CIN: 22,
+  SC_W: 23,
+  COUNTS: 24,
+  I0: 25,
+  SPIKES: 26,
+  DOTS: 27,
+  LIST: 28,
+  START: 29,
+  SCTMP: 30,
+  GROUPS: 31,
+  ICB: 32,
+  SAME: 33,
+  SAVE: 34,
+  WEV: 35,
+  PATH: 36,
+  EVENTS: 37,
+  ZERO: 38,
+  SPIKED: 39,
+  CLONE: 40,
+  SC_CLONE: 41,
+  STEP: 42,
+  IN_STEP: 43,
 } as const;
 /** i32 words per layer descriptor. */
 export const DESC_WORDS = 48;
@@ -57,7 +96,8 @@ const SIMD_PROBE = new Uint8Array([
 
 /** Why the compiled kernel cannot run in this process, or undefined when it can. */
 export function moduleUnavailable(): string | undefined {
-  if (typeof WebAssembly !== 'object' || !WebAssembly.validate(SIMD_PROBE)) return 'this JavaScript engine has no WebAssembly SIMD';
+  if (typeof WebAssembly !== 'object' || !WebAssembly.validate(SIMD_PROBE))
+    return 'this JavaScript engine has no WebAssembly SIMD';
   if (!existsSync(fileURLToPath(WASM_URL))) return `${fileURLToPath(WASM_URL)} is missing (run \`npm run build:wasm\`)`;
   return undefined;
 }

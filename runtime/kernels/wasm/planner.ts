@@ -3,7 +3,14 @@
  * weights repacked for the SIMD loops, state and scratch buffers) and says which models the kernel cannot take.
  * The descriptor fields it writes are ./module.ts's FIELDS; ./runner.ts runs the planned network.
  */
-import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Shape3 } from '../../format/model.js';
+import type {
+  BinaryConvLayer,
+  BinaryLinearLayer,
+  BwsnnModel,
+  ConvInt8Layer,
+  HiddenLayer,
+  Shape3,
+} from '../../format/model.js';
 import { rowWords } from '../../format/model.js';
 import { layerChannels, mapShape, perOp } from '../../format/ops.js';
 import type { PerOp } from '../../format/ops.js';
@@ -20,7 +27,8 @@ export function wasmUnsupported(model: BwsnnModel): string | undefined {
     const layer = model.hidden[i - 1]!;
     const g = geometry(layer, mapShape(layers[i - 1]!));
     if (g.fanIn > 0xffff) return `${layer.name}: fan-in ${g.fanIn} exceeds the wasm kernel's 65535`;
-    if (g.iw * g.icb * groupsOf(layerChannels(layer), 16) * 16 >= 2 ** 24) return `${layer.name}: weights per window row exceed the wasm kernel's 16 MiB`;
+    if (g.iw * g.icb * groupsOf(layerChannels(layer), 16) * 16 >= 2 ** 24)
+      return `${layer.name}: weights per window row exceed the wasm kernel's 16 MiB`;
   }
   return undefined;
 }
@@ -46,7 +54,10 @@ class Arena {
   alloc(bytes: number, init?: ArrayBufferView): number {
     const at = this.top;
     this.top += Math.ceil(Math.max(bytes, init?.byteLength ?? 0, 16) / 16) * 16;
-    if (init) this.writes.push((buf) => new Uint8Array(buf, at, init.byteLength).set(new Uint8Array(init.buffer, init.byteOffset, init.byteLength)));
+    if (init)
+      this.writes.push((buf) =>
+        new Uint8Array(buf, at, init.byteLength).set(new Uint8Array(init.buffer, init.byteOffset, init.byteLength)),
+      );
     return at;
   }
   commit(): void {
@@ -70,7 +81,8 @@ function firstWeights(layer: ConvInt8Layer): Int16Array {
   const pairs = Math.ceil(taps / 2);
   const out = new Int16Array(groupsOf(cout, 4) * pairs * 8);
   for (let c = 0; c < cout; c++) {
-    for (let j = 0; j < taps; j++) out[((c >> 2) * pairs + (j >> 1)) * 8 + (c & 3) * 2 + (j & 1)] = layer.weights[c * taps + j]!;
+    for (let j = 0; j < taps; j++)
+      out[((c >> 2) * pairs + (j >> 1)) * 8 + (c & 3) * 2 + (j & 1)] = layer.weights[c * taps + j]!;
   }
   return out;
 }
@@ -80,7 +92,13 @@ function firstWeights(layer: ConvInt8Layer): Int16Array {
  * (tap = f / cin, channel ci = f % cin) and lands in bit ci&7 of byte j = tap*tapBytes + ci/8. A linear layer is
  * the same with tap = input position.
  */
-function binaryWeights(weightBits: Uint32Array, cout: number, fanIn: number, cin: number, tapBytes: number): Uint8Array {
+function binaryWeights(
+  weightBits: Uint32Array,
+  cout: number,
+  fanIn: number,
+  cin: number,
+  tapBytes: number,
+): Uint8Array {
   const words = rowWords(fanIn);
   const groups = groupsOf(cout, 16);
   const out = new Uint8Array((fanIn / cin) * tapBytes * groups * 16);
@@ -143,7 +161,7 @@ export function planNetwork(model: BwsnnModel): NetworkPlan {
   });
   const descAt = a.alloc(plans.length * DESC_WORDS * 4);
   // Each binary layer reads the step's spike count of the layer before from that layer's descriptor.
-  plans.forEach((p, i) => i > 0 && (p.desc[F.IN_STEP] = descAt + ((i - 1) * DESC_WORDS + F.STEP) * 4));
+  for (let i = 1; i < plans.length; i++) plans[i]!.desc[F.IN_STEP] = descAt + ((i - 1) * DESC_WORDS + F.STEP) * 4;
   a.commit();
   const descs = new Int32Array(kernel.memory.buffer, descAt, plans.length * DESC_WORDS);
   plans.forEach((p, i) => descs.set(p.desc, i * DESC_WORDS));
@@ -167,13 +185,33 @@ interface Geometry {
 const GEOMETRY: PerOp<HiddenLayer, [from: Shape3], Geometry> = {
   bconv: (layer, from) => {
     const icb = Math.ceil(from[2] / 8);
-    return { ih: from[0], iw: from[1], icw: cwOf(from[2]), icb, tapBytes: icb, k: layer.kernel, stride: layer.stride, pad: layer.pad, fanIn: layer.kernel * layer.kernel * from[2] };
+    return {
+      ih: from[0],
+      iw: from[1],
+      icw: cwOf(from[2]),
+      icb,
+      tapBytes: icb,
+      k: layer.kernel,
+      stride: layer.stride,
+      pad: layer.pad,
+      fanIn: layer.kernel * layer.kernel * from[2],
+    };
   },
   // A linear layer is a 1×1 conv on a 1×1 map: the whole input map is one position whose every byte is scanned
   // (the bytes past each position's channels are zero).
   blinear: (layer, from) => {
     const icw = from[0] * from[1] * cwOf(from[2]);
-    return { ih: 1, iw: 1, icw, icb: 4 * icw, tapBytes: 4 * cwOf(from[2]), k: 1, stride: 1, pad: 0, fanIn: layer.inFeatures };
+    return {
+      ih: 1,
+      iw: 1,
+      icw,
+      icb: 4 * icw,
+      tapBytes: 4 * cwOf(from[2]),
+      k: 1,
+      stride: 1,
+      pad: 0,
+      fanIn: layer.inFeatures,
+    };
   },
 };
 
@@ -205,7 +243,14 @@ function planFirst(a: Arena, layer: ConvInt8Layer, counts: boolean): Planned {
   return { desc: d, clone: d[F.CLONE]!, cur: d[F.CUR]!, out: d[F.OUT]!, units, channels: cout };
 }
 
-function planBinary(a: Arena, layer: HiddenLayer, prev: Planned, from: Shape3, counts: boolean, path: BinaryPath = 'auto'): Planned {
+function planBinary(
+  a: Arena,
+  layer: HiddenLayer,
+  prev: Planned,
+  from: Shape3,
+  counts: boolean,
+  path: BinaryPath = 'auto',
+): Planned {
   const [oh, ow, cout] = mapShape(layer);
   const units = oh * ow * cout;
   const g = geometry(layer, from);
@@ -261,16 +306,29 @@ function common(a: Arena, d: Int32Array, layer: ConvInt8Layer | HiddenLayer, uni
  * One binary layer alone in its own kernel instance, on fixed input spikes (HWC 0/1 bytes of shape `from`), for
  * the property tests (`dots`: the integer dots instead of the LIF output) and the kernel benchmark (`run`).
  */
-export function singleLayer(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uint8Array, from: Shape3, dots: boolean, path: BinaryPath = 'auto') {
+export function singleLayer(
+  layer: BinaryConvLayer | BinaryLinearLayer,
+  spikes: Uint8Array,
+  from: Shape3,
+  dots: boolean,
+  path: BinaryPath = 'auto',
+) {
   const kernel = instantiate();
   const a = new Arena(kernel);
   const cw = cwOf(from[2]);
   const positions = from[0] * from[1];
   const packed = new Uint32Array(positions * cw);
   spikes.forEach((s, u) => {
-    if (s) packed[Math.floor(u / from[2]) * cw + ((u % from[2]) >> 5)]! |= 1 << (u % from[2] & 31);
+    if (s) packed[Math.floor(u / from[2]) * cw + ((u % from[2]) >> 5)]! |= 1 << ((u % from[2]) & 31);
   });
-  const prev: Planned = { desc: new Int32Array(0), clone: a.alloc(positions), cur: a.alloc(positions * from[2] * 4), out: a.alloc(mapBytes(positions, from[2]), packed), units: positions * from[2], channels: from[2] };
+  const prev: Planned = {
+    desc: new Int32Array(0),
+    clone: a.alloc(positions),
+    cur: a.alloc(positions * from[2] * 4),
+    out: a.alloc(mapBytes(positions, from[2]), packed),
+    units: positions * from[2],
+    channels: from[2],
+  };
   const p = planBinary(a, layer, prev, from, false, path);
   if (dots) p.desc[F.DOTS] = a.alloc(p.units * 4);
   const descAt = a.alloc(DESC_WORDS * 4, p.desc);
@@ -282,7 +340,12 @@ export function singleLayer(layer: BinaryConvLayer | BinaryLinearLayer, spikes: 
 }
 
 /** Integer dots of one binary layer computed by the kernel: the property tests hold them equal to the reference's. */
-export function wasmDots(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uint8Array, from: Shape3, path: BinaryPath = 'auto'): Int32Array {
+export function wasmDots(
+  layer: BinaryConvLayer | BinaryLinearLayer,
+  spikes: Uint8Array,
+  from: Shape3,
+  path: BinaryPath = 'auto',
+): Int32Array {
   const l = singleLayer(layer, spikes, from, true, path);
   l.run();
   return l.dots();
@@ -292,7 +355,8 @@ export function wasmDots(layer: BinaryConvLayer | BinaryLinearLayer, spikes: Uin
 export function bareLoop(rows: number, vecs: number): (reps: number) => number {
   const kernel = instantiate();
   const a = new Arena(kernel);
-  const random = (n: number) => Uint32Array.from({ length: n * 4 }, (_, i) => Math.imul(i + 1, 0x9e3779b1) ^ (i * 7919));
+  const random = (n: number) =>
+    Uint32Array.from({ length: n * 4 }, (_, i) => Math.imul(i + 1, 0x9e3779b1) ^ (i * 7919));
   const w = a.alloc(0, random(rows * vecs));
   const x = a.alloc(0, random(vecs));
   a.commit();

@@ -12,7 +12,8 @@ import { cwOf, planNetwork, wasmUnsupported } from './planner.js';
 function unpackSpikes(words: Uint32Array, units: number, channels: number, into: Uint8Array, at: number): void {
   const cw = cwOf(channels);
   for (let u = 0; u < units; u++) {
-    const pos = Math.floor(u / channels), c = u % channels;
+    const pos = Math.floor(u / channels),
+      c = u % channels;
     into[at + u] = (words[pos * cw + (c >> 5)]! >>> (c & 31)) & 1;
   }
 }
@@ -27,9 +28,16 @@ function wasmRunner(model: BwsnnModel): Runner {
   const spikesAt = Int32Array.from(plans, (p) => p.desc[F.SPIKES]! >> 2);
   const countsAt = last.desc[F.COUNTS]! >> 2;
   // Views on the kernel's memory, made again only if it grows (which would detach them).
-  const makeViews = () => ({ buf: mem(), input: new Uint8Array(mem(), frameAt, inputBytes), ints: new Int32Array(mem()) });
+  const makeViews = () => ({
+    buf: mem(),
+    input: new Uint8Array(mem(), frameAt, inputBytes),
+    ints: new Int32Array(mem()),
+  });
   let views = makeViews();
-  const view = () => (views.buf === mem() ? views : (views = makeViews()));
+  const view = () => {
+    if (views.buf !== mem()) views = makeViews();
+    return views;
+  };
 
   return {
     run(frame, record): RunOutput {
@@ -38,13 +46,23 @@ function wasmRunner(model: BwsnnModel): Runner {
       if (!record) {
         kernel.frame(descAt, plans.length, model.T);
       } else {
-        trace = layers.map((l) => ({ name: l.name, spikes: new Uint8Array(model.T * layerUnits(l)), currents: new Float32Array(model.T * layerUnits(l)) }));
+        trace = layers.map((l) => ({
+          name: l.name,
+          spikes: new Uint8Array(model.T * layerUnits(l)),
+          currents: new Float32Array(model.T * layerUnits(l)),
+        }));
         kernel.start(descAt, plans.length);
         for (let t = 0; t < model.T; t++) {
           kernel.step(descAt, plans.length);
           plans.forEach((p, i) => {
             trace![i]!.currents.set(new Float32Array(mem(), p.cur, p.units), t * p.units);
-            unpackSpikes(new Uint32Array(mem(), p.out, (p.units / p.channels) * cwOf(p.channels)), p.units, p.channels, trace![i]!.spikes, t * p.units);
+            unpackSpikes(
+              new Uint32Array(mem(), p.out, (p.units / p.channels) * cwOf(p.channels)),
+              p.units,
+              p.channels,
+              trace![i]!.spikes,
+              t * p.units,
+            );
           });
         }
       }
