@@ -8,6 +8,7 @@
  * (console/page/tsconfig.json has no Node types). The payloads are type aliases, not interfaces, so that each is
  * also a plain JSON record (`Json`).
  */
+import type { BwsnnSummary, LayerSummary } from '../runtime/format/summary.js';
 import type { ModelRecord } from './store/types.js';
 
 export type { ModelRecord } from './store/types.js';
@@ -107,35 +108,14 @@ export type ActivateResult =
 /** `label`: how many frames were stored, which ids the agent no longer holds, and the labelled frames it has now. */
 export type LabelResult = { readonly saved: number; readonly missing: readonly number[]; readonly total: number };
 
-/** One layer of a model card (the `.bwsnn` header's summary). */
-export type ModelCardLayer = {
-  readonly op: string;
-  readonly name: string;
-  readonly inShape: readonly number[];
-  readonly outShape: readonly number[];
-  readonly shortcut?: string;
-  /** Bytes of its tensors. */
-  readonly bytes: number;
-};
+/** One layer of a model card: the runtime's summary of it (runtime/format/summary.ts). */
+export type ModelCardLayer = LayerSummary;
 
-/** The running model as its file describes it: header fields, sizes, the signing key. */
-export type ModelCard = {
+/** The running model as its file describes it: the header's summary, with its registry key and file digest. */
+export type ModelCard = Omit<BwsnnSummary, 'checksum'> & {
   /** Registry key, `<name>@<version>`. */
   readonly key: string;
   readonly sha256: string;
-  readonly formatVersion: number;
-  readonly name: string;
-  readonly version: number;
-  readonly T: number;
-  readonly input: readonly number[];
-  readonly labels: readonly string[];
-  readonly producer: string;
-  readonly createdAt: string;
-  readonly layers: readonly ModelCardLayer[];
-  readonly sizes: { readonly file: number; readonly header: number; readonly data: number };
-  readonly signed: boolean;
-  /** Hex SHA-256 of the signer's raw Ed25519 public key; null when unsigned. */
-  readonly keyId: string | null;
 };
 
 /** `preview` arguments: how long and how fast (bounded by the device: see commands/preview.ts). */

@@ -11,6 +11,7 @@ import { ConfigError, FormatError, SeiError, show } from '../errors.js';
 import type { BinaryConvLayer, BinaryLinearLayer, BwsnnModel, ConvInt8Layer, HiddenLayer, Lif } from './model.js';
 import { FIRST_OPS, HEAD_OPS, HIDDEN_OPS, OPS } from './ops.js';
 import type { Op } from './ops.js';
+import type { BwsnnSummary, LayerSummary } from './summary.js';
 import { KEY_ID_BYTES, SIGNATURE_BYTES, keyId, privateKey, publicKey, signDigest, verifyDigest } from './sign.js';
 import { AlignedReader, AlignedWriter, PackedReader, PackedWriter, copyBytes } from './tensors.js';
 import type { TensorKind, TensorReader, TensorWriter } from './tensors.js';
@@ -564,34 +565,7 @@ function guarded<T>(fn: () => T): T {
 
 // ---------------------------------------------------------------------------------------------- inspecting
 
-export interface LayerSummary {
-  readonly op: string;
-  readonly name: string;
-  /** [h, w, c] for conv layers; [features] for linear layers and the head. */
-  readonly inShape: readonly number[];
-  readonly outShape: readonly number[];
-  readonly shortcut?: string;
-  /** Bytes of this layer's tensor sections. */
-  readonly bytes: number;
-}
-
-export interface BwsnnSummary {
-  readonly formatVersion: number;
-  readonly name: string;
-  readonly version: number;
-  readonly T: number;
-  readonly input: readonly number[];
-  readonly labels: readonly string[];
-  readonly producer: string;
-  readonly createdAt: string;
-  readonly layers: readonly LayerSummary[];
-  readonly sizes: { readonly file: number; readonly header: number; readonly data: number };
-  readonly signed: boolean;
-  /** Hex key id (SHA-256 of the raw Ed25519 public key) of the signer, null when unsigned. */
-  readonly keyId: string | null;
-  /** Hex SHA-256 stored in the file (verified). */
-  readonly checksum: string;
-}
+export type { BwsnnSummary, LayerSummary } from './summary.js';
 
 /** Version 1: the lengths the layer's tensor references state. */
 function referencedBytes(layer: Record<string, unknown>): number {
