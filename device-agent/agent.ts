@@ -7,7 +7,7 @@
  */
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
-import { ConfigError } from '../runtime/index.js';
+import { ConfigError, modelFit } from '../runtime/index.js';
 import type { Engine, InferResult } from '../runtime/index.js';
 import { runCommand } from './commands/index.js';
 import type { CommandContext, FrameResult } from './commands/index.js';
@@ -286,6 +286,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       loop: s.loop,
       crop: s.crop,
       invert: s.invert,
+      fit: modelFit(this.engine!.model),
       ...(this.stdin ? { stdin: this.stdin } : {}),
       ...(link ? { mqtt: { feed: link, badFrame: (err: Error) => this.frameError(err, 'frames/in') } } : {}),
     });

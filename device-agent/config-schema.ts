@@ -99,7 +99,7 @@ const topicLevel = {
 const MiB = 2 ** 20;
 
 const crop = nullable(
-  section('region of a camera/image frame kept before resizing, in source pixels; null: the centred square', {
+  section("region of a camera/image frame kept before the model's fit policy, in source pixels; null: the whole frame", {
     x: int({ doc: 'left edge', default: 0, min: 0, max: 65535 }),
     y: int({ doc: 'top edge', default: 0, min: 0, max: 65535 }),
     width: int({ doc: 'box width', min: 1, max: 65535 }),

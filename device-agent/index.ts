@@ -21,7 +21,7 @@ export { ModelRegistry } from './registry.js';
 export type { ModelFile } from './models.js';
 export { MqttLink } from './mqtt/link.js';
 export type { Command, LinkEvents, LinkOptions } from './mqtt/link.js';
-export { AreaResizer, centredSquare, decodePgm, decodePicture, isPicture, toModelFrame } from './sources/image.js';
+export { decodePgm, decodePicture, isPicture, sourceResizer, toModelFrame, yuv420ToRgb } from './sources/image.js';
 export type { Image } from './sources/image.js';
 export { createSource, defaultFrames, PushSource } from './sources/index.js';
 export type { FrameSource, SourceFrame, SourceOptions } from './sources/index.js';

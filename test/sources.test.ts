@@ -6,11 +6,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import fc from 'fast-check';
 import { PNG } from 'pngjs';
 import {
-  AreaResizer,
-  centredSquare,
   createSource,
   decodePgm,
   decodePicture,
@@ -110,7 +107,6 @@ describe('pictures', () => {
       false,
     );
     assert.deepEqual([...down], [15, 125]);
-    assert.deepEqual(centredSquare(640, 480), { x: 80, y: 0, width: 480, height: 480 });
     const inv = toModelFrame(
       { width: 1, height: 1, channels: 3, data: Uint8Array.of(255, 255, 255) },
       [1, 1, 1],
@@ -118,78 +114,6 @@ describe('pictures', () => {
       true,
     );
     assert.equal(inv[0], 0);
-  });
-});
-
-describe('AreaResizer: the planned integer resize equals toModelFrame byte for byte', () => {
-  const geometry = fc.record({
-    w: fc.integer({ min: 1, max: 70 }),
-    h: fc.integer({ min: 1, max: 70 }),
-    tw: fc.integer({ min: 1, max: 30 }),
-    th: fc.integer({ min: 1, max: 30 }),
-    inC: fc.constantFrom(1 as const, 3 as const),
-    outC: fc.constantFrom(1, 3),
-    invert: fc.boolean(),
-    crop: fc.option(
-      fc.record({
-        x: fc.nat({ max: 20 }),
-        y: fc.nat({ max: 20 }),
-        width: fc.integer({ min: 1, max: 50 }),
-        height: fc.integer({ min: 1, max: 50 }),
-      }),
-      { nil: null },
-    ),
-    // Few distinct values make exact .5 means (and grey conversions next to them) common, not rare.
-    levels: fc.constantFrom([0, 1], [0, 255], [7, 8, 9, 10], null),
-    seed: fc.nat(),
-  });
-
-  test('random geometries, crops, channel conversions and contents, ties included', () => {
-    fc.assert(
-      fc.property(geometry, (g) => {
-        const crop = g.crop && g.crop.x + g.crop.width <= g.w && g.crop.y + g.crop.height <= g.h ? g.crop : null;
-        let x = g.seed;
-        const next = () => {
-          x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-          return x >>> 8;
-        };
-        const data = Uint8Array.from({ length: g.w * g.h * g.inC }, () =>
-          g.levels ? g.levels[next() % g.levels.length]! : next() & 255,
-        );
-        const img = { width: g.w, height: g.h, channels: g.inC, data };
-        const resizer = new AreaResizer(g.w, g.h, g.inC, [g.th, g.tw, g.outC], crop, g.invert);
-        const out = new Uint8Array(g.th * g.tw * g.outC);
-        assert.equal(resizer.resize(data, out), out, 'writes into the buffer it is given');
-        sameBytes(out, toModelFrame(img, [g.th, g.tw, g.outC], crop, g.invert));
-        sameBytes(resizer.resize(data), out, 'the same again: nothing carried over between frames');
-      }),
-      { numRuns: 400 },
-    );
-  });
-
-  test('exact ties and the camera geometry', () => {
-    // Two pixels 0 and 1 into one: the mean is exactly 0.5, which the reference rounds up.
-    const tie = new AreaResizer(2, 1, 1, [1, 1, 1], { x: 0, y: 0, width: 2, height: 1 }, false);
-    assert.deepEqual([...tie.resize(Uint8Array.of(0, 1))], [1]);
-    const w = 640,
-      h = 480;
-    for (let k = 0; k < 4; k++) {
-      const frame = Uint8Array.from({ length: w * h }, (_, i) =>
-        k === 0 ? (i * 7 + (i >> 9)) & 255 : k === 1 ? ((i % w) + (i >> 7)) & 1 : (i * (k + 3)) % 251,
-      );
-      sameBytes(
-        new AreaResizer(w, h, 1, [28, 28, 1], null, false).resize(frame),
-        toModelFrame({ width: w, height: h, channels: 1, data: frame }, [28, 28, 1], null, false),
-      );
-    }
-    assert.throws(
-      () => new AreaResizer(64, 48, 1, [28, 28, 1], { x: 40, y: 0, width: 40, height: 40 }, false),
-      (e: Error) => e instanceof FrameError && e.field === 'source.crop',
-    );
-    assert.throws(
-      () => new AreaResizer(8, 8, 3, [2, 2, 2], null, false),
-      (e: Error) => e instanceof FrameError && e.field === 'input.channels',
-    );
   });
 });
 

@@ -17,7 +17,7 @@ import {
 } from '../../runtime/index.js';
 import type { LabelledFrames } from '../../runtime/index.js';
 import type { SourceSpec } from '../config.js';
-import { AreaResizer, decodePicture, toModelFrame } from './image.js';
+import { decodePicture, sourceResizer, toModelFrame, yuv420ToRgb } from './image.js';
 import { mqttSource } from './mqtt.js';
 import { PushSource } from './push.js';
 import type { FrameSource, SourceFrame, SourceOptions } from './types.js';
@@ -122,7 +122,7 @@ function labelledSource(
 ): FrameSource {
   const [h, w, c] = frames.frameShape;
   const same = h === opts.target[0] && w === opts.target[1] && c === opts.target[2] && !opts.invert && !opts.crop;
-  const resize = same ? null : new AreaResizer(w, h, c as 1 | 3, opts.target, opts.crop, opts.invert);
+  const resize = same ? null : sourceResizer(w, h, c as 1 | 3, opts.target, opts.crop, opts.invert, opts.fit);
   const get = (i: number): SourceFrame => {
     const raw = frames.frame(i);
     return { data: resize ? resize.resize(raw) : raw, label: hasLabels ? frames.labels[i]! : null };
@@ -151,19 +151,21 @@ function folderSource(dir: string, opts: SourceOptions): FrameSource {
     const name = names[i]!;
     const img = decodePicture(readFileSync(join(dir, name)), name);
     const m = LABEL_PREFIX.exec(name);
-    return { data: toModelFrame(img, opts.target, opts.crop, opts.invert), label: m ? Number(m[1]) : null };
+    return { data: toModelFrame(img, opts.target, opts.crop, opts.invert, opts.fit), label: m ? Number(m[1]) : null };
   };
   return pulledSource(names.length, get, `images in ${dir}`, opts);
 }
 
 /**
  * Raw video on a stream: `grey` is W*H bytes per frame, `yuv420` (I420) is W*H luma bytes followed by two
- * quarter-size chroma planes. Only the luma is used for a grey model; for an RGB model it is replicated.
- * Per frame only the luma is copied, into one reused buffer, as the bytes arrive (the chroma is skipped), and
- * resized by an AreaResizer planned once: the only allocation per frame is the model frame handed on. Without a
- * stream given, the process's own stdin is read through one reused 64 KiB buffer when it is a pipe or a socket
- * (what a camera pipeline is): a stream's 'data' events would allocate a chunk per read, ten per VGA frame, and
- * their garbage collection cost more CPU than the resize.
+ * quarter-size chroma planes. The frame follows the model: for a gray model only the luma is used (copied, as
+ * the bytes arrive, into one reused buffer; the chroma is skipped); for an RGB model a yuv420 frame is kept whole
+ * and converted to RGB (BT.601, image.ts `yuv420ToRgb`) into another reused buffer, a grey one repeated. Either
+ * is fitted by an AreaResizer planned once (the source's crop, then the model's fit policy): the only
+ * allocation per frame is the model frame handed on. Without a stream given, the process's own stdin is read
+ * through one reused 64 KiB buffer when it is a pipe or a socket (what a camera pipeline is): a stream's 'data'
+ * events would allocate a chunk per read, ten per VGA frame, and their garbage collection cost more CPU than the
+ * resize.
  */
 function videoSource(
   stream: Readable | undefined,
@@ -174,19 +176,23 @@ function videoSource(
 ): FrameSource {
   const lumaBytes = width * height;
   const frameBytes = format === 'grey' ? lumaBytes : (lumaBytes * 3) / 2;
-  const resizer = new AreaResizer(width, height, 1, opts.target, opts.crop, opts.invert);
+  const colour = format === 'yuv420' && opts.target[2] === 3;
+  /** Bytes of each frame kept: the luma, or the whole yuv420 frame for an RGB model. */
+  const keep = colour ? frameBytes : lumaBytes;
+  const resizer = sourceResizer(width, height, colour ? 3 : 1, opts.target, opts.crop, opts.invert, opts.fit);
   const live = new PushSource(`stdin ${format} ${width}x${height}`);
-  const luma = new Uint8Array(lumaBytes);
+  const kept = new Uint8Array(keep);
+  const rgb = colour ? new Uint8Array(lumaBytes * 3) : null;
   /** Bytes of the current frame seen so far. */
   let filled = 0;
   const consume = (chunk: Uint8Array, length = chunk.length) => {
     for (let off = 0; off < length; ) {
       const take = Math.min(frameBytes - filled, length - off);
-      if (filled < lumaBytes) luma.set(chunk.subarray(off, off + Math.min(take, lumaBytes - filled)), filled);
+      if (filled < keep) kept.set(chunk.subarray(off, off + Math.min(take, keep - filled)), filled);
       filled += take;
       off += take;
       if (filled === frameBytes) {
-        live.push({ data: resizer.resize(luma), label: null });
+        live.push({ data: resizer.resize(rgb ? yuv420ToRgb(kept, width, height, rgb) : kept), label: null });
         filled = 0;
       }
     }

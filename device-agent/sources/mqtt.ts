@@ -10,7 +10,7 @@ import type { FrameFeed, FrameProperties, FrameSource, SourceFrame, SourceOption
 /** A live source of `feed`'s frames; a message that is no usable frame goes to `badFrame` and the source goes on. */
 export function mqttSource(
   feed: FrameFeed,
-  opts: Pick<SourceOptions, 'target' | 'crop' | 'invert'>,
+  opts: Pick<SourceOptions, 'target' | 'crop' | 'invert' | 'fit'>,
   badFrame: (err: Error) => void,
 ): FrameSource {
   const live = new PushSource('MQTT frames/in');
@@ -38,7 +38,7 @@ export function mqttSource(
 export function decodeFrame(
   payload: Buffer,
   props: FrameProperties,
-  opts: Pick<SourceOptions, 'target' | 'crop' | 'invert'>,
+  opts: Pick<SourceOptions, 'target' | 'crop' | 'invert' | 'fit'>,
 ): SourceFrame {
   let bytes: Uint8Array = payload;
   let label: number | null = null;
@@ -63,7 +63,10 @@ export function decodeFrame(
   const [h, w, c] = opts.target;
   if (bytes.length === h * w * c) return { data: Uint8Array.from(bytes), label };
   if (isPicture(bytes))
-    return { data: toModelFrame(decodePicture(bytes, 'frames/in'), opts.target, opts.crop, opts.invert), label };
+    return {
+      data: toModelFrame(decodePicture(bytes, 'frames/in'), opts.target, opts.crop, opts.invert, opts.fit),
+      label,
+    };
   throw new FrameError(
     `frames/in: expected ${h * w * c} raw bytes (${h}x${w}x${c}) or a PNG/PGM picture, got ${bytes.length} bytes`,
     'frames/in',

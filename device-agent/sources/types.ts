@@ -1,5 +1,6 @@
 /** What every frame source is and is given (sources/index.ts makes them from a SourceSpec). */
 import type { Readable } from 'node:stream';
+import type { Fit } from '../../runtime/index.js';
 import type { Crop } from '../config.js';
 import type { Shape3 } from './image.js';
 
@@ -39,8 +40,11 @@ export interface SourceOptions {
   readonly target: Shape3;
   readonly frameRate: number;
   readonly loop: boolean;
+  /** Kept of each source frame before the model's fit; null: the whole frame. */
   readonly crop: Crop | null;
   readonly invert: boolean;
+  /** The model's fit policy (runtime/data/fit.ts, `modelFit`), how training fitted its pictures; default crop. */
+  readonly fit?: Fit;
   /** Stream for `stdin:` sources (default process.stdin). */
   readonly stdin?: Readable;
   /** For the `mqtt` source: the link's `frames/in`, and who hears of a message that is not a usable frame. */

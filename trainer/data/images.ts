@@ -224,7 +224,7 @@ async function decode(sharp: SharpModule, bytes: Buffer): Promise<Decoded> {
 }
 
 /** Bump when what the cache holds, or how it is computed, changes. */
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
 const CACHE_MAGIC = 'SEIFRAMES';
 /** Entries kept in the cache folder (the least recently used go first). */
 const CACHE_ENTRIES = 16;
