@@ -5,6 +5,7 @@
  */
 import { Option } from 'commander';
 import { ConfigError } from '../runtime/errors.js';
+import { LIMITS } from '../runtime/format/validate.js';
 import { KERNEL_CHOICES } from '../device-agent/config-schema.js';
 import { inRange, rangeText } from '../device-agent/schema.js';
 
@@ -63,6 +64,13 @@ export function choiceOption<const T extends string>(
 /** `--kernel`: the runtime's kernel choice, default auto. */
 export function kernelOption(description: string): Option {
   return choiceOption('--kernel <auto|wasm|reference>', description, KERNEL_CHOICES, 'auto');
+}
+
+/** `--steps <T>`: run the model at T time steps instead of the T its file states (the runtime's EngineOptions.steps). */
+export function stepsOption(
+  description = "time steps per frame (default: the model's T, what it was trained for)",
+): Option {
+  return new Option('--steps <T>', description).argParser(int('--steps', 1, LIMITS.maxT));
 }
 
 /** A comma-separated list, each item read by `item` (whose error names the flag). */

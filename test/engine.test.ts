@@ -203,3 +203,16 @@ test('a model past the wasm kernel limits runs on the reference kernel; forcing 
     (err: unknown) => err instanceof ConfigError && err.field === 'kernel' && /65535/.test(err.message),
   );
 });
+
+test("steps: the engine runs at the model's T by default; another T in 1..16 when asked; anything else is a ConfigError naming steps", () => {
+  const model = tinyModel();
+  assert.equal(createEngine(model).steps, 2);
+  assert.equal(createEngine(model, { steps: 16 }).steps, 16);
+  for (const steps of [0, 17, 1.5, Number.NaN, '2' as never]) {
+    assert.throws(
+      () => createEngine(model, { steps }),
+      (err: unknown) => err instanceof ConfigError && err.field === 'steps' && /1\.\.16/.test(err.message),
+      String(steps),
+    );
+  }
+});

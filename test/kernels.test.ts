@@ -244,3 +244,71 @@ test("each layer counts its spikes per step for the next layer's path choice: ST
   }
   assert.ok(counts.size > 3, 'the frame makes layers spike, differently');
 });
+
+test("at a step count other than the file's T, both kernels agree bit for bit at every T in 1..16, and a run at s steps is the first s steps of a longer one", () => {
+  const LONG = 16;
+  fc.assert(
+    fc.property(
+      fc.record({
+        seed: fc.integer({ min: 1, max: 1 << 30 }),
+        h: fc.constantFrom(5, 8),
+        trained: fc.integer({ min: 1, max: 4 }),
+        steps: fc.integer({ min: 1, max: LONG }),
+        blocks: fc.array(blockCase, { minLength: 1, maxLength: 2 }),
+      }),
+      (c) => {
+        const model = randomModel({
+          seed: c.seed,
+          input: [c.h, c.h, 1],
+          T: c.trained,
+          firstChannels: 8,
+          blocks: c.blocks.map((b) => ({ cout: b.cout, stride: b.stride, kernel: b.kernel })),
+          classes: 4,
+        });
+        const r = rng(c.seed);
+        const frame = Uint8Array.from({ length: c.h * c.h }, () => Math.floor(r() * 256));
+        const [ref, wasm] = KERNELS.map((kernel) => createEngine(model, { kernel, steps: c.steps }));
+        assert.equal(wasm!.kernel, 'wasm');
+        assert.equal(ref!.steps, c.steps);
+        assert.equal(ref!.model.T, c.trained, "the engine keeps the model's own T");
+        const [a, b] = [ref!.infer(frame, { record: true }), wasm!.infer(frame, { record: true })];
+        const plain = wasm!.infer(frame);
+        assert.deepEqual(Buffer.from(b.logits.buffer), Buffer.from(a.logits.buffer));
+        assert.deepEqual(Buffer.from(plain.logits.buffer), Buffer.from(a.logits.buffer));
+        assert.deepEqual(b.spikeRates, a.spikeRates);
+        assert.deepEqual(b.features, a.features);
+        assert.equal(b.synOps, a.synOps);
+        const long = createEngine(model, { kernel: 'reference', steps: LONG }).infer(frame, { record: true });
+        a.trace!.forEach((layer, i) => {
+          const units = layer.spikes.length / c.steps;
+          assert.equal(units, long.trace![i]!.spikes.length / LONG);
+          assert.deepEqual(b.trace![i]!.spikes, layer.spikes, `wasm spikes of ${layer.name}`);
+          assert.deepEqual(
+            Buffer.from(b.trace![i]!.currents.buffer),
+            Buffer.from(layer.currents.buffer),
+            `wasm currents of ${layer.name}`,
+          );
+          assert.deepEqual(
+            layer.spikes,
+            long.trace![i]!.spikes.subarray(0, c.steps * units),
+            `prefix of ${layer.name}`,
+          );
+          const prefix = long.trace![i]!.currents.subarray(0, c.steps * units);
+          assert.deepEqual(
+            Buffer.from(layer.currents.buffer),
+            Buffer.from(prefix.buffer, prefix.byteOffset, prefix.byteLength),
+            `current prefix of ${layer.name}`,
+          );
+        });
+        // The head's input is each last-layer channel's count over space and the s steps, divided by H·W·s.
+        const last = a.trace!.at(-1)!;
+        const channels = a.features.length;
+        const counts = new Float64Array(channels);
+        last.spikes.forEach((s, u) => (counts[u % channels]! += s));
+        const positions = last.spikes.length / c.steps / channels;
+        counts.forEach((n, ch) => assert.equal(a.features[ch], n / (positions * c.steps)));
+      },
+    ),
+    { seed: SEED, numRuns: 40 },
+  );
+});

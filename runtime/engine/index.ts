@@ -1,9 +1,12 @@
 /**
  * The engine: validates frames, runs the selected backend's Runner over the T steps, applies the float head and
  * packages an InferResult. Everything kernel-specific lives behind the Runner contract (../kernels/runner.ts).
+ * It runs a model at the T its file states unless `steps` asks for another: the first layer's current is the same
+ * at every step, each LIF starts at 0 per frame, and the head divides the spike counts by H·W·T, so any T in
+ * 1..LIMITS.maxT is well defined (whether it is accurate depends on how the model was trained).
  */
-import { FrameError, show } from '../errors.js';
-import { readBwsnn, readBwsnnFile, validateModel } from '../format/index.js';
+import { ConfigError, FrameError, show } from '../errors.js';
+import { LIMITS, readBwsnn, readBwsnnFile, validateModel } from '../format/index.js';
 import type { ReadOptions } from '../format/index.js';
 import type { BwsnnModel } from '../format/model.js';
 import { fanOut, layerUnits, mapShape } from '../format/ops.js';
@@ -15,6 +18,8 @@ import type { Engine, Frame, InferResult, LayerTrace, StreamItem } from './types
 export interface EngineOptions {
   /** Kernel implementation; default 'auto' (wasm when WebAssembly SIMD works, else reference). */
   readonly kernel?: KernelChoice;
+  /** Time steps per frame; default the model's own T (what it was trained for). */
+  readonly steps?: number;
 }
 
 export interface LoadOptions extends EngineOptions, ReadOptions {}
@@ -33,13 +38,15 @@ export async function loadModel(source: string | Uint8Array | BwsnnModel, option
 /** Builds an engine for a model; the model is validated first (FormatError names the offending field). */
 export function createEngine(model: BwsnnModel, options: EngineOptions = {}): Engine {
   validateModel(model);
+  const T = stepsOption(options.steps, model.T);
   const backend = selectBackend(options.kernel ?? 'auto', model);
-  const runner = backend.plan(model);
+  // The backends step through `model.T`: a different T is the same model with another step count.
+  const runner = backend.plan(T === model.T ? model : { ...model, T });
   const layers = [model.first, ...model.hidden];
   const last = layers[layers.length - 1]!;
   const [lh, lw] = mapShape(last);
-  const rateDivisor = lh * lw * model.T;
-  const neuronSteps = layers.map((l) => layerUnits(l) * model.T);
+  const rateDivisor = lh * lw * T;
+  const neuronSteps = layers.map((l) => layerUnits(l) * T);
   const fanOuts = model.hidden.map(fanOut);
 
   const infer = (frame: Frame, options: { readonly record?: boolean } = {}): InferResult => {
@@ -83,9 +90,9 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
       if (!layer || layer.shortcut === 'none') return entry;
       const prev = trace[i - 1]!.currents;
       if (layer.shortcut === 'identity') return { ...entry, shortcut: prev };
-      const [units, prevUnits] = [entry.currents.length / model.T, prev.length / model.T];
+      const [units, prevUnits] = [entry.currents.length / T, prev.length / T];
       const shortcut = new Float32Array(entry.currents.length);
-      for (let t = 0; t < model.T; t++) {
+      for (let t = 0; t < T; t++) {
         shortcut.set(
           shortcutCurrent(layer, prev.subarray(t * prevUnits, (t + 1) * prevUnits), mapShape(layers[i - 1]!))!,
           t * units,
@@ -106,7 +113,16 @@ export function createEngine(model: BwsnnModel, options: EngineOptions = {}): En
     }
   }
 
-  return { model, kernel: backend.kernel, infer, stream };
+  return { model, kernel: backend.kernel, steps: T, infer, stream };
+}
+
+/** The step count an engine runs at: `steps` when given (an integer in 1..LIMITS.maxT), else the model's T. */
+function stepsOption(steps: number | undefined, trained: number): number {
+  if (steps === undefined) return trained;
+  if (typeof steps !== 'number' || !Number.isInteger(steps) || steps < 1 || steps > LIMITS.maxT) {
+    throw new ConfigError(`steps: expected an integer in 1..${LIMITS.maxT}, got ${show(steps)}`, 'steps');
+  }
+  return steps;
 }
 
 /** Checks a frame against the model's input shape and returns it as bytes (a view when it already is bytes). */

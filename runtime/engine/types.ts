@@ -22,7 +22,8 @@ export interface InferResult {
   /** Per layer (first, then hidden), the fraction of neuron-steps that spiked. */
   readonly spikeRates: Float32Array;
   /**
-   * The head's input: per channel of the last layer, its spike rate over space and the T steps (count / (H*W*T)),
+   * The head's input: per channel of the last layer, its spike rate over space and the T steps (count / (H*W*T),
+   * T = Engine.steps),
    * exactly the float64 values the head multiplies. What fine-tuning trains a new head on.
    */
   readonly features: Float64Array;
@@ -44,7 +45,9 @@ export interface Engine {
   readonly model: BwsnnModel;
   /** The kernel actually in use. */
   readonly kernel: KernelName;
-  /** Runs one frame through all T steps. Throws FrameError on a bad frame; the engine stays usable. */
+  /** Time steps per frame: `model.T` (what the model was trained for) unless EngineOptions.steps chose another. */
+  readonly steps: number;
+  /** Runs one frame through all `steps` steps. Throws FrameError on a bad frame; the engine stays usable. */
   infer(frame: Frame, options?: InferOptions): InferResult;
   /** Runs frames in order; a bad frame yields `{ ok: false }` and the stream goes on. */
   stream(frames: Iterable<Frame> | AsyncIterable<Frame>): AsyncIterable<StreamItem>;

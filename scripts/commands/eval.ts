@@ -17,7 +17,7 @@ import type { Holdout, Split, Subset } from '../../trainer/data/index.js';
 import { dataKind, folderFramesForModel, SUBSETS } from '../../trainer/data/index.js';
 import type { Classification } from '../../trainer/data/metrics.js';
 import { classificationMarkdown, classify, writeErrors } from '../../trainer/data/metrics.js';
-import { choiceOption, fromFile, holdout, kernelOption, positiveInt } from '../options.js';
+import { choiceOption, fromFile, holdout, kernelOption, positiveInt, stepsOption } from '../options.js';
 import { printJson } from '../output.js';
 
 interface EvalFlags {
@@ -28,6 +28,7 @@ interface EvalFlags {
   holdout?: Holdout;
   limit?: number;
   kernel: KernelChoice;
+  steps?: number;
   compare?: boolean;
   markdown?: string;
   errors?: string;
@@ -44,12 +45,17 @@ export interface EvalOptions {
   readonly holdout?: Holdout;
   readonly limit?: number;
   readonly kernel?: KernelChoice;
+  /** Time steps per frame; default the model's T. */
+  readonly steps?: number;
 }
 
 export interface EvalResult {
   readonly accuracy: number;
   readonly n: number;
+  /** The time steps each frame ran for. */
   readonly T: number;
+  /** The T the model's file states (what it was trained for). */
+  readonly trainedT: number;
   readonly predictions: Uint8Array;
   /** The frames evaluated (labels are indices of the model's labels). */
   readonly frames: Split;
@@ -78,7 +84,7 @@ function idxTestFrames(dir: string, model: BwsnnModel): Split {
 
 export async function evalModel(file: string, opts: EvalOptions = {}): Promise<EvalResult> {
   const engine = await fromFile('--model', 'a .bwsnn model', file, () =>
-    loadModel(file, { kernel: opts.kernel ?? 'auto' }),
+    loadModel(file, { kernel: opts.kernel ?? 'auto', ...(opts.steps !== undefined ? { steps: opts.steps } : {}) }),
   );
   const model = engine.model;
   const dir = opts.data ?? FASHION_MNIST_DIR;
@@ -122,7 +128,8 @@ export async function evalModel(file: string, opts: EvalOptions = {}): Promise<E
   return {
     accuracy: classification.accuracy,
     n,
-    T: model.T,
+    T: engine.steps,
+    trainedT: model.T,
     predictions,
     frames: evaluated,
     classification,
@@ -161,14 +168,21 @@ export function register(program: Command): void {
     )
     .option('--limit <n>', 'first N frames only', positiveInt('--limit'))
     .addOption(kernelOption('runtime kernel'))
+    .addOption(stepsOption())
     .option('--compare', "also run the trainer's folded evaluation and report per-sample agreement")
     .option('--markdown <file>', 'write the per-class table and the confusion matrix as Markdown')
     .option('--errors <dir>', 'copy every misclassified frame into <dir>/<true>__<predicted>/')
     .option('--json', 'print {"accuracy", "n", "T", "perClass", "confusion", ...} on the last line')
     .action(async (f: EvalFlags) => {
+      if (f.compare && f.steps !== undefined)
+        throw new ConfigError(
+          `--compare: expected without --steps (the trainer's folded evaluation runs the model at its own T), got --steps ${f.steps}`,
+          'compare',
+        );
       const r = await evalModel(f.model, {
         subset: f.subset,
         kernel: f.kernel,
+        ...(f.steps !== undefined ? { steps: f.steps } : {}),
         ...(f.data ? { data: f.data } : {}),
         ...(f.run ? { run: f.run } : {}),
         ...(f.holdout ? { holdout: f.holdout } : {}),
@@ -179,6 +193,7 @@ export function register(program: Command): void {
         accuracy: r.accuracy,
         n: r.n,
         T: r.T,
+        trainedT: r.trainedT,
         labels: c.labels,
         perClass: c.perClass,
         confusion: c.confusion,
@@ -186,7 +201,7 @@ export function register(program: Command): void {
       };
       const log = (line: string) => process.stderr.write(line + '\n');
       log(
-        `${f.model}: ${(100 * r.accuracy).toFixed(2)}% on ${r.n} ${r.source} (runtime engine, ${r.kernel} kernel, ${r.seconds.toFixed(1)} s)`,
+        `${f.model}: ${(100 * r.accuracy).toFixed(2)}% on ${r.n} ${r.source} (runtime engine, ${r.kernel} kernel, T = ${r.T}${r.T === r.trainedT ? '' : `, trained for ${r.trainedT}`}, ${r.seconds.toFixed(1)} s)`,
       );
       const w = Math.max(5, ...c.labels.map((l) => l.length));
       log(`  ${'class'.padEnd(w)}  frames  precision  recall`);

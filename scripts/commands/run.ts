@@ -15,7 +15,7 @@ import { fitFrame, modelFit } from '../../runtime/data/fit.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { printJson } from '../output.js';
 import { loadModelArg } from '../model-arg.js';
-import { fromFile, kernelOption, positiveInt } from '../options.js';
+import { fromFile, kernelOption, positiveInt, stepsOption } from '../options.js';
 
 export interface RunOptions {
   /** .bwsnn path or random:SEED. */
@@ -28,12 +28,17 @@ export interface RunOptions {
   readonly limit?: number;
   /** Default 'auto'. */
   readonly kernel?: KernelChoice;
+  /** Time steps per frame; default the model's T. */
+  readonly steps?: number;
 }
 
 export interface RunSummary {
   readonly model: string;
   readonly kernel: 'wasm' | 'reference';
+  /** The time steps each frame ran for (`--steps`, else the model's). */
   readonly T: number;
+  /** The T the model's file states (what it was trained for). */
+  readonly trainedT: number;
   readonly frames: number;
   /** Frames the engine refused (FrameError); they count in `frames`. */
   readonly errors: number;
@@ -92,6 +97,7 @@ function readIdxArg(path: string, flag: string): IdxArray {
 export interface RunStart {
   readonly model: string;
   readonly T: number;
+  readonly trainedT: number;
   readonly layers: number;
   readonly kernel: 'wasm' | 'reference';
   readonly frames: number;
@@ -111,7 +117,10 @@ export async function runFrames(
       'labels',
     );
   }
-  const engine = await loadModelArg(opts.model, { kernel: opts.kernel ?? 'auto' });
+  const engine = await loadModelArg(opts.model, {
+    kernel: opts.kernel ?? 'auto',
+    ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
+  });
   const imagesPath = opts.frames ?? SAMPLE_IMAGES;
   let source: { count: number; frame: (i: number) => Uint8Array };
   let labels: Uint8Array | null = null;
@@ -154,7 +163,8 @@ export async function runFrames(
 
   onStart({
     model: engine.model.name,
-    T: engine.model.T,
+    T: engine.steps,
+    trainedT: engine.model.T,
     layers: layers.length,
     kernel: engine.kernel,
     frames: count,
@@ -199,7 +209,8 @@ export async function runFrames(
   return {
     model: engine.model.name,
     kernel: engine.kernel,
-    T: engine.model.T,
+    T: engine.steps,
+    trainedT: engine.model.T,
     frames: count,
     errors,
     labelled: labels !== null,
@@ -211,6 +222,10 @@ export async function runFrames(
     meanSynOps: ok ? synOps / ok : 0,
   };
 }
+
+/** `T=2`, or `T=1 (trained for 2)` when the run chose another step count. */
+const stepsText = (s: { readonly T: number; readonly trainedT: number }) =>
+  s.T === s.trainedT ? `T=${s.T}` : `T=${s.T}, trained for ${s.trainedT}`;
 
 export function formatFrameLine(l: FrameLine): string {
   const index = `#${l.index}`.padEnd(6);
@@ -239,6 +254,7 @@ export function register(program: Command): void {
     )
     .option('--limit <n>', 'stop after n frames (default: all)', positiveInt('--limit'))
     .addOption(kernelOption('binary kernel: wasm SIMD, the TypeScript reference, or auto (wasm when available)'))
+    .addOption(stepsOption())
     .option('--json', 'print the summary as one JSON object on the last line')
     .action(
       async (opts: {
@@ -247,6 +263,7 @@ export function register(program: Command): void {
         labels?: string;
         limit?: number;
         kernel: KernelChoice;
+        steps?: number;
         json?: boolean;
       }) => {
         const summary = await runFrames(
@@ -256,11 +273,12 @@ export function register(program: Command): void {
             ...(opts.frames !== undefined ? { frames: opts.frames } : {}),
             ...(opts.labels !== undefined ? { labels: opts.labels } : {}),
             ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+            ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
           },
           (line) => process.stdout.write(formatFrameLine(line) + '\n'),
           (st) =>
             console.log(
-              `model ${st.model} (T=${st.T}, ${st.layers} layers), kernel ${st.kernel}, ${st.frames} frames from ${st.source}${st.labelled ? ' with labels' : ''}`,
+              `model ${st.model} (${stepsText(st)}, ${st.layers} layers), kernel ${st.kernel}, ${st.frames} frames from ${st.source}${st.labelled ? ' with labels' : ''}`,
             ),
         );
         if (opts.json) {
@@ -269,7 +287,7 @@ export function register(program: Command): void {
         }
         const s = summary;
         console.log(
-          `\nmodel ${s.model} (T=${s.T}), kernel ${s.kernel}: ${s.frames} frames${s.errors ? ` (${s.errors} refused)` : ''}`,
+          `\nmodel ${s.model} (${stepsText(s)}), kernel ${s.kernel}: ${s.frames} frames${s.errors ? ` (${s.errors} refused)` : ''}`,
         );
         if (s.accuracy !== null) console.log(`accuracy ${(100 * s.accuracy).toFixed(2)}% (${s.correct}/${s.frames})`);
         console.log(
