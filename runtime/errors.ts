@@ -24,6 +24,9 @@ export class FrameError extends SeiError {}
 /** A remote model update was refused or failed. */
 export class OtaError extends SeiError {}
 
+/** An engine worker thread (runtime/pool) stopped or failed to start; the frame it held is lost, the pool goes on. */
+export class WorkerError extends SeiError {}
+
 /** Formats a value for an error message: short, unambiguous. */
 export function show(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 60 ? value.slice(0, 57) + '...' : value);

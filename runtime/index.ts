@@ -12,7 +12,9 @@ export type {
   StreamItem,
 } from './engine/types.js';
 export { selectKernel, wasmUnavailable } from './kernels/select.js';
-export { SeiError, FormatError, ConfigError, FrameError, OtaError, show } from './errors.js';
+export { SeiError, FormatError, ConfigError, FrameError, OtaError, WorkerError, show } from './errors.js';
+export { EnginePool, MAX_THREADS } from './pool/index.js';
+export type { PoolOptions } from './pool/index.js';
 export * from './format/index.js';
 export * from './data/idx.js';
 export { gaussian, rng, shuffle } from './data/random.js';
