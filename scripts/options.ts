@@ -6,6 +6,7 @@
 import { Option } from 'commander';
 import { ConfigError } from '../runtime/errors.js';
 import { LIMITS } from '../runtime/format/validate.js';
+import { MAX_THREADS } from '../runtime/pool/index.js';
 import { KERNEL_CHOICES } from '../device-agent/config-schema.js';
 import { inRange, rangeText } from '../device-agent/schema.js';
 
@@ -71,6 +72,13 @@ export function stepsOption(
   description = "time steps per frame (default: the model's T, what it was trained for)",
 ): Option {
   return new Option('--steps <T>', description).argParser(int('--steps', 1, LIMITS.maxT));
+}
+
+/** `--threads <n>`: worker threads with an engine each (runtime/pool), default 1 (the engine in the command's thread). */
+export function threadsOption(
+  description = 'engines on worker threads, one per core you give it (1: the engine in this thread)',
+): Option {
+  return new Option('--threads <n>', description).argParser(int('--threads', 1, MAX_THREADS)).default(1);
 }
 
 /** A comma-separated list, each item read by `item` (whose error names the flag). */

@@ -80,6 +80,15 @@ const CASES: ReadonlyArray<readonly [string[], RegExp]> = [
     ['run', '--model', 'random:1', '--kernel', 'gpu'],
     /ConfigError: --kernel: expected one of auto, wasm, reference, got "gpu"/,
   ],
+  [['run', '--model', 'random:1', '--steps', '0'], /ConfigError: --steps: expected an integer in \[1, 16\], got "0"/],
+  [
+    ['run', '--model', 'random:1', '--threads', 'two'],
+    /ConfigError: --threads: expected an integer in \[1, 64\], got "two"/,
+  ],
+  [
+    ['eval', '--model', 'broken.bwsnn', '--compare', '--steps', '1'],
+    /ConfigError: --compare: expected without --steps .*got --steps 1/,
+  ],
   [['run'], /error: required option '--model/],
   [['run', '--model', 'random:1', '--limt', '3'], /error: unknown option '--limt'/],
   [

@@ -61,6 +61,34 @@ describe('sei run', () => {
     assert.match(formatFrameLine(lines[0]!), /^#0 +\S.* p=0\.\d{3} {2}true .* ms {2}spikes \d+\.\d%$/);
   });
 
+  it('--threads 2 prints the lines --threads 1 prints, in order; --steps 1 runs one step of the two the file states', async () => {
+    const strip = (l: FrameLine) => ({ ...l, latencyMs: 0 });
+    const one: FrameLine[] = [];
+    const two: FrameLine[] = [];
+    const s1 = await runFrames({ model: file, limit: 30 }, (l) => one.push(strip(l)));
+    const s2 = await runFrames({ model: file, limit: 30, threads: 2 }, (l) => two.push(strip(l)));
+    assert.deepEqual(two, one);
+    assert.equal(s2.threads, 2);
+    assert.deepEqual([s2.correct, s2.meanSpikeRate, s2.meanSynOps], [s1.correct, s1.meanSpikeRate, s1.meanSynOps]);
+    const lines: FrameLine[] = [];
+    const t1 = await runFrames({ model: file, limit: 30, steps: 1, threads: 2 }, (l) => lines.push(strip(l)));
+    assert.deepEqual([t1.T, t1.trainedT, s1.T, s1.trainedT], [1, 2, 2, 2]);
+    const engine = createEngine(model, { steps: 1 });
+    const images = readIdx(SAMPLE_IMAGES);
+    assert.deepEqual(
+      lines.map((l) => l.confidence),
+      lines.map((_, i) => engine.infer(images.data.subarray(i * 784, (i + 1) * 784)).confidence),
+    );
+    assert.notDeepEqual(
+      lines.map((l) => l.spikeRate),
+      one.map((l) => l.spikeRate),
+    );
+    await assert.rejects(
+      runFrames({ model: file, threads: 0 }),
+      (e: Error) => e instanceof ConfigError && e.field === 'threads',
+    );
+  });
+
   it('custom frames without labels; a bad frame size is a clear ConfigError', async () => {
     const images = readIdx(SAMPLE_IMAGES);
     const frames = join(dir, 'three.idx');
@@ -98,6 +126,8 @@ describe('sei run', () => {
     for (const [args, flag] of [
       [['--model', file, '--limit', '0'], '--limit'],
       [['--model', file, '--kernel', 'gpu'], '--kernel'],
+      [['--model', file, '--steps', '17'], '--steps'],
+      [['--model', file, '--threads', '0'], '--threads'],
     ] as const) {
       await assert.rejects(
         sei([...args]),

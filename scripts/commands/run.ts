@@ -12,10 +12,11 @@ import type { IdxArray } from '../../runtime/data/idx.js';
 import { readIdx, SAMPLE_IMAGES, SAMPLE_LABELS } from '../../runtime/data/idx.js';
 import { layerUnits } from '../../runtime/format/ops.js';
 import { fitFrame, modelFit } from '../../runtime/data/fit.js';
+import { EnginePool } from '../../runtime/index.js';
 import type { Engine, KernelChoice } from '../../runtime/index.js';
 import { printJson } from '../output.js';
 import { loadModelArg } from '../model-arg.js';
-import { fromFile, kernelOption, positiveInt, stepsOption } from '../options.js';
+import { fromFile, kernelOption, positiveInt, stepsOption, threadsOption } from '../options.js';
 
 export interface RunOptions {
   /** .bwsnn path or random:SEED. */
@@ -30,6 +31,8 @@ export interface RunOptions {
   readonly kernel?: KernelChoice;
   /** Time steps per frame; default the model's T. */
   readonly steps?: number;
+  /** Worker threads with an engine each (runtime/pool); default 1: the engine in this thread. */
+  readonly threads?: number;
 }
 
 export interface RunSummary {
@@ -39,6 +42,8 @@ export interface RunSummary {
   readonly T: number;
   /** The T the model's file states (what it was trained for). */
   readonly trainedT: number;
+  /** Engines the frames ran on: 1 (this thread) or that many worker threads. */
+  readonly threads: number;
   readonly frames: number;
   /** Frames the engine refused (FrameError); they count in `frames`. */
   readonly errors: number;
@@ -179,30 +184,37 @@ export async function runFrames(
   let latency = 0;
   let spikeRateSum = 0;
   let synOps = 0;
+  const threads = opts.threads ?? 1;
+  // More than one thread: an engine per worker, results still in frame order.
+  const pool = threads !== 1 ? await EnginePool.start(engine, { threads }) : null;
   const started = performance.now();
-  for await (const item of engine.stream(frames())) {
-    if (!item.ok) {
-      errors++;
-      onFrame({ index: item.index, error: item.error.message });
-      continue;
+  try {
+    for await (const item of (pool ?? engine).stream(frames())) {
+      if (!item.ok) {
+        errors++;
+        onFrame({ index: item.index, error: item.error.message });
+        continue;
+      }
+      const r = item.result;
+      // Neuron-weighted over layers: the fraction of all neuron-steps of the frame that spiked.
+      let rate = 0;
+      r.spikeRates.forEach((s, i) => (rate += (s * units[i]!) / totalUnits));
+      latency += r.latencyMs;
+      spikeRateSum += rate;
+      synOps += r.synOps;
+      const truth = labels ? labels[item.index]! : undefined;
+      if (truth !== undefined && truth === r.prediction) correct++;
+      onFrame({
+        index: item.index,
+        prediction: labelName(r.prediction),
+        confidence: r.confidence,
+        ...(truth !== undefined ? { truth: labelName(truth) } : {}),
+        latencyMs: r.latencyMs,
+        spikeRate: rate,
+      });
     }
-    const r = item.result;
-    // Neuron-weighted over layers: the fraction of all neuron-steps of the frame that spiked.
-    let rate = 0;
-    r.spikeRates.forEach((s, i) => (rate += (s * units[i]!) / totalUnits));
-    latency += r.latencyMs;
-    spikeRateSum += rate;
-    synOps += r.synOps;
-    const truth = labels ? labels[item.index]! : undefined;
-    if (truth !== undefined && truth === r.prediction) correct++;
-    onFrame({
-      index: item.index,
-      prediction: labelName(r.prediction),
-      confidence: r.confidence,
-      ...(truth !== undefined ? { truth: labelName(truth) } : {}),
-      latencyMs: r.latencyMs,
-      spikeRate: rate,
-    });
+  } finally {
+    await pool?.close();
   }
   const seconds = (performance.now() - started) / 1000;
   const ok = count - errors;
@@ -211,6 +223,7 @@ export async function runFrames(
     kernel: engine.kernel,
     T: engine.steps,
     trainedT: engine.model.T,
+    threads,
     frames: count,
     errors,
     labelled: labels !== null,
@@ -255,6 +268,7 @@ export function register(program: Command): void {
     .option('--limit <n>', 'stop after n frames (default: all)', positiveInt('--limit'))
     .addOption(kernelOption('binary kernel: wasm SIMD, the TypeScript reference, or auto (wasm when available)'))
     .addOption(stepsOption())
+    .addOption(threadsOption())
     .option('--json', 'print the summary as one JSON object on the last line')
     .action(
       async (opts: {
@@ -264,6 +278,7 @@ export function register(program: Command): void {
         limit?: number;
         kernel: KernelChoice;
         steps?: number;
+        threads: number;
         json?: boolean;
       }) => {
         const summary = await runFrames(
@@ -274,6 +289,7 @@ export function register(program: Command): void {
             ...(opts.labels !== undefined ? { labels: opts.labels } : {}),
             ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
             ...(opts.steps !== undefined ? { steps: opts.steps } : {}),
+            threads: opts.threads,
           },
           (line) => process.stdout.write(formatFrameLine(line) + '\n'),
           (st) =>
@@ -287,7 +303,7 @@ export function register(program: Command): void {
         }
         const s = summary;
         console.log(
-          `\nmodel ${s.model} (${stepsText(s)}), kernel ${s.kernel}: ${s.frames} frames${s.errors ? ` (${s.errors} refused)` : ''}`,
+          `\nmodel ${s.model} (${stepsText(s)}), kernel ${s.kernel}${s.threads > 1 ? ` on ${s.threads} worker threads` : ''}: ${s.frames} frames${s.errors ? ` (${s.errors} refused)` : ''}`,
         );
         if (s.accuracy !== null) console.log(`accuracy ${(100 * s.accuracy).toFixed(2)}% (${s.correct}/${s.frames})`);
         console.log(
