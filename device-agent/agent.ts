@@ -8,6 +8,7 @@
 import { EventEmitter } from 'node:events';
 import type { Readable } from 'node:stream';
 import { ConfigError, modelFit } from '../runtime/index.js';
+import { EnginePool, WorkerError } from '../runtime/index.js';
 import type { Engine, InferResult } from '../runtime/index.js';
 import { runCommand } from './commands/index.js';
 import type { CommandContext, FrameResult } from './commands/index.js';
@@ -55,6 +56,8 @@ export interface AgentOptions {
   readonly store?: StateStore;
   /** Stream for `stdin:` sources. */
   readonly stdin?: Readable;
+  /** The engine workers' entry module when engine.threads > 1 (default the runtime's: runtime/pool/worker). */
+  readonly workerEntry?: URL;
 }
 
 export class Agent extends EventEmitter<AgentEvents> {
@@ -72,6 +75,10 @@ export class Agent extends EventEmitter<AgentEvents> {
   private readonly recent: RecentFrames;
   private readonly commands: CommandContext;
   private engine: Engine | null = null;
+  /** Throughput mode (engine.threads > 1): the running model on worker threads; the frames go there. */
+  private pool: EnginePool | null = null;
+  /** The last frame handed to the pool, settled: each result is handled after the one before it. */
+  private settled: Promise<void> = Promise.resolve();
   private activeVersion: string | null = null;
   private link: MqttLink | null = null;
   private exporter: PrometheusExporter | null = null;
@@ -79,6 +86,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private frameSeq = 0;
   private startedAt = 0;
   private readonly stdin: Readable | undefined;
+  private readonly workerEntry: URL | undefined;
   /** Port of the Prometheus endpoint once listening. */
   metricsPort: number | null = null;
 
@@ -96,9 +104,12 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.config.source.queueSize,
       (frame) => this.onFrame(frame),
       (err) => this.report(err),
+      // Throughput mode: every worker has a frame in hand and the next one waiting (EnginePool's depth).
+      2 * this.config.engine.threads,
     );
     this.recent = new RecentFrames(c.recentFrames);
     this.stdin = opts.stdin;
+    this.workerEntry = opts.workerEntry;
     const report = (err: Error) => this.report(err);
     const active = () => ({ version: this.activeVersion, engine: this.engine });
     this.ota = new OtaManager({
@@ -215,6 +226,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     this.running = false;
     this.reporter.stop();
     await this.pipeline.stop();
+    await this.pool?.close();
+    this.pool = null;
     // A fine-tuning run sees `running` false at its next step and ends; it must not outlive the store.
     await this.finetuner.settled();
     this.reporter.flush();
@@ -292,13 +305,31 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
   }
 
-  /** One frame: infer, record, report, and tell OTA (its probation watches the running model). */
-  private onFrame(frame: SourceFrame): void {
+  /**
+   * One frame: inferred here, or handed to the pool (throughput mode), whose results are handled in frame order;
+   * the promise (pool only) settles once this frame's result is handled, which bounds the frames in flight.
+   */
+  private onFrame(frame: SourceFrame): Promise<void> | undefined {
     const engine = this.engine!;
+    const pool = this.pool;
     const id = ++this.frameSeq;
     this.ota.frame();
     // Event objects are built only for listeners: at a thousand frames/s the garbage shows in RSS.
     if (this.listenerCount('frame') > 0) this.emit('frame', { ...frame, id });
+    const model = this.activeVersion!;
+    if (pool) {
+      const inferred = pool.infer(frame.data);
+      this.settled = this.settled
+        .then(() =>
+          inferred.then(
+            (result) => this.inferred(frame, id, model, engine, result),
+            (err: Error) => this.poolError(pool, err),
+          ),
+        )
+        // A throw while handling one result must not hold back every later one.
+        .catch((err: Error) => this.report(err));
+      return this.settled;
+    }
     let result: InferResult;
     try {
       result = engine.infer(frame.data);
@@ -306,7 +337,25 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.frameError(err as Error, 'source');
       return;
     }
-    const model = this.activeVersion!;
+    this.inferred(frame, id, model, engine, result);
+    return undefined;
+  }
+
+  /**
+   * A frame the pool could not infer. A worker that died took the frame with it: counted and published like a bad
+   * frame, with origin `engine`, while the pool starts the worker again. A pool that cannot (a worker that no
+   * longer starts) is dropped, and the frames run on the engine in this thread from then on.
+   */
+  private poolError(pool: EnginePool, err: Error): void {
+    this.frameError(err, err instanceof WorkerError ? 'engine' : 'source');
+    if (pool.failure && this.pool === pool) {
+      this.pool = null;
+      void pool.close();
+    }
+  }
+
+  /** A frame's result: record, report, and tell OTA (its probation watches the running model). */
+  private inferred(frame: SourceFrame, id: number, model: string, engine: Engine, result: InferResult): void {
     this.metrics.record(result, frame.label);
     this.recent.hold(id, frame.data);
     this.reporter.record({
@@ -332,7 +381,23 @@ export class Agent extends EventEmitter<AgentEvents> {
 
   /** Loads a registered version (its file checked against the registry) and makes it the running model. */
   private async activate(rec: ModelRecord): Promise<ModelRecord> {
-    const engine = await this.registry.load(rec, this.config.model.kernel);
+    const e = this.config.engine;
+    const engine = await this.registry.load(rec, {
+      kernel: this.config.model.kernel,
+      ...(e.steps !== null ? { steps: e.steps } : {}),
+    });
+    const pool =
+      e.threads > 1
+        ? await EnginePool.start(engine, {
+            threads: e.threads,
+            ...(this.workerEntry ? { entry: this.workerEntry } : {}),
+            // A restart that cost frames is reported through them (poolError); an idle worker's, here.
+            onRestart: (err, lost) => lost === 0 && this.report(err),
+          })
+        : null;
+    // The previous model's pool finishes the frames it holds (their results keep their order), then ends.
+    void this.pool?.close();
+    this.pool = pool;
     this.engine = engine;
     this.activeVersion = rec.version;
     this.metrics.resetModel([engine.model.first.name, ...engine.model.hidden.map((l) => l.name)]);

@@ -6,6 +6,7 @@
  */
 import { hostname } from 'node:os';
 import { ConfigError, show } from '../runtime/errors.js';
+import { LIMITS, MAX_THREADS } from '../runtime/index.js';
 import type { KernelChoice } from '../runtime/index.js';
 import {
   bool,
@@ -241,6 +242,20 @@ export const AGENT_SCHEMA = section('the agent config', {
     kernel: oneOf(KERNEL_CHOICES, {
       doc: 'binary kernel passed to the runtime (auto: wasm when it runs)',
       default: 'auto',
+    }),
+  }),
+  engine: section('how the runtime runs the model', {
+    steps: intOrNull({
+      doc: "time steps per frame; null: the model's own T (what it was trained for); fewer steps, less work per frame",
+      default: null,
+      min: 1,
+      max: LIMITS.maxT,
+    }),
+    threads: int({
+      doc: "engines on worker threads (one per core they may use), handed frames as they queue up, results kept in frame order; 1: the engine in the agent's thread",
+      default: 1,
+      min: 1,
+      max: MAX_THREADS,
     }),
   }),
   source: section('where frames come from (device-agent/README.md, Sources)', {

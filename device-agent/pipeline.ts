@@ -2,6 +2,8 @@
  * The frame path up to the engine: a source's frames into the bounded queue (a pulled source waits for room, a
  * live one drops the oldest), and the loop that hands each queued frame to the agent. The source can be
  * replaced while frames flow (`config`); the frames still queued from the old one are dropped uncounted.
+ * A handler that returns a promise (throughput mode: the frame went to a worker) lets the loop take the next frame
+ * at once, up to `concurrency` frames in flight; beyond, frames wait in the queue, so it drops the oldest as before.
  */
 import { FrameError } from '../runtime/index.js';
 import type { FrameSource, SourceFrame } from './sources/index.js';
@@ -17,11 +19,14 @@ export class Pipeline {
   private generation = 0;
   private running = false;
   private loopDone: Promise<void> = Promise.resolve();
+  /** Frames handed on whose handling has not finished (handlers that return a promise). */
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
     queueSize: number,
-    private readonly handle: (frame: SourceFrame) => void,
+    private readonly handle: (frame: SourceFrame) => Promise<void> | undefined,
     private readonly report: (err: Error) => void,
+    private readonly concurrency = 1,
   ) {
     this.queue = new DropOldestQueue(queueSize);
   }
@@ -63,12 +68,13 @@ export class Pipeline {
     this.queue.clear();
   }
 
-  /** Stops the source and resolves once the frame in hand is handled. */
+  /** Stops the source and resolves once the frames in hand are handled. */
   async stop(): Promise<void> {
     this.running = false;
     this.source?.close();
     this.queue.close();
     await this.loopDone;
+    await Promise.all(this.inFlight);
   }
 
   private read(source: FrameSource): void {
@@ -101,7 +107,12 @@ export class Pipeline {
     for (;;) {
       const frame = await queue.take();
       if (frame === undefined) return;
-      this.handle(frame);
+      const handled = this.handle(frame);
+      if (handled) {
+        this.inFlight.add(handled);
+        void handled.finally(() => this.inFlight.delete(handled));
+        if (this.inFlight.size >= this.concurrency) await Promise.race(this.inFlight);
+      }
       // Inference is synchronous: let MQTT, timers and the source run at least every YIELD_MS (a turn of the
       // event loop per frame would cost a measurable share of the throughput on a fast model).
       if (performance.now() - lastYield >= YIELD_MS) {

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError, loadModel } from '../runtime/index.js';
-import type { Engine, KernelChoice } from '../runtime/index.js';
+import type { Engine, EngineOptions } from '../runtime/index.js';
 import type { AgentConfig } from './config.js';
 import { bundledModel, modelFilesIn, parseModelKey, readModelFile, sha256 } from './models.js';
 import { fromFile } from './schema.js';
@@ -59,13 +59,13 @@ export class ModelRegistry {
   }
 
   /** Loads a version's engine; a version whose file is gone or changed is marked failed and refused. */
-  async load(rec: ModelRecord, kernel: KernelChoice): Promise<Engine> {
+  async load(rec: ModelRecord, options: EngineOptions): Promise<Engine> {
     const file = this.check(rec);
     if ('problem' in file) {
       this.markFailed(rec.version);
       throw new ConfigError(`version ${rec.version}: ${file.problem}`, 'version');
     }
-    return loadModel(file.bytes, { kernel });
+    return loadModel(file.bytes, options);
   }
 
   /**

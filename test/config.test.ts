@@ -31,6 +31,7 @@ describe('config schema', () => {
       device: 'pi-7',
       topicPrefix: 'sei/default/pi-7/',
       model: { path: null, dir: null, kernel: 'auto' },
+      engine: { steps: null, threads: 1 },
       source: { spec: { kind: 'fmnist' }, frameRate: 10, loop: true, crop: null, invert: false, queueSize: 8 },
       mqtt: {
         url: null,
@@ -103,6 +104,8 @@ describe('config schema', () => {
       'metrics.httpPort',
       'metrics.httpPort: expected an integer in [0, 65535] or null, got "on"',
     );
+    refuses({ engine: { steps: 17 } }, 'engine.steps', 'engine.steps: expected an integer in [1, 16] or null, got 17');
+    refuses({ engine: { threads: 0 } }, 'engine.threads', 'engine.threads: expected an integer in [1, 64], got 0');
     refuses({ source: { loop: 'yes' } }, 'source.loop', 'source.loop: expected true or false, got "yes"');
     refuses(
       { model: { kernel: 'gpu' } },

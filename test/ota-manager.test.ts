@@ -101,7 +101,7 @@ class FakeHost implements OtaHost {
   }
 
   async swap(rec: ModelRecord): Promise<ModelRecord> {
-    this.engine = await this.registry.load(rec, 'reference');
+    this.engine = await this.registry.load(rec, { kernel: 'reference' });
     this.version = rec.version;
     this.swaps.push(rec.version);
     return this.registry.activate(rec.version);

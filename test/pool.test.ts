@@ -175,3 +175,21 @@ test('a process with a pool ends on its own, closed or not (idle workers keep no
     assert.equal(stdout.trim(), expected, mode);
   }
 });
+
+test('frames that are views into one larger buffer (a Node Buffer too) are copied; the buffer stays whole', async () => {
+  const engine = createEngine(model);
+  const big = Buffer.from(images.subarray(0, 6 * 784));
+  const pool = await EnginePool.start(engine, { threads: 2 });
+  try {
+    const views = [0, 1, 2, 3, 4, 5].map((i) => big.subarray(i * 784, (i + 1) * 784));
+    const got = await Promise.all(views.map((v) => pool.infer(v)));
+    assert.equal(big.byteLength, 6 * 784, 'not detached');
+    assert.deepEqual(big, Buffer.from(images.subarray(0, 6 * 784)));
+    assert.deepEqual(
+      got.map(bits),
+      views.map((v) => bits(engine.infer(v))),
+    );
+  } finally {
+    await pool.close();
+  }
+});

@@ -26,8 +26,11 @@ export interface PoolOptions {
   readonly threads: number;
   /** Frames in hand per worker at most; default 2 (one computing, the next one waiting in its port). */
   readonly depth?: number;
-  /** Called when a worker died and was started again (the frames it held are rejected with the same error). */
-  readonly onRestart?: (err: WorkerError) => void;
+  /**
+   * Called when a worker died and is being started again, with the number of frames it held (each rejected with
+   * the same error).
+   */
+  readonly onRestart?: (err: WorkerError, lostFrames: number) => void;
   /** The worker's entry module; default this folder's worker (a custom one must speak ./protocol.ts). */
   readonly entry?: URL;
 }
@@ -103,7 +106,7 @@ export class EnginePool {
     this.setup = { model: engine.model, kernel: engine.kernel, steps: engine.steps };
   }
 
-  private readonly onRestart: ((err: WorkerError) => void) | undefined;
+  private readonly onRestart: PoolOptions['onRestart'];
 
   /**
    * Starts `options.threads` workers running `engine`'s model with its kernel and step count, and resolves once
@@ -126,6 +129,11 @@ export class EnginePool {
     return this.restartCount;
   }
 
+  /** Why the pool no longer infers (a worker could not be started again), or null while it does. */
+  get failure(): WorkerError | null {
+    return this.broken;
+  }
+
   /** Frames given and not yet settled. */
   get pending(): number {
     return this.order.length;
@@ -142,8 +150,9 @@ export class EnginePool {
     return new Promise<InferResult>((resolve, reject) => {
       let pixels: Uint8Array;
       try {
-        // A copy of the frame's own bytes: a view into a larger buffer would be cloned whole.
-        pixels = validateFrame(frame, this.model.input).slice();
+        // A copy of the frame's own bytes, whose buffer is then moved to the worker: a view into a larger buffer
+        // would be cloned whole (or, moved, detach it). Not `.slice()`, which on a Node Buffer is a view.
+        pixels = new Uint8Array(validateFrame(frame, this.model.input));
       } catch (err) {
         // Refused at once, but settled in its place.
         this.order.push({
@@ -237,7 +246,7 @@ export class EnginePool {
         for (const seq of lost) this.settle(slot, seq, err);
         if (this.closing) return;
         this.restartCount++;
-        this.onRestart?.(err);
+        this.onRestart?.(err, lost.length);
         this.spawn(index).catch((e: WorkerError) => this.fail(e));
       };
       worker.on('error', (err) => died(`${err.name}: ${err.message}`));

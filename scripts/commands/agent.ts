@@ -72,6 +72,16 @@ export function register(program: Command): void {
       configOption('--mqtt', AGENT_SCHEMA.fields.mqtt.fields.url),
     )
     .option('--fps <n>', 'source frame rate, 0 = as fast as the engine goes (overrides source.frameRate)', fpsOption)
+    .option(
+      '--steps <T>',
+      "time steps per frame (overrides engine.steps; default the model's T)",
+      configOption('--steps', AGENT_SCHEMA.fields.engine.fields.steps),
+    )
+    .option(
+      '--threads <n>',
+      'engines on worker threads, fed frames as they queue up (overrides engine.threads; default 1)',
+      configOption('--threads', AGENT_SCHEMA.fields.engine.fields.threads),
+    )
     .option('--duration <s>', 'stop after this many seconds (default: run until Ctrl+C)', positive('--duration'))
     .option('--json', 'print the final metrics as one JSON object on the last line')
     .action(
@@ -81,6 +91,8 @@ export function register(program: Command): void {
         model?: string;
         mqtt?: string;
         fps?: number;
+        steps?: number;
+        threads?: number;
         duration?: number;
         json?: boolean;
       }) => {
@@ -93,6 +105,8 @@ export function register(program: Command): void {
         }
         if (opts.fps !== undefined) set('source', 'frameRate', opts.fps);
         if (opts.mqtt !== undefined) set('mqtt', 'url', opts.mqtt);
+        if (opts.steps !== undefined) set('engine', 'steps', opts.steps);
+        if (opts.threads !== undefined) set('engine', 'threads', opts.threads);
         let raw = mergeDeep(opts.config ? readConfigFile(opts.config) : {}, overrides);
         const base = parseConfig(raw);
         // The config file may name the model; otherwise --model, the bundled model, or random:1.
@@ -111,7 +125,7 @@ export function register(program: Command): void {
         agent.on('offline', () => console.log('broker connection lost; reconnecting (metrics wait in the outbox)'));
         await agent.start();
         console.log(
-          `agent ${agent.config.device}: model ${agent.modelVersion}, source ${opts.source ?? 'from config'}` +
+          `agent ${agent.config.device}: model ${agent.modelVersion} (T=${agent.activeEngine!.steps}${agent.config.engine.threads > 1 ? `, ${agent.config.engine.threads} engine threads` : ''}), source ${opts.source ?? 'from config'}` +
             (agent.metricsPort
               ? `, Prometheus on http://${agent.config.metrics.httpHost}:${agent.metricsPort}/metrics`
               : ''),
