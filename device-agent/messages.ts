@@ -67,8 +67,16 @@ export type MetricsSnapshot = {
   readonly outbox: number;
 };
 
-/** `metrics`: a snapshot, the device name and the predictions that could not be sent. */
-export type MetricsMessage = MetricsSnapshot & { readonly device: string; readonly predictionsDropped: number };
+/**
+ * `metrics`: a snapshot, the device name, the predictions that could not be sent, and `seq`: 1, 2, 3, … for each
+ * `metrics` message since the agent started. A gap in `seq` is a lost message, a repeat is a QoS 1 duplicate, and
+ * a restarted agent counts from 1 again.
+ */
+export type MetricsMessage = MetricsSnapshot & {
+  readonly device: string;
+  readonly predictionsDropped: number;
+  readonly seq: number;
+};
 
 export type Prediction = {
   /** The id `label` refers to. */

@@ -29,6 +29,8 @@ export class Reporter {
   private pendingPredictions: PredictionRecord[] = [];
   private pendingLog: PredictionRecord[] = [];
   private predictionsDropped = 0;
+  /** Number of the last `metrics` message (MetricsMessage.seq). */
+  private metricsSeq = 0;
   private timers: NodeJS.Timeout[] = [];
 
   constructor(private readonly host: ReporterHost) {}
@@ -83,6 +85,7 @@ export class Reporter {
           device: this.host.config().device,
           ...snap,
           predictionsDropped: this.predictionsDropped + (link.droppedOffline ?? 0),
+          seq: ++this.metricsSeq,
         } satisfies MetricsMessage);
     } catch (err) {
       this.host.report(err as Error);

@@ -102,6 +102,7 @@ for (const setup of setups) {
       assert.ok(agent.store.outboxCount() >= 8, `outbox holds the backlog (${agent.store.outboxCount()})`);
       // The agent restarts while the broker is still down: the backlog is in SQLite, not in memory.
       await agent.stop();
+      const firstRun = sent.length;
       ({ agent, online } = await start());
       await until(() => sent.length >= atStop + 14, 'more metrics from the restarted agent');
 
@@ -120,6 +121,10 @@ for (const setup of setups) {
       // QoS 1 is at-least-once: a message whose ack was cut by the outage may come twice; the first copies keep order.
       const firsts = received.filter((ts, i) => received.indexOf(ts) === i);
       assert.deepEqual(firsts, all, 'every metrics message arrives, in the order it was written');
+      // `seq` numbers each agent's metrics messages from 1, so a consumer sees the loss this test rules out.
+      const seqs = firsts.map((ts) => backend.messages.find((m) => m.json?.ts === ts)!.json.seq as number);
+      const count = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
+      assert.deepEqual(seqs, [...count(firstRun), ...count(all.length - firstRun)], 'seq: 1, 2, … per agent run');
       assert.ok(
         received.length - firsts.length <= 2,
         `duplicates only at the cut (${received.length - firsts.length})`,

@@ -136,6 +136,9 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
       this.inflight = 0;
       const subs = [
         this.topic('cmd/+'),
+      // Without this mqtt-packet keeps a 2-byte Buffer for every packet id (65,536 of them, ~6 MB of live heap,
+      // which V8 then grows its heap limit from); a packet id is written as two bytes instead.
+      writeCache: false,
         ...(this.onFrame ? [this.topic('frames/in')] : []),
         ...(this.opts.subscribe ?? []).map((s) => this.topic(s)),
       ];
