@@ -86,14 +86,15 @@ export interface EngineBenchResult {
   readonly spikeRates: readonly number[];
 }
 
-/** Whole-model frames per second on one thread, cycling through `frames`. */
+/** Whole-model frames per second on one thread, cycling through `frames`; `steps`: at that T instead of the model's. */
 export async function benchEngine(
   model: BwsnnModel,
   frames: readonly Uint8Array[],
   seconds: number,
   kernel: KernelChoice = 'auto',
+  steps?: number,
 ): Promise<EngineBenchResult> {
-  const engine = createEngine(model, { kernel });
+  const engine = createEngine(model, { kernel, ...(steps !== undefined ? { steps } : {}) });
   const rates = new Array<number>(model.hidden.length + 1).fill(0);
   for (const f of frames) engine.infer(f).spikeRates.forEach((x, i) => (rates[i]! += x / frames.length));
   let i = 0;

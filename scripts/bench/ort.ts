@@ -58,14 +58,18 @@ export async function ortConv(s: ConvShape, rate: number): Promise<Rounds> {
   return async (seconds) => (await rounds(seconds)) * convMacs(s);
 }
 
-/** An ONNX twin on onnxruntime, cycling through `frames` (NCHW float32 data of shape `input`); rounds give frames/s. */
+/**
+ * An ONNX twin on onnxruntime, cycling through `frames` (NCHW float32 data of shape `input`); rounds give frames/s.
+ * `threads`: intra-op threads (default 1), one frame at a time.
+ */
 export async function ortFrames(
   bytes: Uint8Array,
   optimize: boolean,
   input: Shape3,
   frames: readonly Float32Array[],
+  threads = 1,
 ): Promise<Rounds> {
-  const ort = await openOrt(bytes, { optimize });
+  const ort = await openOrt(bytes, { optimize, threads });
   const dims = [1, input[2], input[0], input[1]];
   let i = 0;
   return bestSoFar(() => ort.run(frames[i++ % frames.length]!, dims, [TWIN_OUTPUT]));

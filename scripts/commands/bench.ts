@@ -8,6 +8,9 @@
  *   (scripts/bench/camera.ts: ffmpeg's 640×480 yuv420p test pattern into the agent's own process): CPU per frame
  *   against the engine's per-frame time, peak RSS;
  * - where a frame's time goes in the engine, by stage (scripts/bench/profile.ts: `profile_split`);
+ * - T = 1 against T = 2 (and the model's T): test-set accuracy and frames/s at each (scripts/bench/steps.ts);
+ * - throughput mode: the engine on N worker threads against onnxruntime with N intra-op threads on the ANN twin,
+ *   wall clock (scripts/bench/threads.ts), beside the one-thread figures;
  * - sizes: .bwsnn vs the ANN's .onnx.
  */
 import { statSync } from 'node:fs';
@@ -18,14 +21,17 @@ import { benchCamera, cameraBenchFields, cameraUnavailable } from '../bench/came
 import { benchEngine, benchKernel } from '../bench/kernel.js';
 import { machineInfo } from '../bench/machine.js';
 import { profileFrame, profileSplit } from '../bench/profile.js';
-import { setClock } from '../bench/timing.js';
+import { accuracyBySteps, benchedSteps, testSetUnavailable } from '../bench/steps.js';
+import { poolFrames } from '../bench/threads.js';
+import { activeClock, setClock } from '../bench/timing.js';
 import { convMacs, ortConv, ortFrames, type ConvShape } from '../bench/ort.js';
 import { mapShape, readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
 import type { BwsnnModel } from '../../runtime/index.js';
 import { annTwinOnnx, frameToNchw, snnTwinOnnx } from '../../trainer/export/onnx.js';
 import { printJson } from '../output.js';
 import { resolveModelArg } from '../model-arg.js';
-import { choiceOption, fromFile, positive } from '../options.js';
+import { choiceOption, fromFile, int, positive, positiveInt } from '../options.js';
+import { MAX_THREADS } from '../../runtime/index.js';
 import { verifyFrames } from './verify.js';
 
 /** Length of one measuring round; contenders alternate rounds. */
@@ -64,7 +70,9 @@ const ratio = (a: number, b: number) => Number((a / b).toFixed(3));
 export function register(program: Command): void {
   program
     .command('bench')
-    .description('WASM binary kernel and engine vs onnxruntime-node (one thread each), and file sizes')
+    .description(
+      'WASM binary kernel and engine vs onnxruntime-node (one thread each, and in throughput mode on N threads each), T = 1 vs T = 2, file sizes',
+    )
     .option('--seconds <s>', 'measuring time per item (after a short warm-up)', positive('--seconds', 600), 2)
     .option(
       '--model <file|random:SEED>',
@@ -82,16 +90,36 @@ export function register(program: Command): void {
       '--no-agent',
       'skip the device-agent measurements (end to end, always wall-clock; the camera path, CPU time)',
     )
+    .option(
+      '--accuracy-frames <n>',
+      'test frames for the accuracy at each T (default: the whole Fashion-MNIST test set)',
+      positiveInt('--accuracy-frames'),
+      10_000,
+    )
+    .option(
+      '--throughput-threads <n>',
+      'worker threads of the throughput-mode figure, and onnxruntime intra-op threads beside it',
+      int('--throughput-threads', 2, MAX_THREADS),
+      2,
+    )
     .option('--json', 'print a JSON summary on the last line')
     .action(
-      async (opts: { seconds: number; model?: string; clock: 'wall' | 'cpu'; agent: boolean; json?: boolean }) => {
+      async (opts: {
+        seconds: number;
+        model?: string;
+        clock: 'wall' | 'cpu';
+        agent: boolean;
+        accuracyFrames: number;
+        throughputThreads: number;
+        json?: boolean;
+      }) => {
         setClock(opts.clock);
         const machine = machineInfo();
         console.log(
           `machine: ${machine.cpu}, ${machine.cores} cores [${machine.simdFlags.join(' ')}], node ${machine.node}, onnxruntime-node ${machine.onnxruntime}`,
         );
         console.log(
-          `every measurement runs on one thread, timed on the ${opts.clock === 'cpu' ? 'process CPU-time' : 'wall'} clock; load average ${loadavg()
+          `every measurement but the throughput-mode one runs on one thread, timed on the ${opts.clock === 'cpu' ? 'process CPU-time' : 'wall'} clock; load average ${loadavg()
             .map((x) => x.toFixed(2))
             .join(' ')} before the run`,
         );
@@ -119,6 +147,42 @@ export function register(program: Command): void {
           snnFps = await snnRounds(ROUND_SECONDS);
         }
         const rate = realisticRate(model, spikeRates);
+
+        // T = 1 against T = 2 (and the model's own T): frames/s in the same alternating rounds, then accuracy.
+        const stepCounts = benchedSteps(model);
+        const stepsFps = new Map<number, number>([[model.T, engineFps]]);
+        for (let r = 0; r < rounds; r++)
+          for (const T of stepCounts)
+            if (T !== model.T)
+              stepsFps.set(
+                T,
+                Math.max(stepsFps.get(T) ?? 0, (await benchEngine(model, frames, ROUND_SECONDS, 'wasm', T)).fps),
+              );
+        const noTestSet = testSetUnavailable();
+        const stepsAccuracy = noTestSet ? [] : accuracyBySteps(model, stepCounts, opts.accuracyFrames);
+
+        // Throughput mode: N workers against onnxruntime with N intra-op threads, on the wall clock.
+        const threads = opts.throughputThreads;
+        const clockBefore = activeClock();
+        setClock('wall');
+        const pooled = await poolFrames(model, frames, threads);
+        const ortThreads = await ortFrames(ann, true, model.input, nchw, threads);
+        let poolFps = 0;
+        let ortThreadsFps = 0;
+        let oneThreadWallFps = 0;
+        try {
+          for (let r = 0; r < rounds; r++) {
+            poolFps = await pooled.rounds(ROUND_SECONDS);
+            ortThreadsFps = await ortThreads(ROUND_SECONDS);
+            oneThreadWallFps = Math.max(
+              oneThreadWallFps,
+              (await benchEngine(model, frames, ROUND_SECONDS, 'wasm')).fps,
+            );
+          }
+        } finally {
+          await pooled.close();
+          setClock(clockBefore);
+        }
 
         const s = KERNEL_SHAPE;
         const convRounds = await ortConv(s, rate);
@@ -151,6 +215,21 @@ export function register(program: Command): void {
         );
         console.log(
           `  onnxruntime, SNN twin (optim. off)   ${snnFps.toFixed(0)} frames/s  → engine ${ratio(engineFps, snnFps)}×`,
+        );
+        for (const T of stepCounts) {
+          const acc = stepsAccuracy.find((a) => a.T === T);
+          const fps = stepsFps.get(T)!;
+          console.log(
+            `  at T=${T}${T === model.T ? ' (its own)' : ''}: ${fps.toFixed(0)} frames/s → ${ratio(fps, annFps)}× the ANN twin; ` +
+              (acc
+                ? `accuracy ${(100 * acc.accuracy).toFixed(2)}% on ${acc.frames} test frames`
+                : `accuracy not measured (${noTestSet})`),
+          );
+        }
+        console.log(
+          `  throughput mode, ${threads} threads (wall clock, ${machine.cores} cores here): engine on ${threads} workers ${poolFps.toFixed(0)} frames/s ` +
+            `(${ratio(poolFps, oneThreadWallFps)}× its one thread's ${oneThreadWallFps.toFixed(0)}), onnxruntime ANN twin with ${threads} intra-op threads ` +
+            `${ortThreadsFps.toFixed(0)} frames/s → engine ${ratio(poolFps, ortThreadsFps)}×`,
         );
         const split = profileSplit(
           await profileFrame(model, frames, { seconds: ROUND_SECONDS / 2, rounds: Math.max(2, rounds) }),
@@ -211,6 +290,24 @@ export function register(program: Command): void {
             bwsnn_bytes: bwsnnBytes,
             onnx_ann_bytes: ann.length,
             bwsnn_vs_onnx_size: ratio(ann.length, bwsnnBytes),
+            ...Object.fromEntries(
+              stepCounts.flatMap((T) => {
+                const acc = stepsAccuracy.find((a) => a.T === T);
+                const fps = stepsFps.get(T)!;
+                return [
+                  [`t${T}_model_fps`, Number(fps.toFixed(1))],
+                  [`t${T}_model_vs_ort_ann`, ratio(fps, annFps)],
+                  [`t${T}_accuracy`, acc ? Number(acc.accuracy.toFixed(4)) : null],
+                ];
+              }),
+            ),
+            accuracy_frames: stepsAccuracy[0]?.frames ?? 0,
+            throughput_threads: threads,
+            throughput_clock: 'wall',
+            throughput_model_fps: Number(poolFps.toFixed(1)),
+            throughput_ort_ann_fps: Number(ortThreadsFps.toFixed(1)),
+            throughput_model_vs_ort_ann: ratio(poolFps, ortThreadsFps),
+            throughput_model_vs_one_thread: ratio(poolFps, oneThreadWallFps),
             threads: 1,
             clock: opts.clock,
             seconds_per_item: opts.seconds,

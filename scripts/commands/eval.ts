@@ -66,8 +66,8 @@ export interface EvalResult {
   readonly kernel: string;
 }
 
-/** The IDX test files as frames of the model's input (fitted when their shape differs). */
-function idxTestFrames(dir: string, model: BwsnnModel): Split {
+/** The IDX test files as frames of the model's input (fitted when their shape differs); `sei bench` reads them too. */
+export function idxTestFrames(dir: string, model: BwsnnModel): Split {
   const t = readMnistSplit(dir, 't10k');
   const bad = t.labels.findIndex((l) => l >= model.labels.length);
   if (bad >= 0)

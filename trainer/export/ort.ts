@@ -13,10 +13,14 @@ export interface OrtModel {
   run(input: Float32Array, dims: readonly number[], outputs?: readonly string[]): Promise<Record<string, Float32Array>>;
 }
 
-export async function openOrt(bytes: Uint8Array, opts: { readonly optimize: boolean }): Promise<OrtModel> {
+/** `threads`: onnxruntime's intra-op threads (default 1; `sei bench`'s two-core figure gives it 2). */
+export async function openOrt(
+  bytes: Uint8Array,
+  opts: { readonly optimize: boolean; readonly threads?: number },
+): Promise<OrtModel> {
   const optimization = opts.optimize ? 'all' : 'disabled';
   const session = await ort.InferenceSession.create(bytes, {
-    intraOpNumThreads: 1,
+    intraOpNumThreads: opts.threads ?? 1,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: optimization,
