@@ -5,11 +5,15 @@
  * (ota/) and fine-tuning (finetuner.ts). What stays here: the step each frame goes through, the switch to another
  * model or config, and the status. One Agent per device process.
  */
+import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { ConfigError, modelFit } from '../runtime/index.js';
 import { EnginePool, WorkerError } from '../runtime/index.js';
 import type { Engine, InferResult } from '../runtime/index.js';
+import { Capturer } from './capture/index.js';
 import { runCommand } from './commands/index.js';
 import type { CommandContext, FrameResult } from './commands/index.js';
 import { parseConfig, sourceSpecString } from './config.js';
@@ -70,6 +74,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   /** Remote model updates (device-agent/ota). */
   readonly ota: OtaManager;
   private readonly finetuner: FineTuner;
+  /** Frames kept to train on (device-agent/capture). */
+  readonly capture: Capturer;
   private readonly reporter: Reporter;
   private readonly pipeline: Pipeline;
   private readonly recent: RecentFrames;
@@ -130,6 +136,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       swap: (rec) => this.swap(rec),
       report,
     });
+    this.capture = new Capturer(this.ownsStore ? c.path : ':memory:', this.captureDir(), {
+      config: () => this.config,
+      report,
+    });
     this.finetuner = new FineTuner({
       config: () => this.config,
       store: this.store,
@@ -155,6 +165,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       registry: this.registry,
       ota: this.ota,
       finetuner: this.finetuner,
+      capture: this.capture,
       active: () => ({ version: this.activeVersion!, engine: this.engine! }),
       status: () => this.statusBody(),
       snapshot: () => this.snapshot(),
@@ -171,6 +182,16 @@ export class Agent extends EventEmitter<AgentEvents> {
       },
       publish: (suffix, body) => void this.link?.publish(suffix, body, { qos: 0 }),
     };
+  }
+
+  /** Folder of the captured frames: capture.dir, else beside the store, per device. */
+  private captureDir(): string {
+    const cfg = this.config;
+    if (cfg.capture.dir) return resolve(cfg.capture.dir);
+    // State in memory: a folder of this agent's own, removed when it stops.
+    return cfg.store.path === ':memory:'
+      ? join(tmpdir(), `sei-captures-${cfg.device}-${randomUUID().slice(0, 8)}`)
+      : join(dirname(resolve(cfg.store.path)), 'sei-captures', cfg.device);
   }
 
   /** The active model's registry key, or null before start. */
@@ -232,6 +253,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     await this.finetuner.settled();
     this.reporter.flush();
     this.ota.stop();
+    this.capture.close(this.config.store.path === ':memory:' && !this.config.capture.dir);
     await this.link?.stop();
     await this.exporter?.close();
     if (this.ownsStore) this.store.close();
@@ -358,6 +380,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   private inferred(frame: SourceFrame, id: number, model: string, engine: Engine, result: InferResult): void {
     this.metrics.record(result, frame.label);
     this.recent.hold(id, frame.data);
+    this.capture.frame(frame.data, engine.model.input, result, model);
     this.reporter.record({
       frame: id,
       ts: Date.now(),

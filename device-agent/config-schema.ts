@@ -100,12 +100,15 @@ const topicLevel = {
 const MiB = 2 ** 20;
 
 const crop = nullable(
-  section("region of a camera/image frame kept before the model's fit policy, in source pixels; null: the whole frame", {
-    x: int({ doc: 'left edge', default: 0, min: 0, max: 65535 }),
-    y: int({ doc: 'top edge', default: 0, min: 0, max: 65535 }),
-    width: int({ doc: 'box width', min: 1, max: 65535 }),
-    height: int({ doc: 'box height', min: 1, max: 65535 }),
-  }),
+  section(
+    "region of a camera/image frame kept before the model's fit policy, in source pixels; null: the whole frame",
+    {
+      x: int({ doc: 'left edge', default: 0, min: 0, max: 65535 }),
+      y: int({ doc: 'top edge', default: 0, min: 0, max: 65535 }),
+      width: int({ doc: 'box width', min: 1, max: 65535 }),
+      height: int({ doc: 'box height', min: 1, max: 65535 }),
+    },
+  ),
 );
 
 const ota = section(
@@ -215,6 +218,47 @@ const store = section('state on disk (SQLite) and what it keeps', {
     max: 100_000_000,
   }),
 });
+
+const capture = section(
+  'frames kept on the box to train on (`cmd/capture`, `sei capture pull`; device-agent/README.md, Capture)',
+  {
+    dir: strOrNull({
+      doc: 'folder of the captured frames (PNG, at the model input); null: `<store folder>/sei-captures/<device>`',
+    }),
+    maxBytes: int({
+      doc: 'disk the captured frames may take, bytes; beyond, the oldest are dropped (and counted)',
+      default: 64 * MiB,
+      shown: '67108864 (64 MiB)',
+      min: 1024,
+      max: Number.MAX_SAFE_INTEGER,
+    }),
+    maxFrames: int({
+      doc: 'captured frames kept at most; beyond, the oldest are dropped (and counted)',
+      default: 10_000,
+      min: 1,
+      max: 10_000_000,
+    }),
+    auto: nullable(
+      section(
+        "capture by itself a frame whose prediction's confidence is below a threshold; null: only `cmd/capture` captures",
+        {
+          belowConfidence: num({
+            doc: 'a frame is captured when its confidence is below this',
+            default: 0.5,
+            min: 0,
+            max: 1,
+          }),
+          minIntervalS: num({
+            doc: 'seconds between two automatic captures at least',
+            default: 10,
+            min: 0,
+            max: 86_400,
+          }),
+        },
+      ),
+    ),
+  },
+);
 
 /** The agent's config file, field by field, in the order the README lists them. */
 export const AGENT_SCHEMA = section('the agent config', {
@@ -373,6 +417,7 @@ export const AGENT_SCHEMA = section('the agent config', {
       section(
         'fine-tune by itself whenever the stored labelled frames reach N, 2N, ...; null: only `cmd/finetune` starts a run',
         {
+  capture,
           // The gate refuses fewer than its minFrames (40) anyway.
           minLabelled: int({ doc: 'N, the labelled frames that start a run', default: 300, min: 40, max: 10_000_000 }),
         },
@@ -390,6 +435,7 @@ export type RetentionLimits = Pick<
   AgentConfig['store'],
   'metricsHistory' | 'predictionRows' | 'predictionMaxAge' | 'outboxMax'
 >;
+export type CaptureConfig = AgentConfig['capture'];
 
 export function retentionLimits(store: AgentConfig['store']): RetentionLimits {
   return {

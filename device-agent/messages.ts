@@ -113,8 +113,57 @@ export type ActivateResult =
   | { readonly active: string; readonly activatedAt: number | null }
   | { readonly active: string; readonly rolledBackFrom: string };
 
-/** `label`: how many frames were stored, which ids the agent no longer holds, and the labelled frames it has now. */
-export type LabelResult = { readonly saved: number; readonly missing: readonly number[]; readonly total: number };
+/**
+ * `label`: how many frames were stored, which ids the agent no longer holds, and the labelled frames it has now;
+ * with `{capture, label}` items, the captured frames labelled and the capture ids not kept.
+ */
+export type LabelResult = {
+  readonly saved: number;
+  readonly missing: readonly number[];
+  readonly total: number;
+  readonly captures?: { readonly labelled: number; readonly missing: readonly number[] };
+};
+
+/** The capture store's totals (device-agent/capture/store.ts). */
+export type CaptureStoreStats = { readonly frames: number; readonly bytes: number; readonly dropped: number };
+
+/** `capture`: the ids of the frames taken, their label, whether the time ran out first, the store after. */
+export type CaptureResult = {
+  readonly ids: readonly number[];
+  readonly label: string | null;
+  readonly timedOut: boolean;
+  readonly store: CaptureStoreStats;
+};
+
+/** One captured frame, as `captures` lists it. */
+export type CaptureItem = {
+  readonly id: number;
+  readonly ts: number;
+  readonly model: string;
+  readonly reason: 'command' | 'auto';
+  readonly prediction: number;
+  readonly confidence: number;
+  readonly label: string | null;
+  readonly shape: readonly [number, number, number];
+  readonly size: number;
+  readonly sha256: string;
+};
+
+/** `captures`: the frames with an id above `after` (at most `limit`), `next` to ask from, the block size. */
+export type CapturesResult = {
+  readonly frames: readonly CaptureItem[];
+  readonly next: number | null;
+  readonly blockSize: number;
+  readonly store: CaptureStoreStats;
+};
+
+/** `capture-read`: blocks of one captured frame's PNG, base64, each with its SHA-256. */
+export type CaptureReadResult = {
+  readonly id: number;
+  readonly size: number;
+  readonly sha256: string;
+  readonly blocks: ReadonlyArray<{ readonly index: number; readonly data: string; readonly sha256: string }>;
+};
 
 /** One layer of a model card: the runtime's summary of it (runtime/format/summary.ts). */
 export type ModelCardLayer = LayerSummary;

@@ -54,6 +54,7 @@ describe('config schema', () => {
         recentFrames: 256,
         outboxMax: 100_000,
       },
+      capture: { dir: null, maxBytes: 64 * 2 ** 20, maxFrames: 10_000, auto: null },
       ota: {
         trustedKeys: [],
         dir: null,

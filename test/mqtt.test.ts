@@ -236,7 +236,7 @@ for (const setup of setups) {
       assert.equal(unknown.ok, false);
       assert.match(
         unknown.error.message,
-        /command: expected one of status, config, models, activate, label, finetune, preview, got "reboot"/,
+        /command: expected one of status, config, models, activate, label, finetune, preview, capture, captures, capture-read, got "reboot"/,
       );
       if (setup.expect === 5) {
         const notObject = await op.command(PREFIX, 'status', {}, '[1, 2]');

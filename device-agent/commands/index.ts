@@ -5,6 +5,9 @@
 import { ConfigError, show } from '../../runtime/index.js';
 import type { Command } from '../mqtt/link.js';
 import { activate } from './activate.js';
+import { capture } from './capture.js';
+import { captureRead } from './capture-read.js';
+import { captures } from './captures.js';
 import { config } from './config.js';
 import { finetune } from './finetune.js';
 import { label } from './label.js';
@@ -24,6 +27,9 @@ export const COMMANDS: Readonly<Record<string, CommandHandler>> = {
   label,
   finetune,
   preview,
+  capture,
+  captures,
+  'capture-read': captureRead,
 };
 
 /** Runs one command: resolves to the reply's result, rejects with the error to reply with. */

@@ -1,5 +1,6 @@
 /** What a command handler gets: its arguments and the parts of the agent a command may use. */
 import type { Engine, InferResult } from '../../runtime/index.js';
+import type { Capturer } from '../capture/index.js';
 import type { AgentConfig } from '../config.js';
 import type { FineTuner } from '../finetuner.js';
 import type { MetricsSnapshot } from '../messages.js';
@@ -15,6 +16,8 @@ export interface CommandContext {
   readonly registry: ModelRegistry;
   readonly ota: Pick<OtaManager, 'rollback'>;
   readonly finetuner: Pick<FineTuner, 'run' | 'labelled'>;
+  /** The capture store and the requests for frames to capture (device-agent/capture). */
+  readonly capture: Pick<Capturer, 'request' | 'store'>;
   /** The running model. */
   active(): { readonly version: string; readonly engine: Engine };
   /** The retained `status` message's fields. */

@@ -27,4 +27,5 @@ export const commands: ReadonlyArray<readonly [names: readonly string[], load: (
   [['keys'], () => import('./keys.js')],
   [['sign'], () => import('./sign.js')],
   [['deploy'], () => import('./deploy.js')],
+  [['capture'], () => import('./capture.js')],
 ];

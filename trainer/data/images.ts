@@ -137,6 +137,11 @@ export function listFolder(dir: string, flag = '--data'): FolderListing {
         skipped.push({ path: `${path}/`, reason: 'a hidden folder' });
         continue;
       }
+      // `sei capture pull` files the frames nobody labelled yet under `_unlabelled/`: no class.
+      if (e.name.startsWith('_')) {
+        skipped.push({ path: `${path}/`, reason: 'a folder starting with "_" (such as _unlabelled/): not a class' });
+        continue;
+      }
       classFolders.push({ className: e.name, ...(split ? { split } : {}) });
       walkClass(path, e.name, split);
     }
