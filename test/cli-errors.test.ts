@@ -97,6 +97,10 @@ const CASES: ReadonlyArray<readonly [string[], RegExp]> = [
   ],
   [['bench', '--seconds', '0'], /ConfigError: --seconds: expected a number in \(0, 600\], got "0"/],
   [['bench', '--clock', 'gpu'], /ConfigError: --clock: expected one of wall, cpu, got "gpu"/],
+  [
+    ['bench', '--throughput-threads', '1'],
+    /ConfigError: --throughput-threads: expected an integer in \[2, 64\], got "1"/,
+  ],
   [['broker', '--port', '70000'], /ConfigError: --port: expected an integer in \[0, 65535\], got "70000"/],
   [
     ['finetune', '--model', 'nope.bwsnn', '--frames', 'x', '--labels', 'y'],
