@@ -164,6 +164,15 @@ const CASES: ReadonlyArray<readonly [string[], RegExp]> = [
     ['deploy', '--model', 'm', '--key', 'k', '--device', 'd', '--timeout', 'soon'],
     /ConfigError: --timeout: expected a number > 0, got "soon"/,
   ],
+  [
+    ['capture', 'pull', '--device', 'd', '--out', 'o', '--block-size', '10'],
+    /ConfigError: --block-size: expected an integer in \[256, 65536\], got "10"/,
+  ],
+  [
+    ['capture', 'pull', '--device', 'd', '--out', 'o', '--window', '0'],
+    /ConfigError: --window: expected a positive integer, got "0"/,
+  ],
+  [['capture', 'pull', '--device', 'd'], /error: required option '--out <dir>' not specified/],
   [['doctor', '--state'], /error: unknown option '--state'/],
   [['nonsense'], /error: unknown command 'nonsense'/],
 ];
