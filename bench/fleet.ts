@@ -204,7 +204,7 @@ function startAgent(i: number): Agent {
 /** The line of an agent's stderr that says why it stopped: the last error line, else the last line. */
 function lastError(stderr: string): string {
   const lines = stderr.trim().split('\n');
-  return lines.findLast((l) => /error/i.test(l)) ?? lines.at(-1) ?? '';
+  return [...lines].reverse().find((l) => /error/i.test(l)) ?? lines.at(-1) ?? '';
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
