@@ -369,6 +369,12 @@ export const AGENT_SCHEMA = section('the agent config', {
         },
       ),
       keepalive: int({ doc: 'keep-alive, seconds', default: 30, min: 1, max: 65535 }),
+      maxMessageBytes: int({
+        doc: 'largest MQTT packet taken from the broker (a command, a frame, an OTA block); MQTT 5 tells the broker, and a larger packet closes the connection before its body is read',
+        default: 8 * MiB,
+        min: 64 * 1024,
+        max: 256 * MiB - 1,
+      }),
       reconnectMinMs: int({
         doc: 'reconnect backoff: first delay, ms (doubling, ±20% jitter)',
         default: 500,

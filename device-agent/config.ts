@@ -29,6 +29,11 @@ export function readConfigFile(path: string): Json {
       'config',
     );
   }
+  return parseConfigText(text, path);
+}
+
+/** A config file's text, parsed as the file at `path` would be (JSON by its extension, else YAML), unvalidated. */
+export function parseConfigText(text: string, path: string): Json {
   let raw: unknown;
   try {
     raw = path.endsWith('.json') ? JSON.parse(text) : (require('yaml') as typeof import('yaml')).parse(text);

@@ -11,12 +11,14 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import type { Duplex } from 'node:stream';
 import type { IClientOptions, IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
 import type { AgentConfig } from '../config.js';
 import type { CommandReply, DeviceStatus, ErrorBody, ReplyOutcome, StatusMessage } from '../messages.js';
 import { fromFile } from '../schema.js';
 import type { FrameFeed, FrameProperties } from '../sources/types.js';
 import type { StateStore } from '../store/types.js';
+import { limitPacketSize } from './packet-size.js';
 
 // mqtt.js is loaded when the first connection is made: an agent without a broker does not pay for it.
 const require = createRequire(import.meta.url);
@@ -37,6 +39,30 @@ export interface Command {
   readonly args: Json;
   /** Set when the payload was not a JSON object: the command must be answered with this error. */
   readonly parseError: Error | null;
+}
+
+/**
+ * A `cmd/<name>` payload: empty or a JSON object, whose 3.1.1 reply fields (`replyTo`, `correlationId`) are taken
+ * out of the command's arguments. Anything else becomes the command's `parseError` (never a throw).
+ */
+export function parseCommand(
+  name: string,
+  payload: Uint8Array,
+): { readonly command: Command; readonly replyTo: unknown; readonly correlationId: unknown } {
+  let args: Json = {};
+  let parseError: Error | null = null;
+  if (payload.length > 0) {
+    try {
+      const parsed: unknown = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString());
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+        throw new Error(`expected a JSON object, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`);
+      args = parsed as Json;
+    } catch (err) {
+      parseError = new SyntaxError(`cmd/${name}: payload: ${(err as Error).message}`);
+    }
+  }
+  const { replyTo, correlationId, ...rest } = args;
+  return { command: { name, args: rest, parseError }, replyTo, correlationId };
 }
 
 export interface LinkEvents {
@@ -110,6 +136,9 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
       clean: true,
       reconnectPeriod: 0,
       connectTimeout: 10_000,
+      // Without this mqtt-packet keeps a 2-byte Buffer for every packet id (65,536 of them, ~6 MB of live heap,
+      // which V8 then grows its heap limit from); a packet id is written as two bytes instead.
+      writeCache: false,
       will: {
         topic: this.topic('status'),
         payload: Buffer.from(JSON.stringify({ state: 'offline', reason: 'connection lost' } satisfies StatusMessage)),
@@ -125,7 +154,17 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
     if (m.tls.cert) options.cert = pem('cert', m.tls.cert);
     if (m.tls.key) options.key = pem('key', m.tls.key);
     options.rejectUnauthorized = m.tls.rejectUnauthorized;
+    // MQTT 5 brokers drop a larger message for this client; on any protocol the socket's packet headers are
+    // watched, and a larger packet closes the connection before its body is buffered (./packet-size.ts).
+    if (this.protocol === 5) options.properties = { maximumPacketSize: m.maxMessageBytes };
+    options.manualConnect = true;
     const client = (require('mqtt') as typeof import('mqtt')).connect(m.url!, options);
+    // The client builds its socket with the stream builder its constructor took (typed private); with
+    // manualConnect it has built none yet, so each socket it builds is watched from its first byte.
+    const builder = client as unknown as { streamBuilder: (c: MqttClient) => Duplex };
+    const build = builder.streamBuilder;
+    builder.streamBuilder = (c) => limitPacketSize(build(c), m.maxMessageBytes, 'mqtt.maxMessageBytes');
+    client.connect();
     this.client = client;
     let refusedVersion = false;
     client.on('connect', () => {
@@ -136,9 +175,6 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
       this.inflight = 0;
       const subs = [
         this.topic('cmd/+'),
-      // Without this mqtt-packet keeps a 2-byte Buffer for every packet id (65,536 of them, ~6 MB of live heap,
-      // which V8 then grows its heap limit from); a packet id is written as two bytes instead.
-      writeCache: false,
         ...(this.onFrame ? [this.topic('frames/in')] : []),
         ...(this.opts.subscribe ?? []).map((s) => this.topic(s)),
       ];
@@ -205,19 +241,7 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
       return;
     }
     const name = topic.slice(cmdPrefix.length);
-    let args: Json = {};
-    let parseError: Error | null = null;
-    if (payload.length > 0) {
-      try {
-        const parsed: unknown = JSON.parse(payload.toString('utf8'));
-        if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
-          throw new Error(`expected a JSON object, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`);
-        args = parsed as Json;
-      } catch (err) {
-        parseError = new SyntaxError(`cmd/${name}: payload: ${(err as Error).message}`);
-      }
-    }
-    const { replyTo, correlationId, ...rest } = args;
+    const { command, replyTo, correlationId } = parseCommand(name, payload);
     const props = packet.properties;
     const replyTopic =
       props?.responseTopic ??
@@ -239,7 +263,7 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
       if (outcome.ok) send({ ok: true, result: outcome.result }, 1);
       else send({ ok: false, error: errorBody(outcome.error) }, 1);
     };
-    this.emit('command', { name, args: rest, parseError }, reply, (progress) => send({ ok: true, progress }, 0));
+    this.emit('command', command, reply, (progress) => send({ ok: true, progress }, 0));
   }
 
   /** FrameFeed: `frames/in` for the `mqtt` source, subscribed from now until `close` (and on every reconnect). */

@@ -23,7 +23,7 @@ import { architectureProblem, buildManifest, readPublicKey, verifyManifest } fro
 import type { Manifest } from './manifest.js';
 import { OnProbation, RecentResults } from './probation.js';
 import type { Outcome } from './probation.js';
-import { DEVICE_TOPICS, isTerminal, TOPIC } from './protocol.js';
+import { blockTopic, DEVICE_TOPICS, isTerminal, TOPIC } from './protocol.js';
 import type { Job, JobState, JobStatus } from './protocol.js';
 import { OtaStore } from './store.js';
 import type { JobRow, JobUpdate } from './store.js';
@@ -122,8 +122,8 @@ export class OtaManager extends EventEmitter<OtaEvents> {
       if (payload.length > 0) this.run(() => this.onJob(payload));
     } else if (suffix === TOPIC.cancel) this.run(() => this.onCancel(payload));
     else if (suffix.startsWith(TOPIC.block)) {
-      const [jobId, index] = suffix.slice(TOPIC.block.length).split('/');
-      this.download?.block(jobId ?? '', Number(index), payload);
+      const b = blockTopic(suffix);
+      if (b) this.download?.block(b.jobId, b.index, payload);
     }
   }
 

@@ -252,6 +252,8 @@ export function verifyManifest(signed: unknown, trusted: readonly KeyObject[]): 
   } catch (err) {
     throw new OtaError(`manifest: expected JSON, got ${(err as Error).message}`, 'manifest');
   }
+  if (typeof m !== 'object' || m === null || Array.isArray(m))
+    throw new OtaError(`manifest: expected a JSON object, got ${show(m)}`, 'manifest');
   field(m.schema === MANIFEST_SCHEMA, 'schema', String(MANIFEST_SCHEMA), m.schema);
   field(typeof m.name === 'string' && m.name.length > 0, 'name', 'a model name', m.name);
   field(isInt(m.version), 'version', 'an integer >= 0', m.version);

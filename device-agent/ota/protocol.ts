@@ -43,3 +43,11 @@ export interface Job {
 export function blockCount(size: number, blockSize: number): number {
   return Math.ceil(size / blockSize);
 }
+
+/** The job id and block index of a topic suffix `ota/block/<job>/<i>`, or null when it names no block. */
+export function blockTopic(suffix: string): { readonly jobId: string; readonly index: number } | null {
+  if (!suffix.startsWith(TOPIC.block)) return null;
+  const parts = suffix.slice(TOPIC.block.length).split('/');
+  if (parts.length !== 2 || !/^\d{1,9}$/.test(parts[1]!)) return null;
+  return { jobId: parts[0]!, index: Number(parts[1]) };
+}

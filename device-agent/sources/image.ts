@@ -31,9 +31,26 @@ function isPng(b: Uint8Array): boolean {
   return b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47;
 }
 
+/** Pixels a picture may have (4096x4096): a larger header is refused before anything is allocated for it. */
+export const MAX_PICTURE_PIXELS = 4096 * 4096;
+
+function checkPixels(width: number, height: number, what: string, kind: string): void {
+  if (width * height > MAX_PICTURE_PIXELS)
+    throw new FrameError(
+      `${what}: expected a ${kind} of at most ${MAX_PICTURE_PIXELS} pixels (4096x4096), got ${width}x${height}`,
+      what,
+    );
+}
+
 /** Decodes a PNG (via pngjs) or a PGM (P5 binary or P2 ASCII). */
 export function decodePicture(bytes: Uint8Array, what = 'image'): Image {
   if (isPng(bytes)) {
+    // The IHDR chunk comes first (8-byte signature, length, "IHDR", width, height): pngjs would allocate
+    // width*height*4 bytes for whatever it says.
+    if (bytes.length >= 24) {
+      const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      checkPixels(view.getUint32(16), view.getUint32(20), what, 'PNG');
+    }
     let png: PNG;
     try {
       png = (require('pngjs') as typeof import('pngjs')).PNG.sync.read(
@@ -74,6 +91,8 @@ export function decodePgm(bytes: Uint8Array, what = 'image'): Image {
     const start = pos;
     while (pos < bytes.length && bytes[pos]! >= 0x30 && bytes[pos]! <= 0x39) pos++;
     if (start === pos) throw new FrameError(`${what}: PGM header is truncated or not numeric at byte ${start}`, what);
+    // 0..65535 and sizes up to 4096 need no more digits (and a spread of millions of them would overflow the stack).
+    if (pos - start > 9) throw new FrameError(`${what}: PGM number at byte ${start}: expected at most 9 digits`, what);
     return Number(String.fromCharCode(...bytes.subarray(start, pos)));
   };
   const width = token();
@@ -85,8 +104,8 @@ export function decodePgm(bytes: Uint8Array, what = 'image'): Image {
       what,
     );
   }
+  checkPixels(width, height, what, 'PGM');
   const n = width * height;
-  const data = new Uint8Array(n);
   const scale = 255 / maxval;
   if (magic === 'P5') {
     pos++; // the single whitespace byte after maxval
@@ -97,13 +116,21 @@ export function decodePgm(bytes: Uint8Array, what = 'image'): Image {
         `${what}: PGM ${width}x${height} needs ${need} sample bytes, got ${bytes.length - pos}`,
         what,
       );
+    const data = new Uint8Array(n);
     for (let i = 0; i < n; i++) {
       const v = wide ? (bytes[pos + 2 * i]! << 8) | bytes[pos + 2 * i + 1]! : bytes[pos + i]!;
       data[i] = Math.round(v * scale);
     }
-  } else {
-    for (let i = 0; i < n; i++) data[i] = Math.round(Math.min(token(), maxval) * scale);
+    return { width, height, channels: 1, data };
   }
+  // P2: every sample is at least a digit and a separator.
+  if (bytes.length - pos < 2 * n - 1)
+    throw new FrameError(
+      `${what}: PGM ${width}x${height} needs ${n} samples (at least ${2 * n - 1} bytes), got ${bytes.length - pos} bytes`,
+      what,
+    );
+  const data = new Uint8Array(n);
+  for (let i = 0; i < n; i++) data[i] = Math.round(Math.min(token(), maxval) * scale);
   return { width, height, channels: 1, data };
 }
 

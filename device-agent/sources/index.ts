@@ -199,7 +199,8 @@ function videoSource(
   };
   const pipe = stream ? null : stdinPipe(consume);
   const input = stream ?? pipe ?? process.stdin;
-  const onEnd = () => live.close();
+  // The frames already read still go to the engine; a partial frame at the end is dropped.
+  const onEnd = () => live.end();
   if (!pipe) input.on('data', consume);
   input.once('end', onEnd);
   pipe?.once('error', onEnd);

@@ -45,22 +45,16 @@ export function decodeFrame(
   const userLabel = props?.userProperties?.label;
   if (userLabel !== undefined)
     label = parseLabel(Array.isArray(userLabel) ? userLabel[0] : userLabel, 'label (user property)');
-  if (payload[0] === 0x7b) {
-    let msg: { data?: unknown; label?: unknown };
-    try {
-      msg = JSON.parse(payload.toString('utf8')) as typeof msg;
-    } catch (err) {
-      throw new FrameError(
-        `frames/in: expected raw bytes, a PNG/PGM or JSON {data, label}, got broken JSON (${(err as Error).message})`,
-        'frames/in',
-      );
-    }
+  const [h, w, c] = opts.target;
+  // A raw frame may start with "{" (a first pixel of 123): it is JSON only when it parses as JSON.
+  const json = payload[0] === 0x7b ? parseJson(payload, payload.length === h * w * c) : undefined;
+  if (json !== undefined) {
+    const msg = (typeof json === 'object' && json !== null ? json : {}) as { data?: unknown; label?: unknown };
     if (typeof msg.data !== 'string')
       throw new FrameError(`frames/in: data: expected a base64 string, got ${show(msg.data)}`, 'frames/in.data');
     bytes = Buffer.from(msg.data, 'base64');
     if (msg.label !== undefined && msg.label !== null) label = parseLabel(msg.label, 'frames/in.label');
   }
-  const [h, w, c] = opts.target;
   if (bytes.length === h * w * c) return { data: Uint8Array.from(bytes), label };
   if (isPicture(bytes))
     return {
@@ -71,6 +65,19 @@ export function decodeFrame(
     `frames/in: expected ${h * w * c} raw bytes (${h}x${w}x${c}) or a PNG/PGM picture, got ${bytes.length} bytes`,
     'frames/in',
   );
+}
+
+/** The JSON of a payload; undefined when it is none and `raw` says it may be a raw frame, else a FrameError. */
+function parseJson(payload: Buffer, raw: boolean): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8')) as unknown;
+  } catch (err) {
+    if (raw) return undefined;
+    throw new FrameError(
+      `frames/in: expected raw bytes, a PNG/PGM or JSON {data, label}, got broken JSON (${(err as Error).message})`,
+      'frames/in',
+    );
+  }
 }
 
 /** A class index from a message (a number, or digits in a string); `classes` bounds it when the model is known. */

@@ -12,9 +12,20 @@ export interface IdxArray {
 
 const UBYTE = 0x08;
 
+function gunzip(buffer: Uint8Array, what: string): Uint8Array {
+  try {
+    return new Uint8Array(gunzipSync(buffer));
+  } catch (err) {
+    throw new FormatError(
+      `${what}: expected gzip-compressed IDX data, got a broken gzip stream (${(err as Error).message})`,
+      'gzip',
+    );
+  }
+}
+
 /** Parses an IDX buffer (gzip-compressed or not). Only the unsigned-byte element type is accepted. */
 export function parseIdx(buffer: Uint8Array, what = 'idx'): IdxArray {
-  const raw = buffer[0] === 0x1f && buffer[1] === 0x8b ? new Uint8Array(gunzipSync(buffer)) : buffer;
+  const raw = buffer[0] === 0x1f && buffer[1] === 0x8b ? gunzip(buffer, what) : buffer;
   if (raw.length < 4)
     throw new FormatError(`${what}: file of ${raw.length} bytes is shorter than the 4-byte IDX magic`, 'magic');
   if (raw[0] !== 0 || raw[1] !== 0)

@@ -5,7 +5,8 @@
 # Usage: scripts/arm/rootfs.sh ARCH [EXTRA_PACKAGE...]   ARCH is arm64, armhf or amd64. Prints the root's path.
 # The root is cached under .cache/arm/<key>/ and reused while its key (suite, arch, packages) is unchanged.
 # Needs root (or sudo) for debootstrap, and the Debian packages debootstrap and qemu-user-static.
-# Env: SEI_ARM_SUITE (default bookworm), SEI_ARM_MIRROR (default: the Debian mirror apt is configured with).
+# Env: SEI_ARM_SUITE (default bookworm), SEI_ARM_MIRROR (default: the Debian mirror apt is configured with for that
+# suite, else for the host's own release).
 set -euo pipefail
 
 arch="${1:?usage: rootfs.sh ARCH [EXTRA_PACKAGE...]}"
@@ -48,6 +49,10 @@ if [ -f "$root/.sei-rootfs" ] && [ -x "$root/usr/bin/node" ]; then
 fi
 
 mirror="${SEI_ARM_MIRROR:-$(debian_mirror)}"
+# A suite apt does not list (e.g. a newer release than the host's) comes from the mirror of the host's own release.
+if [ -z "$mirror" ] && [ -r /etc/os-release ]; then
+  mirror="$(suite="$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" && [ -n "$suite" ] && debian_mirror)"
+fi
 if [ -z "$mirror" ]; then
   echo "rootfs.sh: no apt source for suite '$suite' in /etc/apt/sources.list*; set SEI_ARM_MIRROR to a Debian mirror URL" >&2
   exit 1

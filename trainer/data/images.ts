@@ -184,7 +184,7 @@ const firstLine = (err: unknown) =>
     .trim()
     .replace(/:$/, '');
 
-interface Decoded {
+export interface Decoded {
   readonly pixels: Uint8Array;
   readonly width: number;
   readonly height: number;
@@ -226,6 +226,11 @@ async function decode(sharp: SharpModule, bytes: Buffer): Promise<Decoded> {
   } catch (err) {
     throw new Error(`unreadable ${meta.format === 'png' ? 'PNG' : 'JPEG'} (${firstLine(err)})`);
   }
+}
+
+/** One file's bytes decoded as the folder loader decodes them (the fuzz targets feed it). */
+export async function decodeImage(bytes: Buffer, flag = '--data'): Promise<Decoded> {
+  return decode(await loadSharp(flag), bytes);
 }
 
 /** Bump when what the cache holds, or how it is computed, changes. */
