@@ -1,10 +1,10 @@
-// Compiles the AssemblyScript kernel to runtime/kernels/wasm/assembly/simd-kernel.wasm (next to its source, where
-// the runtime looks for it). Runs at `postinstall` and as `npm run build:wasm`. Without the assemblyscript dev
-// dependency (a production install) it says so and succeeds: the runtime then uses its reference kernel.
+// Compiles the AssemblyScript kernels next to their sources, where their loaders look for them: the runtime's
+// (runtime/kernels/wasm/assembly/simd-kernel.wasm) and the trainer's (trainer/backend/assembly/grad-kernel.wasm).
+// Runs at `postinstall` and as `npm run build:wasm`. Without the assemblyscript dev dependency (a production
+// install) it says so and succeeds: the runtime then uses its reference kernel, the trainer its tfjs-only path.
 import { fileURLToPath } from 'node:url';
 
-const source = fileURLToPath(new URL('../runtime/kernels/wasm/assembly/simd-kernel.ts', import.meta.url));
-const output = fileURLToPath(new URL('../runtime/kernels/wasm/assembly/simd-kernel.wasm', import.meta.url));
+const KERNELS = ['../runtime/kernels/wasm/assembly/simd-kernel.ts', '../trainer/backend/assembly/grad-kernel.ts'];
 
 let asc;
 try {
@@ -14,25 +14,29 @@ try {
   process.exit(0);
 }
 
-const { error, stderr } = await asc.main([
-  source,
-  '--outFile',
-  output,
-  '--optimizeLevel',
-  '3',
-  '--shrinkLevel',
-  '0',
-  '--runtime',
-  'stub',
-  '--noAssert',
-  '--enable',
-  'simd',
-  '--disable',
-  'relaxed-simd',
-]);
-if (error) {
-  console.error(stderr.toString());
-  console.error(`build-wasm: ${error.message}`);
-  process.exit(1);
+for (const kernel of KERNELS) {
+  const source = fileURLToPath(new URL(kernel, import.meta.url));
+  const output = source.replace(/\.ts$/, '.wasm');
+  const { error, stderr } = await asc.main([
+    source,
+    '--outFile',
+    output,
+    '--optimizeLevel',
+    '3',
+    '--shrinkLevel',
+    '0',
+    '--runtime',
+    'stub',
+    '--noAssert',
+    '--enable',
+    'simd',
+    '--disable',
+    'relaxed-simd',
+  ]);
+  if (error) {
+    console.error(stderr.toString());
+    console.error(`build-wasm: ${error.message}`);
+    process.exit(1);
+  }
+  console.log(`build-wasm: wrote ${output}`);
 }
-console.log(`build-wasm: wrote ${output}`);

@@ -1,12 +1,14 @@
 /**
- * The trainer's conv gradient (custom, from forward ops, for tfjs-backend-wasm) against TensorFlow.js's own
- * Conv2DBackpropFilter/Input on the `cpu` backend, on random shapes: strides 1 and 2, odd and even sizes, pads 0/1.
+ * The trainer's conv gradient (custom: dx from forward ops, dW from the trainer's WASM kernel or, without it, from
+ * forward ops) against TensorFlow.js's own Conv2DBackpropFilter/Input on the `cpu` backend, on random shapes:
+ * strides 1 and 2, odd and even sizes, pads 0/1, dense inputs and spike maps (0/1, the binary layers' inputs).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { conv2d } from '../trainer/backend/conv.js';
+import { filterGradKernel, useFilterGradKernel } from '../trainer/backend/wasm-grad.js';
 import { rng } from '../runtime/data/random.js';
 
 interface Case {
@@ -18,6 +20,8 @@ interface Case {
   k: number;
   stride: number;
   pad: number;
+  /** Inputs of 0s and 1s, as the binary layers get. */
+  spikes?: boolean;
 }
 
 function cases(): Case[] {
@@ -25,6 +29,8 @@ function cases(): Case[] {
   const pick = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
   const out: Case[] = [];
   for (const stride of [1, 2]) {
+    // Spike maps with enough channels for the kernel's 4-wide lanes and their tail.
+    out.push({ n: 2, h: 9 + stride, w: 8, cin: 8, cout: 13, k: 3, stride, pad: 1, spikes: true });
     for (const parity of [0, 1]) {
       for (const k of [1, 3]) {
         const h = 2 * pick(3, 7) + parity;
@@ -54,10 +60,10 @@ function maxAbsDiff(a: Float32Array | Int32Array | Uint8Array, b: Float32Array |
   return m;
 }
 
-test('custom conv gradient on wasm matches tfjs cpu Conv2DBackpropFilter/Input', async () => {
+async function compareWithCpu(): Promise<void> {
   const r = rng(11);
   for (const c of cases()) {
-    const xs = randomArray(c.n * c.h * c.w * c.cin, r);
+    const xs = randomArray(c.n * c.h * c.w * c.cin, r).map((v) => (c.spikes ? (v > 0.4 ? 1 : 0) : v));
     const ws = randomArray(c.k * c.k * c.cin * c.cout, r);
     const run = (custom: boolean) => {
       const x = tf.tensor4d(xs, [c.n, c.h, c.w, c.cin]);
@@ -109,6 +115,23 @@ test('custom conv gradient on wasm matches tfjs cpu Conv2DBackpropFilter/Input',
     assert.ok(maxAbsDiff(got.y, ref.y) < 1e-4, `forward ${label}`);
     assert.ok(maxAbsDiff(got.gx, ref.gx) < 1e-4, `dx ${label}: ${maxAbsDiff(got.gx, ref.gx)}`);
     assert.ok(maxAbsDiff(got.gw, ref.gw) < 1e-4, `dW ${label}: ${maxAbsDiff(got.gw, ref.gw)}`);
+  }
+}
+
+test('the trainer WASM weight-gradient kernel is built and loads', () => {
+  assert.ok(filterGradKernel(), 'trainer/backend/assembly/grad-kernel.wasm missing: npm run build:wasm');
+});
+
+test('custom conv gradient on wasm matches tfjs cpu Conv2DBackpropFilter/Input (dW by the WASM kernel)', async () => {
+  await compareWithCpu();
+});
+
+test('custom conv gradient on wasm matches tfjs cpu Conv2DBackpropFilter/Input (dW by forward ops)', async () => {
+  const was = useFilterGradKernel(false);
+  try {
+    await compareWithCpu();
+  } finally {
+    useFilterGradKernel(was);
   }
 });
 
