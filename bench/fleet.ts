@@ -207,6 +207,7 @@ function lastError(stderr: string): string {
   return [...lines].reverse().find((l) => /error/i.test(l)) ?? lines.at(-1) ?? '';
 }
 
+const agentsLabel = (n: number) => `${n} agent${n === 1 ? '' : 's'}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function until(cond: () => boolean, timeoutMs: number): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;
@@ -264,7 +265,7 @@ async function measureStep(n: number): Promise<StepResult> {
       : 'not every agent sent metrics within the start-up time';
     return { ...emptyStep(n), why };
   }
-  console.log(`  ${n} agents online after ${((Date.now() - started) / 1000).toFixed(1)} s; warm-up ${warmupS} s`);
+  console.log(`  ${agentsLabel(n)} online after ${((Date.now() - started) / 1000).toFixed(1)} s; warm-up ${warmupS} s`);
   await sleep(warmupS * 1000);
   const pids = agents.map((a) => a.child.pid!);
   const brokerPid = broker.pid();
@@ -397,9 +398,15 @@ async function restartCheck() {
     });
     return Math.max(...firstAfter);
   })();
+  // Messages the boxes wrote while the broker was away: what went through their outboxes.
+  const duringOutage = agents.reduce(
+    (n, a) => n + (seen.get(a.name)?.metrics ?? []).filter((m) => m.ts > stopAt && m.ts < upAt).length,
+    0,
+  );
   return {
     agents: agents.length,
     down_s: downS,
+    written_during_outage: duringOutage,
     drained,
     seconds_until_drained: round((back - upAt) / 1000),
     seconds_until_every_box_reported: round(behind / 1000),
@@ -444,18 +451,19 @@ try {
     const r = await measureStep(n);
     results.push(r);
     console.log(
-      `  ${n} agents: ${r.held ? 'held' : `did not hold (${r.why})`}; frames/s min ${r.fps_min}, metrics/s min ${r.metrics_per_s_min}, ` +
+      `  ${agentsLabel(n)}: ${r.held ? 'held' : `did not hold (${r.why})`}; frames/s min ${r.fps_min}, metrics/s min ${r.metrics_per_s_min}, ` +
         `broker ${r.broker_publish_in_per_s} PUBLISH/s in, ${r.broker_publish_out_per_s} out, latency p99 ${r.metrics_latency_ms_p99} ms, ` +
         `agent CPU ${r.agent_cpu_percent_mean} % (max ${r.agent_cpu_percent_max}), RSS ${r.agent_rss_mb_mean} MB (max ${r.agent_rss_mb_max})`,
     );
     if (!r.held) break;
   }
   if (!values['no-restart'] && !interrupted && deadAgents().length === 0 && agents.length > 0) {
-    console.log(`  broker restart with ${agents.length} agents running: down for ${downS} s`);
+    console.log(`  broker restart with ${agentsLabel(agents.length)} running: down for ${downS} s`);
     restart = await restartCheck();
     console.log(
       `  restart: ${restart.lost} of ${restart.messages} metrics messages lost, ${restart.duplicates} duplicates, ` +
-        `every box reporting again after ${restart.seconds_until_every_box_reported} s, outboxes drained after ${restart.seconds_until_drained} s`,
+        `${restart.written_during_outage} written during the outage, every box reporting again after ` +
+        `${restart.seconds_until_every_box_reported} s, outboxes drained after ${restart.seconds_until_drained} s`,
     );
   }
 } finally {
@@ -507,8 +515,9 @@ if (values.markdown) {
       ...results.map((r) => `| ${cols.map(([k]) => cell(r[k])).join(' | ')} |`),
       '',
       restart
-        ? `Broker restart (${restart.down_s} s down, ${restart.agents} agents running): ${restart.lost} of ${restart.messages} ` +
-          `QoS 1 metrics messages lost, ${restart.duplicates} duplicates; every box reporting again after ` +
+        ? `Broker restart (${restart.down_s} s down, ${agentsLabel(restart.agents)} running): ${restart.lost} of ${restart.messages} ` +
+          `QoS 1 metrics messages lost (${restart.written_during_outage} of them written during the outage), ` +
+          `${restart.duplicates} duplicates; every box reporting again after ` +
           `${restart.seconds_until_every_box_reported} s, outboxes drained after ${restart.seconds_until_drained} s.`
         : 'Broker restart: not run.',
     ].join('\n'),
