@@ -96,6 +96,59 @@ test('int8 first layer: per-channel step max|w|/127, integers in [-127, 127], ST
   assert.ok(g.dataSync().some((x) => x !== 0));
 });
 
+/** avgpool_repeat as plain tfjs ops with autodiff: the oracle of the fused host op. */
+function oracleAvgpoolRepeat(x: tf.Tensor4D, cout: number): tf.Tensor4D {
+  const [b, h, w, cin] = x.shape;
+  const tap = (dy: number, dx: number) =>
+    tf
+      .slice(tf.reshape(x, [b, h / 2, 2, w / 2, 2, cin]), [0, 0, dy, 0, dx, 0], [b, h / 2, 1, w / 2, 1, cin])
+      .reshape([b, h / 2, w / 2, cin]);
+  const pooled = tf.mul(tf.add(tf.add(tf.add(tap(0, 0), tap(0, 1)), tap(1, 0)), tap(1, 1)), 0.25);
+  return tf.concat(
+    Array.from({ length: cout / cin }, () => pooled),
+    3,
+  ) as tf.Tensor4D;
+}
+
+for (const backend of ['wasm', 'cpu'] as const) {
+  test(`avgpool_repeat host op (${backend}): value and gradient equal the tfjs-ops oracle`, async () => {
+    const was = tf.getBackend();
+    await tf.setBackend(backend);
+    try {
+      for (const [b, h, w, cin, cout] of [
+        [2, 4, 6, 3, 6],
+        [3, 8, 8, 4, 4],
+        [1, 2, 2, 1, 3],
+      ] as const) {
+        const x = tf.tensor4d(
+          Float32Array.from({ length: b * h * w * cin }, (_, i) => Math.fround(Math.sin(i * 1.7) * 3)),
+          [b, h, w, cin],
+        );
+        const up = tf.tensor4d(
+          Float32Array.from({ length: b * (h / 2) * (w / 2) * cout }, (_, i) => Math.cos(i * 0.3)),
+          [b, h / 2, w / 2, cout],
+        );
+        const loss = (fn: (t: tf.Tensor4D) => tf.Tensor4D) => (t: tf.Tensor) =>
+          tf.sum(tf.mul(fn(t as tf.Tensor4D), up));
+        const got = shortcutCurrent('avgpool_repeat', x, cout)!;
+        const want = oracleAvgpoolRepeat(x, cout);
+        assert.deepEqual(got.shape, want.shape);
+        assert.deepEqual(Array.from(got.dataSync()), Array.from(want.dataSync()), `value ${[b, h, w, cin, cout]}`);
+        const g = tf
+          .grad(loss((t) => shortcutCurrent('avgpool_repeat', t, cout)!))(x)
+          .dataSync();
+        const o = tf
+          .grad(loss((t) => oracleAvgpoolRepeat(t, cout)))(x)
+          .dataSync();
+        for (let i = 0; i < g.length; i++)
+          assert.ok(Math.abs(g[i]! - o[i]!) < 1e-6, `gradient ${i}: ${g[i]} vs ${o[i]}`);
+      }
+    } finally {
+      await tf.setBackend(was);
+    }
+  });
+}
+
 test('avgpool_repeat shortcut sums ((x00 + x01) + x10) + x11 then * 0.25 and tiles channels c % cin', () => {
   const x = tf.tensor4d(
     Float32Array.from({ length: 2 * 4 * 4 * 3 }, (_, i) => Math.fround(Math.sin(i) * 3)),
