@@ -6,7 +6,7 @@
  * header with a 10^9-element shape. Allocation is measured with process.memoryUsage().arrayBuffers.
  */
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -105,37 +105,43 @@ describe('MQTT packets larger than mqtt.maxMessageBytes', () => {
         assert.equal((await op.command(prefix, 'status')).ok, true);
         await new Promise((r) => setTimeout(r, 1000));
         const before = peakRss();
+        const sent = op.messages.length;
         const big = join(dir, 'big.bin');
         writeFileSync(big, Buffer.alloc(100 * 2 ** 20, 0x20));
-        const pub = spawnSync(
-          'mosquitto_pub',
-          [
-            '-h',
-            '127.0.0.1',
-            '-p',
-            String(broker.port),
-            '-V',
-            b.protocol === 5 ? 'mqttv5' : 'mqttv311',
-            '-q',
-            '0',
-            // A busy machine may take long to move 100 MB through a broker in this process: no keep-alive timeout.
-            '-k',
-            '600',
-            '-t',
-            `${prefix}cmd/status`,
-            '-f',
-            big,
-          ],
-          { encoding: 'utf8' },
-        );
+        // Not spawnSync: the Aedes broker runs in this process's event loop.
+        const pub = await run('mosquitto_pub', [
+          '-h',
+          '127.0.0.1',
+          '-p',
+          String(broker.port),
+          '-V',
+          b.protocol === 5 ? 'mqttv5' : 'mqttv311',
+          '-q',
+          '0',
+          // A busy machine may take long to move 100 MB through a broker in this process: no keep-alive timeout.
+          '-k',
+          '600',
+          '-t',
+          `${prefix}cmd/status`,
+          '-f',
+          big,
+        ]);
         rmSync(big);
         assert.equal(pub.status, 0, pub.stderr);
-        if (b.protocol === 4)
-          // The 3.1.1 broker sends it: the agent closes the connection on its header and says why.
+        if (b.protocol === 4) {
+          // The 3.1.1 broker sends it: the agent closes the connection on its header, says why, and reconnects.
           await waitUntil(
             () => /mqtt\.maxMessageBytes: expected MQTT packets of at most 1048576 bytes/.test(output),
             output,
           );
+          const down = await op.waitFor((m) => m.json?.state === 'offline', 'the Last Will', 60_000, sent);
+          await op.waitFor(
+            (m) => m.json?.state === 'online',
+            'the agent back online',
+            60_000,
+            op.messages.indexOf(down) + 1,
+          );
+        }
         // Reconnected (3.1.1) or never disconnected (5): the next command is answered.
         const reply = await op.command(prefix, 'status', {}, undefined);
         assert.equal(reply.ok, true);
@@ -150,6 +156,16 @@ describe('MQTT packets larger than mqtt.maxMessageBytes', () => {
     });
   }
 });
+
+/** Runs a command to its end without blocking the event loop; its exit status and stderr. */
+function run(cmd: string, args: string[]): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (c) => (stderr += c));
+    child.on('close', (status) => resolve({ status, stderr }));
+  });
+}
 
 async function waitUntil(ok: () => boolean, what: string, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;

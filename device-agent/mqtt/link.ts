@@ -163,7 +163,10 @@ export class MqttLink extends EventEmitter<LinkEvents> implements FrameFeed {
     // manualConnect it has built none yet, so each socket it builds is watched from its first byte.
     const builder = client as unknown as { streamBuilder: (c: MqttClient) => Duplex };
     const build = builder.streamBuilder;
-    builder.streamBuilder = (c) => limitPacketSize(build(c), m.maxMessageBytes, 'mqtt.maxMessageBytes');
+    builder.streamBuilder = (c) =>
+      limitPacketSize(build(c), m.maxMessageBytes, 'mqtt.maxMessageBytes', (err) => {
+        if (this.client === client) this.emit('error', err);
+      });
     client.connect();
     this.client = client;
     let refusedVersion = false;

@@ -61,15 +61,21 @@ export function packetSizeWatch(maxBytes: number): PacketSizeWatch {
 
 /**
  * Watches what `stream` delivers (a listener beside the client's own): the first packet announcing more than
- * `maxBytes` destroys the stream with an error naming both sizes. Returns the stream.
+ * `maxBytes` is reported to `refused` with an error naming both sizes, and the stream is destroyed. Returns it.
  */
-export function limitPacketSize<S extends Duplex>(stream: S, maxBytes: number, field: string): S {
+export function limitPacketSize<S extends Duplex>(
+  stream: S,
+  maxBytes: number,
+  field: string,
+  refused: (err: Error) => void,
+): S {
   const watch = packetSizeWatch(maxBytes);
   const onData = (chunk: Buffer) => {
     const size = watch.feed(chunk);
     if (size === null) return;
     stream.off('data', onData);
-    stream.destroy(
+    stream.destroy();
+    refused(
       new Error(
         `${field}: expected MQTT packets of at most ${maxBytes} bytes, got one of ${Number.isFinite(size) ? size : 'a malformed length'} bytes from the broker: connection closed before its body was read`,
       ),
