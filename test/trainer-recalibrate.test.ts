@@ -17,7 +17,13 @@ import { lif, lifConstants } from '../trainer/layers/lif.js';
 import { shortcutCurrent } from '../trainer/layers/shortcut.js';
 import type { NetConfig, NetParams } from '../trainer/model.js';
 import { DEFAULT_NET, initParams, plan } from '../trainer/model.js';
-import { disposeBnStatistics, recalibrateBn, recalibrationBatches } from '../trainer/recalibrate.js';
+import {
+  disposeBnStatistics,
+  RECALIBRATE_BATCHES,
+  recalibrateBn,
+  recalibration,
+  recalibrationBatches,
+} from '../trainer/recalibrate.js';
 
 await initBackend();
 
@@ -104,4 +110,15 @@ test('recalibration sets each BN running mean/variance to the population statist
     params,
     '0 batches: the running averages stay',
   );
+});
+
+test('a run recalibrates on batches of what batch norm saw at once in training: the micro-batch, else the batch', () => {
+  assert.deepEqual(recalibration({ batchSize: 256, microBatch: 128, seed: 3 }), {
+    batches: RECALIBRATE_BATCHES,
+    batchSize: 128,
+    seed: 3,
+  });
+  assert.deepEqual(recalibration({ batchSize: 64, seed: 1 }, 7), { batches: 7, batchSize: 64, seed: 1 });
+  // A micro-batch larger than the batch means the whole batch (as in training).
+  assert.equal(recalibration({ batchSize: 32, microBatch: 64, seed: 1 }).batchSize, 32);
 });

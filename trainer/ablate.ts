@@ -11,7 +11,7 @@ import { foldModel } from './export/bwsnn.js';
 import { evaluateFolded } from './export/evaluate.js';
 import { disposeParams, macsPerFrame } from './model.js';
 import { annTeacher } from './recipe/kd.js';
-import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from './recalibrate.js';
+import { disposeBnStatistics, recalibrateBn, recalibration } from './recalibrate.js';
 import type { FitHooks, TrainConfig } from './train.js';
 import { accuracy, fit, predict, teacherNet } from './train.js';
 
@@ -92,11 +92,7 @@ export async function runAblation(
         ...(kd && teacher ? { teacherLogits: annTeacher(teacherNet(base.net), teacher.params) } : {}),
       });
       // BN recalibrated as `sei export` does by default, so a binary row scores what would ship.
-      const rec = recalibrateBn(cfg.net, r.params, data.train, {
-        batches: RECALIBRATE_BATCHES,
-        batchSize: cfg.batchSize,
-        seed: cfg.seed,
-      });
+      const rec = recalibrateBn(cfg.net, r.params, data.train, recalibration(cfg));
       const predictions =
         cfg.net.weights === 'binary'
           ? evaluateFolded(foldModel(cfg.net, rec, { name: variant, labels: data.labels }), data.test).predictions

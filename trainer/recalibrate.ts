@@ -26,6 +26,19 @@ export interface RecalibrateOptions {
   readonly seed: number;
 }
 
+/**
+ * How a run's networks are recalibrated, the same for each epoch's validation, `sei export` and `sei ablate`:
+ * `batches` batches of the frames batch norm saw at once in training (the micro-batch, else the batch), so the
+ * training-mode statistics of a recalibration batch are those of a training pass, and the sample does not grow
+ * with gradient accumulation.
+ */
+export function recalibration(
+  run: { readonly batchSize: number; readonly microBatch?: number; readonly seed: number },
+  batches: number = RECALIBRATE_BATCHES,
+): RecalibrateOptions {
+  return { batches, batchSize: Math.min(run.batchSize, run.microBatch ?? run.batchSize), seed: run.seed };
+}
+
 /** The frames of each recalibration batch: a seeded sample without repetition (fewer batches if the split is small). */
 export function recalibrationBatches(count: number, opts: RecalibrateOptions): Uint32Array[] {
   const order = permutation(count, stream(opts.seed, 'recalibrate'));

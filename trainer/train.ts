@@ -13,7 +13,13 @@ import { stream } from './data/random.js';
 import type { NetConfig, NetParams } from './model.js';
 import { forward, initParams, namedVariables } from './model.js';
 import { constrainParams, ParamOptimizer, signSnapshot, signFlips } from './optimizer.js';
-import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn, type RecalibrateOptions } from './recalibrate.js';
+import {
+  disposeBnStatistics,
+  RECALIBRATE_BATCHES,
+  type RecalibrateOptions,
+  recalibrateBn,
+  recalibration,
+} from './recalibrate.js';
 import type { LossOptions } from './recipe/loss.js';
 import { GradientPool, type WorkerSetup } from './parallel/pool.js';
 import type { Shard, ShardResult } from './parallel/shard.js';
@@ -481,11 +487,7 @@ export async function fit(
       if (interrupted) break;
       const secs = (performance.now() - start) / 1000;
       const val = data.val.count
-        ? validate(net, params, data, {
-            batches: cfg.valRecalibrate ?? RECALIBRATE_BATCHES,
-            batchSize: cfg.batchSize,
-            seed: cfg.seed,
-          })
+        ? validate(net, params, data, recalibration(cfg, cfg.valRecalibrate ?? RECALIBRATE_BATCHES))
         : undefined;
       const valAccuracy = val?.accuracy ?? NaN;
       const flips = signFlips(net, params, signs);

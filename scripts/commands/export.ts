@@ -19,7 +19,7 @@ import { createEngine } from '../../runtime/index.js';
 import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
 import type { RunState } from '../../trainer/train.js';
 import { accuracy, loadParams, predict, schedule } from '../../trainer/train.js';
-import { RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
+import { RECALIBRATE_BATCHES, recalibrateBn, recalibration } from '../../trainer/recalibrate.js';
 import { choiceOption, int } from '../options.js';
 import { printJson } from '../output.js';
 
@@ -65,7 +65,7 @@ export function register(program: Command): void {
     .option('--no-evaluate', 'skip the test-set evaluation')
     .option(
       '--recalibrate <batches>',
-      `BN recalibration: training batches (of the run's batch size) whose population statistics replace the running averages; 0 keeps the running averages`,
+      `BN recalibration: training batches (of the run's micro-batch, else its batch: what batch norm saw at once) whose population statistics replace the running averages; 0 keeps the running averages`,
       int('--recalibrate', 0),
       RECALIBRATE_BATCHES,
     )
@@ -84,14 +84,11 @@ export function register(program: Command): void {
         { run: f.checkpoint, reuse: true },
       );
       const t0 = performance.now();
-      const params = recalibrateBn(net, trained, data.train, {
-        batches: f.recalibrate,
-        batchSize: state.config.batchSize,
-        seed: state.config.seed,
-      });
+      const rec = recalibration(state.config, f.recalibrate);
+      const params = recalibrateBn(net, trained, data.train, rec);
       if (f.recalibrate > 0)
         process.stderr.write(
-          `BN recalibrated on ${f.recalibrate} batches of ${state.config.batchSize} training frames (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
+          `BN recalibrated on ${f.recalibrate} batches of ${rec.batchSize} training frames (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`,
         );
       const name = f.name ?? basename(f.out).replace(/\.bwsnn$/, '');
       const summary: Record<string, unknown> = {
@@ -109,8 +106,7 @@ export function register(program: Command): void {
         epochs: state.epoch + state.batchInEpoch / Math.max(1, Math.floor(data.train.count / state.config.batchSize)),
         trainWallSeconds: Math.round(state.wallSeconds),
         engine: state.engine,
-        bnRecalibration:
-          f.recalibrate > 0 ? { batches: f.recalibrate, batchSize: state.config.batchSize } : 'running averages',
+        bnRecalibration: f.recalibrate > 0 ? { batches: f.recalibrate, batchSize: rec.batchSize } : 'running averages',
       };
       // The fit policy rides in the header: the box fits its camera's pictures as training fitted these (modelFit).
       let model: BwsnnModel = {
