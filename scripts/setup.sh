@@ -18,6 +18,7 @@ PACKAGES=(
   "ffmpeg|all|test video streams for the frame sources"
   "strace|all|the power-loss test traces the fsync and rename order of every commit point"
   "chromium|all|headless browser for the fleet console's end-to-end tests"
+  "python3-torch|all|PyTorch for Debian's python3: the independent reference the trainer's gradients are checked against (test/parity.test.ts)"
   "qemu-user-static|arm|runs bookworm's Node 18 for arm64 and armhf under emulation"
   "debootstrap|arm|builds the emulated Debian roots and the throwaway root of the install test"
   "g++|arm|builds better-sqlite3 for the amd64 package of the throwaway-root install test"
