@@ -23,10 +23,10 @@ import { int } from '../scripts/options.js';
 import { printJson } from '../scripts/output.js';
 import { createProgram, runCli } from '../scripts/run-cli.js';
 import type { EpochRecord } from '../trainer/train.js';
+import { PYTHON, requireTorch, TORCH_SCRIPT } from './torch.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const PYTHON = '/usr/bin/python3';
-const SCRIPT = fileURLToPath(new URL('./train_torch.py', import.meta.url));
+const SCRIPT = TORCH_SCRIPT;
 const SECTION = '## Training parity (`npm run bench:parity`)';
 
 /**
@@ -271,6 +271,7 @@ program.options.find((o) => o.long === '--epochs')!.default(3);
 program.setOptionValueWithSource('epochs', 3, 'default');
 program.action(async (f: Flags, cmd: Command) => {
   configFromFlags({ ...f, out: f.out ?? '', json: true }); // the trainer's own cross-flag checks, before either run starts
+  requireTorch('bench:parity'); // before the TS run, not after it
   const { ts: tsArgs, torch: torchArgs, given, ignored } = argumentsFor(cmd, f);
   const dir = f.out ?? mkdtempSync(join(tmpdir(), 'sei-parity-'));
   if (ignored.length)

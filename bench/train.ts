@@ -9,13 +9,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { describeBackend, initBackend } from '../trainer/backend/index.js';
 import { DEFAULT_NET, initParams, macsPerFrame, namedVariables } from '../trainer/model.js';
 import { DEFAULT_LOSS } from '../trainer/recipe/loss.js';
 import { startPool, trainStep } from '../trainer/train.js';
+import { PYTHON, requireTorch, TORCH_SCRIPT } from './torch.js';
 
 const { values } = parseArgs({
   options: {
@@ -81,11 +81,10 @@ async function ours(): Promise<Rate & { engine: string; threads: number }> {
 }
 
 function torch(): Rate & { torch: string; threads: number } {
-  const script = fileURLToPath(new URL('./train_torch.py', import.meta.url));
   const out = execFileSync(
-    '/usr/bin/python3',
+    PYTHON,
     [
-      script,
+      TORCH_SCRIPT,
       '--steps',
       String(steps),
       '--batch',
@@ -102,6 +101,7 @@ function torch(): Rate & { torch: string; threads: number } {
   return JSON.parse(out.trim().split('\n').pop()!) as Rate & { torch: string; threads: number };
 }
 
+requireTorch('bench:train');
 const load0 = loadavg()[0]!;
 const a = await ours();
 const b = torch();

@@ -9,12 +9,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
+import { PYTHON, TORCH_SCRIPT, torchMissing } from '../bench/torch.js';
 import { rng } from '../runtime/data/random.js';
 import { initBackend } from '../trainer/backend/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../trainer/checkpoint.js';
@@ -31,13 +31,8 @@ import { DEFAULT_LOSS } from '../trainer/recipe/loss.js';
 import type { TrainConfig } from '../trainer/train.js';
 import { accuracy, checkpointTensors, learningRate, predict, trainStep } from '../trainer/train.js';
 
-const PYTHON = '/usr/bin/python3';
-const SCRIPT = fileURLToPath(new URL('../bench/train_torch.py', import.meta.url));
-const probe = spawnSync(PYTHON, ['-c', 'import torch'], { encoding: 'utf8' });
-const skip =
-  probe.status === 0
-    ? false
-    : `${PYTHON} cannot import torch (Debian's python3-torch): ${(probe.stderr || String(probe.error)).trim().split('\n').pop()}`;
+const SCRIPT = TORCH_SCRIPT;
+const skip = torchMissing() ?? false;
 
 /** Largest element difference relative to the largest |expected| (elementwise relative error is noise near 0). */
 function assertClose(what: string, actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-4): void {
