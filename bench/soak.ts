@@ -183,10 +183,12 @@ while (Date.now() - t0 < minutes * 60_000 && child.exitCode === null) {
       `fds ${s.fds}  db ${s.db_mb.toFixed(2)} MB  | ${lastLine}`,
   );
 }
-const early = child.exitCode;
-const exited = new Promise((r) => child.once('exit', r));
-child.kill('SIGTERM');
-await exited;
+const early = child.exitCode ?? child.signalCode;
+if (early === null) {
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  await exited;
+}
 await broker.close();
 rmSync(dir, { recursive: true, force: true });
 context.finish();
@@ -239,7 +241,7 @@ const summary = {
   rss_peak_mb: round(Math.max(0, ...samples.map((s) => s.peak_rss_mb)), 1),
   rss_ok: samples.length > 0 && Math.max(...samples.map((s) => s.peak_rss_mb)) <= LIMIT_MB,
   series,
-  flat: Object.values(series).every((s) => s === null || s.flat),
+  flat: steady.length >= 2 && Object.values(series).every((s) => s === null || s.flat),
   load_start: context.loadStart,
   load_end: context.loadEnd,
 };
