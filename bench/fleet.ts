@@ -481,7 +481,7 @@ const summary = {
   seconds_per_step: windowS,
   largest_n_held: held.length ? Math.max(...held) : 0,
   ramp_ended:
-    results.at(-1)?.held === false ? 'a step did not hold' : 'the last step held (the largest N is at least that)',
+    results.at(-1)?.held === false ? 'a step did not hold' : 'every step held: the largest N is at least this',
   steps: results,
   restart,
   context,
