@@ -1,15 +1,27 @@
 // Training on image folders through the CLI, on real Fashion-MNIST frames written as PNG folders (100 per class for
 // training, 30 per class for test): a short run on the 28×28 gray folder beats chance by a wide margin and is the
 // IDX run on the same frames, weight for weight; a 32×32 RGB folder goes train → export → verify → eval → run →
-// finetune.
+// finetune; a non-square colour model (24x32x3, letterbox) goes train → export → verify → a real agent process on a
+// real broker → eval, the agent scoring the test pictures as `sei eval` does.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { modelFit, readBwsnnFile } from '../runtime/index.js';
+import { agentConfig, Operator } from './helpers/agent.js';
+import { aedes, mosquitto, mosquittoAvailable } from './helpers/brokers.js';
 import { CLASS_NAMES, makeFashionFolders } from './helpers/image-folders.js';
 import type { FashionFolders } from './helpers/image-folders.js';
 
@@ -193,5 +205,99 @@ describe('sei train on image folders', () => {
     assert.match(reasons, /pass: 300 labelled frames/);
     // The 1000 training pictures are the reference set; the gate checks the half it does not rehearse.
     assert.match(reasons, /pass: 500 reference frames/);
+  });
+
+  test('24×32×3 letterbox (non-square, colour): train → export → verify (bit for bit) → agent → eval', async () => {
+    const run = join(tmp, 'run-wide'),
+      model = join(tmp, 'wide.bwsnn');
+    // One epoch and no validation split: this case checks that the shape and fit follow the model, not accuracy.
+    await sei(
+      'train',
+      '--out',
+      run,
+      '--data',
+      f.rgb32,
+      '--input',
+      '24x32x3',
+      '--fit',
+      'letterbox',
+      '--holdout',
+      '0,0',
+      ...BUDGET,
+      '--epochs',
+      '1',
+    );
+    const exported = await sei('export', '--checkpoint', run, '--out', model, '--name', 'wide', '--json');
+    const m = readBwsnnFile(model);
+    assert.deepEqual(
+      [m.input, m.labels, m.fit, m.first.inShape],
+      [[24, 32, 3], CLASS_NAMES, 'letterbox', [24, 32, 3]],
+      'the header carries the non-square input, the class names and the letterbox fit',
+    );
+    const verified = await sei('verify', '--model', model, '--frames', '8', '--json');
+    assert.equal(verified.json['ok'], true, verified.stdout);
+    assert.equal(verified.json['real_frames'], 8, 'real frames letterboxed to 24×32×3, as well as random ones');
+
+    const ev = await sei('eval', '--model', model, '--data', f.rgb32, '--json');
+    const e = ev.json as { accuracy: number; n: number; confusion: number[][] };
+    assert.equal(e.n, 300);
+    assert.equal(e.accuracy, exported.json['testAccuracy']);
+    const correct = e.confusion.reduce((s, row, i) => s + row[i]!, 0);
+
+    // The agent reads the same 300 test pictures from disk (`images:DIR`, the class number as a name prefix),
+    // decodes and letterboxes them itself: it must get exactly as many right as `sei eval` does.
+    const flat = join(tmp, 'wide-frames');
+    mkdirSync(flat);
+    CLASS_NAMES.forEach((c, k) => {
+      for (const file of readdirSync(join(f.rgb32, 'test', c)))
+        copyFileSync(join(f.rgb32, 'test', c, file), join(flat, `${k}_${file}`));
+    });
+    const broker = mosquittoAvailable ? await mosquitto() : await aedes();
+    const config = join(tmp, 'wide-agent.json');
+    writeFileSync(
+      config,
+      JSON.stringify(
+        agentConfig({
+          dir: tmp,
+          model,
+          url: broker.url,
+          device: 'cam-wide',
+          extra: {
+            source: { spec: `images:${flat}`, frameRate: 0, loop: false },
+            reporting: { predictionBatch: 10 },
+          },
+        }),
+      ),
+    );
+    const op = await Operator.connect(broker.url, mosquittoAvailable ? 5 : 4);
+    const agent = spawn(process.execPath, ['--import', TSX, CLI, 'agent', '--config', config, '--json'], {
+      cwd: tmp,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '',
+      err = '';
+    agent.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+    agent.stderr!.on('data', (b: Buffer) => (err += b.toString()));
+    try {
+      await op.subscribe('sei/test/cam-wide/#');
+      const p = await op.waitFor((x) => x.topic === 'sei/test/cam-wide/predictions', 'a prediction', 60_000);
+      for (const x of p.json.predictions as Array<{ class: number; name: string; label: number }>) {
+        assert.equal(x.name, CLASS_NAMES[x.class], "predictions are named by the model's classes");
+        assert.ok(Number.isInteger(x.label), 'the label from the file name');
+      }
+      await op.waitFor(
+        (x) => x.topic === 'sei/test/cam-wide/metrics' && x.json?.accuracy?.labelled === 300,
+        `metrics after all 300 frames (${err})`,
+        60_000,
+      );
+    } finally {
+      agent.kill('SIGTERM');
+      if (agent.exitCode === null) await new Promise((r) => agent.once('exit', r));
+      await op.close();
+      await broker.close();
+    }
+    const final = JSON.parse(out.trim().split('\n').pop()!) as { accuracy: { labelled: number; correct: number } };
+    assert.deepEqual([final.accuracy.labelled, final.accuracy.correct], [300, correct], err);
   });
 });
