@@ -1,7 +1,8 @@
 /**
  * Data-parallel training (trainer/parallel/): a 2-thread step with synchronised batch norm computes the gradient
- * and the BN statistics of the whole batch (what one thread computes), a failing thread releases the others, and a
- * short 2-thread run on real Fashion-MNIST frames learns.
+ * and the BN statistics of the whole batch (what one thread computes), a failing thread releases the others,
+ * validation spread over 2 threads (BN recalibration, then prediction) gives one thread's results bit for bit, and a
+ * short 2-thread run on real Fashion-MNIST frames learns and records the validation one thread computes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,10 +13,18 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../trainer/backend/index.js';
 import { loadDataset, makeBatch } from '../trainer/data/index.js';
 import { DEFAULT_NET, initParams, namedVariables } from '../trainer/model.js';
-import { shardGradients, splitBatch } from '../trainer/parallel/shard.js';
+import { evaluateOnPool } from '../trainer/parallel/evaluate.js';
+import { shardGradients, splitBatch, splitCounts } from '../trainer/parallel/shard.js';
+import {
+  disposeBnStatistics,
+  RECALIBRATE_BATCHES,
+  recalibrateBn,
+  recalibrateBnOn,
+  recalibration,
+} from '../trainer/recalibrate.js';
 import { DEFAULT_LOSS } from '../trainer/recipe/loss.js';
 import type { TrainConfig } from '../trainer/train.js';
-import { accuracy, fit, predict, startPool, trainStep } from '../trainer/train.js';
+import { accuracy, fit, predict, predictOn, startPool, trainStep } from '../trainer/train.js';
 
 const backend = await initBackend();
 const net = { ...DEFAULT_NET, width: 8, T: 2 };
@@ -45,6 +54,60 @@ test('splitBatch covers the batch in contiguous near-equal shards', () => {
   );
   assert.deepEqual(Array.from(shards.flatMap((s) => Array.from(s.y))), Array.from(batch.y));
   assert.equal(shards[4]!.x[0], batch.x[20 * 784]);
+  assert.deepEqual(splitCounts(10, 3), [4, 3, 3]);
+  assert.deepEqual(splitCounts(1, 3), [1]);
+});
+
+test("validation over 2 threads: recalibrated BN statistics, predictions, logits and spike rates are one thread's, bit for bit", async () => {
+  // A network the workers do not start with (their copies are seeded 3): the request must carry every value.
+  const { params } = network('pv/');
+  const trained = initParams(net, 9, 'pv-src/');
+  namedVariables(params).forEach(({ v }, i) => v.assign(namedVariables(trained)[i]!.v));
+  const pool = await startPool(2, backend.engine, { net, seed: 3, frame, loss });
+  assert.ok(pool, 'the wasm engine starts a pool for 2 threads');
+  // 5 batches: 3 on this thread, 2 on the worker.
+  const opts = { batches: 5, batchSize: 32, seed: 4 };
+  const one = recalibrateBn(net, params, data.train, opts);
+  let two = params;
+  try {
+    two = await recalibrateBnOn(pool, net, params, data.train, opts);
+    one.layers.forEach((l, i) => {
+      const o = two.layers[i]!.bn;
+      assert.notEqual(o.mean, params.layers[i]!.bn.mean, 'fresh statistics');
+      assert.deepEqual(Array.from(o.mean.dataSync()), Array.from(l.bn.mean.dataSync()), `layer ${i} mean`);
+      assert.deepEqual(Array.from(o.variance.dataSync()), Array.from(l.bn.variance.dataSync()), `layer ${i} variance`);
+    });
+    // 256 validation frames in batches of 50: 3 batches here, 3 (the last one 6 frames) on the worker.
+    const p1 = predict(net, one, data.val, 50);
+    const p2 = await predictOn(pool, net, two, data.val, 50);
+    assert.equal(p2.predictions.length, data.val.count);
+    assert.deepEqual(Array.from(p2.predictions), Array.from(p1.predictions));
+    assert.deepEqual(Array.from(p2.logits), Array.from(p1.logits));
+    assert.deepEqual(p2.spikeRates, p1.spikeRates);
+    assert.ok(
+      p1.spikeRates.every((r) => r > 0 && r < 1),
+      `spike rates ${p1.spikeRates}`,
+    );
+
+    // A worker that fails on its batches rejects the evaluation (no hang), and the pool still serves the next one.
+    const frameSize = 28 * 28;
+    const good = makeBatch(data.val, [0, 1, 2]).x;
+    await assert.rejects(
+      evaluateOnPool(pool, net, two, frame, 'predict', 2, (b) => (b === 0 ? good : new Float32Array(frameSize + 1))),
+      /training worker: RangeError: evaluation batch: 785 values are not whole frames/,
+    );
+    // This thread failing still waits for the worker, then throws its own error.
+    await assert.rejects(
+      evaluateOnPool(pool, net, two, frame, 'recalibrate', 2, (b) => (b === 0 ? new Float32Array(3) : good)),
+      /evaluation batch: 3 values are not whole frames/,
+    );
+    const again = await predictOn(pool, net, two, data.val, 50);
+    assert.deepEqual(Array.from(again.logits), Array.from(p1.logits));
+  } finally {
+    disposeBnStatistics(one, params);
+    disposeBnStatistics(two, params);
+    await pool.close();
+  }
 });
 
 test("a 2-thread step takes batch norm over the whole batch: its gradient and statistics equal one thread's", async () => {
@@ -142,4 +205,11 @@ test('a short 2-thread run on 2k Fashion-MNIST frames beats chance by a wide mar
   );
   const acc = accuracy(predict(net, r.params, data.test).predictions, data.test.labels);
   assert.ok(acc > 0.4, `test accuracy ${acc}`);
+  // The epoch's validation ran over both threads; one thread recalibrating and predicting gets the same record.
+  const rec = recalibrateBn(net, r.params, data.train, recalibration(cfg, RECALIBRATE_BATCHES));
+  const val = predict(net, rec, data.val);
+  disposeBnStatistics(rec, r.params);
+  const record = r.state.history[0]!;
+  assert.equal(record.valAccuracy, accuracy(val.predictions, data.val.labels));
+  assert.deepEqual(record.spikeRates, val.spikeRates);
 });

@@ -11,9 +11,11 @@ import * as tf from '@tensorflow/tfjs';
 import type { Split } from './data/index.js';
 import { makeBatch } from './data/index.js';
 import { permutation, stream } from './data/random.js';
-import type { BnParams, BnUpdate } from './layers/batchnorm.js';
+import type { BnParams } from './layers/batchnorm.js';
 import type { NetConfig, NetParams } from './model.js';
-import { forward } from './model.js';
+import { evaluateBatches, evaluateOnPool } from './parallel/evaluate.js';
+import type { GradientPool } from './parallel/pool.js';
+import type { BnStatistics } from './parallel/shard.js';
 
 /** `sei export`'s default: 100 batches (6400 frames at the default batch of 64). */
 export const RECALIBRATE_BATCHES = 100;
@@ -55,41 +57,44 @@ export function recalibrationBatches(count: number, opts: RecalibrateOptions): U
 export function recalibrateBn(net: NetConfig, params: NetParams, split: Split, opts: RecalibrateOptions): NetParams {
   const batches = recalibrationBatches(split.count, opts);
   if (!batches.length) return params;
-  const bns = params.layers.map((l) => l.bn);
-  // Per BN layer: the batch means and variances (float64), and the values per channel behind each.
-  const stats = bns.map(() => ({
-    means: [] as Float64Array[],
-    variances: [] as Float64Array[],
-    counts: [] as number[],
-  }));
-  const updates: BnUpdate[] = [];
-  for (const idx of batches) {
-    const { x } = makeBatch(split, idx);
-    tf.tidy(() => {
-      forward(net, params, tf.tensor4d(x, [idx.length, ...split.shape]), true, updates);
-    });
-    for (const u of updates) {
-      const s = stats[bns.indexOf(u.bn)]!;
-      s.means.push(Float64Array.from(u.mean.dataSync()));
-      s.variances.push(Float64Array.from(u.variance.dataSync()));
-      s.counts.push(u.count);
-      u.mean.dispose();
-      u.variance.dispose();
-    }
-    updates.length = 0;
-  }
+  const input = (b: number) => makeBatch(split, batches[b]!).x;
+  return withStatistics(params, evaluateBatches(net, params, split.shape, 'recalibrate', batches.length, input));
+}
+
+/**
+ * `recalibrateBn` with the batches spread over `pool` (trainer/parallel/evaluate.ts): the same batches computed by
+ * the same code, combined the same way, so the same statistics bit for bit.
+ */
+export async function recalibrateBnOn(
+  pool: GradientPool | undefined,
+  net: NetConfig,
+  params: NetParams,
+  split: Split,
+  opts: RecalibrateOptions,
+): Promise<NetParams> {
+  const batches = recalibrationBatches(split.count, opts);
+  if (!batches.length) return params;
+  const input = (b: number) => makeBatch(split, batches[b]!).x;
+  return withStatistics(
+    params,
+    await evaluateOnPool(pool, net, params, split.shape, 'recalibrate', batches.length, input),
+  );
+}
+
+/** `params` with each BN layer's statistics the population statistics of its batches' (`perBatch[b][layer]`). */
+function withStatistics(params: NetParams, perBatch: BnStatistics[][]): NetParams {
   const layers = params.layers.map((l, i) => {
-    const s = stats[i]!;
+    const s = perBatch.map((b) => b[i]!);
     const c = l.bn.mean.shape[0]!;
-    const total = s.counts.reduce((a, b) => a + b, 0);
+    const total = s.reduce((a, b) => a + b.count, 0);
     const mean = new Float64Array(c),
       variance = new Float64Array(c);
-    s.means.forEach((m, b) => {
-      for (let k = 0; k < c; k++) mean[k]! += (s.counts[b]! / total) * m[k]!;
+    s.forEach((b) => {
+      for (let k = 0; k < c; k++) mean[k]! += (b.count / total) * b.mean[k]!;
     });
-    s.means.forEach((m, b) => {
-      const w = s.counts[b]! / total;
-      for (let k = 0; k < c; k++) variance[k]! += w * (s.variances[b]![k]! + (m[k]! - mean[k]!) ** 2);
+    s.forEach((b) => {
+      const w = b.count / total;
+      for (let k = 0; k < c; k++) variance[k]! += w * (b.variance[k]! + (b.mean[k]! - mean[k]!) ** 2);
     });
     const bn: BnParams = {
       gamma: l.bn.gamma,

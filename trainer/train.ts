@@ -11,17 +11,18 @@ import type { Augment, DataOptions, Dataset, Split } from './data/index.js';
 import { epochOrder, makeBatch } from './data/index.js';
 import { stream } from './data/random.js';
 import type { NetConfig, NetParams } from './model.js';
-import { forward, initParams, namedVariables } from './model.js';
+import { initParams, namedVariables } from './model.js';
 import { constrainParams, ParamOptimizer, signSnapshot, signFlips } from './optimizer.js';
 import {
   disposeBnStatistics,
   RECALIBRATE_BATCHES,
   type RecalibrateOptions,
-  recalibrateBn,
+  recalibrateBnOn,
   recalibration,
 } from './recalibrate.js';
 import type { LossOptions } from './recipe/loss.js';
 import { GradientPool, type WorkerSetup } from './parallel/pool.js';
+import { evaluateBatches, evaluateOnPool, type PredictionBatch } from './parallel/evaluate.js';
 import type { Shard, ShardResult } from './parallel/shard.js';
 import { applyShards, shardGradients, splitBatch } from './parallel/shard.js';
 
@@ -184,28 +185,61 @@ function samePhases(a: readonly SchedulePhase[], b: readonly SchedulePhase[]): b
   return a.every((p, i) => b[i] !== undefined && JSON.stringify(p) === JSON.stringify(b[i]));
 }
 
+export interface Predictions {
+  readonly predictions: Uint8Array;
+  /** Mean logits over the T steps, [count, classes]. */
+  readonly logits: Float32Array;
+  /** Per layer: the spike rate over the split's frames. */
+  readonly spikeRates: number[];
+}
+
 /** Predictions of the (unfolded, eval-mode) network on a split, and each layer's spike rate over it. */
-export function predict(
+export function predict(net: NetConfig, params: NetParams, split: Split, batchSize = 500): Predictions {
+  const { count, input } = predictionInput(split, batchSize);
+  return gatherPredictions(net, params, split, evaluateBatches(net, params, split.shape, 'predict', count, input));
+}
+
+/**
+ * `predict` with the batches spread over `pool` (trainer/parallel/evaluate.ts): each thread a contiguous run of
+ * the same batches, gathered in order, so the same predictions, logits and spike rates bit for bit.
+ */
+export async function predictOn(
+  pool: GradientPool | undefined,
   net: NetConfig,
   params: NetParams,
   split: Split,
   batchSize = 500,
-): { predictions: Uint8Array; logits: Float32Array; spikeRates: number[] } {
+): Promise<Predictions> {
+  const { count, input } = predictionInput(split, batchSize);
+  const batches = await evaluateOnPool(pool, net, params, split.shape, 'predict', count, input);
+  return gatherPredictions(net, params, split, batches);
+}
+
+/** The split in consecutive batches of `batchSize` frames (the last one shorter). */
+function predictionInput(split: Split, batchSize: number): { count: number; input: (b: number) => Float32Array } {
+  return {
+    count: Math.ceil(split.count / batchSize),
+    input: (b) => {
+      const start = b * batchSize;
+      const idx = Array.from({ length: Math.min(batchSize, split.count - start) }, (_, k) => start + k);
+      return makeBatch(split, idx).x;
+    },
+  };
+}
+
+/** The batches' results in order; spike rates are frame-weighted over the batches (summed in batch order). */
+function gatherPredictions(net: NetConfig, params: NetParams, split: Split, batches: PredictionBatch[]): Predictions {
   const predictions = new Uint8Array(split.count);
   const logits = new Float32Array(split.count * net.classes);
   const rateSums = new Float64Array(params.layers.length);
-  for (let i = 0; i < split.count; i += batchSize) {
-    const idx = Array.from({ length: Math.min(batchSize, split.count - i) }, (_, k) => i + k);
-    const { x } = makeBatch(split, idx);
-    tf.tidy(() => {
-      const out = forward(net, params, tf.tensor4d(x, [idx.length, ...split.shape]), false);
-      const mean = tf.mean(out.stepLogits, 0);
-      logits.set(mean.dataSync() as Float32Array, i * net.classes);
-      predictions.set(tf.argMax(mean, 1).dataSync() as Int32Array, i);
-      out.layerRates.forEach((r, l) => {
-        rateSums[l]! += r.dataSync()[0]! * idx.length;
-      });
+  let at = 0;
+  for (const b of batches) {
+    predictions.set(b.predictions, at);
+    logits.set(b.logits, at * net.classes);
+    b.rateSums.forEach((r, l) => {
+      rateSums[l]! += r;
     });
+    at += b.predictions.length;
   }
   return { predictions, logits, spikeRates: Array.from(rateSums, (r) => r / Math.max(1, split.count)) };
 }
@@ -316,16 +350,21 @@ export async function startPool(
   return GradientPool.start(threads - 1, setup);
 }
 
-/** Validation accuracy and spike rates with recalibrated BN statistics; `params` keeps its running averages (they are what training resumes from). */
-function validate(
+/**
+ * Validation accuracy and spike rates with recalibrated BN statistics, both spread over the step's `pool` (this
+ * thread and its workers; the results are one thread's); `params` keeps its running averages (they are what
+ * training resumes from).
+ */
+async function validate(
+  pool: GradientPool | undefined,
   net: NetConfig,
   params: NetParams,
   data: Dataset,
   recalibrate: RecalibrateOptions,
-): { accuracy: number; spikeRates: number[] } {
-  const rec = recalibrateBn(net, params, data.train, recalibrate);
+): Promise<{ accuracy: number; spikeRates: number[] }> {
+  const rec = await recalibrateBnOn(pool, net, params, data.train, recalibrate);
   try {
-    const p = predict(net, rec, data.val);
+    const p = await predictOn(pool, net, rec, data.val);
     return { accuracy: accuracy(p.predictions, data.val.labels), spikeRates: p.spikeRates };
   } finally {
     disposeBnStatistics(rec, params);
@@ -487,7 +526,7 @@ export async function fit(
       if (interrupted) break;
       const secs = (performance.now() - start) / 1000;
       const val = data.val.count
-        ? validate(net, params, data, recalibration(cfg, cfg.valRecalibrate ?? RECALIBRATE_BATCHES))
+        ? await validate(pool, net, params, data, recalibration(cfg, cfg.valRecalibrate ?? RECALIBRATE_BATCHES))
         : undefined;
       const valAccuracy = val?.accuracy ?? NaN;
       const flips = signFlips(net, params, signs);

@@ -3,13 +3,15 @@
  * on one thread, so a second core needs a second backend). The thread that owns the weights computes one shard
  * itself (rank 0) while the workers compute the others; each step sends the current weights along with the shard,
  * so the workers hold no state between steps. All of them share one `CollectiveGroup` for batch norm's
- * whole-batch statistics.
+ * whole-batch statistics. Between epochs the same workers compute their share of validation (./evaluate.ts): an
+ * `evaluate` request carries every variable's values (the recalibrated BN statistics included) and whole batches.
  */
 import { Worker } from 'node:worker_threads';
 import { CollectiveGroup } from './collective.js';
 import { plan } from '../model.js';
 import type { NetConfig } from '../model.js';
 import type { LossOptions } from '../recipe/loss.js';
+import type { EvalMode, EvalResults } from './evaluate.js';
 import type { Shard, ShardResult } from './shard.js';
 
 /** What a worker needs to build its copy of the network. */
@@ -26,10 +28,13 @@ export type WorkerRequest =
       setup: WorkerSetup;
       collective: { buffer: SharedArrayBuffer; capacity: number; maxLength: number };
     }
-  | { kind: 'step'; values: Float32Array[]; shard: Shard; rank: number };
+  | { kind: 'step'; values: Float32Array[]; shard: Shard; rank: number }
+  /** `values`: every variable in `namedVariables` order; `batches`: raw frames of each batch, in order. */
+  | { kind: 'evaluate'; mode: EvalMode; values: Float32Array[]; batches: Float32Array[] };
 export type WorkerReply =
   | { kind: 'ready' }
   | { kind: 'result'; result: ShardResult }
+  | { kind: 'evaluated'; results: EvalResults<EvalMode> }
   | { kind: 'error'; message: string };
 
 /** A group for `threads` participants, sized for the widest BN layer of `net` (its forward sums: 2·C + 1). */
@@ -70,7 +75,25 @@ export class GradientPool {
   run(shards: Shard[], values: Float32Array[]): Promise<ShardResult[]> {
     return Promise.all(
       shards.map((shard, k) =>
-        this.call(this.workers[k]!, { kind: 'step', values, shard, rank: k + 1 }).then((r) => r as ShardResult),
+        this.call(this.workers[k]!, { kind: 'step', values, shard, rank: k + 1 }).then((r) => {
+          if (r.kind !== 'result') throw new Error(`training worker: a ${r.kind} reply to a step`);
+          return r.result;
+        }),
+      ),
+    );
+  }
+
+  /**
+   * `mode` on `batches[k]` on worker k with the variables `values` (namedVariables order); each worker's results
+   * in batch order. No collective: batch norm takes each batch's own statistics.
+   */
+  evaluate<M extends EvalMode>(mode: M, values: Float32Array[], batches: Float32Array[][]): Promise<EvalResults<M>[]> {
+    return Promise.all(
+      batches.map((b, k) =>
+        this.call(this.workers[k]!, { kind: 'evaluate', mode, values, batches: b }).then((r) => {
+          if (r.kind !== 'evaluated') throw new Error(`training worker: a ${r.kind} reply to evaluate`);
+          return r.results as EvalResults<M>;
+        }),
       ),
     );
   }
@@ -79,7 +102,7 @@ export class GradientPool {
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 
-  private call(worker: Worker, request: WorkerRequest): Promise<ShardResult | undefined> {
+  private call(worker: Worker, request: WorkerRequest): Promise<WorkerReply> {
     return new Promise((resolve, reject) => {
       const cleanup = () => {
         worker.off('message', onMessage);
@@ -89,7 +112,7 @@ export class GradientPool {
       const onMessage = (reply: WorkerReply) => {
         cleanup();
         if (reply.kind === 'error') reject(new Error(`training worker: ${reply.message}`));
-        else resolve(reply.kind === 'result' ? reply.result : undefined);
+        else resolve(reply);
       };
       const onError = (err: Error) => {
         cleanup();

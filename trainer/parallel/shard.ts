@@ -42,13 +42,16 @@ export interface ShardResult {
   readonly bn: BnStatistics[];
 }
 
+/** Sizes of `parts` contiguous near-equal runs of `n` items (the first ones one larger), empty runs left out. */
+export function splitCounts(n: number, parts: number): number[] {
+  return Array.from({ length: parts }, (_, k) => Math.floor(n / parts) + (k < n % parts ? 1 : 0)).filter((s) => s > 0);
+}
+
 /** Splits a batch into `parts` contiguous shards of near-equal size (the first ones one frame larger). */
 export function splitBatch(batch: Shard, frameSize: number, classes: number, parts: number): Shard[] {
-  const n = batch.y.length;
   const out: Shard[] = [];
   let start = 0;
-  for (let k = 0; k < parts; k++) {
-    const size = Math.floor(n / parts) + (k < n % parts ? 1 : 0);
+  for (const size of splitCounts(batch.y.length, parts)) {
     const end = start + size;
     out.push({
       x: batch.x.subarray(start * frameSize, end * frameSize),
@@ -57,7 +60,7 @@ export function splitBatch(batch: Shard, frameSize: number, classes: number, par
     });
     start = end;
   }
-  return out.filter((s) => s.y.length > 0);
+  return out;
 }
 
 /**

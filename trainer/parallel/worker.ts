@@ -1,11 +1,17 @@
-/** A data-parallel training worker (see ./pool.ts): computes one shard's gradients per request. */
+/**
+ * A data-parallel training worker (see ./pool.ts): computes one shard's gradients per `step` request, and its run
+ * of validation batches per `evaluate` request (./evaluate.ts).
+ */
 import { parentPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index.js';
 import type { NetParams } from '../model.js';
 import { initParams, namedVariables } from '../model.js';
 import { CollectiveGroup } from './collective.js';
+import { evaluateBatches } from './evaluate.js';
+import type { PredictionBatch } from './evaluate.js';
 import type { WorkerReply, WorkerRequest, WorkerSetup } from './pool.js';
+import type { BnStatistics } from './shard.js';
 import { shardGradients } from './shard.js';
 
 const port = parentPort!;
@@ -28,8 +34,20 @@ port.on('message', async (request: WorkerRequest) => {
       port.postMessage({ kind: 'ready' } satisfies WorkerReply);
       return;
     }
-    if (!state) throw new Error('step before setup');
+    if (!state) throw new Error(`${request.kind} before setup`);
     const { setup, params, trainables, group } = state;
+    if (request.kind === 'evaluate') {
+      const all = namedVariables(params).map((v) => v.v);
+      tf.tidy(() => all.forEach((v, i) => v.assign(tf.tensor(request.values[i]!, v.shape))));
+      const { batches } = request;
+      const results = evaluateBatches(setup.net, params, setup.frame, request.mode, batches.length, (b) => batches[b]!);
+      const buffers =
+        request.mode === 'recalibrate'
+          ? (results as BnStatistics[][]).flat().flatMap((s) => [s.mean.buffer, s.variance.buffer])
+          : (results as PredictionBatch[]).flatMap((r) => [r.logits.buffer, r.predictions.buffer, r.rateSums.buffer]);
+      port.postMessage({ kind: 'evaluated', results } satisfies WorkerReply, buffers as ArrayBuffer[]);
+      return;
+    }
     tf.tidy(() => trainables.forEach((v, i) => v.assign(tf.tensor(request.values[i]!, v.shape))));
     const result = shardGradients(
       setup.net,
