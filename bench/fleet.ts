@@ -36,7 +36,7 @@ import type { Json } from '../device-agent/index.js';
 import type { MetricsMessage } from '../device-agent/messages.js';
 import { writeBwsnn } from '../runtime/index.js';
 import { mosquitto, mosquittoAvailable } from '../scripts/bench/mosquitto.js';
-import { procSample, unitNodeFlags } from '../scripts/bench/proc.js';
+import { procSample, unitEnvironment, unitNodeFlags } from '../scripts/bench/proc.js';
 import { contextLine, npmCommand, runContext, writeSection } from '../scripts/bench/report.js';
 import { printJson } from '../scripts/output.js';
 
@@ -89,6 +89,7 @@ if ((values.dist || values.entry) && !existsSync(entry[0]!))
   fail(`${entry[0]} is missing; run \`npm run build\` first`);
 const runner = values.entry ? 'entry' : values.dist ? 'dist' : 'tsx';
 const flags = unitNodeFlags(ROOT);
+const unitEnv = unitEnvironment(ROOT);
 
 const context = runContext(npmCommand('bench:fleet', argv));
 const dir = mkdtempSync(join(tmpdir(), 'sei-fleet-'));
@@ -191,6 +192,8 @@ function startAgent(i: number): Agent {
   );
   const child = spawn(process.execPath, [...flags, ...entry, 'agent', '--config', config], {
     cwd: ROOT,
+    // The unit's environment too (NODE_ENV, MALLOC_ARENA_MAX), as systemd gives it.
+    env: { ...process.env, ...unitEnv },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   const agent: Agent = { name, child, stderr: '' };
@@ -475,6 +478,9 @@ const held = results.filter((r) => r.held).map((r) => r.agents);
 const summary = {
   runner,
   node_flags: flags.join(' '),
+  environment: Object.entries(unitEnv)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' '),
   fps_per_box: fps,
   metrics_interval_s: metricsInterval,
   warmup_s: warmupS,

@@ -28,7 +28,7 @@ import { bundledModel, mergeDeep, startBroker } from '../device-agent/index.js';
 import type { Json } from '../device-agent/index.js';
 import { writeBwsnn } from '../runtime/index.js';
 import { freePort } from '../scripts/bench/mosquitto.js';
-import { procSample, slope, unitNodeFlags } from '../scripts/bench/proc.js';
+import { procSample, slope, unitEnvironment, unitNodeFlags } from '../scripts/bench/proc.js';
 import { contextLine, npmCommand, runContext, writeSection } from '../scripts/bench/report.js';
 import { printJson } from '../scripts/output.js';
 
@@ -135,8 +135,11 @@ const entry = values.entry
     : ['--import', 'tsx', join(ROOT, 'bench/agent-main.ts')];
 if (compiled && !existsSync(entry[0]!)) throw new Error(`${entry[0]} is missing; run \`npm run build\` first`);
 const flags = nodeFlags();
+const unitEnv = unitEnvironment(ROOT);
 const child = spawn(process.execPath, [...flags, ...entry, 'agent', '--config', config], {
   cwd: ROOT,
+  // The unit's environment too (NODE_ENV, MALLOC_ARENA_MAX), as systemd gives it.
+  env: { ...process.env, ...unitEnv },
   stdio: ['ignore', 'pipe', 'inherit'],
 });
 let lastLine = '';
@@ -235,6 +238,9 @@ const summary = {
   samples: samples.length,
   runner: compiled ? 'dist' : 'tsx',
   node_flags: flags.join(' '),
+  environment: Object.entries(unitEnv)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(' '),
   prometheus: promPort !== null,
   frames_per_second: framesPerSecond === null ? null : round(framesPerSecond, 1),
   cpu_percent: spanMin > 0 ? round((100 * cpuS) / (spanMin * 60), 1) : null,
@@ -272,7 +278,7 @@ if (values.markdown) {
     values.markdown,
     'soak',
     [
-      `Soak: ${summary.minutes} min, ${summary.runner} agent, \`${summary.node_flags || "Node's defaults"}\`, Prometheus ${summary.prometheus ? 'on' : 'off'}, ` +
+      `Soak: ${summary.minutes} min, ${summary.runner} agent, \`${[summary.environment, 'node', summary.node_flags].filter(Boolean).join(' ')}\`, Prometheus ${summary.prometheus ? 'on' : 'off'}, ` +
         `${summary.frames_per_second ?? 'n/a'} frames/s, ${summary.cpu_percent ?? 'n/a'} % of a core; ${contextLine(context)}.`,
       '',
       '| series | after warm-up | end | peak | slope per hour | |',

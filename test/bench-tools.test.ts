@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { cpuSeconds, procSample, slope, unitNodeFlags } from '../scripts/bench/proc.js';
+import { cpuSeconds, procSample, slope, unitEnvironment, unitNodeFlags } from '../scripts/bench/proc.js';
 import { writeSection } from '../scripts/bench/report.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -101,7 +101,7 @@ test('slope is the least-squares fit', () => {
   assert.equal(slope([2, 2, 2], [1, 2, 3]), 0, 'no spread in x');
 });
 
-test("unitNodeFlags reads the systemd unit's ExecStart flags; a unit without that line is refused", () => {
+test("unitNodeFlags and unitEnvironment read the systemd unit's ExecStart flags and Environment lines", () => {
   const flags = unitNodeFlags(ROOT);
   const execStart = readFileSync(join(ROOT, 'packaging/sei-agent.service'), 'utf8')
     .split('\n')
@@ -112,6 +112,12 @@ test("unitNodeFlags reads the systemd unit's ExecStart flags; a unit without tha
   mkdirSync(join(other, 'packaging'), { recursive: true });
   writeFileSync(join(other, 'packaging/sei-agent.service'), '[Service]\nExecStart=/bin/true\n');
   assert.throws(() => unitNodeFlags(other), /no `ExecStart=/);
+  writeFileSync(join(other, 'packaging/sei-agent.service'), 'Environment=A=1\n#Environment=B=2\nEnvironment=C=x=y\n');
+  assert.deepEqual(unitEnvironment(other), { A: '1', C: 'x=y' });
+  const env = unitEnvironment(ROOT);
+  const lines = readFileSync(join(ROOT, 'packaging/sei-agent.service'), 'utf8').split('\n');
+  assert.ok(Object.keys(env).length > 0);
+  for (const [k, v] of Object.entries(env)) assert.ok(lines.includes(`Environment=${k}=${v}`), k);
 });
 
 test('writeSection appends a marked section once, then replaces only what is between the markers', () => {

@@ -1,6 +1,6 @@
 /**
  * What the soak and the fleet benchmark (bench/soak.ts, bench/fleet.ts) read about an agent process from Linux's
- * /proc, the node flags of the systemd unit they run it with, and the least-squares slope of a series.
+ * /proc, the node flags and environment of the systemd unit they run it with, and the least-squares slope of a series.
  */
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -70,6 +70,14 @@ export function slope(xs: readonly number[], ys: readonly number[]): number {
     den += (xs[i]! - mx) ** 2;
   }
   return den === 0 ? 0 : num / den;
+}
+
+/** The `Environment=NAME=value` lines of the systemd unit (packaging/sei-agent.service). */
+export function unitEnvironment(root: string): Record<string, string> {
+  const unit = readFileSync(join(root, 'packaging/sei-agent.service'), 'utf8');
+  return Object.fromEntries(
+    [...unit.matchAll(/^Environment=([A-Za-z_][A-Za-z0-9_]*)=(\S*)$/gm)].map((m) => [m[1]!, m[2]!]),
+  );
 }
 
 /**
