@@ -103,6 +103,9 @@ test("validation over 2 threads: recalibrated BN statistics, predictions, logits
     );
     const again = await predictOn(pool, net, two, data.val, 50);
     assert.deepEqual(Array.from(again.logits), Array.from(p1.logits));
+    // Without a pool (one thread, or native TensorFlow) this thread computes every batch.
+    const solo = await predictOn(undefined, net, one, data.val, 50);
+    assert.deepEqual(Array.from(solo.logits), Array.from(p1.logits));
   } finally {
     disposeBnStatistics(one, params);
     disposeBnStatistics(two, params);
@@ -178,7 +181,7 @@ test("a 2-thread step takes batch norm over the whole batch: its gradient and st
   }
 });
 
-test('a short 2-thread run on 2k Fashion-MNIST frames beats chance by a wide margin', async () => {
+test("a short 2-thread run on 2k Fashion-MNIST frames beats chance by a wide margin and records one thread's validation", async () => {
   const cfg: TrainConfig = {
     net,
     epochs: 1,
