@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { FormatError, FrameError, OtaError, parseIdx } from '../runtime/index.js';
+import { FormatError, FrameError, OtaError, parseIdx, readBwsnn } from '../runtime/index.js';
 import { verifyManifest } from '../device-agent/ota/manifest.js';
 import { decodePicture } from '../device-agent/sources/image.js';
 import { decodeFrame } from '../device-agent/sources/mqtt.js';
@@ -66,6 +66,24 @@ describe('fuzz crashes: what each one was', () => {
       () => decodeFrame(Buffer.from('{"data": '), undefined, { target: [6, 6, 1], crop: null, invert: false }),
       (e: unknown) => e instanceof FrameError && /broken JSON/.test(e.message),
     );
+  });
+
+  test('a few header bytes asking for a huge constant tensor are refused before it is allocated (were 1 GiB, 256 MiB)', () => {
+    for (const [file, field, bytes] of [
+      ['bwsnn/constant-head-2p28', 'header.head.inFeatures', 274],
+      ['bwsnn/constant-head-16384x4096', 'header.head.outFeatures', 41031],
+    ] as const) {
+      const data = fixture(file);
+      assert.equal(data.length, bytes);
+      // Peak resident memory: reading the file must not raise it by anything near the tensor it declares.
+      const before = process.resourceUsage().maxRSS;
+      assert.throws(
+        () => readBwsnn(data),
+        (e: unknown) => e instanceof FormatError && e.field === field,
+      );
+      const grewMiB = (process.resourceUsage().maxRSS - before) / 1024;
+      assert.ok(grewMiB < 64, `${file}: peak RSS grew ${grewMiB.toFixed(1)} MiB`);
+    }
   });
 
   test('a broken gzip IDX file is a FormatError naming gzip (was a zlib error)', () => {

@@ -15,7 +15,7 @@ import type { BwsnnSummary, LayerSummary } from './summary.js';
 import { KEY_ID_BYTES, SIGNATURE_BYTES, keyId, privateKey, publicKey, signDigest, verifyDigest } from './sign.js';
 import { AlignedReader, AlignedWriter, PackedReader, PackedWriter, copyBytes } from './tensors.js';
 import type { TensorKind, TensorReader, TensorWriter } from './tensors.js';
-import { LIMITS, checkInt, checkShape3, checkString, fail, isRecord, validateModel } from './validate.js';
+import { LIMITS, checkInt, checkShape3, checkShapes, checkString, fail, isRecord, validateModel } from './validate.js';
 
 export type { DType, TensorRef } from './tensors.js';
 
@@ -509,15 +509,20 @@ function modelFromHeader(h: Record<string, unknown>, c: ReadContext): BwsnnModel
 /** The tensor reader of a file's version over its data area. */
 function tensorReader(bytes: Uint8Array, env: Envelope, decode = true): TensorReader {
   const data = bytes.subarray(env.dataStart, env.dataStart + env.dataLength);
-  return env.formatVersion === 1 ? new AlignedReader(data) : new PackedReader(data, decode);
+  return env.formatVersion === 1 ? new AlignedReader(data, decode) : new PackedReader(data, decode);
 }
 
 function readUnchecked(bytes: Uint8Array, opts: ReadOptions): BwsnnModel {
   const env = parseEnvelope(bytes);
   checkSignature(env, opts);
   const header = parseHeaderJson(bytes, env);
+  const version = env.formatVersion;
+  // The layers' shapes, and so every tensor's size, are checked before any tensor is materialised: a pass that
+  // only measures the tensors (allocating none) builds the model the checks run on. A header cannot make the
+  // reader allocate more than LIMITS.maxTensorBytes for tensors.
+  checkShapes(modelFromHeader(header, { t: tensorReader(bytes, env, false), version }), 'header.');
   const tensors = tensorReader(bytes, env);
-  const model = modelFromHeader(header, { t: tensors, version: env.formatVersion });
+  const model = modelFromHeader(header, { t: tensors, version });
   validateModel(model, 'header.');
   checkString(header.producer, 'header.producer');
   checkString(header.createdAt, 'header.createdAt');

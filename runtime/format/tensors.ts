@@ -172,12 +172,20 @@ function record(v: unknown, field: string): Record<string, unknown> {
 
 const BYTES_PER_V1: Partial<Record<DType, number>> = { int8: 1, float32: 4, bits: 4 };
 
-/** Version 1: header references {offset, length, dtype, shape}, checked for bounds, alignment, dtype, length and overlap. */
+/**
+ * Version 1: header references {offset, length, dtype, shape}, checked for bounds, alignment, dtype, length and
+ * overlap. `decode: false` only checks and measures them and hands back empty arrays; decoding, each shape must
+ * be the one its layer implies before its section is copied (the reader checked the layers' shapes first), so that
+ * what is copied is what the model needs.
+ */
 export class AlignedReader implements TensorReader {
   private readonly regions: { start: number; end: number; field: string }[] = [];
   private readonly shapes: { field: string; shape: readonly number[]; expected: () => number[] }[] = [];
   readonly sizes = new Map<string, number>();
-  constructor(private readonly data: Uint8Array) {}
+  constructor(
+    private readonly data: Uint8Array,
+    private readonly decode = true,
+  ) {}
 
   read<K extends TensorKind>(ref: unknown, field: string, kind: K, expected: () => number[]): ArrayOf<K> {
     const dtype = V1_DTYPE[kind];
@@ -216,8 +224,14 @@ export class AlignedReader implements TensorReader {
         `${offset} + ${length} (out of bounds)`,
       );
     this.regions.push({ start: offset, end: offset + length, field });
-    this.shapes.push({ field: `${field}.shape`, shape: dims, expected });
+    const shaped = { field: `${field}.shape`, shape: dims, expected };
+    this.shapes.push(shaped);
     this.sizes.set(field, length);
+    if (!this.decode)
+      return (
+        dtype === 'int8' ? new Int8Array(0) : dtype === 'bits' ? new Uint32Array(0) : new Float32Array(0)
+      ) as ArrayOf<K>;
+    checkShape(shaped);
     const bytes = copyBytes(this.data, offset, offset + length);
     if (!LITTLE_ENDIAN_HOST && dtype !== 'int8') swap32(bytes);
     if (dtype === 'int8') return new Int8Array(bytes.buffer) as ArrayOf<K>;
@@ -244,12 +258,14 @@ export class AlignedReader implements TensorReader {
     for (let i = covered; i < this.data.length; i++)
       if (this.data[i] !== 0)
         fail('data', `zero bytes after the last tensor section`, `byte ${i} of the data area = ${this.data[i]}`);
-    for (const s of this.shapes) {
-      const want = s.expected();
-      if (want.length !== s.shape.length || want.some((d, i) => d !== s.shape[i]))
-        fail(s.field, `[${want.join(', ')}]`, `[${s.shape.join(', ')}]`);
-    }
+    for (const s of this.shapes) checkShape(s);
   }
+}
+
+function checkShape(s: { field: string; shape: readonly number[]; expected: () => number[] }): void {
+  const want = s.expected();
+  if (want.length !== s.shape.length || want.some((d, i) => d !== s.shape[i]))
+    fail(s.field, `[${want.join(', ')}]`, `[${s.shape.join(', ')}]`);
 }
 
 /**

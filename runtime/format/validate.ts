@@ -28,6 +28,16 @@ export const LIMITS = {
   maxT: 16,
   maxHidden: 256,
   maxClasses: 65536,
+  /** Height and width of the input and of every feature map. */
+  maxSide: 4096,
+  /** Channels of the input and of every layer's output (a blinear's outFeatures). */
+  maxChannels: 4096,
+  /**
+   * Bytes all of a model's tensors take in memory (weights as the engine holds them, scales, biases, thresholds,
+   * the head): what a file may make the reader allocate for them. Checked from the layers' shapes before any
+   * tensor is read, so that a few header bytes (a version-2 constant tensor) cannot ask for more.
+   */
+  maxTensorBytes: 64 * 2 ** 20,
   maxStringLength: 1024,
   /** Nesting depth of `meta`. */
   maxMetaDepth: 32,
@@ -69,9 +79,10 @@ export function checkElements(dims: readonly number[], field: string): number {
   return n;
 }
 
+/** [height, width, channels], each within its limit (maxSide, maxChannels), at most maxElements in all. */
 export function checkShape3(v: unknown, field: string): Shape3 {
   if (!Array.isArray(v) || v.length !== 3) fail(field, '[height, width, channels]', show(v));
-  v.forEach((d, i) => checkInt(d, `${field}[${i}]`, 1, LIMITS.maxElements));
+  v.forEach((d, i) => checkInt(d, `${field}[${i}]`, 1, i < 2 ? LIMITS.maxSide : LIMITS.maxChannels));
   checkElements(v as number[], field);
   return v as unknown as Shape3;
 }
@@ -147,7 +158,19 @@ function checkBits(v: unknown, field: string, rows: number, bits: number): void 
     );
 }
 
-function checkFirst(first: ConvInt8Layer, field: string, input: Shape3): Shape3 {
+/** What a layer's tensors are: `rows` output units (scale, bias, theta each), weights of `fanIn` per row. */
+interface Units {
+  readonly rows: number;
+  readonly fanIn: number;
+}
+
+/** What a hidden layer receives: a spike map with a shape, or a flat vector after a linear layer. */
+type Incoming = { shape: Shape3; features: number } | { shape: null; features: number };
+
+/** A hidden layer's shapes checked: what it hands on, and its tensors' sizes. */
+type Checked = { readonly out: Incoming; readonly units: Units };
+
+function firstShapes(first: ConvInt8Layer, field: string, input: Shape3): { out: Shape3; units: Units } {
   if (!isRecord(first) || first.kind !== 'conv_int8')
     fail(`${field}.kind`, '"conv_int8"', show(isRecord(first) ? first.kind : first));
   checkString(first.name, `${field}.name`);
@@ -159,28 +182,30 @@ function checkFirst(first: ConvInt8Layer, field: string, input: Shape3): Shape3 
       `kernel*kernel*cin <= ${LIMITS.maxFirstFanIn} (exact integer accumulation)`,
       `${k}*${k}*${input[2]} = ${fanIn}`,
     );
-  const cout = outShape[2];
+  return { out: outShape, units: { rows: outShape[2], fanIn } };
+}
+
+function checkFirstTensors(first: ConvInt8Layer, field: string, units: Units): void {
+  const { rows: cout, fanIn } = units;
   if (!(first.weights instanceof Int8Array)) fail(`${field}.weights`, 'an Int8Array', show(first.weights));
   const n = checkElements([cout, fanIn], `${field}.weights`);
   if (first.weights.length !== n)
-    fail(`${field}.weights.length`, `${n} ([${cout}][${k}][${k}][${input[2]}])`, String(first.weights.length));
+    fail(
+      `${field}.weights.length`,
+      `${n} ([${cout}][${first.kernel}][${first.kernel}][${first.inShape[2]}])`,
+      String(first.weights.length),
+    );
   checkAffine(first, field, cout);
   checkLif(first.lif, `${field}.lif`, cout);
-  return outShape;
 }
 
-/** What a hidden layer receives: a spike map with a shape, or a flat vector after a linear layer. */
-type Incoming = { shape: Shape3; features: number } | { shape: null; features: number };
-
-function checkBconv(layer: BinaryConvLayer, field: string, incoming: Incoming): Incoming {
+function bconvShapes(layer: BinaryConvLayer, field: string, incoming: Incoming): Checked {
   if (!incoming.shape)
     fail(`${field}.kind`, 'a layer on a flat vector (blinear): a bconv cannot follow a blinear', '"bconv"');
   const inShape = incoming.shape;
   const { k, outShape } = checkConvGeometry(layer, field, inShape);
   const [h, w, cin] = inShape;
   const cout = outShape[2];
-  checkBits(layer.weightBits, `${field}.weightBits`, cout, k * k * cin);
-  checkAffine(layer, field, cout);
   if (layer.shortcut === 'identity') {
     if (!sameShape(inShape, outShape))
       fail(`${field}.shortcut`, `equal in and out shapes for identity (in ${fmt(inShape)})`, `out ${fmt(outShape)}`);
@@ -202,43 +227,49 @@ function checkBconv(layer: BinaryConvLayer, field: string, incoming: Incoming): 
   } else if (layer.shortcut !== 'none') {
     fail(`${field}.shortcut`, '"none", "identity" or "avgpool_repeat"', show(layer.shortcut));
   }
-  checkLif(layer.lif, `${field}.lif`, cout);
-  return { shape: outShape, features: outShape[0] * outShape[1] * outShape[2] };
+  return {
+    out: { shape: outShape, features: outShape[0] * outShape[1] * outShape[2] },
+    units: { rows: cout, fanIn: k * k * cin },
+  };
 }
 
-function checkBlinear(layer: BinaryLinearLayer, field: string, incoming: Incoming): Incoming {
+function blinearShapes(layer: BinaryLinearLayer, field: string, incoming: Incoming): Checked {
   const inF = checkInt(layer.inFeatures, `${field}.inFeatures`, 1, LIMITS.maxElements);
   if (inF !== incoming.features)
     fail(`${field}.inFeatures`, `${incoming.features} (the units of the layer before)`, String(inF));
-  const outF = checkInt(layer.outFeatures, `${field}.outFeatures`, 1, LIMITS.maxElements);
-  checkBits(layer.weightBits, `${field}.weightBits`, outF, inF);
-  checkAffine(layer, field, outF);
+  const outF = checkInt(layer.outFeatures, `${field}.outFeatures`, 1, LIMITS.maxChannels);
   if (layer.shortcut === 'identity') {
     if (inF !== outF) fail(`${field}.shortcut`, `inFeatures = outFeatures for identity (in ${inF})`, `out ${outF}`);
   } else if (layer.shortcut !== 'none') {
     fail(`${field}.shortcut`, '"none" or "identity" on a blinear', show(layer.shortcut));
   }
-  checkLif(layer.lif, `${field}.lif`, outF);
-  return { shape: null, features: outF };
+  return { out: { shape: null, features: outF }, units: { rows: outF, fanIn: inF } };
 }
 
-/** Each hidden op's checks: given what the layer before hands on, what this one hands on. */
-const HIDDEN_CHECKS: PerOp<HiddenLayer, [field: string, incoming: Incoming], Incoming> = {
-  bconv: checkBconv,
-  blinear: checkBlinear,
+/** Each hidden op's shape checks: given what the layer before hands on, what this one hands on. */
+const HIDDEN_SHAPES: PerOp<HiddenLayer, [field: string, incoming: Incoming], Checked> = {
+  bconv: bconvShapes,
+  blinear: blinearShapes,
 };
 
-function checkHidden(layer: HiddenLayer, field: string, incoming: Incoming): Incoming {
+function hiddenShapes(layer: HiddenLayer, field: string, incoming: Incoming): Checked {
   if (!isRecord(layer)) fail(field, 'a layer object', show(layer));
   checkString(layer.name, `${field}.name`);
   return (
-    perOp(HIDDEN_CHECKS, layer, field, incoming) ??
+    perOp(HIDDEN_SHAPES, layer, field, incoming) ??
     fail(
       `${field}.kind`,
       HIDDEN_OPS.map((op) => JSON.stringify(op)).join(' or '),
       show((layer as { kind: unknown }).kind),
     )
   );
+}
+
+/** Every hidden op's tensors are the same: binary rows, then scale, bias and theta per output unit. */
+function checkHiddenTensors(layer: HiddenLayer, field: string, units: Units): void {
+  checkBits(layer.weightBits, `${field}.weightBits`, units.rows, units.fanIn);
+  checkAffine(layer, field, units.rows);
+  checkLif(layer.lif, `${field}.lif`, units.rows);
 }
 
 /** `meta` must survive JSON unchanged: plain objects, arrays, strings, finite numbers, booleans, null. */
@@ -260,32 +291,64 @@ export function checkJson(v: unknown, field: string, depth = 0): void {
   fail(field, 'a JSON value', show(v));
 }
 
+/** Each layer's tensor sizes, as checkShapes found them. */
+interface Shapes {
+  readonly first: Units;
+  readonly hidden: readonly Units[];
+  readonly head: Units;
+}
+
+type Weights = 'int8' | 'bits' | 'float32';
+
 /**
- * Checks every structural invariant of a model. `prefix` is prepended to field paths (the reader passes
- * `header.` so that a refusal names the field as it appears in the file).
+ * Bytes a layer's tensors take in memory: int8, float32 or binary rows (u32 words, padded: rowWords) of weights,
+ * and `vectors` float32 values per row (scale, bias, theta; the head has only a bias).
  */
-export function validateModel(model: BwsnnModel, prefix = ''): void {
+const tensorBytes = (u: Units, weights: Weights, vectors: number): number =>
+  u.rows * (weights === 'int8' ? u.fanIn : weights === 'bits' ? 4 * rowWords(u.fanIn) : 4 * u.fanIn) +
+  4 * vectors * u.rows;
+
+/**
+ * Every check of validateModel that reads no tensor: the scalars, each layer's shapes against the layer before,
+ * the labels, and the bytes all the tensors will take (at most LIMITS.maxTensorBytes, refused at the field of the
+ * layer that passes it). The reader runs it on a header before it materialises any tensor.
+ */
+export function checkShapes(model: BwsnnModel, prefix = ''): Shapes {
   if (!isRecord(model)) fail(prefix + 'model', 'a BwsnnModel object', show(model));
   checkString(model.name, `${prefix}name`, 1);
   checkInt(model.version, `${prefix}version`, 0, Number.MAX_SAFE_INTEGER);
   checkInt(model.T, `${prefix}T`, 1, LIMITS.maxT);
+  let total = 0;
+  const budget = (units: Units, weights: Weights, field: string, vectors = 3): Units => {
+    total += tensorBytes(units, weights, vectors);
+    if (total > LIMITS.maxTensorBytes)
+      fail(
+        field,
+        `a model whose tensors take at most ${LIMITS.maxTensorBytes} bytes in memory (LIMITS.maxTensorBytes)`,
+        `${total} bytes up to this layer`,
+      );
+    return units;
+  };
   const input = checkShape3(model.input, `${prefix}input`);
-  const firstOut = checkFirst(model.first, `${prefix}first`, input);
-  let incoming: Incoming = { shape: firstOut, features: firstOut[0] * firstOut[1] * firstOut[2] };
+  const first = firstShapes(model.first, `${prefix}first`, input);
+  budget(first.units, 'int8', `${prefix}first.outShape`);
+  let incoming: Incoming = { shape: first.out, features: first.out[0] * first.out[1] * first.out[2] };
   if (!Array.isArray(model.hidden) || model.hidden.length > LIMITS.maxHidden)
     fail(`${prefix}hidden`, `an array of at most ${LIMITS.maxHidden} layers`, show(model.hidden));
-  model.hidden.forEach((layer, i) => {
-    incoming = checkHidden(layer, `${prefix}hidden[${i}]`, incoming);
+  const hidden = model.hidden.map((layer, i) => {
+    const field = `${prefix}hidden[${i}]`;
+    const checked = hiddenShapes(layer, field, incoming);
+    incoming = checked.out;
+    return budget(checked.units, 'bits', `${field}.${checked.out.shape ? 'outShape' : 'outFeatures'}`);
   });
   const head = model.head;
   if (!isRecord(head)) fail(`${prefix}head`, 'an object', show(head));
   const last = model.hidden.length ? model.hidden[model.hidden.length - 1]! : model.first;
-  const inF = checkInt(head.inFeatures, `${prefix}head.inFeatures`, 1, LIMITS.maxElements);
+  const inF = checkInt(head.inFeatures, `${prefix}head.inFeatures`, 1, LIMITS.maxChannels);
   if (inF !== layerChannels(last))
     fail(`${prefix}head.inFeatures`, `${layerChannels(last)} (the channels of ${last.name})`, String(inF));
   const outF = checkInt(head.outFeatures, `${prefix}head.outFeatures`, 1, LIMITS.maxClasses);
-  checkFloats(head.weight, `${prefix}head.weight`, checkElements([outF, inF], `${prefix}head.weight`));
-  checkFloats(head.bias, `${prefix}head.bias`, outF);
+  const headUnits = budget({ rows: outF, fanIn: inF }, 'float32', `${prefix}head.outFeatures`, 1);
   if (!Array.isArray(model.labels) || model.labels.length !== outF) {
     fail(`${prefix}labels`, `${outF} labels (one per head output)`, show(model.labels));
   }
@@ -294,4 +357,19 @@ export function validateModel(model: BwsnnModel, prefix = ''): void {
   checkJson(model.meta, `${prefix}meta`);
   if (model.fit !== undefined && !FITS.includes(model.fit))
     fail(`${prefix}fit`, `one of ${FITS.join(', ')}`, show(model.fit));
+  return { first: first.units, hidden, head: headUnits };
+}
+
+/**
+ * Checks every structural invariant of a model: checkShapes, then every tensor against its layer. `prefix` is
+ * prepended to field paths (the reader passes `header.` so that a refusal names the field as it appears in the
+ * file).
+ */
+export function validateModel(model: BwsnnModel, prefix = ''): void {
+  const shapes = checkShapes(model, prefix);
+  checkFirstTensors(model.first, `${prefix}first`, shapes.first);
+  model.hidden.forEach((layer, i) => checkHiddenTensors(layer, `${prefix}hidden[${i}]`, shapes.hidden[i]!));
+  const { rows: outF, fanIn: inF } = shapes.head;
+  checkFloats(model.head.weight, `${prefix}head.weight`, checkElements([outF, inF], `${prefix}head.weight`));
+  checkFloats(model.head.bias, `${prefix}head.bias`, outF);
 }
