@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { ConfigError, show } from '../runtime/index.js';
 import { parseConfig, sourceSpecString } from './config-schema.js';
 import type { AgentConfig } from './config-schema.js';
-import { isPlain } from './schema.js';
+import { isPlain, refuseReservedKeys } from './schema.js';
 import type { Json } from './schema.js';
 
 export { parseConfig, parseSourceSpec, sourceSpecString } from './config-schema.js';
@@ -47,6 +47,7 @@ export function parseConfigText(text: string, path: string): Json {
   if (raw === null || raw === undefined) return {};
   if (!isPlain(raw))
     throw new ConfigError(`config: expected a mapping at the top of ${path}, got ${show(raw)}`, 'config');
+  refuseReservedKeys(raw);
   return raw;
 }
 
@@ -55,12 +56,22 @@ export function loadConfigFile(path: string, overrides: Json = {}): AgentConfig 
   return parseConfig(mergeDeep(readConfigFile(path), overrides));
 }
 
-/** Deep-merges plain objects (b wins). Used for CLI flag overrides and for the `config` command. */
+/**
+ * Deep-merges plain objects (b wins). Used for CLI flag overrides and for the `config` command. A reserved key
+ * (`__proto__`, `constructor`, `prototype`) in either is a ConfigError naming it: merged, `__proto__` would set
+ * the result's prototype, out of sight of the unknown-key check.
+ */
 export function mergeDeep(a: Json, b: Json): Json {
+  refuseReservedKeys(a);
+  refuseReservedKeys(b);
+  return merge(a, b);
+}
+
+function merge(a: Json, b: Json): Json {
   const out: Json = { ...a };
   for (const [k, v] of Object.entries(b)) {
     const prev = out[k];
-    out[k] = isPlain(v) && isPlain(prev) ? mergeDeep(prev, v) : v;
+    out[k] = isPlain(v) && isPlain(prev) ? merge(prev, v) : v;
   }
   return out;
 }

@@ -54,6 +54,33 @@ export function isPlain(v: unknown): v is Json {
 
 const join = (path: string, key: string) => (path ? `${path}.${key}` : key);
 
+/**
+ * Keys that reach an object's prototype rather than its own fields when merged (`out[key] = value` with
+ * `__proto__` sets the prototype, which no check of the object's own keys then sees), so they are refused in
+ * any input from outside (config files, command payloads) before it is merged or validated.
+ */
+export const RESERVED_KEYS: readonly string[] = ['__proto__', 'constructor', 'prototype'];
+
+/** Refuses a reserved key at any depth of `v` (mappings and lists) with a ConfigError naming its path. */
+export function refuseReservedKeys(v: unknown, path = ''): void {
+  // A list, not recursion: a deeply nested payload must be refused or taken, never overflow the stack.
+  const todo: [unknown, string][] = [[v, path]];
+  for (let next = todo.pop(); next; next = todo.pop()) {
+    const [value, at] = next;
+    if (Array.isArray(value)) value.forEach((x, i) => todo.push([x, `${at}[${i}]`]));
+    else if (isPlain(value)) {
+      for (const key of Object.keys(value)) {
+        if (RESERVED_KEYS.includes(key))
+          throw new ConfigError(
+            `${join(at, key)}: expected a setting name, got the reserved key ${JSON.stringify(key)} (refused anywhere in a config or command)`,
+            join(at, key),
+          );
+        todo.push([value[key], join(at, key)]);
+      }
+    }
+  }
+}
+
 /** The range words of every number check, config file and CLI alike. */
 export function rangeText(r: NumberRange): string {
   const kind = r.integer ? 'an integer' : 'a number';

@@ -1,10 +1,17 @@
 // The agent config schema (device-agent/config-schema.ts): every default, every kind of refusal with its message,
 // the retention limits derived from it, and the README tables generated from it.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
-import { DEFAULT_LIMITS, parseConfig } from '../device-agent/index.js';
+import { DEFAULT_LIMITS, loadConfigFile, mergeDeep, parseConfig } from '../device-agent/index.js';
+import { parseConfigText } from '../device-agent/config.js';
+import type { Json } from '../device-agent/index.js';
+import { COMMANDS } from '../device-agent/commands/index.js';
+import type { CommandContext } from '../device-agent/commands/index.js';
+import { parseCommand } from '../device-agent/mqtt/link.js';
 import { AGENT_SCHEMA, parseOtaConfig, retentionLimits } from '../device-agent/config-schema.js';
 import { int, markdownTable, num, section, str } from '../device-agent/schema.js';
 import { ConfigError } from '../runtime/index.js';
@@ -231,5 +238,61 @@ describe('config tables in the READMEs', () => {
   test('a README without the markers is an error, not a silent skip', () => {
     assert.throws(() => withTable('# no table\n', '| x |', 'X.md'), /X\.md: expected the config table markers/);
     assert.equal(withTable(`a\n${BEGIN}\nold\n${END}\nb\n`, 'new', 'X.md'), `a\n${BEGIN}\nnew\n${END}\nb\n`);
+  });
+});
+
+describe('reserved keys (__proto__, constructor, prototype) in outside input', () => {
+  const reserved = (field: string) => (e: unknown) => {
+    assert.ok(e instanceof ConfigError, String(e));
+    assert.equal(e.field, field);
+    assert.match(e.message, /reserved key/);
+    return true;
+  };
+
+  test('a config file holding one is refused naming the field, YAML and JSON', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sei-config-'));
+    try {
+      const cases: [string, string, string][] = [
+        ['a.yaml', 'source:\n  __proto__:\n    bogus: 1\n', 'source.__proto__'],
+        ['a.json', '{"source":{"__proto__":{"bogus":1}}}', 'source.__proto__'],
+        ['b.yaml', 'reporting:\n  constructor: 1\n', 'reporting.constructor'],
+        ['c.yaml', 'ota:\n  trustedKeys:\n    - prototype: x\n', 'ota.trustedKeys[0].prototype'],
+      ];
+      for (const [name, text, field] of cases) {
+        const path = join(dir, name);
+        writeFileSync(path, text);
+        assert.throws(() => loadConfigFile(path), reserved(field), name);
+        // Merged into overrides (the CLI's path) the same.
+        assert.throws(() => mergeDeep({}, parseConfigText(text, name)), reserved(field), name);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a cmd/config payload holding one is refused naming the field, and the config stays', async () => {
+    const payload = Buffer.from('{"source":{"__proto__":{"bogus":1}},"correlationId":"c"}');
+    const { command } = parseCommand('config', payload);
+    assert.throws(() => {
+      throw command.parseError;
+    }, reserved('source.__proto__'));
+    // The handler itself, given such arguments (JSON.parse makes `__proto__` an own key), refuses them too.
+    const raw = { source: { frameRate: 5 } };
+    let changed = 0;
+    const ctx = {
+      config: () => ({ raw, parsed: parseConfig(raw) }),
+      reconfigure: async (next: Json) => {
+        changed++;
+        return parseConfig(next);
+      },
+    } as unknown as CommandContext;
+    await assert.rejects(
+      async () => COMMANDS.config!(JSON.parse('{"source":{"__proto__":{"bogus":1}}}'), ctx, () => {}),
+      reserved('source.__proto__'),
+    );
+    assert.equal(changed, 0);
+    // Without the key, the same change goes through.
+    const ok = (await COMMANDS.config!({ source: { frameRate: 7 } }, ctx, () => {})) as Json;
+    assert.equal((ok.source as Json).frameRate, 7);
   });
 });

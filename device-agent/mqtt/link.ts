@@ -12,10 +12,11 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { Duplex } from 'node:stream';
+import { ConfigError } from '../../runtime/errors.js';
 import type { IClientOptions, IClientPublishOptions, IPublishPacket, MqttClient } from 'mqtt';
 import type { AgentConfig } from '../config.js';
 import type { CommandReply, DeviceStatus, ErrorBody, ReplyOutcome, StatusMessage } from '../messages.js';
-import { fromFile } from '../schema.js';
+import { fromFile, refuseReservedKeys } from '../schema.js';
 import type { FrameFeed, FrameProperties } from '../sources/types.js';
 import type { StateStore } from '../store/types.js';
 import { limitPacketSize } from './packet-size.js';
@@ -43,7 +44,8 @@ export interface Command {
 
 /**
  * A `cmd/<name>` payload: empty or a JSON object, whose 3.1.1 reply fields (`replyTo`, `correlationId`) are taken
- * out of the command's arguments. Anything else becomes the command's `parseError` (never a throw).
+ * out of the command's arguments. Anything else becomes the command's `parseError` (never a throw): a SyntaxError,
+ * or the ConfigError of a reserved key (`__proto__`, `constructor`, `prototype`) at any depth, naming it.
  */
 export function parseCommand(
   name: string,
@@ -56,9 +58,11 @@ export function parseCommand(
       const parsed: unknown = JSON.parse(Buffer.from(payload.buffer, payload.byteOffset, payload.length).toString());
       if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
         throw new Error(`expected a JSON object, got ${Array.isArray(parsed) ? 'an array' : typeof parsed}`);
+      refuseReservedKeys(parsed);
       args = parsed as Json;
     } catch (err) {
-      parseError = new SyntaxError(`cmd/${name}: payload: ${(err as Error).message}`);
+      parseError =
+        err instanceof ConfigError ? err : new SyntaxError(`cmd/${name}: payload: ${(err as Error).message}`);
     }
   }
   const { replyTo, correlationId, ...rest } = args;

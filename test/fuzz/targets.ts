@@ -41,6 +41,7 @@ import { Transfer } from '../../device-agent/ota/transfer.js';
 import { fullBitmap } from '../../device-agent/ota/store.js';
 import type { JobRow } from '../../device-agent/ota/store.js';
 import { parseOtaConfig } from '../../device-agent/config-schema.js';
+import { RESERVED_KEYS } from '../../device-agent/schema.js';
 import { sha256 } from '../../device-agent/models.js';
 import { decodeFrame } from '../../device-agent/sources/mqtt.js';
 import { decodePicture, toModelFrame } from '../../device-agent/sources/image.js';
@@ -477,13 +478,16 @@ const command: FuzzTarget = {
     ].map(([i, s]) => Buffer.concat([Uint8Array.of(i as number), text(s as string)])),
   properties: [
     {
-      name: 'the reply fields are taken out of the arguments; a payload that is no JSON object is a parse error',
+      name: 'the reply fields are taken out of the arguments; a payload that is no JSON object, or holds a reserved key, is a parse error',
       property: () =>
         fc.property(fc.jsonValue({ maxDepth: 2 }), fc.string(), (value, replyTo) => {
           const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
           const payload = isObject ? { ...value, replyTo } : value;
           const r = parseCommand('status', text(JSON.stringify(payload)));
-          if (isObject) {
+          const json = JSON.stringify(value);
+          if (isObject && RESERVED_KEYS.some((k) => json.includes(`${JSON.stringify(k)}:`))) {
+            assert.ok(r.command.parseError instanceof ConfigError, String(r.command.parseError));
+          } else if (isObject) {
             assert.equal(r.command.parseError, null);
             assert.equal(r.replyTo, replyTo);
             assert.ok(!('replyTo' in r.command.args));
