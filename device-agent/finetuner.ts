@@ -70,7 +70,7 @@ export class FineTuner {
       throw new ConfigError(`finetune: gate: expected an object of gate options, got ${show(gate)}`, 'gate');
     for (const [key, value] of Object.entries(gate)) {
       // gateOptions checks the ranges; here only that each is a known option with a number.
-      if (!(key in GATE_DEFAULTS) || typeof value !== 'number') {
+      if (!Object.hasOwn(GATE_DEFAULTS, key) || typeof value !== 'number') {
         throw new ConfigError(
           `finetune: gate.${key}: expected a number for one of ${Object.keys(GATE_DEFAULTS).join(', ')}, got ${show(value)}`,
           `gate.${key}`,

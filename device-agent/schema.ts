@@ -213,7 +213,7 @@ export function section<F extends Fields>(doc: string, fields: F, opts: SectionO
       const r = path === '' ? out : root;
       for (const [key, field] of Object.entries(fields)) out[key] = field.read(raw[key], join(path, key), r);
       for (const key of Object.keys(raw)) {
-        if (!(key in fields))
+        if (!Object.hasOwn(fields, key))
           throw new ConfigError(
             `${join(path, key)}: unknown setting (a typo?), got ${show(raw[key])}`,
             join(path, key),

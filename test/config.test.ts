@@ -295,4 +295,9 @@ describe('reserved keys (__proto__, constructor, prototype) in outside input', (
     const ok = (await COMMANDS.config!({ source: { frameRate: 7 } }, ctx, () => {})) as Json;
     assert.equal((ok.source as Json).frameRate, 7);
   });
+
+  test('an inherited name (toString, hasOwnProperty) is an unknown setting, not a known one', () => {
+    refuses({ source: { toString: 1 } }, 'source.toString', 'source.toString: unknown setting (a typo?), got 1');
+    refuses({ hasOwnProperty: 1 }, 'hasOwnProperty', 'hasOwnProperty: unknown setting (a typo?), got 1');
+  });
 });

@@ -5,7 +5,15 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createEngine, FASHION_MNIST_DIR, readBwsnn, readMnistSplit, rng, writeBwsnn } from '../runtime/index.js';
+import {
+  ConfigError,
+  createEngine,
+  FASHION_MNIST_DIR,
+  readBwsnn,
+  readMnistSplit,
+  rng,
+  writeBwsnn,
+} from '../runtime/index.js';
 import type { BwsnnModel, Head } from '../runtime/index.js';
 import {
   accuracy,
@@ -32,6 +40,8 @@ import {
   trainHead,
 } from '../device-agent/finetune/index.js';
 import type { FeatureSet } from '../device-agent/finetune/index.js';
+import { FineTuner } from '../device-agent/finetuner.js';
+import type { FineTunerHost } from '../device-agent/finetuner.js';
 import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
 
 const test = readMnistSplit(FASHION_MNIST_DIR, 't10k');
@@ -312,6 +322,19 @@ describe('split and gate', () => {
       /finetune\.gate\.holdoutFraction: expected a number between 0 and 1/,
     );
     assert.throws(() => gateOptions({ maxReferenceDrop: -0.1 }), /finetune\.gate\.maxReferenceDrop/);
+  });
+
+  it('the finetune command refuses a gate option named after an inherited property (toString) before a run starts', async () => {
+    // Only what a run needs before its first step: nothing may be read from the store or the model when refused.
+    const host = { ota: { busy: () => null } } as unknown as FineTunerHost;
+    const tuner = new FineTuner(host);
+    for (const key of ['toString', 'constructor', 'hasOwnProperty', '__proto__']) {
+      await assert.rejects(
+        tuner.run(JSON.parse(`{"gate":{"${key}":0.1}}`)),
+        (e: unknown) => e instanceof ConfigError && e.field === `gate.${key}`,
+        key,
+      );
+    }
   });
 });
 
