@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { crc32 } from 'node:zlib';
 import { toModelFrame } from '../device-agent/index.js';
 import {
   ConfigError,
@@ -33,7 +34,7 @@ import {
   writeBwsnn,
 } from '../runtime/index.js';
 import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
-import { readImageFolder } from '../trainer/data/images.js';
+import { MAX_PICTURE_PIXELS, decodeImage, encodePng, readImageFolder } from '../trainer/data/images.js';
 import { inspectData, loadData, loadDataset } from '../trainer/data/index.js';
 import { frameShape, holdout } from '../scripts/options.js';
 import { verifyEngine, verifyFrames } from '../scripts/commands/verify.js';
@@ -244,6 +245,34 @@ describe("any input shape through the trainer's fold and the format", () => {
 });
 
 describe('the image-folder loader', () => {
+  test('a PNG whose header claims more than 40 MP is skipped and listed before it is decoded; the rest is read', async () => {
+    const dir = join(tmp, 'bomb');
+    for (const c of ['a', 'b']) mkdirSync(join(dir, c), { recursive: true });
+    const small = await encodePng(new Uint8Array(36).fill(200), [6, 6, 1]);
+    writeFileSync(join(dir, 'a', 'ok.png'), small);
+    writeFileSync(join(dir, 'b', 'ok.png'), small);
+    // The same 6x6 picture under an IHDR claiming 8000x8000 (64 MP, below sharp's own 268 MP default): a few
+    // hundred bytes that would otherwise be decoded into a 64 MB buffer.
+    const bomb = Buffer.from(small);
+    assert.equal(bomb.toString('latin1', 12, 16), 'IHDR');
+    bomb.writeUInt32BE(8000, 16);
+    bomb.writeUInt32BE(8000, 20);
+    bomb.writeUInt32BE(crc32(bomb.subarray(12, 29)), 29);
+    writeFileSync(join(dir, 'b', 'bomb.png'), bomb);
+    const before = process.resourceUsage().maxRSS;
+    const r = await readImageFolder(dir, { fit: 'crop' });
+    assert.deepEqual(r.skipped, [
+      {
+        path: 'b/bomb.png',
+        reason: `too many pixels: a 8000x8000 PNG (64000000 pixels), more than the ${MAX_PICTURE_PIXELS} (40 MP) read`,
+      },
+    ]);
+    assert.equal(r.images.length, 2, 'the other pictures are read');
+    const grewMiB = (process.resourceUsage().maxRSS - before) / 1024;
+    assert.ok(grewMiB < 48, `peak RSS grew ${grewMiB.toFixed(1)} MiB`);
+    await assert.rejects(decodeImage(bomb), /^Error: too many pixels: a 8000x8000 PNG/);
+  });
+
   test('a PNG folder of Fashion-MNIST frames is the IDX data set of the same frames, byte for byte', async () => {
     const folder = await loadData({ dir: f.png28, input: [28, 28, 1], holdout: { val: 0, test: 0 } });
     const idx = loadDataset({ dir: f.idx, valSize: 0 });

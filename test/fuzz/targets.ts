@@ -711,7 +711,7 @@ const idx: FuzzTarget = {
 
 /** The folder loader's reasons for skipping a file (trainer/data/images.ts decode). */
 const SKIP_REASON =
-  /^(empty file|not a picture sharp can read|a \w+ picture: PNG and JPEG|unreadable (PNG|JPEG)|decoded to)/;
+  /^(empty file|not a picture sharp can read|a \w+ picture: PNG and JPEG|too many pixels|unreadable (PNG|JPEG)|decoded to)/;
 
 const imageFolder: FuzzTarget = {
   name: 'image-folder',

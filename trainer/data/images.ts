@@ -5,8 +5,8 @@
  * sharp is a server-side dependency: it is imported only when a folder is decoded, so the device package (which
  * leaves it out) loads every command and refuses only an image folder, with a message saying so.
  *
- * Nothing in a folder stops a read: a file that is empty, not an image, of another format, or unreadable is
- * skipped and listed with its reason.
+ * Nothing in a folder stops a read: a file that is empty, not an image, of another format, larger than
+ * MAX_PICTURE_PIXELS, or unreadable is skipped and listed with its reason.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -193,6 +193,13 @@ export interface Decoded {
 }
 
 /**
+ * Pixels (width × height) of the largest picture read: 40 MP, a 7300 × 5470 photo, 120 MB decoded as RGB. A
+ * larger one (a few bytes of header can claim billions; sharp's own default allows 268 MP, some 800 MB) is skipped
+ * and listed, before it is decoded.
+ */
+export const MAX_PICTURE_PIXELS = 40_000_000;
+
+/**
  * Decodes a PNG or JPEG to 8-bit sRGB or gray pixels, upright (EXIF orientation applied), transparency flattened
  * onto black. Throws an Error whose message is the reason to list.
  */
@@ -200,16 +207,23 @@ async function decode(sharp: SharpModule, bytes: Buffer): Promise<Decoded> {
   if (bytes.length === 0) throw new Error('empty file (0 bytes)');
   let meta: Awaited<ReturnType<ReturnType<SharpModule>['metadata']>>;
   try {
+    // The header only (sharp's metadata decodes no pixels), so that a picture too large gets its own reason below.
     meta = await sharp(bytes).metadata();
   } catch (err) {
     throw new Error(`not a picture sharp can read (${firstLine(err)})`);
   }
   if (meta.format !== 'png' && meta.format !== 'jpeg')
     throw new Error(`a ${meta.format} picture: PNG and JPEG are read`);
+  const pixels = (meta.width ?? 0) * (meta.height ?? 0);
+  if (pixels > MAX_PICTURE_PIXELS)
+    throw new Error(
+      `too many pixels: a ${meta.width}x${meta.height} ${meta.format === 'png' ? 'PNG' : 'JPEG'} (${pixels} pixels), more than the ${MAX_PICTURE_PIXELS} (40 MP) read`,
+    );
   // Gray stays one channel (a gray model then reads it as it is); everything else is sRGB.
   const gray = (meta.channels ?? 3) <= 2 && (meta.space === 'b-w' || meta.space === 'grey16');
   try {
-    let p = sharp(bytes, { failOn: 'error' }).rotate();
+    // The limit again where pixels are decoded (sharp counts every page of a multi-page picture).
+    let p = sharp(bytes, { limitInputPixels: MAX_PICTURE_PIXELS, failOn: 'error' }).rotate();
     if (meta.hasAlpha) p = p.flatten({ background: '#000000' });
     const { data, info } = await p
       .toColourspace(gray ? 'b-w' : 'srgb')
