@@ -23,7 +23,7 @@ import { int } from '../scripts/options.js';
 import { printJson } from '../scripts/output.js';
 import { createProgram, runCli } from '../scripts/run-cli.js';
 import type { EpochRecord } from '../trainer/train.js';
-import { PYTHON, requireTorch, TORCH_SCRIPT } from './torch.js';
+import { PYTHON, requireTorch, TORCH_SCRIPT } from '../scripts/bench/torch.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SCRIPT = TORCH_SCRIPT;

@@ -15,7 +15,7 @@ import { describeBackend, initBackend } from '../trainer/backend/index.js';
 import { DEFAULT_NET, initParams, macsPerFrame, namedVariables } from '../trainer/model.js';
 import { DEFAULT_LOSS } from '../trainer/recipe/loss.js';
 import { startPool, trainStep } from '../trainer/train.js';
-import { PYTHON, requireTorch, TORCH_SCRIPT } from './torch.js';
+import { PYTHON, requireTorch, TORCH_SCRIPT } from '../scripts/bench/torch.js';
 
 const { values } = parseArgs({
   options: {

@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { PYTHON, TORCH_SCRIPT, torchMissing } from '../bench/torch.js';
+import { PYTHON, TORCH_SCRIPT, torchMissing } from '../scripts/bench/torch.js';
 import { rng } from '../runtime/data/random.js';
 import { initBackend } from '../trainer/backend/index.js';
 import { loadCheckpoint, saveCheckpoint } from '../trainer/checkpoint.js';

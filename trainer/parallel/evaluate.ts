@@ -12,7 +12,6 @@ import type { BnUpdate } from '../layers/batchnorm.js';
 import type { NetConfig, NetParams } from '../model.js';
 import { forward, namedVariables } from '../model.js';
 import { SOLO } from './collective.js';
-import type { GradientPool } from './pool.js';
 import type { BnStatistics } from './shard.js';
 import { splitCounts } from './shard.js';
 
@@ -103,13 +102,20 @@ export function variableValues(params: NetParams): Float32Array[] {
   return namedVariables(params).map(({ v }) => (v.dataSync() as Float32Array).slice());
 }
 
+/** What evaluateOnPool needs of a pool: trainer/parallel/pool.ts's GradientPool (named structurally, so that the
+ * pool, which carries these types in its messages, and this module do not import each other). */
+export interface EvaluatingPool {
+  readonly size: number;
+  evaluate<M extends EvalMode>(mode: M, values: Float32Array[], batches: Float32Array[][]): Promise<EvalResults<M>[]>;
+}
+
 /**
  * `mode` on `count` batches spread over `pool` (this thread computes the first run of batches, each worker the
  * next; without a pool this thread computes them all); results in batch order. A worker's batches are copied to
  * it up front (its share of the frames is in memory at once); this thread builds its own one at a time.
  */
 export async function evaluateOnPool<M extends EvalMode>(
-  pool: GradientPool | undefined,
+  pool: EvaluatingPool | undefined,
   net: NetConfig,
   params: NetParams,
   frame: readonly [number, number, number],

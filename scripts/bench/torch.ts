@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export const PYTHON = '/usr/bin/python3';
-export const TORCH_SCRIPT = fileURLToPath(new URL('./train_torch.py', import.meta.url));
+export const TORCH_SCRIPT = fileURLToPath(new URL('../../bench/train_torch.py', import.meta.url));
 
 /** Why the reference cannot run here (one line), or undefined when it can. */
 export function torchMissing(): string | undefined {
