@@ -417,13 +417,13 @@ export const AGENT_SCHEMA = section('the agent config', {
     latencyWindow: int({ doc: 'frames in the latency percentiles', default: 1024, min: 16, max: 1_000_000 }),
   }),
   store,
+  capture,
   ota,
   finetune: section('fine-tuning on the box (device-agent/finetune/README.md)', {
     auto: nullable(
       section(
         'fine-tune by itself whenever the stored labelled frames reach N, 2N, ...; null: only `cmd/finetune` starts a run',
         {
-  capture,
           // The gate refuses fewer than its minFrames (40) anyway.
           minLabelled: int({ doc: 'N, the labelled frames that start a run', default: 300, min: 40, max: 10_000_000 }),
         },
@@ -435,13 +435,13 @@ export const AGENT_SCHEMA = section('the agent config', {
 export type AgentConfig = Infer<typeof AGENT_SCHEMA>;
 export type Crop = NonNullable<AgentConfig['source']['crop']>;
 export type OtaConfig = AgentConfig['ota'];
+export type CaptureConfig = AgentConfig['capture'];
 
 /** The store's retention limits: the part of the `store` section the store itself applies. */
 export type RetentionLimits = Pick<
   AgentConfig['store'],
   'metricsHistory' | 'predictionRows' | 'predictionMaxAge' | 'outboxMax'
 >;
-export type CaptureConfig = AgentConfig['capture'];
 
 export function retentionLimits(store: AgentConfig['store']): RetentionLimits {
   return {
