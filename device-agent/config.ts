@@ -32,11 +32,16 @@ export function readConfigFile(path: string): Json {
   return parseConfigText(text, path);
 }
 
-/** A config file's text, parsed as the file at `path` would be (JSON by its extension, else YAML), unvalidated. */
+/**
+ * A config file's text, parsed as the file at `path` would be (JSON by its extension, else YAML), unvalidated.
+ * A YAML warning (an unresolved tag such as `!secret`, a mapping used as a key) is refused like an error: the
+ * parser would go on with a value the file's author did not write (the tag dropped, the key stringified) and print
+ * the warning to the process's stderr, where no one reading the agent's log expects it.
+ */
 export function parseConfigText(text: string, path: string): Json {
   let raw: unknown;
   try {
-    raw = path.endsWith('.json') ? JSON.parse(text) : (require('yaml') as typeof import('yaml')).parse(text);
+    raw = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
   } catch (err) {
     // The YAML parser's message goes on with a picture of the offending lines: its first line says it all.
     throw new ConfigError(
@@ -49,6 +54,23 @@ export function parseConfigText(text: string, path: string): Json {
     throw new ConfigError(`config: expected a mapping at the top of ${path}, got ${show(raw)}`, 'config');
   refuseReservedKeys(raw);
   return raw;
+}
+
+/** YAML text to plain values; its first error or warning thrown, nothing printed. */
+function parseYaml(text: string): unknown {
+  const yaml = require('yaml') as typeof import('yaml');
+  // logLevel 'error': the parser collects its warnings in doc.warnings instead of printing them.
+  const doc = yaml.parseDocument(text, { logLevel: 'error' });
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) throw problem;
+  // The one warning toJS would give (and, at this log level, drop): a mapping or list used as a key.
+  yaml.visit(doc, {
+    Pair(_, pair) {
+      if (yaml.isCollection(pair.key))
+        throw new Error(`a mapping or list as a key (${String(pair.key)}): keys are setting names`);
+    },
+  });
+  return doc.toJS();
 }
 
 /** Reads, merges the overrides into, and validates a config file. */

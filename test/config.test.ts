@@ -301,3 +301,35 @@ describe('reserved keys (__proto__, constructor, prototype) in outside input', (
     refuses({ hasOwnProperty: 1 }, 'hasOwnProperty', 'hasOwnProperty: unknown setting (a typo?), got 1');
   });
 });
+
+describe('YAML the parser warns about', () => {
+  test('is refused with a ConfigError naming the warning, and nothing is printed to stderr', async () => {
+    const printed: string[] = [];
+    const onWarning = (w: Error) => printed.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      for (const [text, warning] of [
+        ['mqtt:\n  password: !secret broker-pass\n', /Unresolved tag: !secret/],
+        ['source:\n  ? { spec: fmnist }\n  : 1\n', /a mapping or list as a key \({"spec":"fmnist"}\): keys are setting names/],
+      ] as const) {
+        assert.throws(
+          () => parseConfigText(text, 'agent.yaml'),
+          (e: unknown) =>
+            e instanceof ConfigError &&
+            e.field === 'config' &&
+            e.message.startsWith('config: expected valid YAML in agent.yaml, got ') &&
+            warning.test(e.message),
+          text,
+        );
+      }
+      // Warnings are emitted on a later tick: wait for them before looking.
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(printed, []);
+      // Plain YAML still reads, errors still refused as before.
+      assert.deepEqual(parseConfigText('source:\n  frameRate: 5\n', 'a.yaml'), { source: { frameRate: 5 } });
+      assert.throws(() => parseConfigText('a: b: c\n', 'a.yaml'), /^ConfigError: config: expected valid YAML/);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
