@@ -50,6 +50,7 @@ describe('config schema', () => {
         keepalive: 30,
         reconnectMinMs: 500,
         reconnectMaxMs: 30_000,
+        maxMessageBytes: 8 * 1024 * 1024,
       },
       reporting: { metricsInterval: 10, predictions: true, predictionBatch: 1, predictionMaxRate: 20 },
       metrics: { httpPort: 9464, httpHost: '127.0.0.1', latencyWindow: 1024 },
