@@ -311,7 +311,10 @@ describe('YAML the parser warns about', () => {
     try {
       for (const [text, warning] of [
         ['mqtt:\n  password: !secret broker-pass\n', /Unresolved tag: !secret/],
-        ['source:\n  ? { spec: fmnist }\n  : 1\n', /a mapping or list as a key \({"spec":"fmnist"}\): keys are setting names/],
+        [
+          'source:\n  ? { spec: fmnist }\n  : 1\n',
+          /a mapping or list as a key \({"spec":"fmnist"}\): keys are setting names/,
+        ],
       ] as const) {
         assert.throws(
           () => parseConfigText(text, 'agent.yaml'),

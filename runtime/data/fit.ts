@@ -244,7 +244,7 @@ export class AreaResizer {
     const r = n - q * dd;
     if (r < 0) q--;
     else if (r >= dd) q++;
-    const v = q > 255 ? 255 : q;
+    const v = Math.min(q, 255);
     return this.invert ? 255 - v : v;
   }
 }
