@@ -58,7 +58,7 @@ async function ours(): Promise<Rate & { engine: string; threads: number }> {
   const y = Int32Array.from({ length: batch }, (_, i) => i % 10);
   const frame = [28, 28, 1] as const;
   const loss = { ...DEFAULT_LOSS, perStep: 0.5 };
-  const pool = await startPool(Number(values.threads), backend.engine, { net, seed: 1, frame, loss });
+  const pool = await startPool(Number(values.threads), backend.engine, { net, seed: 1, frame, loss }, params);
   const ctx = { net, params, trainables, optimizer, frame, loss, ...(pool ? { pool } : {}) };
   try {
     await trainStep(ctx, { x, y }); // warm-up: kernel set-up, XNNPACK operator creation, memory growth

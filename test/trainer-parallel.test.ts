@@ -63,7 +63,7 @@ test("validation over 2 threads: recalibrated BN statistics, predictions, logits
   const { params } = network('pv/');
   const trained = initParams(net, 9, 'pv-src/');
   namedVariables(params).forEach(({ v }, i) => v.assign(namedVariables(trained)[i]!.v));
-  const pool = await startPool(2, backend.engine, { net, seed: 3, frame, loss });
+  const pool = await startPool(2, backend.engine, { net, seed: 3, frame, loss }, initParams(net, 3, 'pv-w/'));
   assert.ok(pool, 'the wasm engine starts a pool for 2 threads');
   // 5 batches: 3 on this thread, 2 on the worker.
   const opts = { batches: 5, batchSize: 32, seed: 4 };
@@ -118,7 +118,7 @@ test("a 2-thread step takes batch norm over the whole batch: its gradient and st
   const b = network('pb/');
   const whole = shardGradients(net, a.params, a.trainables, { x: batch.x, y: batch.y }, frame, loss);
   const shards = splitBatch({ x: batch.x, y: batch.y }, 784, 10, 2);
-  const pool = await startPool(2, backend.engine, { net, seed: 3, frame, loss });
+  const pool = await startPool(2, backend.engine, { net, seed: 3, frame, loss }, b.params);
   assert.ok(pool, 'the wasm engine starts a pool for 2 threads');
   try {
     const values = b.trainables.map((v) => (v.dataSync() as Float32Array).slice());
@@ -215,4 +215,27 @@ test("a short 2-thread run on 2k Fashion-MNIST frames beats chance by a wide mar
   const record = r.state.history[0]!;
   assert.equal(record.valAccuracy, accuracy(val.predictions, data.val.labels));
   assert.deepEqual(record.spikeRates, val.spikeRates);
+});
+
+test('a pool starts from the network it is given, what a step does not send included (a fixed θ)', async () => {
+  // θ is a constant here (--lif fixed): steps carry only the trainable variables, so the workers must get it at start.
+  const a = network('pf-a/');
+  const b = network('pf-b/');
+  for (const p of [a.params, b.params]) p.layers.forEach((l) => l.theta.assign(tf.mul(l.theta, 1.4)));
+  assert.ok(!a.params.layers[1]!.theta.trainable, 'θ is not trained at --lif fixed');
+  const pool = await startPool(2, backend.engine, { net, seed: 3, frame, loss }, b.params);
+  assert.ok(pool);
+  try {
+    const [lossA] = await trainStep(
+      { net, params: a.params, trainables: a.trainables, optimizer: tf.train.adam(1e-2), frame, loss },
+      { x: batch.x, y: batch.y },
+    );
+    const [lossB] = await trainStep(
+      { net, params: b.params, trainables: b.trainables, optimizer: tf.train.adam(1e-2), frame, loss, pool },
+      { x: batch.x, y: batch.y },
+    );
+    assert.ok(Math.abs(lossA - lossB) < 1e-5, `one thread ${lossA}, two ${lossB}`);
+  } finally {
+    await pool.close();
+  }
 });

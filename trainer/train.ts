@@ -22,7 +22,7 @@ import {
 } from './recalibrate.js';
 import type { LossOptions } from './recipe/loss.js';
 import { GradientPool, type WorkerSetup } from './parallel/pool.js';
-import { evaluateBatches, evaluateOnPool, type PredictionBatch } from './parallel/evaluate.js';
+import { evaluateBatches, evaluateOnPool, type PredictionBatch, variableValues } from './parallel/evaluate.js';
 import type { Shard, ShardResult } from './parallel/shard.js';
 import { applyShards, shardGradients, splitBatch } from './parallel/shard.js';
 
@@ -339,15 +339,26 @@ export async function trainStep(ctx: StepContext, batch: Shard): Promise<[number
   return out;
 }
 
-/** Worker threads for data-parallel steps: `threads` cores in all (this one included); undefined for one. */
+/**
+ * Worker threads for data-parallel steps: `threads` cores in all (this one included); undefined for one. Each
+ * worker's network starts as `params` (a step then sends only the trainable variables).
+ */
 export async function startPool(
   threads: number,
   engine: string,
   setup: WorkerSetup,
+  params: NetParams,
 ): Promise<GradientPool | undefined> {
   // Native TensorFlow already computes on every core.
   if (threads <= 1 || engine !== 'wasm') return undefined;
-  return GradientPool.start(threads - 1, setup);
+  const pool = await GradientPool.start(threads - 1, setup);
+  try {
+    await pool.assign(variableValues(params));
+  } catch (err) {
+    await pool.close();
+    throw err;
+  }
+  return pool;
 }
 
 /**
@@ -447,12 +458,12 @@ export async function fit(
   const save = async (name: string) => {
     saveCheckpoint(dir, name, state, [...checkpointTensors(params), ...(await optimizer.getWeights())]);
   };
-  const pool = await startPool(opts.threads ?? 1, opts.engine, {
-    net,
-    seed: cfg.seed,
-    frame: data.train.shape,
-    loss: runCfg.loss,
-  });
+  const pool = await startPool(
+    opts.threads ?? 1,
+    opts.engine,
+    { net, seed: cfg.seed, frame: data.train.shape, loss: runCfg.loss },
+    params,
+  );
   if (pool) hooks.onInfo?.(`${role}: data-parallel over ${pool.size + 1} threads (one wasm backend each)`);
   const ctx: StepContext = {
     net,

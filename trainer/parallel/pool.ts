@@ -28,6 +28,8 @@ export type WorkerRequest =
       setup: WorkerSetup;
       collective: { buffer: SharedArrayBuffer; capacity: number; maxLength: number };
     }
+  /** `values`: every variable in `namedVariables` order (the ones a step does not carry: fixed θ and β, BN's). */
+  | { kind: 'assign'; values: Float32Array[] }
   | { kind: 'step'; values: Float32Array[]; shard: Shard; rank: number }
   /** `values`: every variable in `namedVariables` order; `batches`: raw frames of each batch, in order. */
   | { kind: 'evaluate'; mode: EvalMode; values: Float32Array[]; batches: Float32Array[] };
@@ -66,6 +68,20 @@ export class GradientPool {
 
   get size(): number {
     return this.workers.length;
+  }
+
+  /**
+   * Sets every variable of every worker's network (namedVariables order) to `values`: once after start, so that
+   * what a step does not send (a fixed θ or β loaded with --init-from, say) is this thread's too.
+   */
+  async assign(values: Float32Array[]): Promise<void> {
+    await Promise.all(
+      this.workers.map((w) =>
+        this.call(w, { kind: 'assign', values }).then((r) => {
+          if (r.kind !== 'ready') throw new Error(`training worker: a ${r.kind} reply to assign`);
+        }),
+      ),
+    );
   }
 
   /**

@@ -15,6 +15,13 @@ import type { BnStatistics } from './shard.js';
 import { shardGradients } from './shard.js';
 
 const port = parentPort!;
+
+/** Every variable of `params` (namedVariables order) set to `values`. */
+function assignAll(params: NetParams, values: Float32Array[]): void {
+  const all = namedVariables(params).map((v) => v.v);
+  if (values.length !== all.length) throw new Error(`${values.length} values for ${all.length} variables`);
+  tf.tidy(() => all.forEach((v, i) => v.assign(tf.tensor(values[i]!, v.shape))));
+}
 let state: { setup: WorkerSetup; params: NetParams; trainables: tf.Variable[]; group: CollectiveGroup } | undefined;
 
 port.on('message', async (request: WorkerRequest) => {
@@ -36,9 +43,13 @@ port.on('message', async (request: WorkerRequest) => {
     }
     if (!state) throw new Error(`${request.kind} before setup`);
     const { setup, params, trainables, group } = state;
+    if (request.kind === 'assign') {
+      assignAll(params, request.values);
+      port.postMessage({ kind: 'ready' } satisfies WorkerReply);
+      return;
+    }
     if (request.kind === 'evaluate') {
-      const all = namedVariables(params).map((v) => v.v);
-      tf.tidy(() => all.forEach((v, i) => v.assign(tf.tensor(request.values[i]!, v.shape))));
+      assignAll(params, request.values);
       const { batches } = request;
       const results = evaluateBatches(setup.net, params, setup.frame, request.mode, batches.length, (b) => batches[b]!);
       const buffers =
