@@ -125,6 +125,7 @@ export type LabelResult = {
 };
 
 /** The capture store's totals (device-agent/capture/store.ts). */
+/** The capture store's totals: frames and bytes kept, and frames dropped to make room, ever. */
 export type CaptureStoreStats = { readonly frames: number; readonly bytes: number; readonly dropped: number };
 
 /** `capture`: the ids of the frames taken, their label, whether the time ran out first, the store after. */
@@ -135,16 +136,21 @@ export type CaptureResult = {
   readonly store: CaptureStoreStats;
 };
 
-/** One captured frame, as `captures` lists it. */
+/** One captured frame, as the capture store describes it and `captures` lists it. */
 export type CaptureItem = {
   readonly id: number;
   readonly ts: number;
+  /** Registry key of the model that ran it. */
   readonly model: string;
+  /** `command` (cmd/capture) or `auto` (confidence below capture.auto.belowConfidence). */
   readonly reason: 'command' | 'auto';
   readonly prediction: number;
   readonly confidence: number;
+  /** Class name, or null while unlabelled. */
   readonly label: string | null;
+  /** [height, width, channels]. */
   readonly shape: readonly [number, number, number];
+  /** Bytes of the PNG file. */
   readonly size: number;
   readonly sha256: string;
 };

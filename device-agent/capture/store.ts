@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { ConfigError } from '../../runtime/index.js';
 import type { CaptureConfig } from '../config-schema.js';
+import type { CaptureItem, CaptureStoreStats } from '../messages.js';
 import { migrate } from '../store/migrate.js';
 import { openDatabase } from '../store/sqlite.js';
 
@@ -36,24 +37,8 @@ export const CAPTURE_BLOCK = 32 * 1024;
 /** The block sizes a request may name. */
 export const BLOCK_RANGE = { min: 256, max: 64 * 1024 } as const;
 
-/** One captured frame as the store describes it (what `cmd/captures` lists). */
-export interface CaptureRecord {
-  readonly id: number;
-  readonly ts: number;
-  /** Registry key of the model that ran it. */
-  readonly model: string;
-  /** `command` (cmd/capture) or `auto` (confidence below capture.auto.belowConfidence). */
-  readonly reason: 'command' | 'auto';
-  readonly prediction: number;
-  readonly confidence: number;
-  /** Class name, or null while unlabelled. */
-  readonly label: string | null;
-  /** [height, width, channels]. */
-  readonly shape: readonly [number, number, number];
-  /** Bytes of the PNG file. */
-  readonly size: number;
-  readonly sha256: string;
-}
+/** One captured frame as the store describes it: what `cmd/captures` lists (device-agent/messages.ts). */
+export type CaptureRecord = CaptureItem;
 
 interface Row {
   id: number;
@@ -71,12 +56,7 @@ interface Row {
   file: string;
 }
 
-export interface CaptureStats {
-  readonly frames: number;
-  readonly bytes: number;
-  /** Frames dropped to make room, ever. */
-  readonly dropped: number;
-}
+export type CaptureStats = CaptureStoreStats;
 
 export interface NewCapture {
   readonly data: Uint8Array;
