@@ -2,7 +2,7 @@
  * What a long benchmark (bench/soak.ts, bench/fleet.ts) writes beside its figures: when, on what machine, under
  * what load and by which command it ran, and its generated part of a markdown file between two markers.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeMarkedSection } from '../output.js';
 import { loadavg } from 'node:os';
 import { machineInfo } from './machine.js';
 
@@ -57,21 +57,8 @@ export function npmCommand(script: string, args: readonly string[]): string {
  * what was there, or appends the marked section when the file has none (a new file is created).
  */
 export function writeSection(path: string, name: string, body: string, generatedBy: string): void {
-  let text = '';
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    // a new file
-  }
   const begin = `<!-- ${name}:begin`;
   const end = `<!-- ${name}:end -->`;
   const section = `${begin} (written by \`${generatedBy}\`; edit the code, not this part) -->\n${body.trimEnd()}\n${end}`;
-  const from = text.indexOf(begin);
-  const to = text.indexOf(end);
-  writeFileSync(
-    path,
-    from >= 0 && to > from
-      ? text.slice(0, from) + section + text.slice(to + end.length)
-      : `${text}${!text || text.endsWith('\n\n') ? '' : text.endsWith('\n') ? '\n' : '\n\n'}${section}\n`,
-  );
+  writeMarkedSection(path, begin, end, section);
 }

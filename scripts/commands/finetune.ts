@@ -50,7 +50,7 @@ import {
 } from '../../runtime/index.js';
 import type { BwsnnModel, LabelledFrames } from '../../runtime/index.js';
 import { FMNIST_BLOCKS, randomModel } from '../../runtime/format/random-model.js';
-import { printJson } from '../output.js';
+import { printJson, writeMarkedSection } from '../output.js';
 import { fitFrame, modelFit } from '../../runtime/data/fit.js';
 import { fromFile, int, list, num, positive, positiveInt } from '../options.js';
 
@@ -598,21 +598,7 @@ export function tableSection(report: ExperimentReport): string {
 
 /** Replaces the generated section of `path` (or appends it when the markers are missing). */
 export function writeTableSection(path: string, report: ExperimentReport): void {
-  let text = '';
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch {
-    // a new file
-  }
-  const section = tableSection(report);
-  const from = text.indexOf(BEGIN);
-  const to = text.indexOf(END);
-  writeFileSync(
-    path,
-    from >= 0 && to > from
-      ? text.slice(0, from) + section + text.slice(to + END.length)
-      : `${text}${text && !text.endsWith('\n') ? '\n' : ''}${section}\n`,
-  );
+  writeMarkedSection(path, BEGIN, END, tableSection(report));
 }
 
 export function register(program: Command): void {
