@@ -1,13 +1,15 @@
 /**
  * The trainer's conv gradient (custom: dx from forward ops, dW from the trainer's WASM kernel or, without it, from
  * forward ops) against TensorFlow.js's own Conv2DBackpropFilter/Input on the `cpu` backend, on random shapes:
- * strides 1 and 2, odd and even sizes, pads 0/1, dense inputs and spike maps (0/1, the binary layers' inputs).
+ * strides 1 and 2, odd and even sizes, pads 0/1, dense inputs and spike maps (0/1, the binary layers' inputs, with
+ * ±alpha weights: their forward value comes from the engine's AND-popcount kernel, trainer/backend/spike-conv.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { conv2d } from '../trainer/backend/conv.js';
+import { spikeConvKernel, useSpikeConvKernel } from '../trainer/backend/spike-conv.js';
 import { filterGradKernel, useFilterGradKernel } from '../trainer/backend/wasm-grad.js';
 import { rng } from '../runtime/data/random.js';
 
@@ -20,7 +22,7 @@ interface Case {
   k: number;
   stride: number;
   pad: number;
-  /** Inputs of 0s and 1s, as the binary layers get. */
+  /** Inputs of 0s and 1s and weights ±alpha per output channel, as the binary layers get. */
   spikes?: boolean;
 }
 
@@ -31,6 +33,8 @@ function cases(): Case[] {
   for (const stride of [1, 2]) {
     // Spike maps with enough channels for the kernel's 4-wide lanes and their tail.
     out.push({ n: 2, h: 9 + stride, w: 8, cin: 8, cout: 13, k: 3, stride, pad: 1, spikes: true });
+    // More than one word of input channels and more than one v128 group (16) of output channels, with tails.
+    out.push({ n: 3, h: 7, w: 6 + stride, cin: 40, cout: 33, k: 3, stride, pad: 1, spikes: true });
     for (const parity of [0, 1]) {
       for (const k of [1, 3]) {
         const h = 2 * pick(3, 7) + parity;
@@ -65,12 +69,17 @@ async function compareWithCpu(): Promise<void> {
   for (const c of cases()) {
     const xs = randomArray(c.n * c.h * c.w * c.cin, r).map((v) => (c.spikes ? (v > 0.4 ? 1 : 0) : v));
     const ws = randomArray(c.k * c.k * c.cin * c.cout, r);
+    // A binary layer's weights: sign · alpha_c (HWIO, so channel c is every cout-th value).
+    if (c.spikes) {
+      const alpha = Array.from({ length: c.cout }, () => 0.05 + r());
+      ws.forEach((v, i) => (ws[i] = (v >= 0 ? 1 : -1) * alpha[i % c.cout]!));
+    }
     const run = (custom: boolean) => {
       const x = tf.tensor4d(xs, [c.n, c.h, c.w, c.cin]);
       const w = tf.tensor4d(ws, [c.k, c.k, c.cin, c.cout]);
       const f = (a: tf.Tensor, b: tf.Tensor) => {
         const y = custom
-          ? conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad)
+          ? conv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.stride, c.pad, { spikes: c.spikes ?? false })
           : tf.conv2d(
               tf.pad(a as tf.Tensor4D, [
                 [0, 0],
@@ -87,7 +96,7 @@ async function compareWithCpu(): Promise<void> {
       };
       const [gx, gw] = tf.grads(f)([x, w]);
       const y = custom
-        ? conv2d(x, w, c.stride, c.pad)
+        ? conv2d(x, w, c.stride, c.pad, { spikes: c.spikes ?? false })
         : tf.conv2d(
             tf.pad(x, [
               [0, 0],
@@ -122,16 +131,22 @@ test('the trainer WASM weight-gradient kernel is built and loads', () => {
   assert.ok(filterGradKernel(), 'trainer/backend/assembly/grad-kernel.wasm missing: npm run build:wasm');
 });
 
-test('custom conv gradient on wasm matches tfjs cpu Conv2DBackpropFilter/Input (dW by the WASM kernel)', async () => {
+test("the engine's kernel is there for the binary layers' forward conv on spike maps", () => {
+  assert.ok(spikeConvKernel(), 'runtime/kernels/wasm/assembly/simd-kernel.wasm missing: npm run build:wasm');
+});
+
+test('custom conv on wasm matches tfjs cpu Conv2D and Conv2DBackpropFilter/Input (dW and spike forward by kernels)', async () => {
   await compareWithCpu();
 });
 
-test('custom conv gradient on wasm matches tfjs cpu Conv2DBackpropFilter/Input (dW by forward ops)', async () => {
-  const was = useFilterGradKernel(false);
+test('custom conv on wasm matches tfjs cpu Conv2D and Conv2DBackpropFilter/Input (all by tfjs ops)', async () => {
+  const wasGrad = useFilterGradKernel(false);
+  const wasSpike = useSpikeConvKernel(false);
   try {
     await compareWithCpu();
   } finally {
-    useFilterGradKernel(was);
+    useFilterGradKernel(wasGrad);
+    useSpikeConvKernel(wasSpike);
   }
 });
 

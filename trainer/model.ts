@@ -238,8 +238,10 @@ export function forward(
     if (cfg.weights === 'float') return w;
     return i === 0 ? quantizeInt8(w) : binarize(w);
   };
+  // The binary convs of an SNN read spike maps with ±alpha weights: the engine's own kernel can compute them.
+  const spikeInput = spiking && cfg.weights === 'binary';
   const x = tf.div(raw, 255) as tf.Tensor4D;
-  let current = norm(conv2d(x, weightOf(0) as tf.Tensor4D, 1, 1, false), 0);
+  let current = norm(conv2d(x, weightOf(0) as tf.Tensor4D, 1, 1, { inputGrad: false }), 0);
   // concat, not tile: tfjs's Tile gradient is a loop of slices, concat's is one split.
   if (T > 1)
     current = tf.concat(
@@ -250,7 +252,7 @@ export function forward(
   const layerRates = [tf.mean(act) as tf.Scalar];
   for (let i = 1; i < layers.length; i++) {
     const l = layers[i]!;
-    let next = norm(conv2d(act, weightOf(i) as tf.Tensor4D, l.stride, l.pad), i);
+    let next = norm(conv2d(act, weightOf(i) as tf.Tensor4D, l.stride, l.pad, { spikes: spikeInput }), i);
     const sc = shortcutCurrent(l.shortcut, current, l.cout);
     if (sc) next = tf.add(next, sc);
     current = next;

@@ -18,12 +18,34 @@
  *   dy[n,oy,ox,co] is a stride-1 conv of xp seen as [Cin, Hp, Wp, N] (batch = Cin, channels = N) with dy seen as
  *   the filter [oh, ow, N, Cout], dilated by s. Rows and columns of xp the forward conv never read (when
  *   (Hp − k) % s ≠ 0) are cut first, so the output is exactly k × k.
+ * - the forward value: XNNPACK's conv, or, for a binary layer on spike maps (`spikes`), the engine's AND-popcount
+ *   kernel through ./spike-conv.ts.
  */
 import * as tf from '@tensorflow/tfjs';
 import { hostOp } from './host.js';
+import type { SpikeConvKernel } from './spike-conv.js';
+import { spikeConvKernel } from './spike-conv.js';
 import { filterGradKernel } from './wasm-grad.js';
 
-export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: number, inputGrad = true): tf.Tensor4D {
+export interface ConvOptions {
+  /** Compute the input's gradient (default true; false for the first layer, whose input is data). */
+  readonly inputGrad?: boolean;
+  /**
+   * The input is a spike map (every value 0 or 1) and every weight of output channel c is ±alpha_c (a binary layer):
+   * the forward value may then come from the engine's kernel (./spike-conv.ts). Default false.
+   */
+  readonly spikes?: boolean;
+}
+
+export function conv2d(
+  x: tf.Tensor4D,
+  w: tf.Tensor4D,
+  stride: number,
+  pad: number,
+  opts: ConvOptions = {},
+): tf.Tensor4D {
+  const inputGrad = opts.inputGrad ?? true;
+  const spikeKernel = opts.spikes ? spikeConvKernel() : undefined;
   const f = tf.customGrad((xIn, wIn, save) => {
     const xv = xIn as tf.Tensor4D;
     const wv = wIn as tf.Tensor4D;
@@ -37,7 +59,7 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: numb
           ])
         : xv;
     (save as (tensors: tf.Tensor[]) => void)([xp, wv]);
-    const value = tf.conv2d(xp, wv, stride, 'valid');
+    const value = spikeKernel ? spikeForward(spikeKernel, xv, wv, stride, pad) : tf.conv2d(xp, wv, stride, 'valid');
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [xs, ws] = saved as [tf.Tensor4D, tf.Tensor4D];
       const dy4 = dy as tf.Tensor4D;
@@ -50,6 +72,22 @@ export function conv2d(x: tf.Tensor4D, w: tf.Tensor4D, stride: number, pad: numb
     return { value, gradFunc };
   });
   return f(x, w) as tf.Tensor4D;
+}
+
+/** The forward value of a binary layer's conv on spike maps by the engine's kernel. */
+function spikeForward(
+  kernel: SpikeConvKernel,
+  x: tf.Tensor4D,
+  w: tf.Tensor4D,
+  stride: number,
+  pad: number,
+): tf.Tensor4D {
+  const [n, h, wd, cin] = x.shape;
+  const [k, , , cout] = w.shape;
+  const oh = Math.floor((h + 2 * pad - k) / stride) + 1,
+    ow = Math.floor((wd + 2 * pad - k) / stride) + 1;
+  const shape = { n, h, w: wd, cin, oh, ow, cout, k, stride, pad };
+  return hostOp([x, w], [[n, oh, ow, cout]], ([xs, ws], [out]) => kernel(xs!, ws!, shape, out!))[0] as tf.Tensor4D;
 }
 
 /** dW of a VALID conv of the padded input `xp` (see the file comment). */

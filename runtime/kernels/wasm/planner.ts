@@ -303,8 +303,48 @@ function common(a: Arena, d: Int32Array, layer: ConvInt8Layer | HiddenLayer, uni
 }
 
 /**
- * One binary layer alone in its own kernel instance, on fixed input spikes (HWC 0/1 bytes of shape `from`), for
- * the property tests (`dots`: the integer dots instead of the LIF output) and the kernel benchmark (`run`).
+ * Packs one spike map into the kernel's layout: `positions` positions of `channels` values each (HWC, read from
+ * `values` at `offset`; any non-zero value is a spike) into `cwOf(channels)` words per position of `out`, channel
+ * c in word c >> 5, bit c & 31.
+ */
+export function packSpikes(
+  values: ArrayLike<number>,
+  offset: number,
+  positions: number,
+  channels: number,
+  out: Uint32Array,
+): void {
+  const cw = cwOf(channels);
+  let i = offset;
+  for (let p = 0; p < positions; p++) {
+    for (let w = 0; w < cw; w++) {
+      const end = Math.min(32, channels - 32 * w);
+      let word = 0;
+      for (let b = 0; b < end; b++, i++) if (values[i] !== 0) word |= 1 << b;
+      out[p * cw + w] = word;
+    }
+  }
+}
+
+/** One binary layer planned alone in its own kernel instance (see `singleLayer`). */
+export interface SingleLayer {
+  /** Runs one step of the layer on its current input. */
+  run(): void;
+  /** The integer dots of the last run, a copy ([position][output channel]); only when planned with `dots`. */
+  dots(): Int32Array;
+  /** The same as a view into the kernel's memory: valid until the next run. */
+  dotsView(): Int32Array;
+  /** Replaces the input spike map (`packSpikes`'s layout). */
+  setInput(packed: Uint32Array): void;
+  /** Replaces the weights (rows in `BinaryConvLayer.weightBits`'s layout). */
+  setWeights(weightBits: Uint32Array): void;
+}
+
+/**
+ * One binary layer alone in its own kernel instance, on input spikes of shape `from` (HWC 0/1 bytes at first,
+ * `setInput` replaces them), for the property tests (`dots`: the integer dots instead of the LIF output), the
+ * kernel benchmark (`run`) and the trainer's forward conv on spike maps (trainer/backend/spike-conv.ts, which
+ * changes input and weights between runs).
  */
 export function singleLayer(
   layer: BinaryConvLayer | BinaryLinearLayer,
@@ -312,15 +352,13 @@ export function singleLayer(
   from: Shape3,
   dots: boolean,
   path: BinaryPath = 'auto',
-) {
+): SingleLayer {
   const kernel = instantiate();
   const a = new Arena(kernel);
   const cw = cwOf(from[2]);
   const positions = from[0] * from[1];
   const packed = new Uint32Array(positions * cw);
-  spikes.forEach((s, u) => {
-    if (s) packed[Math.floor(u / from[2]) * cw + ((u % from[2]) >> 5)]! |= 1 << ((u % from[2]) & 31);
-  });
+  packSpikes(spikes, 0, positions, from[2], packed);
   const prev: Planned = {
     desc: new Int32Array(0),
     clone: a.alloc(positions),
@@ -333,9 +371,25 @@ export function singleLayer(
   if (dots) p.desc[F.DOTS] = a.alloc(p.units * 4);
   const descAt = a.alloc(DESC_WORDS * 4, p.desc);
   a.commit();
+  // Nothing allocates after the commit, so the memory (and views of it) stays put.
+  const g = geometry(layer, from);
+  const cout = layerChannels(layer);
+  const write = (at: number, bytes: Uint8Array) => new Uint8Array(kernel.memory.buffer, at, bytes.length).set(bytes);
+  const view = () => new Int32Array(kernel.memory.buffer, p.desc[F.DOTS]!, p.units);
   return {
     run: () => kernel.layer(descAt),
-    dots: () => new Int32Array(kernel.memory.buffer, p.desc[F.DOTS]!, p.units).slice(),
+    dots: () => view().slice(),
+    dotsView: view,
+    setInput: (bits) => {
+      if (bits.length !== packed.length) throw new RangeError(`setInput: expected ${packed.length} words`);
+      new Uint32Array(kernel.memory.buffer, prev.out, bits.length).set(bits);
+    },
+    setWeights: (bits) => {
+      if (bits.length !== layer.weightBits.length)
+        throw new RangeError(`setWeights: expected ${layer.weightBits.length} words`);
+      write(p.desc[F.WGT]!, binaryWeights(bits, cout, g.fanIn, from[2], g.tapBytes));
+      write(p.desc[F.WEV]!, eventWeights(bits, cout, g.fanIn, from[2], g.tapBytes));
+    },
   };
 }
 
