@@ -1,10 +1,10 @@
 // Compiles the AssemblyScript kernels next to their sources, where their loaders look for them: the runtime's
-// (runtime/kernels/wasm/assembly/simd-kernel.wasm) and the trainer's (trainer/backend/assembly/grad-kernel.wasm).
+// (runtime/kernels/wasm/assembly/simd-kernel.wasm) and the trainer's (trainer/backend/assembly/kernels.wasm).
 // Runs at `postinstall` and as `npm run build:wasm`. Without the assemblyscript dev dependency (a production
 // install) it says so and succeeds: the runtime then uses its reference kernel, the trainer its tfjs-only path.
 import { fileURLToPath } from 'node:url';
 
-const KERNELS = ['../runtime/kernels/wasm/assembly/simd-kernel.ts', '../trainer/backend/assembly/grad-kernel.ts'];
+const KERNELS = ['../runtime/kernels/wasm/assembly/simd-kernel.ts', '../trainer/backend/assembly/kernels.ts'];
 
 let asc;
 try {

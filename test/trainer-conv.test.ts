@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import { conv2d } from '../trainer/backend/conv.js';
-import { spikeConvKernel, useSpikeConvKernel } from '../trainer/backend/spike-conv.js';
-import { filterGradKernel, useFilterGradKernel } from '../trainer/backend/wasm-grad.js';
+import { spikeConvKernel } from '../trainer/backend/spike-conv.js';
+import { trainerKernels, useTrainerKernels } from '../trainer/backend/wasm-kernels.js';
 import { rng } from '../runtime/data/random.js';
 
 interface Case {
@@ -127,8 +127,8 @@ async function compareWithCpu(): Promise<void> {
   }
 }
 
-test('the trainer WASM weight-gradient kernel is built and loads', () => {
-  assert.ok(filterGradKernel(), 'trainer/backend/assembly/grad-kernel.wasm missing: npm run build:wasm');
+test("the trainer's own WASM kernels are built and load", () => {
+  assert.ok(trainerKernels(), 'trainer/backend/assembly/kernels.wasm missing: npm run build:wasm');
 });
 
 test("the engine's kernel is there for the binary layers' forward conv on spike maps", () => {
@@ -140,13 +140,11 @@ test('custom conv on wasm matches tfjs cpu Conv2D and Conv2DBackpropFilter/Input
 });
 
 test('custom conv on wasm matches tfjs cpu Conv2D and Conv2DBackpropFilter/Input (all by tfjs ops)', async () => {
-  const wasGrad = useFilterGradKernel(false);
-  const wasSpike = useSpikeConvKernel(false);
+  const was = useTrainerKernels(false);
   try {
     await compareWithCpu();
   } finally {
-    useFilterGradKernel(wasGrad);
-    useSpikeConvKernel(wasSpike);
+    useTrainerKernels(was);
   }
 });
 

@@ -13,7 +13,7 @@
  *   zero-interleaved dy (the textbook form) costs s² times more plus the padding ring. At s = 1 it is the one
  *   conv of dy padded by k − 1 − pad, which yields the unpadded dx directly. `inputGrad: false` (the first
  *   layer, whose input is data) skips it.
- * - dW: the trainer's own WASM kernel (trainer/backend/wasm-grad.ts) sums it directly through `hostOp`, skipping the
+ * - dW: the trainer's own WASM kernel (./assembly/conv-grad.ts) sums it directly through `hostOp`, skipping the
  *   zeros of spike inputs. Without that kernel, a forward conv over transposed operands: dW[ky,kx,ci,co] = Σ_{n,oy,ox} xp[n, oy·s+ky, ox·s+kx, ci] ·
  *   dy[n,oy,ox,co] is a stride-1 conv of xp seen as [Cin, Hp, Wp, N] (batch = Cin, channels = N) with dy seen as
  *   the filter [oh, ow, N, Cout], dilated by s. Rows and columns of xp the forward conv never read (when
@@ -25,7 +25,7 @@ import * as tf from '@tensorflow/tfjs';
 import { hostOp } from './host.js';
 import type { SpikeConvKernel } from './spike-conv.js';
 import { spikeConvKernel } from './spike-conv.js';
-import { filterGradKernel } from './wasm-grad.js';
+import { trainerKernels } from './wasm-kernels.js';
 
 export interface ConvOptions {
   /** Compute the input's gradient (default true; false for the first layer, whose input is data). */
@@ -97,10 +97,15 @@ function filterGrad(xp: tf.Tensor4D, dy: tf.Tensor4D, wShape: number[], stride: 
   const [, oh, ow] = dy.shape;
   const hUsed = (oh - 1) * stride + kh,
     wUsed = (ow - 1) * stride + kw;
-  const kernel = filterGradKernel();
-  if (kernel) {
-    const shape = { n, hp, wp, cin, oh, ow, cout: dy.shape[3], kh, kw, stride };
-    return hostOp([xp, dy], [wShape], ([x, d], [out]) => kernel(x!, d!, shape, out!))[0] as tf.Tensor4D;
+  const kernels = trainerKernels();
+  if (kernels) {
+    const cout = dy.shape[3];
+    if (hUsed > hp || wUsed > wp) throw new RangeError('conv filter gradient: the output reads past the input');
+    return hostOp([xp, dy], [wShape], ([x, d], [out]) =>
+      kernels.run([x!, d!], [out!], ([xa, da], [wa]) =>
+        kernels.exports.filterGrad(xa!, da!, wa!, n, hp, wp, cin, oh, ow, cout, kh, kw, stride),
+      ),
+    )[0] as tf.Tensor4D;
   }
   const used = hUsed === hp && wUsed === wp ? xp : tf.slice(xp, [0, 0, 0, 0], [n, hUsed, wUsed, cin]);
   const xt = tf.transpose(used, [3, 1, 2, 0]);

@@ -7,7 +7,7 @@
  * gradients of trainer/backend/conv.ts stay as they are.
  *
  * One kernel instance per layer geometry and thread, planned once (`singleLayer`); each call rewrites its weights
- * and runs it map by map. `SEI_TRAIN_SPIKE_CONV=0` (or `useSpikeConvKernel(false)`) keeps tfjs's conv.
+ * and runs it map by map. The trainer's kernel switch (./wasm-kernels.ts, `SEI_TRAIN_KERNELS=0`) covers it.
  */
 import type { BinaryConvLayer } from '../../runtime/format/model.js';
 import { packRows } from '../../runtime/format/bits.js';
@@ -15,6 +15,7 @@ import { rowWords } from '../../runtime/format/model.js';
 import { moduleUnavailable } from '../../runtime/kernels/wasm/module.js';
 import type { SingleLayer } from '../../runtime/kernels/wasm/planner.js';
 import { cwOf, packSpikes, singleLayer } from '../../runtime/kernels/wasm/planner.js';
+import { trainerKernelsOn } from './wasm-kernels.js';
 
 /** A conv on `n` spike maps of h × w × cin (unpadded NHWC) to n × oh × ow × cout, k × k, `pad` zeros each side. */
 export interface SpikeConvShape {
@@ -41,18 +42,9 @@ export type SpikeConvKernel = (
   out: Float32Array,
 ) => void;
 
-let enabled = process.env.SEI_TRAIN_SPIKE_CONV !== '0';
-
-/** The kernel, or undefined when the engine's module cannot run here or it is switched off. */
+/** The kernel, or undefined when the engine's module cannot run here or the trainer's kernels are switched off. */
 export function spikeConvKernel(): SpikeConvKernel | undefined {
-  return enabled && moduleUnavailable() === undefined ? spikeConv : undefined;
-}
-
-/** Switches the kernel on or off in this thread (to compare it with tfjs's conv); returns whether it was on. */
-export function useSpikeConvKernel(on: boolean): boolean {
-  const was = enabled;
-  enabled = on;
-  return was;
+  return trainerKernelsOn() && moduleUnavailable() === undefined ? spikeConv : undefined;
 }
 
 const planned = new Map<string, SingleLayer>();

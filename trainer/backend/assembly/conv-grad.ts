@@ -1,4 +1,4 @@
-// The trainer's WebAssembly SIMD kernel (AssemblyScript, built by scripts/build-wasm.mjs with --enable simd):
+// Part of the trainer's WebAssembly module (./kernels.ts):
 // the weight gradient of a VALID convolution, the one training op that XNNPACK (tfjs-backend-wasm's conv) runs
 // far below its forward speed when it is phrased as a convolution (trainer/backend/conv.ts).
 //
