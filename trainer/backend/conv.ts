@@ -102,8 +102,12 @@ function filterGrad(xp: tf.Tensor4D, dy: tf.Tensor4D, wShape: number[], stride: 
     const cout = dy.shape[3];
     if (hUsed > hp || wUsed > wp) throw new RangeError('conv filter gradient: the output reads past the input');
     return hostOp([xp, dy], [wShape], ([x, d], [out]) =>
-      kernels.run([x!, d!], [out!], ([xa, da], [wa]) =>
-        kernels.exports.filterGrad(xa!, da!, wa!, n, hp, wp, cin, oh, ow, cout, kh, kw, stride),
+      kernels.run(
+        [x!, d!],
+        [out!],
+        ([xa, da], [wa], scratch) =>
+          kernels.exports.filterGrad(xa!, da!, wa!, n, hp, wp, cin, oh, ow, cout, kh, kw, stride, scratch),
+        kernels.exports.filterGradScratch(hp, wp, cin),
       ),
     )[0] as tf.Tensor4D;
   }

@@ -31,7 +31,9 @@ export interface KernelExports {
     kh: number,
     kw: number,
     s: number,
+    scratch: number,
   ): void;
+  filterGradScratch(hp: number, wp: number, cin: number): number;
 }
 
 /** What a kernel reads or writes. */
@@ -40,11 +42,16 @@ export type Operand = Float32Array | Float64Array | Int32Array | Uint32Array | U
 export interface TrainerKernels {
   readonly exports: KernelExports;
   /**
-   * Copies `inputs` into the module's memory (each 16-byte aligned), reserves room for `outputs`, calls `fn` with
-   * the byte offsets of both, then copies each output's bytes back into `outputs`. Nothing stays in the module
-   * between calls.
+   * Copies `inputs` into the module's memory (each 16-byte aligned), reserves room for `outputs` and `scratchBytes`
+   * of scratch, calls `fn` with the byte offsets of all three, then copies each output's bytes back into `outputs`.
+   * Nothing stays in the module between calls.
    */
-  run(inputs: readonly Operand[], outputs: readonly Operand[], fn: (ins: number[], outs: number[]) => void): void;
+  run(
+    inputs: readonly Operand[],
+    outputs: readonly Operand[],
+    fn: (ins: number[], outs: number[], scratch: number) => void,
+    scratchBytes?: number,
+  ): void;
 }
 
 let enabled = process.env.SEI_TRAIN_KERNELS !== '0';
@@ -84,7 +91,7 @@ function load(): TrainerKernels | null {
   const base = align(ex.memory.buffer.byteLength); // the module's own data ends below its initial memory
   return {
     exports: ex,
-    run(inputs, outputs, fn) {
+    run(inputs, outputs, fn, scratchBytes = 0) {
       let end = base;
       const place = (a: Operand) => {
         const at = end;
@@ -93,10 +100,12 @@ function load(): TrainerKernels | null {
       };
       const ins = inputs.map(place);
       const outs = outputs.map(place);
+      const scratch = end;
+      end += align(scratchBytes);
       if (end > ex.memory.buffer.byteLength) ex.memory.grow(Math.ceil((end - ex.memory.buffer.byteLength) / 65536));
       const bytes = new Uint8Array(ex.memory.buffer);
       inputs.forEach((a, i) => bytes.set(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), ins[i]));
-      fn(ins, outs);
+      fn(ins, outs, scratch);
       // A kernel never grows the memory, so `bytes` still views it.
       outputs.forEach((a, i) =>
         new Uint8Array(a.buffer, a.byteOffset, a.byteLength).set(bytes.subarray(outs[i]!, outs[i]! + a.byteLength)),

@@ -3,4 +3,6 @@
 // works on operands the loader (trainer/backend/wasm-kernels.ts) has copied into this module's memory at the
 // byte offsets it is given, and allocates nothing.
 
-export { filterGrad } from './conv-grad';
+export { filterGrad, filterGradScratch } from './conv-grad';
+export { lifBackward, lifForward } from './lif';
+export { bnAffine, bnGradSums, bnInputGrad, bnSums } from './batchnorm';
