@@ -69,6 +69,21 @@ test('train, export and eval agree through the CLI', () => {
     [0.005, 2, 4, 0.7],
   );
   assert.ok(existsSync(join(run, 'teacher', 'last.json')));
+  // --teacher-from: another run distils from that teacher (recalibrated on the teacher run's batches); a folder
+  // whose checkpoint is a student is refused by name.
+  const distilled = join(tmp, 'distilled');
+  const small = ['--train-limit', '256', '--val-size', '64', '--epochs', '1', '--width', '4', '--batch', '32'];
+  const fromTeacher = sei('train', '--out', distilled, ...small, '--teacher-from', run, '--json');
+  assert.equal(fromTeacher['interrupted'], false);
+  const distilledCfg = JSON.parse(readFileSync(join(distilled, 'last.json'), 'utf8')) as {
+    config: { teacher: { kind: string; dir: string }; loss: { kdWeight: number } };
+  };
+  assert.deepEqual(distilledCfg.config.teacher, { kind: 'run', dir: run });
+  assert.ok(distilledCfg.config.loss.kdWeight > 0);
+  assert.throws(
+    () => sei('train', '--out', join(tmp, 'refused'), ...small, '--teacher-from', distilled),
+    (err: { status: number; stderr: string }) => err.status === 2 && /holds a student/.test(err.stderr),
+  );
   const model = join(tmp, 'tiny.bwsnn');
   const card = join(tmp, 'tiny.md');
   const exported = sei(

@@ -12,7 +12,7 @@ import { fit } from './train.js';
 import type { TeacherFn } from './recipe/kd.js';
 import { annTeacher, cachedTeacher, onnxTeacherLogits } from './recipe/kd.js';
 import type { NetParams } from './model.js';
-import { RECALIBRATE_BATCHES, recalibrateBn } from './recalibrate.js';
+import { recalibrateBn, recalibration } from './recalibrate.js';
 import { loadParams, teacherNet } from './train.js';
 
 /** The teacher checkpoint of a run folder: `dir/teacher/` (a run trained with --teacher) or `dir` itself. */
@@ -49,12 +49,13 @@ export async function runTraining(
   let teacher: FitResult | undefined;
   // A teacher distils (and is scored) with BN statistics recalibrated on training frames, as its validation and
   // every exported network are: the running averages trail the final weights.
-  const settle = (net: TrainConfig['net'], params: NetParams, batchSize: number, seed: number) =>
-    recalibrateBn(net, params, data.train, { batches: RECALIBRATE_BATCHES, batchSize, seed });
+  // The batches are the teacher run's own (`recalibration`: its micro-batch when it had one).
+  const settle = (net: TrainConfig['net'], params: NetParams, run: TrainConfig) =>
+    recalibrateBn(net, params, data.train, recalibration(run));
   if (cfg.teacher?.kind === 'ann') {
     teacher = await fit('teacher', cfg, data, join(dir, 'teacher'), opts);
     if (teacher.interrupted) return { student: undefined, teacher, interrupted: true };
-    teacher = { ...teacher, params: settle(teacherNet(cfg.net), teacher.params, cfg.batchSize, cfg.seed) };
+    teacher = { ...teacher, params: settle(teacherNet(cfg.net), teacher.params, cfg) };
     if (opts.teacherOnly) return { student: undefined, teacher, interrupted: false };
     teacherFn = annTeacher(teacherNet(cfg.net), teacher.params);
   } else if (cfg.teacher?.kind === 'run' && cfg.teacher.dir) {
@@ -69,7 +70,7 @@ export async function runTraining(
       `teacher: ${from} (${loaded.state.epoch} epochs, val ${(100 * (loaded.state.history.at(-1)?.valAccuracy ?? NaN)).toFixed(2)}%)`,
     );
     const net = teacherNet(loaded.state.config.net);
-    teacherFn = annTeacher(net, settle(net, loaded.params, loaded.state.config.batchSize, loaded.state.config.seed));
+    teacherFn = annTeacher(net, settle(net, loaded.params, loaded.state.config));
   } else if (cfg.teacher?.kind === 'onnx' && cfg.teacher.file) {
     const logits = await onnxTeacherLogits(cfg.teacher.file, data.train, cfg.net.classes, dir, opts.hooks.onInfo);
     teacherFn = cachedTeacher(logits, cfg.net.classes);
