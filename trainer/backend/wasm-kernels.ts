@@ -34,6 +34,23 @@ export interface KernelExports {
     scratch: number,
   ): void;
   filterGradScratch(hp: number, wp: number, cin: number): number;
+  lifForward(I: number, theta: number, u: number, s: number, beta: number, T: number, M: number, C: number): void;
+  lifBackward(
+    g: number,
+    u: number,
+    theta: number,
+    dI: number,
+    dTheta: number,
+    beta: number,
+    T: number,
+    M: number,
+    C: number,
+    thetaWindow: number,
+  ): number;
+  bnSums(x: number, sums: number, n: number, C: number): void;
+  bnAffine(x: number, coef: number, y: number, n: number, C: number): void;
+  bnGradSums(dy: number, x: number, mean: number, sums: number, n: number, C: number): void;
+  bnInputGrad(dy: number, x: number, coef: number, dx: number, n: number, C: number): void;
 }
 
 /** What a kernel reads or writes. */

@@ -13,10 +13,13 @@
  * runtime stores both per layer / per channel already, so a learned value folds into the file unchanged.
  *
  * The whole T-step recurrence and its gradient are one host op each (trainer/backend/host.ts): as tfjs ops the
- * forward alone is ~8 kernels per step and the backward twice that.
+ * forward alone is ~8 kernels per step and the backward twice that. The op's loop is the trainer's WebAssembly
+ * kernel (trainer/backend/assembly/lif.ts: the same arithmetic, four channels per SIMD vector) when the trainer's
+ * kernels are on, the JavaScript loops below otherwise.
  */
 import * as tf from '@tensorflow/tfjs';
 import { hostOp } from '../backend/host.js';
+import { trainerKernels } from '../backend/wasm-kernels.js';
 
 export type Surrogate = 'fixed' | 'theta';
 
@@ -27,8 +30,11 @@ export interface LifParams {
   readonly beta: tf.Tensor;
 }
 
-/** Membrane values (before reset) and spikes of every step; rows time-major, channels last. */
-function lifForward(
+/**
+ * Membrane values (before reset) and spikes of every step; rows time-major, channels last. This loop and
+ * lifBackward are the reference of the trainer's kernel (test/trainer-kernels.test.ts) and the path without it.
+ */
+export function lifForward(
   I: Float32Array,
   theta: Float32Array,
   beta: number,
@@ -62,7 +68,7 @@ function lifForward(
  * step): dL/dv_t = g_t·σ_t + δ_t·(1 − θ σ_t), δ_{t−1} = β·dL/dv_t, dθ += −g_t σ_t + δ_t (θ σ_t − s_t),
  * dβ += dL/dv_t · v'_{t−1}.
  */
-function lifBackward(
+export function lifBackward(
   g: Float32Array,
   u: Float32Array,
   theta: Float32Array,
@@ -112,7 +118,14 @@ export function lif(current: tf.Tensor, T: number, p: LifParams, surrogate: Surr
       theta = thetaIn as tf.Tensor,
       beta = betaIn as tf.Tensor;
     const b = beta.dataSync()[0]!;
-    const [u, s] = hostOp([I, theta], [I.shape, I.shape], ([iv, tv], [uv, sv]) => lifForward(iv!, tv!, b, T, uv!, sv!));
+    const [u, s] = hostOp([I, theta], [I.shape, I.shape], ([iv, tv], [uv, sv]) => {
+      const kernels = trainerKernels();
+      if (!kernels) return lifForward(iv!, tv!, b, T, uv!, sv!);
+      const M = iv!.length / T;
+      kernels.run([iv!, tv!], [uv!, sv!], ([pi, pt], [pu, ps]) =>
+        kernels.exports.lifForward(pi!, pt!, pu!, ps!, b, T, M, tv!.length),
+      );
+    });
     (save as (tensors: tf.Tensor[]) => void)([u!, theta]);
     return {
       value: s!,
@@ -120,7 +133,19 @@ export function lif(current: tf.Tensor, T: number, p: LifParams, surrogate: Surr
         const [us, ts] = saved as [tf.Tensor, tf.Tensor];
         let grads: { dTheta: Float64Array; dBeta: number } | undefined;
         const [dI] = hostOp([dy, us, ts], [us.shape], ([gv, uv, tv], [dv]) => {
-          grads = lifBackward(gv!, uv!, tv!, b, T, surrogate, dv!);
+          const kernels = trainerKernels();
+          if (!kernels) {
+            grads = lifBackward(gv!, uv!, tv!, b, T, surrogate, dv!);
+            return;
+          }
+          const C = tv!.length,
+            M = uv!.length / T;
+          const dTheta = new Float64Array(C);
+          let dBeta = 0;
+          kernels.run([gv!, uv!, tv!], [dv!, dTheta], ([pg, pu, pt], [pd, pdt]) => {
+            dBeta = kernels.exports.lifBackward(pg!, pu!, pt!, pd!, pdt!, b, T, M, C, surrogate === 'theta' ? 1 : 0);
+          });
+          grads = { dTheta, dBeta };
         });
         return [dI!, tf.tensor1d(Float32Array.from(grads!.dTheta)), tf.tensor1d([grads!.dBeta])];
       },

@@ -4,3 +4,5 @@
 // byte offsets it is given, and allocates nothing.
 
 export { filterGrad, filterGradScratch } from './conv-grad';
+export { lifBackward, lifForward } from './lif';
+export { bnAffine, bnGradSums, bnInputGrad, bnSums } from './batchnorm';
