@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../trainer/backend/index.js';
 import { loadDataset, makeBatch } from '../trainer/data/index.js';
-import { DEFAULT_NET, initParams, namedVariables } from '../trainer/model.js';
+import { DEFAULT_NET, forward, initParams, namedVariables } from '../trainer/model.js';
 import { evaluateOnPool } from '../trainer/parallel/evaluate.js';
 import { shardGradients, splitBatch, splitCounts } from '../trainer/parallel/shard.js';
 import {
@@ -22,9 +22,10 @@ import {
   recalibrateBnOn,
   recalibration,
 } from '../trainer/recalibrate.js';
+import { annTeacher, softTargets } from '../trainer/recipe/kd.js';
 import { DEFAULT_LOSS } from '../trainer/recipe/loss.js';
 import type { TrainConfig } from '../trainer/train.js';
-import { accuracy, fit, predict, predictOn, startPool, trainStep } from '../trainer/train.js';
+import { accuracy, fit, predict, predictOn, startPool, teacherNet, trainStep } from '../trainer/train.js';
 
 const backend = await initBackend();
 const net = { ...DEFAULT_NET, width: 8, T: 2 };
@@ -237,5 +238,34 @@ test('a pool starts from the network it is given, what a step does not send incl
     assert.ok(Math.abs(lossA - lossB) < 1e-5, `one thread ${lossA}, two ${lossB}`);
   } finally {
     await pool.close();
+  }
+});
+
+test("a KD teacher's soft targets spread over 2 threads are one thread's, bit for bit; a pool without the teacher refuses", async () => {
+  const tnet = teacherNet(net);
+  const tparams = initParams(tnet, 4, 'kd-t/');
+  const teacher = annTeacher(tnet, tparams);
+  const idx = Uint32Array.from({ length: 24 }, (_, i) => i);
+  const solo = await softTargets(teacher, idx, batch.x, frame);
+  // The same logits as the teacher's forward pass on the whole batch at once.
+  const whole = tf.tidy(
+    () => forward(tnet, tparams, tf.tensor4d(batch.x, [24, ...frame]), false).stepLogits.dataSync() as Float32Array,
+  );
+  assert.equal(solo.length, 24 * net.classes);
+  solo.forEach((v, i) => assert.ok(Math.abs(v - whole[i]!) < 1e-5, `logit ${i}: ${v} vs ${whole[i]}`));
+  const pool = await startPool(
+    2,
+    backend.engine,
+    { net, seed: 3, frame, loss, teacher: tnet },
+    initParams(net, 3, 'kd-s/'),
+  );
+  const bare = await startPool(2, backend.engine, { net, seed: 3, frame, loss }, initParams(net, 3, 'kd-b/'));
+  assert.ok(pool && bare);
+  try {
+    assert.deepEqual(await softTargets(teacher, idx, batch.x, frame, pool), solo);
+    await assert.rejects(softTargets(teacher, idx, batch.x, frame, bare), /holds no teacher/);
+  } finally {
+    await pool.close();
+    await bare.close();
   }
 });

@@ -89,7 +89,7 @@ export async function runAblation(
         engine: opts.engine,
         threads: opts.threads ?? 1,
         hooks,
-        ...(kd && teacher ? { teacherLogits: annTeacher(teacherNet(base.net), teacher.params) } : {}),
+        ...(kd && teacher ? { teacher: annTeacher(teacherNet(base.net), teacher.params) } : {}),
       });
       // BN recalibrated as `sei export` does by default, so a binary row scores what would ship.
       const rec = recalibrateBn(cfg.net, r.params, data.train, recalibration(cfg));

@@ -9,7 +9,7 @@ import { hasCheckpoint } from './checkpoint.js';
 import type { Dataset } from './data/index.js';
 import type { FitHooks, FitResult, TrainConfig } from './train.js';
 import { fit } from './train.js';
-import type { TeacherFn } from './recipe/kd.js';
+import type { Teacher } from './recipe/kd.js';
 import { annTeacher, cachedTeacher, onnxTeacherLogits } from './recipe/kd.js';
 import type { NetParams } from './model.js';
 import { recalibrateBn, recalibration } from './recalibrate.js';
@@ -45,7 +45,7 @@ export async function runTraining(
     teacherOnly?: boolean;
   },
 ): Promise<RunResult> {
-  let teacherFn: TeacherFn | undefined;
+  let distil: Teacher | undefined;
   let teacher: FitResult | undefined;
   // A teacher distils (and is scored) with BN statistics recalibrated on training frames, as its validation and
   // every exported network are: the running averages trail the final weights.
@@ -57,7 +57,7 @@ export async function runTraining(
     if (teacher.interrupted) return { student: undefined, teacher, interrupted: true };
     teacher = { ...teacher, params: settle(teacherNet(cfg.net), teacher.params, cfg) };
     if (opts.teacherOnly) return { student: undefined, teacher, interrupted: false };
-    teacherFn = annTeacher(teacherNet(cfg.net), teacher.params);
+    distil = annTeacher(teacherNet(cfg.net), teacher.params);
   } else if (cfg.teacher?.kind === 'run' && cfg.teacher.dir) {
     const from = teacherCheckpoint(cfg.teacher.dir);
     const loaded = loadParams(from, hasCheckpoint(from, 'best') ? 'best' : 'last', 'teacher-from/');
@@ -70,11 +70,11 @@ export async function runTraining(
       `teacher: ${from} (${loaded.state.epoch} epochs, val ${(100 * (loaded.state.history.at(-1)?.valAccuracy ?? NaN)).toFixed(2)}%)`,
     );
     const net = teacherNet(loaded.state.config.net);
-    teacherFn = annTeacher(net, settle(net, loaded.params, loaded.state.config));
+    distil = annTeacher(net, settle(net, loaded.params, loaded.state.config));
   } else if (cfg.teacher?.kind === 'onnx' && cfg.teacher.file) {
     const logits = await onnxTeacherLogits(cfg.teacher.file, data.train, cfg.net.classes, dir, opts.hooks.onInfo);
-    teacherFn = cachedTeacher(logits, cfg.net.classes);
+    distil = cachedTeacher(logits, cfg.net.classes);
   }
-  const student = await fit('student', cfg, data, dir, teacherFn ? { ...opts, teacherLogits: teacherFn } : opts);
+  const student = await fit('student', cfg, data, dir, distil ? { ...opts, teacher: distil } : opts);
   return { student, teacher, interrupted: student.interrupted };
 }

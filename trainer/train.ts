@@ -3,7 +3,7 @@
  * progress through callbacks (the CLI draws the bar). One `fit` trains either the SNN student or the ANN teacher.
  */
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import { ConfigError } from '../runtime/errors.js';
 import { SOLO } from './parallel/collective.js';
 import { hasCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
@@ -20,6 +20,8 @@ import {
   recalibrateBnOn,
   recalibration,
 } from './recalibrate.js';
+import type { Teacher } from './recipe/kd.js';
+import { softTargets } from './recipe/kd.js';
 import type { LossOptions } from './recipe/loss.js';
 import { GradientPool, type WorkerSetup } from './parallel/pool.js';
 import { evaluateBatches, evaluateOnPool, type PredictionBatch, variableValues } from './parallel/evaluate.js';
@@ -384,7 +386,7 @@ async function validate(
 
 /**
  * Trains one network (student or teacher) in `dir`, resuming from `dir/last` when `resume` is set.
- * `teacherLogits(idx, x)` supplies soft targets per batch for the student.
+ * `teacher` supplies soft targets per batch for the student.
  */
 export async function fit(
   role: 'student' | 'teacher',
@@ -398,7 +400,7 @@ export async function fit(
     saveEvery?: number;
     command?: string;
     threads?: number;
-    teacherLogits?: (idx: Uint32Array, x: tf.Tensor4D) => tf.Tensor2D;
+    teacher?: Teacher;
   },
 ): Promise<FitResult> {
   const net = role === 'teacher' ? teacherNet(cfg.net) : cfg.net;
@@ -458,10 +460,17 @@ export async function fit(
   const save = async (name: string) => {
     saveCheckpoint(dir, name, state, [...checkpointTensors(params), ...(await optimizer.getWeights())]);
   };
+  const teacher = role === 'student' ? opts.teacher : undefined;
   const pool = await startPool(
     opts.threads ?? 1,
     opts.engine,
-    { net, seed: cfg.seed, frame: data.train.shape, loss: runCfg.loss },
+    {
+      net,
+      seed: cfg.seed,
+      frame: data.train.shape,
+      loss: runCfg.loss,
+      ...(teacher?.kind === 'network' ? { teacher: teacher.net } : {}),
+    },
     params,
   );
   if (pool) hooks.onInfo?.(`${role}: data-parallel over ${pool.size + 1} threads (one wasm backend each)`);
@@ -494,12 +503,7 @@ export async function fit(
         const { x, y } = makeBatch(data.train, idx, runCfg.augment ?? undefined, augRng);
         if (b < state.batchInEpoch) continue;
         optimizer.setLearningRate(learningRate(state.config, epoch + b / batches.length));
-        const teacher = role === 'student' ? opts.teacherLogits : undefined;
-        const soft = teacher
-          ? tf.tidy(() =>
-              (teacher(idx, tf.tensor4d(x, [idx.length, ...data.train.shape])).dataSync() as Float32Array).slice(),
-            )
-          : undefined;
+        const soft = teacher ? await softTargets(teacher, idx, x, data.train.shape, pool) : undefined;
         const [lossV, okV] = await trainStep(ctx, { x, y, ...(soft ? { soft } : {}) });
         seen += idx.length;
         done++;

@@ -17,6 +17,9 @@ import { splitCounts } from './shard.js';
 
 export type EvalMode = 'recalibrate' | 'predict';
 
+/** Which of a worker's networks a request is for: the one being trained, or the KD teacher it holds beside it. */
+export type Network = 'student' | 'teacher';
+
 /** One prediction batch: mean logits over the T steps [n, classes], argmax, and per layer spike rate × frames. */
 export interface PredictionBatch {
   readonly logits: Float32Array;
@@ -106,13 +109,19 @@ export function variableValues(params: NetParams): Float32Array[] {
  * pool, which carries these types in its messages, and this module do not import each other). */
 export interface EvaluatingPool {
   readonly size: number;
-  evaluate<M extends EvalMode>(mode: M, values: Float32Array[], batches: Float32Array[][]): Promise<EvalResults<M>[]>;
+  evaluate<M extends EvalMode>(
+    mode: M,
+    values: Float32Array[],
+    batches: Float32Array[][],
+    network?: Network,
+  ): Promise<EvalResults<M>[]>;
 }
 
 /**
  * `mode` on `count` batches spread over `pool` (this thread computes the first run of batches, each worker the
  * next; without a pool this thread computes them all); results in batch order. A worker's batches are copied to
- * it up front (its share of the frames is in memory at once); this thread builds its own one at a time.
+ * it up front (its share of the frames is in memory at once); this thread builds its own one at a time. `network`
+ * says which of the workers' networks `net` is (the KD teacher's copy, or the student's).
  */
 export async function evaluateOnPool<M extends EvalMode>(
   pool: EvaluatingPool | undefined,
@@ -122,6 +131,7 @@ export async function evaluateOnPool<M extends EvalMode>(
   mode: M,
   count: number,
   input: (b: number) => Float32Array,
+  network: Network = 'student',
 ): Promise<EvalResults<M>> {
   const sizes = splitCounts(count, 1 + (pool?.size ?? 0));
   const starts = sizes.map((_, k) => sizes.slice(0, k).reduce((a, b) => a + b, 0));
@@ -132,6 +142,7 @@ export async function evaluateOnPool<M extends EvalMode>(
       mode,
       values,
       sizes.slice(1).map((size, k) => Array.from({ length: size }, (_, b) => input(starts[k + 1]! + b))),
+      network,
     );
   }
   let local: EvalResults<M>;

@@ -11,7 +11,7 @@ import { CollectiveGroup } from './collective.js';
 import { plan } from '../model.js';
 import type { NetConfig } from '../model.js';
 import type { LossOptions } from '../recipe/loss.js';
-import type { EvalMode, EvalResults } from './evaluate.js';
+import type { EvalMode, EvalResults, Network } from './evaluate.js';
 import type { Shard, ShardResult } from './shard.js';
 
 /** What a worker needs to build its copy of the network. */
@@ -20,6 +20,8 @@ export interface WorkerSetup {
   readonly seed: number;
   readonly frame: readonly [number, number, number];
   readonly loss: LossOptions;
+  /** The KD teacher's network, when the workers compute its share of each batch's soft targets too. */
+  readonly teacher?: NetConfig;
 }
 
 export type WorkerRequest =
@@ -31,8 +33,10 @@ export type WorkerRequest =
   /** `values`: every variable in `namedVariables` order (the ones a step does not carry: fixed θ and β, BN's). */
   | { kind: 'assign'; values: Float32Array[] }
   | { kind: 'step'; values: Float32Array[]; shard: Shard; rank: number }
-  /** `values`: every variable in `namedVariables` order; `batches`: raw frames of each batch, in order. */
-  | { kind: 'evaluate'; mode: EvalMode; values: Float32Array[]; batches: Float32Array[] };
+  /**
+   * `values`: every variable of `network` in `namedVariables` order; `batches`: raw frames of each batch, in order.
+   */
+  | { kind: 'evaluate'; network: Network; mode: EvalMode; values: Float32Array[]; batches: Float32Array[] };
 export type WorkerReply =
   | { kind: 'ready' }
   | { kind: 'result'; result: ShardResult }
@@ -100,13 +104,18 @@ export class GradientPool {
   }
 
   /**
-   * `mode` on `batches[k]` on worker k with the variables `values` (namedVariables order); each worker's results
-   * in batch order. No collective: batch norm takes each batch's own statistics.
+   * `mode` on `batches[k]` on worker k with `network`'s variables set to `values` (namedVariables order); each
+   * worker's results in batch order. No collective: batch norm takes each batch's own statistics.
    */
-  evaluate<M extends EvalMode>(mode: M, values: Float32Array[], batches: Float32Array[][]): Promise<EvalResults<M>[]> {
+  evaluate<M extends EvalMode>(
+    mode: M,
+    values: Float32Array[],
+    batches: Float32Array[][],
+    network: Network = 'student',
+  ): Promise<EvalResults<M>[]> {
     return Promise.all(
       batches.map((b, k) =>
-        this.call(this.workers[k]!, { kind: 'evaluate', mode, values, batches: b }).then((r) => {
+        this.call(this.workers[k]!, { kind: 'evaluate', network, mode, values, batches: b }).then((r) => {
           if (r.kind !== 'evaluated') throw new Error(`training worker: a ${r.kind} reply to evaluate`);
           return r.results as EvalResults<M>;
         }),

@@ -1,6 +1,6 @@
 /**
  * A data-parallel training worker (see ./pool.ts): computes one shard's gradients per `step` request, and its run
- * of validation batches per `evaluate` request (./evaluate.ts).
+ * of validation batches per `evaluate` request (./evaluate.ts), of the student or of the KD teacher it holds.
  */
 import { parentPort } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
@@ -22,17 +22,29 @@ function assignAll(params: NetParams, values: Float32Array[]): void {
   if (values.length !== all.length) throw new Error(`${values.length} values for ${all.length} variables`);
   tf.tidy(() => all.forEach((v, i) => v.assign(tf.tensor(values[i]!, v.shape))));
 }
-let state: { setup: WorkerSetup; params: NetParams; trainables: tf.Variable[]; group: CollectiveGroup } | undefined;
+let state:
+  | {
+      setup: WorkerSetup;
+      params: NetParams;
+      teacher: NetParams | undefined;
+      trainables: tf.Variable[];
+      group: CollectiveGroup;
+    }
+  | undefined;
 
 port.on('message', async (request: WorkerRequest) => {
   try {
     if (request.kind === 'setup') {
       await initBackend({ preferWasm: true });
       const params = initParams(request.setup.net, request.setup.seed, 'worker/');
+      const teacher = request.setup.teacher
+        ? initParams(request.setup.teacher, request.setup.seed, 'worker-teacher/')
+        : undefined;
       const { buffer, capacity, maxLength } = request.collective;
       state = {
         setup: request.setup,
         params,
+        teacher,
         trainables: namedVariables(params)
           .filter((v) => v.trainable)
           .map((v) => v.v),
@@ -49,9 +61,13 @@ port.on('message', async (request: WorkerRequest) => {
       return;
     }
     if (request.kind === 'evaluate') {
-      assignAll(params, request.values);
+      const teacher = request.network === 'teacher';
+      const net = teacher ? setup.teacher : setup.net;
+      const target = teacher ? state.teacher : params;
+      if (!net || !target) throw new Error('evaluate: this worker holds no teacher');
+      assignAll(target, request.values);
       const { batches } = request;
-      const results = evaluateBatches(setup.net, params, setup.frame, request.mode, batches.length, (b) => batches[b]!);
+      const results = evaluateBatches(net, target, setup.frame, request.mode, batches.length, (b) => batches[b]!);
       const buffers =
         request.mode === 'recalibrate'
           ? (results as BnStatistics[][]).flat().flatMap((s) => [s.mean.buffer, s.variance.buffer])

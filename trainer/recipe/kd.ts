@@ -1,6 +1,7 @@
 /**
  * Teachers for knowledge distillation.
- * - The ANN twin trained by `fit('teacher', …)` runs per batch on the same augmented frames as the student.
+ * - The ANN twin trained by `fit('teacher', …)` runs per batch on the same augmented frames as the student, its
+ *   batch split over the data-parallel pool like validation (each worker holds a copy of the teacher).
  * - An ONNX classifier (`--teacher-onnx FILE`) runs once over the training split on onnxruntime-node; its logits
  *   are cached next to the checkpoints (keyed by the file's SHA-256 and the split), and looked up per frame.
  *   The ONNX model takes what the project's twins take: float32 NCHW raw pixel values 0..255, batch 1 (or any).
@@ -8,17 +9,66 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import { openOrt } from '../export/ort.js';
 import { frameToNchw } from '../export/onnx.js';
 import type { Split } from '../data/index.js';
 import type { NetConfig, NetParams } from '../model.js';
-import { forward } from '../model.js';
+import type { EvaluatingPool } from '../parallel/evaluate.js';
+import { evaluateOnPool } from '../parallel/evaluate.js';
+import { splitCounts } from '../parallel/shard.js';
 
-export type TeacherFn = (idx: Uint32Array, x: tf.Tensor4D) => tf.Tensor2D;
+/** Where a student's soft targets come from: a network run on each batch, or logits looked up per training frame. */
+export type Teacher =
+  | { readonly kind: 'network'; readonly net: NetConfig; readonly params: NetParams }
+  | { readonly kind: 'logits'; readonly logits: Float32Array; readonly classes: number };
 
-export function annTeacher(net: NetConfig, params: NetParams): TeacherFn {
-  return (_idx, x) => tf.squeeze(forward(net, params, x, false).stepLogits, [0]) as tf.Tensor2D;
+export function annTeacher(net: NetConfig, params: NetParams): Teacher {
+  return { kind: 'network', net, params };
+}
+
+export function cachedTeacher(logits: Float32Array, classes: number): Teacher {
+  return { kind: 'logits', logits, classes };
+}
+
+/**
+ * The teacher's logits [n, classes] for a batch: raw frames `x` (augmented) of the training frames `idx`. A network
+ * teacher's batch is cut into one contiguous part per thread of `pool` (the pool must hold the teacher:
+ * `WorkerSetup.teacher`), computed in inference mode and gathered in order.
+ */
+export async function softTargets(
+  teacher: Teacher,
+  idx: Uint32Array,
+  x: Float32Array,
+  frame: readonly [number, number, number],
+  pool?: EvaluatingPool,
+): Promise<Float32Array> {
+  if (teacher.kind === 'logits') {
+    const { logits, classes } = teacher;
+    const batch = new Float32Array(idx.length * classes);
+    idx.forEach((j, b) => batch.set(logits.subarray(j * classes, (j + 1) * classes), b * classes));
+    return batch;
+  }
+  const size = frame[0] * frame[1] * frame[2];
+  const counts = splitCounts(idx.length, 1 + (pool?.size ?? 0));
+  const starts = counts.map((_, k) => counts.slice(0, k).reduce((a, b) => a + b, 0));
+  const input = (part: number) => x.subarray(starts[part]! * size, (starts[part]! + counts[part]!) * size);
+  const parts = await evaluateOnPool(
+    pool,
+    teacher.net,
+    teacher.params,
+    frame,
+    'predict',
+    counts.length,
+    input,
+    'teacher',
+  );
+  const out = new Float32Array(idx.length * teacher.net.classes);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p.logits, at);
+    at += p.logits.length;
+  }
+  return out;
 }
 
 /** Logits of an ONNX classifier for every frame of `split`, computed once and cached in `cacheDir`. */
@@ -51,12 +101,4 @@ export async function onnxTeacherLogits(
   mkdirSync(cacheDir, { recursive: true });
   writeFileSync(cache, new Uint8Array(out.buffer));
   return out;
-}
-
-export function cachedTeacher(logits: Float32Array, classes: number): TeacherFn {
-  return (idx) => {
-    const batch = new Float32Array(idx.length * classes);
-    idx.forEach((j, b) => batch.set(logits.subarray(j * classes, (j + 1) * classes), b * classes));
-    return tf.tensor2d(batch, [idx.length, classes]);
-  };
 }
