@@ -103,6 +103,15 @@ test('train, export and eval agree through the CLI', () => {
   const text = readFileSync(card, 'utf8');
   assert.ok(text.includes(`**${(100 * (exported['engineAccuracy'] as number)).toFixed(2)}%**`), text);
   assert.ok(text.includes('sei train --out'), 'the card names the training command');
+  assert.ok(
+    text.includes('## ANN teacher, per epoch') && text.includes(join(run, 'teacher')),
+    'the card reports the teacher',
+  );
+  // A run that distilled from another run's teacher reports that teacher.
+  const distilledCard = join(tmp, 'distilled.md');
+  sei('export', '--checkpoint', distilled, '--out', join(tmp, 'distilled.bwsnn'), '--card', distilledCard, '--json');
+  const dtext = readFileSync(distilledCard, 'utf8');
+  assert.ok(dtext.includes('## ANN teacher, per epoch') && dtext.includes(`From \`${join(run, 'teacher')}\``), dtext);
   assert.equal(
     exported['foldedVsUnfoldedAgreement'] !== undefined && (exported['foldedVsUnfoldedAgreement'] as number) > 0.99,
     true,

@@ -18,6 +18,7 @@ import { modelCard } from '../../trainer/export/card.js';
 import { createEngine } from '../../runtime/index.js';
 import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
 import type { RunState } from '../../trainer/train.js';
+import { teacherCheckpoint } from '../../trainer/run.js';
 import { accuracy, loadParams, predict, schedule } from '../../trainer/train.js';
 import { RECALIBRATE_BATCHES, recalibrateBn, recalibration } from '../../trainer/recalibrate.js';
 import { choiceOption, int } from '../options.js';
@@ -169,10 +170,8 @@ export function register(program: Command): void {
             rates[l]! += x / test!.count;
           });
         }
-        const teacherDir = join(f.checkpoint, 'teacher');
-        const teacherHistory = hasCheckpoint(teacherDir, 'last')
-          ? loadCheckpointMeta<RunState>(teacherDir, 'last').history
-          : undefined;
+        const teacher = teacherRecord(f.checkpoint, state);
+        const teacherHistory = teacher?.history;
         const command = f.trainCommand ?? state.command ?? '(not recorded)';
         writeFileSync(
           f.card,
@@ -193,7 +192,7 @@ export function register(program: Command): void {
             schedule: schedule(state.config),
             history: state.history,
             engineSpikeRates: Array.from(rates),
-            ...(teacherHistory ? { teacherHistory } : {}),
+            ...(teacherHistory ? { teacherHistory, teacherFrom: teacher!.dir } : {}),
           }),
         );
         Object.assign(summary, {
@@ -207,4 +206,21 @@ export function register(program: Command): void {
       }
       if (f.json) printJson(summary);
     });
+}
+
+/**
+ * The ANN teacher a run distilled from and its per-epoch log: the one it trained itself (`RUN/teacher`), or the
+ * one `--teacher-from` named (that run's folder), when its checkpoint is still there.
+ */
+function teacherRecord(run: string, state: RunState): { dir: string; history: RunState['history'] } | undefined {
+  const t = state.config.teacher;
+  let dir = join(run, 'teacher');
+  if (t?.kind === 'run' && t.dir) {
+    try {
+      dir = teacherCheckpoint(t.dir);
+    } catch {
+      return undefined;
+    }
+  }
+  return hasCheckpoint(dir, 'last') ? { dir, history: loadCheckpointMeta<RunState>(dir, 'last').history } : undefined;
 }

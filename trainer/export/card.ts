@@ -24,6 +24,8 @@ export interface CardFacts {
   /** Per-epoch log of the student (and of the teacher, when it was trained in the run). */
   readonly history?: readonly EpochRecord[];
   readonly teacherHistory?: readonly EpochRecord[];
+  /** The folder of the teacher's checkpoint (`RUN/teacher`, or the run `--teacher-from` named). */
+  readonly teacherFrom?: string;
   /** The runtime engine's spike rate per layer over the test frames. */
   readonly engineSpikeRates?: readonly number[];
 }
@@ -107,7 +109,15 @@ export function modelCard(model: BwsnnModel, f: CardFacts): string {
     '',
     ...(f.recipe !== undefined ? ['## Recipe', '', '```json', JSON.stringify(f.recipe, null, 2), '```', ''] : []),
     ...(f.schedule ? ['## Schedule', '', ...scheduleTable(f.schedule), ''] : []),
-    ...(f.teacherHistory?.length ? ['## ANN teacher, per epoch', '', ...historyTable(f.teacherHistory), ''] : []),
+    ...(f.teacherHistory?.length
+      ? [
+          '## ANN teacher, per epoch',
+          '',
+          ...(f.teacherFrom ? [`From \`${f.teacherFrom}\` (ReLU, float weights, the same layout).`, ''] : []),
+          ...historyTable(f.teacherHistory),
+          '',
+        ]
+      : []),
     ...(f.history?.length
       ? [
           '## Per epoch',
