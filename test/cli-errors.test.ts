@@ -146,6 +146,8 @@ const CASES: ReadonlyArray<readonly [string[], RegExp]> = [
   ],
   [['ablate', '--out', 'runs', '--test-limit', 'x'], /ConfigError: --test-limit: expected a positive integer, got "x"/],
   [['ablate', '--out', 'runs', '--steps', '1,32'], /ConfigError: --steps: expected an integer in \[1, 16\], got "32"/],
+  [['ablate', '--out', 'runs', '--rows', 'sei@2,ann@2'], /ConfigError: --rows: 'ann@2': expected VARIANT@T/],
+  [['ablate', '--out', 'runs', '--rows', 'fast@2'], /ConfigError: --rows: 'fast@2': expected VARIANT@T/],
   [
     ['keys', 'gen', '--out', 'agent.json/keys'],
     /ConfigError: --out: expected a folder it can create and write to, got "agent\.json\/keys" \(ENOTDIR\)/,

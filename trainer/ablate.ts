@@ -22,18 +22,46 @@ export interface AblationRow {
   readonly epochs: number;
   readonly wallSeconds: number;
   readonly megaMacPerFrame: number;
+  /** Spike rate per layer (conv0 … last binary conv) over the test frames; absent for the ANN. */
+  readonly spikeRates?: readonly number[];
 }
 
 export const VARIANTS = ['ann', 'fp-snn', 'plain', 'multi', 'kd', 'sei'] as const;
 export type Variant = (typeof VARIANTS)[number];
+
+/** One row to train: a variant at T time steps (the ANN's T is 1 whatever is asked). */
+export interface AblationCase {
+  readonly variant: Variant;
+  readonly T: number;
+}
+
+/** Every variant at every T, T-major (the ANN once): the default plan. */
+export function ablationCases(Ts: readonly number[], variants: readonly Variant[]): AblationCase[] {
+  const out: AblationCase[] = variants.includes('ann') ? [{ variant: 'ann', T: 1 }] : [];
+  for (const T of Ts) for (const variant of variants) if (variant !== 'ann') out.push({ variant, T });
+  return out;
+}
+
+/** Parses `variant@T` items (`ann` needs no T), e.g. `plain@2,sei@2,sei@4,ann`; throws a RangeError naming a bad one. */
+export function parseCases(items: readonly string[]): AblationCase[] {
+  return items.map((item) => {
+    const [name, t, extra] = item.split('@');
+    const variant = VARIANTS.find((v) => v === name);
+    const T = t === undefined ? (variant === 'ann' ? 1 : NaN) : Number(t);
+    if (!variant || extra !== undefined || !Number.isInteger(T) || T < 1 || T > 16 || (variant === 'ann' && T !== 1))
+      throw new RangeError(
+        `'${item}': expected VARIANT@T with VARIANT one of ${VARIANTS.join(', ')} and T in 1..16 (ann alone)`,
+      );
+    return { variant, T };
+  });
+}
 
 export async function runAblation(
   base: TrainConfig,
   data: Dataset,
   dir: string,
   opts: {
-    Ts: readonly number[];
-    variants: readonly Variant[];
+    cases: readonly AblationCase[];
     engine: string;
     threads?: number;
     hooks?: FitHooks;
@@ -45,7 +73,7 @@ export async function runAblation(
     rows.push(r);
     opts.onRow?.(r);
   };
-  const needTeacher = opts.variants.some((v) => v === 'ann' || v === 'kd' || v === 'sei');
+  const needTeacher = opts.cases.some((c) => c.variant === 'ann' || c.variant === 'kd' || c.variant === 'sei');
   const hooks = opts.hooks ?? {};
   let teacher: Awaited<ReturnType<typeof fit>> | undefined;
   if (needTeacher) {
@@ -57,7 +85,7 @@ export async function runAblation(
       hooks,
     });
     const net = teacherNet(base.net);
-    if (opts.variants.includes('ann')) {
+    if (opts.cases.some((c) => c.variant === 'ann')) {
       emit({
         variant: 'ann',
         T: 1,
@@ -68,46 +96,48 @@ export async function runAblation(
       });
     }
   }
-  for (const T of opts.Ts) {
-    for (const variant of opts.variants) {
-      if (variant === 'ann') continue;
-      const kd = variant === 'kd' || variant === 'sei';
-      const cfg: TrainConfig = {
-        ...base,
-        net: {
-          ...base.net,
-          T,
-          weights: variant === 'fp-snn' ? 'float' : 'binary',
-          shortcuts: variant === 'plain' || variant === 'kd' ? 'plain' : 'multi',
-        },
-        loss: { ...base.loss, kdWeight: kd ? base.loss.kdWeight : 0 },
-        teacher: kd ? { kind: 'ann', epochs: base.epochs } : null,
-      };
-      const t0 = performance.now();
-      const r = await fit('student', cfg, data, join(dir, `${variant}-t${T}`), {
-        resume: true,
-        engine: opts.engine,
-        threads: opts.threads ?? 1,
-        hooks,
-        ...(kd && teacher ? { teacher: annTeacher(teacherNet(base.net), teacher.params) } : {}),
-      });
-      // BN recalibrated as `sei export` does by default, so a binary row scores what would ship.
-      const rec = recalibrateBn(cfg.net, r.params, data.train, recalibration(cfg));
-      const predictions =
-        cfg.net.weights === 'binary'
-          ? evaluateFolded(foldModel(cfg.net, rec, { name: variant, labels: data.labels }), data.test).predictions
-          : predict(cfg.net, rec, data.test).predictions;
-      disposeBnStatistics(rec, r.params);
-      emit({
-        variant,
+  for (const { variant, T } of opts.cases) {
+    if (variant === 'ann') continue;
+    const kd = variant === 'kd' || variant === 'sei';
+    const cfg: TrainConfig = {
+      ...base,
+      net: {
+        ...base.net,
         T,
-        testAccuracy: accuracy(predictions, data.test.labels),
-        epochs: cfg.epochs,
-        wallSeconds: (performance.now() - t0) / 1000,
-        megaMacPerFrame: macsPerFrame(cfg.net) / 1e6,
-      });
-      disposeParams(r.params);
-    }
+        weights: variant === 'fp-snn' ? 'float' : 'binary',
+        shortcuts: variant === 'plain' || variant === 'kd' ? 'plain' : 'multi',
+      },
+      loss: { ...base.loss, kdWeight: kd ? base.loss.kdWeight : 0 },
+      teacher: kd ? { kind: 'ann', epochs: base.epochs } : null,
+    };
+    const t0 = performance.now();
+    const r = await fit('student', cfg, data, join(dir, `${variant}-t${T}`), {
+      resume: true,
+      engine: opts.engine,
+      threads: opts.threads ?? 1,
+      hooks,
+      ...(kd && teacher ? { teacher: annTeacher(teacherNet(base.net), teacher.params) } : {}),
+    });
+    // BN recalibrated as `sei export` does by default, so a binary row scores what would ship.
+    const rec = recalibrateBn(cfg.net, r.params, data.train, recalibration(cfg));
+    // Spike rates from the trainer's pass over the test frames (the per-epoch log's statistic); a binary row's
+    // accuracy from the folded model.
+    const unfolded = predict(cfg.net, rec, data.test);
+    const predictions =
+      cfg.net.weights === 'binary'
+        ? evaluateFolded(foldModel(cfg.net, rec, { name: variant, labels: data.labels }), data.test).predictions
+        : unfolded.predictions;
+    disposeBnStatistics(rec, r.params);
+    emit({
+      variant,
+      T,
+      testAccuracy: accuracy(predictions, data.test.labels),
+      epochs: cfg.epochs,
+      wallSeconds: (performance.now() - t0) / 1000,
+      megaMacPerFrame: macsPerFrame(cfg.net) / 1e6,
+      spikeRates: unfolded.spikeRates,
+    });
+    disposeParams(r.params);
   }
   if (teacher) disposeParams(teacher.params);
   return rows;
@@ -141,11 +171,11 @@ export function ablationMarkdown(
     '',
     `Command: \`${info.command}\``,
     '',
-    '| variant | T | test accuracy | epochs | wall time (s) | M MAC / frame |',
-    '|---|---|---|---|---|---|',
+    '| variant | T | test accuracy | epochs | wall time (s) | M MAC / frame | spike rate per layer (test) |',
+    '|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
-        `| ${names[r.variant] ?? r.variant} | ${r.T} | ${(100 * r.testAccuracy).toFixed(2)}% | ${r.epochs} | ${r.wallSeconds.toFixed(0)} | ${r.megaMacPerFrame.toFixed(1)} |`,
+        `| ${names[r.variant] ?? r.variant} | ${r.T} | ${(100 * r.testAccuracy).toFixed(2)}% | ${r.epochs} | ${r.wallSeconds.toFixed(0)} | ${r.megaMacPerFrame.toFixed(1)} | ${r.spikeRates?.map((x) => x.toFixed(3)).join(' / ') ?? '–'} |`,
     ),
     '',
   ];

@@ -4,8 +4,9 @@ import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import { formatReport, loadData } from '../../trainer/data/index.js';
-import type { Variant } from '../../trainer/ablate.js';
-import { VARIANTS, ablationMarkdown, runAblation } from '../../trainer/ablate.js';
+import type { AblationCase, Variant } from '../../trainer/ablate.js';
+import { VARIANTS, ablationCases, ablationMarkdown, parseCases, runAblation } from '../../trainer/ablate.js';
+import { ConfigError } from '../../runtime/errors.js';
 import { choice, int, list, positiveInt } from '../options.js';
 import { printJson } from '../output.js';
 import type { TrainFlags } from './train.js';
@@ -14,6 +15,7 @@ import { configFromFlags, runOptions, withData } from './train.js';
 interface AblateFlags extends TrainFlags {
   steps: number[];
   variants: Variant[];
+  rows?: string[];
   testLimit?: number;
   markdown?: string;
   note?: string;
@@ -33,13 +35,23 @@ export function register(program: Command): void {
       list('--variants', choice('--variants', VARIANTS)),
       [...VARIANTS],
     )
+    .option(
+      '--rows <list>',
+      'the rows to train instead of every --variants at every --steps: VARIANT@T items, e.g. plain@2,multi@2,kd@2,sei@2,sei@1,sei@4,ann',
+      (v: string) => v.split(',').filter(Boolean),
+    )
     .option('--test-limit <n>', 'first N test frames only', positiveInt('--test-limit'))
     .option('--markdown <file>', 'write the table (e.g. models/ABLATION.md)')
     .option('--note <text>', 'a paragraph appended to the markdown')
     .option('--json', 'print all rows as JSON on the last line')
     .action(async (f: AblateFlags) => {
       const flags = configFromFlags({ ...f, teacher: false });
-      const { steps: Ts, variants } = f;
+      let cases: AblationCase[];
+      try {
+        cases = f.rows ? parseCases(f.rows) : ablationCases(f.steps, f.variants);
+      } catch (err) {
+        throw new ConfigError(`--rows: ${(err as Error).message}`, '--rows');
+      }
       const backend = await initBackend();
       process.stderr.write(describeBackend(backend) + '\n');
       const log = (l: string) => process.stderr.write(l + '\n');
@@ -57,8 +69,7 @@ export function register(program: Command): void {
       );
       const base = withData(flags, data);
       const rows = await runAblation({ ...base, loss: { ...base.loss, kdWeight: f.kdWeight } }, data, f.out, {
-        Ts,
-        variants,
+        cases,
         engine: backend.engine,
         threads: f.threads,
         hooks: { onInfo: (l) => process.stderr.write(l + '\n') },

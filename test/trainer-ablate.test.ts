@@ -1,0 +1,75 @@
+/**
+ * `sei ablate` end to end on a tiny budget: the rows asked for (`--rows`), each trained and scored, the SNN rows
+ * with a spike rate per layer, the markdown table written, and a second call resuming the finished runs.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const tmp = mkdtempSync(join(tmpdir(), 'sei-ablate-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+
+interface Row {
+  variant: string;
+  T: number;
+  testAccuracy: number;
+  epochs: number;
+  spikeRates?: number[];
+}
+
+function ablate(...args: string[]): Row[] {
+  const out = execFileSync(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'ablate', ...args], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  return (JSON.parse(out.trim().split('\n').pop()!) as { rows: Row[] }).rows;
+}
+
+test('sei ablate trains the rows asked for, with per-layer spike rates, and resumes finished runs', () => {
+  const md = join(tmp, 'ABLATION.md');
+  const args = [
+    '--out',
+    join(tmp, 'runs'),
+    '--rows',
+    'plain@1,sei@2,ann',
+    '--train-limit',
+    '256',
+    '--val-size',
+    '64',
+    '--test-limit',
+    '200',
+    '--epochs',
+    '1',
+    '--width',
+    '4',
+    '--batch',
+    '32',
+    '--markdown',
+    md,
+    '--json',
+  ];
+  const rows = ablate(...args);
+  assert.deepEqual(
+    rows.map((r) => `${r.variant}@${r.T}`),
+    ['ann@1', 'plain@1', 'sei@2'],
+  );
+  for (const r of rows) {
+    assert.ok(r.testAccuracy >= 0 && r.testAccuracy <= 1 && r.epochs === 1, JSON.stringify(r));
+    if (r.variant === 'ann') assert.equal(r.spikeRates, undefined);
+    else {
+      assert.equal(r.spikeRates?.length, 6, `${r.variant}: one rate per layer (conv0 and five binary convs)`);
+      assert.ok(r.spikeRates!.every((x) => x >= 0 && x <= 1));
+    }
+  }
+  const table = readFileSync(md, 'utf8');
+  assert.match(table, /\| spike rate per layer \(test\) \|/);
+  assert.match(table, new RegExp(`\\| ${rows[2]!.spikeRates!.map((x) => x.toFixed(3)).join(' / ')} \\|`));
+  // Every run is finished: a second call trains nothing and scores the same.
+  assert.deepEqual(
+    ablate(...args).map((r) => r.testAccuracy),
+    rows.map((r) => r.testAccuracy),
+  );
+});
