@@ -42,7 +42,8 @@ run([join(root, 'node_modules/typescript/bin/tsc'), '-p', project, ...check], `t
 
 const assets = [
   ...files('runtime', (p) => p.endsWith('.wasm')),
-  ...files('models', () => true),
+  // The bundled models and sample frames; not models/runs/ (training checkpoints, server side only).
+  ...files('models', (p) => !p.startsWith('models/runs/')),
   ...(tests ? files('test/fixtures', (p) => !p.endsWith('.ts')) : []),
 ];
 for (const p of assets) cpSync(join(root, p), join(dist, p));
