@@ -21,33 +21,54 @@ function demote(lo: v128, hi: v128): v128 {
   return v128.shuffle<f32>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5);
 }
 
-/** sums[c] = Σ x, sums[C + c] = Σ x² per channel (sums: 2C float64). */
-export function bnSums(x: usize, sums: usize, n: i32, C: i32): void {
+/**
+ * sums[c] = Σ u, sums[C + c] = Σ u·(v − mean_c) per channel (sums: 2C float64); without `centred`, Σ u·v (mean is
+ * not read). Inlined with a constant `centred`, so each caller keeps only its own arithmetic.
+ */
+// @ts-ignore: decorator
+@inline
+function pairSums(u: usize, v: usize, mean: usize, sums: usize, n: i32, C: i32, centred: bool): void {
   memory.fill(sums, 0, <usize>C << 4);
   const vec = C & ~3;
   const s2 = sums + (<usize>C << 3);
   for (let i = 0; i < n; i += C) {
-    const row = x + (<usize>i << 2);
+    const at = <usize>i << 2;
     let c = 0;
     for (; c < vec; c += 4) {
-      const x4 = v128.load(row + (<usize>c << 2));
-      const lo = f64x2.promote_low_f32x4(x4),
-        hi = promoteHigh(x4);
+      const u4 = v128.load(u + at + (<usize>c << 2)),
+        v4 = v128.load(v + at + (<usize>c << 2));
+      const uLo = f64x2.promote_low_f32x4(u4),
+        uHi = promoteHigh(u4);
+      let vLo = f64x2.promote_low_f32x4(v4),
+        vHi = promoteHigh(v4);
+      if (centred) {
+        const m = mean + (<usize>c << 3);
+        vLo = f64x2.sub(vLo, v128.load(m));
+        vHi = f64x2.sub(vHi, v128.load(m + 16));
+      }
       const a = sums + (<usize>c << 3),
         b = s2 + (<usize>c << 3);
-      v128.store(a, f64x2.add(v128.load(a), lo));
-      v128.store(a + 16, f64x2.add(v128.load(a + 16), hi));
-      v128.store(b, f64x2.add(v128.load(b), f64x2.mul(lo, lo)));
-      v128.store(b + 16, f64x2.add(v128.load(b + 16), f64x2.mul(hi, hi)));
+      v128.store(a, f64x2.add(v128.load(a), uLo));
+      v128.store(a + 16, f64x2.add(v128.load(a + 16), uHi));
+      v128.store(b, f64x2.add(v128.load(b), f64x2.mul(uLo, vLo)));
+      v128.store(b + 16, f64x2.add(v128.load(b + 16), f64x2.mul(uHi, vHi)));
     }
     for (; c < C; c++) {
-      const v = <f64>load<f32>(row + (<usize>c << 2));
+      const o = at + (<usize>c << 2);
+      const uc = <f64>load<f32>(u + o);
+      let vc = <f64>load<f32>(v + o);
+      if (centred) vc -= load<f64>(mean + (<usize>c << 3));
       const a = sums + (<usize>c << 3),
         b = s2 + (<usize>c << 3);
-      store<f64>(a, load<f64>(a) + v);
-      store<f64>(b, load<f64>(b) + v * v);
+      store<f64>(a, load<f64>(a) + uc);
+      store<f64>(b, load<f64>(b) + uc * vc);
     }
   }
+}
+
+/** sums[c] = Σ x, sums[C + c] = Σ x² per channel (sums: 2C float64). */
+export function bnSums(x: usize, sums: usize, n: i32, C: i32): void {
+  pairSums(x, x, 0, sums, n, C, false);
 }
 
 /** y = x·scale_c + shift_c in float64, rounded once to float32 (coef: scale then shift, 2C float64). */
@@ -75,36 +96,7 @@ export function bnAffine(x: usize, coef: usize, y: usize, n: i32, C: i32): void 
 
 /** sums[c] = Σ dy, sums[C + c] = Σ dy·(x − mean_c) per channel (mean: C float64; sums: 2C float64). */
 export function bnGradSums(dy: usize, x: usize, mean: usize, sums: usize, n: i32, C: i32): void {
-  memory.fill(sums, 0, <usize>C << 4);
-  const vec = C & ~3;
-  const s2 = sums + (<usize>C << 3);
-  for (let i = 0; i < n; i += C) {
-    const at = <usize>i << 2;
-    let c = 0;
-    for (; c < vec; c += 4) {
-      const d4 = v128.load(dy + at + (<usize>c << 2)),
-        x4 = v128.load(x + at + (<usize>c << 2));
-      const dLo = f64x2.promote_low_f32x4(d4),
-        dHi = promoteHigh(d4);
-      const m = mean + (<usize>c << 3);
-      const cLo = f64x2.sub(f64x2.promote_low_f32x4(x4), v128.load(m)),
-        cHi = f64x2.sub(promoteHigh(x4), v128.load(m + 16));
-      const a = sums + (<usize>c << 3),
-        b = s2 + (<usize>c << 3);
-      v128.store(a, f64x2.add(v128.load(a), dLo));
-      v128.store(a + 16, f64x2.add(v128.load(a + 16), dHi));
-      v128.store(b, f64x2.add(v128.load(b), f64x2.mul(dLo, cLo)));
-      v128.store(b + 16, f64x2.add(v128.load(b + 16), f64x2.mul(dHi, cHi)));
-    }
-    for (; c < C; c++) {
-      const o = at + (<usize>c << 2);
-      const d = <f64>load<f32>(dy + o);
-      const a = sums + (<usize>c << 3),
-        b = s2 + (<usize>c << 3);
-      store<f64>(a, load<f64>(a) + d);
-      store<f64>(b, load<f64>(b) + d * (<f64>load<f32>(x + o) - load<f64>(mean + (<usize>c << 3))));
-    }
-  }
+  pairSums(dy, x, mean, sums, n, C, true);
 }
 
 /** dx = p_c·dy + q_c·x + r_c in float64, rounded once to float32 (coef: p, q, r, 3C float64). */
