@@ -10,7 +10,8 @@ import type { BinaryConvLayer, BinaryLinearLayer, Shape3 } from '../runtime/form
 import { convOut, rowWords } from '../runtime/format/model.js';
 import { binaryDot, bconvDots, blinearDots, packBits, popcount32 } from '../runtime/kernels/reference/layers.js';
 import { DESC_WORDS, FIELDS, moduleLayout } from '../runtime/kernels/wasm/module.js';
-import { cwOf, planNetwork, wasmDots } from '../runtime/kernels/wasm/planner.js';
+import { DEFAULT_SWITCH, cwOf, measuredSwitch, planNetwork, wasmDots } from '../runtime/kernels/wasm/planner.js';
+import { mapShape } from '../runtime/format/ops.js';
 import { createEngine, wasmUnavailable } from '../runtime/index.js';
 import { rng } from '../runtime/data/random.js';
 import type { BlockSpec } from '../runtime/format/random-model.js';
@@ -243,6 +244,56 @@ test("each layer counts its spikes per step for the next layer's path choice: ST
     });
   }
   assert.ok(counts.size > 3, 'the frame makes layers spike, differently');
+});
+
+test("each binary layer's switch to the event path is measured for its shape, and the kernel takes the path it sets", () => {
+  const model = randomModel({
+    seed: 12,
+    input: [12, 12, 1],
+    firstChannels: 16,
+    T: 2,
+    blocks: [{ cout: 16 }, { cout: 32, stride: 2 }],
+    linear: [20],
+    classes: 4,
+  });
+  const from = (h: number) => mapShape(h === 0 ? model.first : model.hidden[h - 1]!);
+  const measured = model.hidden.map((l, h) => measuredSwitch(l, from(h)));
+  for (const m of measured) assert.ok([0, 20, 50, 100, 150, 200, 250, 300, 400, 500].includes(m), `switch ${m}`);
+  // Once per shape and process: asked again, the same value without measuring.
+  const t0 = performance.now();
+  assert.deepEqual(
+    model.hidden.map((l, h) => measuredSwitch(l, from(h))),
+    measured,
+  );
+  assert.ok(performance.now() - t0 < 5, 'a measured shape is looked up');
+  const word = (plan: ReturnType<typeof planNetwork>, i: number, field: number) =>
+    new Int32Array(plan.kernel.memory.buffer)[(plan.descAt >> 2) + i * DESC_WORDS + field]!;
+  const planned = planNetwork(model);
+  const fixed = planNetwork(model, false);
+  model.hidden.forEach((_, h) => {
+    assert.equal(word(planned, h + 1, FIELDS.SWITCH), measured[h]);
+    assert.equal(word(fixed, h + 1, FIELDS.SWITCH), DEFAULT_SWITCH);
+  });
+  // The kernel reads the field: at 0 ‰ a layer with input spikes goes dense, at 1000 ‰ it always takes the events.
+  const frame = Uint8Array.from({ length: 144 }, (_, i) => (i * 37) % 256);
+  for (const [sw, events] of [
+    [0, 0],
+    [1000, 1],
+  ] as const) {
+    const plan = planNetwork(model, false);
+    const ints = new Int32Array(plan.kernel.memory.buffer);
+    model.hidden.forEach((_, h) => {
+      ints[(plan.descAt >> 2) + (h + 1) * DESC_WORDS + FIELDS.SWITCH] = sw;
+    });
+    new Uint8Array(plan.kernel.memory.buffer, plan.layers[0]!.desc[FIELDS.IN]!, frame.length).set(frame);
+    plan.kernel.frame(plan.descAt, plan.layers.length, model.T);
+    const spiking = model.hidden.filter((_, h) => word(plan, h, FIELDS.STEP) > 0).length;
+    assert.ok(spiking > 0, 'some layer has input spikes');
+    model.hidden.forEach((_, h) => {
+      if (word(plan, h, FIELDS.STEP) > 0)
+        assert.equal(word(plan, h + 1, FIELDS.EVENTS), events, `layer ${h + 1} at ${sw}`);
+    });
+  }
 });
 
 test("at a step count other than the file's T, both kernels agree bit for bit at every T in 1..16, and a run at s steps is the first s steps of a longer one", () => {

@@ -7,7 +7,8 @@
  * - the device agent end to end (scripts/bench/agent.ts) against the bare engine, and the camera path
  *   (scripts/bench/camera.ts: ffmpeg's 640×480 yuv420p test pattern into the agent's own process): CPU per frame
  *   against the engine's per-frame time, peak RSS;
- * - where a frame's time goes in the engine, by stage (scripts/bench/profile.ts: `profile_split`);
+ * - where a frame's time goes in the engine, by stage (scripts/bench/profile.ts: `profile_split`), and each binary
+ *   layer's switch to the event path as the engine measured it (`event_switch_per_mille`);
  * - T = 1 against T = 2 (and the model's T): test-set accuracy and frames/s at each (scripts/bench/steps.ts);
  * - throughput mode: the engine on N worker threads against onnxruntime with N intra-op threads on the ANN twin,
  *   wall clock (scripts/bench/threads.ts), beside the one-thread figures;
@@ -32,6 +33,7 @@ import { printJson } from '../output.js';
 import { resolveModelArg } from '../model-arg.js';
 import { choiceOption, fromFile, int, positive, positiveInt } from '../options.js';
 import { MAX_THREADS } from '../../runtime/index.js';
+import { measuredSwitch } from '../../runtime/kernels/wasm/planner.js';
 import { verifyFrames } from './verify.js';
 
 /** Length of one measuring round; contenders alternate rounds. */
@@ -239,6 +241,13 @@ export function register(program: Command): void {
           `  per frame (${split.infer_us} µs): first layer conv ${pct('first_layer_conv')}, its LIF ${pct('first_layer_lif')}, binary kernel ${pct('binary_kernel')}, ` +
             `affine + shortcut + LIF + packing ${pct('affine_shortcut_lif_packing')}, pooling ${pct('pooling')}, head + JS ${pct('head_and_js_glue')}, unattributed ${pct('unattributed')}`,
         );
+        // Each binary layer's switch to the event path, as the engine measured it for its shape on this machine.
+        const switches = model.hidden.map((l, h) =>
+          measuredSwitch(l, mapShape(h === 0 ? model.first : model.hidden[h - 1]!)),
+        );
+        console.log(
+          `  event path up to ${model.hidden.map((l, h) => `${l.name} ${(switches[h]! / 10).toFixed(0)}%`).join(', ')} input spikes (measured per layer)`,
+        );
         let agentFields: Record<string, number | string> | undefined;
         if (opts.agent) {
           // The whole device path (source → queue → engine → SQLite → MQTT to an embedded broker) on the same model.
@@ -287,6 +296,7 @@ export function register(program: Command): void {
             model_vs_ort_ann: ratio(engineFps, annFps),
             model_vs_ort_snn: ratio(engineFps, snnFps),
             profile_split: split,
+            event_switch_per_mille: switches,
             bwsnn_bytes: bwsnnBytes,
             onnx_ann_bytes: ann.length,
             bwsnn_vs_onnx_size: ratio(ann.length, bwsnnBytes),

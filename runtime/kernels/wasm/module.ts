@@ -57,6 +57,7 @@ export const FIELDS = {
   SC_CLONE: 41,
   STEP: 42,
   IN_STEP: 43,
+  SWITCH: 44,
 } as const;
 /** i32 words per layer descriptor. */
 export const DESC_WORDS = 48;

@@ -150,14 +150,20 @@ export interface NetworkPlan {
   readonly layers: readonly Planned[];
 }
 
-/** Plans every layer of a validated model; only the last layer keeps per-channel counts (the head's input). */
-export function planNetwork(model: BwsnnModel): NetworkPlan {
+/**
+ * Plans every layer of a validated model; only the last layer keeps per-channel counts (the head's input). Each
+ * binary layer's switch between the dense and the event path is measured for its shape on this machine
+ * (`measuredSwitch`) unless `measure` is false (then DEFAULT_SWITCH).
+ */
+export function planNetwork(model: BwsnnModel, measure = true): NetworkPlan {
   const kernel = instantiate();
   const a = new Arena(kernel);
   const layers = [model.first, ...model.hidden];
   const plans: Planned[] = [planFirst(a, model.first, layers.length === 1)];
   model.hidden.forEach((layer, h) => {
-    plans.push(planBinary(a, layer, plans[h]!, mapShape(layers[h]!), h === model.hidden.length - 1));
+    const from = mapShape(layers[h]!);
+    plans.push(planBinary(a, layer, plans[h]!, from, h === model.hidden.length - 1));
+    if (measure) plans[h + 1]!.desc[F.SWITCH] = measuredSwitch(layer, from);
   });
   const descAt = a.alloc(plans.length * DESC_WORDS * 4);
   // Each binary layer reads the step's spike count of the layer before from that layer's descriptor.
@@ -271,6 +277,7 @@ function planBinary(
   d[F.WGT] = a.alloc(0, binaryWeights(layer.weightBits, cout, g.fanIn, from[2], g.tapBytes));
   d[F.WEV] = a.alloc(0, eventWeights(layer.weightBits, cout, g.fanIn, from[2], g.tapBytes));
   d[F.PATH] = { auto: 0, dense: 1, events: 2 }[path];
+  d[F.SWITCH] = DEFAULT_SWITCH;
   d[F.CUR] = a.alloc(units * 4);
   d[F.SC_KIND] = { none: 0, identity: 1, avgpool_repeat: 2 }[layer.shortcut];
   d[F.SC_PTR] = prev.cur;
@@ -325,6 +332,74 @@ export function packSpikes(
       out[p * cw + w] = word;
     }
   }
+}
+
+/**
+ * The switch point of a layer planned without measuring (per mille of input spikes): where the two paths crossed,
+ * per layer, between 20 % and 35 % on the 32-64-128 model on x86 (more spikes per byte favour the popcount, and
+ * the event weights are 8× larger in cache).
+ */
+export const DEFAULT_SWITCH = 200;
+
+/** Input spike rates the switch is measured at. */
+const SWITCH_RATES = [0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5];
+const switches = new Map<string, number>();
+
+/** Seconds per call of `fn`: the best of three rounds, each at least 0.3 ms of calls. */
+function secondsPerCall(fn: () => void): number {
+  let best = Infinity;
+  for (let round = 0; round < 3; round++) {
+    let calls = 0;
+    const t0 = performance.now();
+    let t = t0;
+    do {
+      fn();
+      calls++;
+      t = performance.now();
+    } while (t - t0 < 0.3);
+    best = Math.min(best, (t - t0) / calls);
+  }
+  return best / 1000;
+}
+
+/**
+ * The input spike rate (per mille) up to which a binary layer's event path is not slower than its dense path,
+ * measured on this machine for this layer's shape: both paths run on the same seeded random spike maps at rising
+ * rates, and the switch is the last rate at which the events kept up (the work of either follows the input, not
+ * the weights). Measured once per shape and process (a few milliseconds); the two paths compute the same dots, so
+ * only the speed depends on it.
+ */
+export function measuredSwitch(layer: HiddenLayer, from: Shape3): number {
+  const key = `${layer.kind} ${from.join('x')} ${mapShape(layer).join('x')} ${
+    layer.kind === 'bconv' ? `${layer.kernel}/${layer.stride}/${layer.pad}` : ''
+  }`;
+  const known = switches.get(key);
+  if (known !== undefined) return known;
+  const units = from[0] * from[1] * from[2];
+  const dense = singleLayer(layer, new Uint8Array(units), from, false, 'dense');
+  const events = singleLayer(layer, new Uint8Array(units), from, false, 'events');
+  const packed = new Uint32Array(from[0] * from[1] * cwOf(from[2]));
+  let seed = 0x9e3779b9;
+  const random = () => {
+    seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
+    return seed / 2 ** 32;
+  };
+  let at = 0;
+  for (const rate of SWITCH_RATES) {
+    packSpikes(
+      Uint8Array.from({ length: units }, () => (random() < rate ? 1 : 0)),
+      0,
+      from[0] * from[1],
+      from[2],
+      packed,
+    );
+    dense.setInput(packed);
+    events.setInput(packed);
+    if (secondsPerCall(events.run) > secondsPerCall(dense.run)) break;
+    at = Math.round(rate * 1000);
+  }
+  switches.set(key, at);
+  return at;
 }
 
 /** One binary layer planned alone in its own kernel instance (see `singleLayer`). */

@@ -14,7 +14,7 @@
 // - event path: each input spike adds its 0/1 weight bytes (16 output channels per v128): a load and an add
 //   where the dense path pays an AND and a popcount (about ten x64 instructions under V8) per byte. Weights:
 //   [j][group] v128s, j = (ky*k + kx)*cb*8 + input channel.
-// Each layer picks its path at every step from its input's spike rate (EVENT_RATE), which the layer before counts
+// Each layer picks its path at every step from its input's spike rate (up to SWITCH: events), which the layer before counts
 // in its output pass (no separate pass over the map). Work follows the non-zero bytes or the spikes: `compact`
 // lists them once per step, and a window row is one run of that list; a window without spikes skips the walk.
 // Uniform regions (a camera's background) are cheap twice over: a window equal to the previous one reuses its
@@ -68,6 +68,7 @@ export const CLONE: i32 = 40; // per output position, 1 while its whole state ha
 export const SC_CLONE: i32 = 41; // the previous layer's CLONE (for the shortcut's equality)
 export const STEP: i32 = 42; // this layer's spikes in the current step (the next layer's path choice reads them)
 export const IN_STEP: i32 = 43; // address of the previous layer's STEP, or 0: count the input map's spikes here
+export const SWITCH: i32 = 44; // input spike rate (per mille) up to which the event path runs; measured per layer by the planner
 export const DESC_WORDS: i32 = 48;
 
 @inline function field(d: usize, f: i32): i32 {
@@ -81,10 +82,6 @@ export const DESC_WORDS: i32 = 48;
 // A popcnt lane is at most 8, so a u8 lane holds 31 of them before it could overflow; an event adds at most 1.
 const CHUNK: i32 = 31;
 const EVENT_CHUNK: i32 = 255;
-// Input spike rate (per mille) up to which the event path is used. Measured on the 32-64-128 model: per layer
-// the paths cross between 20% and 35% (more spikes per byte favour the popcount, and the event weights are 8×
-// larger in cache); whole-model time is flat for thresholds of 10-20% and worse from 30% up.
-const EVENT_RATE: i32 = 200;
 
 /** Runs the first layer's int8 conv and affine: its constant current for this frame. */
 function firstCurrents(d: usize): void {
@@ -481,7 +478,7 @@ function binaryStep(d: usize): void {
     let spikes: i32 = 0;
     if (inStep) spikes = load<i32>(inStep);
     else for (let i = 0; i < words; i++) spikes += popcnt(load<u32>(inp + (<usize>i << 2)));
-    events = spikes * 1000 <= EVENT_RATE * (words << 5);
+    events = spikes * 1000 <= field(d, SWITCH) * (words << 5);
   }
   store<i32>(d + (<usize>EVENTS << 2), <i32>events);
   compact(d, events);
