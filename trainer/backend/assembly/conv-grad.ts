@@ -45,9 +45,9 @@ export function filterGrad(
       for (let ox = 0; ox < ow; ox++) {
         const d = dy + ((<usize>(((b * oh + oy) * ow + ox) * cout)) << 2);
         let co = 0;
-        for (; co + 32 <= cout; co += 32) block8(d, dw, co, oy * s, ox * s, wp, cin, cout, kh, kw, starts, entries);
-        for (; co + 4 <= cout; co += 4) block1(d, dw, co, oy * s, ox * s, wp, cin, cout, kh, kw, starts, entries);
-        for (; co < cout; co++) single(d, dw, co, oy * s, ox * s, wp, cin, cout, kh, kw, starts, entries);
+        for (; co + 32 <= cout; co += 32) window<u64>(d, dw, co, oy * s, ox * s, wp, cin, cout, kh, kw, starts, entries);
+        for (; co + 4 <= cout; co += 4) window<u16>(d, dw, co, oy * s, ox * s, wp, cin, cout, kh, kw, starts, entries);
+        for (; co < cout; co++) window<u8>(d, dw, co, oy * s, ox * s, wp, cin, cout, kh, kw, starts, entries);
       }
     }
   }
@@ -85,17 +85,16 @@ function compact(x: usize, positions: i32, cin: i32, starts: usize, entries: usi
   store<i32>(starts + ((<usize>positions) << 2), count);
 }
 
-/** Address of dw[ky, kx, ci, co]. */
-@inline function tapRow(dw: usize, ky: i32, kx: i32, ci: i32, co: i32, kw: i32, cin: i32, cout: i32): usize {
-  return dw + ((<usize>(((ky * kw + kx) * cin + ci) * cout + co)) << 2);
-}
-
 @inline function axpy(w: usize, offset: usize, xv: v128, d: v128): void {
   v128.store(w + offset, f32x4.add(v128.load(w + offset), f32x4.mul(xv, d)));
 }
 
-/** 32 output channels from `co`: dy's eight vectors stay in registers over every listed input under the window. */
-function block8(
+/**
+ * The output channels from `co` of one output position: 32 (`G` of size 8: dy's eight vectors stay in registers
+ * over every listed input under the window), 4 (size 2: one vector, for the channels past the last whole 32) or 1
+ * (size 1: the last cout % 4). `G` is a type only for its size, so the unused lanes fold away at compile time.
+ */
+@inline function window<G>(
   d: usize,
   dw: usize,
   co: i32,
@@ -110,87 +109,38 @@ function block8(
   entries: usize,
 ): void {
   const at = d + ((<usize>co) << 2);
-  const d0 = v128.load(at),
-    d1 = v128.load(at, 16),
-    d2 = v128.load(at, 32),
-    d3 = v128.load(at, 48);
-  const d4 = v128.load(at, 64),
-    d5 = v128.load(at, 80),
-    d6 = v128.load(at, 96),
-    d7 = v128.load(at, 112);
+  const wide = sizeof<G>() == 8;
+  const dv: f32 = sizeof<G>() == 1 ? load<f32>(at) : 0;
+  const d0 = sizeof<G>() >= 2 ? v128.load(at) : f32x4.splat(0);
+  const d1 = wide ? v128.load(at, 16) : d0,
+    d2 = wide ? v128.load(at, 32) : d0,
+    d3 = wide ? v128.load(at, 48) : d0;
+  const d4 = wide ? v128.load(at, 64) : d0,
+    d5 = wide ? v128.load(at, 80) : d0,
+    d6 = wide ? v128.load(at, 96) : d0,
+    d7 = wide ? v128.load(at, 112) : d0;
   for (let ky = 0; ky < kh; ky++) {
     for (let kx = 0; kx < kw; kx++) {
       const q = (y0 + ky) * wp + x0 + kx;
       const end = load<i32>(starts + ((<usize>(q + 1)) << 2));
       for (let i = load<i32>(starts + ((<usize>q) << 2)); i < end; i++) {
         const e = entries + ((<usize>i) << 3);
-        const w = tapRow(dw, ky, kx, load<i32>(e), co, kw, cin, cout);
+        const w = dw + ((<usize>(((ky * kw + kx) * cin + load<i32>(e)) * cout + co)) << 2);
+        if (sizeof<G>() == 1) {
+          store<f32>(w, load<f32>(w) + load<f32>(e, 4) * dv);
+          continue;
+        }
         const xv = v128.load32_splat(e + 4);
         axpy(w, 0, xv, d0);
-        axpy(w, 16, xv, d1);
-        axpy(w, 32, xv, d2);
-        axpy(w, 48, xv, d3);
-        axpy(w, 64, xv, d4);
-        axpy(w, 80, xv, d5);
-        axpy(w, 96, xv, d6);
-        axpy(w, 112, xv, d7);
-      }
-    }
-  }
-}
-
-/** 4 output channels from `co` (the channels past the last whole 32). */
-function block1(
-  d: usize,
-  dw: usize,
-  co: i32,
-  y0: i32,
-  x0: i32,
-  wp: i32,
-  cin: i32,
-  cout: i32,
-  kh: i32,
-  kw: i32,
-  starts: usize,
-  entries: usize,
-): void {
-  const d0 = v128.load(d + ((<usize>co) << 2));
-  for (let ky = 0; ky < kh; ky++) {
-    for (let kx = 0; kx < kw; kx++) {
-      const q = (y0 + ky) * wp + x0 + kx;
-      const end = load<i32>(starts + ((<usize>(q + 1)) << 2));
-      for (let i = load<i32>(starts + ((<usize>q) << 2)); i < end; i++) {
-        const e = entries + ((<usize>i) << 3);
-        axpy(tapRow(dw, ky, kx, load<i32>(e), co, kw, cin, cout), 0, v128.load32_splat(e + 4), d0);
-      }
-    }
-  }
-}
-
-/** One output channel (the last cout % 4). */
-function single(
-  d: usize,
-  dw: usize,
-  co: i32,
-  y0: i32,
-  x0: i32,
-  wp: i32,
-  cin: i32,
-  cout: i32,
-  kh: i32,
-  kw: i32,
-  starts: usize,
-  entries: usize,
-): void {
-  const dv = load<f32>(d + ((<usize>co) << 2));
-  for (let ky = 0; ky < kh; ky++) {
-    for (let kx = 0; kx < kw; kx++) {
-      const q = (y0 + ky) * wp + x0 + kx;
-      const end = load<i32>(starts + ((<usize>(q + 1)) << 2));
-      for (let i = load<i32>(starts + ((<usize>q) << 2)); i < end; i++) {
-        const e = entries + ((<usize>i) << 3);
-        const w = tapRow(dw, ky, kx, load<i32>(e), co, kw, cin, cout);
-        store<f32>(w, load<f32>(w) + load<f32>(e, 4) * dv);
+        if (wide) {
+          axpy(w, 16, xv, d1);
+          axpy(w, 32, xv, d2);
+          axpy(w, 48, xv, d3);
+          axpy(w, 64, xv, d4);
+          axpy(w, 80, xv, d5);
+          axpy(w, 96, xv, d6);
+          axpy(w, 112, xv, d7);
+        }
       }
     }
   }
