@@ -22,6 +22,7 @@
  *   kernel through ./spike-conv.ts.
  */
 import * as tf from '@tensorflow/tfjs';
+import { convOut } from '../../runtime/format/model.js';
 import { hostOp } from './host.js';
 import type { SpikeConvKernel } from './spike-conv.js';
 import { spikeConvKernel } from './spike-conv.js';
@@ -84,8 +85,8 @@ function spikeForward(
 ): tf.Tensor4D {
   const [n, h, wd, cin] = x.shape;
   const [k, , , cout] = w.shape;
-  const oh = Math.floor((h + 2 * pad - k) / stride) + 1,
-    ow = Math.floor((wd + 2 * pad - k) / stride) + 1;
+  const oh = convOut(h, k, stride, pad),
+    ow = convOut(wd, k, stride, pad);
   const shape = { n, h, w: wd, cin, oh, ow, cout, k, stride, pad };
   return hostOp([x, w], [[n, oh, ow, cout]], ([xs, ws], [out]) => kernel(xs!, ws!, shape, out!))[0] as tf.Tensor4D;
 }

@@ -12,6 +12,7 @@ import type {
   Shape3,
 } from '../../format/model.js';
 import { rowWords } from '../../format/model.js';
+import { rng } from '../../data/random.js';
 import { layerChannels, mapShape, perOp } from '../../format/ops.js';
 import type { PerOp } from '../../format/ops.js';
 import { DESC_WORDS, FIELDS as F, instantiate } from './module.js';
@@ -379,11 +380,7 @@ export function measuredSwitch(layer: HiddenLayer, from: Shape3): number {
   const dense = singleLayer(layer, new Uint8Array(units), from, false, 'dense');
   const events = singleLayer(layer, new Uint8Array(units), from, false, 'events');
   const packed = new Uint32Array(from[0] * from[1] * cwOf(from[2]));
-  let seed = 0x9e3779b9;
-  const random = () => {
-    seed = (Math.imul(seed ^ (seed >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
-    return seed / 2 ** 32;
-  };
+  const random = rng(0x9e3779b9);
   let at = 0;
   for (const rate of SWITCH_RATES) {
     packSpikes(
