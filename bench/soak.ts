@@ -10,15 +10,17 @@
  * tolerance), against the goals: RSS <= 80 MB, nothing growing.
  *
  *   npm run soak -- [--minutes 10] [--fps 0] [--interval 10] [--dist | --entry path/to/sei-device.js]
- *                   [--semi-space MB] [--old-space MB] [--no-prometheus] [--csv FILE] [--markdown FILE]
+ *                   [--node PATH] [--semi-space MB] [--old-space MB] [--no-prometheus] [--csv FILE]
+ *                   [--markdown FILE [--section NAME]]
  *
  * --dist runs the compiled device CLI (dist/scripts/sei-device.js, `npm run build`), as a box without tsx does;
  * --entry runs another compiled entry. The default runs the TypeScript through tsx, whose loader alone adds about
- * 30 MB. The node flags are the unit's ExecStart flags (packaging/sei-agent.service); --semi-space and --old-space
+ * 30 MB. --node runs the agent on another Node binary (a box's Node 18, say; a compiled entry whose native
+ * addons were built for that Node: the device package). The node flags are the unit's ExecStart flags (packaging/sei-agent.service); --semi-space and --old-space
  * replace V8's young-generation semi-space and old-space limit (MB; 0 = Node's default). --csv writes every
- * sample; --markdown writes the summary into that file's `soak` section. The last line is the summary as JSON.
+ * sample; --markdown writes the summary into that file's `soak` section (or --section NAME). The last line is the summary as JSON.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,6 +49,8 @@ const { values } = parseArgs({
     'no-prometheus': { type: 'boolean', default: false },
     csv: { type: 'string' },
     markdown: { type: 'string' },
+    section: { type: 'string', default: 'soak' },
+    node: { type: 'string' },
   },
 });
 const num = (flag: string, v: string, min: number): number => {
@@ -135,8 +139,12 @@ const entry = values.entry
     : ['--import', 'tsx', join(ROOT, 'bench/agent-main.ts')];
 if (compiled && !existsSync(entry[0]!)) throw new Error(`${entry[0]} is missing; run \`npm run build\` first`);
 const flags = nodeFlags();
+const nodeBin = values.node ?? process.execPath;
+if (values.node !== undefined && !compiled) throw new Error('--node runs a compiled agent: give --dist or --entry too');
+const nodeVersion = spawnSync(nodeBin, ['--version'], { encoding: 'utf8' }).stdout?.trim();
+if (!nodeVersion) throw new Error(`--node: ${nodeBin} does not run`);
 const unitEnv = unitEnvironment(ROOT);
-const child = spawn(process.execPath, [...flags, ...entry, 'agent', '--config', config], {
+const child = spawn(nodeBin, [...flags, ...entry, 'agent', '--config', config], {
   cwd: ROOT,
   // The unit's environment too (NODE_ENV, MALLOC_ARENA_MAX), as systemd gives it.
   env: { ...process.env, ...unitEnv },
@@ -237,6 +245,7 @@ const summary = {
   minutes: round((Date.now() - t0) / 60_000, 2),
   samples: samples.length,
   runner: compiled ? 'dist' : 'tsx',
+  agent_node: nodeVersion,
   node_flags: flags.join(' '),
   environment: Object.entries(unitEnv)
     .map(([k, v]) => `${k}=${v}`)
@@ -276,9 +285,9 @@ if (values.markdown) {
   };
   writeSection(
     values.markdown,
-    'soak',
+    values.section!,
     [
-      `Soak: ${summary.minutes} min, ${summary.runner} agent, \`${[summary.environment, 'node', summary.node_flags].filter(Boolean).join(' ')}\`, Prometheus ${summary.prometheus ? 'on' : 'off'}, ` +
+      `Soak: ${summary.minutes} min, ${summary.runner} agent on Node ${summary.agent_node}, \`${[summary.environment, 'node', summary.node_flags].filter(Boolean).join(' ')}\`, Prometheus ${summary.prometheus ? 'on' : 'off'}, ` +
         `${summary.frames_per_second ?? 'n/a'} frames/s, ${summary.cpu_percent ?? 'n/a'} % of a core; ${contextLine(context)}.`,
       '',
       '| series | after warm-up | end | peak | slope per hour | |',

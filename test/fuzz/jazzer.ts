@@ -82,11 +82,12 @@ function corpus(t: FuzzTarget): string {
   return dir;
 }
 
-/** Fuzzes one target for `seconds` inside the root; resolves with libFuzzer's figures. */
+/** Fuzzes one target for `seconds` (or `inputs` runs, when given and reached first) inside the root; resolves with libFuzzer's figures. */
 export function runJazzer(
   setup: { root: string; cli: string; sudo: string[] },
   t: FuzzTarget,
   seconds: number,
+  inputs?: number,
   onLine?: (line: string) => void,
 ): Promise<JazzerResult> {
   const dir = corpus(t);
@@ -107,6 +108,7 @@ export function runJazzer(
     '10000',
     '--',
     `-max_total_time=${Math.max(1, Math.round(seconds))}`,
+    ...(inputs === undefined ? [] : [`-runs=${inputs}`]),
     `-artifact_prefix=${crashes}/`,
     '-rss_limit_mb=4096',
     '-print_final_stats=1',
@@ -135,6 +137,7 @@ export function runJazzer(
     let features = 0;
     let corpusSize = 0;
     let crash: string | null = null;
+    let finished = false;
     let pending = '';
     const onData = (chunk: Buffer) => {
       pending += chunk.toString();
@@ -153,6 +156,12 @@ export function runJazzer(
         }
         const done = /^Done (\d+) runs/.exec(line) ?? /^stat::number_of_executed_units: (\d+)/.exec(line);
         if (done) inputs = Math.max(inputs, Number(done[1]));
+        // The last of the final stats. On a normal end Jazzer.js leaves exiting to the event loop, which a target's
+        // running agent (the command target's) keeps alive: the run is over, so the process is stopped.
+        if (line.startsWith('stat::peak_rss_mb') && !finished) {
+          finished = true;
+          setTimeout(() => child.kill('SIGTERM'), 3000).unref();
+        }
         const written = /Test unit written to (\S+)/.exec(line);
         if (written) crash = written[1]!;
       }
@@ -161,7 +170,15 @@ export function runJazzer(
     child.stderr.on('data', onData);
     child.on('close', (status) => {
       if (pending) onData(Buffer.from('\n'));
-      resolve({ inputs, edges, features, corpus: corpusSize, crash, status, tail });
+      resolve({
+        inputs,
+        edges,
+        features,
+        corpus: corpusSize,
+        crash,
+        status: finished && status === null ? 0 : status,
+        tail,
+      });
     });
   });
 }

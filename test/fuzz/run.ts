@@ -1,6 +1,6 @@
 /**
- * `npm run fuzz -- --seconds N [--target NAME[,NAME...]] [--engine both|fast-check|jazzer] [--json]`: each fuzz
- * target (./targets.ts) for N seconds — the fast-check pass (mutated seeds, random bytes, the properties), then
+ * `npm run fuzz -- --seconds N [--inputs M] [--target NAME[,NAME...]] [--engine both|fast-check|jazzer] [--json]`:
+ * each fuzz target (./targets.ts) for N seconds (or until M inputs, when that comes first) — the fast-check pass (mutated seeds, random bytes, the properties), then
  * the coverage-guided Jazzer.js pass in the cached Debian trixie root (./jazzer.ts) when it can be built — and
  * one line per target and engine: inputs tried, coverage (libFuzzer's edges and features), crashes. Each crash's
  * input is saved under .cache/fuzz/crashes/<target>/ (a regression test replays the ones committed under
@@ -16,6 +16,7 @@ import { TARGETS, closeTargets, prepareTargets, target } from './targets.js';
 const { values } = parseArgs({
   options: {
     seconds: { type: 'string', default: '10' },
+    inputs: { type: 'string' },
     target: { type: 'string' },
     engine: { type: 'string', default: 'both' },
     json: { type: 'boolean', default: false },
@@ -30,6 +31,9 @@ function usage(message: string): never {
 
 const seconds = Number(values.seconds);
 if (!Number.isFinite(seconds) || seconds <= 0) usage(`--seconds: expected a number > 0, got ${values.seconds}`);
+const inputs = values.inputs === undefined ? undefined : Number(values.inputs);
+if (inputs !== undefined && !(Number.isInteger(inputs) && inputs > 0))
+  usage(`--inputs: expected a whole number > 0, got ${values.inputs}`);
 if (!['both', 'fast-check', 'jazzer'].includes(values.engine!))
   usage(`--engine: expected both, fast-check or jazzer, got ${values.engine}`);
 let targets = TARGETS;
@@ -60,7 +64,7 @@ const share = values.engine === 'both' && !('unavailable' in jazzer) ? 0.5 : 1;
 for (const t of targets) {
   if (values.engine !== 'jazzer') {
     const started = Date.now();
-    const r = await fastCheckPass(t, { ms: seconds * 1000 * share });
+    const r = await fastCheckPass(t, { ms: seconds * 1000 * share, ...(inputs === undefined ? {} : { runs: inputs }) });
     const saved = r.failures.map((f) => saveFailure(join(CRASH_DIR, t.name), f));
     for (const f of r.failures)
       console.error(`fuzz: ${t.name}: ${f.what} failed on ${f.example.slice(0, 200)}\n${f.error}`);
@@ -77,7 +81,7 @@ for (const t of targets) {
   }
   if (!('unavailable' in jazzer)) {
     const before = new Set(safeList(join(CRASH_DIR, t.name)));
-    const r = await runJazzer(jazzer, t, seconds * share, values.verbose ? (l) => console.error(l) : undefined);
+    const r = await runJazzer(jazzer, t, seconds * share, inputs, values.verbose ? (l) => console.error(l) : undefined);
     const saved = safeList(join(CRASH_DIR, t.name))
       .filter((f) => !before.has(f) && !f.endsWith('.txt'))
       .map((f) => join(CRASH_DIR, t.name, f));
@@ -106,7 +110,9 @@ function safeList(dir: string): string[] {
 }
 
 const cell = (v: number | null) => (v === null ? '-' : String(v));
-console.log(`\nfuzz: ${seconds} s per target${share < 1 ? ' (half fast-check, half jazzer)' : ''}`);
+console.log(
+  `\nfuzz: ${seconds} s${inputs === undefined ? '' : ` or ${inputs} inputs`} per target${share < 1 ? ' (half fast-check, half jazzer)' : ''}`,
+);
 console.log(
   ['target', 'engine', 'inputs', 'edges', 'features', 'crashes'].map((h, i) => h.padEnd(i < 2 ? 14 : 9)).join(' '),
 );
@@ -124,5 +130,5 @@ for (const r of rows) {
       (r.saved.length > 0 ? ` saved: ${r.saved.join(', ')}` : ''),
   );
 }
-if (values.json) console.log(JSON.stringify({ seconds, rows }));
+if (values.json) console.log(JSON.stringify({ seconds, inputs: inputs ?? null, rows }));
 process.exitCode = rows.some((r) => r.crashes > 0 || r.note) ? 1 : 0;
