@@ -10,14 +10,15 @@
  * tolerance), against the goals: RSS <= 80 MB, nothing growing.
  *
  *   npm run soak -- [--minutes 10] [--fps 0] [--interval 10] [--dist | --entry path/to/sei-device.js]
- *                   [--node PATH] [--semi-space MB] [--old-space MB] [--no-prometheus] [--csv FILE]
+ *                   [--node PATH] [--semi-space MB] [--old-space MB] [--node-flags '--flag ...'] [--no-prometheus] [--csv FILE]
  *                   [--markdown FILE [--section NAME]]
  *
  * --dist runs the compiled device CLI (dist/scripts/sei-device.js, `npm run build`), as a box without tsx does;
  * --entry runs another compiled entry. The default runs the TypeScript through tsx, whose loader alone adds about
  * 30 MB. --node runs the agent on another Node binary (a box's Node 18, say; a compiled entry whose native
  * addons were built for that Node: the device package). The node flags are the unit's ExecStart flags (packaging/sei-agent.service); --semi-space and --old-space
- * replace V8's young-generation semi-space and old-space limit (MB; 0 = Node's default). --csv writes every
+ * replace V8's young-generation semi-space and old-space limit (MB; 0 = Node's default); --node-flags adds flags to try
+ * before the unit takes them. --csv writes every
  * sample; --markdown writes the summary into that file's `soak` section (or --section NAME). The last line is the summary as JSON.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -50,6 +51,7 @@ const { values } = parseArgs({
     csv: { type: 'string' },
     markdown: { type: 'string' },
     section: { type: 'string', default: 'soak' },
+    'node-flags': { type: 'string' },
     node: { type: 'string' },
   },
 });
@@ -82,7 +84,7 @@ function nodeFlags(): string[] {
     if (mb > 0) flags.set(flag, `${flag}=${mb}`);
     else flags.delete(flag);
   }
-  return [...flags.values()];
+  return [...flags.values(), ...(values['node-flags']?.split(/\s+/).filter(Boolean) ?? [])];
 }
 
 /** The first sample of a Prometheus series in an exposition text, or null. */
