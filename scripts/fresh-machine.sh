@@ -43,12 +43,17 @@ cp /etc/resolv.conf "$root/etc/resolv.conf"
 echo "nodedir=/usr" >"$root/root/.npmrc"
 in_root() {
   chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-    TERM=dumb DEBIAN_FRONTEND=noninteractive ${SEI_SKIP_ARM:+SEI_SKIP_ARM=$SEI_SKIP_ARM} "$@"
+    TERM=dumb DEBIAN_FRONTEND=noninteractive NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt ${SEI_SKIP_ARM:+SEI_SKIP_ARM=$SEI_SKIP_ARM} "$@"
 }
 # debootstrap's resolver cannot take npm's hundreds of dependencies: apt installs them, as on a new machine.
 say "apt-get install npm git ca-certificates g++ make python3 libnode-dev"
 in_root apt-get update -qq
 in_root apt-get install -y -qq --no-install-recommends npm git ca-certificates g++ make python3 libnode-dev >/dev/null
+# The machine's own certificate authorities (a proxy's, say) go in too, as a new machine on this network has them.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  in_root update-ca-certificates >/dev/null
+fi
 mkdir -p "$root/work"
 git clone --quiet --no-local "$repo" "$root/work/sei-edge"
 
