@@ -345,6 +345,12 @@ export const DEFAULT_SWITCH = 200;
 /** Input spike rates the switch is measured at. */
 const SWITCH_RATES = [0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5];
 const switches = new Map<string, number>();
+let measurements = 0;
+
+/** How many layer shapes this process has measured a switch for (each once: asked again, it is looked up). */
+export function switchMeasurements(): number {
+  return measurements;
+}
 
 /** Seconds per call of `fn`: the best of three rounds, each at least 0.3 ms of calls. */
 function secondsPerCall(fn: () => void): number {
@@ -396,6 +402,7 @@ export function measuredSwitch(layer: HiddenLayer, from: Shape3): number {
     at = Math.round(rate * 1000);
   }
   switches.set(key, at);
+  measurements++;
   return at;
 }
 
