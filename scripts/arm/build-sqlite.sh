@@ -59,9 +59,16 @@ mkdir -p "$work/nodedir/include"
 ln -s "$root/usr/include/node" "$work/nodedir/include/node"
 cp -r "$src" "$work/src"
 rm -rf "$work/src/build"
-# npm's own node-gyp, else the one on PATH (Debian's npm leaves it to Debian's node-gyp package).
-gyp="$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js"
-[ -f "$gyp" ] || gyp="$(readlink -f "$(command -v node-gyp || true)")"
+# The node-gyp npm runs scripts with (npm_config_node_gyp), else npm's own, else a node-gyp.js on PATH (Debian's
+# npm leaves it to Debian's node-gyp package; under npm, PATH also holds npm's shell shim, which needs npm's env).
+gyp="${npm_config_node_gyp:-}"
+[ -f "$gyp" ] || gyp="$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js"
+if [ ! -f "$gyp" ]; then
+  for candidate in $(type -ap node-gyp); do
+    candidate="$(readlink -f "$candidate")"
+    case "$candidate" in *.js) gyp="$candidate"; break ;; esac
+  done
+fi
 [ -f "$gyp" ] || { echo "build-sqlite.sh: no node-gyp, neither npm's own nor one on PATH: apt-get install node-gyp" >&2; exit 1; }
 echo "build-sqlite.sh: compiling better-sqlite3 $version for $arch (Node ABI $abi); log: $log" >&2
 # node-gyp copies every npm_config_* variable over its command-line options. Under `npm test` or `npm run`, npm
