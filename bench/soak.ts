@@ -10,16 +10,17 @@
  * tolerance), against the goals: RSS <= 80 MB, nothing growing.
  *
  *   npm run soak -- [--minutes 10] [--fps 0] [--interval 10] [--dist | --entry path/to/sei-device.js]
- *                   [--node PATH] [--semi-space MB] [--old-space MB] [--node-flags '--flag ...'] [--no-prometheus] [--csv FILE]
- *                   [--markdown FILE [--section NAME]]
+ *                   [--node PATH] [--semi-space MB] [--old-space MB] [--node-flags '--flag ...']
+ *                   [--no-prometheus] [--csv FILE] [--markdown FILE [--section NAME]]
  *
  * --dist runs the compiled device CLI (dist/scripts/sei-device.js, `npm run build`), as a box without tsx does;
  * --entry runs another compiled entry. The default runs the TypeScript through tsx, whose loader alone adds about
  * 30 MB. --node runs the agent on another Node binary (a box's Node 18, say; a compiled entry whose native
- * addons were built for that Node: the device package). The node flags are the unit's ExecStart flags (packaging/sei-agent.service); --semi-space and --old-space
- * replace V8's young-generation semi-space and old-space limit (MB; 0 = Node's default); --node-flags adds flags to try
- * before the unit takes them. --csv writes every
- * sample; --markdown writes the summary into that file's `soak` section (or --section NAME). The last line is the summary as JSON.
+ * addons were built for that Node: the device package). The node flags are the unit's ExecStart flags
+ * (packaging/sei-agent.service); --semi-space and --old-space replace V8's young-generation semi-space and old-space
+ * limit (MB; 0 = Node's default); --node-flags adds flags to try before the unit takes them. --csv writes every
+ * sample; --markdown writes the summary into that file's `soak` section (or --section NAME). The last line is the
+ * summary as JSON.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -105,6 +106,19 @@ async function scrape(port: number | null): Promise<string | null> {
 
 const fileMb = (path: string) => (existsSync(path) ? statSync(path).size / 2 ** 20 : 0);
 
+const compiled = values.dist || values.entry !== undefined;
+// Default: only the agent command in its own process (bench/agent-main.ts). --dist: the device CLI as packaged.
+const entry = values.entry
+  ? [values.entry]
+  : values.dist
+    ? [join(ROOT, 'dist/scripts/sei-device.js')]
+    : ['--import', 'tsx', join(ROOT, 'bench/agent-main.ts')];
+if (compiled && !existsSync(entry[0]!)) throw new Error(`${entry[0]} is missing; run \`npm run build\` first`);
+const nodeBin = values.node ?? process.execPath;
+if (values.node !== undefined && !compiled) throw new Error('--node runs a compiled agent: give --dist or --entry too');
+const nodeVersion = spawnSync(nodeBin, ['--version'], { encoding: 'utf8' }).stdout?.trim();
+if (!nodeVersion) throw new Error(`--node: ${nodeBin} does not run`);
+const flags = nodeFlags();
 const context = runContext(npmCommand('soak', argv));
 const dir = mkdtempSync(join(tmpdir(), 'sei-soak-'));
 const broker = await startBroker({ port: 0 });
@@ -132,19 +146,6 @@ writeFileSync(
     }),
   ),
 );
-const compiled = values.dist || values.entry !== undefined;
-// Default: only the agent command in its own process (bench/agent-main.ts). --dist: the device CLI as packaged.
-const entry = values.entry
-  ? [values.entry]
-  : values.dist
-    ? [join(ROOT, 'dist/scripts/sei-device.js')]
-    : ['--import', 'tsx', join(ROOT, 'bench/agent-main.ts')];
-if (compiled && !existsSync(entry[0]!)) throw new Error(`${entry[0]} is missing; run \`npm run build\` first`);
-const flags = nodeFlags();
-const nodeBin = values.node ?? process.execPath;
-if (values.node !== undefined && !compiled) throw new Error('--node runs a compiled agent: give --dist or --entry too');
-const nodeVersion = spawnSync(nodeBin, ['--version'], { encoding: 'utf8' }).stdout?.trim();
-if (!nodeVersion) throw new Error(`--node: ${nodeBin} does not run`);
 const unitEnv = unitEnvironment(ROOT);
 const child = spawn(nodeBin, [...flags, ...entry, 'agent', '--config', config], {
   cwd: ROOT,

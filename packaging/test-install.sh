@@ -27,17 +27,10 @@ package="$(cd "$(dirname "$package")" && pwd)/$(basename "$package")"
 
 base="$("$repo/scripts/arm/rootfs.sh" amd64 passwd systemd)"
 root="$repo/.cache/pi-install/root.$$"
-cleanup() {
-  awk -v p="$root/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
-  rm -rf --one-file-system "$root"
-}
-trap cleanup EXIT
-mkdir -p "$(dirname "$root")"
-cp -a "$base" "$root"
-mount -t proc proc "$root/proc"
+. "$repo/scripts/arm/throwaway-root.sh"
+throwaway_root "$base" "$root"
 cp "$package" "$root/tmp/package.tgz"
 tar -xzf "$package" -C "$root/tmp" package/install-pi.sh
-in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root "$@"; }
 
 say "node in the root: $(in_root node --version)"
 say "first install"

@@ -2,9 +2,9 @@
 # Runs the README's test command as a new user would, on a fresh Debian machine that has only Node and npm: a
 # throwaway Debian trixie root (chroot, never the machine itself) into which apt installs Debian's nodejs and npm
 # (and git and ca-certificates, to clone; g++, make, python3 and Node's headers, with which npm builds
-# better-sqlite3 from source where its prebuilt binary cannot be downloaded), into which the repository's committed HEAD is cloned; then, inside it, `npm ci` and
-# `npm run test:all` (what .ci/run runs: `npm run setup` installs the Debian packages the tests use through apt,
-# then `npm test`). Prints the transcript with a timestamp per phase and exits with the test command's status.
+# better-sqlite3 from source where its prebuilt binary cannot be downloaded) and the repository's committed HEAD
+# is cloned; then, inside it, `npm ci` and `npm run test:all` (what .ci/run runs: `npm run setup` installs the
+# Debian packages the tests use through apt, then `npm test`). Prints the transcript with a timestamp per phase and exits with the test command's status.
 # Usage: sudo scripts/fresh-machine.sh [--keep]      --keep leaves the root in place (its path is printed).
 # Env: SEI_SKIP_ARM=1 is passed on (the ARM lanes and their packages left out).
 # Needs root (debootstrap, mount, chroot) and debootstrap. The pristine root is cached by scripts/arm/rootfs.sh;
@@ -13,10 +13,9 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
-keep=0
 case "${1-}" in
   "") ;;
-  --keep) keep=1 ;;
+  --keep) THROWAWAY_KEEP=1 ;;
   -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "fresh-machine: unknown argument '$1' (see --help)" >&2; exit 2 ;;
 esac
@@ -26,14 +25,8 @@ say() { echo "fresh-machine: $(date -u +%H:%M:%S) $*"; }
 
 base="$(SEI_ARM_SUITE=trixie "$repo/scripts/arm/rootfs.sh" amd64)"
 root="$repo/.cache/fresh-machine/root.$$"
-cleanup() {
-  awk -v p="$root/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" || true; done
-  if [ "$keep" = 1 ]; then say "root kept: $root"; else rm -rf --one-file-system "$root"; fi
-}
-trap cleanup EXIT
-mkdir -p "$(dirname "$root")"
-cp -a "$base" "$root"
-mount -t proc proc "$root/proc"
+. "$repo/scripts/arm/throwaway-root.sh"
+throwaway_root "$base" "$root"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /dev "$root/dev"
 mount -t tmpfs tmpfs "$root/dev/shm"
@@ -41,10 +34,8 @@ mount -t tmpfs tmpfs "$root/tmp"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # node-gyp takes Node's headers from the root's own Node (libnode-dev) instead of downloading them.
 echo "nodedir=/usr" >"$root/root/.npmrc"
-in_root() {
-  chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-    TERM=dumb DEBIAN_FRONTEND=noninteractive NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt ${SEI_SKIP_ARM:+SEI_SKIP_ARM=$SEI_SKIP_ARM} "$@"
-}
+ROOT_ENV=(TERM=dumb DEBIAN_FRONTEND=noninteractive NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt)
+[ -z "${SEI_SKIP_ARM:-}" ] || ROOT_ENV+=("SEI_SKIP_ARM=$SEI_SKIP_ARM")
 # debootstrap's resolver cannot take npm's hundreds of dependencies: apt installs them, as on a new machine.
 say "apt-get install npm git ca-certificates g++ make python3 libnode-dev"
 in_root apt-get update -qq
