@@ -30,12 +30,17 @@ log="$repo/.cache/arm/better-sqlite3-$arch.log"
 
 # Why an addon cannot load on ARCH's Node (ABI $abi), or nothing when it can.
 addon_problem() {
-  local machine registers
+  local machine libnode registers
   machine="$("$triplet-readelf" -h "$1" 2>/dev/null | sed -n 's/^ *Machine: *//p')"
   case "$arch:$machine" in
     arm64:AArch64|armhf:ARM|amd64:*X86-64) ;;
     *) echo "it is not an ELF for $arch (machine: '${machine:-not an ELF}')"; return ;;
   esac
+  libnode="$("$triplet-readelf" -d "$1" | sed -n 's/.*(NEEDED).*\[\(libnode[^]]*\)\].*/\1/p' | head -n 1)"
+  if [ -n "$libnode" ]; then
+    echo "it needs $libnode (Node's shared library, linked by a distribution-patched node-gyp), which the box's node does not provide"
+    return
+  fi
   registers="$("$triplet-nm" -D --defined-only "$1" | sed -n 's/.* node_register_module_v\([0-9]*\)$/\1/p' | head -n 1)"
   if [ "$registers" != "$abi" ]; then
     echo "it was compiled against the headers of Node ABI ${registers:-?} (node_register_module_v${registers:-?}), not $abi (bookworm's Node 18)"
@@ -59,9 +64,11 @@ mkdir -p "$work/nodedir/include"
 ln -s "$root/usr/include/node" "$work/nodedir/include/node"
 cp -r "$src" "$work/src"
 rm -rf "$work/src/build"
-# The node-gyp npm runs scripts with (npm_config_node_gyp), else npm's own, else a node-gyp.js on PATH (Debian's
-# npm leaves it to Debian's node-gyp package; under npm, PATH also holds npm's shell shim, which needs npm's env).
-gyp="${npm_config_node_gyp:-}"
+# The project's own node-gyp (a devDependency: upstream node-gyp, the same on every machine), else the one npm runs
+# scripts with (npm_config_node_gyp), else npm's own, else a node-gyp.js on PATH. Debian's node-gyp package (what
+# Debian's npm uses) links every addon against Node's shared library (-lnode): addon_problem refuses what it builds.
+gyp="$repo/node_modules/node-gyp/bin/node-gyp.js"
+[ -f "$gyp" ] || gyp="${npm_config_node_gyp:-}"
 [ -f "$gyp" ] || gyp="$(dirname "$(readlink -f "$(command -v npm)")")/../node_modules/node-gyp/bin/node-gyp.js"
 if [ ! -f "$gyp" ]; then
   for candidate in $(type -ap node-gyp); do
@@ -69,7 +76,7 @@ if [ ! -f "$gyp" ]; then
     case "$candidate" in *.js) gyp="$candidate"; break ;; esac
   done
 fi
-[ -f "$gyp" ] || { echo "build-sqlite.sh: no node-gyp, neither npm's own nor one on PATH: apt-get install node-gyp" >&2; exit 1; }
+[ -f "$gyp" ] || { echo "build-sqlite.sh: no node-gyp: run npm ci (it installs the project's own, a devDependency)" >&2; exit 1; }
 echo "build-sqlite.sh: compiling better-sqlite3 $version for $arch (Node ABI $abi); log: $log" >&2
 # node-gyp copies every npm_config_* variable over its command-line options. Under `npm test` or `npm run`, npm
 # exports its whole config that way, e.g. `nodedir=/usr` from ~/.npmrc (the host's Node 20 headers), which would
