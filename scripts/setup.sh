@@ -20,10 +20,7 @@ PACKAGES=(
   "chromium|all|headless browser for the fleet console's end-to-end tests"
   "python3-torch|all|PyTorch for Debian's python3: the independent reference the trainer's gradients are checked against (test/parity.test.ts)"
   "qemu-user-static|arm|runs bookworm's Node 18 for arm64 and armhf under emulation"
-  "debootstrap|arm|builds the emulated Debian roots and the throwaway root of the install test"
-  "g++|arm|builds better-sqlite3 for the amd64 package of the throwaway-root install test"
-  "g++-aarch64-linux-gnu|arm|cross-builds better-sqlite3 for arm64"
-  "g++-arm-linux-gnueabihf|arm|cross-builds better-sqlite3 for armhf"
+  "debootstrap|arm|builds the emulated Debian roots, the throwaway root of the install test and the bookworm build root that compiles better-sqlite3 for the boxes"
 )
 
 say() { echo "setup: $*"; }
