@@ -37,11 +37,13 @@ log="$repo/.cache/arm/better-sqlite3-$arch.log"
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
-# The build root: bookworm's toolchain for the three targets, and its Node 18 to run node-gyp.
-build_root="$("$here/rootfs.sh" amd64 g++ make python3 g++-aarch64-linux-gnu g++-arm-linux-gnueabihf)"
-# One build at a time: each mounts the repository into the build root at the same path as outside it.
+# One build at a time, from bootstrapping the build root on: each mounts the repository into the build root at the
+# same path as outside it, and a second bootstrap of the same root would replace it under a running build.
+mkdir -p "$repo/.cache/arm"
 exec 9>"$repo/.cache/arm/.build-sqlite.lock"
 flock 9
+# The build root: bookworm's toolchain for the three targets, and its Node 18 to run node-gyp.
+build_root="$("$here/rootfs.sh" amd64 g++ make python3 g++-aarch64-linux-gnu g++-arm-linux-gnueabihf)"
 mounted=()
 cleanup() {
   local m
