@@ -27,7 +27,7 @@ package="$(cd "$(dirname "$package")" && pwd)/$(basename "$package")"
 
 base="$("$repo/scripts/arm/rootfs.sh" amd64 passwd systemd)"
 root="$repo/.cache/pi-install/root.$$"
-. "$repo/scripts/arm/throwaway-root.sh"
+. "$repo/scripts/arm/roots.sh"
 throwaway_root "$base" "$root"
 cp "$package" "$root/tmp/package.tgz"
 tar -xzf "$package" -C "$root/tmp" package/install-pi.sh

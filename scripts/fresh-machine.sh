@@ -25,7 +25,7 @@ say() { echo "fresh-machine: $(date -u +%H:%M:%S) $*"; }
 
 base="$(SEI_ARM_SUITE=trixie "$repo/scripts/arm/rootfs.sh" amd64)"
 root="$repo/.cache/fresh-machine/root.$$"
-. "$repo/scripts/arm/throwaway-root.sh"
+. "$repo/scripts/arm/roots.sh"
 throwaway_root "$base" "$root"
 mount -t sysfs sysfs "$root/sys"
 mount --rbind /dev "$root/dev"
@@ -54,9 +54,9 @@ tools="mosquitto ffmpeg chromium strace debootstrap qemu-aarch64-static"
 say "of the tools the tests use ($tools), the root has: $(in_root sh -c "for t in $tools; do command -v \$t; done" | wc -l)"
 start=$(date +%s)
 say "npm ci --no-audit --no-fund"
-in_root sh -c 'cd /work/sei-edge && npm ci --no-audit --no-fund'
+in_root -C /work/sei-edge npm ci --no-audit --no-fund
 say "npm run test:all"
 status=0
-in_root sh -c 'cd /work/sei-edge && npm run test:all' || status=$?
+in_root -C /work/sei-edge npm run test:all || status=$?
 say "npm run test:all exited $status after $(( ($(date +%s) - start) / 60 )) min (npm ci included)"
 exit "$status"

@@ -35,51 +35,34 @@ abi="$(sed -n "s/.*'node_module_version': *\([0-9]*\).*/\1/p" "$root/usr/include
 out="$repo/.cache/arm/better-sqlite3-$version-$arch-abi$abi.node"
 log="$repo/.cache/arm/better-sqlite3-$arch.log"
 
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO=sudo
+. "$here/roots.sh"
 # One build at a time, from bootstrapping the build root on: each mounts the repository into the build root at the
 # same path as outside it, and a second bootstrap of the same root would replace it under a running build.
-mkdir -p "$repo/.cache/arm"
 exec 9>"$repo/.cache/arm/.build-sqlite.lock"
 flock 9
-# The build root: bookworm's toolchain for the three targets, and its Node 18 to run node-gyp.
+# The build root: bookworm's toolchain for the three targets, and its Node 18 to run node-gyp. Commands run in it
+# with a clean environment: npm's npm_config_* variables stay out, since node-gyp copies them over its command-line
+# options (a machine's `nodedir=/usr` would replace --nodedir below, and the addon would be built for another
+# Node's ABI).
 build_root="$("$here/rootfs.sh" amd64 g++ make python3 g++-aarch64-linux-gnu g++-arm-linux-gnueabihf)"
-mounted=()
-cleanup() {
-  local m
-  for m in "${mounted[@]+"${mounted[@]}"}"; do $SUDO umount -l "$m" || true; done
-  [ -z "${work:-}" ] || $SUDO rm -rf "$work"
-}
-trap cleanup EXIT
-$SUDO mkdir -p "$build_root$repo"
-$SUDO mount --bind "$repo" "$build_root$repo"
-mounted=("$build_root$repo")
-$SUDO mount -t proc proc "$build_root/proc"
-mounted=("$build_root/proc" "${mounted[@]}")
-# A command in the build root, in DIR, with a clean environment. npm's npm_config_* variables stay out: node-gyp
-# copies them over its command-line options (a machine's `nodedir=/usr` would replace --nodedir below, and the
-# addon would be built for another Node's ABI).
-in_build() {
-  local dir="$1"
-  shift
-  $SUDO chroot "$build_root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
-    /bin/sh -c 'cd "$0" && exec "$@"' "$dir" "$@"
-}
+use_root "$build_root"
+as_root mkdir -p "$build_root$repo"
+as_root mount --bind "$repo" "$build_root$repo"
 
 # Why an addon cannot load on ARCH's Node (ABI $abi), or nothing when it can.
 addon_problem() {
   local machine libnode registers
-  machine="$(in_build / "$triplet-readelf" -h "$1" 2>/dev/null | sed -n 's/^ *Machine: *//p')"
+  machine="$(in_root "$triplet-readelf" -h "$1" 2>/dev/null | sed -n 's/^ *Machine: *//p')"
   case "$arch:$machine" in
     arm64:AArch64|armhf:ARM|amd64:*X86-64) ;;
     *) echo "it is not an ELF for $arch (machine: '${machine:-not an ELF}')"; return ;;
   esac
-  libnode="$(in_build / "$triplet-readelf" -d "$1" | sed -n 's/.*(NEEDED).*\[\(libnode[^]]*\)\].*/\1/p' | head -n 1)"
+  libnode="$(in_root "$triplet-readelf" -d "$1" | sed -n 's/.*(NEEDED).*\[\(libnode[^]]*\)\].*/\1/p' | head -n 1)"
   if [ -n "$libnode" ]; then
     echo "it needs $libnode (Node's shared library, which a distribution-patched node-gyp links), which the box's node does not provide"
     return
   fi
-  registers="$(in_build / "$triplet-nm" -D --defined-only "$1" | sed -n 's/.* node_register_module_v\([0-9]*\)$/\1/p' | head -n 1)"
+  registers="$(in_root "$triplet-nm" -D --defined-only "$1" | sed -n 's/.* node_register_module_v\([0-9]*\)$/\1/p' | head -n 1)"
   if [ "$registers" != "$abi" ]; then
     echo "it was compiled against the headers of Node ABI ${registers:-?} (node_register_module_v${registers:-?}), not $abi (bookworm's Node 18)"
   fi
@@ -96,19 +79,20 @@ if [ -f "$out" ]; then
 fi
 
 work="$(mktemp -d "$repo/.cache/arm/.sqlite-$arch.XXXX")"
+at_exit 'as_root rm -rf "$work"'
 # node-gyp wants a Node tree (<nodedir>/include/node); Debian's libnode-dev has the headers in /usr/include/node.
 mkdir -p "$work/nodedir/include"
 ln -s "$root/usr/include/node" "$work/nodedir/include/node"
 cp -r "$src" "$work/src"
 rm -rf "$work/src/build"
 echo "build-sqlite.sh: compiling better-sqlite3 $version for $arch (Node ABI $abi) in $build_root; log: $log" >&2
-if ! in_build "$work/src" env CC="$triplet-gcc" CXX="$triplet-g++" LINK="$triplet-g++" AR="$triplet-ar" \
+if ! in_root -C "$work/src" env CC="$triplet-gcc" CXX="$triplet-g++" LINK="$triplet-g++" AR="$triplet-ar" \
   node "$gyp" rebuild --release --arch="$gyp_arch" --nodedir="$work/nodedir" -j "$(nproc)" >"$log" 2>&1; then
   echo "build-sqlite.sh: node-gyp failed; last lines of $log:" >&2
   tail -n 30 "$log" >&2
   exit 1
 fi
-in_build / "$triplet-strip" --strip-unneeded -o "$work/better_sqlite3.node" "$work/src/build/Release/better_sqlite3.node"
+in_root "$triplet-strip" --strip-unneeded -o "$work/better_sqlite3.node" "$work/src/build/Release/better_sqlite3.node"
 problem="$(addon_problem "$work/better_sqlite3.node")"
 if [ -n "$problem" ]; then
   echo "build-sqlite.sh: the addon built for $arch cannot load on bookworm's Node 18: $problem." >&2

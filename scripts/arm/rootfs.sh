@@ -61,20 +61,19 @@ for tool in debootstrap dpkg; do
   command -v "$tool" >/dev/null || { echo "rootfs.sh: '$tool' is missing: apt-get install debootstrap qemu-user-static" >&2; exit 1; }
 done
 # debootstrap and the extraction need root; a non-root user with sudo gets a root-owned (read-only to it) cache.
-SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "rootfs.sh: debootstrap needs root: run as root, or install sudo" >&2; exit 1; }
-  SUDO=sudo
 fi
+. "$here/roots.sh"
 
 mkdir -p "$cache"
 tmp="$cache/.build-$key.$$"
 # A complete bootstrap mounts /proc and /sys in the new root; never let a cleanup reach into them.
 remove_root() {
-  awk -v p="$1/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do $SUDO umount -l "$m" || true; done
-  $SUDO rm -rf --one-file-system "$1"
+  unmount_under "$1"
+  as_root rm -rf --one-file-system "$1"
 }
-trap 'remove_root "$tmp"' EXIT
+at_exit 'remove_root "$tmp"'
 echo "rootfs.sh: building $suite/$arch root with ${packages[*]} in $root" >&2
 # For a foreign architecture --foreign only downloads and unpacks the base; the packages' own scripts never need
 # to run for `node` to start, so extracting every downloaded .deb replaces the second stage (which would need
@@ -82,17 +81,17 @@ echo "rootfs.sh: building $suite/$arch root with ${packages[*]} in $root" >&2
 include="$(IFS=,; echo "${packages[*]}")"
 foreign=(--foreign)
 [ "$arch" = "$(dpkg --print-architecture)" ] && foreign=()
-if ! $SUDO debootstrap --variant=minbase "${foreign[@]}" --include="$include" --arch="$arch" "$suite" "$tmp" "$mirror" >"$cache/debootstrap-$arch.log" 2>&1; then
+if ! as_root debootstrap --variant=minbase "${foreign[@]}" --include="$include" --arch="$arch" "$suite" "$tmp" "$mirror" >"$cache/debootstrap-$arch.log" 2>&1; then
   echo "rootfs.sh: debootstrap failed; last lines of $cache/debootstrap-$arch.log:" >&2
   tail -n 20 "$cache/debootstrap-$arch.log" >&2
   exit 1
 fi
 if [ ${#foreign[@]} -gt 0 ]; then
-  for deb in "$tmp"/var/cache/apt/archives/*.deb; do $SUDO dpkg -x "$deb" "$tmp"; done
+  for deb in "$tmp"/var/cache/apt/archives/*.deb; do as_root dpkg -x "$deb" "$tmp"; done
 fi
-$SUDO find "$tmp/var/cache/apt/archives" -name '*.deb' -delete
-printf 'suite=%s\narch=%s\npackages=%s\n' "$suite" "$arch" "${packages[*]}" | $SUDO tee "$tmp/.sei-rootfs" >/dev/null
+as_root find "$tmp/var/cache/apt/archives" -name '*.deb' -delete
+printf 'suite=%s\narch=%s\npackages=%s\n' "$suite" "$arch" "${packages[*]}" | as_root tee "$tmp/.sei-rootfs" >/dev/null
 remove_root "$root"
-$SUDO mv "$tmp" "$root"
+as_root mv "$tmp" "$root"
 trap - EXIT
 echo "$root"
