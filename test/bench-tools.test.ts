@@ -10,6 +10,9 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { cpuSeconds, procSample, slope, unitEnvironment, unitNodeFlags } from '../scripts/bench/proc.js';
 import { writeSection } from '../scripts/bench/report.js';
+import { sparsityTable } from '../scripts/bench/sparsity.js';
+import { FMNIST_BLOCKS, randomModel } from '../runtime/format/random-model.js';
+import type { BwsnnModel } from '../runtime/index.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const linux = process.platform === 'linux';
@@ -134,4 +137,55 @@ test('writeSection appends a marked section once, then replaces only what is bet
   assert.equal(text.split('<!-- soak:begin').length, 2);
   writeSection(join(dir, 'new.md'), 'x', 'body', 'cmd');
   assert.match(readFileSync(join(dir, 'new.md'), 'utf8'), /^<!-- x:begin .*-->\nbody\n<!-- x:end -->\n$/);
+});
+
+test('sparsityTable measures each model it is given: raised thresholds show fewer spikes and their own frames/s', async () => {
+  const model = randomModel({ seed: 3, blocks: FMNIST_BLOCKS.slice(0, 3) });
+  // The same network with every threshold of the hidden layers ×4: it must fire less.
+  const quiet: BwsnnModel = {
+    ...model,
+    hidden: model.hidden.map((l) => ({ ...l, lif: { ...l.lif, theta: l.lif.theta.map((t) => 4 * t) } })),
+  };
+  const size = model.input[0] * model.input[1] * model.input[2];
+  const frames = Array.from({ length: 4 }, (_, i) =>
+    Uint8Array.from({ length: size }, (_, j) => (j * 37 + i * 101) % 256),
+  );
+  const rows = await sparsityTable(
+    [
+      { model, source: 'models/a.bwsnn' },
+      { model: quiet, source: 'b.bwsnn' },
+    ],
+    frames,
+    { rounds: 1, roundSeconds: 0.05, accuracyFrames: 0, testSet: false },
+  );
+  assert.deepEqual(
+    rows.map((r) => r.model),
+    ['a', 'b'],
+  );
+  for (const r of rows) {
+    assert.equal(r.accuracy, null);
+    assert.equal(r.spike_rates.length, model.hidden.length + 1);
+    assert.ok(r.spike_rates.every((x) => x >= 0 && x <= 1));
+    assert.ok(r.model_fps > 0 && r.ort_ann_fps > 0);
+    assert.equal(r.model_vs_ort_ann, Number((r.model_fps / r.ort_ann_fps).toFixed(3)));
+  }
+  // The first layer is unchanged; the hidden ones fire less.
+  assert.equal(rows[1]!.spike_rates[0], rows[0]!.spike_rates[0]);
+  assert.ok(rows[1]!.mean_spike_rate < rows[0]!.mean_spike_rate, JSON.stringify(rows.map((r) => r.spike_rates)));
+  await assert.rejects(
+    sparsityTable(
+      [
+        { model, source: 'a' },
+        { model: randomModel({ seed: 1, input: [8, 8, 1] }), source: 'c' },
+      ],
+      frames,
+      {
+        rounds: 1,
+        roundSeconds: 0.05,
+        accuracyFrames: 0,
+        testSet: false,
+      },
+    ),
+    /--sparsity: c takes 8×8×1 frames, expected/,
+  );
 });

@@ -98,6 +98,10 @@ const CASES: ReadonlyArray<readonly [string[], RegExp]> = [
   [['bench', '--seconds', '0'], /ConfigError: --seconds: expected a number in \(0, 600\], got "0"/],
   [['bench', '--clock', 'gpu'], /ConfigError: --clock: expected one of wall, cpu, got "gpu"/],
   [
+    ['bench', '--sparsity', 'nope.bwsnn'],
+    /ConfigError: --sparsity: expected a readable \.bwsnn file, got "nope\.bwsnn" \(ENOENT\)/,
+  ],
+  [
     ['bench', '--throughput-threads', '1'],
     /ConfigError: --throughput-threads: expected an integer in \[2, 64\], got "1"/,
   ],

@@ -27,9 +27,14 @@ export interface StepsAccuracy {
   readonly accuracy: number;
   /** Test frames evaluated (the first `limit`). */
   readonly frames: number;
+  /** Mean spike rate per spiking layer (the first layer, then each hidden one) over those frames. */
+  readonly spikeRates: readonly number[];
 }
 
-/** Accuracy of `model` at each of `steps` on the first `limit` test frames (fitted to its input), wasm kernel. */
+/**
+ * Accuracy and per-layer spike rates of `model` at each of `steps` on the first `limit` test frames (fitted to
+ * its input), wasm kernel.
+ */
 export function accuracyBySteps(
   model: BwsnnModel,
   steps: readonly number[],
@@ -42,8 +47,12 @@ export function accuracyBySteps(
   return steps.map((T) => {
     const engine = createEngine(model, { kernel: 'wasm', steps: T });
     let correct = 0;
-    for (let i = 0; i < n; i++)
-      if (engine.infer(test.images.subarray(i * size, (i + 1) * size)).prediction === test.labels[i]) correct++;
-    return { T, accuracy: correct / n, frames: n };
+    const rates = new Array<number>(model.hidden.length + 1).fill(0);
+    for (let i = 0; i < n; i++) {
+      const r = engine.infer(test.images.subarray(i * size, (i + 1) * size));
+      if (r.prediction === test.labels[i]) correct++;
+      r.spikeRates.forEach((x, l) => (rates[l]! += x));
+    }
+    return { T, accuracy: correct / n, frames: n, spikeRates: rates.map((x) => x / Math.max(1, n)) };
   });
 }

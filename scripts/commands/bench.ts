@@ -12,7 +12,9 @@
  * - T = 1 against T = 2 (and the model's T): test-set accuracy and frames/s at each (scripts/bench/steps.ts);
  * - throughput mode: the engine on N worker threads against onnxruntime with N intra-op threads on the ANN twin,
  *   wall clock (scripts/bench/threads.ts), beside the one-thread figures;
- * - sizes: .bwsnn vs the ANN's .onnx.
+ * - sizes: .bwsnn vs the ANN's .onnx;
+ * - with --sparsity, the sparsity table (scripts/bench/sparsity.ts): the model and others of its architecture
+ *   trained with a firing-rate term, each with accuracy, per-layer spike rates and frames/s vs its ANN twin.
  */
 import { statSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -22,6 +24,7 @@ import { benchCamera, cameraBenchFields, cameraUnavailable } from '../bench/came
 import { benchEngine, benchKernel } from '../bench/kernel.js';
 import { machineInfo } from '../bench/machine.js';
 import { profileFrame, profileSplit } from '../bench/profile.js';
+import { sparsityLines, sparsityTable, type SparsityRow } from '../bench/sparsity.js';
 import { accuracyBySteps, benchedSteps, testSetUnavailable } from '../bench/steps.js';
 import { poolFrames } from '../bench/threads.js';
 import { activeClock, setClock } from '../bench/timing.js';
@@ -31,7 +34,7 @@ import type { BwsnnModel } from '../../runtime/index.js';
 import { annTwinOnnx, frameToNchw, snnTwinOnnx } from '../../trainer/export/onnx.js';
 import { printJson } from '../output.js';
 import { resolveModelArg } from '../model-arg.js';
-import { choiceOption, fromFile, int, positive, positiveInt } from '../options.js';
+import { choiceOption, fromFile, int, list, positive, positiveInt } from '../options.js';
 import { MAX_THREADS } from '../../runtime/index.js';
 import { measuredSwitch } from '../../runtime/kernels/wasm/planner.js';
 import { verifyFrames } from './verify.js';
@@ -104,6 +107,11 @@ export function register(program: Command): void {
       int('--throughput-threads', 2, MAX_THREADS),
       2,
     )
+    .option(
+      '--sparsity <files>',
+      'the sparsity table: these .bwsnn models (comma-separated; same architecture, other firing-rate terms) beside --model',
+      list('--sparsity', (f) => f),
+    )
     .option('--json', 'print a JSON summary on the last line')
     .action(
       async (opts: {
@@ -113,6 +121,7 @@ export function register(program: Command): void {
         agent: boolean;
         accuracyFrames: number;
         throughputThreads: number;
+        sparsity?: string[];
         json?: boolean;
       }) => {
         setClock(opts.clock);
@@ -127,6 +136,11 @@ export function register(program: Command): void {
         );
 
         const { model, source, bytes: bwsnnBytes } = await benchModel(opts.model);
+        // Read before the first measurement, so that a wrong path fails at once.
+        const sparsityPoints = opts.sparsity?.map((f) => ({
+          model: fromFile('--sparsity', 'a .bwsnn model', f, () => readBwsnnFile(f)),
+          source: f,
+        }));
         const frames = verifyFrames(model.input, 16)
           .slice(-16)
           .map((f) => f.data);
@@ -162,6 +176,20 @@ export function register(program: Command): void {
               );
         const noTestSet = testSetUnavailable();
         const stepsAccuracy = noTestSet ? [] : accuracyBySteps(model, stepCounts, opts.accuracyFrames);
+
+        let sparsity: SparsityRow[] | undefined;
+        if (sparsityPoints) {
+          sparsity = await sparsityTable([{ model, source }, ...sparsityPoints], frames, {
+            rounds,
+            roundSeconds: ROUND_SECONDS,
+            accuracyFrames: opts.accuracyFrames,
+            testSet: !noTestSet,
+          });
+          console.log(
+            "\nsparsity table (accuracy on the test set, spike rates, frames/s against each model's ANN twin):",
+          );
+          for (const line of sparsityLines(sparsity)) console.log(line);
+        }
 
         // Throughput mode: N workers against onnxruntime with N intra-op threads, on the wall clock.
         const threads = opts.throughputThreads;
@@ -252,15 +280,25 @@ export function register(program: Command): void {
         if (opts.agent) {
           // The whole device path (source → queue → engine → SQLite → MQTT to an embedded broker) on the same model.
           // The agent (broker and subscriber in this process too) can only be timed on the wall clock, so it is
-          // compared with a wall-clock engine figure taken just before it.
+          // compared with a wall-clock engine figure: the best of the alternating rounds above, or (on the CPU
+          // clock) of as many rounds again; the agent's best window of the same length stands against it.
           setClock('wall');
-          const wallEngineFps =
-            opts.clock === 'wall' ? engineFps : (await benchEngine(model, frames, opts.seconds, 'wasm')).fps;
+          let wallEngineFps = engineFps;
+          if (opts.clock !== 'wall') {
+            wallEngineFps = 0;
+            for (let r = 0; r < rounds; r++)
+              wallEngineFps = Math.max(wallEngineFps, (await benchEngine(model, frames, ROUND_SECONDS, 'wasm')).fps);
+          }
           setClock(opts.clock);
-          const agentRun = await benchAgent(model, { seconds: opts.seconds, warmupSeconds: 0.5, kernel: 'wasm' });
+          const agentRun = await benchAgent(model, {
+            seconds: opts.seconds,
+            warmupSeconds: 0.5,
+            kernel: 'wasm',
+            windowSeconds: ROUND_SECONDS,
+          });
           agentFields = agentBenchFields(wallEngineFps, agentRun);
           console.log(
-            `  device agent (engine + SQLite + MQTT) ${agentRun.agentFps.toFixed(0)} frames/s wall clock → ${agentFields.agent_vs_engine}× the bare engine's ${wallEngineFps.toFixed(0)} (${agentRun.predictionsReceived} predictions received)`,
+            `  device agent (engine + SQLite + MQTT) ${agentFields.agent_fps} frames/s wall clock, best ${ROUND_SECONDS} s window (mean ${agentFields.agent_mean_fps}) → ${agentFields.agent_vs_engine}× the bare engine's ${wallEngineFps.toFixed(0)} (best round; ${agentRun.predictionsReceived} predictions received)`,
           );
           const noCamera = cameraUnavailable();
           if (noCamera) console.log(`  camera path: skipped, ${noCamera}`);
@@ -312,6 +350,7 @@ export function register(program: Command): void {
               }),
             ),
             accuracy_frames: stepsAccuracy[0]?.frames ?? 0,
+            ...(sparsity ? { sparsity } : {}),
             throughput_threads: threads,
             throughput_clock: 'wall',
             throughput_model_fps: Number(poolFps.toFixed(1)),
