@@ -99,7 +99,7 @@ const CASES: ReadonlyArray<readonly [string[], RegExp]> = [
   [['bench', '--clock', 'gpu'], /ConfigError: --clock: expected one of wall, cpu, got "gpu"/],
   [
     ['bench', '--sparsity', 'nope.bwsnn'],
-    /ConfigError: --sparsity: expected a readable \.bwsnn file, got "nope\.bwsnn" \(ENOENT\)/,
+    /ConfigError: --sparsity: expected \.bwsnn files, got "nope\.bwsnn" \(no such file\)/,
   ],
   [
     ['bench', '--throughput-threads', '1'],

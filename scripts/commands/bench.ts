@@ -16,7 +16,7 @@
  * - with --sparsity, the sparsity table (scripts/bench/sparsity.ts): the model and others of its architecture
  *   trained with a firing-rate term, each with accuracy, per-layer spike rates and frames/s vs its ANN twin.
  */
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import type { Command } from 'commander';
 import { agentBenchFields, benchAgent } from '../bench/agent.js';
@@ -32,6 +32,7 @@ import { convMacs, ortConv, ortFrames, type ConvShape } from '../bench/ort.js';
 import { mapShape, readBwsnnFile, writeBwsnn } from '../../runtime/index.js';
 import type { BwsnnModel } from '../../runtime/index.js';
 import { annTwinOnnx, frameToNchw, snnTwinOnnx } from '../../trainer/export/onnx.js';
+import { ConfigError } from '../../runtime/errors.js';
 import { printJson } from '../output.js';
 import { resolveModelArg } from '../model-arg.js';
 import { choiceOption, fromFile, int, list, positive, positiveInt } from '../options.js';
@@ -137,10 +138,14 @@ export function register(program: Command): void {
 
         const { model, source, bytes: bwsnnBytes } = await benchModel(opts.model);
         // Read before the first measurement, so that a wrong path fails at once.
-        const sparsityPoints = opts.sparsity?.map((f) => ({
-          model: fromFile('--sparsity', 'a .bwsnn model', f, () => readBwsnnFile(f)),
-          source: f,
-        }));
+        const sparsityPoints = opts.sparsity?.map((f) => {
+          if (!existsSync(f))
+            throw new ConfigError(
+              `--sparsity: expected .bwsnn files, got ${JSON.stringify(f)} (no such file)`,
+              '--sparsity',
+            );
+          return { model: fromFile('--sparsity', 'a .bwsnn model', f, () => readBwsnnFile(f)), source: f };
+        });
         const frames = verifyFrames(model.input, 16)
           .slice(-16)
           .map((f) => f.data);
