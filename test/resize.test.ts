@@ -142,6 +142,39 @@ describe('AreaResizer: one planned integer resampler for the trainer and the box
     );
   });
 
+  test('a picture at any byte offset in its buffer (word-aligned or not) gives the same bytes', () => {
+    fc.assert(
+      fc.property(geometry, fc.nat({ max: 7 }), (g, offset) => {
+        const from: FrameShape = [g.h, g.w, g.inC],
+          to: FrameShape = [g.th, g.tw, g.outC];
+        const box = { x: 0, y: 0, width: g.w, height: g.h };
+        const src = picture(g);
+        // The picture inside a larger buffer, as a camera's frame sits in a stream's chunk.
+        const held = new Uint8Array(src.length + 16).fill(255);
+        held.set(src, offset);
+        const resizer = new AreaResizer(from, to, { fit: g.fit, box, invert: g.invert });
+        assert.deepEqual(
+          resizer.resize(held.subarray(offset, offset + src.length)),
+          definition(src, from, to, g.fit, box, g.invert).out,
+        );
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  test('tall boxes: 257 whole rows into one (the most a 16-bit lane sums) and more, all 255, exact', () => {
+    // 259 rows into one: 257 whole rows between the first and the last, 257 · 255 = 65535 per lane.
+    for (const h of [258, 259, 260, 300])
+      for (const w of [8, 12, 28]) {
+        const from: FrameShape = [h, w, 1],
+          to: FrameShape = [1, 1, 1];
+        const box = { x: 0, y: 0, width: w, height: h };
+        const src = new Uint8Array(h * w).fill(255);
+        const out = new AreaResizer(from, to, { fit: 'letterbox', box }).resize(src);
+        assert.deepEqual(out, definition(src, from, to, 'letterbox', box, false).out, `${h}x${w}`);
+      }
+  });
+
   test('the float filter it replaced gives the same bytes except where the exact mean is a tie (x.5)', () => {
     let ties = 0;
     fc.assert(

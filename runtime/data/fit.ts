@@ -121,11 +121,62 @@ export interface ResizeOptions {
   readonly boxField?: string;
 }
 
+/** Bytes are in address order from a word's low bits (every platform Node runs on; checked, else no SWAR). */
+const LITTLE_ENDIAN = new Uint8Array(Uint32Array.of(1).buffer)[0] === 1;
+
+/** Rows a 16-bit lane of the SWAR sums can take without overflowing: 257 · 255 = 65535. */
+const LANE_ROWS = 257;
+
+/**
+ * An Int32Array over each picture buffer seen, made once per buffer (a camera's frames arrive in one), held weakly:
+ * a resizer keeps no picture alive.
+ */
+const wordViews = new WeakMap<ArrayBufferLike, Int32Array>();
+
+function wordView(data: Uint8Array): Int32Array {
+  let view = wordViews.get(data.buffer);
+  // A resizable buffer may have grown since (or shrunk: the view then has length 0): it must reach the picture's
+  // last whole word.
+  if (!view || view.length < Math.floor((data.byteOffset + data.length) / 4)) {
+    view = new Int32Array(data.buffer, 0, Math.floor(data.buffer.byteLength / 4));
+    wordViews.set(data.buffer, view);
+  }
+  return view;
+}
+
+/** No words: the SWAR loop does not run. */
+const NO_WORDS = new Int32Array(0);
+
+/**
+ * The vertical sums of four columns `j`…`j + 3` of a box: from the words of its first and last rows (with their
+ * covers) and the 16-bit lane sums of the rows between (`lo`: bytes 0 and 2, `hi`: bytes 1 and 3; each × full).
+ */
+function columns4(
+  cols: Float64Array,
+  j: number,
+  first: number,
+  last: number,
+  lo: number,
+  hi: number,
+  firstCover: number,
+  lastCover: number,
+  full: number,
+): void {
+  cols[j] = firstCover * (first & 255) + full * (lo & 0xffff) + lastCover * (last & 255);
+  cols[j + 1] = firstCover * ((first >>> 8) & 255) + full * (hi & 0xffff) + lastCover * ((last >>> 8) & 255);
+  cols[j + 2] = firstCover * ((first >>> 16) & 255) + full * (lo >>> 16) + lastCover * ((last >>> 16) & 255);
+  cols[j + 3] = firstCover * (first >>> 24) + full * (hi >>> 16) + lastCover * (last >>> 24);
+}
+
 /**
  * The area resize of one geometry (picture shape, frame shape, fit, box), planned once: integer overlap tables per
- * axis, a horizontal pass per source row into a reused buffer, a vertical pass, no allocation per frame but the
- * output when none is given. Every sum is an exact integer (at most 255 · 1000 · box area < 2^53), and the
- * rounding is done on integers: the bytes are the exact area means, rounded half up.
+ * axis, then per output row a vertical pass over the box's rows it covers into a reused per-column buffer and a
+ * horizontal pass over that buffer; no allocation per frame but the output when none is given. Vertical first
+ * because a box row's bytes are contiguous whatever the channels: the bulk of the work (the rows an output row
+ * covers fully) is plain byte adds down columns, done four bytes at a time in 16-bit lanes of 32-bit words (SWAR)
+ * where the rows are word-aligned, and the horizontal pass touches only one buffer row per output row. Every sum
+ * is an exact integer (at most 255 · 1000 · box area < 2^53), so the order of the additions does not matter, and
+ * the rounding is done on integers: the bytes are the exact area means, rounded half up.
  */
 export class AreaResizer {
   readonly from: FrameShape;
@@ -133,8 +184,8 @@ export class AreaResizer {
   private readonly g: ReturnType<typeof fitGeometry>;
   private readonly xs: AxisPlan;
   private readonly ys: AxisPlan;
-  /** Horizontal sums: per source row of the box, per output column, per input channel. */
-  private readonly rows: Float64Array;
+  /** Vertical sums of one output row: per source column of the box, per input channel (a box row's layout). */
+  private readonly cols: Float64Array;
   private readonly sums: Float64Array;
   private readonly invert: boolean;
   private readonly padded: boolean;
@@ -162,7 +213,7 @@ export class AreaResizer {
     this.g = fitGeometry(box, to, fit);
     this.xs = axisPlan(this.g.sw, this.g.dw);
     this.ys = axisPlan(this.g.sh, this.g.dh);
-    this.rows = new Float64Array(this.g.sh * this.g.dw * from[2]);
+    this.cols = new Float64Array(this.g.sw * from[2]);
     this.sums = new Float64Array(from[2]);
     this.invert = opts.invert ?? false;
     this.padded = this.g.dw < to[1] || this.g.dh < to[0];
@@ -177,49 +228,74 @@ export class AreaResizer {
         `resize: expected ${h * w * inC} bytes for a ${h}×${w}×${inC} picture, got ${data.length}`,
         'frame',
       );
-    const { g, xs, ys, rows, sums } = this;
+    const { g, xs, ys, cols, sums } = this;
     if (this.padded) out.fill(0);
     const stride = w * inC;
-    const outW = g.dw;
-    for (let y = 0; y < g.sh; y++) {
-      const src = (g.sy + y) * stride + g.sx * inC;
-      const at = y * outW * inC;
-      for (let ox = 0; ox < outW; ox++) {
-        const a = xs.first[ox]!,
-          b = xs.last[ox]!;
-        for (let c = 0; c < inC; c++) {
-          let s: number;
-          if (a === b) s = xs.firstCover[ox]! * data[src + a * inC + c]!;
-          else {
-            // Small integers: int32 adds (at most 255 per pixel of a row).
-            let inner = 0;
-            for (let i = src + (a + 1) * inC + c, end = src + b * inC + c; i < end; i += inC)
-              inner = (inner + data[i]!) | 0;
-            s =
-              xs.firstCover[ox]! * data[src + a * inC + c]! +
-              xs.full * inner +
-              xs.lastCover[ox]! * data[src + b * inC + c]!;
-          }
-          rows[at + ox * inC + c] = s;
-        }
-      }
-    }
+    /** A box row: `span` bytes from `base` + y · stride. */
+    const base = g.sy * stride + g.sx * inC,
+      span = g.sw * inC;
+    // SWAR needs word-aligned rows: a stride of whole words puts every row's bytes at the same place in a word.
+    // Then the bytes before the first whole word (`head`) and from `tail` on are summed one by one and the
+    // `pairs` pairs of words between them as words (two words a step: fewer loop steps, more adds in flight).
+    const aligned = LITTLE_ENDIAN && (stride & 3) === 0;
+    const head = aligned ? Math.min(span, -(data.byteOffset + base) & 3) : span;
+    const pairs = (span - head) >> 3;
+    const words = pairs > 0 ? wordView(data) : NO_WORDS;
+    const word0 = (data.byteOffset + base + head) >>> 2,
+      rowWords = stride >>> 2;
     // Mean = sum / area; to gray: (299 R + 587 G + 114 B) / (1000 area). Rounded half up: ⌊(2 sum + d) / 2d⌋.
     const area = g.sw * g.sh;
     const gray = inC === 3 && outC === 1;
     const d = gray ? 1000 * area : area;
-    const rowStride = outW * inC;
     for (let oy = 0; oy < g.dh; oy++) {
-      const a = ys.first[oy]!,
-        b = ys.last[oy]!;
-      for (let ox = 0; ox < outW; ox++) {
+      // Vertical: cols = first row · its cover + full · (the rows between) + last row · its cover.
+      const ya = ys.first[oy]!,
+        yb = ys.last[oy]!;
+      const full = ys.full,
+        firstCover = ys.firstCover[oy]!,
+        lastCover = yb > ya ? ys.lastCover[oy]! : 0;
+      // Words while a 16-bit lane cannot overflow (a downscale of more than 258 rows to one goes byte by byte).
+      const n = yb - ya - 1 <= LANE_ROWS ? pairs : 0,
+        tail = head + 8 * n;
+      const wa = word0 + ya * rowWords,
+        wb = word0 + yb * rowWords;
+      for (let k = 0; k < 2 * n; k += 2) {
+        // Bytes 0 and 2 of a word summed in the 16-bit lanes of `lo`, bytes 1 and 3 in those of `hi`.
+        let lo0 = 0,
+          hi0 = 0,
+          lo1 = 0,
+          hi1 = 0;
+        for (let i = wa + rowWords + k; i < wb + k; i += rowWords) {
+          const u = words[i]!,
+            v = words[i + 1]!;
+          lo0 = (lo0 + (u & 0x00ff00ff)) | 0;
+          hi0 = (hi0 + ((u >>> 8) & 0x00ff00ff)) | 0;
+          lo1 = (lo1 + (v & 0x00ff00ff)) | 0;
+          hi1 = (hi1 + ((v >>> 8) & 0x00ff00ff)) | 0;
+        }
+        const j = head + 4 * k;
+        columns4(cols, j, words[wa + k]!, words[wb + k]!, lo0, hi0, firstCover, lastCover, full);
+        columns4(cols, j + 4, words[wa + k + 1]!, words[wb + k + 1]!, lo1, hi1, firstCover, lastCover, full);
+      }
+      // The same byte by byte: before the words, then after them.
+      const first = base + ya * stride,
+        last = base + yb * stride;
+      for (let part = 0; part < 2; part++)
+        for (let j = part ? tail : 0, end = part ? span : head; j < end; j++) {
+          let inner = 0;
+          for (let i = first + stride + j; i < last + j; i += stride) inner += data[i]!;
+          cols[j] = firstCover * data[first + j]! + full * inner + lastCover * data[last + j]!;
+        }
+      // Horizontal, per output column and channel, on the same plan.
+      for (let ox = 0; ox < g.dw; ox++) {
+        const xa = xs.first[ox]!,
+          xb = xs.last[ox]!;
         for (let c = 0; c < inC; c++) {
-          const col = ox * inC + c;
-          let s = ys.firstCover[oy]! * rows[a * rowStride + col]!;
-          if (b > a) {
+          let s = xs.firstCover[ox]! * cols[xa * inC + c]!;
+          if (xb > xa) {
             let inner = 0;
-            for (let y = a + 1; y < b; y++) inner += rows[y * rowStride + col]!;
-            s += ys.full * inner + ys.lastCover[oy]! * rows[b * rowStride + col]!;
+            for (let i = (xa + 1) * inC + c, end = xb * inC + c; i < end; i += inC) inner += cols[i]!;
+            s += xs.full * inner + xs.lastCover[ox]! * cols[xb * inC + c]!;
           }
           sums[c] = s;
         }
