@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeBwsnn } from '../../runtime/index.js';
+import { peakRssBytes } from './proc.js';
 import type { BwsnnModel } from '../../runtime/index.js';
 
 /** The unit's V8 flags (packaging/): a small young generation and a 48 MB old one. */
@@ -37,14 +38,14 @@ const WARMUP_SECONDS = 3;
 
 /**
  * A data: URL preload for the agent: marks its CPU time (user + system, all threads) once the warm-up is over and
- * again at exit, and prints both with the time between and the peak RSS, for the bench to read from stderr.
+ * again at exit, and prints both with the time between, for the bench to read from stderr.
  */
 const USAGE_PROBE =
   'data:text/javascript,' +
   encodeURIComponent(
     `let m;setTimeout(()=>{m={t:performance.now(),u:process.cpuUsage()}},${WARMUP_SECONDS * 1000}).unref();` +
-      "process.on('exit',()=>{const u=process.cpuUsage(m&&m.u),r=process.resourceUsage();" +
-      "process.stderr.write('\\nsei-bench-usage '+JSON.stringify({cpuUs:m?u.user+u.system:null,seconds:m?(performance.now()-m.t)/1000:null,maxRssKb:r.maxRSS})+'\\n')})",
+      "process.on('exit',()=>{const u=process.cpuUsage(m&&m.u);" +
+      "process.stderr.write('\\nsei-bench-usage '+JSON.stringify({cpuUs:m?u.user+u.system:null,seconds:m?(performance.now()-m.t)/1000:null})+'\\n')})",
   );
 
 /** The agent as this checkout can run it: compiled when dist/ exists (or when this file is compiled), else via tsx. */
@@ -70,7 +71,7 @@ export function cameraUnavailable(): string | undefined {
 interface Run {
   readonly cpuUs: number;
   readonly seconds: number;
-  readonly maxRssKb: number;
+  readonly peakRssBytes: number;
   readonly fps: number;
   readonly p50: number;
   readonly dropped: number;
@@ -125,7 +126,11 @@ async function run(modelPath: string, dir: string, seconds: number): Promise<Run
   let err = '';
   agent.stdout.on('data', (b: Buffer) => (out += b.toString()));
   agent.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  // The agent's own peak (VmHWM) read while it runs: its getrusage maxrss would start at this process's RSS.
+  let peak = 0;
+  const watch = setInterval(() => (peak = Math.max(peak, peakRssBytes(agent.pid ?? 0) ?? 0)), 250);
   const code = await new Promise<number | null>((resolve) => agent.once('close', resolve));
+  clearInterval(watch);
   // This process holds the pipe's read end too: close it, or ffmpeg blocks on its next write whatever the signal.
   ffmpeg.stdout.destroy();
   ffmpeg.kill('SIGKILL');
@@ -133,14 +138,14 @@ async function run(modelPath: string, dir: string, seconds: number): Promise<Run
   const last = out.trim().split('\n').pop() ?? '';
   if (code !== 0 || !usage || !last.startsWith('{'))
     throw new Error(`camera bench: the agent exited with ${code}: ${err.trim().split('\n').slice(-3).join(' | ')}`);
-  const u = JSON.parse(usage[1]!) as { cpuUs: number | null; seconds: number | null; maxRssKb: number };
+  const u = JSON.parse(usage[1]!) as { cpuUs: number | null; seconds: number | null };
   if (u.cpuUs === null || u.seconds === null)
     throw new Error(`camera bench: the agent ran less than the ${WARMUP_SECONDS} s warm-up`);
   const m = JSON.parse(last) as { framesPerSecond: number; dropped: number; latencyMs: { p50: number } };
   return {
     cpuUs: u.cpuUs,
     seconds: u.seconds,
-    maxRssKb: u.maxRssKb,
+    peakRssBytes: peak,
     fps: m.framesPerSecond,
     p50: m.latencyMs.p50,
     dropped: m.dropped,
@@ -160,7 +165,7 @@ export async function benchCamera(model: BwsnnModel, seconds: number): Promise<C
     return {
       cpuPerFrameMs: r.cpuUs / 1000 / (r.fps * r.seconds),
       inferMs: r.p50,
-      peakRssBytes: r.maxRssKb * 1024,
+      peakRssBytes: r.peakRssBytes,
       framesPerSecond: r.fps,
       dropped: r.dropped,
       entry: agentEntry().entry,

@@ -57,6 +57,21 @@ export function procSample(pid: number): ProcSample | null {
   }
 }
 
+/**
+ * Peak RSS of a process image (this one by default), bytes: VmHWM, which belongs to the image alone. Linux's
+ * getrusage maxrss (`process.resourceUsage().maxRSS`) survives exec, so a process spawned by a big parent starts
+ * with the parent's RSS at fork as its "peak". Null once the process is gone; off Linux, this process's maxrss.
+ */
+export function peakRssBytes(pid: number | 'self' = 'self'): number | null {
+  try {
+    const kB = /VmHWM:\s*(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
+    if (kB) return Number(kB) * 1024;
+  } catch {
+    // gone, or not Linux
+  }
+  return pid === 'self' ? process.resourceUsage().maxRSS * 1024 : null;
+}
+
 /** Least-squares slope of ys over xs (0 for fewer than two distinct xs). */
 export function slope(xs: readonly number[], ys: readonly number[]): number {
   const n = xs.length;

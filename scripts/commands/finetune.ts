@@ -50,6 +50,7 @@ import {
 } from '../../runtime/index.js';
 import type { BwsnnModel, LabelledFrames } from '../../runtime/index.js';
 import { FMNIST_BLOCKS, randomModel } from '../../runtime/format/random-model.js';
+import { peakRssBytes } from '../bench/proc.js';
 import { printJson, writeMarkedSection } from '../output.js';
 import { fitFrame, modelFit } from '../../runtime/data/fit.js';
 import { fromFile, int, list, num, positive, positiveInt } from '../options.js';
@@ -133,20 +134,6 @@ export interface FinetuneFileReport {
   readonly memory: { readonly baselineMB: number; readonly peakMB: number; readonly extraMB: number };
 }
 
-/**
- * Peak RSS of this process image, bytes. Linux's getrusage maxrss survives exec, so a process spawned by a big
- * parent starts with the parent's RSS at fork as its "peak"; VmHWM belongs to this image alone.
- */
-function peakRss(): number {
-  try {
-    const kB = /VmHWM:\s*(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
-    if (kB) return Number(kB) * 1024;
-  } catch {
-    // not Linux
-  }
-  return process.resourceUsage().maxRSS * 1024;
-}
-
 /** The offline fine-tuning run behind `sei finetune`. */
 export async function finetuneFile(opts: FinetuneFileOptions): Promise<FinetuneFileReport> {
   const bytes = fromFile(
@@ -212,7 +199,7 @@ export async function finetuneFile(opts: FinetuneFileOptions): Promise<FinetuneF
   });
   const seconds = (performance.now() - started) / 1000;
   const used = process.cpuUsage(cpu);
-  const peak = peakRss();
+  const peak = peakRssBytes() ?? 0;
   return {
     result,
     parent: { name: parent.name, version: parent.version, sha256: sha256(bytes) },
