@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,4 +72,64 @@ test('sei ablate trains the rows asked for, with per-layer spike rates, and resu
     ablate(...args).map((r) => r.testAccuracy),
     rows.map((r) => r.testAccuracy),
   );
+});
+
+test('sei ablate stops on SIGTERM with the run saved, lists the rows still to train, and the same call finishes them', async () => {
+  const md = join(tmp, 'ABLATION-stop.md');
+  const runs = join(tmp, 'runs-stop');
+  const args = [
+    '--out',
+    runs,
+    '--rows',
+    'plain@1,multi@1',
+    '--train-limit',
+    '256',
+    '--val-size',
+    '64',
+    '--test-limit',
+    '100',
+    '--epochs',
+    '12',
+    '--width',
+    '4',
+    '--batch',
+    '32',
+    '--threads',
+    '1',
+    '--save-every',
+    '2',
+    '--markdown',
+    md,
+    '--json',
+  ];
+  const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/cli.ts', 'ablate', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  let signalled = false;
+  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
+  child.stderr.on('data', (b: Buffer) => {
+    err += b.toString();
+    // Stopped once, in the first row's second epoch, as a scheduler would stop it.
+    if (!signalled && /student epoch 1:/.test(err)) signalled = child.kill('SIGTERM');
+  });
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+  assert.equal(code, 0, err);
+  assert.match(err, /stopped: plain@1, multi@1 still to train; the same command resumes/);
+  const stopped = JSON.parse(out.trim().split('\n').pop()!) as { rows: Row[]; pending: string[] };
+  assert.deepEqual(stopped, { rows: [], pending: ['plain@1', 'multi@1'] });
+  assert.match(readFileSync(md, 'utf8'), /Still to train: plain@1, multi@1 \(the same command resumes\)\./);
+  const saved = JSON.parse(readFileSync(join(runs, 'plain-t1', 'last.json'), 'utf8')) as {
+    epoch: number;
+    batchInEpoch: number;
+  };
+  assert.ok(saved.epoch >= 1 && saved.epoch < 12, `saved part-way: ${JSON.stringify(saved)}`);
+  // The same call resumes the saved run and trains the next row: both complete, the table whole.
+  const rows = ablate(...args);
+  assert.deepEqual(
+    rows.map((r) => `${r.variant}@${r.T}:${r.epochs}`),
+    ['plain@1:12', 'multi@1:12'],
+  );
+  assert.doesNotMatch(readFileSync(md, 'utf8'), /Still to train/);
 });

@@ -12,7 +12,7 @@ import { evaluateFolded } from './export/evaluate.js';
 import { disposeParams, macsPerFrame } from './model.js';
 import { annTeacher } from './recipe/kd.js';
 import { disposeBnStatistics, recalibrateBn, recalibration } from './recalibrate.js';
-import type { FitHooks, TrainConfig } from './train.js';
+import type { FitHooks, FitResult, TrainConfig } from './train.js';
 import { accuracy, fit, predict, teacherNet } from './train.js';
 
 export interface AblationRow {
@@ -20,6 +20,7 @@ export interface AblationRow {
   readonly T: number;
   readonly testAccuracy: number;
   readonly epochs: number;
+  /** The run's training time, seconds, summed over the sittings it took (scoring not counted). */
   readonly wallSeconds: number;
   readonly megaMacPerFrame: number;
   /** Spike rate per layer (conv0 … last binary conv) over the test frames; absent for the ANN. */
@@ -56,6 +57,32 @@ export function parseCases(items: readonly string[]): AblationCase[] {
   });
 }
 
+export interface AblationResult {
+  /** The rows trained and scored, in the order they ran (the ANN first: it is the KD rows' teacher). */
+  readonly rows: AblationRow[];
+  /** The rows not reached: a stop was asked for (the run in training saved a checkpoint; the same call resumes). */
+  readonly pending: AblationCase[];
+}
+
+/** A case as `--rows` spells it: `VARIANT@T`, or `ann`. */
+export function caseLabel(c: { readonly variant: string; readonly T: number }): string {
+  return c.variant === 'ann' ? 'ann' : `${c.variant}@${c.T}`;
+}
+
+/** The cases without a row yet, in their order. */
+export function pendingCases(
+  cases: readonly AblationCase[],
+  rows: readonly { readonly variant: string; readonly T: number }[],
+): AblationCase[] {
+  const done = new Set(rows.map(caseLabel));
+  return cases.filter((c) => !done.has(caseLabel(c)));
+}
+
+/**
+ * Trains and scores each case in `dir/VARIANT-tT` (the ANN in `dir/ann`), resuming runs already there: a finished
+ * run is only scored again, an interrupted one continues from its last checkpoint. A stop asked for through
+ * `hooks.shouldStop` saves the run in training and returns the rows done so far.
+ */
 export async function runAblation(
   base: TrainConfig,
   data: Dataset,
@@ -64,26 +91,38 @@ export async function runAblation(
     cases: readonly AblationCase[];
     engine: string;
     threads?: number;
+    saveEvery?: number;
     hooks?: FitHooks;
     onRow?: (r: AblationRow) => void;
   },
-): Promise<AblationRow[]> {
+): Promise<AblationResult> {
   const rows: AblationRow[] = [];
   const emit = (r: AblationRow) => {
     rows.push(r);
     opts.onRow?.(r);
   };
+  const run = {
+    resume: true,
+    engine: opts.engine,
+    threads: opts.threads ?? 1,
+    hooks: opts.hooks ?? {},
+    ...(opts.saveEvery ? { saveEvery: opts.saveEvery } : {}),
+  };
+  const stopped = (): AblationResult => ({ rows, pending: pendingCases(opts.cases, rows) });
   const needTeacher = opts.cases.some((c) => c.variant === 'ann' || c.variant === 'kd' || c.variant === 'sei');
-  const hooks = opts.hooks ?? {};
-  let teacher: Awaited<ReturnType<typeof fit>> | undefined;
+  let teacher: FitResult | undefined;
   if (needTeacher) {
-    const t0 = performance.now();
-    teacher = await fit('teacher', { ...base, teacher: { kind: 'ann', epochs: base.epochs } }, data, join(dir, 'ann'), {
-      resume: true,
-      engine: opts.engine,
-      threads: opts.threads ?? 1,
-      hooks,
-    });
+    teacher = await fit(
+      'teacher',
+      { ...base, teacher: { kind: 'ann', epochs: base.epochs } },
+      data,
+      join(dir, 'ann'),
+      run,
+    );
+    if (teacher.interrupted) {
+      disposeParams(teacher.params);
+      return stopped();
+    }
     const net = teacherNet(base.net);
     if (opts.cases.some((c) => c.variant === 'ann')) {
       emit({
@@ -91,7 +130,7 @@ export async function runAblation(
         T: 1,
         testAccuracy: accuracy(predict(net, teacher.params, data.test).predictions, data.test.labels),
         epochs: base.epochs,
-        wallSeconds: (performance.now() - t0) / 1000,
+        wallSeconds: teacher.state.wallSeconds,
         megaMacPerFrame: macsPerFrame(net) / 1e6,
       });
     }
@@ -110,14 +149,15 @@ export async function runAblation(
       loss: { ...base.loss, kdWeight: kd ? base.loss.kdWeight : 0 },
       teacher: kd ? { kind: 'ann', epochs: base.epochs } : null,
     };
-    const t0 = performance.now();
     const r = await fit('student', cfg, data, join(dir, `${variant}-t${T}`), {
-      resume: true,
-      engine: opts.engine,
-      threads: opts.threads ?? 1,
-      hooks,
+      ...run,
       ...(kd && teacher ? { teacher: annTeacher(teacherNet(base.net), teacher.params) } : {}),
     });
+    if (r.interrupted) {
+      disposeParams(r.params);
+      if (teacher) disposeParams(teacher.params);
+      return stopped();
+    }
     // BN recalibrated as `sei export` does by default, so a binary row scores what would ship.
     const rec = recalibrateBn(cfg.net, r.params, data.train, recalibration(cfg));
     // Spike rates from the trainer's pass over the test frames (the per-epoch log's statistic); a binary row's
@@ -133,14 +173,14 @@ export async function runAblation(
       T,
       testAccuracy: accuracy(predictions, data.test.labels),
       epochs: cfg.epochs,
-      wallSeconds: (performance.now() - t0) / 1000,
+      wallSeconds: r.state.wallSeconds,
       megaMacPerFrame: macsPerFrame(cfg.net) / 1e6,
       spikeRates: unfolded.spikeRates,
     });
     disposeParams(r.params);
   }
   if (teacher) disposeParams(teacher.params);
-  return rows;
+  return { rows, pending: [] };
 }
 
 export function ablationMarkdown(
@@ -152,6 +192,8 @@ export function ablationMarkdown(
     date: string;
     frames: number;
     testFrames: number;
+    /** Rows still to train: listed under the table, so a table written part-way says what it lacks. */
+    pending?: readonly AblationCase[];
     note?: string;
   },
 ): string {
@@ -171,7 +213,7 @@ export function ablationMarkdown(
     '',
     `Command: \`${info.command}\``,
     '',
-    '| variant | T | test accuracy | epochs | wall time (s) | M MAC / frame | spike rate per layer (test) |',
+    '| variant | T | test accuracy | epochs | training time (s) | M MAC / frame | spike rate per layer (test) |',
     '|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
@@ -179,6 +221,8 @@ export function ablationMarkdown(
     ),
     '',
   ];
+  if (info.pending?.length)
+    lines.push(`Still to train: ${info.pending.map(caseLabel).join(', ')} (the same command resumes).`, '');
   if (info.note) lines.push(info.note, '');
   return lines.join('\n');
 }

@@ -1,14 +1,23 @@
 /** `sei ablate`: the SEI ablation at a fixed budget; prints a row per variant and can write models/ABLATION.md. */
-import { cpus } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import { formatReport, loadData } from '../../trainer/data/index.js';
-import type { AblationCase, Variant } from '../../trainer/ablate.js';
-import { VARIANTS, ablationCases, ablationMarkdown, parseCases, runAblation } from '../../trainer/ablate.js';
+import type { AblationCase, AblationResult, AblationRow, Variant } from '../../trainer/ablate.js';
+import {
+  VARIANTS,
+  ablationCases,
+  ablationMarkdown,
+  caseLabel,
+  parseCases,
+  pendingCases,
+  runAblation,
+} from '../../trainer/ablate.js';
 import { ConfigError } from '../../runtime/errors.js';
 import { choice, int, list, positiveInt } from '../options.js';
 import { printJson } from '../output.js';
+import { trainingProgress } from '../progress.js';
 import type { TrainFlags } from './train.js';
 import { configFromFlags, runOptions, withData } from './train.js';
 
@@ -68,28 +77,48 @@ export function register(program: Command): void {
         },
       );
       const base = withData(flags, data);
-      const rows = await runAblation({ ...base, loss: { ...base.loss, kdWeight: f.kdWeight } }, data, f.out, {
-        cases,
-        engine: backend.engine,
-        threads: f.threads,
-        hooks: { onInfo: (l) => process.stderr.write(l + '\n') },
-        onRow: (r) =>
-          process.stderr.write(
-            `${r.variant} T=${r.T}: ${(100 * r.testAccuracy).toFixed(2)}% (${r.wallSeconds.toFixed(0)} s)\n`,
-          ),
-      });
-      if (f.markdown) {
+      const command = `sei ${process.argv.slice(process.argv.indexOf('ablate')).join(' ')}`;
+      const rows: AblationRow[] = [];
+      // The table is rewritten after every row, so a run of many sittings shows what it has so far.
+      const writeTable = (pending: readonly AblationCase[]) => {
+        if (!f.markdown) return;
         const md = ablationMarkdown(rows, {
-          command: `sei ${process.argv.slice(process.argv.indexOf('ablate')).join(' ')}`,
+          command,
           engine: backend.engine,
-          machine: `${cpus().length}× ${cpus()[0]?.model ?? 'cpu'} (shared with other jobs while measured)`,
+          machine: `${cpus().length}× ${cpus()[0]?.model ?? 'cpu'} (load average ${loadavg()[0]!.toFixed(2)} when this table was written)`,
           date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
           frames: data.train.count,
           testFrames: data.test.count,
+          pending,
           ...(f.note ? { note: f.note } : {}),
         });
         writeFileSync(f.markdown, md);
+      };
+      const progress = trainingProgress({ batchSize: base.batchSize });
+      let result: AblationResult;
+      try {
+        result = await runAblation({ ...base, loss: { ...base.loss, kdWeight: f.kdWeight } }, data, f.out, {
+          cases,
+          engine: backend.engine,
+          threads: f.threads,
+          ...(f.saveEvery ? { saveEvery: f.saveEvery } : {}),
+          hooks: progress.hooks,
+          onRow: (r) => {
+            rows.push(r);
+            progress.hooks.onInfo(
+              `${caseLabel(r)}: ${(100 * r.testAccuracy).toFixed(2)}% on ${data.test.count} test frames (${r.wallSeconds.toFixed(0)} s of training)`,
+            );
+            writeTable(pendingCases(cases, rows));
+          },
+        });
+      } finally {
+        progress.close();
       }
-      if (f.json) printJson({ rows });
+      writeTable(result.pending);
+      if (result.pending.length)
+        process.stderr.write(
+          `stopped: ${result.pending.map(caseLabel).join(', ')} still to train; the same command resumes\n`,
+        );
+      if (f.json) printJson({ rows, pending: result.pending.map(caseLabel) });
     });
 }

@@ -3,7 +3,6 @@
  * bar, checkpoints every epoch in --out, --resume, and Ctrl+C saving a checkpoint. Prints the engine at start.
  */
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import { ConfigError } from '../../runtime/errors.js';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import type { Holdout, LoadedData } from '../../trainer/data/index.js';
@@ -15,11 +14,12 @@ import { runTraining } from '../../trainer/run.js';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
-import type { BatchEvent, RunState, TrainConfig } from '../../trainer/train.js';
+import type { RunState, TrainConfig } from '../../trainer/train.js';
 import { accuracy, extendSchedule, predict, schedule, teacherNet } from '../../trainer/train.js';
 import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
 import { choiceOption, frameShape, holdout, num } from '../options.js';
 import { printJson } from '../output.js';
+import { trainingProgress } from '../progress.js';
 
 export interface TrainFlags {
   out: string;
@@ -97,6 +97,11 @@ export function runOptions(cmd: Command): Command {
       'cores to train on: data-parallel worker threads, one wasm backend each (the batch is split; batch norm takes whole-batch statistics across them)',
       num('--threads', 1, 64, true),
       availableParallelism(),
+    )
+    .option(
+      '--save-every <batches>',
+      'also checkpoint every N batches inside an epoch',
+      num('--save-every', 1, 1e9, true),
     )
     .option('--epochs <n>', 'student epochs', num('--epochs', 1, 1000, true), 30)
     .option('--batch <n>', 'frames per optimizer step', num('--batch', 1, 4096, true), 64)
@@ -381,57 +386,7 @@ export async function trainCommand(
     `data: ${data.train.count} train / ${data.val.count} validation / ${data.test.count} test frames; ` +
       `${(macs / 1e6).toFixed(1)} M MAC per frame forward, ~${((6 * macs * data.train.count) / 1e12).toFixed(2)} TFLOP per epoch (forward + backward)`,
   );
-  // Without a terminal (nohup, CI) the bar becomes a plain line a minute.
-  const tty = !!process.stderr.isTTY;
-  let lastLine = 0;
-  const bar =
-    opts.quiet || !tty
-      ? undefined
-      : new cliProgress.SingleBar(
-          {
-            format:
-              '{role} epoch {ep}/{epochs} |{bar}| {value}/{total} loss {loss} acc {acc} {ips} img/s ETA {eta_formatted}',
-            stream: process.stderr,
-            hideCursor: true,
-            etaBuffer: 50,
-          },
-          cliProgress.Presets.shades_classic,
-        );
-  let barEpoch = '';
-  const onBatch = (e: BatchEvent) => {
-    if (!bar) {
-      if (opts.quiet || tty || Date.now() - lastLine < 60_000) return;
-      lastLine = Date.now();
-      const eta = ((e.batches - e.batch) * cfg.batchSize) / Math.max(1e-9, e.imagesPerSecond);
-      log(
-        `${new Date().toISOString().slice(11, 19)} ${e.role} epoch ${e.epoch + 1}/${e.epochs} batch ${e.batch}/${e.batches} loss ${e.loss.toFixed(3)} acc ${(100 * e.accuracy).toFixed(1)}% ${e.imagesPerSecond.toFixed(1)} img/s epoch ETA ${(eta / 60).toFixed(0)} min`,
-      );
-      return;
-    }
-    const key = `${e.role}${e.epoch}`;
-    const payload = {
-      role: e.role,
-      ep: e.epoch + 1,
-      epochs: e.epochs,
-      loss: e.loss.toFixed(3),
-      acc: (100 * e.accuracy).toFixed(1) + '%',
-      ips: e.imagesPerSecond.toFixed(0),
-    };
-    if (key !== barEpoch) {
-      if (barEpoch) bar.stop();
-      barEpoch = key;
-      bar.start(e.batches, e.batch, payload);
-    } else bar.update(e.batch, payload);
-  };
-  let stopRequested = false;
-  const onSigint = () => {
-    if (stopRequested) process.exit(130);
-    stopRequested = true;
-    log('\nstopping after this batch (Ctrl+C again to abort without saving)…');
-  };
-  // SIGTERM (systemd, kill, a scheduler taking the machine back) saves like Ctrl+C.
-  process.on('SIGINT', onSigint);
-  process.on('SIGTERM', onSigint);
+  const progress = trainingProgress({ batchSize: cfg.batchSize, ...(opts.quiet ? { quiet: true } : {}) });
   const t0 = performance.now();
   try {
     const result = await runTraining(cfg, data, out, {
@@ -441,24 +396,9 @@ export async function trainCommand(
       command: `sei ${process.argv.slice(process.argv.indexOf('train')).join(' ')}`,
       ...(opts.saveEvery ? { saveEvery: opts.saveEvery } : {}),
       ...(opts.teacherOnly ? { teacherOnly: true } : {}),
-      hooks: {
-        onBatch,
-        onInfo: (line) => {
-          bar?.stop();
-          barEpoch = '';
-          log(line);
-        },
-        onEpoch: (role, r) => {
-          bar?.stop();
-          barEpoch = '';
-          log(
-            `${role} epoch ${r.epoch}: loss ${r.loss.toFixed(4)} train ${(100 * r.trainAccuracy).toFixed(2)}% val ${(100 * r.valAccuracy).toFixed(2)}% ${r.seconds.toFixed(0)} s ${r.imagesPerSecond.toFixed(1)} img/s`,
-          );
-        },
-        shouldStop: () => stopRequested,
-      },
+      hooks: progress.hooks,
     });
-    bar?.stop();
+    progress.close();
     const student = result.student;
     const summary: Record<string, unknown> = {
       out,
@@ -498,8 +438,7 @@ export async function trainCommand(
     }
     return summary;
   } finally {
-    process.off('SIGINT', onSigint);
-    process.off('SIGTERM', onSigint);
+    progress.close();
   }
 }
 
@@ -507,11 +446,6 @@ export function register(program: Command): void {
   runOptions(program.command('train').description('train an SEI binary-weight SNN (checkpoints in --out)'))
     .requiredOption('--out <dir>', 'run folder: checkpoints (last, best), teacher/, cached soft labels')
     .option('--resume', 'continue the run in --out from its last checkpoint')
-    .option(
-      '--save-every <batches>',
-      'also checkpoint every N batches inside an epoch',
-      num('--save-every', 1, 1e9, true),
-    )
     .option('--teacher-only', "train only the ANN teacher (with --teacher), for other runs' --teacher-from")
     .option(
       '--extend <epochs>',
