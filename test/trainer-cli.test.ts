@@ -107,11 +107,54 @@ test('train, export and eval agree through the CLI', () => {
     text.includes('## ANN teacher, per epoch') && text.includes(join(run, 'teacher')),
     'the card reports the teacher',
   );
-  // A run that distilled from another run's teacher reports that teacher.
+  // A run that distilled from another run's teacher reports that teacher, and beside the model the networks asked
+  // for: its FP-weight twin (the same recipe and budget, float hidden weights), scored as its own run scored it.
+  const twin = join(tmp, 'twin');
+  const twinRun = sei('train', '--out', twin, ...small, '--teacher-from', run, '--weights', 'float', '--json');
   const distilledCard = join(tmp, 'distilled.md');
-  sei('export', '--checkpoint', distilled, '--out', join(tmp, 'distilled.bwsnn'), '--card', distilledCard, '--json');
+  const dexported = sei(
+    'export',
+    '--checkpoint',
+    distilled,
+    '--out',
+    join(tmp, 'distilled.bwsnn'),
+    '--card',
+    distilledCard,
+    '--baseline',
+    twin,
+    '--json',
+  );
   const dtext = readFileSync(distilledCard, 'utf8');
   assert.ok(dtext.includes('## ANN teacher, per epoch') && dtext.includes(`From \`${join(run, 'teacher')}\``), dtext);
+  const baselines = dexported['baselines'] as { name: string; dir: string; testAccuracy: number }[];
+  assert.deepEqual(
+    baselines.map((b) => [b.dir, b.name]),
+    [
+      [join(run, 'teacher'), 'ANN (ReLU, float weights, width 4)'],
+      [twin, 'FP-weight SNN (width 4, T = 2, multi shortcuts)'],
+    ],
+  );
+  assert.equal(baselines[1]!.testAccuracy, twinRun['testAccuracy'], 'the twin scored as its own run scored it');
+  assert.equal(baselines[0]!.testAccuracy, resumed['teacherTestAccuracy'], 'the teacher scored as its run scored it');
+  assert.ok(dtext.includes('## Beside it: the same layout trained otherwise'), dtext);
+  assert.ok(dtext.includes(`| FP-weight SNN (width 4, T = 2, multi shortcuts) | \`${twin}\` | 1 | 32 |`), dtext);
+  assert.ok(dtext.includes('### FP-weight SNN (width 4, T = 2, multi shortcuts), per epoch'), dtext);
+  assert.throws(
+    () =>
+      sei(
+        'export',
+        '--checkpoint',
+        distilled,
+        '--out',
+        join(tmp, 'x.bwsnn'),
+        '--card',
+        join(tmp, 'x.md'),
+        '--baseline',
+        tmp,
+      ),
+    (err: { status: number; stderr: string }) =>
+      err.status === 2 && /--baseline: expected a run folder/.test(err.stderr),
+  );
   assert.equal(
     exported['foldedVsUnfoldedAgreement'] !== undefined && (exported['foldedVsUnfoldedAgreement'] as number) > 0.99,
     true,

@@ -2,18 +2,18 @@
  * The ablation: the same network, budget (epochs, frames) and seed for each variant, test accuracy on the test split.
  * Variants: the ANN teacher; an FP-weight SNN; a plain BWSNN (shortcut on every second conv, no KD); BWSNN + multiple
  * shortcuts; BWSNN + KD; BWSNN + both (SEI) — each SNN at every T asked for. The ANN is trained once and is
- * also the KD teacher. SNNs are scored with recalibrated BN statistics, binary ones after folding (what ships);
- * the FP-weight SNN and the ANN unfolded.
+ * also the KD teacher, with its BN statistics settled on training frames as `sei train` distils. Every row is
+ * scored by trainer/score.ts (recalibrated BN statistics; binary networks after folding, what ships).
  */
 import { join } from 'node:path';
 import type { Dataset } from './data/index.js';
-import { foldModel } from './export/bwsnn.js';
-import { evaluateFolded } from './export/evaluate.js';
 import { disposeParams, macsPerFrame } from './model.js';
+import type { NetParams } from './model.js';
 import { annTeacher } from './recipe/kd.js';
 import { disposeBnStatistics, recalibrateBn, recalibration } from './recalibrate.js';
+import { scoreNetwork } from './score.js';
 import type { FitHooks, FitResult, TrainConfig } from './train.js';
-import { accuracy, fit, predict, teacherNet } from './train.js';
+import { fit, teacherNet } from './train.js';
 
 export interface AblationRow {
   readonly variant: string;
@@ -110,28 +110,35 @@ export async function runAblation(
   };
   const stopped = (): AblationResult => ({ rows, pending: pendingCases(opts.cases, rows) });
   const needTeacher = opts.cases.some((c) => c.variant === 'ann' || c.variant === 'kd' || c.variant === 'sei');
-  let teacher: FitResult | undefined;
+  // The KD rows distil from the ANN row's network with BN settled on training frames, as `sei train` distils.
+  let trained: FitResult | undefined;
+  let teacher: NetParams | undefined;
+  const disposeTeacher = () => {
+    if (!trained) return;
+    if (teacher) disposeBnStatistics(teacher, trained.params);
+    disposeParams(trained.params);
+  };
   if (needTeacher) {
-    teacher = await fit(
+    trained = await fit(
       'teacher',
       { ...base, teacher: { kind: 'ann', epochs: base.epochs } },
       data,
       join(dir, 'ann'),
       run,
     );
-    if (teacher.interrupted) {
-      disposeParams(teacher.params);
+    if (trained.interrupted) {
+      disposeTeacher();
       return stopped();
     }
-    const net = teacherNet(base.net);
+    teacher = recalibrateBn(teacherNet(base.net), trained.params, data.train, recalibration(base));
     if (opts.cases.some((c) => c.variant === 'ann')) {
       emit({
         variant: 'ann',
         T: 1,
-        testAccuracy: accuracy(predict(net, teacher.params, data.test).predictions, data.test.labels),
+        testAccuracy: scoreNetwork(base, teacher, 'teacher', data).accuracy,
         epochs: base.epochs,
-        wallSeconds: teacher.state.wallSeconds,
-        megaMacPerFrame: macsPerFrame(net) / 1e6,
+        wallSeconds: trained.state.wallSeconds,
+        megaMacPerFrame: macsPerFrame(teacherNet(base.net)) / 1e6,
       });
     }
   }
@@ -151,35 +158,28 @@ export async function runAblation(
     };
     const r = await fit('student', cfg, data, join(dir, `${variant}-t${T}`), {
       ...run,
-      ...(kd && teacher ? { teacher: annTeacher(teacherNet(base.net), teacher.params) } : {}),
+      ...(kd && teacher ? { teacher: annTeacher(teacherNet(base.net), teacher) } : {}),
     });
     if (r.interrupted) {
       disposeParams(r.params);
-      if (teacher) disposeParams(teacher.params);
+      disposeTeacher();
       return stopped();
     }
-    // BN recalibrated as `sei export` does by default, so a binary row scores what would ship.
-    const rec = recalibrateBn(cfg.net, r.params, data.train, recalibration(cfg));
-    // Spike rates from the trainer's pass over the test frames (the per-epoch log's statistic); a binary row's
-    // accuracy from the folded model.
-    const unfolded = predict(cfg.net, rec, data.test);
-    const predictions =
-      cfg.net.weights === 'binary'
-        ? evaluateFolded(foldModel(cfg.net, rec, { name: variant, labels: data.labels }), data.test).predictions
-        : unfolded.predictions;
-    disposeBnStatistics(rec, r.params);
+    // Scored as shipped: BN recalibrated as `sei export` does by default, a binary row by its folded model; the
+    // spike rates are the trainer's pass over the test frames (the per-epoch log's statistic).
+    const score = scoreNetwork(cfg, r.params, 'student', data, { folded: true });
     emit({
       variant,
       T,
-      testAccuracy: accuracy(predictions, data.test.labels),
+      testAccuracy: score.accuracy,
       epochs: cfg.epochs,
       wallSeconds: r.state.wallSeconds,
       megaMacPerFrame: macsPerFrame(cfg.net) / 1e6,
-      spikeRates: unfolded.spikeRates,
+      ...(score.spikeRates ? { spikeRates: score.spikeRates } : {}),
     });
     disposeParams(r.params);
   }
-  if (teacher) disposeParams(teacher.params);
+  disposeTeacher();
   return { rows, pending: [] };
 }
 

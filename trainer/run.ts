@@ -24,6 +24,11 @@ export function teacherCheckpoint(dir: string): string {
   );
 }
 
+/** Which of a teacher folder's checkpoints a student distils from: `best` (validation) when there is one. */
+export function distilledCheckpoint(teacherDir: string): 'best' | 'last' {
+  return hasCheckpoint(teacherDir, 'best') ? 'best' : 'last';
+}
+
 export interface RunResult {
   readonly student: FitResult | undefined;
   readonly teacher: FitResult | undefined;
@@ -60,7 +65,7 @@ export async function runTraining(
     distil = annTeacher(teacherNet(cfg.net), teacher.params);
   } else if (cfg.teacher?.kind === 'run' && cfg.teacher.dir) {
     const from = teacherCheckpoint(cfg.teacher.dir);
-    const loaded = loadParams(from, hasCheckpoint(from, 'best') ? 'best' : 'last', 'teacher-from/');
+    const loaded = loadParams(from, distilledCheckpoint(from), 'teacher-from/');
     if (loaded.state.role !== 'teacher')
       throw new ConfigError(
         `--teacher-from: ${from} holds a ${loaded.state.role}, expected an ANN teacher`,

@@ -15,13 +15,17 @@ import { foldModel } from '../../trainer/export/bwsnn.js';
 import { evaluateFolded } from '../../trainer/export/evaluate.js';
 import { snnTwinOnnx } from '../../trainer/export/onnx.js';
 import { modelCard } from '../../trainer/export/card.js';
+import type { CardBaseline } from '../../trainer/export/card.js';
 import { createEngine } from '../../runtime/index.js';
 import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
-import type { RunState } from '../../trainer/train.js';
-import { teacherCheckpoint } from '../../trainer/run.js';
+import type { RunState, TrainConfig } from '../../trainer/train.js';
+import { disposeParams } from '../../trainer/model.js';
+import { scoreNetwork } from '../../trainer/score.js';
+import { ConfigError } from '../../runtime/errors.js';
+import { distilledCheckpoint, teacherCheckpoint } from '../../trainer/run.js';
 import { accuracy, loadParams, predict, schedule } from '../../trainer/train.js';
 import { RECALIBRATE_BATCHES, recalibrateBn, recalibration } from '../../trainer/recalibrate.js';
-import { choiceOption, int } from '../options.js';
+import { choiceOption, int, list } from '../options.js';
 import { printJson } from '../output.js';
 
 interface ExportFlags {
@@ -37,6 +41,7 @@ interface ExportFlags {
   card?: string;
   trainCommand?: string;
   notes?: string;
+  baseline?: string[];
   json?: boolean;
 }
 
@@ -73,8 +78,15 @@ export function register(program: Command): void {
     .option('--card <file>', 'write a model card (markdown; runs the runtime engine on the test set too)')
     .option('--train-command <text>', 'training command for the card (default: the one stored in the checkpoint)')
     .option('--notes <text>', 'a notes paragraph for the card')
+    .option(
+      '--baseline <runs>',
+      "run folders to score beside the model in the card (comma-separated): an FP-weight twin, an ANN, another recipe; the run's teacher is always one",
+      list('--baseline', (v) => v),
+    )
     .option('--json', 'print a JSON summary on the last line')
     .action(async (f: ExportFlags) => {
+      // A baseline that is not a run is refused before any work.
+      const baselineDirs = (f.baseline ?? []).map(baselineDir);
       const backend = await initBackend();
       process.stderr.write(describeBackend(backend) + '\n');
       const { params: trained, state } = loadParams(f.checkpoint, f.which);
@@ -172,6 +184,22 @@ export function register(program: Command): void {
         }
         const teacher = teacherRecord(f.checkpoint, state);
         const teacherHistory = teacher?.history;
+        const dirs = [...new Set([...(teacher ? [teacher.dir] : []), ...baselineDirs])];
+        // The teacher as the student distilled from it; any other run at the end of its schedule, as the model is.
+        const baselines: CardBaseline[] = [];
+        for (const dir of dirs)
+          baselines.push(
+            await scoreBaseline(
+              dir,
+              dir === teacher?.dir ? distilledCheckpoint(dir) : 'last',
+              state.config,
+              data,
+              f.recalibrate,
+            ),
+          );
+        for (const b of baselines)
+          process.stderr.write(`baseline ${b.name} (${b.dir}): ${(100 * b.testAccuracy).toFixed(2)}%\n`);
+        summary['baselines'] = baselines.map((b) => ({ name: b.name, dir: b.dir, testAccuracy: b.testAccuracy }));
         const command = f.trainCommand ?? state.command ?? '(not recorded)';
         writeFileSync(
           f.card,
@@ -193,6 +221,7 @@ export function register(program: Command): void {
             history: state.history,
             engineSpikeRates: Array.from(rates),
             ...(teacherHistory ? { teacherHistory, teacherFrom: teacher!.dir } : {}),
+            baselines,
           }),
         );
         Object.assign(summary, {
@@ -223,4 +252,66 @@ function teacherRecord(run: string, state: RunState): { dir: string; history: Ru
     }
   }
   return hasCheckpoint(dir, 'last') ? { dir, history: loadCheckpointMeta<RunState>(dir, 'last').history } : undefined;
+}
+
+/** A `--baseline` run folder's checkpoint folder: its own `last`, or its teacher's. */
+function baselineDir(dir: string): string {
+  for (const d of [dir, join(dir, 'teacher')]) if (hasCheckpoint(d, 'last')) return d;
+  throw new ConfigError(
+    `--baseline: expected a run folder with a checkpoint (last.json or teacher/last.json), found none in ${dir}`,
+    '--baseline',
+  );
+}
+
+/**
+ * A run's checkpoint scored on the model's test frames as its own run scores it (BN recalibrated on its own training
+ * frames, the same number of batches as the model): refused when its data's test frames are not the model's.
+ */
+async function scoreBaseline(
+  dir: string,
+  which: 'best' | 'last',
+  model: TrainConfig,
+  data: LoadedData,
+  recalibrate: number,
+): Promise<CardBaseline> {
+  const { params, state } = loadParams(dir, which);
+  const cfg = state.config;
+  const testSet = (c: TrainConfig) =>
+    JSON.stringify({ dir: c.data.dir, input: c.data.input, fit: c.data.fit, holdout: c.data.holdout });
+  try {
+    if (testSet(cfg) !== testSet(model))
+      throw new ConfigError(
+        `--baseline: ${dir} was trained on other data (${testSet(cfg)}) than the model's run (${testSet(model)}); its test accuracy would not compare`,
+        '--baseline',
+      );
+    // A teacher's checkpoint sits in its run's teacher/ folder; the run folder holds the split.
+    const run = basename(dir) === 'teacher' && state.role === 'teacher' ? dirname(dir) : dir;
+    const own = await loadData(cfg.data, { run, reuse: true });
+    const score = scoreNetwork(
+      cfg,
+      params,
+      state.role,
+      { train: own.train, test: data.test, labels: data.labels },
+      {
+        recalibrate,
+        folded: true,
+      },
+    );
+    const net = cfg.net;
+    return {
+      name:
+        state.role === 'teacher'
+          ? `ANN (ReLU, float weights, width ${net.width})`
+          : `${net.weights === 'float' ? 'FP-weight SNN' : 'BWSNN'} (width ${net.width}, T = ${net.T}, ${net.shortcuts} shortcuts)`,
+      dir,
+      epochs: state.epoch,
+      batchSize: cfg.batchSize,
+      testAccuracy: score.accuracy,
+      testFrames: score.n,
+      wallSeconds: state.wallSeconds,
+      history: state.history,
+    };
+  } finally {
+    disposeParams(params);
+  }
 }

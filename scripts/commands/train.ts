@@ -15,8 +15,9 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
 import type { RunState, TrainConfig } from '../../trainer/train.js';
-import { accuracy, extendSchedule, predict, schedule, teacherNet } from '../../trainer/train.js';
-import { disposeBnStatistics, RECALIBRATE_BATCHES, recalibrateBn } from '../../trainer/recalibrate.js';
+import { extendSchedule, schedule, teacherNet } from '../../trainer/train.js';
+import { RECALIBRATE_BATCHES } from '../../trainer/recalibrate.js';
+import { scoreNetwork } from '../../trainer/score.js';
 import { choiceOption, frameShape, holdout, num } from '../options.js';
 import { printJson } from '../output.js';
 import { trainingProgress } from '../progress.js';
@@ -407,22 +408,13 @@ export async function trainCommand(
       wallSeconds: (performance.now() - t0) / 1000,
     };
     if (result.teacher) {
-      const acc = accuracy(
-        predict(teacherNet(cfg.net), result.teacher.params, data.test).predictions,
-        data.test.labels,
-      );
+      const acc = scoreNetwork(cfg, result.teacher.params, 'teacher', data).accuracy;
       summary['teacherTestAccuracy'] = acc;
       log(`teacher test accuracy ${(100 * acc).toFixed(2)}% (${data.test.count} frames)`);
     }
     if (student && !result.interrupted) {
       // With the statistics `sei export` ships by default.
-      const rec = recalibrateBn(cfg.net, student.params, data.train, {
-        batches: RECALIBRATE_BATCHES,
-        batchSize: cfg.batchSize,
-        seed: cfg.seed,
-      });
-      const acc = accuracy(predict(cfg.net, rec, data.test).predictions, data.test.labels);
-      disposeBnStatistics(rec, student.params);
+      const acc = scoreNetwork(cfg, student.params, 'student', data).accuracy;
       const last = student.state.history[student.state.history.length - 1];
       Object.assign(summary, {
         testAccuracy: acc,

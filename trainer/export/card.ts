@@ -28,6 +28,22 @@ export interface CardFacts {
   readonly teacherFrom?: string;
   /** The runtime engine's spike rate per layer over the test frames. */
   readonly engineSpikeRates?: readonly number[];
+  /** Other networks of the same layout scored on the same test frames (the ANN teacher, an FP-weight twin, …). */
+  readonly baselines?: readonly CardBaseline[];
+}
+
+/** A network beside the model: what it is, where its run is, its budget and its test accuracy. */
+export interface CardBaseline {
+  /** E.g. `ANN (ReLU, float weights)`, `FP-weight SNN, T = 2`. */
+  readonly name: string;
+  readonly dir: string;
+  readonly epochs: number;
+  readonly batchSize: number;
+  readonly testAccuracy: number;
+  readonly testFrames: number;
+  readonly wallSeconds: number;
+  /** Its per-epoch log, shown under the table unless it is the teacher's (shown already). */
+  readonly history?: readonly EpochRecord[];
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
@@ -55,6 +71,29 @@ function historyTable(history: readonly EpochRecord[]): string[] {
       (h) =>
         `| ${h.epoch} | ${h.loss.toFixed(4)} | ${pct(h.trainAccuracy)} | ${pct(h.valAccuracy)} | ${h.lr?.toExponential(2) ?? '–'} | ${h.imagesPerSecond.toFixed(1)} |` +
         `${layers ? ` ${h.spikeRates?.map((r) => r.toFixed(3)).join(' / ') ?? '–'} |` : ''}${flips ? ` ${h.signFlips?.map((r) => (100 * r).toFixed(2) + '%').join(' / ') ?? '–'} |` : ''}`,
+    ),
+  ];
+}
+
+function baselineSections(f: CardFacts, baselines: readonly CardBaseline[]): string[] {
+  const pt = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(2)} pt`;
+  return [
+    '## Beside it: the same layout trained otherwise',
+    '',
+    `Scored on the same ${f.testFrames} test frames (the ANN as trained; an SNN with BN recalibrated as this model was).`,
+    '',
+    '| network | run | epochs | batch | training time | test accuracy | this model − it |',
+    '|---|---|---|---|---|---|---|',
+    `| this model (runtime engine) | – | ${f.epochs.toFixed(2)} | – | ${(f.wallSeconds / 3600).toFixed(2)} h | ${pct(f.engineAccuracy)} | – |`,
+    ...baselines.map(
+      (b) =>
+        `| ${b.name} | \`${b.dir}\` | ${b.epochs} | ${b.batchSize} | ${(b.wallSeconds / 3600).toFixed(2)} h | ${pct(b.testAccuracy)} | ${pt(f.engineAccuracy - b.testAccuracy)} |`,
+    ),
+    '',
+    ...baselines.flatMap((b) =>
+      b.history?.length && b.dir !== f.teacherFrom
+        ? [`### ${b.name}, per epoch`, '', `From \`${b.dir}\`.`, '', ...historyTable(b.history), '']
+        : [],
     ),
   ];
 }
@@ -128,6 +167,7 @@ export function modelCard(model: BwsnnModel, f: CardFacts): string {
           '',
         ]
       : []),
+    ...(f.baselines?.length ? baselineSections(f, f.baselines) : []),
     ...(f.notes ? ['## Notes', '', f.notes, ''] : []),
   ].join('\n');
 }

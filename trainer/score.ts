@@ -1,0 +1,53 @@
+/**
+ * A trained network's test accuracy, scored the one way `sei train`'s summary, `sei ablate`'s rows and `sei export`'s
+ * card baselines all report it: with its batch-norm statistics recalibrated on training frames (what `sei export`
+ * ships by default, and how a teacher distils: the running averages trail the final weights), and for a binary
+ * student optionally by the folded model's own arithmetic (what the box runs) instead of the unfolded network.
+ * Recalibrating recalibrated statistics changes nothing, so settled parameters score the same.
+ */
+import type { Dataset } from './data/index.js';
+import { foldModel } from './export/bwsnn.js';
+import { evaluateFolded } from './export/evaluate.js';
+import type { NetParams } from './model.js';
+import { disposeBnStatistics, recalibrateBn, recalibration } from './recalibrate.js';
+import type { TrainConfig } from './train.js';
+import { accuracy, predict, teacherNet } from './train.js';
+
+export interface Score {
+  readonly accuracy: number;
+  /** Test frames scored. */
+  readonly n: number;
+  /** Spike rate per layer over the test frames (the unfolded network's); absent for the ANN. */
+  readonly spikeRates?: readonly number[];
+}
+
+/**
+ * Scores `params` (a run's `role` network under `cfg`) on `data.test`, recalibrating on `recalibrate` batches of
+ * `data.train` (default RECALIBRATE_BATCHES). `folded`: a binary student is scored by its folded model, not by the
+ * unfolded network.
+ */
+export function scoreNetwork(
+  cfg: TrainConfig,
+  params: NetParams,
+  role: 'student' | 'teacher',
+  data: Pick<Dataset, 'train' | 'test' | 'labels'>,
+  opts: { folded?: boolean; recalibrate?: number } = {},
+): Score {
+  const { test } = data;
+  const net = role === 'teacher' ? teacherNet(cfg.net) : cfg.net;
+  const rec = recalibrateBn(net, params, data.train, recalibration(cfg, opts.recalibrate));
+  try {
+    const unfolded = predict(net, rec, test);
+    const predictions =
+      opts.folded && role === 'student' && net.weights === 'binary'
+        ? evaluateFolded(foldModel(net, rec, { name: 'score', labels: data.labels }), test).predictions
+        : unfolded.predictions;
+    return {
+      accuracy: accuracy(predictions, test.labels),
+      n: test.count,
+      ...(role === 'student' ? { spikeRates: unfolded.spikeRates } : {}),
+    };
+  } finally {
+    disposeBnStatistics(rec, params);
+  }
+}
