@@ -192,6 +192,8 @@ export function ablationMarkdown(
     date: string;
     frames: number;
     testFrames: number;
+    /** The network's width (channels width, width, 2w, 2w, 4w, 4w). */
+    width: number;
     /** Rows still to train: listed under the table, so a table written part-way says what it lacks. */
     pending?: readonly AblationCase[];
     note?: string;
@@ -208,7 +210,7 @@ export function ablationMarkdown(
   const lines = [
     '# Ablation (Fashion-MNIST)',
     '',
-    `Measured ${info.date} on ${info.machine}, engine ${info.engine}. Same network (32-64-128 layout at the given width), same budget and seed`,
+    `Measured ${info.date} on ${info.machine}, engine ${info.engine}. Same network (${info.width}-${2 * info.width}-${4 * info.width} channels), same budget and seed`,
     `for every row; ${info.frames} training frames, test accuracy on ${info.testFrames} test frames (binary networks after folding, as shipped).`,
     '',
     `Command: \`${info.command}\``,

@@ -89,6 +89,7 @@ export function register(program: Command): void {
           date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
           frames: data.train.count,
           testFrames: data.test.count,
+          width: base.net.width,
           pending,
           ...(f.note ? { note: f.note } : {}),
         });
