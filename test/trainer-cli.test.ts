@@ -155,6 +155,26 @@ test('train, export and eval agree through the CLI', () => {
     (err: { status: number; stderr: string }) =>
       err.status === 2 && /--baseline: expected a run folder/.test(err.stderr),
   );
+  // A baseline whose test frames are not the model's is refused before the model file is written.
+  const other = join(tmp, 'other-input');
+  sei('train', '--out', other, ...small, '--weights', 'float', '--input', '14x14x1', '--json');
+  assert.throws(
+    () =>
+      sei(
+        'export',
+        '--checkpoint',
+        distilled,
+        '--out',
+        join(tmp, 'y.bwsnn'),
+        '--card',
+        join(tmp, 'y.md'),
+        '--baseline',
+        other,
+      ),
+    (err: { status: number; stderr: string }) =>
+      err.status === 2 && /--baseline: .*other-input was trained on other data \(.*14×14×1/.test(err.stderr),
+  );
+  assert.equal(existsSync(join(tmp, 'y.bwsnn')), false, 'no model file is written when a baseline is refused');
   assert.equal(
     exported['foldedVsUnfoldedAgreement'] !== undefined && (exported['foldedVsUnfoldedAgreement'] as number) > 0.99,
     true,

@@ -18,7 +18,7 @@ import { modelCard } from '../../trainer/export/card.js';
 import type { CardBaseline } from '../../trainer/export/card.js';
 import { createEngine } from '../../runtime/index.js';
 import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
-import type { RunState, TrainConfig } from '../../trainer/train.js';
+import type { RunState } from '../../trainer/train.js';
 import { disposeParams } from '../../trainer/model.js';
 import { scoreNetwork } from '../../trainer/score.js';
 import { ConfigError } from '../../runtime/errors.js';
@@ -156,6 +156,20 @@ export function register(program: Command): void {
             `fold agreement (float32) ${((100 * agree) / test.count).toFixed(2)}%; compact storage vs float32 ${(100 * (summary['compactVsFloat32Agreement'] as number)).toFixed(2)}% of predictions, accuracy ${(100 * (summary['float32TestAccuracy'] as number)).toFixed(2)}% at float32\n`,
         );
       }
+      // The card's baselines are scored before anything is written: one that cannot compare refuses the export.
+      const teacher = f.card ? teacherRecord(f.checkpoint, state) : undefined;
+      const baselines: CardBaseline[] = [];
+      if (f.card && test) {
+        const dirs = [...new Set([...(teacher ? [teacher.dir] : []), ...baselineDirs])];
+        // The teacher as the student distilled from it; any other run at the end of its schedule, as the model is.
+        for (const dir of dirs)
+          baselines.push(
+            await scoreBaseline(dir, dir === teacher?.dir ? distilledCheckpoint(dir) : 'last', data, f.recalibrate),
+          );
+        for (const b of baselines)
+          process.stderr.write(`baseline ${b.name} (${b.dir}): ${(100 * b.testAccuracy).toFixed(2)}%\n`);
+        summary['baselines'] = baselines.map((b) => ({ name: b.name, dir: b.dir, testAccuracy: b.testAccuracy }));
+      }
       const bytes = writeBwsnn(model);
       mkdirSync(dirname(f.out), { recursive: true });
       writeFileSync(f.out, bytes);
@@ -182,24 +196,6 @@ export function register(program: Command): void {
             rates[l]! += x / test!.count;
           });
         }
-        const teacher = teacherRecord(f.checkpoint, state);
-        const teacherHistory = teacher?.history;
-        const dirs = [...new Set([...(teacher ? [teacher.dir] : []), ...baselineDirs])];
-        // The teacher as the student distilled from it; any other run at the end of its schedule, as the model is.
-        const baselines: CardBaseline[] = [];
-        for (const dir of dirs)
-          baselines.push(
-            await scoreBaseline(
-              dir,
-              dir === teacher?.dir ? distilledCheckpoint(dir) : 'last',
-              state.config,
-              data,
-              f.recalibrate,
-            ),
-          );
-        for (const b of baselines)
-          process.stderr.write(`baseline ${b.name} (${b.dir}): ${(100 * b.testAccuracy).toFixed(2)}%\n`);
-        summary['baselines'] = baselines.map((b) => ({ name: b.name, dir: b.dir, testAccuracy: b.testAccuracy }));
         const command = f.trainCommand ?? state.command ?? '(not recorded)';
         writeFileSync(
           f.card,
@@ -220,7 +216,7 @@ export function register(program: Command): void {
             schedule: schedule(state.config),
             history: state.history,
             engineSpikeRates: Array.from(rates),
-            ...(teacherHistory ? { teacherHistory, teacherFrom: teacher!.dir } : {}),
+            ...(teacher ? { teacherHistory: teacher.history, teacherFrom: teacher.dir } : {}),
             baselines,
           }),
         );
@@ -254,6 +250,14 @@ function teacherRecord(run: string, state: RunState): { dir: string; history: Ru
   return hasCheckpoint(dir, 'last') ? { dir, history: loadCheckpointMeta<RunState>(dir, 'last').history } : undefined;
 }
 
+/** Whether two test splits hold the same frames with the same labels, in the same order. */
+function sameFrames(a: Split, b: Split): boolean {
+  const eq = (x: Uint8Array, y: Uint8Array) => x.length === y.length && Buffer.from(x).equals(Buffer.from(y));
+  return a.count === b.count && a.shape.join() === b.shape.join() && eq(a.labels, b.labels) && eq(a.images, b.images);
+}
+
+const describeData = (d: LoadedData) => `${d.dir}, ${d.input.join('×')}, fit ${d.fit}, ${d.test.count} test frames`;
+
 /** A `--baseline` run folder's checkpoint folder: its own `last`, or its teacher's. */
 function baselineDir(dir: string): string {
   for (const d of [dir, join(dir, 'teacher')]) if (hasCheckpoint(d, 'last')) return d;
@@ -270,23 +274,21 @@ function baselineDir(dir: string): string {
 async function scoreBaseline(
   dir: string,
   which: 'best' | 'last',
-  model: TrainConfig,
   data: LoadedData,
   recalibrate: number,
 ): Promise<CardBaseline> {
   const { params, state } = loadParams(dir, which);
   const cfg = state.config;
-  const testSet = (c: TrainConfig) =>
-    JSON.stringify({ dir: c.data.dir, input: c.data.input, fit: c.data.fit, holdout: c.data.holdout });
   try {
-    if (testSet(cfg) !== testSet(model))
-      throw new ConfigError(
-        `--baseline: ${dir} was trained on other data (${testSet(cfg)}) than the model's run (${testSet(model)}); its test accuracy would not compare`,
-        '--baseline',
-      );
     // A teacher's checkpoint sits in its run's teacher/ folder; the run folder holds the split.
     const run = basename(dir) === 'teacher' && state.role === 'teacher' ? dirname(dir) : dir;
     const own = await loadData(cfg.data, { run, reuse: true });
+    // What must match is the test frames themselves (an older run's config may leave defaults unwritten).
+    if (!sameFrames(own.test, data.test))
+      throw new ConfigError(
+        `--baseline: ${dir} was trained on other data (${describeData(own)}) than the model's run (${describeData(data)}); its test accuracy would not compare`,
+        '--baseline',
+      );
     const score = scoreNetwork(
       cfg,
       params,
