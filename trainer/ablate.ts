@@ -93,13 +93,14 @@ export async function runAblation(
     threads?: number;
     saveEvery?: number;
     hooks?: FitHooks;
-    onRow?: (r: AblationRow) => void;
+    /** Called after each row with the row and every row so far (it included). */
+    onRow?: (r: AblationRow, done: readonly AblationRow[]) => void;
   },
 ): Promise<AblationResult> {
   const rows: AblationRow[] = [];
   const emit = (r: AblationRow) => {
     rows.push(r);
-    opts.onRow?.(r);
+    opts.onRow?.(r, rows);
   };
   const run = {
     resume: true,

@@ -78,9 +78,8 @@ export function register(program: Command): void {
       );
       const base = withData(flags, data);
       const command = `sei ${process.argv.slice(process.argv.indexOf('ablate')).join(' ')}`;
-      const rows: AblationRow[] = [];
       // The table is rewritten after every row, so a run of many sittings shows what it has so far.
-      const writeTable = (pending: readonly AblationCase[]) => {
+      const writeTable = (rows: readonly AblationRow[], pending: readonly AblationCase[]) => {
         if (!f.markdown) return;
         const md = ablationMarkdown(rows, {
           command,
@@ -104,22 +103,21 @@ export function register(program: Command): void {
           threads: f.threads,
           ...(f.saveEvery ? { saveEvery: f.saveEvery } : {}),
           hooks: progress.hooks,
-          onRow: (r) => {
-            rows.push(r);
+          onRow: (r, done) => {
             progress.hooks.onInfo(
               `${caseLabel(r)}: ${(100 * r.testAccuracy).toFixed(2)}% on ${data.test.count} test frames (${r.wallSeconds.toFixed(0)} s of training)`,
             );
-            writeTable(pendingCases(cases, rows));
+            writeTable(done, pendingCases(cases, done));
           },
         });
       } finally {
         progress.close();
       }
-      writeTable(result.pending);
+      writeTable(result.rows, result.pending);
       if (result.pending.length)
         process.stderr.write(
           `stopped: ${result.pending.map(caseLabel).join(', ')} still to train; the same command resumes\n`,
         );
-      if (f.json) printJson({ rows, pending: result.pending.map(caseLabel) });
+      if (f.json) printJson({ rows: result.rows, pending: result.pending.map(caseLabel) });
     });
 }
