@@ -139,42 +139,31 @@ test('train, export and eval agree through the CLI', () => {
   assert.ok(dtext.includes('## Beside it: the same layout trained otherwise'), dtext);
   assert.ok(dtext.includes(`| FP-weight SNN (width 4, T = 2, multi shortcuts) | \`${twin}\` | 1 | 32 |`), dtext);
   assert.ok(dtext.includes('### FP-weight SNN (width 4, T = 2, multi shortcuts), per epoch'), dtext);
-  assert.throws(
-    () =>
-      sei(
-        'export',
-        '--checkpoint',
-        distilled,
-        '--out',
-        join(tmp, 'x.bwsnn'),
-        '--card',
-        join(tmp, 'x.md'),
-        '--baseline',
-        tmp,
-      ),
-    (err: { status: number; stderr: string }) =>
-      err.status === 2 && /--baseline: expected a run folder/.test(err.stderr),
-  );
+  // A bad --baseline fails the export with status 2 and the reason, and writes no model file.
+  const refusesBaseline = (baseline: string, reason: RegExp) => {
+    const out = join(tmp, 'refused.bwsnn');
+    assert.throws(
+      () =>
+        sei(
+          'export',
+          '--checkpoint',
+          distilled,
+          '--out',
+          out,
+          '--card',
+          join(tmp, 'refused.md'),
+          '--baseline',
+          baseline,
+        ),
+      (err: { status: number; stderr: string }) => err.status === 2 && reason.test(err.stderr),
+    );
+    assert.equal(existsSync(out), false, 'no model file is written when a baseline is refused');
+  };
+  refusesBaseline(tmp, /--baseline: expected a run folder/);
   // A baseline whose test frames are not the model's is refused before the model file is written.
   const other = join(tmp, 'other-input');
   sei('train', '--out', other, ...small, '--weights', 'float', '--input', '14x14x1', '--json');
-  assert.throws(
-    () =>
-      sei(
-        'export',
-        '--checkpoint',
-        distilled,
-        '--out',
-        join(tmp, 'y.bwsnn'),
-        '--card',
-        join(tmp, 'y.md'),
-        '--baseline',
-        other,
-      ),
-    (err: { status: number; stderr: string }) =>
-      err.status === 2 && /--baseline: .*other-input was trained on other data \(.*14×14×1/.test(err.stderr),
-  );
-  assert.equal(existsSync(join(tmp, 'y.bwsnn')), false, 'no model file is written when a baseline is refused');
+  refusesBaseline(other, /--baseline: .*other-input was trained on other data \(.*14×14×1/);
   assert.equal(
     exported['foldedVsUnfoldedAgreement'] !== undefined && (exported['foldedVsUnfoldedAgreement'] as number) > 0.99,
     true,

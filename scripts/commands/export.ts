@@ -252,7 +252,7 @@ function teacherRecord(run: string, state: RunState): { dir: string; history: Ru
 
 /** Whether two test splits hold the same frames with the same labels, in the same order. */
 function sameFrames(a: Split, b: Split): boolean {
-  const eq = (x: Uint8Array, y: Uint8Array) => x.length === y.length && Buffer.from(x).equals(Buffer.from(y));
+  const eq = (x: Uint8Array, y: Uint8Array) => Buffer.compare(x, y) === 0;
   return a.count === b.count && a.shape.join() === b.shape.join() && eq(a.labels, b.labels) && eq(a.images, b.images);
 }
 
