@@ -1,13 +1,15 @@
 /**
  * `sei ablate` end to end on a tiny budget: the rows asked for (`--rows`), each trained and scored, the SNN rows
- * with a spike rate per layer, the markdown table written, and a second call resuming the finished runs.
+ * with a spike rate per layer, the markdown table written above the file's marker line with the text below it kept,
+ * a file that would lose text refused, and a second call resuming the finished runs.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { KEPT_MARKER } from '../trainer/ablate.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'sei-ablate-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
@@ -30,6 +32,9 @@ function ablate(...args: string[]): Row[] {
 
 test('sei ablate trains the rows asked for, with per-layer spike rates, and resumes finished runs', () => {
   const md = join(tmp, 'ABLATION.md');
+  // A file from an earlier call: the part above the marker is rewritten, the notes below it are kept.
+  const notes = '## What this run shows\n\nWritten by hand; kept.\n';
+  writeFileSync(md, `# an older table\n\n${KEPT_MARKER}\n\n${notes}`);
   const args = [
     '--out',
     join(tmp, 'runs'),
@@ -66,12 +71,28 @@ test('sei ablate trains the rows asked for, with per-layer spike rates, and resu
   }
   const table = readFileSync(md, 'utf8');
   assert.match(table, /\| spike rate per layer \(test\) \|/);
+  assert.doesNotMatch(table, /an older table/);
+  assert.ok(table.endsWith(`${KEPT_MARKER}\n\n${notes}`), table);
   assert.match(table, new RegExp(`\\| ${rows[2]!.spikeRates!.map((x) => x.toFixed(3)).join(' / ')} \\|`));
   // Every run is finished: a second call trains nothing and scores the same.
   assert.deepEqual(
     ablate(...args).map((r) => r.testAccuracy),
     rows.map((r) => r.testAccuracy),
   );
+  assert.equal(readFileSync(md, 'utf8').split(notes).length, 2, 'the kept notes appear once after a rewrite');
+});
+
+test('sei ablate refuses, before it trains, a markdown file whose text has no marker line, and leaves it as it was', () => {
+  const md = join(tmp, 'HAND-WRITTEN.md');
+  writeFileSync(md, '# notes written by hand\n');
+  const runs = join(tmp, 'runs-refused');
+  assert.throws(
+    () => ablate('--out', runs, '--rows', 'plain@1', '--train-limit', '64', '--epochs', '1', '--markdown', md),
+    (err: { status: number; stderr: string }) =>
+      err.status === 2 && /--markdown .*no line/.test(err.stderr) && !/\n\s+at /.test(err.stderr),
+  );
+  assert.equal(readFileSync(md, 'utf8'), '# notes written by hand\n');
+  assert.equal(existsSync(runs), false, 'nothing trained');
 });
 
 test('sei ablate stops on SIGTERM with the run saved, lists the rows still to train, and the same call finishes them', async () => {

@@ -227,5 +227,31 @@ export function ablationMarkdown(
   if (info.pending?.length)
     lines.push(`Still to train: ${info.pending.map(caseLabel).join(', ')} (the same command resumes).`, '');
   if (info.note) lines.push(info.note, '');
+  lines.push(KEPT_MARKER, '');
   return lines.join('\n');
+}
+
+/**
+ * The line between the part of the ablation file `sei ablate` rewrites (above it) and the part it keeps (below it:
+ * notes on what a table shows, earlier runs), so a rewritten table never loses what was written by hand.
+ */
+export const KEPT_MARKER = '<!-- sei ablate rewrites everything above this line and keeps everything below it -->';
+
+/**
+ * What an existing ablation file keeps below the marker: '' for a missing or empty file, undefined for a file with
+ * text but no marker (rewriting it would lose that text, so `sei ablate` refuses it before it trains anything).
+ */
+export function keptMarkdown(existing: string | undefined): string | undefined {
+  if (existing === undefined || existing.trim() === '') return '';
+  const at = existing.indexOf(KEPT_MARKER);
+  return at < 0 ? undefined : existing.slice(at + KEPT_MARKER.length).replace(/^\n+/, '');
+}
+
+/**
+ * The file `sei ablate` writes: a freshly generated table (`ablationMarkdown`) followed by what the old file keeps;
+ * an old file whose marker was removed while the run trained is kept whole.
+ */
+export function mergeAblationMarkdown(generated: string, existing: string | undefined): string {
+  const kept = keptMarkdown(existing) ?? existing!;
+  return kept ? `${generated}\n${kept}` : generated;
 }

@@ -1,15 +1,18 @@
 /** `sei ablate`: the SEI ablation at a fixed budget; prints a row per variant and can write models/ABLATION.md. */
 import { cpus, loadavg } from 'node:os';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import { formatReport, loadData } from '../../trainer/data/index.js';
 import type { AblationCase, AblationResult, AblationRow, Variant } from '../../trainer/ablate.js';
 import {
+  KEPT_MARKER,
   VARIANTS,
   ablationCases,
   ablationMarkdown,
   caseLabel,
+  keptMarkdown,
+  mergeAblationMarkdown,
   parseCases,
   pendingCases,
   runAblation,
@@ -50,7 +53,10 @@ export function register(program: Command): void {
       (v: string) => v.split(',').filter(Boolean),
     )
     .option('--test-limit <n>', 'first N test frames only', positiveInt('--test-limit'))
-    .option('--markdown <file>', 'write the table (e.g. models/ABLATION.md)')
+    .option(
+      '--markdown <file>',
+      'write the table (e.g. models/ABLATION.md); an existing file keeps what follows its marker line',
+    )
     .option('--note <text>', 'a paragraph appended to the markdown')
     .option('--json', 'print all rows as JSON on the last line')
     .action(async (f: AblateFlags) => {
@@ -61,6 +67,13 @@ export function register(program: Command): void {
       } catch (err) {
         throw new ConfigError(`--rows: ${(err as Error).message}`, '--rows');
       }
+      // A file that would lose text is refused now, not after hours of training.
+      const readMarkdown = () => (f.markdown && existsSync(f.markdown) ? readFileSync(f.markdown, 'utf8') : undefined);
+      if (keptMarkdown(readMarkdown()) === undefined)
+        throw new ConfigError(
+          `--markdown ${f.markdown}: it has text but no line "${KEPT_MARKER}"; add that line above the part to keep (the part above it is rewritten) or pick another file`,
+          '--markdown',
+        );
       const backend = await initBackend();
       process.stderr.write(describeBackend(backend) + '\n');
       const log = (l: string) => process.stderr.write(l + '\n');
@@ -92,7 +105,8 @@ export function register(program: Command): void {
           pending,
           ...(f.note ? { note: f.note } : {}),
         });
-        writeFileSync(f.markdown, md);
+        // Read again at every write: what was added below the marker while the run trained is kept too.
+        writeFileSync(f.markdown, mergeAblationMarkdown(md, readMarkdown()));
       };
       const progress = trainingProgress({ batchSize: base.batchSize });
       let result: AblationResult;
