@@ -3,7 +3,8 @@
 The same network, step and recipe as trainer/, so that a difference between the two is an implementation error,
 not a budget: int8-QAT first conv on raw/255 (zero padding 1), BN, LIF; five binary convs (sign x mean|w| per
 output channel, clipped STE), BN over all T steps at once (steps stacked on the batch axis, time-major), a shortcut
-around every binary conv ('multi') or as trainer/model.ts plan() places them ('plain'); float head on each step's
+around every binary conv ('multi'), every block of two ('blocks') or the stride-2 convs only ('downsample') as
+trainer/model.ts plan() places them; float head on each step's
 spike rate; CE on the mean logits + per-step CE, label smoothing, KD from the ANN twin (trained first, or a TS run's
 with --teacher-from) on the mean and optionally each step's logits, the firing-rate term; Adam with tfjs's epsilon in
 two groups (latent binary weights, the rest), the warm-up + cosine schedule set per batch, latent weights clipped
@@ -173,19 +174,37 @@ def recalibration_batches(count, batches, batch, seed):
 # ---- the network (trainer/model.ts, trainer/layers/*.ts) ----
 
 def plan(cfg):
-    """[(name, cin, cout, stride, shortcut)] as model.ts plan(): 'plain' puts a shortcut on every second conv."""
+    """[(name, cin, cout, stride, shortcut, source)] as model.ts plan(): `source` is the layer whose current the
+    shortcut adds (-1 for none); 'multi' every conv from the one before, 'blocks' (ResNet) every second conv from two
+    before and the last conv from the one before, 'downsample' (older runs: 'plain') the stride-2 convs only."""
     w = cfg.width
     specs = [(w, 1), (w, 1), (2 * w, 2), (2 * w, 1), (4 * w, 2), (4 * w, 1)]
+    layout = 'downsample' if cfg.shortcuts == 'plain' else cfg.shortcuts
+    last = len(specs) - 1
+
+    def source(i):
+        if i == 0:
+            return -1
+        if layout == 'multi':
+            return i - 1
+        if layout == 'downsample':
+            return i - 1 if specs[i][1] == 2 else -1
+        return i - 2 if i % 2 == 0 else (i - 1 if i == last else -1)
+
     h, wd, cin = 28, 28, 1
-    out = []
+    out, sizes = [], []
     for i, (cout, stride) in enumerate(specs):
-        shortcut = 'none'
-        if i > 0 and (cfg.shortcuts == 'multi' or i % 2 == 0):
-            shortcut = 'identity' if stride == 1 else 'avgpool_repeat'
-            if stride == 2 and (h % 2 or wd % 2 or cout % cin):
-                shortcut = 'none'
-        out.append(('conv0' if i == 0 else f'bconv{i}', cin, cout, stride, shortcut))
-        h, wd, cin = (h - 1) // stride + 1, (wd - 1) // stride + 1, cout
+        oh, ow = (h - 1) // stride + 1, (wd - 1) // stride + 1
+        src, shortcut = source(i), 'none'
+        if src >= 0:
+            (sh, sw), scout = sizes[src], out[src][2]
+            if (sh, sw) == (oh, ow) and scout == cout:
+                shortcut = 'identity'
+            elif (sh, sw) == (2 * oh, 2 * ow) and cout % scout == 0:
+                shortcut = 'avgpool_repeat'
+        out.append(('conv0' if i == 0 else f'bconv{i}', cin, cout, stride, shortcut, src if shortcut != 'none' else -1))
+        sizes.append((oh, ow))
+        h, wd, cin = oh, ow, cout
     return out
 
 
@@ -265,7 +284,7 @@ class Net(torch.nn.Module):
         normal = Stream(seed)
         P = torch.nn.Parameter
         self.w, self.gamma, self.bn_beta, self.theta, self.lif_beta = (torch.nn.ParameterList() for _ in range(5))
-        for i, (_, cin, cout, _, _) in enumerate(self.plan):
+        for i, (_, cin, cout, _, _, _) in enumerate(self.plan):
             std = math.sqrt(2 / (9 * cin))
             hwio = (std * gaussian(normal, 9 * cin * cout)).astype(np.float32).reshape(3, 3, cin, cout)
             self.w.append(P(torch.from_numpy(hwio).permute(3, 2, 0, 1).contiguous()))
@@ -334,15 +353,17 @@ class Net(torch.nn.Module):
         if T > 1:
             current = torch.cat([current] * T, 0)
         act = fire(current, 0)
+        currents = [current]
         rates = [act.mean()]
         for i in range(1, len(self.plan)):
-            _, cin, cout, stride, shortcut = self.plan[i]
+            _, cin, cout, stride, shortcut, src = self.plan[i]
             nxt = self.norm(F.conv2d(act, self.weight(i), stride=stride, padding=1), i, training, update, collect, stats)
             if shortcut == 'identity':
-                nxt = nxt + current
+                nxt = nxt + currents[src]
             elif shortcut == 'avgpool_repeat':
-                nxt = nxt + F.avg_pool2d(current, 2).repeat(1, cout // cin, 1, 1)
+                nxt = nxt + F.avg_pool2d(currents[src], 2).repeat(1, cout // currents[src].shape[1], 1, 1)
             current = nxt
+            currents.append(current)
             act = fire(current, i)
             rates.append(act.mean())
         logits = act.mean(dim=(2, 3)) @ self.head_w + self.head_b
@@ -737,7 +758,7 @@ def parser_of():
     ap.add_argument('--beta', type=number('--beta', 0, 1), default=0.5)
     ap.add_argument('--lif', choices=['fixed', 'learn'], default='fixed')
     ap.add_argument('--surrogate', choices=['fixed', 'theta'], default='fixed')
-    ap.add_argument('--shortcuts', choices=['multi', 'plain'], default='multi')
+    ap.add_argument('--shortcuts', choices=['multi', 'blocks', 'downsample', 'plain'], default='multi')
     ap.add_argument('--weights', choices=['binary', 'float'], default='binary')
     ap.add_argument('--neuron', choices=['lif', 'relu'], default='lif', help='relu: the ANN twin (float weights, T = 1)')
     ap.add_argument('--per-step', type=number('--per-step', 0), default=None, help='per-step CE weight (default 0; bench mode 0.5)')

@@ -118,7 +118,7 @@ const CASES: ReadonlyArray<readonly [string[], RegExp]> = [
   [['train', '--out', 'run', '--epochs', '0'], /ConfigError: --epochs: expected an integer in \[1, 1000\], got "0"/],
   [
     ['train', '--out', 'run', '--shortcuts', 'many'],
-    /ConfigError: --shortcuts: expected one of multi, plain, got "many"/,
+    /ConfigError: --shortcuts: expected one of multi, blocks, downsample, got "many"/,
   ],
   [
     ['train', '--out', 'run', '--input', '32x32'],

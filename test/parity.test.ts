@@ -93,8 +93,8 @@ const cases: Case[] = [
     args: ['--T', '2', '--per-step', '0.5', '--label-smoothing', '0.1', '--latent-lr', String(latentLr)],
   },
   {
-    name: 'learned θ/β, θ-wide surrogate, plain shortcuts, KD on the mean and each step, firing-rate term',
-    net: { ...DEFAULT_NET, width, T: 2, beta: 0.7, lif: 'learn', surrogate: 'theta', shortcuts: 'plain' },
+    name: 'learned θ/β, θ-wide surrogate, ResNet-block shortcuts, KD on the mean and each step, firing-rate term',
+    net: { ...DEFAULT_NET, width, T: 2, beta: 0.7, lif: 'learn', surrogate: 'theta', shortcuts: 'blocks' },
     loss: {
       ...DEFAULT_LOSS,
       perStep: 0.3,
@@ -114,7 +114,7 @@ const cases: Case[] = [
       '--surrogate',
       'theta',
       '--shortcuts',
-      'plain',
+      'blocks',
       '--per-step',
       '0.3',
       '--kd-weight',

@@ -20,6 +20,8 @@ interface Row {
   testAccuracy: number;
   epochs: number;
   spikeRates?: number[];
+  folded?: boolean;
+  unfoldedAccuracy?: number;
 }
 
 function ablate(...args: string[]): Row[] {
@@ -61,6 +63,12 @@ test('sei ablate trains the rows asked for, with per-layer spike rates, and resu
     rows.map((r) => `${r.variant}@${r.T}`),
     ['ann@1', 'plain@1', 'sei@2'],
   );
+  // plain is the ResNet-block layout, which the format cannot hold: scored unfolded, and the table says so.
+  assert.deepEqual(
+    rows.map((r) => r.folded),
+    [undefined, false, true],
+  );
+  assert.equal(rows[1]!.unfoldedAccuracy, rows[1]!.testAccuracy);
   for (const r of rows) {
     assert.ok(r.testAccuracy >= 0 && r.testAccuracy <= 1 && r.epochs === 1, JSON.stringify(r));
     if (r.variant === 'ann') assert.equal(r.spikeRates, undefined);
@@ -72,6 +80,8 @@ test('sei ablate trains the rows asked for, with per-layer spike rates, and resu
   const table = readFileSync(md, 'utf8');
   assert.match(table, /\| spike rate per layer \(test\) \|/);
   assert.doesNotMatch(table, /an older table/);
+  assert.match(table, /\| \d+\.\d\d% ᵘ \|/);
+  assert.match(table, /ᵘ the unfolded network's accuracy/);
   assert.ok(table.endsWith(`${KEPT_MARKER}\n\n${notes}`), table);
   assert.match(table, new RegExp(`\\| ${rows[2]!.spikeRates!.map((x) => x.toFixed(3)).join(' / ')} \\|`));
   // Every run is finished: a second call trains nothing and scores the same.

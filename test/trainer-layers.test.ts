@@ -1,4 +1,7 @@
-/** Trainer layers: LIF forward = the runtime's arithmetic, triangle surrogate gradient, clipped STE, int8 QAT. */
+/**
+ * Trainer layers: LIF forward = the runtime's arithmetic, triangle surrogate gradient, clipped STE, int8 QAT; the
+ * network's shortcut layouts.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs';
@@ -7,6 +10,19 @@ import { lif, lifConstants } from '../trainer/layers/lif.js';
 import { binarize, int8Parts, signSte } from '../trainer/layers/binary.js';
 import { shortcutCurrent } from '../trainer/layers/shortcut.js';
 import { rng } from '../trainer/data/random.js';
+import { foldModel } from '../trainer/export/bwsnn.js';
+import type { NetConfig } from '../trainer/model.js';
+import {
+  DEFAULT_NET,
+  SHORTCUT_LAYOUTS,
+  currentTerms,
+  disposeParams,
+  exportable,
+  forward,
+  initParams,
+  netDifference,
+  plan,
+} from '../trainer/model.js';
 
 await initBackend();
 
@@ -169,4 +185,89 @@ test('avgpool_repeat shortcut sums ((x00 + x01) + x10) + x11 then * 0.25 and til
             f(f(f(f(at(0, 0) + at(0, 1)) + at(1, 0)) + at(1, 1)) * 0.25),
           );
         }
+});
+
+test('shortcut layouts: multi around every conv, blocks (ResNet) around every two, downsample on the stride-2 convs', () => {
+  const layout = (shortcuts: NetConfig['shortcuts']) =>
+    plan({ ...DEFAULT_NET, width: 8, shortcuts }).map((l) => `${l.shortcut}:${l.shortcutFrom}`);
+  assert.deepEqual(layout('multi'), [
+    'none:-1',
+    'identity:0',
+    'avgpool_repeat:1',
+    'identity:2',
+    'avgpool_repeat:3',
+    'identity:4',
+  ]);
+  // bconv1–2 and bconv3–4 are blocks (shortcut from the block's input current), bconv5 gets its own: the currents
+  // of conv0, bconv2, bconv4 and bconv5 form an identity path.
+  assert.deepEqual(layout('blocks'), [
+    'none:-1',
+    'none:-1',
+    'avgpool_repeat:0',
+    'none:-1',
+    'avgpool_repeat:2',
+    'identity:4',
+  ]);
+  assert.deepEqual(layout('downsample'), [
+    'none:-1',
+    'none:-1',
+    'avgpool_repeat:1',
+    'none:-1',
+    'avgpool_repeat:3',
+    'none:-1',
+  ]);
+  assert.deepEqual(layout('plain'), layout('downsample'), "older runs' name");
+  // How many BN outputs each LIF input current sums through its chain of shortcuts.
+  assert.deepEqual(currentTerms({ ...DEFAULT_NET, shortcuts: 'blocks' }), [1, 1, 2, 1, 3, 4]);
+  assert.deepEqual(currentTerms({ ...DEFAULT_NET, shortcuts: 'multi' }), [1, 2, 3, 4, 5, 6]);
+  // The format's shortcut adds the previous layer's current: blocks do not fold into a .bwsnn file.
+  assert.deepEqual(
+    SHORTCUT_LAYOUTS.map((shortcuts) => exportable({ ...DEFAULT_NET, shortcuts })),
+    [true, false, true],
+  );
+});
+
+test("a blocks network's forward adds the block input's current, and export refuses it by name", () => {
+  const cfg: NetConfig = { ...DEFAULT_NET, width: 4, T: 1, shortcuts: 'blocks' };
+  const params = initParams(cfg, 3, 'blocks/');
+  const frames = tf.tensor4d(
+    Float32Array.from({ length: 2 * 28 * 28 }, (_, i) => (i * 37) % 256),
+    [2, 28, 28, 1],
+  );
+  // The same parameters under the downsample layout differ only in what bconv2, bconv4 and bconv5 add: the layers
+  // before bconv2 fire alike, bconv2 (whose shortcut reads conv0's current, not bconv1's) does not.
+  const rates = (shortcuts: NetConfig['shortcuts']) =>
+    tf.tidy(() => forward({ ...cfg, shortcuts }, params, frames, false).layerRates.map((r) => r.dataSync()[0]!));
+  const [blocks, downsample] = [rates('blocks'), rates('downsample')];
+  assert.deepEqual(blocks.slice(0, 2), downsample.slice(0, 2));
+  assert.notEqual(blocks[2], downsample[2]);
+  assert.deepEqual(rates('blocks'), blocks, 'deterministic');
+  assert.throws(
+    () => foldModel(cfg, params, { name: 'b', labels: [] }),
+    /the \.bwsnn format's shortcuts span one conv; this network's 'blocks' layout/,
+  );
+  disposeParams(params);
+  frames.dispose();
+});
+
+test('netDifference names the first field two configs differ in, reading defaults and old names as today', () => {
+  assert.equal(netDifference(DEFAULT_NET, { ...DEFAULT_NET, lif: 'fixed', thetaInit: 'uniform' }), undefined);
+  assert.equal(
+    netDifference({ ...DEFAULT_NET, shortcuts: 'plain' }, { ...DEFAULT_NET, shortcuts: 'downsample' }),
+    undefined,
+  );
+  assert.deepEqual(netDifference(DEFAULT_NET, { ...DEFAULT_NET, T: 4 }), { field: 'T', a: '2', b: '4' });
+  // An ANN has no LIF: its teacher config may carry a student's LIF options.
+  const ann: NetConfig = { ...DEFAULT_NET, neuron: 'relu', weights: 'float', T: 1 };
+  assert.equal(netDifference(ann, { ...ann, lif: 'learn', theta: 2 }), undefined);
+  assert.deepEqual(netDifference(ann, { ...ann, shortcuts: 'blocks' }), {
+    field: 'shortcuts',
+    a: 'multi',
+    b: 'blocks',
+  });
+  assert.deepEqual(netDifference(DEFAULT_NET, { ...DEFAULT_NET, input: [32, 32, 3] }), {
+    field: 'input',
+    a: '28×28×1',
+    b: '32×32×3',
+  });
 });

@@ -129,6 +129,14 @@ test('resuming keeps the schedule; --extend adds a phase with its own warm-up; t
   const e = await fit('student', longer, small, dir, { resume: true, engine: backend.engine });
   assert.equal(e.state.epoch, 3);
   assert.equal(e.state.config.schedule!.length, 2);
+  // Parameters of the same shapes would load into another layout: a run resumes only as the network it started as.
+  await assert.rejects(
+    fit('student', { ...longer, net: { ...longer.net, shortcuts: 'blocks' } }, small, dir, {
+      resume: true,
+      engine: backend.engine,
+    }),
+    /the student in .* is another network \(shortcuts multi; asked for blocks\)/,
+  );
 });
 
 test('learned LIF thresholds and leaks fold into the file: the engine equals the trainer on every frame', async () => {

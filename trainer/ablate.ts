@@ -1,14 +1,16 @@
 /**
  * The ablation: the same network, budget (epochs, frames) and seed for each variant, test accuracy on the test split.
- * Variants: the ANN teacher; an FP-weight SNN; a plain BWSNN (shortcut on every second conv, no KD); BWSNN + multiple
- * shortcuts; BWSNN + KD; BWSNN + both (SEI) — each SNN at every T asked for. The ANN is trained once and is
- * also the KD teacher, with its BN statistics settled on training frames as `sei train` distils. Every row is
- * scored by trainer/score.ts (recalibrated BN statistics; binary networks after folding, what ships).
+ * Variants: the ANN teacher; an FP-weight SNN; a plain BWSNN (the ResNet baseline: a shortcut around every block of
+ * two convs, no KD); BWSNN + multiple shortcuts; BWSNN + KD (ResNet shortcuts); BWSNN + both (SEI) — each SNN at
+ * every T asked for — and, asked for by name, `downsample` (shortcuts on the stride-2 convs only, no KD). The ANN is
+ * trained once and is also the KD teacher, with its BN statistics settled on training frames as `sei train`
+ * distils. Every row is scored by trainer/score.ts (recalibrated BN statistics; binary networks after folding, what
+ * ships, where the format holds them; every SNN row also by its unfolded network, the one statistic all rows share).
  */
 import { join } from 'node:path';
 import type { Dataset } from './data/index.js';
 import { disposeParams, macsPerFrame } from './model.js';
-import type { NetParams } from './model.js';
+import type { NetParams, ShortcutLayout } from './model.js';
 import { annTeacher } from './recipe/kd.js';
 import { disposeBnStatistics, recalibrateBn, recalibration } from './recalibrate.js';
 import { scoreNetwork } from './score.js';
@@ -25,10 +27,26 @@ export interface AblationRow {
   readonly megaMacPerFrame: number;
   /** Spike rate per layer (conv0 … last binary conv) over the test frames; absent for the ANN. */
   readonly spikeRates?: readonly number[];
+  /** Whether `testAccuracy` is the folded model's (false: the format does not hold the layout); absent for the ANN. */
+  readonly folded?: boolean;
+  /** The unfolded network's test accuracy; absent for the ANN. */
+  readonly unfoldedAccuracy?: number;
 }
 
-export const VARIANTS = ['ann', 'fp-snn', 'plain', 'multi', 'kd', 'sei'] as const;
+export const VARIANTS = ['ann', 'fp-snn', 'plain', 'multi', 'kd', 'sei', 'downsample'] as const;
 export type Variant = (typeof VARIANTS)[number];
+/** The variants of the default plan (`downsample` only when asked for). */
+export const DEFAULT_VARIANTS: readonly Variant[] = VARIANTS.filter((v) => v !== 'downsample');
+
+/** Each variant's shortcut layout (trainer/model.ts). */
+const LAYOUT: Record<Exclude<Variant, 'ann'>, ShortcutLayout> = {
+  'fp-snn': 'multi',
+  plain: 'blocks',
+  multi: 'multi',
+  kd: 'blocks',
+  sei: 'multi',
+  downsample: 'downsample',
+};
 
 /** One row to train: a variant at T time steps (the ANN's T is 1 whatever is asked). */
 export interface AblationCase {
@@ -152,7 +170,7 @@ export async function runAblation(
         ...base.net,
         T,
         weights: variant === 'fp-snn' ? 'float' : 'binary',
-        shortcuts: variant === 'plain' || variant === 'kd' ? 'plain' : 'multi',
+        shortcuts: LAYOUT[variant],
       },
       loss: { ...base.loss, kdWeight: kd ? base.loss.kdWeight : 0 },
       teacher: kd ? { kind: 'ann', epochs: base.epochs } : null,
@@ -177,6 +195,8 @@ export async function runAblation(
       wallSeconds: r.state.wallSeconds,
       megaMacPerFrame: macsPerFrame(cfg.net) / 1e6,
       ...(score.spikeRates ? { spikeRates: score.spikeRates } : {}),
+      folded: score.folded,
+      unfoldedAccuracy: score.unfoldedAccuracy,
     });
     disposeParams(r.params);
   }
@@ -203,11 +223,13 @@ export function ablationMarkdown(
   const names: Record<string, string> = {
     ann: 'ANN teacher (ReLU, float weights)',
     'fp-snn': 'FP-weight SNN (multiple shortcuts)',
-    plain: 'plain BWSNN (shortcut every 2nd conv, no KD)',
+    plain: 'plain BWSNN (ResNet: a shortcut around every block of two convs, no KD)',
     multi: 'BWSNN + multiple shortcuts',
-    kd: 'BWSNN + KD (plain shortcuts)',
+    kd: 'BWSNN + KD (ResNet shortcuts)',
     sei: 'BWSNN + multiple shortcuts + KD (SEI)',
+    downsample: 'BWSNN, shortcuts on the two stride-2 convs only (no KD)',
   };
+  const pct = (x: number) => `${(100 * x).toFixed(2)}%`;
   const lines = [
     '# Ablation (Fashion-MNIST)',
     '',
@@ -216,14 +238,19 @@ export function ablationMarkdown(
     '',
     `Command: \`${info.command}\``,
     '',
-    '| variant | T | test accuracy | epochs | training time (s) | M MAC / frame | spike rate per layer (test) |',
-    '|---|---|---|---|---|---|---|',
+    '| variant | T | test accuracy | unfolded | epochs | training time (s) | M MAC / frame | spike rate per layer (test) |',
+    '|---|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
-        `| ${names[r.variant] ?? r.variant} | ${r.T} | ${(100 * r.testAccuracy).toFixed(2)}% | ${r.epochs} | ${r.wallSeconds.toFixed(0)} | ${r.megaMacPerFrame.toFixed(1)} | ${r.spikeRates?.map((x) => x.toFixed(3)).join(' / ') ?? '–'} |`,
+        `| ${names[r.variant] ?? r.variant} | ${r.T} | ${pct(r.testAccuracy)}${r.folded === false ? ' ᵘ' : ''} | ${r.unfoldedAccuracy === undefined ? '–' : pct(r.unfoldedAccuracy)} | ${r.epochs} | ${r.wallSeconds.toFixed(0)} | ${r.megaMacPerFrame.toFixed(1)} | ${r.spikeRates?.map((x) => x.toFixed(3)).join(' / ') ?? '–'} |`,
     ),
     '',
   ];
+  if (rows.some((r) => r.folded === false))
+    lines.push(
+      "ᵘ the unfolded network's accuracy: the .bwsnn format's shortcuts span one conv, so a layout with shortcuts around blocks of two does not fold (the unfolded column compares every SNN row this way).",
+      '',
+    );
   if (info.pending?.length)
     lines.push(`Still to train: ${info.pending.map(caseLabel).join(', ')} (the same command resumes).`, '');
   if (info.note) lines.push(info.note, '');

@@ -2,7 +2,7 @@
  * The trained network: exactly the runtime's graph (runtime/format/model.ts) with its training-time stand-ins.
  *
  *   raw uint8 frame / 255 → int8-QAT conv (zero padding in raw space) → BN ─┐ current I0 (same at every step)
- *   → LIF → [binary conv (sign·alpha, STE) → BN (+ shortcut: previous layer's current) → LIF] × 5
+ *   → LIF → [binary conv (sign·alpha, STE) → BN (+ shortcut: an earlier layer's current) → LIF] × 5
  *   → spike rate per channel (mean over space) per step → float linear head → per-step logits.
  *
  * The T steps are stacked on the batch axis (time-major), so each conv runs once over T·N maps and each BN takes
@@ -10,8 +10,12 @@
  * runtime/format/random-model.ts FMNIST_BLOCKS, scaled by `width` (channels width, width, 2w, 2w, 4w, 4w).
  *
  * Variants (for the teacher and the ablation): `neuron: 'relu'` is the ANN twin (float weights, ReLU, T = 1);
- * `weights: 'float'` keeps full-precision weights in an SNN; `shortcuts: 'plain'` puts a shortcut only on every
- * second binary conv (the format's shortcut spans one conv, so a shortcut "every two convs" is that).
+ * `weights: 'float'` keeps full-precision weights in an SNN. Shortcut layouts (`shortcuts`): `multi`, a shortcut
+ * around every binary conv (SEI's multiple shortcuts, Bi-Real Net's layout); `blocks`, the ResNet baseline, a
+ * shortcut around every block of two binary convs (bconv1–2, bconv3–4; bconv5, left over, gets its own), so the
+ * currents of conv0, bconv2, bconv4 and bconv5 form an identity path; `downsample`, shortcuts on the two stride-2
+ * convs only (no identity path; older runs call it `plain`). The .bwsnn format's shortcut spans one conv (it adds
+ * the previous layer's current), so `blocks` trains and scores in the trainer but does not export (`exportable`).
  *
  * Each layer's LIF threshold θ (per channel) and leak β (per layer) are variables: constants of `theta` and `beta`
  * unless `lif: 'learn'`, when they train with the weights (the runtime stores both, so they fold unchanged).
@@ -39,7 +43,8 @@ export interface NetConfig {
   readonly theta: number;
   readonly neuron: 'lif' | 'relu';
   readonly weights: 'binary' | 'float';
-  readonly shortcuts: 'multi' | 'plain';
+  /** Shortcut layout (see the top of this file); `plain` is older runs' name for `downsample`. */
+  readonly shortcuts: ShortcutLayout | 'plain';
   readonly classes: number;
   /** [height, width, channels] of the raw frame. */
   readonly input: readonly [number, number, number];
@@ -53,6 +58,14 @@ export interface NetConfig {
   readonly thetaInit?: 'uniform' | 'depth';
   /** Surrogate window: `fixed` half-width 1, `theta` half-width θ (trainer/layers/lif.ts). Default fixed. */
   readonly surrogate?: Surrogate;
+}
+
+export const SHORTCUT_LAYOUTS = ['multi', 'blocks', 'downsample'] as const;
+export type ShortcutLayout = (typeof SHORTCUT_LAYOUTS)[number];
+
+/** A config's shortcut layout by its current name (older runs wrote `plain` for `downsample`). */
+export function shortcutLayout(cfg: Pick<NetConfig, 'shortcuts'>): ShortcutLayout {
+  return cfg.shortcuts === 'plain' ? 'downsample' : cfg.shortcuts;
 }
 
 export const DEFAULT_NET: NetConfig = {
@@ -75,6 +88,8 @@ export interface LayerPlan {
   readonly kernel: 3;
   readonly pad: 1;
   readonly shortcut: Shortcut;
+  /** The layer whose LIF input current the shortcut adds (i - 1 in the format; i - 2 for a block's). */
+  readonly shortcutFrom: number;
   readonly inSize: readonly [number, number];
   readonly outSize: readonly [number, number];
 }
@@ -90,15 +105,29 @@ export function plan(cfg: NetConfig): LayerPlan[] {
     [4 * w, 2],
     [4 * w, 1],
   ];
+  const layout = shortcutLayout(cfg);
+  const last = specs.length - 1;
+  // The layer whose current layer i's shortcut adds, or -1 for none.
+  const source = (i: number): number => {
+    if (i === 0) return -1;
+    if (layout === 'multi') return i - 1;
+    if (layout === 'downsample') return specs[i]![1] === 2 ? i - 1 : -1;
+    return i % 2 === 0 ? i - 2 : i === last ? i - 1 : -1;
+  };
   const out: LayerPlan[] = [];
   let [h, wd, cin] = cfg.input;
   specs.forEach(([cout, stride], i) => {
     const oh = Math.floor((h + 2 - 3) / stride) + 1;
     const ow = Math.floor((wd + 2 - 3) / stride) + 1;
+    const from = source(i);
     let shortcut: Shortcut = 'none';
-    if (i > 0 && (cfg.shortcuts === 'multi' || i % 2 === 0)) {
-      shortcut = stride === 1 ? 'identity' : 'avgpool_repeat';
-      if (stride === 2 && (h % 2 !== 0 || wd % 2 !== 0 || cout % cin !== 0)) shortcut = 'none';
+    if (from >= 0) {
+      // Identity when the source's map is this layer's; a 2×2 average pool with channels repeated when it is twice
+      // as large; none when neither fits (odd sizes, channels that do not repeat).
+      const src = out[from]!;
+      const [sh, sw] = src.outSize;
+      if (sh === oh && sw === ow && src.cout === cout) shortcut = 'identity';
+      else if (sh === 2 * oh && sw === 2 * ow && cout % src.cout === 0) shortcut = 'avgpool_repeat';
     }
     out.push({
       name: i === 0 ? 'conv0' : `bconv${i}`,
@@ -108,6 +137,7 @@ export function plan(cfg: NetConfig): LayerPlan[] {
       kernel: 3,
       pad: 1,
       shortcut,
+      shortcutFrom: shortcut === 'none' ? -1 : from,
       inSize: [h, wd],
       outSize: [oh, ow],
     });
@@ -151,8 +181,42 @@ export function namedVariables(p: NetParams): Array<{ name: string; v: tf.Variab
 /** Per layer, how many BN outputs its LIF input current sums through its chain of shortcuts. */
 export function currentTerms(cfg: NetConfig): number[] {
   const out: number[] = [];
-  plan(cfg).forEach((l, i) => out.push(i > 0 && l.shortcut !== 'none' ? out[i - 1]! + 1 : 1));
+  for (const l of plan(cfg)) out.push(l.shortcut !== 'none' ? out[l.shortcutFrom]! + 1 : 1);
   return out;
+}
+
+/**
+ * The first field in which two configs describe different networks, with both values, or undefined when they are
+ * the same network. Unwritten optional fields read as their defaults, `plain` as `downsample`; an ANN (ReLU) has
+ * no LIF, so its T, θ, β and their options are not compared.
+ */
+export function netDifference(a: NetConfig, b: NetConfig): { field: string; a: string; b: string } | undefined {
+  const view = (c: NetConfig): Record<string, unknown> => ({
+    width: c.width,
+    neuron: c.neuron,
+    weights: c.weights,
+    shortcuts: shortcutLayout(c),
+    classes: c.classes,
+    input: c.input.join('×'),
+    ...(c.neuron === 'lif'
+      ? {
+          T: c.T,
+          beta: c.beta,
+          theta: c.theta,
+          lif: c.lif ?? 'fixed',
+          thetaInit: c.thetaInit ?? 'uniform',
+          surrogate: c.surrogate ?? 'fixed',
+        }
+      : {}),
+  });
+  const [va, vb] = [view(a), view(b)];
+  const key = Object.keys(va).find((k) => va[k] !== vb[k]);
+  return key === undefined ? undefined : { field: key, a: String(va[key]), b: String(vb[key]) };
+}
+
+/** Whether the .bwsnn format holds the network's shortcuts: each spans one conv (adds the previous layer's current). */
+export function exportable(cfg: NetConfig): boolean {
+  return plan(cfg).every((l, i) => l.shortcut === 'none' || l.shortcutFrom === i - 1);
 }
 
 // tfjs variable names are process-global; checkpoints use namedVariables' names, and Adam keys its state by
@@ -249,13 +313,15 @@ export function forward(
       0,
     );
   let act = fire(current, 0) as tf.Tensor4D;
+  const currents = [current];
   const layerRates = [tf.mean(act) as tf.Scalar];
   for (let i = 1; i < layers.length; i++) {
     const l = layers[i]!;
     let next = norm(conv2d(act, weightOf(i) as tf.Tensor4D, l.stride, l.pad, { spikes: spikeInput }), i);
-    const sc = shortcutCurrent(l.shortcut, current, l.cout);
+    const sc = l.shortcut === 'none' ? undefined : shortcutCurrent(l.shortcut, currents[l.shortcutFrom]!, l.cout);
     if (sc) next = tf.add(next, sc);
     current = next;
+    currents.push(current);
     act = fire(current, i) as tf.Tensor4D;
     layerRates.push(tf.mean(act) as tf.Scalar);
   }

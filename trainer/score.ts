@@ -9,6 +9,7 @@ import type { Dataset } from './data/index.js';
 import { foldModel } from './export/bwsnn.js';
 import { evaluateFolded } from './export/evaluate.js';
 import type { NetParams } from './model.js';
+import { exportable } from './model.js';
 import { disposeBnStatistics, recalibrateBn, recalibration } from './recalibrate.js';
 import type { TrainConfig } from './train.js';
 import { accuracy, predict, teacherNet } from './train.js';
@@ -17,6 +18,10 @@ export interface Score {
   readonly accuracy: number;
   /** Test frames scored. */
   readonly n: number;
+  /** Scored by the folded model (asked for with `folded`, and the format holds the network: `exportable`). */
+  readonly folded: boolean;
+  /** The unfolded network's accuracy on the same frames (equal to `accuracy` when not `folded`). */
+  readonly unfoldedAccuracy: number;
   /** Spike rate per layer over the test frames (the unfolded network's); absent for the ANN. */
   readonly spikeRates?: readonly number[];
 }
@@ -24,7 +29,7 @@ export interface Score {
 /**
  * Scores `params` (a run's `role` network under `cfg`) on `data.test`, recalibrating on `recalibrate` batches of
  * `data.train` (default RECALIBRATE_BATCHES). `folded`: a binary student is scored by its folded model, not by the
- * unfolded network.
+ * unfolded network, when the .bwsnn format holds it (a `blocks` layout does not: it is scored unfolded).
  */
 export function scoreNetwork(
   cfg: TrainConfig,
@@ -38,12 +43,17 @@ export function scoreNetwork(
   const rec = recalibrateBn(net, params, data.train, recalibration(cfg, opts.recalibrate));
   try {
     const unfolded = predict(net, rec, test);
-    const predictions =
-      opts.folded && role === 'student' && net.weights === 'binary'
-        ? evaluateFolded(foldModel(net, rec, { name: 'score', labels: data.labels }), test).predictions
-        : unfolded.predictions;
+    const unfoldedAccuracy = accuracy(unfolded.predictions, test.labels);
+    const folded = Boolean(opts.folded) && role === 'student' && net.weights === 'binary' && exportable(net);
     return {
-      accuracy: accuracy(predictions, test.labels),
+      accuracy: folded
+        ? accuracy(
+            evaluateFolded(foldModel(net, rec, { name: 'score', labels: data.labels }), test).predictions,
+            test.labels,
+          )
+        : unfoldedAccuracy,
+      folded,
+      unfoldedAccuracy,
       n: test.count,
       ...(role === 'student' ? { spikeRates: unfolded.spikeRates } : {}),
     };

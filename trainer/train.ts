@@ -11,7 +11,7 @@ import type { Augment, DataOptions, Dataset, Split } from './data/index.js';
 import { epochOrder, makeBatch } from './data/index.js';
 import { stream } from './data/random.js';
 import type { NetConfig, NetParams } from './model.js';
-import { initParams, namedVariables } from './model.js';
+import { initParams, namedVariables, netDifference } from './model.js';
 import { constrainParams, ParamOptimizer, signSnapshot, signFlips } from './optimizer.js';
 import {
   disposeBnStatistics,
@@ -431,6 +431,15 @@ export async function fit(
   };
   if (opts.resume && hasCheckpoint(dir, 'last')) {
     const ck = loadCheckpoint<RunState>(dir, 'last');
+    // Parameters of the same shapes load into another network too (another T, shortcut layout or neuron):
+    // a run continues only as the network it started as.
+    const storedNet = role === 'teacher' ? teacherNet(ck.meta.config.net) : ck.meta.config.net;
+    const differs = netDifference(storedNet, net);
+    if (differs)
+      throw new ConfigError(
+        `resume: the ${role} in ${dir} is another network (${differs.field} ${differs.a}; asked for ${differs.b}); pick another --out or the run's own flags`,
+        'resume',
+      );
     assignParams(params, ck.tensors, `checkpoint ${dir}`, 'resume');
     await optimizer.setWeights(ck.tensors);
     // The caller passes the resumed run's config (see resumeConfig in scripts/commands/train.ts). The schedule of a

@@ -6,6 +6,7 @@ import { describeBackend, initBackend } from '../../trainer/backend/index.js';
 import { formatReport, loadData } from '../../trainer/data/index.js';
 import type { AblationCase, AblationResult, AblationRow, Variant } from '../../trainer/ablate.js';
 import {
+  DEFAULT_VARIANTS,
   KEPT_MARKER,
   VARIANTS,
   ablationCases,
@@ -43,9 +44,9 @@ export function register(program: Command): void {
     .option('--steps <list>', 'time steps to test, comma-separated', list('--steps', int('--steps', 1, 16)), [1, 2, 4])
     .option(
       '--variants <list>',
-      `comma-separated subset of ${VARIANTS.join(',')}`,
+      `comma-separated, from ${VARIANTS.join(',')} (default: all but downsample)`,
       list('--variants', choice('--variants', VARIANTS)),
-      [...VARIANTS],
+      [...DEFAULT_VARIANTS],
     )
     .option(
       '--rows <list>',

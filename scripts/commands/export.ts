@@ -19,7 +19,7 @@ import type { CardBaseline } from '../../trainer/export/card.js';
 import { createEngine } from '../../runtime/index.js';
 import { hasCheckpoint, loadCheckpointMeta } from '../../trainer/checkpoint.js';
 import type { RunState } from '../../trainer/train.js';
-import { disposeParams } from '../../trainer/model.js';
+import { disposeParams, shortcutLayout } from '../../trainer/model.js';
 import { scoreNetwork } from '../../trainer/score.js';
 import { ConfigError } from '../../runtime/errors.js';
 import { distilledCheckpoint, teacherCheckpoint } from '../../trainer/run.js';
@@ -304,7 +304,7 @@ async function scoreBaseline(
       name:
         state.role === 'teacher'
           ? `ANN (ReLU, float weights, width ${net.width})`
-          : `${net.weights === 'float' ? 'FP-weight SNN' : 'BWSNN'} (width ${net.width}, T = ${net.T}, ${net.shortcuts} shortcuts)`,
+          : `${net.weights === 'float' ? 'FP-weight SNN' : 'BWSNN'} (width ${net.width}, T = ${net.T}, ${shortcutLayout(net)} shortcuts)`,
       dir,
       epochs: state.epoch,
       batchSize: cfg.batchSize,

@@ -9,7 +9,8 @@ import type { Holdout, LoadedData } from '../../trainer/data/index.js';
 import { DEFAULT_AUGMENT, formatReport, loadData } from '../../trainer/data/index.js';
 import type { Fit } from '../../runtime/data/fit.js';
 import { DEFAULT_FIT, FITS } from '../../runtime/data/fit.js';
-import { DEFAULT_NET, macsPerFrame } from '../../trainer/model.js';
+import { DEFAULT_NET, SHORTCUT_LAYOUTS, macsPerFrame } from '../../trainer/model.js';
+import type { ShortcutLayout } from '../../trainer/model.js';
 import { runTraining } from '../../trainer/run.js';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
@@ -43,7 +44,7 @@ export interface TrainFlags {
   width: number;
   T: number;
   beta: number;
-  shortcuts: 'multi' | 'plain';
+  shortcuts: ShortcutLayout;
   weights: 'binary' | 'float';
   perStep: number;
   labelSmoothing: number;
@@ -158,8 +159,8 @@ export function runOptions(cmd: Command): Command {
     .addOption(
       choiceOption(
         '--shortcuts <kind>',
-        'multi: around every binary conv (SEI); plain: every second conv',
-        ['multi', 'plain'],
+        'multi: around every binary conv (SEI); blocks: around every block of two (ResNet; not exportable); downsample: on the stride-2 convs only',
+        [...SHORTCUT_LAYOUTS],
         'multi',
       ),
     )

@@ -17,7 +17,7 @@ import { ConfigError } from '../../runtime/errors.js';
 import { BN_EPSILON } from '../layers/batchnorm.js';
 import { binaryScale, int8Parts } from '../layers/binary.js';
 import type { NetConfig, NetParams } from '../model.js';
-import { plan } from '../model.js';
+import { exportable, plan, shortcutLayout } from '../model.js';
 
 function bnFold(
   p: NetParams['layers'][number],
@@ -57,6 +57,12 @@ export function foldModel(
     throw new ConfigError(
       `export: only binary-weight SNNs have a .bwsnn form; this network is neuron=${net.neuron}, weights=${net.weights}`,
       'weights',
+    );
+  }
+  if (!exportable(net)) {
+    throw new ConfigError(
+      `export: the .bwsnn format's shortcuts span one conv; this network's '${shortcutLayout(net)}' layout has shortcuts around blocks of two (it trains and scores in the trainer only)`,
+      'shortcuts',
     );
   }
   const layers = plan(net);
