@@ -49,6 +49,7 @@ const PASS: Record<string, 'same' | 'ts' | 'teacher' | 'unsupported'> = {
   beta: 'same',
   lif: 'same',
   surrogate: 'same',
+  thetaInit: 'same',
   initFrom: 'unsupported',
   shortcuts: 'same',
   weights: 'same',

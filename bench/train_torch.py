@@ -208,6 +208,15 @@ def plan(cfg):
     return out
 
 
+def current_terms(layers):
+    """Per layer, how many BN outputs its LIF input current sums through its chain of shortcuts (model.ts
+    currentTerms): --theta-init depth starts each θ at θ·sqrt(terms)."""
+    out = []
+    for _, _, _, _, shortcut, src in layers:
+        out.append(out[src] + 1 if shortcut != 'none' else 1)
+    return out
+
+
 class Spike(torch.autograd.Function):
     """s = v >= theta; backward: the triangle surrogate max(0, 1 - |v - theta| / w) / w, w = 1 or theta."""
 
@@ -268,7 +277,8 @@ def net_config(a, role='student'):
     """The network flags as trainer/model.ts NetConfig; the teacher (and --neuron relu) is the ANN twin."""
     relu = role == 'teacher' or a.neuron == 'relu'
     return argparse.Namespace(width=a.width, T=1 if relu else a.T, beta=a.beta, theta=1.0, neuron='relu' if relu else 'lif',
-                              weights='float' if relu else a.weights, shortcuts=a.shortcuts, lif=a.lif, surrogate=a.surrogate, classes=10)
+                              weights='float' if relu else a.weights, shortcuts=a.shortcuts, lif=a.lif, surrogate=a.surrogate, classes=10,
+                              theta_init=getattr(a, 'theta_init', 'uniform'))
 
 
 class Net(torch.nn.Module):
@@ -284,7 +294,9 @@ class Net(torch.nn.Module):
         normal = Stream(seed)
         P = torch.nn.Parameter
         self.w, self.gamma, self.bn_beta, self.theta, self.lif_beta = (torch.nn.ParameterList() for _ in range(5))
+        terms = current_terms(self.plan)
         for i, (_, cin, cout, _, _, _) in enumerate(self.plan):
+            theta = cfg.theta * math.sqrt(terms[i]) if cfg.theta_init == 'depth' else cfg.theta
             std = math.sqrt(2 / (9 * cin))
             hwio = (std * gaussian(normal, 9 * cin * cout)).astype(np.float32).reshape(3, 3, cin, cout)
             self.w.append(P(torch.from_numpy(hwio).permute(3, 2, 0, 1).contiguous()))
@@ -292,7 +304,7 @@ class Net(torch.nn.Module):
             self.bn_beta.append(P(torch.zeros(cout)))
             self.register_buffer(f'mean{i}', torch.zeros(cout))
             self.register_buffer(f'var{i}', torch.ones(cout))
-            self.theta.append(P(torch.full((cout,), cfg.theta), requires_grad=learn))
+            self.theta.append(P(torch.full((cout,), theta), requires_grad=learn))
             self.lif_beta.append(P(torch.tensor([cfg.beta], dtype=torch.float32), requires_grad=learn))
         last = self.plan[-1][2]
         head = (math.sqrt(1 / last) * gaussian(normal, last * cfg.classes)).astype(np.float32)
@@ -758,6 +770,8 @@ def parser_of():
     ap.add_argument('--beta', type=number('--beta', 0, 1), default=0.5)
     ap.add_argument('--lif', choices=['fixed', 'learn'], default='fixed')
     ap.add_argument('--surrogate', choices=['fixed', 'theta'], default='fixed')
+    ap.add_argument('--theta-init', choices=['uniform', 'depth'], default='uniform',
+                    help='depth: each θ starts at sqrt of the currents its shortcuts sum')
     ap.add_argument('--shortcuts', choices=['multi', 'blocks', 'downsample', 'plain'], default='multi')
     ap.add_argument('--weights', choices=['binary', 'float'], default='binary')
     ap.add_argument('--neuron', choices=['lif', 'relu'], default='lif', help='relu: the ANN twin (float weights, T = 1)')

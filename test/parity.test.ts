@@ -4,8 +4,9 @@
  * with BN statistics, θ and β moved off their initial values and latent weights past the clip) and the same batch,
  * the per-step logits in eval and training mode, the loss, the batch statistics and every gradient (tolerance 1e-4
  * of each tensor's largest value); two optimizer steps with micro-batches (Adam, the two rates, clipping, BN
- * running averages); the schedule; the initialisation from the seed; and the data pipeline (validation split,
- * shuffle, augmentation, recalibration frames and statistics). Skipped when /usr/bin/python3 cannot import torch.
+ * running averages); the schedule; the initialisation from the seed (θ scaled by depth); and the data pipeline
+ * (validation split, shuffle, augmentation, recalibration frames and statistics). Skipped when /usr/bin/python3
+ * cannot import torch.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -207,7 +208,7 @@ test('the PyTorch reference computes what the TS trainer computes', { skip }, as
           schedule: scheduleAt,
           ...(e.c.kd ? { soft: Array.from(soft) } : {}),
         })),
-        { args: ['--width', String(width), '--seed', '9'], params: true },
+        { args: ['--width', String(width), '--seed', '9', '--theta-init', 'depth'], params: true },
       ],
       data: {
         args: [
@@ -302,7 +303,8 @@ test('the PyTorch reference computes what the TS trainer computes', { skip }, as
       }
     }
 
-    const init = initParams({ ...DEFAULT_NET, width }, 9, 'parity-init/');
+    // θ starts at θ·√k per layer (k: the currents its shortcuts sum, 1 … 6 with multiple shortcuts).
+    const init = initParams({ ...DEFAULT_NET, width, thetaInit: 'depth' }, 9, 'parity-init/');
     for (const { name, v } of namedVariables(init))
       assertClose(`initialisation from --seed 9: ${name}`, out.cases[cases.length].params[name], values(v), 1e-6);
 

@@ -1,7 +1,7 @@
 /**
  * `sei ablate` end to end on a tiny budget: the rows asked for (`--rows`), each trained and scored, the SNN rows
  * with a spike rate per layer, the markdown table written above the file's marker line with the text below it kept,
- * a file that would lose text refused, and a second call resuming the finished runs.
+ * a file that would lose text refused, and a second call resuming the finished runs with their kept scores.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -90,6 +90,21 @@ test('sei ablate trains the rows asked for, with per-layer spike rates, and resu
     rows.map((r) => r.testAccuracy),
   );
   assert.equal(readFileSync(md, 'utf8').split(notes).length, 2, 'the kept notes appear once after a rewrite');
+  // Each finished row keeps its score beside its checkpoint; a later call reuses it while nothing it depends on
+  // changed (a forged figure under the same digest comes back), and scores again when the test frames change.
+  for (const sub of ['ann', 'plain-t1', 'sei-t2']) assert.ok(existsSync(join(tmp, 'runs', sub, 'score.json')), sub);
+  const keptFile = join(tmp, 'runs', 'plain-t1', 'score.json');
+  const kept = JSON.parse(readFileSync(keptFile, 'utf8')) as { digest: string; score: { accuracy: number } };
+  writeFileSync(keptFile, JSON.stringify({ ...kept, score: { ...kept.score, accuracy: 0.123 } }));
+  assert.deepEqual(
+    ablate(...args).map((r) => r.testAccuracy),
+    [rows[0]!.testAccuracy, 0.123, rows[2]!.testAccuracy],
+  );
+  const fewer = [...args];
+  fewer[fewer.indexOf('--test-limit') + 1] = '100';
+  const rescored = ablate(...fewer)[1]!.testAccuracy;
+  assert.ok(rescored !== 0.123 && rescored >= 0 && rescored <= 1, String(rescored));
+  assert.notEqual((JSON.parse(readFileSync(keptFile, 'utf8')) as { digest: string }).digest, kept.digest);
 });
 
 test('sei ablate refuses, before it trains, a markdown file whose text has no marker line, and leaves it as it was', () => {

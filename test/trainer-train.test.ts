@@ -1,7 +1,7 @@
 /**
  * A short real training run on a Fashion-MNIST subset (must beat chance by a wide margin), its export through the
  * fold into the runtime engine (predictions must agree with the trainer's folded evaluation), and resume after an
- * interruption reproducing the uninterrupted run bit for bit.
+ * interruption reproducing the uninterrupted run bit for bit (weights and the interrupted epoch's record).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,11 +72,23 @@ test('an interrupted run resumed from its checkpoint ends with the same weights 
     hooks: { shouldStop: () => ++batches === 11 },
   });
   assert.equal(stopped.interrupted, true);
+  assert.equal(stopped.state.epoch, 1, 'stopped in the second epoch');
+  assert.ok(stopped.state.batchInEpoch > 0);
+  assert.equal(stopped.state.partialEpoch?.done, stopped.state.batchInEpoch, 'the tallies of its batches so far');
   const b = await fit('student', cfg, small, join(tmp, 'b'), { resume: true, engine: backend.engine });
   assert.equal(b.state.epoch, 2);
+  assert.equal(b.state.partialEpoch, undefined);
   const va = namedVariables(a.params),
     vb = namedVariables(b.params);
   va.forEach((x, i) => assert.deepEqual(Array.from(vb[i]!.v.dataSync()), Array.from(x.v.dataSync()), x.name));
+  // The resumed epoch's record covers the whole epoch, both sittings: the same figures as the uninterrupted run's.
+  const figures = (h: typeof a.state.history) =>
+    h.map(({ loss, trainAccuracy, valAccuracy, signFlips }) => ({ loss, trainAccuracy, valAccuracy, signFlips }));
+  assert.deepEqual(figures(b.state.history), figures(a.state.history));
+  assert.ok(
+    a.state.history[1]!.signFlips!.some((f) => f > 0),
+    'the second epoch flips some signs',
+  );
   // The schedule is fixed when a run starts: a different budget on resume is refused, in either direction.
   await assert.rejects(
     fit('student', { ...cfg, epochs: 1 }, small, join(tmp, 'b'), { resume: true, engine: backend.engine }),

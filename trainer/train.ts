@@ -117,6 +117,8 @@ export interface RunState {
   readonly epoch: number;
   /** Batches done in the epoch after `epoch` (non-zero only for an interrupted run). */
   readonly batchInEpoch: number;
+  /** The tallies of those batches, so the epoch's record, once resumed, covers the whole epoch. */
+  readonly partialEpoch?: PartialEpoch;
   readonly history: EpochRecord[];
   /** Training wall time so far, seconds, across resumed runs. */
   readonly wallSeconds: number;
@@ -124,6 +126,34 @@ export interface RunState {
   /** The command line that started the run, for model cards. */
   readonly command?: string;
 }
+
+/** An interrupted epoch's running sums, and the latent weights' signs at its start (for its sign flips). */
+export interface PartialEpoch {
+  readonly seen: number;
+  readonly lossSum: number;
+  readonly correct: number;
+  /** Steps taken. */
+  readonly done: number;
+  /** Training seconds spent in the epoch so far. */
+  readonly seconds: number;
+  /** Per binary layer, the signs (1: w ≥ 0) at the epoch's start, bit-packed, base64. */
+  readonly signs: string[];
+}
+
+const packSigns = (signs: readonly Uint8Array[]): string[] =>
+  signs.map((s) => {
+    const bits = new Uint8Array(Math.ceil(s.length / 8));
+    s.forEach((v, j) => {
+      if (v) bits[j >> 3]! |= 1 << (j & 7);
+    });
+    return Buffer.from(bits).toString('base64');
+  });
+
+const unpackSigns = (packed: readonly string[], like: readonly Uint8Array[]): Uint8Array[] =>
+  like.map((s, k) => {
+    const bits = Buffer.from(packed[k] ?? '', 'base64');
+    return Uint8Array.from({ length: s.length }, (_, j) => ((bits[j >> 3] ?? 0) >> (j & 7)) & 1);
+  });
 
 export interface BatchEvent {
   readonly role: 'student' | 'teacher';
@@ -501,11 +531,21 @@ export async function fit(
       const augRng = stream(cfg.seed, 'augment', epoch);
       const start = performance.now();
       const wallBase = state.wallSeconds;
-      const signs = signSnapshot(net, params);
-      let seen = 0,
-        lossSum = 0,
-        correct = 0,
-        done = 0;
+      // A resumed epoch carries on the tallies and the sign snapshot its first sitting saved.
+      const partial = state.batchInEpoch ? state.partialEpoch : undefined;
+      const now = signSnapshot(net, params);
+      const signs = partial ? unpackSigns(partial.signs, now) : now;
+      const secondsBefore = partial?.seconds ?? 0;
+      let seen = partial?.seen ?? 0,
+        lossSum = partial?.lossSum ?? 0,
+        correct = partial?.correct ?? 0,
+        done = partial?.done ?? 0;
+      const pause = (b: number, secs: number): RunState => ({
+        ...state,
+        batchInEpoch: b + 1,
+        partialEpoch: { seen, lossSum, correct, done, seconds: secondsBefore + secs, signs: packSigns(signs) },
+        wallSeconds: wallBase + secs,
+      });
       for (let b = 0; b < batches.length; b++) {
         const idx = batches[b]!;
         // Draw augmentation for skipped batches too, so a resumed epoch sees the same frames.
@@ -527,10 +567,10 @@ export async function fit(
           batches: batches.length,
           loss: lossSum / done,
           accuracy: correct / seen,
-          imagesPerSecond: seen / secs,
+          imagesPerSecond: seen / (secondsBefore + secs),
         });
         if (opts.saveEvery && (b + 1) % opts.saveEvery === 0 && b + 1 < batches.length) {
-          state = { ...state, batchInEpoch: b + 1, wallSeconds: wallBase + secs };
+          state = pause(b, secs);
           await save('last');
         }
         // Let signal handlers (Ctrl+C) run: the batch loop is otherwise synchronous and never yields.
@@ -538,7 +578,7 @@ export async function fit(
         if (hooks.shouldStop?.()) {
           interrupted = b + 1 < batches.length;
           if (interrupted) {
-            state = { ...state, batchInEpoch: b + 1, wallSeconds: wallBase + secs };
+            state = pause(b, secs);
             await save('last');
             hooks.onInfo?.(
               `${role}: interrupted; checkpoint saved to ${join(dir, 'last.json')} (epoch ${epoch} batch ${b + 1}); --resume continues`,
@@ -559,14 +599,15 @@ export async function fit(
         loss: lossSum / Math.max(1, done),
         trainAccuracy: correct / Math.max(1, seen),
         valAccuracy,
-        seconds: secs,
-        imagesPerSecond: seen / secs,
+        seconds: secondsBefore + secs,
+        imagesPerSecond: seen / (secondsBefore + secs),
         lr: learningRate(state.config, epoch + 1 - 1e-9),
         ...(flips.length ? { signFlips: flips } : {}),
         ...(val && net.neuron === 'lif' ? { spikeRates: val.spikeRates } : {}),
       };
+      const { partialEpoch: _, ...rest } = state;
       state = {
-        ...state,
+        ...rest,
         epoch: epoch + 1,
         batchInEpoch: 0,
         history: [...state.history, record],
