@@ -8,7 +8,8 @@
  *
  * Flags: `sei train`'s run options, with their defaults (scripts/commands/train.ts runOptions; --epochs defaults
  * to 3 here), passed to both; --threads is the TS trainer's, --torch-threads PyTorch's (default: every core);
- * --out DIR keeps the TS run folder (default: a temporary one); --markdown FILE writes the table into FILE's
+ * --out DIR keeps the TS run folder (default: a temporary one); --ts-run DIR takes the TS side from a finished run
+ * trained earlier with the same flags (an ablation row) instead of training it; --markdown FILE writes the table into FILE's
  * "Training parity" section (replacing the subsection of the same command); --json prints a summary line.
  */
 import { spawn } from 'node:child_process';
@@ -22,7 +23,14 @@ import { configFromFlags, runOptions, type TrainFlags } from '../scripts/command
 import { int } from '../scripts/options.js';
 import { printJson } from '../scripts/output.js';
 import { createProgram, runCli } from '../scripts/run-cli.js';
-import type { EpochRecord } from '../trainer/train.js';
+import { keptScore } from '../trainer/ablate.js';
+import { initBackend } from '../trainer/backend/index.js';
+import { loadData } from '../trainer/data/index.js';
+import { disposeParams, netDifference } from '../trainer/model.js';
+import { RECALIBRATE_BATCHES, recalibration } from '../trainer/recalibrate.js';
+import { scoreNetwork } from '../trainer/score.js';
+import type { EpochRecord, TrainConfig } from '../trainer/train.js';
+import { loadParams } from '../trainer/train.js';
 import { PYTHON, requireTorch, TORCH_SCRIPT } from '../scripts/bench/torch.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -73,6 +81,7 @@ const PASS: Record<string, 'same' | 'ts' | 'teacher' | 'unsupported'> = {
 
 type Flags = Omit<TrainFlags, 'out'> & {
   out?: string;
+  tsRun?: string;
   torchThreads: number;
   markdown?: string;
 };
@@ -82,7 +91,8 @@ interface Side {
   readonly testAccuracy: number;
   readonly teacherTestAccuracy?: number;
   readonly wallSeconds: number;
-  readonly load: [number, number];
+  /** Load average at the start and the end of the run; absent for a run trained earlier (`--ts-run`). */
+  readonly load?: [number, number];
   readonly version: string;
 }
 
@@ -163,13 +173,8 @@ async function runTs(args: string[], dir: string): Promise<Side> {
     ...args,
   ]);
   const summary = jsonLines(out).pop()!;
-  const history = (sub: string, role: 'student' | 'teacher') => {
-    const file = join(dir, sub, 'last.json');
-    if (!existsSync(file)) return [];
-    return (JSON.parse(readFileSync(file, 'utf8')) as { history: EpochRecord[] }).history.map((r) => ({ ...r, role }));
-  };
   return {
-    epochs: [...history('teacher', 'teacher'), ...history('', 'student')],
+    epochs: runHistory(dir),
     testAccuracy: summary['testAccuracy'] as number,
     ...(typeof summary['teacherTestAccuracy'] === 'number'
       ? { teacherTestAccuracy: summary['teacherTestAccuracy'] }
@@ -178,6 +183,91 @@ async function runTs(args: string[], dir: string): Promise<Side> {
     load: [load0, loadavg()[0]!],
     version: `sei-edge trainer (${String(summary['engine'])}, ${args.includes('--threads') ? args[args.indexOf('--threads') + 1] : '?'} threads)`,
   };
+}
+
+/** A run folder's per-epoch records, its teacher's (`teacher/`, when it trained one) first. */
+function runHistory(dir: string): Side['epochs'] {
+  const history = (sub: string, role: 'student' | 'teacher') => {
+    const file = join(dir, sub, 'last.json');
+    if (!existsSync(file)) return [];
+    return (JSON.parse(readFileSync(file, 'utf8')) as { history: EpochRecord[] }).history.map((r) => ({ ...r, role }));
+  };
+  return [...history('teacher', 'teacher'), ...history('', 'student')];
+}
+
+/**
+ * The first field in which two run configs train differently (the network, the schedule, the data, the loss), with
+ * both values, or undefined. Unwritten optional fields read as their defaults; without a teacher the KD options do
+ * not count.
+ */
+function runDifference(a: TrainConfig, b: TrainConfig): { field: string; a: string; b: string } | undefined {
+  const net = netDifference(a.net, b.net);
+  if (net) return net;
+  const view = (c: TrainConfig): Record<string, unknown> => ({
+    epochs: c.epochs,
+    batchSize: c.batchSize,
+    microBatch: c.microBatch ?? c.batchSize,
+    lr: c.lr,
+    latentLr: c.latentLr ?? c.lr,
+    lrFinal: c.lrFinal,
+    warmupEpochs: c.warmupEpochs,
+    seed: c.seed,
+    'data.dir': c.data.dir ?? 'Fashion-MNIST',
+    'data.valSize': c.data.valSize ?? 5000,
+    'data.trainLimit': c.data.trainLimit ?? 'all',
+    augment: c.augment ? `flip ${c.augment.flip}, shift ${c.augment.shift}` : 'none',
+    perStep: c.loss.perStep,
+    labelSmoothing: c.loss.labelSmoothing,
+    spikePenalty: c.loss.spikePenalty ?? 0,
+    spikeTarget: c.loss.spikePenalty ? (c.loss.spikeTarget ?? 0) : 0,
+    teacher: c.teacher ? `${c.teacher.kind}${'epochs' in c.teacher ? `, ${c.teacher.epochs} epochs` : ''}` : 'none',
+    ...(c.teacher
+      ? { kdWeight: c.loss.kdWeight, kdTemperature: c.loss.kdTemperature, kdPerStep: c.loss.kdPerStep ?? 0 }
+      : {}),
+    recalibrate: c.valRecalibrate ?? RECALIBRATE_BATCHES,
+  });
+  const [va, vb] = [view(a), view(b)];
+  const key = Object.keys(va).find((k) => va[k] !== vb[k]);
+  return key === undefined ? undefined : { field: key, a: String(va[key]), b: String(vb[key]) };
+}
+
+/**
+ * `--ts-run DIR`: the TS side from a finished run trained earlier (an ablation row, say) instead of training it
+ * again. Refused when the run is not finished or was trained otherwise than the flags ask (they also go to PyTorch).
+ * Its test accuracy is the unfolded network's with BN recalibrated, what the PyTorch side reports (through the
+ * row's kept score when `sei ablate` left one).
+ */
+async function tsFromRun(dir: string, wanted: TrainConfig): Promise<Side> {
+  await initBackend();
+  const { params, state } = loadParams(dir, 'last');
+  try {
+    const cfg = state.config;
+    if (state.role !== 'student')
+      throw new ConfigError(`--ts-run: expected a student run folder, got the ${state.role} in ${dir}`, '--ts-run');
+    if (state.epoch < cfg.epochs)
+      throw new ConfigError(
+        `--ts-run: ${dir} is not finished (epoch ${state.epoch} of ${cfg.epochs}); finish it first`,
+        '--ts-run',
+      );
+    const data = await loadData(cfg.data, { run: dir, reuse: true });
+    const differs = runDifference(cfg, { ...wanted, net: { ...wanted.net, input: data.input } });
+    if (differs)
+      throw new ConfigError(
+        `--ts-run: ${dir} was trained with ${differs.field} ${differs.a}, the flags ask for ${differs.b}; pass the run's own flags`,
+        '--ts-run',
+      );
+    const score = keptScore(dir, data, { folded: true, recalibrate: recalibration(cfg) }, () =>
+      scoreNetwork(cfg, params, 'student', data, { folded: true }),
+    );
+    return {
+      epochs: runHistory(dir),
+      testAccuracy: score.unfoldedAccuracy,
+      wallSeconds: state.wallSeconds,
+      version: `sei-edge trainer (${state.engine}, trained earlier in ${dir})`,
+    };
+  } finally {
+    disposeParams(params);
+  }
 }
 
 async function runTorch(args: string[], threads: number): Promise<Side> {
@@ -216,7 +306,7 @@ function markdown(command: string, ts: Side, torch: Side): { heading: string; bo
   const cpu = cpus();
   const body = [
     `Measured ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC on ${cpu.length}× ${cpu[0]?.model ?? 'unknown CPU'} (${platform()} ${release()}); ` +
-      `load average ${ts.load[0].toFixed(1)} → ${ts.load[1].toFixed(1)} during the TS run, ${torch.load[0].toFixed(1)} → ${torch.load[1].toFixed(1)} during PyTorch's. ` +
+      `load average ${ts.load ? `${ts.load[0].toFixed(1)} → ${ts.load[1].toFixed(1)} during the TS run` : 'not recorded for the TS run (trained earlier)'}, ${torch.load ? `${torch.load[0].toFixed(1)} → ${torch.load[1].toFixed(1)}` : '–'} during PyTorch's. ` +
       `${ts.version}, ${(ts.wallSeconds / 60).toFixed(1)} min; ${torch.version}, ${(torch.wallSeconds / 60).toFixed(1)} min. Command: \`${command}\``,
     '',
     '| epoch | loss (TS / PyTorch) | train accuracy | validation accuracy | lr at the end | images/s |',
@@ -265,22 +355,35 @@ const program = runOptions(
 )
   .option('--torch-threads <n>', 'PyTorch intra-op threads', int('--torch-threads', 1, 256), availableParallelism())
   .option('--out <dir>', 'keep the TS run folder here (default: a temporary folder, removed)')
+  .option(
+    '--ts-run <dir>',
+    'take the TS side from this finished run (e.g. an ablation row) instead of training it; the flags must be its own',
+  )
   .option('--markdown <file>', 'write the table into the "Training parity" section of FILE (e.g. bench/RESULTS.md)')
   .option('--json', 'print a JSON summary on the last line');
 // Commander stores a default when the option is added: change both what --help shows and the value.
 program.options.find((o) => o.long === '--epochs')!.default(3);
 program.setOptionValueWithSource('epochs', 3, 'default');
 program.action(async (f: Flags, cmd: Command) => {
-  configFromFlags({ ...f, out: f.out ?? '', json: true }); // the trainer's own cross-flag checks, before either run starts
+  // The trainer's own cross-flag checks, before either run starts.
+  const wanted = configFromFlags({ ...f, out: f.out ?? '', json: true });
+  if (f.tsRun && f.out) throw new ConfigError('--ts-run and --out: expected at most one, got both', '--ts-run');
   requireTorch('bench:parity'); // before the TS run, not after it
   const { ts: tsArgs, torch: torchArgs, given, ignored } = argumentsFor(cmd, f);
-  const dir = f.out ?? mkdtempSync(join(tmpdir(), 'sei-parity-'));
+  const dir = f.out ?? f.tsRun ?? mkdtempSync(join(tmpdir(), 'sei-parity-'));
   if (ignored.length)
     process.stderr.write(`note: ${ignored.join(', ')} (defaulted) not passed to the PyTorch reference\n`);
+  if (f.tsRun) given.unshift('--ts-run', f.tsRun);
   const command = ['npm run bench:parity', ...(given.length ? ['--', ...given] : [])].join(' ');
   try {
-    process.stderr.write(`TS trainer: sei train ${tsArgs.join(' ')}\n`);
-    const ts = await runTs(tsArgs, dir);
+    let ts: Side;
+    if (f.tsRun) {
+      process.stderr.write(`TS trainer: the run in ${f.tsRun}\n`);
+      ts = await tsFromRun(f.tsRun, wanted);
+    } else {
+      process.stderr.write(`TS trainer: sei train ${tsArgs.join(' ')}\n`);
+      ts = await runTs(tsArgs, dir);
+    }
     process.stderr.write(`PyTorch: ${PYTHON} bench/train_torch.py --train ${torchArgs.join(' ')}\n`);
     const torch = await runTorch(torchArgs, f.torchThreads);
     const md = markdown(command, ts, torch);
@@ -288,7 +391,7 @@ program.action(async (f: Flags, cmd: Command) => {
     if (f.markdown) writeSection(f.markdown, md.heading, md.body);
     if (f.json) printJson({ command, ts, torch, gapPoints: md.gap, within: Math.abs(md.gap) <= 0.5 });
   } finally {
-    if (!f.out) rmSync(dir, { recursive: true, force: true });
+    if (!f.out && !f.tsRun) rmSync(dir, { recursive: true, force: true });
   }
 });
 await runCli(program);
