@@ -23,12 +23,11 @@ import { configFromFlags, runOptions, type TrainFlags } from '../scripts/command
 import { int } from '../scripts/options.js';
 import { printJson } from '../scripts/output.js';
 import { createProgram, runCli } from '../scripts/run-cli.js';
-import { keptScore } from '../trainer/ablate.js';
 import { initBackend } from '../trainer/backend/index.js';
 import { loadData } from '../trainer/data/index.js';
 import { disposeParams, netDifference } from '../trainer/model.js';
-import { RECALIBRATE_BATCHES, recalibration } from '../trainer/recalibrate.js';
-import { scoreNetwork } from '../trainer/score.js';
+import { RECALIBRATE_BATCHES } from '../trainer/recalibrate.js';
+import { keptScore } from '../trainer/score.js';
 import type { EpochRecord, TrainConfig } from '../trainer/train.js';
 import { loadParams } from '../trainer/train.js';
 import { PYTHON, requireTorch, TORCH_SCRIPT } from '../scripts/bench/torch.js';
@@ -256,9 +255,7 @@ async function tsFromRun(dir: string, wanted: TrainConfig): Promise<Side> {
         `--ts-run: ${dir} was trained with ${differs.field} ${differs.a}, the flags ask for ${differs.b}; pass the run's own flags`,
         '--ts-run',
       );
-    const score = keptScore(dir, data, { folded: true, recalibrate: recalibration(cfg) }, () =>
-      scoreNetwork(cfg, params, 'student', data, { folded: true }),
-    );
+    const score = keptScore(dir, cfg, params, 'student', data, { folded: true });
     return {
       epochs: runHistory(dir),
       testAccuracy: score.unfoldedAccuracy,

@@ -7,15 +7,13 @@
  * distils. Every row is scored by trainer/score.ts (recalibrated BN statistics; binary networks after folding, what
  * ships, where the format holds them; every SNN row also by its unfolded network, the one statistic all rows share).
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Dataset } from './data/index.js';
 import { disposeParams, macsPerFrame } from './model.js';
 import type { NetParams, ShortcutLayout } from './model.js';
 import { annTeacher } from './recipe/kd.js';
 import { disposeBnStatistics, recalibrateBn, recalibration } from './recalibrate.js';
-import { type Score, scoreNetwork } from './score.js';
+import { keptScore } from './score.js';
 import type { FitHooks, FitResult, TrainConfig } from './train.js';
 import { fit, teacherNet } from './train.js';
 
@@ -82,40 +80,6 @@ export interface AblationResult {
   readonly rows: AblationRow[];
   /** The rows not reached: a stop was asked for (the run in training saved a checkpoint; the same call resumes). */
   readonly pending: AblationCase[];
-}
-
-/** Bumped when scoring changes, so a kept score of the older method is computed again. */
-const SCORE_METHOD = 1;
-
-/**
- * A finished row's score, kept in `runDir/score.json` beside its checkpoint: a resumed ablation reuses it instead of
- * scoring the same network again (minutes a row). It is keyed by a digest of what the score depends on (the
- * checkpoint, the training frames BN is recalibrated on, the test frames and labels, the scoring method and
- * options), so any change scores the row again.
- */
-export function keptScore(
-  runDir: string,
-  data: Pick<Dataset, 'train' | 'test'>,
-  opts: Readonly<Record<string, unknown>>,
-  compute: () => Score,
-): Score {
-  const file = join(runDir, 'score.json');
-  const hash = createHash('sha256').update(JSON.stringify({ method: SCORE_METHOD, opts }));
-  for (const name of ['last.json', 'last.bin']) hash.update(readFileSync(join(runDir, name)));
-  for (const bytes of [data.train.images, data.test.images, data.test.labels]) hash.update(bytes);
-  const digest = hash.digest('hex');
-  if (existsSync(file)) {
-    try {
-      const kept = JSON.parse(readFileSync(file, 'utf8')) as { digest?: string; score?: Score };
-      if (kept.digest === digest && kept.score) return kept.score;
-    } catch {
-      // An unreadable file is scored again and replaced.
-    }
-  }
-  const score = compute();
-  writeFileSync(`${file}.tmp`, `${JSON.stringify({ digest, score }, null, 1)}\n`);
-  renameSync(`${file}.tmp`, file);
-  return score;
 }
 
 /** A case as `--rows` spells it: `VARIANT@T`, or `ann`. */
@@ -191,9 +155,7 @@ export async function runAblation(
       emit({
         variant: 'ann',
         T: 1,
-        testAccuracy: keptScore(join(dir, 'ann'), data, { recalibrate: recalibration(base) }, () =>
-          scoreNetwork(base, teacher!, 'teacher', data),
-        ).accuracy,
+        testAccuracy: keptScore(join(dir, 'ann'), base, teacher, 'teacher', data).accuracy,
         epochs: base.epochs,
         wallSeconds: trained.state.wallSeconds,
         megaMacPerFrame: macsPerFrame(teacherNet(base.net)) / 1e6,
@@ -226,9 +188,7 @@ export async function runAblation(
     }
     // Scored as shipped: BN recalibrated as `sei export` does by default, a binary row by its folded model; the
     // spike rates are the trainer's pass over the test frames (the per-epoch log's statistic).
-    const score = keptScore(runDir, data, { folded: true, recalibrate: recalibration(cfg) }, () =>
-      scoreNetwork(cfg, r.params, 'student', data, { folded: true }),
-    );
+    const score = keptScore(runDir, cfg, r.params, 'student', data, { folded: true });
     emit({
       variant,
       T,

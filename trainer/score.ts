@@ -5,6 +5,9 @@
  * student optionally by the folded model's own arithmetic (what the box runs) instead of the unfolded network.
  * Recalibrating recalibrated statistics changes nothing, so settled parameters score the same.
  */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Dataset } from './data/index.js';
 import { foldModel } from './export/bwsnn.js';
 import { evaluateFolded } from './export/evaluate.js';
@@ -60,4 +63,41 @@ export function scoreNetwork(
   } finally {
     disposeBnStatistics(rec, params);
   }
+}
+
+/** Bumped when scoring changes, so a kept score of the older method is computed again. */
+const SCORE_METHOD = 1;
+
+/**
+ * `scoreNetwork` for the finished run in `runDir`, kept in `runDir/score.json` beside its checkpoint: a resumed
+ * ablation reuses it instead of scoring the same network again (minutes a row). It is keyed by a digest of what the
+ * score depends on (the checkpoint, the training frames BN is recalibrated on, the test frames and labels, the
+ * scoring method and options), so any change scores the run again.
+ */
+export function keptScore(
+  runDir: string,
+  cfg: TrainConfig,
+  params: NetParams,
+  role: 'student' | 'teacher',
+  data: Pick<Dataset, 'train' | 'test' | 'labels'>,
+  opts: { folded?: boolean; recalibrate?: number } = {},
+): Score {
+  const file = join(runDir, 'score.json');
+  const key = { ...(opts.folded ? { folded: true } : {}), recalibrate: recalibration(cfg, opts.recalibrate) };
+  const hash = createHash('sha256').update(JSON.stringify({ method: SCORE_METHOD, opts: key }));
+  for (const name of ['last.json', 'last.bin']) hash.update(readFileSync(join(runDir, name)));
+  for (const bytes of [data.train.images, data.test.images, data.test.labels]) hash.update(bytes);
+  const digest = hash.digest('hex');
+  if (existsSync(file)) {
+    try {
+      const kept = JSON.parse(readFileSync(file, 'utf8')) as { digest?: string; score?: Score };
+      if (kept.digest === digest && kept.score) return kept.score;
+    } catch {
+      // An unreadable file is scored again and replaced.
+    }
+  }
+  const score = scoreNetwork(cfg, params, role, data, opts);
+  writeFileSync(`${file}.tmp`, `${JSON.stringify({ digest, score }, null, 1)}\n`);
+  renameSync(`${file}.tmp`, file);
+  return score;
 }

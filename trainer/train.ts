@@ -535,6 +535,7 @@ export async function fit(
       const partial = state.batchInEpoch ? state.partialEpoch : undefined;
       const now = signSnapshot(net, params);
       const signs = partial ? unpackSigns(partial.signs, now) : now;
+      const packedSigns = partial?.signs ?? packSigns(signs);
       const secondsBefore = partial?.seconds ?? 0;
       let seen = partial?.seen ?? 0,
         lossSum = partial?.lossSum ?? 0,
@@ -543,7 +544,7 @@ export async function fit(
       const pause = (b: number, secs: number): RunState => ({
         ...state,
         batchInEpoch: b + 1,
-        partialEpoch: { seen, lossSum, correct, done, seconds: secondsBefore + secs, signs: packSigns(signs) },
+        partialEpoch: { seen, lossSum, correct, done, seconds: secondsBefore + secs, signs: packedSigns },
         wallSeconds: wallBase + secs,
       });
       for (let b = 0; b < batches.length; b++) {
